@@ -1,0 +1,173 @@
+//! The hot path's HTTP/1.1 client: hyper connections owned by the task that uses them (no
+//! pool, no channel per request), timeouts on connect and on the whole exchange, response
+//! bodies read with a size limit, and every failure mapped to an `ErrorClass`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::metrics::ErrorClass;
+
+/// Where and how to connect; shared read-only by every task of a worker.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub addr: SocketAddr,
+    pub host: HeaderValue,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body: u64,
+}
+
+/// One keep-alive HTTP/1.1 connection; its driver runs as a task on the same worker.
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+/// The parts of a response a step looks at.
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    /// The body, when the caller asked to keep it (for extraction); otherwise empty.
+    pub body: Bytes,
+}
+
+impl Connection {
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+impl ClientConfig {
+    pub async fn connect(&self) -> Result<Connection, ErrorClass> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
+                Err(_) => return Err(ErrorClass::ConnectTimeout),
+                Ok(Err(error)) => return Err(classify_connect(&error)),
+                Ok(Ok(stream)) => stream,
+            };
+        // Requests are small and latency is what we measure: do not let Nagle batch them.
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| ErrorClass::ConnectError)?;
+        tokio::task::spawn_local(async move {
+            // The connection ends when the sender is dropped or the peer closes; either way
+            // the next request on it will notice and reconnect.
+            let _ = connection.await;
+        });
+        Ok(Connection { sender })
+    }
+
+    /// Sends `request` on `connection` (connecting first when there is none or it closed).
+    /// On any failure the connection is dropped so the next request starts fresh.
+    pub async fn send(
+        &self,
+        connection: &mut Option<Connection>,
+        mut request: Request<Full<Bytes>>,
+        keep_body: bool,
+    ) -> Result<Response, ErrorClass> {
+        request
+            .headers_mut()
+            .insert(http::header::HOST, self.host.clone());
+        let exchange = async {
+            if connection.as_ref().is_none_or(|c| c.sender.is_closed()) {
+                *connection = Some(self.connect().await?);
+            }
+            let sender = &mut connection.as_mut().expect("connected above").sender;
+            if sender.ready().await.is_err() {
+                // The server closed the idle keep-alive connection: one fresh try.
+                *connection = Some(self.connect().await?);
+            }
+            let sender = &mut connection.as_mut().expect("connected above").sender;
+            let response = sender.send_request(request).await.map_err(classify_hyper)?;
+            let (parts, body) = response.into_parts();
+            let body = read_body(body, self.max_body, keep_body).await?;
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        let result = match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ErrorClass::RequestTimeout),
+        };
+        if result.is_err() {
+            *connection = None;
+        }
+        result
+    }
+}
+
+/// Reads the body to its end (so the connection can be reused), refusing more than
+/// `limit` bytes; keeps the bytes only when asked.
+async fn read_body(mut body: Incoming, limit: u64, keep: bool) -> Result<Bytes, ErrorClass> {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut first: Option<Bytes> = None;
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(classify_hyper)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limit {
+            return Err(ErrorClass::BodyTooLarge);
+        }
+        if keep {
+            // Most bodies arrive in one frame: keep it without copying.
+            match first.take() {
+                None if kept.is_empty() => first = Some(data),
+                Some(previous) => {
+                    kept.extend_from_slice(&previous);
+                    kept.extend_from_slice(&data);
+                }
+                None => kept.extend_from_slice(&data),
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(kept)))
+}
+
+fn classify_connect(error: &io::Error) -> ErrorClass {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
+        io::ErrorKind::TimedOut => ErrorClass::ConnectTimeout,
+        _ => ErrorClass::ConnectError,
+    }
+}
+
+fn classify_hyper(error: hyper::Error) -> ErrorClass {
+    if error.is_timeout() {
+        return ErrorClass::RequestTimeout;
+    }
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        return ErrorClass::Reset;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return match io.kind() {
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => ErrorClass::Reset,
+                io::ErrorKind::TimedOut => ErrorClass::RequestTimeout,
+                _ => ErrorClass::Io,
+            };
+        }
+        source = cause.source();
+    }
+    if error.is_parse() || error.is_user() {
+        return ErrorClass::Io;
+    }
+    ErrorClass::Reset
+}

@@ -1,0 +1,193 @@
+//! A worker: one OS thread with its own single-threaded tokio runtime. It runs its share of
+//! the arrivals (open model: every `workers`-th one) or of the virtual users (closed model),
+//! records into its own recorder, and reports to the aggregator once a second. Nothing on the
+//! request path is shared with other threads except two atomic counters.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::drive::{drive_arrivals, drive_vus};
+use super::http::ClientConfig;
+use super::iteration::{SharedCounters, WorkerContext, run_iteration};
+use super::schedule::{ArrivalSchedule, vu_changes};
+use crate::metrics::{Recorder, WorkerReport};
+use crate::scenario::plan::{LoadModel, Plan};
+
+pub struct WorkerSetup {
+    pub index: usize,
+    pub workers: usize,
+    pub plan: Arc<Plan>,
+    pub client: ClientConfig,
+    pub shared: Arc<SharedCounters>,
+    pub seed: u64,
+    pub start: Instant,
+    /// Stop starting new work (end of plan reached early: abort, Ctrl-C).
+    pub stop: CancellationToken,
+    /// Abandon work in flight now.
+    pub kill: CancellationToken,
+    pub reports: UnboundedSender<WorkerReport>,
+}
+
+pub fn spawn(setup: WorkerSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("loadgen-worker-{}", setup.index))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, run(setup));
+        })
+}
+
+pub async fn run(setup: WorkerSetup) {
+    let plan = setup.plan.clone();
+    let recorder = Recorder::new(
+        setup.index,
+        setup.start,
+        plan.step_count(),
+        plan.journeys.len(),
+        setup.reports.clone(),
+    );
+    let ctx = Rc::new(WorkerContext::new(
+        plan.clone(),
+        setup.client.clone(),
+        recorder,
+        setup.shared.clone(),
+        setup.seed,
+    ));
+    let ticker = tokio::task::spawn_local(tick(ctx.clone(), setup.start));
+    let mut tasks = JoinSet::new();
+
+    match &plan.load.model {
+        LoadModel::Open { start_rate, stages } => {
+            let schedule = ArrivalSchedule::new(*start_rate, stages);
+            let cap = plan.load.max_in_flight.div_ceil(setup.workers).max(1);
+            drive_arrivals(
+                &schedule,
+                setup.start,
+                setup.index as u64,
+                setup.workers as u64,
+                &setup.stop,
+                |k, due| {
+                    while tasks.try_join_next().is_some() {}
+                    let now = Instant::now();
+                    if tasks.len() >= cap {
+                        ctx.recorder.borrow_mut().arrival_dropped(now);
+                        return;
+                    }
+                    ctx.recorder
+                        .borrow_mut()
+                        .arrival_launched(now.saturating_duration_since(due), now);
+                    let ctx = ctx.clone();
+                    tasks.spawn_local(async move {
+                        let _in_flight = InFlight::enter(&ctx);
+                        // Arrivals reuse the worker's idle keep-alive connections, as a
+                        // browser population behind a few proxies would.
+                        let mut connection = ctx.idle.borrow_mut().pop();
+                        run_iteration(&ctx, &mut connection, k, setup.index as u64, Some(due))
+                            .await;
+                        if let Some(connection) = connection.filter(|c| !c.is_closed()) {
+                            ctx.idle.borrow_mut().push(connection);
+                        }
+                    });
+                },
+            )
+            .await;
+        }
+        LoadModel::Closed { start_vus, stages } => {
+            let changes = vu_changes(*start_vus, stages);
+            let target = Rc::new(Cell::new(0usize));
+            let running: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(Vec::new()));
+            let stop = setup.stop.clone();
+            drive_vus(&changes, setup.start, &setup.stop, |count| {
+                target.set(count);
+                for vu in (setup.index..count).step_by(setup.workers) {
+                    let mut running_now = running.borrow_mut();
+                    if running_now.len() <= vu {
+                        running_now.resize(vu + 1, false);
+                    }
+                    if running_now[vu] {
+                        continue;
+                    }
+                    running_now[vu] = true;
+                    let (ctx, target, running, stop) =
+                        (ctx.clone(), target.clone(), running.clone(), stop.clone());
+                    tasks.spawn_local(async move {
+                        let mut connection = None;
+                        while vu < target.get() && !stop.is_cancelled() {
+                            let _in_flight = InFlight::enter(&ctx);
+                            let number = ctx
+                                .shared
+                                .iterations
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            run_iteration(&ctx, &mut connection, number, vu as u64, None).await;
+                        }
+                        running.borrow_mut()[vu] = false;
+                    });
+                }
+            })
+            .await;
+            let end = setup.start + plan.load.model.total_duration();
+            tokio::select! {
+                _ = sleep_until(end) => {}
+                _ = setup.stop.cancelled() => {}
+            }
+            // Users finish the iteration they are in, then leave.
+            target.set(0);
+        }
+    }
+
+    drain(&mut tasks, plan.load.ramp_down, &setup.kill).await;
+    ticker.abort();
+    ctx.recorder.borrow_mut().finish();
+}
+
+/// Waits for work in flight to finish, at most `ramp_down`; then abandons the rest, whose
+/// iterations record themselves as interrupted.
+async fn drain(tasks: &mut JoinSet<()>, ramp_down: Duration, kill: &CancellationToken) {
+    let deadline = Instant::now() + ramp_down;
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { return },
+            _ = sleep_until(deadline) => break,
+            _ = kill.cancelled() => break,
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Reports each second even when no request finished in it, with the in-flight gauge.
+async fn tick(ctx: Rc<WorkerContext>, start: Instant) {
+    let mut next = start + Duration::from_secs(1);
+    loop {
+        sleep_until(next + Duration::from_millis(1)).await;
+        ctx.recorder.borrow_mut().roll(Instant::now());
+        next += Duration::from_secs(1);
+    }
+}
+
+/// Counts a journey in flight for as long as it lives, however it ends.
+struct InFlight(Rc<WorkerContext>);
+
+impl InFlight {
+    fn enter(ctx: &Rc<WorkerContext>) -> InFlight {
+        ctx.recorder.borrow_mut().in_flight += 1;
+        InFlight(ctx.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.recorder.borrow_mut().in_flight -= 1;
+    }
+}

@@ -1,0 +1,14 @@
+//! loadgen: a load-and-chaos drill harness. See ARCHITECTURE.md for the map.
+//!
+//! ```text
+//! scenario ─► Plan ─► engine (workers) ─► metrics (recorders → aggregator) ─► output
+//! ```
+
+pub mod cli;
+pub mod engine;
+pub mod exit;
+pub mod metrics;
+pub mod output;
+pub mod run;
+pub mod safety;
+pub mod scenario;

@@ -1,0 +1,103 @@
+//! Why a request or a journey failed. One fixed list, so counters are arrays, not maps.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The target refused the TCP connection (nothing listening: a killed backend).
+    ConnectRefused,
+    /// The TCP connection was not established within `connect_timeout`.
+    ConnectTimeout,
+    /// Any other failure to connect (unreachable network, no route…).
+    ConnectError,
+    /// The connection was reset or closed before the response was complete.
+    Reset,
+    /// No complete response within `request_timeout`.
+    RequestTimeout,
+    /// An unexpected 4xx status.
+    Http4xx,
+    /// An unexpected 5xx status.
+    Http5xx,
+    /// A status outside the step's `expect` that is neither 4xx nor 5xx.
+    UnexpectedStatus,
+    /// A value the step extracts was missing from the response.
+    ExtractionFailed,
+    /// The response body was larger than `max_body`.
+    BodyTooLarge,
+    /// The rendered request was not valid HTTP (e.g. a header value with a newline).
+    InvalidRequest,
+    /// A `unique` feeder ran out of rows before the journey could start.
+    FeederExhausted,
+    /// The run ended (ramp-down over, abort) while the journey was still running.
+    Interrupted,
+    /// Any other I/O or protocol error.
+    Io,
+}
+
+impl ErrorClass {
+    pub const COUNT: usize = 14;
+    pub const ALL: [ErrorClass; Self::COUNT] = [
+        ErrorClass::ConnectRefused,
+        ErrorClass::ConnectTimeout,
+        ErrorClass::ConnectError,
+        ErrorClass::Reset,
+        ErrorClass::RequestTimeout,
+        ErrorClass::Http4xx,
+        ErrorClass::Http5xx,
+        ErrorClass::UnexpectedStatus,
+        ErrorClass::ExtractionFailed,
+        ErrorClass::BodyTooLarge,
+        ErrorClass::InvalidRequest,
+        ErrorClass::FeederExhausted,
+        ErrorClass::Interrupted,
+        ErrorClass::Io,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectRefused => "connect_refused",
+            ErrorClass::ConnectTimeout => "connect_timeout",
+            ErrorClass::ConnectError => "connect_error",
+            ErrorClass::Reset => "reset",
+            ErrorClass::RequestTimeout => "request_timeout",
+            ErrorClass::Http4xx => "http_4xx",
+            ErrorClass::Http5xx => "http_5xx",
+            ErrorClass::UnexpectedStatus => "unexpected_status",
+            ErrorClass::ExtractionFailed => "extraction_failed",
+            ErrorClass::BodyTooLarge => "body_too_large",
+            ErrorClass::InvalidRequest => "invalid_request",
+            ErrorClass::FeederExhausted => "feeder_exhausted",
+            ErrorClass::Interrupted => "interrupted",
+            ErrorClass::Io => "io",
+        }
+    }
+
+    /// The class of an unexpected status code.
+    pub fn for_status(status: u16) -> ErrorClass {
+        match status {
+            400..=499 => ErrorClass::Http4xx,
+            500..=599 => ErrorClass::Http5xx,
+            _ => ErrorClass::UnexpectedStatus,
+        }
+    }
+}
+
+/// Counts per error class.
+pub type ErrorCounts = [u64; ErrorClass::COUNT];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, class) in ErrorClass::ALL.iter().enumerate() {
+            assert_eq!(class.index(), i);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Measurement: per-worker recorders (no shared state on the request path), the aggregator
+//! that merges them once per second, and the mergeable statistics both use.
+
+pub mod aggregate;
+pub mod error_class;
+pub mod recorder;
+pub mod stats;
+
+pub use aggregate::{Aggregator, Second};
+pub use error_class::{ErrorClass, ErrorCounts};
+pub use recorder::{Recorder, WorkerReport};
+pub use stats::{Percentiles, Snapshot};

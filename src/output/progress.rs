@@ -1,0 +1,81 @@
+//! Live progress: a line redrawn in place on a terminal, a plain line every few seconds when
+//! output is not a terminal (CI logs), nothing with `--quiet`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::metrics::{Percentiles, Second};
+
+pub enum Progress {
+    Quiet,
+    Plain { every: u64 },
+    Live(ProgressBar),
+}
+
+impl Progress {
+    pub fn new(quiet: bool, planned: Duration) -> Progress {
+        if quiet {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(
+                Some(planned.as_secs().max(1)),
+                ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:24} {pos}/{len}s  {msg}",
+                )
+                .expect("valid template"),
+            );
+            Progress::Live(bar)
+        } else {
+            Progress::Plain { every: 5 }
+        }
+    }
+
+    pub fn second(&mut self, second: &Second, planned: Duration) {
+        let s = &second.snapshot;
+        let p = Percentiles::of(s.overall.latency.as_ref());
+        let errors = s.overall.error_total();
+        let line = format!(
+            "{} req/s  in-flight {}  p99 {:.1} ms  errors {}{}",
+            s.overall.requests,
+            second.in_flight,
+            p.p99 as f64 / 1000.0,
+            errors,
+            if s.generator.dropped > 0 {
+                format!("  dropped {}", s.generator.dropped)
+            } else {
+                String::new()
+            }
+        );
+        match self {
+            Progress::Quiet => {}
+            Progress::Plain { every } => {
+                if (second.second + 1).is_multiple_of(*every) {
+                    eprintln!("[{:>4}s/{}s] {line}", second.second + 1, planned.as_secs());
+                }
+            }
+            Progress::Live(bar) => {
+                bar.set_position(second.second + 1);
+                bar.set_message(line);
+            }
+        }
+    }
+
+    pub fn note(&self, message: &str) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Plain { .. } => eprintln!("{message}"),
+            Progress::Live(bar) => bar.println(message),
+        }
+    }
+
+    pub fn finish(self) {
+        if let Progress::Live(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! `summary.json`: the run's figures as a versioned contract. The schema lives in
+//! `docs/summary.schema.json`; a test validates real output against it. Bump
+//! `SCHEMA_VERSION` on any change that could break a reader.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::stats::{JourneyStats, RequestStats};
+use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
+use crate::scenario::Plan;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Lateness of arrivals (p99) above which the generator, not the target, is named as the
+/// bottleneck: latency is measured from the intended send time, so lateness inflates it.
+pub const SATURATION_LAG_P99_US: u64 = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub loadgen_version: String,
+    /// False when the run did not play its whole plan (interrupted, or a worker failed):
+    /// such figures must not be read as a finished run's.
+    pub complete: bool,
+    /// "plan" (ran to the end), "interrupted" (Ctrl-C / SIGTERM) or "harness_failure".
+    pub ended_by: String,
+    pub scenario: ScenarioInfo,
+    pub target: String,
+    pub model: String,
+    pub workers: usize,
+    pub started_at: String,
+    pub planned_duration_s: f64,
+    pub duration_s: f64,
+    pub totals: Totals,
+    pub journeys: Vec<JourneySummary>,
+    pub generator: GeneratorSummary,
+    /// Files of the run directory, relative to it.
+    pub files: BTreeMap<String, String>,
+    /// What each histogram-log tag stands for ("all", "journey:N", "step:N").
+    pub scopes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub file: String,
+    pub description: Option<String>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub rps: f64,
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub latency_us: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JourneySummary {
+    pub name: String,
+    pub weight: u32,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub failed_by_class: BTreeMap<String, u64>,
+    pub duration_us: Percentiles,
+    pub steps: Vec<StepSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub name: String,
+    pub index: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub latency_us: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratorSummary {
+    /// Open model: arrivals that came due. Closed model: 0.
+    pub scheduled: u64,
+    pub launched: u64,
+    /// Arrivals not sent because `max_in_flight` was reached.
+    pub dropped: u64,
+    /// How late launched arrivals left after their intended time.
+    pub lag_us: Percentiles,
+    pub saturated: bool,
+    pub warning: Option<String>,
+}
+
+/// What the run knows besides its statistics.
+pub struct RunFacts<'a> {
+    pub plan: &'a Plan,
+    pub seed: u64,
+    pub workers: usize,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub ended_by: &'a str,
+    pub files: BTreeMap<String, String>,
+}
+
+pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
+    let plan = facts.plan;
+    let elapsed = facts.duration_s.max(1e-9);
+    let mut steps = plan.journeys.iter().flat_map(|j| j.steps.iter());
+    let journeys = plan
+        .journeys
+        .iter()
+        .zip(&totals.journeys)
+        .map(|(journey, stats)| {
+            journey_summary(journey.name.clone(), journey.weight, stats, {
+                let steps: Vec<_> = steps.by_ref().take(journey.steps.len()).collect();
+                steps
+                    .into_iter()
+                    .map(|step| {
+                        step_summary(
+                            step.name.clone(),
+                            step.global_index,
+                            &totals.steps[step.global_index],
+                        )
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+
+    let mut scopes = BTreeMap::new();
+    scopes.insert("all".to_string(), "every request".to_string());
+    for (index, journey) in plan.journeys.iter().enumerate() {
+        scopes.insert(
+            format!("journey:{index}"),
+            format!("{} (iteration durations)", journey.name),
+        );
+        for step in &journey.steps {
+            scopes.insert(
+                format!("step:{}", step.global_index),
+                format!("{} / {}", journey.name, step.name),
+            );
+        }
+    }
+
+    let overall = &totals.overall;
+    Summary {
+        schema_version: SCHEMA_VERSION,
+        loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
+        complete: facts.ended_by == "plan",
+        ended_by: facts.ended_by.to_string(),
+        scenario: ScenarioInfo {
+            name: plan.name.clone(),
+            file: plan.source.display().to_string(),
+            description: plan.description.clone(),
+            seed: facts.seed,
+        },
+        target: plan.target.base.to_string(),
+        model: plan.load.model.name().to_string(),
+        workers: facts.workers,
+        started_at: facts.started_at,
+        planned_duration_s: plan.load.model.total_duration().as_secs_f64(),
+        duration_s: round3(facts.duration_s),
+        totals: Totals {
+            requests: overall.requests,
+            errors: overall.error_total(),
+            error_rate: rate(overall.error_total(), overall.requests),
+            rps: round3(overall.requests as f64 / elapsed),
+            errors_by_class: by_class(&overall.errors),
+            latency_us: Percentiles::of(overall.latency.as_ref()),
+        },
+        journeys,
+        generator: generator_summary(totals),
+        files: facts.files,
+        scopes,
+    }
+}
+
+fn journey_summary(
+    name: String,
+    weight: u32,
+    stats: &JourneyStats,
+    steps: Vec<StepSummary>,
+) -> JourneySummary {
+    JourneySummary {
+        name,
+        weight,
+        started: stats.started,
+        completed: stats.completed,
+        failed: stats.failed,
+        failed_by_class: by_class(&stats.failed_by),
+        duration_us: Percentiles::of(stats.duration.as_ref()),
+        steps,
+    }
+}
+
+fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary {
+    StepSummary {
+        name,
+        index,
+        requests: stats.requests,
+        errors: stats.error_total(),
+        error_rate: rate(stats.error_total(), stats.requests),
+        errors_by_class: by_class(&stats.errors),
+        latency_us: Percentiles::of(stats.latency.as_ref()),
+    }
+}
+
+fn generator_summary(totals: &Snapshot) -> GeneratorSummary {
+    let generator = &totals.generator;
+    let lag = Percentiles::of(generator.lag.as_ref());
+    let launched = generator.scheduled - generator.dropped;
+    let saturated = generator.dropped > 0 || lag.p99 > SATURATION_LAG_P99_US;
+    let warning = saturated.then(|| {
+        format!(
+            "the load generator, not the target, was the bottleneck: {} of {} arrivals dropped at the in-flight cap, arrival lateness p99 {:.1} ms (limit {:.0} ms). Latency figures include this lateness; raise max_in_flight, add --threads, or lower the rate.",
+            generator.dropped,
+            generator.scheduled,
+            lag.p99 as f64 / 1000.0,
+            SATURATION_LAG_P99_US as f64 / 1000.0
+        )
+    });
+    GeneratorSummary {
+        scheduled: generator.scheduled,
+        launched,
+        dropped: generator.dropped,
+        lag_us: lag,
+        saturated,
+        warning,
+    }
+}
+
+pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
+    ErrorClass::ALL
+        .iter()
+        .filter(|c| counts[c.index()] > 0)
+        .map(|c| (c.name().to_string(), counts[c.index()]))
+        .collect()
+}
+
+fn rate(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}

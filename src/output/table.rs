@@ -1,0 +1,93 @@
+//! The final table printed at the end of a run.
+
+use std::fmt::Write;
+
+use super::summary::Summary;
+
+pub fn render(summary: &Summary) -> String {
+    let mut out = String::new();
+    let t = &summary.totals;
+    let _ = writeln!(
+        out,
+        "{} — {} requests in {:.1}s ({:.0} req/s), {} errors ({:.2}%){}",
+        summary.scenario.name,
+        t.requests,
+        summary.duration_s,
+        t.rps,
+        t.errors,
+        t.error_rate * 100.0,
+        if summary.complete {
+            ""
+        } else {
+            "  [INCOMPLETE RUN]"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<40} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "journey / step", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for journey in &summary.journeys {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>9} {:>8}   ({} completed, {} failed)",
+            clip(&journey.name, 40),
+            journey.started,
+            journey.failed,
+            journey.completed,
+            journey.failed
+        );
+        for step in &journey.steps {
+            let l = &step.latency_us;
+            let _ = writeln!(
+                out,
+                "  {:<38} {:>9} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                clip(&step.name, 38),
+                step.requests,
+                step.errors,
+                ms(l.p50),
+                ms(l.p95),
+                ms(l.p99),
+                ms(l.max)
+            );
+        }
+    }
+    let l = &t.latency_us;
+    let _ = writeln!(
+        out,
+        "{:<40} {:>9} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+        "all",
+        t.requests,
+        t.errors,
+        ms(l.p50),
+        ms(l.p95),
+        ms(l.p99),
+        ms(l.max)
+    );
+    if !t.errors_by_class.is_empty() {
+        let classes: Vec<String> = t
+            .errors_by_class
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "errors by class: {}", classes.join(", "));
+    }
+    if let Some(warning) = &summary.generator.warning {
+        let _ = writeln!(out, "WARNING: {warning}");
+    }
+    out
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut clipped: String = text.chars().take(width - 1).collect();
+        clipped.push('…');
+        clipped
+    }
+}

@@ -1,0 +1,292 @@
+//! One `loadgen run`: prepare (scenario → plan, overrides, allow-list) with no side effect,
+//! then execute (pre-flight, engine, aggregation, outputs). Library code: the CLI and the
+//! integration tests both call it in-process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::engine::{ClientConfig, Engine};
+use crate::metrics::Aggregator;
+use crate::output::progress::Progress;
+use crate::output::series::{SeriesWriter, write_totals};
+use crate::output::summary::{self, RunFacts, Summary};
+use crate::output::{create_run_dir, write_atomic};
+use crate::scenario::plan::BaseUrl;
+use crate::scenario::{self, Plan, ScenarioError};
+
+/// Everything `loadgen run` can be told.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    pub target: Option<String>,
+    pub out: PathBuf,
+    pub seed: Option<u64>,
+    pub duration: Option<Duration>,
+    pub threads: Option<usize>,
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario or the flags are wrong; nothing was sent.
+    #[error("{0}")]
+    BadInput(String),
+    /// The run could not start or finish: target unreachable, harness failure.
+    #[error("{0}")]
+    CouldNotRun(String),
+}
+
+/// A plan with every override applied and its target checked and resolved.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub plan: Arc<Plan>,
+    pub seed: u64,
+    pub workers: usize,
+}
+
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub summary: Summary,
+}
+
+/// Loads the scenario and applies `--target`, `--seed`, `--duration`; checks the target
+/// against the allow-list. Sends nothing.
+pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
+    let mut plan = scenario::load(&options.scenario).map_err(|e| match e {
+        ScenarioError::Invalid(d) => RunError::BadInput(d.to_string()),
+        other => RunError::BadInput(other.to_string()),
+    })?;
+    if let Some(target) = &options.target {
+        plan.target.base =
+            BaseUrl::parse(target).map_err(|e| RunError::BadInput(format!("--target: {e}")))?;
+    }
+    if let Some(duration) = options.duration {
+        if duration.is_zero() {
+            return Err(RunError::BadInput(
+                "--duration must be longer than zero".into(),
+            ));
+        }
+        plan.load.model.truncate(duration);
+    }
+    let base = &plan.target.base;
+    let address = plan
+        .target
+        .allow
+        .resolve(&base.host, base.port)
+        .map_err(RunError::BadInput)?;
+    plan.target.base.resolved = Some(address);
+    let seed = options.seed.unwrap_or(plan.seed);
+    let workers = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    Ok(Prepared {
+        plan: Arc::new(plan),
+        seed,
+        workers,
+    })
+}
+
+/// Runs a prepared plan to the end (or to Ctrl-C / SIGTERM) and writes the run directory.
+pub fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::CouldNotRun(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(execute_async(prepared, options))
+}
+
+async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
+    let plan = prepared.plan.clone();
+    let target = &plan.target;
+    let address = target.base.resolved.expect("prepare resolved the target");
+    let client = ClientConfig {
+        addr: address,
+        host: http::HeaderValue::from_str(&target.base.authority()).map_err(|_| {
+            RunError::BadInput(format!("`{}` is not a valid host", target.base.host))
+        })?,
+        connect_timeout: target.connect_timeout,
+        request_timeout: target.request_timeout,
+        max_body: target.max_body,
+    };
+    preflight(&client, &target.base).await?;
+
+    let started_wall = jiff::Timestamp::now();
+    let run_dir = create_run_dir(&options.out, &plan.name, started_wall).map_err(|e| {
+        RunError::CouldNotRun(format!(
+            "cannot create the run directory under {}: {e}",
+            options.out.display()
+        ))
+    })?;
+    let mut series = SeriesWriter::create(&run_dir, SystemTime::now()).map_err(|e| {
+        RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
+    })?;
+
+    let planned = plan.load.model.total_duration();
+    let mut progress = Progress::new(options.quiet, planned);
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let engine = Engine::start(
+        plan.clone(),
+        client,
+        prepared.workers,
+        prepared.seed,
+        reports_tx,
+    )
+    .map_err(|e| RunError::CouldNotRun(format!("cannot start worker threads: {e}")))?;
+    let start = engine.start;
+    let stop = engine.stop.clone();
+    let kill = engine.kill.clone();
+
+    let mut aggregator = Aggregator::new(prepared.workers, plan.step_count(), plan.journeys.len());
+    let mut interrupted = false;
+    let mut write_error: Option<std::io::Error> = None;
+    let mut signals = Signals::new();
+    loop {
+        tokio::select! {
+            report = reports.recv() => {
+                let Some(report) = report else { break };
+                for second in aggregator.accept(report) {
+                    progress.second(&second, planned);
+                    if let Err(e) = series.write_second(&second) {
+                        write_error.get_or_insert(e);
+                    }
+                }
+            }
+            signal = signals.next() => {
+                if interrupted {
+                    progress.note(&format!("{signal} again: abandoning requests in flight"));
+                    kill.cancel();
+                } else {
+                    progress.note(&format!("{signal}: stopping; in-flight journeys get the ramp-down to finish (again to abandon them)"));
+                    interrupted = true;
+                    stop.cancel();
+                }
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let workers_ok = tokio::task::spawn_blocking(move || engine.join())
+        .await
+        .unwrap_or(false);
+    for second in aggregator.flush() {
+        if let Err(e) = series.write_second(&second) {
+            write_error.get_or_insert(e);
+        }
+    }
+    progress.finish();
+    if let Err(e) = series
+        .finish()
+        .and_then(|_| write_totals(&run_dir, aggregator.totals(), elapsed))
+    {
+        write_error.get_or_insert(e);
+    }
+
+    let ended_by = if !workers_ok || !aggregator.all_finished() {
+        "harness_failure"
+    } else if interrupted {
+        "interrupted"
+    } else {
+        "plan"
+    };
+    let files = BTreeMap::from([
+        ("series".to_string(), "series.csv".to_string()),
+        (
+            "intervals".to_string(),
+            "histograms/intervals.hlog".to_string(),
+        ),
+        ("totals".to_string(), "histograms/totals.hlog".to_string()),
+    ]);
+    let summary = summary::build(
+        RunFacts {
+            plan: &plan,
+            seed: prepared.seed,
+            workers: prepared.workers,
+            started_at: started_wall.to_string(),
+            duration_s: elapsed.as_secs_f64(),
+            ended_by,
+            files,
+        },
+        aggregator.totals(),
+    );
+    let json = serde_json::to_vec_pretty(&summary).expect("a summary always serializes");
+    if let Err(e) = write_atomic(&run_dir.join("summary.json"), &json) {
+        write_error.get_or_insert(e);
+    }
+    if let Some(e) = write_error {
+        return Err(RunError::CouldNotRun(format!(
+            "writing the run's results in {} failed: {e}",
+            run_dir.display()
+        )));
+    }
+    if ended_by == "harness_failure" {
+        return Err(RunError::CouldNotRun(format!(
+            "a worker thread failed; partial results (marked incomplete) are in {}",
+            run_dir.display()
+        )));
+    }
+    Ok(RunOutcome { run_dir, summary })
+}
+
+/// Refuses to start against a target that does not accept connections: a run against
+/// nothing would only measure refusals.
+async fn preflight(client: &ClientConfig, base: &BaseUrl) -> Result<(), RunError> {
+    match tokio::time::timeout(
+        client.connect_timeout,
+        tokio::net::TcpStream::connect(client.addr),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(RunError::CouldNotRun(format!(
+            "target {base} ({}) is unreachable: {e}; is the platform up?",
+            client.addr
+        ))),
+        Err(_) => Err(RunError::CouldNotRun(format!(
+            "target {base} ({}) did not accept a connection within {:?}",
+            client.addr, client.connect_timeout
+        ))),
+    }
+}
+
+/// Ctrl-C and SIGTERM as one stream of names.
+struct Signals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok(),
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupt",
+                _ = terminate => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupt"
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Feeder files (CSV with a header row, or a JSON array of objects) and generator specs.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::plan::{Feeder, FeederOrder, GeneratorKind};
+use super::raw::{RawFeeder, RawGenerator};
+
+/// Reads a feeder's rows. Errors are messages for the `file` key's position.
+pub fn load_feeder(name: &str, raw: &RawFeeder, base_dir: &Path) -> Result<Feeder, Vec<String>> {
+    let mut errors = Vec::new();
+    let order = match raw.order.as_ref().map(|o| o.get_ref().as_str()) {
+        None | Some("sequential") => FeederOrder::Sequential,
+        Some("random") => FeederOrder::Random,
+        Some("unique") => FeederOrder::Unique,
+        Some(other) => {
+            errors.push(format!(
+                "unknown feeder order `{other}` (expected sequential, random or unique)"
+            ));
+            FeederOrder::Sequential
+        }
+    };
+    let path = base_dir.join(raw.file.get_ref());
+    let loaded = match path.extension().and_then(|e| e.to_str()) {
+        Some("csv") => read_csv(&path),
+        Some("json") => read_json(&path),
+        _ => Err(format!(
+            "feeder file `{}` must end in .csv or .json",
+            raw.file.get_ref()
+        )),
+    };
+    match loaded {
+        Ok((_, rows)) if rows.is_empty() => {
+            errors.push(format!("feeder file `{}` has no rows", raw.file.get_ref()))
+        }
+        Ok((columns, rows)) if errors.is_empty() => {
+            return Ok(Feeder {
+                name: name.to_string(),
+                columns,
+                rows,
+                order,
+            });
+        }
+        Ok(_) => {}
+        Err(message) => errors.push(message),
+    }
+    Err(errors)
+}
+
+type Table = (Vec<String>, Vec<Vec<Value>>);
+
+fn read_csv(path: &Path) -> Result<Table, String> {
+    let shown = path.display();
+    let mut reader =
+        csv::Reader::from_path(path).map_err(|e| format!("cannot read feeder `{shown}`: {e}"))?;
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("feeder `{shown}`: {e}"))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("feeder `{shown}`: {e}"))?;
+        rows.push(
+            record
+                .iter()
+                .map(|cell| Value::String(cell.to_string()))
+                .collect(),
+        );
+    }
+    Ok((columns, rows))
+}
+
+fn read_json(path: &Path) -> Result<Table, String> {
+    let shown = path.display();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read feeder `{shown}`: {e}"))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| format!("feeder `{shown}` is not JSON: {e}"))?;
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "feeder `{shown}` must hold a JSON array of objects"
+        ));
+    };
+    let mut columns: Vec<String> = Vec::new();
+    for item in &items {
+        let Value::Object(object) = item else {
+            return Err(format!(
+                "feeder `{shown}`: every item must be a JSON object"
+            ));
+        };
+        for key in object.keys() {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let rows = items
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|c| item.get(c).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect();
+    Ok((columns, rows))
+}
+
+/// Checks a generator spec's fields against its kind.
+pub fn generator_kind(raw: &RawGenerator) -> Result<GeneratorKind, Vec<String>> {
+    let mut errors = Vec::new();
+    let kind = raw.kind.get_ref().as_str();
+    let mut refuse = |field: &str, present: bool| {
+        if present {
+            errors.push(format!("`{field}` does not apply to a `{kind}` generator"));
+        }
+    };
+    let result = match kind {
+        "uuid" => {
+            refuse("min", raw.min.is_some());
+            refuse("max", raw.max.is_some());
+            refuse("values", raw.values.is_some());
+            GeneratorKind::Uuid
+        }
+        "int" => {
+            refuse("values", raw.values.is_some());
+            let min = raw.min.unwrap_or(0);
+            let max = raw.max.unwrap_or(i64::from(i32::MAX));
+            if min > max {
+                errors.push(format!(
+                    "int generator: min ({min}) is greater than max ({max})"
+                ));
+            }
+            GeneratorKind::Int { min, max }
+        }
+        "pick" => {
+            refuse("min", raw.min.is_some());
+            refuse("max", raw.max.is_some());
+            let values: Vec<Value> = raw
+                .values
+                .iter()
+                .flatten()
+                .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+                .collect();
+            if values.is_empty() {
+                errors.push("a `pick` generator needs a non-empty `values` list".to_string());
+            }
+            GeneratorKind::Pick(values)
+        }
+        other => {
+            errors.push(format!(
+                "unknown generator kind `{other}` (expected uuid, int or pick)"
+            ));
+            GeneratorKind::Uuid
+        }
+    };
+    if errors.is_empty() {
+        Ok(result)
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,143 @@
+//! `loadgen plan`: the resolved plan as text — target, load over time, journey mix, steps.
+//! Pure formatting of a `Plan`; sends nothing.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::plan::{BodyPlan, LoadModel, Plan};
+use super::units::format_duration;
+use crate::engine::schedule::{ArrivalSchedule, vu_changes};
+
+pub fn describe(plan: &Plan, seed: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario  {}", plan.name);
+    if let Some(description) = &plan.description {
+        let _ = writeln!(out, "          {description}");
+    }
+    let _ = writeln!(out, "target    {}", plan.target.base);
+    let _ = writeln!(
+        out,
+        "timeouts  connect {}, request {}; max body {} bytes",
+        format_duration(plan.target.connect_timeout),
+        format_duration(plan.target.request_timeout),
+        plan.target.max_body
+    );
+    let _ = writeln!(out, "seed      {seed}");
+    let _ = writeln!(out);
+    describe_load(plan, &mut out);
+    let _ = writeln!(out);
+    describe_journeys(plan, &mut out);
+    out
+}
+
+fn describe_load(plan: &Plan, out: &mut String) {
+    let total = plan.load.model.total_duration();
+    match &plan.load.model {
+        LoadModel::Open { start_rate, stages } => {
+            let schedule = ArrivalSchedule::new(*start_rate, stages);
+            let _ = writeln!(
+                out,
+                "load      open model: {} arrivals over {} (cap {} in flight, ramp-down {})",
+                schedule.total(),
+                format_duration(total),
+                plan.load.max_in_flight,
+                format_duration(plan.load.ramp_down)
+            );
+            let mut at = Duration::ZERO;
+            let mut from = *start_rate;
+            for (stage, arrivals) in stages.iter().zip(schedule.per_stage()) {
+                let _ = writeln!(
+                    out,
+                    "  {:>8} → {:<8} {:>9.2}/s → {:<9.2}/s  {arrivals} arrivals",
+                    format_duration(at),
+                    format_duration(at + stage.duration),
+                    from,
+                    stage.rate
+                );
+                at += stage.duration;
+                from = stage.rate;
+            }
+        }
+        LoadModel::Closed { start_vus, stages } => {
+            let _ = writeln!(
+                out,
+                "load      closed model: virtual users over {} (ramp-down {})",
+                format_duration(total),
+                format_duration(plan.load.ramp_down)
+            );
+            let mut at = Duration::ZERO;
+            let mut from = *start_vus;
+            for stage in stages {
+                let _ = writeln!(
+                    out,
+                    "  {:>8} → {:<8} {:>5} → {:<5} users",
+                    format_duration(at),
+                    format_duration(at + stage.duration),
+                    from,
+                    stage.vus
+                );
+                at += stage.duration;
+                from = stage.vus;
+            }
+            let peak = vu_changes(*start_vus, stages)
+                .iter()
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
+            let _ = writeln!(out, "  peak {peak} users");
+        }
+    }
+}
+
+fn describe_journeys(plan: &Plan, out: &mut String) {
+    let total_weight: u32 = plan.journeys.iter().map(|j| j.weight).sum();
+    let _ = writeln!(out, "journeys  (share of iterations)");
+    for journey in &plan.journeys {
+        let share = 100.0 * f64::from(journey.weight) / f64::from(total_weight.max(1));
+        let _ = writeln!(out, "  {:>5.1}%  {}", share, journey.name);
+        for step in &journey.steps {
+            let body = match &step.body {
+                BodyPlan::None => String::new(),
+                BodyPlan::Json(t) => format!(" json {}", t.source),
+                BodyPlan::Form(t) => format!(" form {}", t.source),
+                BodyPlan::Raw(t) => format!(" body {}", t.source),
+            };
+            let extracts: Vec<&str> = step.extract.iter().map(|e| e.variable.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "          {} {}{}  expect {}{}{}",
+                step.method,
+                step.path.source,
+                body,
+                step.expect,
+                if extracts.is_empty() {
+                    String::new()
+                } else {
+                    format!("  extract {}", extracts.join(", "))
+                },
+                step.think.map_or(String::new(), |t| if t.min == t.max {
+                    format!("  think {}", format_duration(t.min))
+                } else {
+                    format!(
+                        "  think {}..{}",
+                        format_duration(t.min),
+                        format_duration(t.max)
+                    )
+                })
+            );
+        }
+    }
+    for feeder in &plan.feeders {
+        let _ = writeln!(
+            out,
+            "feeder    {}: {} rows ({:?}), columns {}",
+            feeder.name,
+            feeder.rows.len(),
+            feeder.order,
+            feeder.columns.join(", ")
+        );
+    }
+    for generator in &plan.generators {
+        let _ = writeln!(out, "generator {}: {:?}", generator.name, generator.kind);
+    }
+}

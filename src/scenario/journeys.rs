@@ -1,0 +1,470 @@
+//! Journeys and steps: methods, URL/header/body templates, expected statuses, extractions
+//! and think times. Each journey gets its own slot table: the names its templates use become
+//! indices into the iteration's slots.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+
+use http::{HeaderName, Method};
+use toml::Spanned;
+
+use super::diag::Diagnostics;
+use super::plan::{
+    BodyPlan, ExtractSource, Extraction, Feeder, Generator, JourneyPlan, StatusMatcher, StepPlan,
+    Think,
+};
+use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
+use super::template::{Escape, Source, Template, TemplateError};
+use super::units::parse_duration;
+
+pub fn validate_journeys(
+    journeys: &[RawJourney],
+    feeders: &[Feeder],
+    generators: &[Generator],
+    diagnostics: &mut Diagnostics,
+) -> Vec<JourneyPlan> {
+    let mut plans = Vec::new();
+    let mut seen = HashMap::new();
+    let mut global_index = 0;
+    for journey in journeys {
+        let header = journey.header.get_ref();
+        let name = header.name.get_ref().clone();
+        if seen.insert(name.clone(), ()).is_some() {
+            diagnostics.push(
+                header.name.span(),
+                format!("a journey named `{name}` already exists"),
+            );
+        }
+        let weight = match &header.weight {
+            Some(w) if *w.get_ref() == 0 => {
+                diagnostics.push(
+                    w.span(),
+                    "`weight` must be at least 1 (remove the journey to disable it)",
+                );
+                0
+            }
+            Some(w) => *w.get_ref(),
+            None => 1,
+        };
+        let mut slots = Slots::new(feeders, generators);
+        let mut steps = Vec::new();
+        let mut step_names = BTreeSet::new();
+        for step in &journey.steps {
+            let raw = step.get_ref();
+            if !step_names.insert(raw.name.get_ref().clone()) {
+                diagnostics.push(
+                    raw.name.span(),
+                    format!(
+                        "journey `{name}` already has a step named `{}`",
+                        raw.name.get_ref()
+                    ),
+                );
+            }
+            if let Some(plan) = validate_step(raw, global_index, &mut slots, diagnostics) {
+                steps.push(plan);
+            }
+            global_index += 1;
+        }
+        plans.push(JourneyPlan {
+            name,
+            weight,
+            steps,
+            slot_count: slots.count,
+            feeder_slots: slots.feeder_slots,
+            generator_slots: slots.generator_slots,
+        });
+    }
+    plans
+}
+
+/// Names visible to one journey's templates and the slot each occupies.
+struct Slots<'a> {
+    feeders: &'a [Feeder],
+    generators: &'a [Generator],
+    count: usize,
+    variables: HashMap<String, usize>,
+    feeder_slots: Vec<(usize, usize)>,
+    generator_slots: Vec<(usize, usize)>,
+}
+
+impl<'a> Slots<'a> {
+    fn new(feeders: &'a [Feeder], generators: &'a [Generator]) -> Self {
+        Slots {
+            feeders,
+            generators,
+            count: 0,
+            variables: HashMap::new(),
+            feeder_slots: Vec::new(),
+            generator_slots: Vec::new(),
+        }
+    }
+
+    fn allocate(&mut self) -> usize {
+        self.count += 1;
+        self.count - 1
+    }
+
+    fn resolve(&mut self, name: &str) -> Result<Source, String> {
+        match name {
+            "vu" => return Ok(Source::Vu),
+            "iteration" => return Ok(Source::Iteration),
+            _ => {}
+        }
+        if let Some((feeder_name, column)) = name.split_once('.') {
+            let Some(index) = self.feeders.iter().position(|f| f.name == feeder_name) else {
+                return Err(format!(
+                    "unknown feeder `{feeder_name}` in `{{{{{name}}}}}`"
+                ));
+            };
+            let feeder = &self.feeders[index];
+            let Some(column_index) = feeder.columns.iter().position(|c| c == column) else {
+                return Err(format!(
+                    "feeder `{feeder_name}` has no column `{column}` (columns: {})",
+                    feeder.columns.join(", ")
+                ));
+            };
+            let slot = match self.feeder_slots.iter().find(|(f, _)| *f == index) {
+                Some((_, slot)) => *slot,
+                None => {
+                    let slot = self.allocate();
+                    self.feeder_slots.push((index, slot));
+                    slot
+                }
+            };
+            return Ok(Source::Column {
+                slot,
+                column: column_index,
+            });
+        }
+        if let Some(slot) = self.variables.get(name) {
+            return Ok(Source::Slot(*slot));
+        }
+        if let Some(index) = self.generators.iter().position(|g| g.name == name) {
+            let slot = match self.generator_slots.iter().find(|(g, _)| *g == index) {
+                Some((_, slot)) => *slot,
+                None => {
+                    let slot = self.allocate();
+                    self.generator_slots.push((index, slot));
+                    slot
+                }
+            };
+            return Ok(Source::Slot(slot));
+        }
+        let mut known: Vec<String> = self.variables.keys().cloned().collect();
+        known.extend(self.generators.iter().map(|g| g.name.clone()));
+        known.sort();
+        Err(if known.is_empty() {
+            format!(
+                "unknown reference `{name}`: no earlier step extracts it and no generator has that name"
+            )
+        } else {
+            format!(
+                "unknown reference `{name}`: no earlier step extracts it and no generator has that name (known here: {})",
+                known.join(", ")
+            )
+        })
+    }
+}
+
+fn validate_step(
+    raw: &RawStep,
+    global_index: usize,
+    slots: &mut Slots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<StepPlan> {
+    let before = diagnostics.len();
+    let method = match &raw.method {
+        None => Method::GET,
+        Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            "HEAD" => Method::HEAD,
+            "OPTIONS" => Method::OPTIONS,
+            other => {
+                diagnostics.push(m.span(), format!("unknown HTTP method `{other}`"));
+                Method::GET
+            }
+        },
+    };
+    if !raw.url.get_ref().starts_with('/') {
+        diagnostics.push(
+            raw.url.span(),
+            "a step's `url` is a path on the target and must start with `/` (the host comes from [target] base_url)",
+        );
+    }
+    let path = compile_text(&raw.url, Escape::Url, slots, diagnostics);
+
+    let mut headers = Vec::new();
+    for (name, value) in &raw.headers {
+        let header = HeaderName::from_bytes(name.as_bytes());
+        if header.is_err() {
+            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
+        }
+        let template = compile_text(value, Escape::Text, slots, diagnostics);
+        if let (Ok(header), Some(template)) = (header, template) {
+            headers.push((header, template));
+        }
+    }
+
+    let body = validate_body(raw, slots, diagnostics, &mut headers);
+    let expect = match &raw.expect {
+        None => Some(StatusMatcher::Ranges(vec![(200, 299)])),
+        Some(expect) => match parse_expect(expect.get_ref()) {
+            Ok(matcher) => Some(matcher),
+            Err(message) => {
+                diagnostics.push(expect.span(), message);
+                None
+            }
+        },
+    };
+    let think = raw
+        .think
+        .as_ref()
+        .and_then(|think| match parse_think(think.get_ref()) {
+            Ok(think) => Some(think),
+            Err(message) => {
+                diagnostics.push(think.span(), message);
+                None
+            }
+        });
+    // Extractions are defined after the step's own templates are compiled: a step cannot
+    // read what it extracts itself.
+    let extract = validate_extractions(raw, slots, diagnostics);
+
+    if diagnostics.len() > before {
+        return None;
+    }
+    Some(StepPlan {
+        name: raw.name.get_ref().clone(),
+        global_index,
+        method,
+        path: path?,
+        headers,
+        body: body?,
+        expect: expect?,
+        extract,
+        think,
+    })
+}
+
+fn validate_body(
+    raw: &RawStep,
+    slots: &mut Slots<'_>,
+    diagnostics: &mut Diagnostics,
+    headers: &mut Vec<(HeaderName, Template)>,
+) -> Option<BodyPlan> {
+    let given: Vec<Range<usize>> = [
+        raw.json.as_ref().map(|v| v.span()),
+        raw.form.as_ref().map(|v| v.span()),
+        raw.body.as_ref().map(|v| v.span()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() > 1 {
+        diagnostics.push(
+            given[1].clone(),
+            "a step takes one of `json`, `form` or `body`, not several",
+        );
+        return None;
+    }
+    let mut set_content_type = |value: &str| {
+        if !headers
+            .iter()
+            .any(|(name, _)| name == http::header::CONTENT_TYPE)
+        {
+            headers.push((http::header::CONTENT_TYPE, Template::literal(value)));
+        }
+    };
+    if let Some(json) = &raw.json {
+        set_content_type("application/json");
+        return match Template::json(json.get_ref(), &mut |name| slots.resolve(name)) {
+            Ok(template) => Some(BodyPlan::Json(template)),
+            Err(errors) => {
+                for error in errors {
+                    diagnostics.push(json.span(), error.message);
+                }
+                None
+            }
+        };
+    }
+    if let Some(form) = &raw.form {
+        set_content_type("application/x-www-form-urlencoded");
+        let fields: Vec<(String, String)> = form
+            .get_ref()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        return match Template::form(&fields, &mut |name| slots.resolve(name)) {
+            Ok(template) => Some(BodyPlan::Form(template)),
+            Err(errors) => {
+                for error in errors {
+                    diagnostics.push(form.span(), error.message);
+                }
+                None
+            }
+        };
+    }
+    if let Some(body) = &raw.body {
+        return compile_text(body, Escape::Text, slots, diagnostics).map(BodyPlan::Raw);
+    }
+    Some(BodyPlan::None)
+}
+
+fn validate_extractions(
+    raw: &RawStep,
+    slots: &mut Slots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<Extraction> {
+    let mut extractions = Vec::new();
+    for (variable, spec) in &raw.extract {
+        if matches!(variable.as_str(), "vu" | "iteration") || variable.contains('.') {
+            diagnostics.push(
+                spec.span(),
+                format!("`{variable}` cannot be a variable name (reserved or contains a dot)"),
+            );
+            continue;
+        }
+        if slots.generators.iter().any(|g| &g.name == variable) {
+            diagnostics.push(
+                spec.span(),
+                format!("`{variable}` is already the name of a generator"),
+            );
+            continue;
+        }
+        let source = match spec.get_ref() {
+            RawExtract::Path(path) if path.is_empty() || path.starts_with('/') => {
+                Ok(ExtractSource::JsonPointer(path.clone()))
+            }
+            RawExtract::Path(path) if path.starts_with('$') => {
+                serde_json_path::JsonPath::parse(path)
+                    .map(ExtractSource::JsonPath)
+                    .map_err(|e| format!("`{path}` is not a valid JSONPath: {e}"))
+            }
+            RawExtract::Path(path) => Err(format!(
+                "`{path}` is neither a JSON pointer (starting with `/`) nor a JSONPath (starting with `$`)"
+            )),
+            RawExtract::Header { header } => HeaderName::from_bytes(header.as_bytes())
+                .map(ExtractSource::Header)
+                .map_err(|_| format!("`{header}` is not a valid header name")),
+        };
+        match source {
+            Ok(source) => {
+                let slot = match slots.variables.get(variable) {
+                    Some(slot) => *slot,
+                    None => {
+                        let slot = slots.allocate();
+                        slots.variables.insert(variable.clone(), slot);
+                        slot
+                    }
+                };
+                extractions.push(Extraction {
+                    variable: variable.clone(),
+                    slot,
+                    source,
+                });
+            }
+            Err(message) => diagnostics.push(spec.span(), message),
+        }
+    }
+    extractions
+}
+
+fn compile_text(
+    text: &Spanned<String>,
+    escape: Escape,
+    slots: &mut Slots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Template> {
+    match Template::compile(text.get_ref(), escape, &mut |name| slots.resolve(name)) {
+        Ok(template) => Some(template),
+        Err(errors) => {
+            for TemplateError { range, message } in errors {
+                diagnostics.push(inner_span(text, range), message);
+            }
+            None
+        }
+    }
+}
+
+/// Maps a byte range inside a string value to the file, when the string is written plainly
+/// (no escapes) so offsets match; otherwise the whole string's span.
+fn inner_span(text: &Spanned<String>, range: Range<usize>) -> Range<usize> {
+    let span = text.span();
+    let value = text.get_ref();
+    let literal_len = value.len() + 2;
+    if span.end - span.start == literal_len {
+        span.start + 1 + range.start..span.start + 1 + range.end
+    } else {
+        span
+    }
+}
+
+fn parse_expect(expect: &RawExpect) -> Result<StatusMatcher, String> {
+    let code = |c: u16| {
+        if (100..=599).contains(&c) {
+            Ok((c, c))
+        } else {
+            Err(format!("{c} is not an HTTP status (100-599)"))
+        }
+    };
+    let ranges = match expect {
+        RawExpect::Code(c) => vec![code(*c)?],
+        RawExpect::Codes(codes) if codes.is_empty() => {
+            return Err("`expect` cannot be an empty list".into());
+        }
+        RawExpect::Codes(codes) => codes.iter().map(|c| code(*c)).collect::<Result<_, _>>()?,
+        RawExpect::Text(text) => {
+            let text = text.trim();
+            if let Some(class) = text.strip_suffix("xx").and_then(|d| d.parse::<u16>().ok()) {
+                if !(1..=5).contains(&class) {
+                    return Err(format!("`{text}` is not a status class (1xx-5xx)"));
+                }
+                vec![(class * 100, class * 100 + 99)]
+            } else if let Some((lo, hi)) = text.split_once('-') {
+                let lo: u16 = lo
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not a status range like \"200-299\""))?;
+                let hi: u16 = hi
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not a status range like \"200-299\""))?;
+                let (lo, _) = code(lo)?;
+                let (hi, _) = code(hi)?;
+                if lo > hi {
+                    return Err(format!("status range `{text}` is reversed"));
+                }
+                vec![(lo, hi)]
+            } else {
+                return Err(format!(
+                    "`{text}` is not an expected status (write 200, [200, 201], \"2xx\" or \"200-299\")"
+                ));
+            }
+        }
+    };
+    Ok(StatusMatcher::Ranges(ranges))
+}
+
+fn parse_think(text: &str) -> Result<Think, String> {
+    match text.split_once("..") {
+        Some((lo, hi)) => {
+            let min = parse_duration(lo)?;
+            let max = parse_duration(hi)?;
+            if min > max {
+                return Err(format!("think range `{text}` is reversed"));
+            }
+            Ok(Think { min, max })
+        }
+        None => {
+            let fixed = parse_duration(text)?;
+            Ok(Think {
+                min: fixed,
+                max: fixed,
+            })
+        }
+    }
+}

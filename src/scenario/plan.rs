@@ -1,0 +1,339 @@
+//! The validated, resolved scenario: pure data the engine runs and `loadgen plan` prints.
+//! Nothing here does I/O; every name a template used has become an index.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, Method};
+
+use super::template::Template;
+use crate::safety::AllowList;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: PathBuf,
+    pub seed: u64,
+    pub target: TargetPlan,
+    pub load: LoadPlan,
+    pub journeys: Vec<JourneyPlan>,
+    pub feeders: Vec<Feeder>,
+    pub generators: Vec<Generator>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetPlan {
+    pub base: BaseUrl,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body: u64,
+    pub headers: HeaderMap,
+    pub allow: AllowList,
+}
+
+/// An `http://host:port/prefix` base URL, split once so the hot path only appends paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash ("" for the root).
+    pub prefix: String,
+    /// Filled by the allow-list check: the address connections go to, resolved once so a
+    /// DNS change during the run cannot redirect traffic.
+    pub resolved: Option<SocketAddr>,
+}
+
+impl BaseUrl {
+    pub fn parse(text: &str) -> Result<BaseUrl, String> {
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "`{text}`: https targets are not supported yet; use http:// (TLS termination in front of the platform is out of scope for now)"
+                ));
+            }
+            _ => return Err(format!("`{text}` must start with http://")),
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("`{text}` has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if uri.query().is_some() {
+            return Err(format!("`{text}`: a base URL cannot carry a query"));
+        }
+        Ok(BaseUrl {
+            host,
+            port: uri.port_u16().unwrap_or(80),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            resolved: None,
+        })
+    }
+
+    /// The value of the Host header: the host as written, with the port unless it is 80.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority(), self.prefix)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub model: LoadModel,
+    pub max_in_flight: usize,
+    pub ramp_down: Duration,
+}
+
+/// The two load models. Stages ramp linearly from the previous value to their own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadModel {
+    /// Arrivals per second, independent of how fast the target answers.
+    Open {
+        start_rate: f64,
+        stages: Vec<RateStage>,
+    },
+    /// Virtual users each running journeys back to back.
+    Closed {
+        start_vus: usize,
+        stages: Vec<VuStage>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateStage {
+    pub duration: Duration,
+    /// Arrivals per second at the end of the stage.
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VuStage {
+    pub duration: Duration,
+    pub vus: usize,
+}
+
+impl LoadModel {
+    pub fn total_duration(&self) -> Duration {
+        match self {
+            LoadModel::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+            LoadModel::Closed { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoadModel::Open { .. } => "open",
+            LoadModel::Closed { .. } => "closed",
+        }
+    }
+
+    /// Cuts the stages at `limit` (the `--duration` override), interpolating the value at
+    /// the cut so a ramp stops where it would have been at that moment.
+    pub fn truncate(&mut self, limit: Duration) {
+        match self {
+            LoadModel::Open { start_rate, stages } => {
+                let mut from = *start_rate;
+                truncate_stages(stages, limit, |stage, fraction| {
+                    let rate = from + (stage.rate - from) * fraction;
+                    from = stage.rate;
+                    RateStage {
+                        duration: stage.duration.mul_f64(fraction),
+                        rate,
+                    }
+                });
+            }
+            LoadModel::Closed { start_vus, stages } => {
+                let mut from = *start_vus as f64;
+                truncate_stages(stages, limit, |stage, fraction| {
+                    let vus = from + (stage.vus as f64 - from) * fraction;
+                    from = stage.vus as f64;
+                    VuStage {
+                        duration: stage.duration.mul_f64(fraction),
+                        vus: vus.floor() as usize,
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn truncate_stages<S>(stages: &mut Vec<S>, limit: Duration, mut cut: impl FnMut(&S, f64) -> S)
+where
+    S: Copy + HasDuration,
+{
+    let mut elapsed = Duration::ZERO;
+    let mut kept = Vec::new();
+    for stage in stages.iter() {
+        if elapsed >= limit {
+            break;
+        }
+        let remaining = limit - elapsed;
+        if stage.duration() <= remaining {
+            kept.push(cut(stage, 1.0));
+        } else {
+            let fraction = remaining.as_secs_f64() / stage.duration().as_secs_f64();
+            kept.push(cut(stage, fraction));
+        }
+        elapsed += stage.duration();
+    }
+    *stages = kept;
+}
+
+trait HasDuration {
+    fn duration(&self) -> Duration;
+}
+impl HasDuration for RateStage {
+    fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+impl HasDuration for VuStage {
+    fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JourneyPlan {
+    pub name: String,
+    pub weight: u32,
+    pub steps: Vec<StepPlan>,
+    /// Number of variable slots an iteration of this journey needs (see `template::Slot`).
+    pub slot_count: usize,
+    /// Feeders whose row this journey reads, each with the slot its row goes into.
+    pub feeder_slots: Vec<(usize, usize)>,
+    /// Generators this journey reads, each with the slot its value goes into.
+    pub generator_slots: Vec<(usize, usize)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    pub name: String,
+    /// Index of this step across all journeys (its recorder scope).
+    pub global_index: usize,
+    pub method: Method,
+    pub path: Template,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub body: BodyPlan,
+    pub expect: StatusMatcher,
+    pub extract: Vec<Extraction>,
+    pub think: Option<Think>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BodyPlan {
+    None,
+    Raw(Template),
+    Json(Template),
+    Form(Template),
+}
+
+/// Which statuses count as success for a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusMatcher {
+    Ranges(Vec<(u16, u16)>),
+}
+
+impl StatusMatcher {
+    pub fn matches(&self, status: u16) -> bool {
+        let StatusMatcher::Ranges(ranges) = self;
+        ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+}
+
+impl std::fmt::Display for StatusMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let StatusMatcher::Ranges(ranges) = self;
+        let parts: Vec<String> = ranges
+            .iter()
+            .map(|(lo, hi)| match (lo, hi) {
+                (lo, hi) if lo == hi => lo.to_string(),
+                (lo, hi) if lo % 100 == 0 && *hi == lo + 99 => format!("{}xx", lo / 100),
+                (lo, hi) => format!("{lo}-{hi}"),
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Extraction {
+    pub variable: String,
+    pub slot: usize,
+    pub source: ExtractSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExtractSource {
+    JsonPointer(String),
+    JsonPath(serde_json_path::JsonPath),
+    Header(HeaderName),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Think {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Feeder {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub order: FeederOrder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeederOrder {
+    Sequential,
+    Random,
+    Unique,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generator {
+    pub name: String,
+    pub kind: GeneratorKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneratorKind {
+    Uuid,
+    Int { min: i64, max: i64 },
+    Pick(Vec<serde_json::Value>),
+}
+
+impl Plan {
+    pub fn step_count(&self) -> usize {
+        self.journeys.iter().map(|j| j.steps.len()).sum()
+    }
+
+    /// (journey name, step name) for each global step index.
+    pub fn step_names(&self) -> Vec<(String, String)> {
+        self.journeys
+            .iter()
+            .flat_map(|j| j.steps.iter().map(|s| (j.name.clone(), s.name.clone())))
+            .collect()
+    }
+}

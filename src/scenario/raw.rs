@@ -1,0 +1,231 @@
+//! The raw serde mirror of a scenario file: strict (`deny_unknown_fields`), no I/O, values
+//! still as written (strings with spans) so validation can point at each bad one.
+//!
+//! Each section, each journey and each step is deserialized on its own, so one mistake does
+//! not hide the others: the user sees every error of the file at once.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::diag::Diagnostics;
+
+#[derive(Debug, Default)]
+pub struct RawScenario {
+    pub name: Option<Spanned<String>>,
+    pub description: Option<String>,
+    pub seed: Option<u64>,
+    pub target: Option<Spanned<RawTarget>>,
+    pub load: Option<Spanned<RawLoad>>,
+    pub data: RawData,
+    pub journeys: Vec<RawJourney>,
+    /// Top-level keys present in the file, so "missing" is not reported for a section that
+    /// is present but malformed.
+    pub seen: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub base_url: Spanned<String>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<String>>,
+    pub allow_hosts: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoad {
+    pub model: Spanned<String>,
+    pub start_rate: Option<Spanned<String>>,
+    pub start_vus: Option<Spanned<u64>>,
+    pub max_in_flight: Option<Spanned<u64>>,
+    pub ramp_down: Option<Spanned<String>>,
+    #[serde(default)]
+    pub stage: Vec<Spanned<RawStage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub duration: Spanned<String>,
+    pub rate: Option<Spanned<String>>,
+    pub vus: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    #[serde(default)]
+    pub feeder: BTreeMap<String, Spanned<RawFeeder>>,
+    #[serde(default)]
+    pub generator: BTreeMap<String, Spanned<RawGenerator>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeeder {
+    pub file: Spanned<String>,
+    pub order: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGenerator {
+    pub kind: Spanned<String>,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub values: Option<Vec<toml::Value>>,
+}
+
+#[derive(Debug)]
+pub struct RawJourney {
+    pub header: Spanned<RawJourneyHeader>,
+    pub steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJourneyHeader {
+    pub name: Spanned<String>,
+    pub weight: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    pub method: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub json: Option<Spanned<toml::Value>>,
+    pub form: Option<Spanned<BTreeMap<String, String>>>,
+    pub body: Option<Spanned<String>>,
+    pub expect: Option<Spanned<RawExpect>>,
+    #[serde(default)]
+    pub extract: BTreeMap<String, Spanned<RawExtract>>,
+    pub think: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawExpect {
+    Code(u16),
+    Codes(Vec<u16>),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawExtract {
+    Path(String),
+    Header { header: String },
+}
+
+/// Parses the document and each part of it, collecting every error into `diagnostics`.
+/// `None` when the file is not valid TOML (the syntax errors are recorded).
+pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario> {
+    let (document, syntax_errors) = DeTable::parse_recoverable(source);
+    for error in &syntax_errors {
+        diagnostics.push(
+            error.span().unwrap_or(0..0),
+            error.message().trim().to_string(),
+        );
+    }
+    if !syntax_errors.is_empty() {
+        // A broken document yields a partial tree; its shape errors would only be noise.
+        return None;
+    }
+
+    let mut raw = RawScenario::default();
+    for (key, value) in document.get_ref().iter() {
+        let span = key.span();
+        raw.seen.push(key.get_ref().to_string());
+        match key.get_ref().as_ref() {
+            "name" => raw.name = part(value, diagnostics),
+            "description" => raw.description = part(value, diagnostics),
+            "seed" => raw.seed = part(value, diagnostics),
+            "target" => raw.target = part(value, diagnostics),
+            "load" => raw.load = part(value, diagnostics),
+            "data" => raw.data = part(value, diagnostics).unwrap_or_default(),
+            "journey" => raw.journeys = journeys(value, diagnostics),
+            other => diagnostics.push(
+                span,
+                format!(
+                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey)"
+                ),
+            ),
+        }
+    }
+    Some(raw)
+}
+
+/// Deserializes one value on its own; an error is recorded and yields `None`.
+fn part<T: for<'de> Deserialize<'de>>(
+    value: &Spanned<DeValue<'_>>,
+    diagnostics: &mut Diagnostics,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(parsed) => Some(parsed),
+        Err(error) => {
+            diagnostics.push(
+                error.span().unwrap_or_else(|| value.span()),
+                error.message().trim().to_string(),
+            );
+            None
+        }
+    }
+}
+
+fn journeys(value: &Spanned<DeValue<'_>>, diagnostics: &mut Diagnostics) -> Vec<RawJourney> {
+    let Some(array) = value.get_ref().as_array() else {
+        diagnostics.push(
+            value.span(),
+            "`journey` must be an array of tables: write [[journey]]",
+        );
+        return Vec::new();
+    };
+    let mut journeys = Vec::new();
+    for item in array.iter() {
+        let Some(table) = item.get_ref().as_table() else {
+            diagnostics.push(item.span(), "each journey must be a table");
+            continue;
+        };
+        // The steps are split off so each step is checked on its own.
+        let mut header_table = table.clone();
+        let steps_value = header_table.remove("step");
+        let header_value = Spanned::new(item.span(), DeValue::Table(header_table));
+        let header = part::<RawJourneyHeader>(&header_value, diagnostics);
+        let mut steps = Vec::new();
+        match steps_value
+            .as_ref()
+            .map(|v| (v.span(), v.get_ref().as_array()))
+        {
+            None => diagnostics.push(item.span(), "a journey needs at least one [[journey.step]]"),
+            Some((span, None)) => diagnostics.push(
+                span,
+                "`step` must be an array of tables: write [[journey.step]]",
+            ),
+            Some((_, Some(array))) => {
+                for step in array.iter() {
+                    if let Some(parsed) = part::<RawStep>(step, diagnostics) {
+                        steps.push(Spanned::new(step.span(), parsed));
+                    }
+                }
+            }
+        }
+        if let Some(header) = header {
+            journeys.push(RawJourney {
+                header: Spanned::new(item.span(), header),
+                steps,
+            });
+        }
+    }
+    journeys
+}

@@ -1,0 +1,335 @@
+//! Raw scenario → `Plan`: every value checked and typed, every error recorded with its span.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use toml::Spanned;
+
+use super::data::{generator_kind, load_feeder};
+use super::diag::Diagnostics;
+use super::journeys::validate_journeys;
+use super::plan::{
+    BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, RateStage, TargetPlan, VuStage,
+};
+use super::raw::{RawData, RawLoad, RawScenario, RawTarget};
+use super::units::{parse_duration, parse_rate, parse_size};
+use crate::safety::AllowList;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
+const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+const DEFAULT_RAMP_DOWN: Duration = Duration::from_secs(10);
+
+pub fn validate(
+    raw: RawScenario,
+    source_path: &Path,
+    base_dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<Plan> {
+    let name = match &raw.name {
+        Some(name) if name.get_ref().trim().is_empty() => {
+            diagnostics.push(name.span(), "`name` cannot be empty");
+            String::new()
+        }
+        Some(name) => name.get_ref().clone(),
+        None => source_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into()),
+    };
+    let target = match &raw.target {
+        Some(target) => validate_target(target, diagnostics),
+        None if raw.seen.iter().any(|k| k == "target") => None,
+        None => {
+            diagnostics.push(0..0, "missing [target] section (with at least `base_url`)");
+            None
+        }
+    };
+    let load = match &raw.load {
+        Some(load) => validate_load(load, diagnostics),
+        None if raw.seen.iter().any(|k| k == "load") => None,
+        None => {
+            diagnostics.push(0..0, "missing [load] section (model and stages)");
+            None
+        }
+    };
+    let (feeders, generators) = validate_data(&raw.data, base_dir, diagnostics);
+    if raw.journeys.is_empty() && !raw.seen.iter().any(|k| k == "journey") {
+        diagnostics.push(0..0, "a scenario needs at least one [[journey]]");
+    }
+    let journeys = validate_journeys(&raw.journeys, &feeders, &generators, diagnostics);
+
+    if !diagnostics.is_empty() {
+        return None;
+    }
+    Some(Plan {
+        name,
+        description: raw.description,
+        source: source_path.to_path_buf(),
+        seed: raw.seed.unwrap_or_else(rand::random),
+        target: target?,
+        load: load?,
+        journeys,
+        feeders,
+        generators,
+    })
+}
+
+/// Parses an optional spanned string with `parse`, recording an error at its span.
+pub(super) fn typed<T>(
+    value: Option<&Spanned<String>>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
+    diagnostics: &mut Diagnostics,
+) -> Option<T> {
+    match value {
+        None => Some(default),
+        Some(value) => match parse(value.get_ref()) {
+            Ok(parsed) => Some(parsed),
+            Err(message) => {
+                diagnostics.push(value.span(), message);
+                None
+            }
+        },
+    }
+}
+
+fn validate_target(
+    target: &Spanned<RawTarget>,
+    diagnostics: &mut Diagnostics,
+) -> Option<TargetPlan> {
+    let raw = target.get_ref();
+    let base = match BaseUrl::parse(raw.base_url.get_ref()) {
+        Ok(base) => Some(base),
+        Err(message) => {
+            diagnostics.push(raw.base_url.span(), message);
+            None
+        }
+    };
+    let connect_timeout = typed(
+        raw.connect_timeout.as_ref(),
+        DEFAULT_CONNECT_TIMEOUT,
+        positive_duration,
+        diagnostics,
+    );
+    let request_timeout = typed(
+        raw.request_timeout.as_ref(),
+        DEFAULT_REQUEST_TIMEOUT,
+        positive_duration,
+        diagnostics,
+    );
+    let max_body = typed(
+        raw.max_body.as_ref(),
+        DEFAULT_MAX_BODY,
+        parse_size,
+        diagnostics,
+    );
+    let allow = match &raw.allow_hosts {
+        None => Some(AllowList::default()),
+        Some(entries) => {
+            let texts: Vec<String> = entries.iter().map(|e| e.get_ref().clone()).collect();
+            match AllowList::parse(&texts) {
+                Ok(list) => Some(list),
+                Err(errors) => {
+                    for (index, message) in errors {
+                        diagnostics.push(entries[index].span(), message);
+                    }
+                    None
+                }
+            }
+        }
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in &raw.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.get_ref()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.insert(name, value);
+            }
+            (Err(_), _) => {
+                diagnostics.push(value.span(), format!("`{name}` is not a valid header name"))
+            }
+            (_, Err(_)) => diagnostics.push(
+                value.span(),
+                format!("the value of header `{name}` contains characters a header cannot carry"),
+            ),
+        }
+    }
+    Some(TargetPlan {
+        base: base?,
+        connect_timeout: connect_timeout?,
+        request_timeout: request_timeout?,
+        max_body: max_body?,
+        headers,
+        allow: allow?,
+    })
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        Err(format!("`{text}` must be longer than zero"))
+    } else {
+        Ok(duration)
+    }
+}
+
+fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Option<LoadPlan> {
+    let raw = load.get_ref();
+    let before = diagnostics.len();
+    let ramp_down = typed(
+        raw.ramp_down.as_ref(),
+        DEFAULT_RAMP_DOWN,
+        parse_duration,
+        diagnostics,
+    );
+    let max_in_flight = match &raw.max_in_flight {
+        Some(cap) if *cap.get_ref() == 0 => {
+            diagnostics.push(cap.span(), "`max_in_flight` must be at least 1");
+            None
+        }
+        Some(cap) => Some(*cap.get_ref() as usize),
+        None => Some(DEFAULT_MAX_IN_FLIGHT),
+    };
+    if raw.stage.is_empty() {
+        diagnostics.push(load.span(), "[load] needs at least one [[load.stage]]");
+    }
+    let mut durations = Vec::new();
+    for stage in &raw.stage {
+        durations.push(typed(
+            Some(&stage.get_ref().duration),
+            Duration::ZERO,
+            parse_duration,
+            diagnostics,
+        ));
+    }
+    let model = match raw.model.get_ref().as_str() {
+        "open" => {
+            if let Some(vus) = &raw.start_vus {
+                diagnostics.push(
+                    vus.span(),
+                    "`start_vus` belongs to the closed model; the open model uses `start_rate`",
+                );
+            }
+            let start_rate = typed(raw.start_rate.as_ref(), 0.0, parse_rate, diagnostics);
+            let mut stages = Vec::new();
+            for (stage, duration) in raw.stage.iter().zip(&durations) {
+                let stage_raw = stage.get_ref();
+                if let Some(vus) = &stage_raw.vus {
+                    diagnostics.push(
+                        vus.span(),
+                        "`vus` belongs to the closed model; an open stage sets `rate`",
+                    );
+                }
+                let rate = match &stage_raw.rate {
+                    None => {
+                        diagnostics.push(
+                            stage.span(),
+                            "an open-model stage needs `rate` (e.g. \"50/s\")",
+                        );
+                        None
+                    }
+                    Some(rate) => typed(Some(rate), 0.0, parse_rate, diagnostics),
+                };
+                if let (Some(duration), Some(rate)) = (duration, rate) {
+                    stages.push(RateStage {
+                        duration: *duration,
+                        rate,
+                    });
+                }
+            }
+            start_rate.map(|start_rate| LoadModel::Open { start_rate, stages })
+        }
+        "closed" => {
+            if let Some(rate) = &raw.start_rate {
+                diagnostics.push(
+                    rate.span(),
+                    "`start_rate` belongs to the open model; the closed model uses `start_vus`",
+                );
+            }
+            let mut stages = Vec::new();
+            for (stage, duration) in raw.stage.iter().zip(&durations) {
+                let stage_raw = stage.get_ref();
+                if let Some(rate) = &stage_raw.rate {
+                    diagnostics.push(
+                        rate.span(),
+                        "`rate` belongs to the open model; a closed stage sets `vus`",
+                    );
+                }
+                match (&stage_raw.vus, duration) {
+                    (None, _) => diagnostics.push(stage.span(), "a closed-model stage needs `vus`"),
+                    (Some(vus), Some(duration)) => stages.push(VuStage {
+                        duration: *duration,
+                        vus: *vus.get_ref() as usize,
+                    }),
+                    _ => {}
+                }
+            }
+            let start_vus = raw.start_vus.as_ref().map_or(0, |v| *v.get_ref() as usize);
+            Some(LoadModel::Closed { start_vus, stages })
+        }
+        other => {
+            diagnostics.push(
+                raw.model.span(),
+                format!("unknown load model `{other}` (expected \"open\" or \"closed\")"),
+            );
+            None
+        }
+    };
+    if diagnostics.len() > before {
+        return None;
+    }
+    let model = model?;
+    if model.total_duration().is_zero() {
+        diagnostics.push(load.span(), "the load stages add up to zero seconds");
+        return None;
+    }
+    Some(LoadPlan {
+        model,
+        max_in_flight: max_in_flight?,
+        ramp_down: ramp_down?,
+    })
+}
+
+fn validate_data(
+    data: &RawData,
+    base_dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> (Vec<Feeder>, Vec<Generator>) {
+    let mut feeders = Vec::new();
+    for (name, raw) in &data.feeder {
+        match load_feeder(name, raw.get_ref(), base_dir) {
+            Ok(feeder) => feeders.push(feeder),
+            Err(messages) => {
+                for message in messages {
+                    diagnostics.push(raw.get_ref().file.span(), message);
+                }
+            }
+        }
+    }
+    let mut generators = Vec::new();
+    for (name, raw) in &data.generator {
+        if data.feeder.contains_key(name) {
+            diagnostics.push(
+                raw.span(),
+                format!("`{name}` is already the name of a feeder"),
+            );
+        }
+        match generator_kind(raw.get_ref()) {
+            Ok(kind) => generators.push(Generator {
+                name: name.clone(),
+                kind,
+            }),
+            Err(messages) => {
+                for message in messages {
+                    diagnostics.push(raw.span(), message);
+                }
+            }
+        }
+    }
+    (feeders, generators)
+}

@@ -1,0 +1,11 @@
+//! Integration tests: one binary, one module per concern. Every run goes to a real HTTP
+//! server on 127.0.0.1:0 and the harness's counts are checked against what it saw.
+
+mod binary;
+mod latency;
+mod outputs;
+mod runs;
+mod schedule;
+mod server;
+mod support;
+mod validation;

@@ -1,0 +1,248 @@
+//! A real HTTP/1.1 server on 127.0.0.1:0 that records every request it sees, so tests can
+//! check loadgen's counts against the server's. Runs on its own thread and runtime.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: String,
+}
+
+/// When set, requests to `/work` that arrive in `[first + after, first + after + length)`
+/// (first = the first `/work` request) are held until that window ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub after: Duration,
+    pub length: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    seen: Mutex<Vec<Seen>>,
+    members: AtomicU64,
+    first_work: Mutex<Option<Instant>>,
+    stall: Option<Stall>,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(None)
+    }
+
+    pub fn start_with(stall: Option<Stall>) -> TestServer {
+        let state = Arc::new(State {
+            stall,
+            ..State::default()
+        });
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread_state = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let state = thread_state.clone();
+                            tokio::spawn(async move {
+                                let service = service_fn(move |request| handle(state.clone(), request));
+                                let _ = http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            });
+                        }
+                        _ = &mut shutdown_rx => break,
+                    }
+                }
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server started");
+        TestServer {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Requests seen per "METHOD /path-without-query-or-ids" route.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for seen in self.seen() {
+            *counts
+                .entry(format!("{} {}", seen.method, route(&seen.path)))
+                .or_default() += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Replaces numeric path segments with `{id}` and drops the query.
+pub fn route(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or("");
+    path.split('/')
+        .map(|segment| {
+            if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body_text = String::from_utf8_lossy(&body).into_owned();
+    state.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        authorization: authorization.clone(),
+        body: body_text.clone(),
+    });
+
+    let segments: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+        .split('/')
+        .collect();
+    let response = match (method.as_str(), segments.as_slice()) {
+        ("GET", ["hello"]) => text(StatusCode::OK, "hello"),
+        ("GET", ["work"]) => {
+            stall_if_due(&state).await;
+            text(StatusCode::OK, "done")
+        }
+        ("POST", ["api", "members"]) => {
+            let id = state.members.fetch_add(1, Ordering::SeqCst) + 1;
+            let echoed: serde_json::Value =
+                serde_json::from_str(&body_text).unwrap_or(serde_json::Value::Null);
+            let payload = serde_json::json!({"id": id, "auth": {"token": format!("tok-{id}")}, "echo": echoed});
+            let mut response = json(StatusCode::CREATED, &payload);
+            response
+                .headers_mut()
+                .insert("x-member-etag", format!("etag-{id}").parse().unwrap());
+            response
+        }
+        ("GET", ["api", "members", id]) => {
+            if authorization.as_deref() == Some(&format!("Bearer tok-{id}")) {
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({"id": id.parse::<u64>().unwrap_or(0)}),
+                )
+            } else {
+                text(StatusCode::UNAUTHORIZED, "wrong token")
+            }
+        }
+        ("GET", ["status", code]) => text(
+            StatusCode::from_u16(code.parse().unwrap_or(500))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "status",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "no such route"),
+    };
+    Ok(response)
+}
+
+async fn stall_if_due(state: &State) {
+    let Some(stall) = state.stall else { return };
+    let first = *state
+        .first_work
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
+    let begins = first + stall.after;
+    let ends = begins + stall.length;
+    let now = Instant::now();
+    if now >= begins && now < ends {
+        tokio::time::sleep(ends - now).await;
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}

@@ -1,0 +1,68 @@
+//! Shared helpers: scenario files in temp dirs, in-process runs, reading results.
+
+use std::path::{Path, PathBuf};
+
+use loadgen::output::summary::Summary;
+use loadgen::run::{self, RunOptions};
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("reports")
+    }
+}
+
+pub fn options(scenario: &Path, out: &Path) -> RunOptions {
+    RunOptions {
+        scenario: scenario.to_path_buf(),
+        out: out.to_path_buf(),
+        quiet: true,
+        threads: Some(2),
+        ..RunOptions::default()
+    }
+}
+
+/// Runs in-process and returns the run directory and its summary.json, read from disk.
+pub fn run_ok(options: &RunOptions) -> (PathBuf, Summary) {
+    let prepared = run::prepare(options).unwrap_or_else(|e| panic!("prepare failed: {e}"));
+    let outcome = run::execute(prepared, options).unwrap_or_else(|e| panic!("run failed: {e}"));
+    let text = std::fs::read_to_string(outcome.run_dir.join("summary.json")).unwrap();
+    let summary: Summary = serde_json::from_str(&text).unwrap();
+    (outcome.run_dir, summary)
+}
+
+/// Requests loadgen counted per "METHOD route" (route with ids as `{id}`), from the
+/// scenario's own step definitions given as (step name, "METHOD route").
+pub fn counted(
+    summary: &Summary,
+    routes: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for journey in &summary.journeys {
+        for step in &journey.steps {
+            let route = routes
+                .iter()
+                .find(|(name, _)| *name == step.name)
+                .unwrap_or_else(|| panic!("no route given for step {}", step.name))
+                .1;
+            *counts.entry(route.to_string()).or_default() += step.requests;
+        }
+    }
+    counts.retain(|_, v| *v > 0);
+    counts
+}

@@ -1,0 +1,118 @@
+//! Bad input: every error at once with file:line:col, exit 2, nothing sent.
+
+use std::path::Path;
+
+use loadgen::scenario;
+
+use crate::server::TestServer;
+use crate::support::{Workspace, options};
+
+const BROKEN: &str = r#"name = "broken"
+[target]
+base_url = "http://127.0.0.1:9"
+request_timeout = "5sx"
+[load]
+model = "open"
+[[load.stage]]
+duration = "10"
+rate = "50/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "a"
+url = "/x/{{nope}}"
+expect = "7xx"
+think = "1s..0s"
+[[journey.step]]
+name = "b"
+url = "no-slash"
+colour = "blue"
+"#;
+
+#[test]
+fn every_error_is_reported_with_line_and_column() {
+    let diagnostics =
+        scenario::from_source(BROKEN, Path::new("broken.toml"), Path::new(".")).unwrap_err();
+    let lines = diagnostics.headlines();
+    let expected = [
+        "broken.toml:4:19: unknown duration unit `sx` in `5sx`",
+        "broken.toml:8:12: `10` has no unit",
+        "broken.toml:14:11: unknown reference `nope`",
+        "broken.toml:15:10: `7xx` is not a status class",
+        "broken.toml:16:9: think range `1s..0s` is reversed",
+        "broken.toml:20:1: unknown field `colour`",
+    ];
+    for prefix in expected {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(prefix) || l.contains(prefix)),
+            "missing `{prefix}` in:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{}", lines.join("\n"));
+    let rendered = diagnostics.to_string();
+    assert!(
+        rendered.contains("4 | request_timeout = \"5sx\""),
+        "{rendered}"
+    );
+    assert!(rendered.ends_with("6 errors in broken.toml"), "{rendered}");
+}
+
+#[test]
+fn toml_syntax_errors_are_positioned_too() {
+    let diagnostics = scenario::from_source(
+        "[target]\nbase_url = \n",
+        Path::new("s.toml"),
+        Path::new("."),
+    )
+    .unwrap_err();
+    let lines = diagnostics.headlines();
+    assert!(lines[0].starts_with("s.toml:2:"), "{lines:?}");
+}
+
+#[test]
+fn a_bad_scenario_sends_nothing() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let text = BROKEN.replace("http://127.0.0.1:9", &server.url());
+    let scenario = workspace.write("broken.toml", &text);
+    let error = loadgen::run::prepare(&options(&scenario, &workspace.out())).expect_err("refused");
+    assert!(matches!(error, loadgen::run::RunError::BadInput(_)));
+    assert!(server.seen().is_empty());
+    assert!(
+        !workspace.out().exists(),
+        "no run directory for a refused run"
+    );
+}
+
+#[test]
+fn a_host_outside_the_allow_list_is_refused_before_any_request() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "s.toml",
+        &format!(
+            r#"[target]
+base_url = "{}"
+allow_hosts = ["127.0.0.2"]
+[load]
+model = "open"
+[[load.stage]]
+duration = "1s"
+rate = "10/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "a"
+url = "/hello"
+"#,
+            server.url()
+        ),
+    );
+    let error = loadgen::run::prepare(&options(&scenario, &workspace.out())).expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains("outside the allow-list"), "{message}");
+    assert!(server.seen().is_empty());
+}
