@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::exit;
 use crate::output::table;
 use crate::run::{self, RunError, RunOptions};
+use crate::scenario::units::format_duration;
 use crate::scenario::{self, ScenarioError, describe::describe, units::parse_duration};
 
 const EXAMPLES: &str = "\
@@ -23,7 +24,8 @@ Exit codes:
   0  the run completed
   1  an SLO or the baseline gate failed
   2  bad input (scenario or flags); nothing was sent
-  3  the run could not complete (target unreachable, interrupted, harness failure)";
+  3  the run could not complete (target unreachable, interrupted, harness failure)
+  4  a fault could not be recovered: a human must act (the message says what to undo)";
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about = "Load-and-chaos drills with honest latency", after_help = EXAMPLES)]
@@ -49,6 +51,15 @@ enum Command {
         /// No progress line and no table; print only the run directory.
         #[arg(long, short)]
         quiet: bool,
+        /// Resolve every fault's targets against the live environment, print what would be
+        /// hit, and exit without sending traffic or touching anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Undo every fault a run's ledger does not show as recovered (after a crash).
+    Recover {
+        /// The run directory (default: the newest under reports/ with unrecovered faults).
+        run_dir: Option<PathBuf>,
     },
     /// Check a scenario and report every error; sends nothing.
     Validate { file: PathBuf },
@@ -97,21 +108,26 @@ where
     match cli.command {
         Command::Validate { file } => validate(&file),
         Command::Plan { file, overrides } => plan(file, overrides),
+        Command::Recover { run_dir } => recover_command(run_dir),
         Command::Run {
             file,
             overrides,
             out,
             threads,
             quiet,
-        } => run_command(RunOptions {
-            scenario: file,
-            target: overrides.target,
-            out,
-            seed: overrides.seed,
-            duration: overrides.duration,
-            threads,
-            quiet,
-        }),
+            dry_run,
+        } => run_command(
+            dry_run,
+            RunOptions {
+                scenario: file,
+                target: overrides.target,
+                out,
+                seed: overrides.seed,
+                duration: overrides.duration,
+                threads,
+                quiet,
+            },
+        ),
     }
 }
 
@@ -154,11 +170,14 @@ fn plan(file: PathBuf, overrides: Overrides) -> u8 {
     }
 }
 
-fn run_command(options: RunOptions) -> u8 {
+fn run_command(dry_run: bool, options: RunOptions) -> u8 {
     let prepared = match run::prepare(&options) {
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
     };
+    if dry_run {
+        return dry_run_report(&prepared.plan);
+    }
     match run::execute(prepared, &options) {
         Ok(outcome) => {
             if options.quiet {
@@ -167,7 +186,14 @@ fn run_command(options: RunOptions) -> u8 {
                 print!("{}", table::render(&outcome.summary));
                 println!("report: {}", outcome.run_dir.display());
             }
-            if outcome.summary.complete {
+            if !outcome.summary.faults.unrecovered.is_empty() {
+                eprintln!("error: faults could not be recovered; a human must act:");
+                for line in &outcome.summary.faults.unrecovered {
+                    eprintln!("  {line}");
+                }
+                eprintln!("then run `loadgen recover {}`", outcome.run_dir.display());
+                exit::FAULT_NOT_RECOVERED
+            } else if outcome.summary.complete {
                 exit::OK
             } else {
                 eprintln!(
@@ -178,6 +204,100 @@ fn run_command(options: RunOptions) -> u8 {
             }
         }
         Err(error) => report_error(error),
+    }
+}
+
+fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {
+    use crate::chaos::runner::{Verdict, preflight};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::COULD_NOT_RUN;
+        }
+    };
+    let lines = runtime.block_on(preflight(&plan.chaos));
+    println!(
+        "dry run of {}: {} fault(s); no traffic sent, nothing touched",
+        plan.name,
+        lines.len()
+    );
+    let mut bad = 0;
+    for line in lines {
+        let when: Vec<String> = line
+            .occurrences
+            .iter()
+            .map(|(start, end)| match end {
+                Some(end) => format!("{}–{}", format_duration(*start), format_duration(*end)),
+                None => format!("at {}", format_duration(*start)),
+            })
+            .collect();
+        println!(
+            "fault `{}`: {} on {} [{}]",
+            line.fault,
+            line.action,
+            line.selector,
+            when.join(", ")
+        );
+        match line.verdict {
+            Verdict::Hits { matched, hit } => {
+                println!("  matches: {}", matched.join(", "));
+                println!("  would hit: {}", hit.join(", "));
+            }
+            Verdict::Refused(message) => {
+                bad += 1;
+                println!("  REFUSED: {message}");
+            }
+            Verdict::Error(message) => {
+                bad += 1;
+                println!("  ERROR: {message}");
+            }
+        }
+    }
+    if bad > 0 { exit::BAD_INPUT } else { exit::OK }
+}
+
+fn recover_command(run_dir: Option<PathBuf>) -> u8 {
+    let Some(run_dir) = run_dir
+        .or_else(|| crate::chaos::recover::latest_unrecovered(std::path::Path::new("reports")))
+    else {
+        println!("nothing to recover: no run under reports/ has unrecovered faults");
+        return exit::OK;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::COULD_NOT_RUN;
+        }
+    };
+    match runtime.block_on(crate::chaos::recover::recover_run(&run_dir)) {
+        Err(message) => {
+            eprintln!("error: {message}");
+            exit::BAD_INPUT
+        }
+        Ok(report) => {
+            for line in &report.recovered {
+                println!("recovered: {line}");
+            }
+            for line in &report.failed {
+                eprintln!("NOT recovered: {line}");
+            }
+            if report.recovered.is_empty() && report.failed.is_empty() {
+                println!("nothing to recover in {}", run_dir.display());
+            }
+            if report.failed.is_empty() {
+                exit::OK
+            } else {
+                exit::FAULT_NOT_RECOVERED
+            }
+        }
     }
 }
 

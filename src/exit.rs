@@ -8,3 +8,5 @@ pub const SLO_FAILED: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 /// 3: the run could not complete — target unreachable at start, interrupted, harness failure.
 pub const COULD_NOT_RUN: u8 = 3;
+/// 4: a fault could not be recovered; a human must act (the message says what to undo).
+pub const FAULT_NOT_RECOVERED: u8 = 4;

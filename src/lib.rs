@@ -4,6 +4,7 @@
 //! scenario ─► Plan ─► engine (workers) ─► metrics (recorders → aggregator) ─► output
 //! ```
 
+pub mod chaos;
 pub mod cli;
 pub mod engine;
 pub mod exit;

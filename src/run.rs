@@ -8,6 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::chaos::ledger::Ledger;
+use crate::chaos::runner::{ChaosReport, Timeline, Verdict, preflight as preflight_faults};
 
 use crate::engine::{ClientConfig, Engine};
 use crate::metrics::Aggregator;
@@ -114,6 +118,7 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         max_body: target.max_body,
     };
     preflight(&client, &target.base).await?;
+    check_faults(&plan).await?;
 
     let started_wall = jiff::Timestamp::now();
     let run_dir = create_run_dir(&options.out, &plan.name, started_wall).map_err(|e| {
@@ -140,6 +145,19 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
     let start = engine.start;
     let stop = engine.stop.clone();
     let kill = engine.kill.clone();
+    let chaos_stop = CancellationToken::new();
+    let chaos = if plan.chaos.faults.is_empty() {
+        None
+    } else {
+        let ledger = Ledger::create(&run_dir).map_err(|e| {
+            RunError::CouldNotRun(format!(
+                "cannot create the fault ledger in {}: {e}",
+                run_dir.display()
+            ))
+        })?;
+        let timeline = Timeline::new(Arc::new(plan.chaos.clone()), ledger, start, prepared.seed);
+        Some(tokio::spawn(timeline.run(chaos_stop.clone())))
+    };
 
     let mut aggregator = Aggregator::new(prepared.workers, plan.step_count(), plan.journeys.len());
     let mut interrupted = false;
@@ -172,6 +190,32 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
     let workers_ok = tokio::task::spawn_blocking(move || engine.join())
         .await
         .unwrap_or(false);
+    // The run is over: every fault still applied is recovered now.
+    chaos_stop.cancel();
+    let faults = match chaos {
+        Some(task) => task.await.unwrap_or_else(|e| ChaosReport {
+            events: Vec::new(),
+            unrecovered: vec![format!(
+                "the fault timeline failed ({e}); run `loadgen recover {}`",
+                run_dir.display()
+            )],
+        }),
+        None => ChaosReport::default(),
+    };
+    for event in &faults.events {
+        progress.note(&format!(
+            "fault {:>7.1}s {:<8} {} {}{}",
+            event.offset_ms as f64 / 1000.0,
+            event.kind,
+            event.fault,
+            event.target.as_deref().unwrap_or(""),
+            event
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ));
+    }
     for second in aggregator.flush() {
         if let Err(e) = series.write_second(&second) {
             write_error.get_or_insert(e);
@@ -209,6 +253,7 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
             duration_s: elapsed.as_secs_f64(),
             ended_by,
             files,
+            faults,
         },
         aggregator.totals(),
     );
@@ -229,6 +274,30 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         )));
     }
     Ok(RunOutcome { run_dir, summary })
+}
+
+/// Resolves every fault's targets against the live environment before any traffic: a fault
+/// its guardrails refuse (e.g. one that would take down every replica) stops the run here.
+async fn check_faults(plan: &Plan) -> Result<(), RunError> {
+    if plan.chaos.faults.is_empty() {
+        return Ok(());
+    }
+    let refusals: Vec<String> = preflight_faults(&plan.chaos)
+        .await
+        .into_iter()
+        .filter_map(|line| match line.verdict {
+            Verdict::Refused(message) => Some(format!("fault `{}`: {message}", line.fault)),
+            _ => None,
+        })
+        .collect();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::BadInput(format!(
+            "refusing to start: {}\n(nothing was sent; see `loadgen run --dry-run`)",
+            refusals.join("\n")
+        )))
+    }
 }
 
 /// Refuses to start against a target that does not accept connections: a run against

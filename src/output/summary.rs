@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chaos::runner::ChaosReport;
 use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
 use crate::scenario::Plan;
@@ -39,6 +40,8 @@ pub struct Summary {
     pub files: BTreeMap<String, String>,
     /// What each histogram-log tag stands for ("all", "journey:N", "step:N").
     pub scopes: BTreeMap<String, String>,
+    /// The fault timeline: every inject/recover with its offset, target and outcome.
+    pub faults: ChaosReport,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ pub struct RunFacts<'a> {
     pub duration_s: f64,
     pub ended_by: &'a str,
     pub files: BTreeMap<String, String>,
+    pub faults: ChaosReport,
 }
 
 pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
@@ -176,6 +180,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         generator: generator_summary(totals),
         files: facts.files,
         scopes,
+        faults: facts.faults,
     }
 }
 

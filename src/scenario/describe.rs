@@ -140,4 +140,31 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
     for generator in &plan.generators {
         let _ = writeln!(out, "generator {}: {:?}", generator.name, generator.kind);
     }
+    if !plan.chaos.faults.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "faults    (resolved against the live environment only by `loadgen run --dry-run`)"
+        );
+        for fault in &plan.chaos.faults {
+            for (start, end) in fault.occurrences() {
+                let _ = writeln!(
+                    out,
+                    "  {:>8} → {:<8} {:?} on {} ({:?}, max_unavailable {}{})  `{}`",
+                    format_duration(start),
+                    end.map_or("run end".to_string(), format_duration),
+                    fault.action,
+                    fault.selector,
+                    fault.mode,
+                    fault.guard.max_unavailable,
+                    if fault.guard.allow_last {
+                        ", may take the last"
+                    } else {
+                        ""
+                    },
+                    fault.name
+                );
+            }
+        }
+    }
 }

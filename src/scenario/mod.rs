@@ -8,6 +8,7 @@
 mod data;
 pub mod describe;
 pub mod diag;
+mod faults;
 mod journeys;
 pub mod plan;
 mod raw;

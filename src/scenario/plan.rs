@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, Method};
 
 use super::template::Template;
+use crate::chaos::spec::ChaosPlan;
 use crate::safety::AllowList;
 
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ pub struct Plan {
     pub journeys: Vec<JourneyPlan>,
     pub feeders: Vec<Feeder>,
     pub generators: Vec<Generator>,
+    pub chaos: ChaosPlan,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,8 @@ pub struct RawScenario {
     pub load: Option<Spanned<RawLoad>>,
     pub data: RawData,
     pub journeys: Vec<RawJourney>,
+    pub chaos: Option<Spanned<RawChaos>>,
+    pub faults: Vec<Spanned<RawFault>>,
     /// Top-level keys present in the file, so "missing" is not reported for a section that
     /// is present but malformed.
     pub seen: Vec<String>,
@@ -128,6 +130,62 @@ pub enum RawExtract {
     Header { header: String },
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChaos {
+    pub stack_state: Option<Spanned<String>>,
+    pub docker_host: Option<String>,
+    pub kube_api: Option<String>,
+    #[serde(default)]
+    pub kube_namespaces: Vec<String>,
+    #[serde(default)]
+    pub allow_targets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub name: Spanned<String>,
+    pub at: Spanned<String>,
+    pub duration: Option<Spanned<String>>,
+    pub repeat: Option<u32>,
+    pub every: Option<Spanned<String>>,
+    pub action: Spanned<String>,
+    pub target: Spanned<RawSelector>,
+    pub mode: Option<Spanned<RawMode>>,
+    pub max_unavailable: Option<u32>,
+    pub allow_last: Option<bool>,
+    pub signal: Option<Spanned<String>>,
+    pub network: Option<String>,
+    pub grace: Option<Spanned<String>>,
+    pub replicas: Option<u32>,
+    pub latency: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub bandwidth: Option<Spanned<String>>,
+    pub delay: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelector {
+    pub process: Option<String>,
+    pub pidfile: Option<String>,
+    pub container: Option<String>,
+    pub label: Option<String>,
+    pub pods: Option<String>,
+    pub deployment: Option<String>,
+    pub namespace: Option<String>,
+    pub proxy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMode {
+    Text(String),
+    Count { count: u32 },
+    Percent { percent: String },
+}
+
 /// Parses the document and each part of it, collecting every error into `diagnostics`.
 /// `None` when the file is not valid TOML (the syntax errors are recorded).
 pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario> {
@@ -155,10 +213,12 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
             "load" => raw.load = part(value, diagnostics),
             "data" => raw.data = part(value, diagnostics).unwrap_or_default(),
             "journey" => raw.journeys = journeys(value, diagnostics),
+            "chaos" => raw.chaos = part(value, diagnostics),
+            "fault" => raw.faults = each(value, "fault", diagnostics),
             other => diagnostics.push(
                 span,
                 format!(
-                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey)"
+                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault)"
                 ),
             ),
         }
@@ -181,6 +241,27 @@ fn part<T: for<'de> Deserialize<'de>>(
             None
         }
     }
+}
+
+/// Deserializes each element of an array of tables on its own.
+fn each<T: for<'de> Deserialize<'de>>(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    diagnostics: &mut Diagnostics,
+) -> Vec<Spanned<T>> {
+    let Some(array) = value.get_ref().as_array() else {
+        diagnostics.push(
+            value.span(),
+            format!("`{key}` must be an array of tables: write [[{key}]]"),
+        );
+        return Vec::new();
+    };
+    array
+        .iter()
+        .filter_map(|item| {
+            part::<T>(item, diagnostics).map(|parsed| Spanned::new(item.span(), parsed))
+        })
+        .collect()
 }
 
 fn journeys(value: &Spanned<DeValue<'_>>, diagnostics: &mut Diagnostics) -> Vec<RawJourney> {

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::data::{generator_kind, load_feeder};
 use super::diag::Diagnostics;
+use super::faults::validate_chaos;
 use super::journeys::validate_journeys;
 use super::plan::{
     BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, RateStage, TargetPlan, VuStage,
@@ -60,6 +61,7 @@ pub fn validate(
         diagnostics.push(0..0, "a scenario needs at least one [[journey]]");
     }
     let journeys = validate_journeys(&raw.journeys, &feeders, &generators, diagnostics);
+    let chaos = validate_chaos(raw.chaos.as_ref(), &raw.faults, base_dir, diagnostics);
 
     if !diagnostics.is_empty() {
         return None;
@@ -74,6 +76,7 @@ pub fn validate(
         journeys,
         feeders,
         generators,
+        chaos,
     })
 }
 

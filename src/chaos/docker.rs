@@ -1,0 +1,243 @@
+//! Docker containers through the Engine API (bollard, version negotiated: the daemon here
+//! speaks API ≤ 1.41): kill with a signal, stop, pause/unpause, restart, disconnect from a
+//! network. Recovery treats "already in that state" and "no such container" as done.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
+use bollard::query_parameters::{
+    KillContainerOptions, ListContainersOptions, StopContainerOptions,
+};
+
+use super::spec::{Action, Selector};
+use super::stack::glob_match;
+use super::undo::{DockerUndo, Undo};
+use super::{ChaosError, Target};
+
+pub struct DockerBackend {
+    docker: Docker,
+    host: Option<String>,
+}
+
+impl DockerBackend {
+    pub async fn connect(host: Option<&str>) -> Result<DockerBackend, ChaosError> {
+        let docker = match host {
+            Some(h) if h.starts_with("unix://") => {
+                Docker::connect_with_unix(h, 30, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) => Docker::connect_with_http(h, 30, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_local_defaults(),
+        }
+        .map_err(error)?;
+        let docker = docker.negotiate_version().await.map_err(error)?;
+        Ok(DockerBackend {
+            docker,
+            host: host.map(str::to_string),
+        })
+    }
+
+    /// Containers the selector names, sorted by name, each with whether it is up
+    /// (running, not paused).
+    pub async fn resolve(&self, selector: &Selector) -> Result<Vec<(Target, bool)>, ChaosError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        if let Selector::ContainerLabel { label } = selector {
+            filters.insert("label".into(), vec![label.clone()]);
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(error)?;
+        let mut found = Vec::new();
+        for container in containers {
+            let id = container.id.clone().unwrap_or_default();
+            let name = container
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| id.clone());
+            let wanted = match selector {
+                Selector::Container { name: pattern } => {
+                    glob_match(pattern, &name) || id.starts_with(pattern.as_str())
+                }
+                Selector::ContainerLabel { .. } => true,
+                _ => false,
+            };
+            if !wanted {
+                continue;
+            }
+            let state = container.state.map(|s| s.to_string()).unwrap_or_default();
+            let target = Target {
+                backend: "docker".into(),
+                id,
+                name,
+                labels: container.labels.unwrap_or_default().into_iter().collect(),
+            };
+            found.push((target, state == "running"));
+        }
+        found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(found)
+    }
+
+    pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+        let step = match action {
+            Action::ContainerKill { .. } | Action::ContainerStop => DockerUndo::Start,
+            Action::ContainerPause => DockerUndo::Unpause,
+            Action::ContainerDisconnect { network } => DockerUndo::Connect {
+                network: network.clone(),
+            },
+            Action::ContainerRestart => return Ok(Undo::Nothing),
+            other => {
+                return Err(backend_error(format!(
+                    "{other:?} is not a container action"
+                )));
+            }
+        };
+        Ok(Undo::Docker {
+            host: self.host.clone(),
+            container: target.id.clone(),
+            step,
+        })
+    }
+
+    pub async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
+        let id = target.id.as_str();
+        let result = match action {
+            Action::ContainerKill { signal } => {
+                self.docker
+                    .kill_container(
+                        id,
+                        Some(KillContainerOptions {
+                            signal: signal.clone(),
+                        }),
+                    )
+                    .await
+            }
+            Action::ContainerStop => {
+                self.docker
+                    .stop_container(
+                        id,
+                        Some(StopContainerOptions {
+                            t: Some(5),
+                            signal: None,
+                        }),
+                    )
+                    .await
+            }
+            Action::ContainerPause => self.docker.pause_container(id).await,
+            Action::ContainerRestart => {
+                self.docker
+                    .restart_container(
+                        id,
+                        None::<bollard::query_parameters::RestartContainerOptions>,
+                    )
+                    .await
+            }
+            Action::ContainerDisconnect { network } => {
+                self.docker
+                    .disconnect_network(
+                        network,
+                        NetworkDisconnectRequest {
+                            container: Some(id.to_string()),
+                            force: Some(true),
+                        },
+                    )
+                    .await
+            }
+            other => {
+                return Err(backend_error(format!(
+                    "{other:?} is not a container action"
+                )));
+            }
+        };
+        result.map_err(error)
+    }
+
+    /// Container state as the Engine reports it ("running", "paused", "exited"…).
+    pub async fn state(&self, id: &str) -> Result<Option<String>, ChaosError> {
+        match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => Ok(inspect.state.and_then(|s| s.status).map(|s| s.to_string())),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(error(e)),
+        }
+    }
+}
+
+/// Puts a container back; idempotent, and a container that is gone counts as recovered.
+pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+    let Undo::Docker {
+        host,
+        container,
+        step,
+    } = undo
+    else {
+        return Ok(());
+    };
+    let backend = DockerBackend::connect(host.as_deref()).await?;
+    let docker = &backend.docker;
+    let result = match step {
+        DockerUndo::Unpause => docker.unpause_container(container).await,
+        DockerUndo::Start => {
+            docker
+                .start_container(
+                    container,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+        }
+        DockerUndo::Connect { network } => {
+            docker
+                .connect_network(
+                    network,
+                    NetworkConnectRequest {
+                        container: Some(container.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // 304: already started; 404: gone; 409: not paused / already connected.
+        Err(e) if matches!(status_of(&e), Some(304 | 404 | 409)) => Ok(()),
+        // Connecting an already-connected container answers 403 on some versions.
+        Err(e) if matches!(step, DockerUndo::Connect { .. }) && status_of(&e) == Some(403) => {
+            Ok(())
+        }
+        Err(e) => Err(error(e)),
+    }
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn error(e: DockerError) -> ChaosError {
+    backend_error(e.to_string())
+}
+
+fn backend_error(message: String) -> ChaosError {
+    ChaosError::Backend {
+        backend: "docker",
+        message,
+    }
+}

@@ -1,0 +1,1 @@
+//! Kubernetes backend (in progress).

@@ -1,0 +1,58 @@
+//! Chaos: faults on the run's timeline, injected and always recovered.
+//!
+//! Every backend follows the same three-step contract (after chaos-mesh and toxiproxy):
+//! 1. `undo_for(target, action)` reads what is needed to put things back (e.g. the current
+//!    replica count) and returns an `Undo` — nothing is changed yet;
+//! 2. the caller writes that `Undo` to the run's ledger (`ledger.rs`), *then* calls `apply`;
+//! 3. `recover(undo)` puts things back. It is idempotent, and a target that no longer exists
+//!    counts as recovered.
+//!
+//! Backends: `process` (local processes), `docker` (containers through the Engine API),
+//! `kube` (pods and deployments through the Kubernetes API), `proxy` (a user-space TCP
+//! fault proxy: latency, bandwidth, reset, blackhole, slow close).
+
+pub mod backends;
+pub mod docker;
+pub mod kube;
+pub mod ledger;
+pub mod process;
+pub mod proxy;
+pub mod recover;
+pub mod runner;
+pub mod spec;
+pub mod stack;
+pub mod undo;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One thing a fault can hit: a process, a container, a pod, a proxied link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Which backend owns it: "process", "docker", "kube", "proxy".
+    pub backend: String,
+    /// Stable identity within the backend: a PID, a container id, `namespace/pod`, a proxy name.
+    pub id: String,
+    /// What a human calls it: an instance name, a container name.
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why a chaos operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    /// The backend could not be reached or refused the call.
+    #[error("{backend}: {message}")]
+    Backend {
+        backend: &'static str,
+        message: String,
+    },
+    /// A guardrail refused the fault before anything changed.
+    #[error("guardrail: {0}")]
+    Refused(String),
+    /// A selector matched nothing.
+    #[error("no target matches {0}")]
+    NoTarget(String),
+}

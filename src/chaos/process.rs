@@ -1,0 +1,211 @@
+//! Local processes: kill (SIGKILL), terminate (SIGTERM), pause (SIGSTOP → SIGCONT), restart.
+//! Targets come from the local stack's state file or a PID file. A killed instance is
+//! brought back through the stack; a PID is only ever signalled if its start time still
+//! matches the one recorded, so a reused PID is never hit.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::spec::{Action, Selector};
+use super::stack::{StackState, glob_match};
+use super::undo::{ProcessUndo, Undo};
+use super::{ChaosError, Target};
+
+pub struct ProcessBackend {
+    stack: Option<StackState>,
+    stack_error: Option<String>,
+}
+
+/// A resolved target and whether it is up (alive and not stopped).
+pub type Candidate = (Target, bool);
+
+impl ProcessBackend {
+    pub fn new(stack: Result<StackState, String>) -> ProcessBackend {
+        match stack {
+            Ok(stack) => ProcessBackend {
+                stack: Some(stack),
+                stack_error: None,
+            },
+            Err(e) => ProcessBackend {
+                stack: None,
+                stack_error: Some(e),
+            },
+        }
+    }
+
+    pub fn resolve(&self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        let found: Vec<(String, i32)> = match selector {
+            Selector::Process { name } => {
+                let stack = self
+                    .stack
+                    .as_ref()
+                    .ok_or_else(|| backend_error(self.stack_error.clone().unwrap_or_default()))?;
+                stack
+                    .instances()
+                    .into_iter()
+                    .filter(|(n, _)| glob_match(name, n))
+                    .collect()
+            }
+            Selector::PidFile { path } => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    backend_error(format!("cannot read PID file {}: {e}", path.display()))
+                })?;
+                let pid: i32 = text.trim().parse().map_err(|_| {
+                    backend_error(format!("{} does not hold a PID", path.display()))
+                })?;
+                vec![(path.display().to_string(), pid)]
+            }
+            other => return Err(backend_error(format!("{other} is not a process target"))),
+        };
+        Ok(found
+            .into_iter()
+            .map(|(name, pid)| {
+                let up = matches!(proc_stat(pid), Some((state, _)) if state != 'T' && state != 'Z');
+                let target = Target {
+                    backend: "process".into(),
+                    id: pid.to_string(),
+                    name,
+                    labels: Default::default(),
+                };
+                (target, up)
+            })
+            .collect())
+    }
+
+    /// What will undo `action` on `target`; reads the process's start time now.
+    pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+        let pid = parse_pid(target)?;
+        let (_, start_time) = proc_stat(pid)
+            .ok_or_else(|| backend_error(format!("process {pid} ({}) is gone", target.name)))?;
+        let restart = || match &self.stack {
+            Some(stack) if stack.instances().iter().any(|(n, _)| *n == target.name) => {
+                ProcessUndo::Restart {
+                    command: stack.restart_command(&target.name),
+                }
+            }
+            _ => ProcessUndo::None,
+        };
+        let step = match action {
+            Action::Pause => ProcessUndo::Resume,
+            Action::Kill | Action::Terminate | Action::Restart => restart(),
+            other => return Err(backend_error(format!("{other:?} is not a process action"))),
+        };
+        Ok(Undo::Process {
+            pid,
+            start_time,
+            step,
+        })
+    }
+
+    pub async fn apply(
+        &self,
+        target: &Target,
+        action: &Action,
+        undo: &Undo,
+    ) -> Result<(), ChaosError> {
+        let pid = parse_pid(target)?;
+        let Undo::Process { start_time, .. } = undo else {
+            return Err(backend_error(
+                "a process fault needs a process undo record".into(),
+            ));
+        };
+        let signal = match action {
+            Action::Kill | Action::Restart => Signal::SIGKILL,
+            Action::Terminate => Signal::SIGTERM,
+            Action::Pause => Signal::SIGSTOP,
+            other => return Err(backend_error(format!("{other:?} is not a process action"))),
+        };
+        signal_if_same(pid, *start_time, signal)?;
+        if *action == Action::Restart {
+            // Restart = kill now and bring back at once: the stack waits for readiness.
+            wait_gone(pid, *start_time).await;
+            recover(undo).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Puts a process target back. Idempotent: a resumed process is resumed again harmlessly, a
+/// restart command of the stack is a no-op for a running instance, a gone PID is recovered.
+pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+    let Undo::Process {
+        pid,
+        start_time,
+        step,
+    } = undo
+    else {
+        return Ok(());
+    };
+    match step {
+        ProcessUndo::Resume => match signal_if_same(*pid, *start_time, Signal::SIGCONT) {
+            Ok(()) => Ok(()),
+            Err(ChaosError::NoTarget(_)) => Ok(()),
+            Err(e) => Err(e),
+        },
+        ProcessUndo::Restart { command } => {
+            // Make sure the old process is really gone first (SIGTERM may take a moment).
+            wait_gone(*pid, *start_time).await;
+            let output = tokio::process::Command::new(&command[0])
+                .args(&command[1..])
+                .output()
+                .await
+                .map_err(|e| backend_error(format!("cannot run {}: {e}", command.join(" "))))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(backend_error(format!(
+                    "`{}` failed: {}",
+                    command.join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )))
+            }
+        }
+        ProcessUndo::None => Ok(()),
+    }
+}
+
+async fn wait_gone(pid: i32, start_time: u64) {
+    for _ in 0..200 {
+        match proc_stat(pid) {
+            Some((state, started)) if started == start_time && state != 'Z' => {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await
+            }
+            _ => return,
+        }
+    }
+}
+
+fn signal_if_same(pid: i32, start_time: u64, signal: Signal) -> Result<(), ChaosError> {
+    match proc_stat(pid) {
+        Some((_, started)) if started == start_time => kill(Pid::from_raw(pid), signal)
+            .map_err(|e| backend_error(format!("cannot send {signal} to {pid}: {e}"))),
+        _ => Err(ChaosError::NoTarget(format!(
+            "process {pid} (gone or replaced)"
+        ))),
+    }
+}
+
+fn parse_pid(target: &Target) -> Result<i32, ChaosError> {
+    target
+        .id
+        .parse()
+        .map_err(|_| backend_error(format!("`{}` is not a PID", target.id)))
+}
+
+/// (state letter, start time in clock ticks) from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some((state, start_time))
+}
+
+fn backend_error(message: String) -> ChaosError {
+    ChaosError::Backend {
+        backend: "process",
+        message,
+    }
+}

@@ -1,0 +1,1 @@
+//! TCP fault proxy (in progress).

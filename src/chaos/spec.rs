@@ -1,0 +1,267 @@
+//! Faults as validated, pure data: what to do, to which targets, when, with which limits.
+//! The scenario validator builds these; the timeline and the backends consume them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The scenario's `[chaos]` settings and its `[[fault]]` list.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChaosPlan {
+    /// The local stack's state file (process targets, proxies).
+    pub stack_state: Option<PathBuf>,
+    /// Docker Engine endpoint (`unix:///var/run/docker.sock` by default).
+    pub docker_host: Option<String>,
+    /// Kubernetes API URL; default: kubeconfig / in-cluster.
+    pub kube_api: Option<String>,
+    /// Kubernetes namespaces faults may touch. Empty: none.
+    pub kube_namespaces: Vec<String>,
+    /// Glob patterns of process / container names faults may touch. Empty: any target the
+    /// selector finds in the local stack; Docker targets then need a name match anyway.
+    pub allow_targets: Vec<String>,
+    pub faults: Vec<FaultSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultSpec {
+    pub name: String,
+    /// Offset from the run's start of the first injection.
+    pub at: Duration,
+    /// How long the fault holds before it is recovered; `None`: an instantaneous action
+    /// (restart, delete) or one that holds to the end of the run.
+    pub duration: Option<Duration>,
+    /// Further injections: `repeat` more times, `every` apart.
+    pub repeat: u32,
+    pub every: Option<Duration>,
+    pub action: Action,
+    pub selector: Selector,
+    pub mode: Mode,
+    pub guard: Guard,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    // Local processes.
+    Kill,
+    Terminate,
+    Pause,
+    Restart,
+    // Docker containers.
+    ContainerKill { signal: String },
+    ContainerStop,
+    ContainerPause,
+    ContainerRestart,
+    ContainerDisconnect { network: String },
+    // Kubernetes.
+    DeletePod { grace: Option<Duration> },
+    EvictPod,
+    Scale { replicas: u32 },
+    RolloutRestart,
+    // The TCP fault proxy.
+    Latency { delay: Duration, jitter: Duration },
+    Bandwidth { bytes_per_second: u64 },
+    Reset,
+    Blackhole,
+    SlowClose { delay: Duration },
+}
+
+impl Action {
+    /// The backend that performs this action.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Action::Kill | Action::Terminate | Action::Pause | Action::Restart => "process",
+            Action::ContainerKill { .. }
+            | Action::ContainerStop
+            | Action::ContainerPause
+            | Action::ContainerRestart
+            | Action::ContainerDisconnect { .. } => "docker",
+            Action::DeletePod { .. }
+            | Action::EvictPod
+            | Action::Scale { .. }
+            | Action::RolloutRestart => "kube",
+            Action::Latency { .. }
+            | Action::Bandwidth { .. }
+            | Action::Reset
+            | Action::Blackhole
+            | Action::SlowClose { .. } => "proxy",
+        }
+    }
+
+    /// Whether the action takes its targets out of service (counted by the guardrails).
+    pub fn takes_down(&self) -> bool {
+        !matches!(
+            self,
+            Action::Latency { .. }
+                | Action::Bandwidth { .. }
+                | Action::SlowClose { .. }
+                | Action::Scale { .. }
+        )
+    }
+}
+
+/// Which targets a fault looks at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Selector {
+    /// Instances of the local stack by name (glob: `backend-*`).
+    Process { name: String },
+    /// A process by the PID in a file.
+    PidFile { path: PathBuf },
+    /// Containers by name glob or id.
+    Container { name: String },
+    /// Containers by a `key=value` label.
+    ContainerLabel { label: String },
+    /// Pods by namespace and label selector.
+    Pods { namespace: String, selector: String },
+    /// A deployment by namespace and name.
+    Deployment { namespace: String, name: String },
+    /// A link through the fault proxy, by the name the stack gave it.
+    Proxy { name: String },
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Process { name } => write!(f, "process {name}"),
+            Selector::PidFile { path } => write!(f, "pidfile {}", path.display()),
+            Selector::Container { name } => write!(f, "container {name}"),
+            Selector::ContainerLabel { label } => write!(f, "containers labelled {label}"),
+            Selector::Pods {
+                namespace,
+                selector,
+            } => write!(f, "pods {selector} in {namespace}"),
+            Selector::Deployment { namespace, name } => write!(f, "deployment {namespace}/{name}"),
+            Selector::Proxy { name } => write!(f, "proxy {name}"),
+        }
+    }
+}
+
+/// How many of the matched targets a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Mode {
+    /// The first match (stable order: by name).
+    One,
+    /// Every match.
+    All,
+    /// One match picked by the run's seeded RNG.
+    Random,
+    Count(u32),
+    Percent(f64),
+}
+
+/// Limits checked before anything changes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Guard {
+    /// At most this many targets of the selector down at once (this fault's and others').
+    pub max_unavailable: u32,
+    /// Whether the last ready target may be taken down.
+    pub allow_last: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            max_unavailable: 1,
+            allow_last: false,
+        }
+    }
+}
+
+impl Mode {
+    /// How many of `matched` targets this mode selects.
+    pub fn count(&self, matched: usize) -> usize {
+        match self {
+            Mode::One | Mode::Random => matched.min(1),
+            Mode::All => matched,
+            Mode::Count(n) => matched.min(*n as usize),
+            Mode::Percent(p) => ((matched as f64 * p / 100.0).ceil() as usize).min(matched),
+        }
+    }
+}
+
+impl FaultSpec {
+    /// Each injection's (start, end) offsets; `end` is `None` for a fault without a duration.
+    pub fn occurrences(&self) -> Vec<(Duration, Option<Duration>)> {
+        let mut out = Vec::new();
+        for i in 0..=self.repeat {
+            let start = self.at + self.every.unwrap_or_default() * i;
+            out.push((start, self.duration.map(|d| start + d)));
+        }
+        out
+    }
+}
+
+/// The guardrail decision for taking `wanted` of `ready` targets down while `already_down`
+/// are down: `Err` says why not, with the numbers.
+pub fn check_guard(
+    guard: &Guard,
+    ready: usize,
+    already_down: usize,
+    wanted: usize,
+) -> Result<(), String> {
+    if wanted + already_down > guard.max_unavailable as usize {
+        return Err(format!(
+            "taking {wanted} target(s) down with {already_down} already down exceeds max_unavailable = {}",
+            guard.max_unavailable
+        ));
+    }
+    if !guard.allow_last && wanted >= ready {
+        return Err(format!(
+            "taking {wanted} of {ready} ready target(s) down would leave none; set allow_last = true to drill a full outage"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_refuses_the_last_replica_and_too_many() {
+        let guard = Guard::default();
+        assert!(check_guard(&guard, 3, 0, 1).is_ok());
+        assert!(
+            check_guard(&guard, 3, 1, 1)
+                .unwrap_err()
+                .contains("max_unavailable = 1")
+        );
+        assert!(
+            check_guard(&guard, 1, 0, 1)
+                .unwrap_err()
+                .contains("leave none")
+        );
+        let everything = Guard {
+            max_unavailable: 3,
+            allow_last: true,
+        };
+        assert!(check_guard(&everything, 3, 0, 3).is_ok());
+    }
+
+    #[test]
+    fn modes_count_and_occurrences_repeat() {
+        assert_eq!(Mode::Percent(50.0).count(3), 2);
+        assert_eq!(Mode::Count(5).count(3), 3);
+        assert_eq!(Mode::One.count(0), 0);
+        let spec = FaultSpec {
+            name: "f".into(),
+            at: Duration::from_secs(10),
+            duration: Some(Duration::from_secs(5)),
+            repeat: 2,
+            every: Some(Duration::from_secs(20)),
+            action: Action::Pause,
+            selector: Selector::Process { name: "b".into() },
+            mode: Mode::One,
+            guard: Guard::default(),
+        };
+        let secs: Vec<(u64, Option<u64>)> = spec
+            .occurrences()
+            .iter()
+            .map(|(s, e)| (s.as_secs(), e.map(|e| e.as_secs())))
+            .collect();
+        assert_eq!(secs, vec![(10, Some(15)), (30, Some(35)), (50, Some(55))]);
+    }
+}

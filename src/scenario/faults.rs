@@ -1,0 +1,347 @@
+//! `[chaos]` and `[[fault]]` → `ChaosPlan`: action names resolved against the selector's
+//! backend, options checked per action, Kubernetes namespaces against the allow-list.
+
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::diag::Diagnostics;
+use super::raw::{RawChaos, RawFault, RawMode, RawSelector};
+use super::units::{parse_duration, parse_percent, parse_size};
+use super::validate::typed;
+use crate::chaos::spec::{Action, ChaosPlan, FaultSpec, Guard, Mode, Selector};
+
+pub fn validate_chaos(
+    chaos: Option<&Spanned<RawChaos>>,
+    faults: &[Spanned<RawFault>],
+    base_dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> ChaosPlan {
+    let default = RawChaos::default();
+    let raw = chaos.map_or(&default, |c| c.get_ref());
+    let mut plan = ChaosPlan {
+        stack_state: raw.stack_state.as_ref().map(|s| base_dir.join(s.get_ref())),
+        docker_host: raw.docker_host.clone(),
+        kube_api: raw.kube_api.clone(),
+        kube_namespaces: raw.kube_namespaces.clone(),
+        allow_targets: raw.allow_targets.clone(),
+        faults: Vec::new(),
+    };
+    let mut names = std::collections::HashSet::new();
+    for fault in faults {
+        let raw_fault = fault.get_ref();
+        if !names.insert(raw_fault.name.get_ref().clone()) {
+            diagnostics.push(
+                raw_fault.name.span(),
+                format!(
+                    "a fault named `{}` already exists",
+                    raw_fault.name.get_ref()
+                ),
+            );
+        }
+        if let Some(spec) = validate_fault(raw_fault, &plan, base_dir, diagnostics) {
+            plan.faults.push(spec);
+        }
+    }
+    plan
+}
+
+fn validate_fault(
+    raw: &RawFault,
+    chaos: &ChaosPlan,
+    base_dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<FaultSpec> {
+    let before = diagnostics.len();
+    let at = typed(Some(&raw.at), Duration::ZERO, parse_duration, diagnostics);
+    let duration = raw
+        .duration
+        .as_ref()
+        .and_then(|d| typed(Some(d), Duration::ZERO, parse_duration, diagnostics));
+    let every = raw
+        .every
+        .as_ref()
+        .and_then(|e| typed(Some(e), Duration::ZERO, parse_duration, diagnostics));
+    let repeat = raw.repeat.unwrap_or(0);
+    if repeat > 0 && raw.every.is_none() {
+        diagnostics.push(
+            raw.action.span(),
+            "`repeat` needs `every` (the time between injections)",
+        );
+    }
+    if let (Some(every), Some(duration)) = (every, duration)
+        && duration >= every
+    {
+        diagnostics.push(
+            raw.every.as_ref().map_or(raw.at.span(), |e| e.span()),
+            "`every` must be longer than `duration`: a fault is recovered before it is injected again",
+        );
+    }
+    let selector = selector(&raw.target, chaos, base_dir, diagnostics);
+    let action = selector.as_ref().and_then(|s| action(raw, s, diagnostics));
+    if let Some(action) = &action {
+        let instantaneous = matches!(
+            action,
+            Action::Restart
+                | Action::ContainerRestart
+                | Action::DeletePod { .. }
+                | Action::EvictPod
+                | Action::RolloutRestart
+        );
+        if instantaneous && let Some(d) = &raw.duration {
+            diagnostics.push(
+                d.span(),
+                format!(
+                    "`{}` happens at once and cannot have a duration",
+                    raw.action.get_ref()
+                ),
+            );
+        }
+    }
+    let mode = match &raw.mode {
+        None => Some(Mode::One),
+        Some(mode) => match mode.get_ref() {
+            RawMode::Text(t) if t == "one" => Some(Mode::One),
+            RawMode::Text(t) if t == "all" => Some(Mode::All),
+            RawMode::Text(t) if t == "random" => Some(Mode::Random),
+            RawMode::Count { count } => Some(Mode::Count(*count)),
+            RawMode::Percent { percent } => match parse_percent(percent) {
+                Ok(p) => Some(Mode::Percent(p)),
+                Err(message) => {
+                    diagnostics.push(mode.span(), message);
+                    None
+                }
+            },
+            RawMode::Text(other) => {
+                diagnostics.push(
+                    mode.span(),
+                    format!("unknown mode `{other}` (expected \"one\", \"all\", \"random\", {{ count = N }} or {{ percent = \"P%\" }})"),
+                );
+                None
+            }
+        },
+    };
+    if diagnostics.len() > before {
+        return None;
+    }
+    Some(FaultSpec {
+        name: raw.name.get_ref().clone(),
+        at: at?,
+        duration,
+        repeat,
+        every,
+        action: action?,
+        selector: selector?,
+        mode: mode?,
+        guard: Guard {
+            max_unavailable: raw.max_unavailable.unwrap_or(1),
+            allow_last: raw.allow_last.unwrap_or(false),
+        },
+    })
+}
+
+fn selector(
+    target: &Spanned<RawSelector>,
+    chaos: &ChaosPlan,
+    base_dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<Selector> {
+    let raw = target.get_ref();
+    let kinds = [
+        raw.process.is_some(),
+        raw.pidfile.is_some(),
+        raw.container.is_some(),
+        raw.label.is_some(),
+        raw.pods.is_some(),
+        raw.deployment.is_some(),
+        raw.proxy.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        diagnostics.push(
+            target.span(),
+            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy",
+        );
+        return None;
+    }
+    let namespaced = raw.pods.is_some() || raw.deployment.is_some();
+    if raw.namespace.is_some() && !namespaced {
+        diagnostics.push(
+            target.span(),
+            "`namespace` only applies to pods and deployment targets",
+        );
+        return None;
+    }
+    if namespaced {
+        let Some(namespace) = raw.namespace.clone() else {
+            diagnostics.push(
+                target.span(),
+                "pods and deployment targets need a `namespace`",
+            );
+            return None;
+        };
+        if !chaos.kube_namespaces.contains(&namespace) {
+            diagnostics.push(
+                target.span(),
+                format!(
+                    "namespace `{namespace}` is not in [chaos] kube_namespaces ({}); faults may only touch namespaces listed there",
+                    if chaos.kube_namespaces.is_empty() { "empty".to_string() } else { chaos.kube_namespaces.join(", ") }
+                ),
+            );
+            return None;
+        }
+        return Some(match (&raw.pods, &raw.deployment) {
+            (Some(selector), _) => Selector::Pods {
+                namespace,
+                selector: selector.clone(),
+            },
+            (_, Some(name)) => Selector::Deployment {
+                namespace,
+                name: name.clone(),
+            },
+            _ => unreachable!("checked above"),
+        });
+    }
+    Some(if let Some(name) = &raw.process {
+        Selector::Process { name: name.clone() }
+    } else if let Some(path) = &raw.pidfile {
+        Selector::PidFile {
+            path: base_dir.join(path),
+        }
+    } else if let Some(name) = &raw.container {
+        Selector::Container { name: name.clone() }
+    } else if let Some(label) = &raw.label {
+        if !label.contains('=') {
+            diagnostics.push(
+                target.span(),
+                format!("label `{label}` must be written key=value"),
+            );
+            return None;
+        }
+        Selector::ContainerLabel {
+            label: label.clone(),
+        }
+    } else {
+        Selector::Proxy {
+            name: raw.proxy.clone().unwrap_or_default(),
+        }
+    })
+}
+
+fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) -> Option<Action> {
+    let name = raw.action.get_ref().as_str();
+    let backend = match selector {
+        Selector::Process { .. } | Selector::PidFile { .. } => "process",
+        Selector::Container { .. } | Selector::ContainerLabel { .. } => "docker",
+        Selector::Pods { .. } | Selector::Deployment { .. } => "kube",
+        Selector::Proxy { .. } => "proxy",
+    };
+    let duration_of = |value: &Option<Spanned<String>>,
+                       what: &str,
+                       diagnostics: &mut Diagnostics|
+     -> Option<Duration> {
+        match value {
+            None => {
+                diagnostics.push(raw.action.span(), format!("`{name}` needs `{what}`"));
+                None
+            }
+            Some(v) => typed(Some(v), Duration::ZERO, parse_duration, diagnostics),
+        }
+    };
+    let action = match (backend, name) {
+        ("process", "kill") => Action::Kill,
+        ("process", "terminate") => Action::Terminate,
+        ("process", "pause") => Action::Pause,
+        ("process", "restart") => Action::Restart,
+        ("docker", "kill") => Action::ContainerKill {
+            signal: raw
+                .signal
+                .as_ref()
+                .map_or("SIGKILL".to_string(), |s| s.get_ref().clone()),
+        },
+        ("docker", "stop") => Action::ContainerStop,
+        ("docker", "pause") => Action::ContainerPause,
+        ("docker", "restart") => Action::ContainerRestart,
+        ("docker", "disconnect") => match &raw.network {
+            Some(network) => Action::ContainerDisconnect {
+                network: network.clone(),
+            },
+            None => {
+                diagnostics.push(
+                    raw.action.span(),
+                    "`disconnect` needs `network` (the Docker network to cut)",
+                );
+                return None;
+            }
+        },
+        ("kube", "delete") if matches!(selector, Selector::Pods { .. }) => Action::DeletePod {
+            grace: raw
+                .grace
+                .as_ref()
+                .and_then(|g| typed(Some(g), Duration::ZERO, parse_duration, diagnostics)),
+        },
+        ("kube", "evict") if matches!(selector, Selector::Pods { .. }) => Action::EvictPod,
+        ("kube", "scale") if matches!(selector, Selector::Deployment { .. }) => {
+            match raw.replicas {
+                Some(replicas) => Action::Scale { replicas },
+                None => {
+                    diagnostics.push(
+                        raw.action.span(),
+                        "`scale` needs `replicas` (the count during the fault)",
+                    );
+                    return None;
+                }
+            }
+        }
+        ("kube", "restart") if matches!(selector, Selector::Deployment { .. }) => {
+            Action::RolloutRestart
+        }
+        ("proxy", "latency") => Action::Latency {
+            delay: duration_of(&raw.latency, "latency", diagnostics)?,
+            jitter: raw
+                .jitter
+                .as_ref()
+                .and_then(|j| typed(Some(j), Duration::ZERO, parse_duration, diagnostics))
+                .unwrap_or_default(),
+        },
+        ("proxy", "bandwidth") => match &raw.bandwidth {
+            Some(b) => Action::Bandwidth {
+                bytes_per_second: typed(
+                    Some(b),
+                    0,
+                    |t| parse_size(t.trim_end_matches("/s")),
+                    diagnostics,
+                )?,
+            },
+            None => {
+                diagnostics.push(
+                    raw.action.span(),
+                    "`bandwidth` needs `bandwidth` (e.g. \"64KiB/s\")",
+                );
+                return None;
+            }
+        },
+        ("proxy", "reset") => Action::Reset,
+        ("proxy", "blackhole") => Action::Blackhole,
+        ("proxy", "slow_close") => Action::SlowClose {
+            delay: duration_of(&raw.delay, "delay", diagnostics)?,
+        },
+        (backend, other) => {
+            let valid = match backend {
+                "process" => "kill, terminate, pause, restart",
+                "docker" => "kill, stop, pause, restart, disconnect",
+                "kube" if matches!(selector, Selector::Pods { .. }) => "delete, evict (pods)",
+                "kube" => "scale, restart (deployments)",
+                _ => "latency, bandwidth, reset, blackhole, slow_close",
+            };
+            diagnostics.push(
+                raw.action.span(),
+                format!(
+                    "`{other}` is not an action for a {selector} target (expected one of: {valid})"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(action)
+}

@@ -1,0 +1,357 @@
+//! Process faults against a real HTTP server process (Python's http.server on port 0):
+//! the fault is verified from outside (/proc state, HTTP through it failing) and recovery is
+//! verified after normal end, SIGINT, SIGTERM, and `kill -9` of loadgen + `loadgen recover`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use loadgen::chaos::process::proc_stat;
+
+use crate::support::{Workspace, options, run_ok};
+
+/// A real server process: `python3 -m http.server 0` with its PID in a file.
+pub struct ServerProcess {
+    child: Child,
+    pub port: u16,
+    pub pidfile: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &Path) -> ServerProcess {
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        // Readiness: the server prints its port once it is listening.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split("port ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected http.server banner: {line}"));
+        let pidfile = dir.join("server.pid");
+        std::fs::write(&pidfile, child.id().to_string()).unwrap();
+        ServerProcess {
+            child,
+            port,
+            pidfile,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The process state letter: 'S'/'R' running, 'T' stopped.
+    pub fn state(&self) -> char {
+        proc_stat(self.pid()).map(|(s, _)| s).unwrap_or('?')
+    }
+
+    pub fn wait_for_state(&self, wanted: char, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.state() == wanted {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Whether an HTTP GET answers within `timeout`.
+    pub fn answers(&self, timeout: Duration) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        let _ = stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut buffer = [0u8; 12];
+        matches!(stream.read(&mut buffer), Ok(n) if n >= 12 && buffer.starts_with(b"HTTP/1.0 200"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn pause_scenario(port: u16, pidfile: &Path, run: &str, fault: &str) -> String {
+    format!(
+        r#"name = "pause-drill"
+[target]
+base_url = "http://127.0.0.1:{port}"
+request_timeout = "300ms"
+[load]
+model = "open"
+start_rate = "20/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "{run}"
+rate = "20/s"
+[[journey]]
+name = "index"
+[[journey.step]]
+name = "get"
+url = "/"
+[[fault]]
+name = "freeze server"
+action = "pause"
+target = {{ pidfile = "{}" }}
+allow_last = true
+{fault}
+"#,
+        pidfile.display()
+    )
+}
+
+#[test]
+fn a_paused_server_fails_requests_then_recovers_at_the_planned_end() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let file = workspace.write(
+        "drill.toml",
+        &pause_scenario(
+            server.port,
+            &server.pidfile,
+            "3s",
+            "at = \"1s\"\nduration = \"1s\"",
+        ),
+    );
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    // Seen from outside: the process really stops, then really resumes.
+    assert!(
+        server.wait_for_state('T', Duration::from_secs(5)),
+        "the pause never happened"
+    );
+    assert!(
+        !server.answers(Duration::from_millis(200)),
+        "a stopped server cannot answer"
+    );
+    assert!(
+        server.wait_for_state('S', Duration::from_secs(5)),
+        "the pause was never recovered"
+    );
+    let (run_dir, summary) = runner.join().unwrap();
+
+    assert!(server.answers(Duration::from_secs(2)));
+    let kinds: Vec<(&str, u64)> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.offset_ms))
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0].0, "inject");
+    assert_eq!(kinds[1].0, "recover");
+    assert!((950..1400).contains(&kinds[0].1), "{kinds:?}");
+    assert!((1950..2400).contains(&kinds[1].1), "{kinds:?}");
+    assert!(summary.faults.unrecovered.is_empty());
+    // Requests sent during the pause timed out; the rest succeeded.
+    let timeouts = summary
+        .totals
+        .errors_by_class
+        .get("request_timeout")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        (10..=30).contains(&timeouts),
+        "≈20 arrivals fall in the 1 s pause: {:?}",
+        summary.totals.errors_by_class
+    );
+    assert!(summary.totals.requests - summary.totals.errors >= 30);
+    // The ledger recorded the undo before the change, then the recovery.
+    let ledger = std::fs::read_to_string(run_dir.join("faults.ledger.jsonl")).unwrap();
+    let states: Vec<String> = ledger
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(states, vec!["applying", "applied", "recovered"]);
+}
+
+#[test]
+fn a_fault_that_would_take_down_every_target_is_refused_before_traffic() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let text = pause_scenario(
+        server.port,
+        &server.pidfile,
+        "2s",
+        "at = \"1s\"\nduration = \"1s\"",
+    )
+    .replace("allow_last = true\n", "");
+    let file = workspace.write("drill.toml", &text);
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("would leave none"), "{stderr}");
+    assert!(
+        !workspace.out().exists(),
+        "refused before anything was written or sent"
+    );
+    assert_eq!(server.state(), 'S');
+
+    let dry = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", file.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("REFUSED"), "{stdout}");
+}
+
+#[test]
+fn dry_run_names_the_targets_and_touches_nothing() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let file = workspace.write(
+        "drill.toml",
+        &pause_scenario(
+            server.port,
+            &server.pidfile,
+            "2s",
+            "at = \"1s\"\nduration = \"1s\"",
+        ),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", file.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("would hit: {}", server.pidfile.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("({})", server.pid())), "{stdout}");
+    assert_eq!(server.state(), 'S');
+    assert!(!workspace.out().exists());
+}
+
+fn start_long_drill(workspace: &Workspace, server: &ServerProcess) -> (Child, PathBuf) {
+    let file = workspace.write(
+        "long.toml",
+        &pause_scenario(server.port, &server.pidfile, "60s", "at = \"500ms\""),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        server.wait_for_state('T', Duration::from_secs(10)),
+        "the pause never happened"
+    );
+    (child, workspace.out())
+}
+
+fn stop_mid_fault(signal: &str) {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let (child, _) = start_long_drill(&workspace, &server);
+    assert!(
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_ne!(
+        server.state(),
+        'T',
+        "the paused server was resumed on {signal}"
+    );
+    assert!(server.answers(Duration::from_secs(2)));
+}
+
+#[test]
+fn sigterm_mid_fault_recovers_the_target() {
+    stop_mid_fault("-TERM");
+}
+
+#[test]
+fn sigint_mid_fault_recovers_the_target() {
+    stop_mid_fault("-INT");
+}
+
+#[test]
+fn kill_9_mid_fault_then_loadgen_recover_restores_the_target() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let (mut child, out) = start_long_drill(&workspace, &server);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(server.state(), 'T', "nothing could recover after kill -9");
+
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["recover", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("recovered: freeze server"), "{stdout}");
+    assert!(server.wait_for_state('S', Duration::from_secs(2)));
+    assert!(server.answers(Duration::from_secs(2)));
+
+    // Recover is idempotent: a second call finds nothing left to do.
+    let again = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["recover", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
