@@ -2,6 +2,7 @@
 //! server on 127.0.0.1:0 and the harness's counts are checked against what it saw.
 
 mod binary;
+mod chaos_docker;
 mod chaos_process;
 mod latency;
 mod outputs;

@@ -238,3 +238,41 @@ url = "/hello"
     assert_eq!(server.counts().get("GET /hello"), None);
     assert_eq!(summary.totals.errors_by_class.get("http_5xx"), Some(&20));
 }
+
+#[test]
+fn bodies_over_the_limit_fail_the_step() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "s.toml",
+        &format!(
+            r#"
+[target]
+base_url = "{}"
+max_body = "16B"
+[load]
+model = "open"
+start_rate = "10/s"
+[[load.stage]]
+duration = "1s"
+rate = "10/s"
+[[journey]]
+name = "sizes"
+[[journey.step]]
+name = "small"
+url = "/hello"
+[[journey.step]]
+name = "large"
+method = "POST"
+url = "/api/members"
+json = {{ padding = "a body echoed back well past sixteen bytes" }}
+expect = 201
+"#,
+            server.url()
+        ),
+    );
+    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let steps = &summary.journeys[0].steps;
+    assert_eq!(steps[0].errors, 0, "5 bytes fit");
+    assert_eq!(steps[1].errors_by_class.get("body_too_large"), Some(&10));
+}

@@ -66,3 +66,27 @@ pub fn counted(
     counts.retain(|_, v| *v > 0);
     counts
 }
+
+/// Whether `GET /` on 127.0.0.1:`port` answers 200 within `timeout` (a probe from outside).
+pub fn http_answers(port: u16, timeout: std::time::Duration) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut buffer = [0u8; 12];
+    matches!(stream.read(&mut buffer), Ok(n) if n >= 12 && buffer.starts_with(b"HTTP/1.") && &buffer[9..12] == b"200")
+}
+
+/// Polls `probe` until it is true or `within` has passed.
+pub fn eventually(within: std::time::Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}

@@ -1,0 +1,330 @@
+//! Container faults under a real Docker engine. No registry is reachable here, so the test
+//! image is imported from Debian's busybox-static; dockerd is started if it is not running
+//! (`.ci/run` starts and stops it around the suite).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{Workspace, eventually, http_answers, options, run_ok};
+
+const IMAGE: &str = "loadgen-test/busybox:latest";
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker client runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts dockerd once if needed and imports the busybox image.
+fn ensure_engine() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if !engine_answers() {
+            // Left running for the rest of the suite (and stopped by .ci/run): the engine is
+            // shared by every container test.
+            let daemon = Command::new("dockerd")
+                .args(["--shutdown-timeout", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dockerd is installed (apt-get install docker.io)");
+            std::mem::forget(daemon);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !engine_answers() {
+                assert!(
+                    Instant::now() < deadline,
+                    "dockerd did not answer /_ping within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if !docker(&["image", "inspect", IMAGE]).0 {
+            let root = tempfile::tempdir().unwrap();
+            let bin = root.path().join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::copy(busybox(), bin.join("busybox")).unwrap();
+            for applet in ["sh", "httpd", "sleep"] {
+                std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+            }
+            std::fs::create_dir_all(root.path().join("www")).unwrap();
+            std::fs::write(
+                root.path().join("www/index.html"),
+                "hello from a container\n",
+            )
+            .unwrap();
+            let mut tar = Command::new("tar")
+                .args(["-C", root.path().to_str().unwrap(), "-c", "."])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status = Command::new("docker")
+                .args(["import", "-", IMAGE])
+                .stdin(tar.stdout.take().unwrap())
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "docker import of busybox failed");
+            assert!(tar.wait().unwrap().success());
+        }
+    });
+}
+
+fn busybox() -> &'static str {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is installed")
+}
+
+/// A running container serving HTTP on a loopback port Docker picked; removed on drop.
+struct Container {
+    id: String,
+    name: String,
+    port: u16,
+}
+
+impl Container {
+    fn start(name: &str) -> Container {
+        ensure_engine();
+        let _ = docker(&["rm", "-f", name]);
+        let (ok, out) = docker(&[
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            name,
+            "-p",
+            "127.0.0.1::8080",
+            IMAGE,
+            "/bin/httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ]);
+        assert!(ok, "docker run failed: {out}");
+        let id = out.lines().next().unwrap().to_string();
+        let (_, port) = docker(&["port", &id, "8080/tcp"]);
+        let port: u16 = port
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let container = Container {
+            id,
+            name: name.to_string(),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !container.answers() {
+            assert!(Instant::now() < deadline, "the container never served HTTP");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        container
+    }
+
+    fn state(&self) -> String {
+        docker(&["inspect", "--format", "{{.State.Status}}", &self.id]).1
+    }
+
+    fn wait_for_state(&self, wanted: &str, within: Duration) -> bool {
+        eventually(within, || self.state() == wanted)
+    }
+
+    fn answers(&self) -> bool {
+        http_answers(self.port, Duration::from_millis(500))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.id]);
+    }
+}
+
+fn drill(port: u16, name: &str, action: &str, run: &str, timing: &str) -> String {
+    format!(
+        r#"name = "container-drill"
+[target]
+base_url = "http://127.0.0.1:{port}"
+request_timeout = "300ms"
+[load]
+model = "open"
+start_rate = "20/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "{run}"
+rate = "20/s"
+[[journey]]
+name = "index"
+[[journey.step]]
+name = "get"
+url = "/index.html"
+[[fault]]
+name = "container fault"
+action = "{action}"
+target = {{ container = "{name}" }}
+allow_last = true
+{timing}
+"#
+    )
+}
+
+#[test]
+fn pausing_a_container_fails_requests_then_unpauses() {
+    let container = Container::start("loadgen-it-pause");
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "d.toml",
+        &drill(
+            container.port,
+            &container.name,
+            "pause",
+            "3s",
+            "at = \"1s\"\nduration = \"1s\"",
+        ),
+    );
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    assert!(
+        container.wait_for_state("paused", Duration::from_secs(10)),
+        "never paused: {}",
+        container.state()
+    );
+    assert!(!container.answers(), "a paused container holds requests");
+    assert!(
+        container.wait_for_state("running", Duration::from_secs(10)),
+        "never unpaused"
+    );
+    let (_, summary) = runner.join().unwrap();
+    let kinds: Vec<&str> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["inject", "recover"],
+        "{:?}",
+        summary.faults.events
+    );
+    assert!(
+        summary
+            .totals
+            .errors_by_class
+            .get("request_timeout")
+            .copied()
+            .unwrap_or(0)
+            >= 10
+    );
+    assert!(container.answers());
+}
+
+#[test]
+fn killing_a_container_refuses_connections_until_it_is_started_again() {
+    let container = Container::start("loadgen-it-kill");
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "d.toml",
+        &drill(
+            container.port,
+            &container.name,
+            "kill",
+            "3s",
+            "at = \"1s\"\nduration = \"1s\"",
+        ),
+    );
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    assert!(
+        container.wait_for_state("exited", Duration::from_secs(10)),
+        "never killed: {}",
+        container.state()
+    );
+    assert!(
+        container.wait_for_state("running", Duration::from_secs(10)),
+        "never started again"
+    );
+    let (_, summary) = runner.join().unwrap();
+    let errors = &summary.totals.errors_by_class;
+    // A killed container's published port refuses (or resets) connections.
+    let failed: u64 = [
+        "connect_refused",
+        "reset",
+        "connect_error",
+        "request_timeout",
+    ]
+    .iter()
+    .filter_map(|c| errors.get(*c))
+    .sum();
+    assert!(failed >= 5, "{errors:?}");
+    assert!(summary.faults.unrecovered.is_empty());
+}
+
+#[test]
+fn sigterm_mid_fault_unpauses_the_container() {
+    let container = Container::start("loadgen-it-sigterm");
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "d.toml",
+        &drill(
+            container.port,
+            &container.name,
+            "pause",
+            "60s",
+            "at = \"500ms\"",
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(container.wait_for_state("paused", Duration::from_secs(10)));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(container.state(), "running");
+    assert!(container.answers());
+}
