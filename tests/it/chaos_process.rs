@@ -346,3 +346,58 @@ fn kill_9_mid_fault_then_loadgen_recover_restores_the_target() {
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
 }
+
+#[test]
+fn a_fault_that_cannot_be_recovered_exits_4_and_says_what_to_fix() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    // A stack whose restart command fails: the killed instance cannot come back.
+    let script = workspace.write(
+        "broken-stack.sh",
+        "echo 'cannot start backend-1: port in use' >&2\nexit 1\n",
+    );
+    let state = workspace.write(
+        "state.json",
+        &serde_json::json!({
+            "version": 1,
+            "state_dir": workspace.dir.path(),
+            "stack_script": script,
+            "backends": [{"name": "backend-1", "pid": server.pid(), "port": server.port}]
+        })
+        .to_string(),
+    );
+    let text = pause_scenario(
+        server.port,
+        &server.pidfile,
+        "2s",
+        "at = \"500ms\"\nduration = \"500ms\"",
+    )
+    .replace("action = \"pause\"", "action = \"kill\"")
+    .replace(
+        &format!("target = {{ pidfile = \"{}\" }}", server.pidfile.display()),
+        "target = { process = \"backend-*\" }",
+    ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
+    let file = workspace.write("drill.toml", &text);
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("a human must act"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start backend-1: port in use"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("loadgen recover"), "{stderr}");
+    assert!(
+        !server.answers(Duration::from_millis(200)),
+        "the instance really was killed"
+    );
+}
