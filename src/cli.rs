@@ -56,6 +56,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-render summary.json, junit.xml and report.html from a run directory's saved data.
+    Report { run_dir: PathBuf },
     /// Undo every fault a run's ledger does not show as recovered (after a crash).
     Recover {
         /// The run directory (default: the newest under reports/ with unrecovered faults).
@@ -109,6 +111,7 @@ where
         Command::Validate { file } => validate(&file),
         Command::Plan { file, overrides } => plan(file, overrides),
         Command::Recover { run_dir } => recover_command(run_dir),
+        Command::Report { run_dir } => report_command(&run_dir),
         Command::Run {
             file,
             overrides,
@@ -193,14 +196,16 @@ fn run_command(dry_run: bool, options: RunOptions) -> u8 {
                 }
                 eprintln!("then run `loadgen recover {}`", outcome.run_dir.display());
                 exit::FAULT_NOT_RECOVERED
-            } else if outcome.summary.complete {
-                exit::OK
-            } else {
+            } else if !outcome.summary.complete {
                 eprintln!(
                     "error: the run was {}; its results are marked incomplete (summary.json \"complete\": false)",
                     outcome.summary.ended_by
                 );
                 exit::COULD_NOT_RUN
+            } else if !outcome.summary.slo_passed {
+                exit::SLO_FAILED
+            } else {
+                exit::OK
             }
         }
         Err(error) => report_error(error),
@@ -297,6 +302,42 @@ fn recover_command(run_dir: Option<PathBuf>) -> u8 {
             } else {
                 exit::FAULT_NOT_RECOVERED
             }
+        }
+    }
+}
+
+fn report_command(run_dir: &std::path::Path) -> u8 {
+    let path = run_dir.join("summary.json");
+    let summary = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| {
+            serde_json::from_str::<crate::output::summary::Summary>(&text).map_err(|e| {
+                format!(
+                    "{} is not a loadgen summary of this version: {e}",
+                    path.display()
+                )
+            })
+        });
+    let mut summary = match summary {
+        Ok(summary) => summary,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let specs = crate::report::specs_of(&summary);
+    match crate::report::finalize(run_dir, &mut summary, &specs) {
+        Ok(()) => {
+            println!("rendered {}", run_dir.join("report.html").display());
+            if summary.slo_passed {
+                exit::OK
+            } else {
+                exit::SLO_FAILED
+            }
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            exit::COULD_NOT_RUN
         }
     }
 }

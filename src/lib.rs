@@ -4,12 +4,15 @@
 //! scenario ─► Plan ─► engine (workers) ─► metrics (recorders → aggregator) ─► output
 //! ```
 
+pub mod analysis;
 pub mod chaos;
 pub mod cli;
 pub mod engine;
 pub mod exit;
 pub mod metrics;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod safety;
 pub mod scenario;
+pub mod slo;

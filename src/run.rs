@@ -127,6 +127,8 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
             options.out.display()
         ))
     })?;
+    // The scenario as run, so the report can show it and be re-rendered later.
+    let _ = std::fs::copy(&plan.source, run_dir.join("scenario.toml"));
     let mut series = SeriesWriter::create(&run_dir, SystemTime::now()).map_err(|e| {
         RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
     })?;
@@ -243,8 +245,11 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
             "histograms/intervals.hlog".to_string(),
         ),
         ("totals".to_string(), "histograms/totals.hlog".to_string()),
+        ("junit".to_string(), "junit.xml".to_string()),
+        ("report".to_string(), "report.html".to_string()),
+        ("scenario".to_string(), "scenario.toml".to_string()),
     ]);
-    let summary = summary::build(
+    let mut summary = summary::build(
         RunFacts {
             plan: &plan,
             seed: prepared.seed,
@@ -257,9 +262,15 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         },
         aggregator.totals(),
     );
+    // Written first as it stands, so even a failure of the analysis leaves the figures.
     let json = serde_json::to_vec_pretty(&summary).expect("a summary always serializes");
     if let Err(e) = write_atomic(&run_dir.join("summary.json"), &json) {
         write_error.get_or_insert(e);
+    }
+    if write_error.is_none()
+        && let Err(e) = crate::report::finalize(&run_dir, &mut summary, &plan.slos)
+    {
+        write_error.get_or_insert(std::io::Error::other(e));
     }
     if let Some(e) = write_error {
         return Err(RunError::CouldNotRun(format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// The scenario's `[chaos]` settings and its `[[fault]]` list.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ChaosPlan {
     /// The local stack's state file (process targets, proxies).
     pub stack_state: Option<PathBuf>,
@@ -20,7 +20,24 @@ pub struct ChaosPlan {
     /// Glob patterns of process / container names faults may touch. Empty: any target the
     /// selector finds in the local stack; Docker targets then need a name match anyway.
     pub allow_targets: Vec<String>,
+    /// After a fault ends, how long the platform gets to settle before "steady state"
+    /// resumes for SLO windows (default 10 s).
+    pub settle: Duration,
     pub faults: Vec<FaultSpec>,
+}
+
+impl Default for ChaosPlan {
+    fn default() -> Self {
+        ChaosPlan {
+            stack_state: None,
+            docker_host: None,
+            kube_api: None,
+            kube_namespaces: Vec::new(),
+            allow_targets: Vec::new(),
+            settle: Duration::from_secs(10),
+            faults: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{Failover, SloVerdict};
 use crate::chaos::runner::ChaosReport;
 use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
 use crate::scenario::Plan;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Lateness of arrivals (p99) above which the generator, not the target, is named as the
 /// bottleneck: latency is measured from the intended send time, so lateness inflates it.
@@ -42,6 +43,14 @@ pub struct Summary {
     pub scopes: BTreeMap<String, String>,
     /// The fault timeline: every inject/recover with its offset, target and outcome.
     pub faults: ChaosReport,
+    /// After a fault, how long "steady state" waits (SLO windows), in milliseconds.
+    pub settle_ms: u64,
+    /// Every SLO verdict, per window instance.
+    pub slos: Vec<SloVerdict>,
+    /// Failover figures per fault occurrence.
+    pub failover: Vec<Failover>,
+    /// No SLO verdict failed.
+    pub slo_passed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +190,10 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         files: facts.files,
         scopes,
         faults: facts.faults,
+        settle_ms: plan.chaos.settle.as_millis() as u64,
+        slos: Vec::new(),
+        failover: Vec::new(),
+        slo_passed: true,
     }
 }
 

@@ -26,6 +26,13 @@ pub fn validate_chaos(
         kube_api: raw.kube_api.clone(),
         kube_namespaces: raw.kube_namespaces.clone(),
         allow_targets: raw.allow_targets.clone(),
+        settle: typed(
+            raw.settle.as_ref(),
+            Duration::from_secs(10),
+            parse_duration,
+            diagnostics,
+        )
+        .unwrap_or_default(),
         faults: Vec::new(),
     };
     let mut names = std::collections::HashSet::new();

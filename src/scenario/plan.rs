@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, Method};
 use super::template::Template;
 use crate::chaos::spec::ChaosPlan;
 use crate::safety::AllowList;
+use crate::slo::SloSpec;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -23,6 +24,7 @@ pub struct Plan {
     pub feeders: Vec<Feeder>,
     pub generators: Vec<Generator>,
     pub chaos: ChaosPlan,
+    pub slos: Vec<SloSpec>,
 }
 
 #[derive(Debug, Clone)]

@@ -23,6 +23,7 @@ pub struct RawScenario {
     pub journeys: Vec<RawJourney>,
     pub chaos: Option<Spanned<RawChaos>>,
     pub faults: Vec<Spanned<RawFault>>,
+    pub slos: Vec<Spanned<RawSlo>>,
     /// Top-level keys present in the file, so "missing" is not reported for a section that
     /// is present but malformed.
     pub seen: Vec<String>,
@@ -140,6 +141,18 @@ pub struct RawChaos {
     pub kube_namespaces: Vec<String>,
     #[serde(default)]
     pub allow_targets: Vec<String>,
+    pub settle: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    pub name: Option<String>,
+    pub objective: Spanned<String>,
+    pub window: Option<Spanned<String>>,
+    pub scope: Option<Spanned<String>>,
+    pub recovery: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,10 +228,11 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
             "journey" => raw.journeys = journeys(value, diagnostics),
             "chaos" => raw.chaos = part(value, diagnostics),
             "fault" => raw.faults = each(value, "fault", diagnostics),
+            "slo" => raw.slos = each(value, "slo", diagnostics),
             other => diagnostics.push(
                 span,
                 format!(
-                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault)"
+                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault, slo)"
                 ),
             ),
         }

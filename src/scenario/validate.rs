@@ -14,6 +14,7 @@ use super::plan::{
     BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, RateStage, TargetPlan, VuStage,
 };
 use super::raw::{RawData, RawLoad, RawScenario, RawTarget};
+use super::slos::validate_slos;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::safety::AllowList;
 
@@ -62,6 +63,7 @@ pub fn validate(
     }
     let journeys = validate_journeys(&raw.journeys, &feeders, &generators, diagnostics);
     let chaos = validate_chaos(raw.chaos.as_ref(), &raw.faults, base_dir, diagnostics);
+    let slos = validate_slos(&raw.slos, &journeys, &chaos.faults, diagnostics);
 
     if !diagnostics.is_empty() {
         return None;
@@ -77,6 +79,7 @@ pub fn validate(
         feeders,
         generators,
         chaos,
+        slos,
     })
 }
 

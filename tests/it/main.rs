@@ -6,6 +6,7 @@ mod chaos_docker;
 mod chaos_process;
 mod latency;
 mod outputs;
+mod report;
 mod runs;
 mod schedule;
 mod server;

@@ -1,0 +1,181 @@
+//! Failover as the client saw it, per fault occurrence (scope: every request), at the
+//! series' one-second resolution: time from injection to the first error, length of the
+//! error burst, requests failed and why, when error rate and p99 were back to the steady
+//! baseline, and latency before vs during.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::data::{Counts, Series, for_each_interval};
+use super::verdicts::STABLE_SECONDS;
+use super::windows::{Interval, instances, seconds_of};
+use crate::metrics::ErrorClass;
+use crate::metrics::stats::new_histogram;
+use crate::slo::Window;
+
+/// Seconds before a fault used as its "before" latency.
+const BEFORE_SECONDS: u64 = 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failover {
+    pub fault: String,
+    pub occurrence: u32,
+    pub targets: Vec<String>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// From injection to the first second with an error; `None`: no error at all.
+    pub first_error_after_ms: Option<u64>,
+    /// From the first error second to the first error-free second after it.
+    pub burst_ms: Option<u64>,
+    /// Errors from injection to the fault's end plus settle time.
+    pub requests_failed: u64,
+    pub failed_by_class: BTreeMap<String, u64>,
+    /// From injection until error rate and p99 were back to the steady baseline for three
+    /// seconds in a row; `None`: not by the end of the run.
+    pub recovered_after_ms: Option<u64>,
+    pub p99_before_us: Option<u64>,
+    pub p99_during_us: Option<u64>,
+    pub error_rate_during: f64,
+    /// The baseline "back" means: steady-state error rate and p99 (with headroom).
+    pub baseline_error_rate: f64,
+    pub baseline_p99_us: Option<u64>,
+}
+
+pub fn measure(
+    run_dir: &Path,
+    series: &Series,
+    intervals: &[Interval],
+    settle_ms: u64,
+    run_seconds: u64,
+) -> Result<Vec<Failover>, String> {
+    if intervals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let steady = &instances(&Window::Steady, intervals, settle_ms, run_seconds)[0];
+    let all = |second: u64| {
+        series
+            .get(&second)
+            .and_then(|s| s.get("all"))
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    // Latency histograms: steady (baseline), and before / during each fault.
+    let mut steady_hist: Option<Histogram<u64>> = None;
+    let mut before: Vec<Option<Histogram<u64>>> = vec![None; intervals.len()];
+    let mut during: Vec<Option<Histogram<u64>>> = vec![None; intervals.len()];
+    for_each_interval(run_dir, |second, tag, histogram| {
+        if tag != "all" {
+            return;
+        }
+        if steady.contains(second) {
+            add(&mut steady_hist, histogram);
+        }
+        for (index, interval) in intervals.iter().enumerate() {
+            let start = interval.start_ms / 1000;
+            if second < start && second + BEFORE_SECONDS >= start {
+                add(&mut before[index], histogram);
+            }
+            if seconds_of(interval.start_ms, interval.end_ms).contains(&second) {
+                add(&mut during[index], histogram);
+            }
+        }
+    })?;
+    let mut steady_counts = Counts::default();
+    for (second, scopes) in series {
+        if steady.contains(*second)
+            && let Some(c) = scopes.get("all")
+        {
+            steady_counts.add(c);
+        }
+    }
+    let baseline_error_rate = rate(&steady_counts);
+    let baseline_p99 = p99(&steady_hist);
+    // "Back" allows headroom: at most 1 % or twice the steady error rate, and a p99 within
+    // three times the steady p99 (at least 25 ms above it, so fast baselines on a busy
+    // machine are not brittle).
+    let error_ceiling = (baseline_error_rate * 2.0).max(0.01);
+    let p99_ceiling = baseline_p99.map(|p| (p * 3).max(p + 25_000));
+
+    let mut out = Vec::new();
+    for (index, interval) in intervals.iter().enumerate() {
+        let start = interval.start_ms / 1000;
+        let impact_end = (interval.end_ms + settle_ms)
+            .div_ceil(1000)
+            .min(run_seconds.max(start + 1));
+        let first_error = (start..run_seconds)
+            .find(|s| all(*s).errors > 0)
+            .filter(|s| *s < impact_end.max(start + 1) + 1);
+        let burst_end = first_error.map(|f| {
+            (f..run_seconds)
+                .find(|s| all(*s).errors == 0)
+                .unwrap_or(run_seconds)
+        });
+        let mut failed = Counts::default();
+        for second in start..impact_end {
+            failed.add(&all(second));
+        }
+        let healthy = |second: u64| {
+            let c = all(second);
+            c.requests > 0
+                && rate(&c) <= error_ceiling
+                && p99_ceiling.is_none_or(|ceiling| c.p99_us <= ceiling)
+        };
+        // Seconds without a request neither confirm nor refute; near the run's end fewer
+        // than three seconds may remain, and those that do must all be healthy.
+        let busy: Vec<u64> = (start..run_seconds).filter(|s| all(*s).requests > 0).collect();
+        let recovered = (0..busy.len())
+            .find(|&i| busy[i..(i + STABLE_SECONDS as usize).min(busy.len())].iter().all(|s| healthy(*s)))
+            .map(|i| (busy[i] * 1000).saturating_sub(interval.start_ms));
+        let mut during_counts = Counts::default();
+        for second in seconds_of(interval.start_ms, interval.end_ms) {
+            during_counts.add(&all(second));
+        }
+        out.push(Failover {
+            fault: interval.fault.clone(),
+            occurrence: interval.occurrence,
+            targets: interval.targets.clone(),
+            start_ms: interval.start_ms,
+            end_ms: interval.end_ms,
+            first_error_after_ms: first_error.map(|s| (s * 1000).saturating_sub(interval.start_ms)),
+            burst_ms: first_error.zip(burst_end).map(|(f, e)| (e - f) * 1000),
+            requests_failed: failed.errors,
+            failed_by_class: ErrorClass::ALL
+                .iter()
+                .filter(|c| failed.by_class[c.index()] > 0)
+                .map(|c| (c.name().to_string(), failed.by_class[c.index()]))
+                .collect(),
+            recovered_after_ms: recovered,
+            p99_before_us: p99(&before[index]),
+            p99_during_us: p99(&during[index]),
+            error_rate_during: rate(&during_counts),
+            baseline_error_rate,
+            baseline_p99_us: baseline_p99,
+        });
+    }
+    Ok(out)
+}
+
+fn rate(counts: &Counts) -> f64 {
+    if counts.requests == 0 {
+        0.0
+    } else {
+        counts.errors as f64 / counts.requests as f64
+    }
+}
+
+fn p99(histogram: &Option<Histogram<u64>>) -> Option<u64> {
+    histogram
+        .as_ref()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.value_at_quantile(0.99))
+}
+
+fn add(into: &mut Option<Histogram<u64>>, from: &Histogram<u64>) {
+    into.get_or_insert_with(new_histogram)
+        .add(from)
+        .expect("auto-resizing histograms accept any values");
+}

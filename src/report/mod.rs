@@ -1,0 +1,133 @@
+//! Reports from a run directory's saved data: SLO verdicts and failover figures
+//! (`analysis`), then `summary.json`, `junit.xml` and one self-contained `report.html`.
+//! Used at the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
+
+mod charts;
+
+use std::path::Path;
+
+use minijinja::value::Serde;
+use minijinja::{Environment, Value, context};
+
+use crate::analysis::windows::fault_intervals;
+use crate::analysis::{self, Inputs};
+use crate::output::summary::Summary;
+use crate::output::write_atomic;
+use crate::slo::SloSpec;
+
+const HTML_TEMPLATE: &str = include_str!("report.html.j2");
+const JUNIT_TEMPLATE: &str = include_str!("junit.xml.j2");
+
+/// Judges the run and writes every output. `slos` are the scenario's objectives.
+pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Result<(), String> {
+    let steps: Vec<(String, String)> = summary
+        .journeys
+        .iter()
+        .flat_map(|j| j.steps.iter().map(|s| (j.name.clone(), s.name.clone())))
+        .collect();
+    let analysis = analysis::analyze(
+        run_dir,
+        &Inputs {
+            slos,
+            events: &summary.faults.events,
+            duration_s: summary.duration_s,
+            settle_ms: summary.settle_ms,
+            steps: &steps,
+        },
+    )?;
+    summary.slos = analysis.slos;
+    summary.failover = analysis.failover;
+    summary.slo_passed = analysis.passed;
+
+    let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
+    write_atomic(&run_dir.join("summary.json"), &json)
+        .map_err(|e| format!("writing summary.json: {e}"))?;
+    let junit = render_junit(summary)?;
+    write_atomic(&run_dir.join("junit.xml"), junit.as_bytes())
+        .map_err(|e| format!("writing junit.xml: {e}"))?;
+    let html = render_html(run_dir, summary)?;
+    write_atomic(&run_dir.join("report.html"), html.as_bytes())
+        .map_err(|e| format!("writing report.html: {e}"))?;
+    Ok(())
+}
+
+/// The objectives a saved summary was judged against (each verdict carries its spec).
+pub fn specs_of(summary: &Summary) -> Vec<SloSpec> {
+    let mut specs: Vec<SloSpec> = Vec::new();
+    for verdict in &summary.slos {
+        let spec = &verdict.spec;
+        let seen = specs.iter().any(|s| {
+            s.name == spec.name
+                && s.objective == spec.objective
+                && s.window == spec.window
+                && s.scope == spec.scope
+        });
+        if !seen {
+            specs.push(spec.clone());
+        }
+    }
+    specs
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Auto-escaping follows the template name: .html and .xml escape every value.
+    env.add_template("report.html", HTML_TEMPLATE)
+        .expect("the report template parses");
+    env.add_template("junit.xml", JUNIT_TEMPLATE)
+        .expect("the JUnit template parses");
+    env.add_function("ms", |us: Option<u64>| {
+        us.map_or("–".to_string(), |us| format!("{:.2}", us as f64 / 1000.0))
+    });
+    env.add_function("secs", |ms: Option<u64>| {
+        ms.map_or("–".to_string(), |ms| {
+            format!("{:.1} s", ms as f64 / 1000.0)
+        })
+    });
+    env
+}
+
+fn render_junit(summary: &Summary) -> Result<String, String> {
+    let env = environment();
+    let failures = summary.slos.iter().filter(|v| v.status == "fail").count();
+    let skipped = summary
+        .slos
+        .iter()
+        .filter(|v| v.status == "no_data")
+        .count();
+    env.get_template("junit.xml")
+        .and_then(|t| t.render(context! { s => Value::from(Serde(summary)), failures, skipped }))
+        .map_err(|e| format!("rendering junit.xml: {e}"))
+}
+
+fn render_html(run_dir: &Path, summary: &Summary) -> Result<String, String> {
+    let series = analysis::data::read_series(run_dir)?;
+    let faults = fault_intervals(&summary.faults.events, (summary.duration_s * 1000.0) as u64);
+    let throughput_svg = charts::throughput(&series, &faults)?;
+    let latency_svg = charts::latency(&series, &faults)?;
+    let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
+    let verdict = if summary.slo_passed && summary.complete && summary.faults.unrecovered.is_empty()
+    {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let host = std::fs::read_to_string("/etc/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    environment()
+        .get_template("report.html")
+        .and_then(|t| {
+            t.render(context! {
+                s => Value::from(Serde(summary)),
+                verdict,
+                faults => Value::from(Serde(&faults)),
+                throughput_svg,
+                latency_svg,
+                scenario_text,
+                host,
+            })
+        })
+        .map_err(|e| format!("rendering report.html: {e}"))
+}

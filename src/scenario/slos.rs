@@ -1,0 +1,121 @@
+//! `[[slo]]` → `SloSpec`: objectives parsed with positions, windows and scopes checked
+//! against the scenario's faults and journeys.
+
+use toml::Spanned;
+
+use super::diag::Diagnostics;
+use super::plan::JourneyPlan;
+use super::raw::RawSlo;
+use super::units::parse_duration;
+use crate::chaos::spec::FaultSpec;
+use crate::slo::{Recovery, SloSpec, Window, parse_objective};
+
+pub fn validate_slos(
+    slos: &[Spanned<RawSlo>],
+    journeys: &[JourneyPlan],
+    faults: &[FaultSpec],
+    diagnostics: &mut Diagnostics,
+) -> Vec<SloSpec> {
+    let mut out = Vec::new();
+    for slo in slos {
+        let raw = slo.get_ref();
+        let before = diagnostics.len();
+        let conditions = match parse_objective(raw.objective.get_ref()) {
+            Ok(c) => c,
+            Err((range, message)) => {
+                diagnostics.push(inner(&raw.objective, range), message);
+                Vec::new()
+            }
+        };
+        let window = match raw.window.as_ref().map(|w| w.get_ref().as_str()) {
+            None | Some("run") => Window::Run,
+            Some("steady") => Window::Steady,
+            Some("faults") => Window::Faults,
+            Some("after") => Window::After,
+            Some(text) => match text.strip_prefix("fault:") {
+                Some(name) if faults.iter().any(|f| f.name == name) => {
+                    Window::Fault(name.to_string())
+                }
+                _ => {
+                    let span = raw.window.as_ref().map_or(slo.span(), |w| w.span());
+                    diagnostics.push(
+                        span,
+                        format!("unknown window `{text}` (expected run, steady, faults, after, or fault:<name of a [[fault]]>)"),
+                    );
+                    Window::Run
+                }
+            },
+        };
+        let scope = raw
+            .scope
+            .as_ref()
+            .map_or("all".to_string(), |s| s.get_ref().clone());
+        if scope != "all" && !scope_exists(&scope, journeys) {
+            diagnostics.push(
+                raw.scope.as_ref().map_or(slo.span(), |s| s.span()),
+                format!("scope `{scope}` names no journey (\"name\") or step (\"journey/step\") of this scenario"),
+            );
+        }
+        let recovery = raw
+            .recovery
+            .as_ref()
+            .and_then(|r| match parse_duration(r.get_ref()) {
+                Ok(within) => Some(Recovery {
+                    within,
+                    from_end: match raw.from.as_ref().map(|f| f.get_ref().as_str()) {
+                        None | Some("start") => false,
+                        Some("end") => true,
+                        Some(other) => {
+                            diagnostics.push(
+                                raw.from.as_ref().unwrap().span(),
+                                format!("`from` is \"start\" or \"end\", not `{other}`"),
+                            );
+                            false
+                        }
+                    },
+                }),
+                Err(message) => {
+                    diagnostics.push(r.span(), message);
+                    None
+                }
+            });
+        if recovery.is_some() && faults.is_empty() {
+            diagnostics.push(
+                slo.span(),
+                "a recovery objective needs at least one [[fault]]",
+            );
+        }
+        if diagnostics.len() == before {
+            out.push(SloSpec {
+                name: raw
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| raw.objective.get_ref().clone()),
+                objective: raw.objective.get_ref().clone(),
+                conditions,
+                window,
+                scope,
+                recovery,
+            });
+        }
+    }
+    out
+}
+
+fn scope_exists(scope: &str, journeys: &[JourneyPlan]) -> bool {
+    match scope.split_once('/') {
+        Some((journey, step)) => journeys
+            .iter()
+            .any(|j| j.name == journey && j.steps.iter().any(|s| s.name == step)),
+        None => journeys.iter().any(|j| j.name == scope),
+    }
+}
+
+fn inner(text: &Spanned<String>, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let span = text.span();
+    if span.end - span.start == text.get_ref().len() + 2 {
+        span.start + 1 + range.start..span.start + 1 + range.end
+    } else {
+        span
+    }
+}

@@ -1,0 +1,182 @@
+//! Verdicts and reports end to end: a drill against a real server process with a fault, SLOs
+//! judged per window, JUnit listing every verdict, the HTML report self-contained, inert
+//! against injected markup, and rendered by headless Chromium without console errors.
+
+use std::process::Command;
+
+use crate::chaos_process::{ServerProcess, pause_scenario};
+use crate::support::Workspace;
+
+const SLOS: &str = r#"
+[[slo]]
+name = "steady latency"
+objective = "p99 < 250ms and error_rate < 1%"
+window = "steady"
+[[slo]]
+name = "no errors while frozen"
+objective = "availability >= 100%"
+window = "faults"
+[[slo]]
+name = "back within 3s of the end"
+objective = "error_rate < 1%"
+recovery = "3s"
+from = "end"
+"#;
+
+fn drill(
+    workspace: &Workspace,
+    server: &ServerProcess,
+) -> (Option<i32>, std::path::PathBuf, serde_json::Value) {
+    let text = pause_scenario(
+        server.port,
+        &server.pidfile,
+        "6s",
+        "at = \"2s\"\nduration = \"1s\"",
+    )
+    .replace("name = \"get\"", "name = \"get <script>alert(1)</script>\"")
+        + SLOS;
+    let file = workspace.write("drill.toml", &text);
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let run_dir = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let summary =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    (output.status.code(), run_dir, summary)
+}
+
+#[test]
+fn a_drill_is_judged_per_window_and_reported() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let (code, run_dir, summary) = drill(&workspace, &server);
+
+    // Availability during the freeze fails, so the run fails with exit 1.
+    assert_eq!(code, Some(1), "{summary:#}");
+    let verdicts: Vec<(String, String, String)> = summary["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().into(),
+                v["window"].as_str().unwrap().into(),
+                v["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("steady latency".into(), "steady".into(), "pass".into()),
+            (
+                "no errors while frozen".into(),
+                "during freeze server #1".into(),
+                "fail".into()
+            ),
+            (
+                "back within 3s of the end".into(),
+                "recovery from freeze server #1 (end)".into(),
+                "pass".into()
+            ),
+        ]
+    );
+    assert_eq!(summary["slo_passed"], false);
+
+    // Failover: errors start within the fault, the burst is non-zero and ends.
+    let failover = &summary["failover"][0];
+    assert!(
+        failover["first_error_after_ms"].as_u64().unwrap() <= 1000,
+        "{failover:#}"
+    );
+    let burst = failover["burst_ms"].as_u64().unwrap();
+    assert!((1000..=3000).contains(&burst), "{failover:#}");
+    assert!(failover["requests_failed"].as_u64().unwrap() >= 10);
+    assert!(
+        failover["recovered_after_ms"].as_u64().is_some(),
+        "{failover:#}"
+    );
+
+    // JUnit: one test case per verdict, the failure carrying measured value and objective.
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 3, "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(junit.contains("availability measured"), "{junit}");
+    assert!(junit.contains("objective &gt;= 100.000%"), "{junit}");
+
+    // HTML: self-contained, charts inline, the injected markup inert.
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "two inline charts");
+    assert!(
+        !html.contains("<script"),
+        "no script at all, and the step name's stays text"
+    );
+    assert!(
+        html.contains("get &lt;script&gt;alert(1)&lt;"),
+        "the step name is shown, escaped"
+    );
+    for external in ["src=\"http", "href=\"http", "@import", "url(http"] {
+        assert!(!html.contains(external), "external reference {external}");
+    }
+    assert!(html.contains(">F1<"), "the fault band is labelled");
+
+    // `loadgen report` re-renders the same verdicts from the saved data alone.
+    std::fs::remove_file(run_dir.join("report.html")).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["report", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let rerendered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(rerendered["slos"], summary["slos"]);
+    assert!(run_dir.join("report.html").exists());
+
+    chromium_renders(&run_dir.join("report.html"), workspace.dir.path());
+}
+
+/// Headless Chromium opens the report offline: it renders (a screenshot is written), logs no
+/// console error, and loads nothing (the page's CSP would log any attempt).
+fn chromium_renders(report: &std::path::Path, scratch: &std::path::Path) {
+    let screenshot = scratch.join("report.png");
+    let output = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/screenshot-report.sh"
+        ))
+        .arg(report)
+        .arg(&screenshot)
+        .output()
+        .expect("bash runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chromium failed: {log}");
+    assert!(
+        std::fs::metadata(&screenshot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "no screenshot: {log}"
+    );
+    for bad in ["CONSOLE", "Uncaught", "Refused to", "net::ERR"] {
+        let offending: Vec<&str> = log.lines().filter(|l| l.contains(bad)).collect();
+        assert!(offending.is_empty(), "{bad}: {offending:#?}");
+    }
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("chart-throughput") && dom.contains("chart-latency"),
+        "charts missing from the rendered DOM"
+    );
+}
