@@ -2,8 +2,9 @@
 //! Backends that need a connection (Docker) are connected on first use.
 
 use super::docker::DockerBackend;
+use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
 use super::process::ProcessBackend;
-use super::spec::{Action, ChaosPlan, Selector};
+use super::spec::{Action, ChaosPlan, Guard, Mode, Selector};
 use super::stack::{StackState, state_path};
 use super::undo::Undo;
 use super::{ChaosError, Target};
@@ -12,6 +13,9 @@ pub struct Backends {
     process: ProcessBackend,
     docker: Option<DockerBackend>,
     docker_host: Option<String>,
+    kube: Option<KubeBackend>,
+    kube_api: Option<String>,
+    kube_namespaces: Vec<String>,
 }
 
 impl Backends {
@@ -21,6 +25,9 @@ impl Backends {
             process: ProcessBackend::new(state),
             docker: None,
             docker_host: plan.docker_host.clone(),
+            kube: None,
+            kube_api: plan.kube_api.clone(),
+            kube_namespaces: plan.kube_namespaces.clone(),
         }
     }
 
@@ -29,6 +36,13 @@ impl Backends {
             self.docker = Some(DockerBackend::connect(self.docker_host.as_deref()).await?);
         }
         Ok(self.docker.as_ref().expect("connected above"))
+    }
+
+    async fn kube(&mut self) -> Result<&KubeBackend, ChaosError> {
+        if self.kube.is_none() {
+            self.kube = Some(KubeBackend::connect(self.kube_api.as_deref()).await?);
+        }
+        Ok(self.kube.as_ref().expect("connected above"))
     }
 
     /// The selector's targets, sorted by name, each with whether it is up.
@@ -41,19 +55,85 @@ impl Backends {
             Selector::Container { .. } | Selector::ContainerLabel { .. } => {
                 self.docker().await?.resolve(selector).await
             }
-            Selector::Pods { .. } | Selector::Deployment { .. } | Selector::Proxy { .. } => {
-                Err(ChaosError::Backend {
-                    backend: "chaos",
-                    message: format!("{selector}: this backend is not wired into the timeline yet"),
-                })
+            Selector::Pods {
+                namespace,
+                selector,
+            } => {
+                let pods = self
+                    .kube()
+                    .await?
+                    .select(&PodSelector {
+                        namespace: namespace.clone(),
+                        labels: selector.clone(),
+                        fields: None,
+                    })
+                    .await?;
+                let mut found: Vec<(Target, bool)> = pods
+                    .into_iter()
+                    .map(|pod| {
+                        let target = Target {
+                            backend: "kube".into(),
+                            id: format!("{}/{}", pod.namespace, pod.name),
+                            name: pod.name,
+                            labels: pod.labels,
+                        };
+                        (target, pod.ready)
+                    })
+                    .collect();
+                found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+                Ok(found)
             }
+            // A deployment is one target; its replicas are guarded by the kube backend's
+            // own scale check when the undo is prepared.
+            Selector::Deployment { namespace, name } => Ok(vec![(
+                Target {
+                    backend: "kube".into(),
+                    id: format!("{namespace}/{name}"),
+                    name: name.clone(),
+                    labels: Default::default(),
+                },
+                true,
+            )]),
+            Selector::Proxy { .. } => Err(ChaosError::Backend {
+                backend: "chaos",
+                message: format!("{selector}: this backend is not wired into the timeline yet"),
+            }),
         }
     }
 
-    pub async fn undo_for(&mut self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+    pub async fn undo_for(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        selector: &Selector,
+        guard: &Guard,
+    ) -> Result<Undo, ChaosError> {
         match action.backend() {
             "process" => self.process.undo_for(target, action),
             "docker" => self.docker().await?.undo_for(target, action),
+            "kube" => {
+                // Pod deletions, evictions and restarts heal themselves (controllers); a
+                // scale is put back to the replica count read now, before the change.
+                let Action::Scale { .. } = action else {
+                    return Ok(Undo::Nothing);
+                };
+                let fault = KubeFault::from_spec(
+                    action,
+                    selector,
+                    Pick {
+                        mode: Mode::One,
+                        seed: 0,
+                    },
+                )?;
+                let kube_guard = KubeGuard::from_spec(&self.kube_namespaces, guard);
+                let api = self.kube_api.clone();
+                let prepared = self.kube().await?.prepare(&fault, &kube_guard, 0).await?;
+                prepared
+                    .steps
+                    .first()
+                    .map(|step| step.undo.to_ledger(api.as_deref()))
+                    .ok_or_else(|| ChaosError::NoTarget(target.id.clone()))
+            }
             other => Err(ChaosError::Backend {
                 backend: "chaos",
                 message: format!("{other} faults are not wired into the timeline yet"),
@@ -70,6 +150,40 @@ impl Backends {
         match action.backend() {
             "process" => self.process.apply(target, action, undo).await,
             "docker" => self.docker().await?.apply(target, action).await,
+            "kube" => {
+                let (namespace, name) = target
+                    .id
+                    .split_once('/')
+                    .unwrap_or(("", target.id.as_str()));
+                let (namespace, name) = (namespace.to_string(), name.to_string());
+                let call = match action {
+                    Action::DeletePod { grace } => KubeAction::DeletePod {
+                        namespace,
+                        pod: name,
+                        grace_seconds: grace.map(|g| g.as_secs() as u32),
+                    },
+                    Action::EvictPod => KubeAction::EvictPod {
+                        namespace,
+                        pod: name,
+                    },
+                    Action::Scale { replicas } => KubeAction::Scale {
+                        namespace,
+                        deployment: name,
+                        replicas: *replicas,
+                    },
+                    Action::RolloutRestart => KubeAction::RolloutRestart {
+                        namespace,
+                        deployment: name,
+                    },
+                    other => {
+                        return Err(ChaosError::Backend {
+                            backend: "kube",
+                            message: format!("{other:?} is not a Kubernetes action"),
+                        });
+                    }
+                };
+                self.kube().await?.apply(&call).await.map(|_| ())
+            }
             other => Err(ChaosError::Backend {
                 backend: "chaos",
                 message: format!("{other} faults are not wired into the timeline yet"),
@@ -84,7 +198,8 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         Undo::Nothing => Ok(()),
         Undo::Process { .. } => super::process::recover(undo).await,
         Undo::Docker { .. } => super::docker::recover(undo).await,
-        Undo::Kube { .. } | Undo::Proxy { .. } => Err(ChaosError::Backend {
+        Undo::Kube { .. } => super::kube::recover(undo).await.map(|_| ()),
+        Undo::Proxy { .. } => Err(ChaosError::Backend {
             backend: "chaos",
             message: "recovery for this backend is not wired yet".into(),
         }),

@@ -35,6 +35,9 @@ pub struct ChaosReport {
     pub events: Vec<FaultEvent>,
     /// Faults that could not be put back: a human must act. Each says what and why.
     pub unrecovered: Vec<String>,
+    /// Kubernetes targets: ready replicas over the run and when replacements became Ready.
+    #[serde(default)]
+    pub readiness: Vec<serde_json::Value>,
 }
 
 struct Active {
@@ -86,6 +89,10 @@ impl Timeline {
                 }
             }
         }
+        // Pod targets are watched for the whole run: the readiness timeline shows when
+        // replacements became Ready.
+        let watch_stop = CancellationToken::new();
+        let watches = self.start_readiness_watches(&watch_stop).await;
         // At equal times recover first, so a repeated fault never overlaps itself.
         steps.sort_by_key(|(at, step)| (*at, matches!(step, Step::Inject(..))));
         for (at, step) in steps {
@@ -104,7 +111,63 @@ impl Timeline {
         }
         stop.cancelled().await;
         self.recover_where(|_| true).await;
+        watch_stop.cancel();
+        for watch in watches {
+            match watch.await {
+                Ok(Ok(timeline)) => self
+                    .report
+                    .readiness
+                    .push(serde_json::to_value(&timeline).unwrap_or_default()),
+                Ok(Err(e)) => self
+                    .report
+                    .readiness
+                    .push(serde_json::json!({ "error": e.to_string() })),
+                Err(_) => {}
+            }
+        }
         std::mem::take(&mut self.report)
+    }
+
+    async fn start_readiness_watches(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<Result<super::kube::ReadinessTimeline, ChaosError>>> {
+        let mut selectors: Vec<super::kube::PodSelector> = Vec::new();
+        for fault in &self.plan.faults {
+            if let super::spec::Selector::Pods {
+                namespace,
+                selector,
+            } = &fault.selector
+            {
+                let wanted = super::kube::PodSelector {
+                    namespace: namespace.clone(),
+                    labels: selector.clone(),
+                    fields: None,
+                };
+                if !selectors.contains(&wanted) {
+                    selectors.push(wanted);
+                }
+            }
+        }
+        if selectors.is_empty() {
+            return Vec::new();
+        }
+        let kube = match super::kube::KubeBackend::connect(self.plan.kube_api.as_deref()).await {
+            Ok(kube) => kube,
+            Err(e) => {
+                self.report
+                    .readiness
+                    .push(serde_json::json!({ "error": e.to_string() }));
+                return Vec::new();
+            }
+        };
+        selectors
+            .into_iter()
+            .map(|selector| {
+                let (kube, stop, start) = (kube.clone(), stop.clone(), self.start);
+                tokio::spawn(async move { kube.watch_readiness(&selector, start, stop).await })
+            })
+            .collect()
     }
 
     async fn inject(&mut self, index: usize, occurrence: u32) {
@@ -125,7 +188,11 @@ impl Timeline {
     }
 
     async fn inject_one(&mut self, fault: &FaultSpec, occurrence: u32, target: Target) {
-        let undo = match self.backends.undo_for(&target, &fault.action).await {
+        let undo = match self
+            .backends
+            .undo_for(&target, &fault.action, &fault.selector, &fault.guard)
+            .await
+        {
             Ok(undo) => undo,
             Err(e) => {
                 return self.event(

@@ -3,6 +3,7 @@
 
 mod binary;
 mod chaos_docker;
+mod chaos_kube;
 mod chaos_process;
 mod latency;
 mod outputs;
