@@ -126,9 +126,15 @@ pub fn measure(
         };
         // Seconds without a request neither confirm nor refute; near the run's end fewer
         // than three seconds may remain, and those that do must all be healthy.
-        let busy: Vec<u64> = (start..run_seconds).filter(|s| all(*s).requests > 0).collect();
+        let busy: Vec<u64> = (start..run_seconds)
+            .filter(|s| all(*s).requests > 0)
+            .collect();
         let recovered = (0..busy.len())
-            .find(|&i| busy[i..(i + STABLE_SECONDS as usize).min(busy.len())].iter().all(|s| healthy(*s)))
+            .find(|&i| {
+                busy[i..(i + STABLE_SECONDS as usize).min(busy.len())]
+                    .iter()
+                    .all(|s| healthy(*s))
+            })
             .map(|i| (busy[i] * 1000).saturating_sub(interval.start_ms));
         let mut during_counts = Counts::default();
         for second in seconds_of(interval.start_ms, interval.end_ms) {
