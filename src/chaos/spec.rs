@@ -106,6 +106,18 @@ impl Action {
         }
     }
 
+    /// Whether the action happens at once, with nothing to hold or put back.
+    pub fn is_instantaneous(&self) -> bool {
+        matches!(
+            self,
+            Action::Restart
+                | Action::ContainerRestart
+                | Action::DeletePod { .. }
+                | Action::EvictPod
+                | Action::RolloutRestart
+        )
+    }
+
     /// Whether the action takes its targets out of service (counted by the guardrails).
     pub fn takes_down(&self) -> bool {
         !matches!(

@@ -152,7 +152,14 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
                     out,
                     "  {:>8} → {:<8} {:?} on {} ({:?}, max_unavailable {}{})  `{}`",
                     format_duration(start),
-                    end.map_or("run end".to_string(), format_duration),
+                    end.map_or_else(
+                        || if fault.action.is_instantaneous() {
+                            "once".to_string()
+                        } else {
+                            "run end".to_string()
+                        },
+                        format_duration
+                    ),
                     fault.action,
                     fault.selector,
                     fault.mode,

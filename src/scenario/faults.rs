@@ -88,14 +88,7 @@ fn validate_fault(
     let selector = selector(&raw.target, chaos, base_dir, diagnostics);
     let action = selector.as_ref().and_then(|s| action(raw, s, diagnostics));
     if let Some(action) = &action {
-        let instantaneous = matches!(
-            action,
-            Action::Restart
-                | Action::ContainerRestart
-                | Action::DeletePod { .. }
-                | Action::EvictPod
-                | Action::RolloutRestart
-        );
+        let instantaneous = action.is_instantaneous();
         if instantaneous && let Some(d) = &raw.duration {
             diagnostics.push(
                 d.span(),

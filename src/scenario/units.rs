@@ -5,35 +5,54 @@
 
 use std::time::Duration;
 
-/// Parses `"250ms"`, `"2s"`, `"1.5m"`, `"1h"`, `"500us"`. A bare number is refused because
-/// its unit would be a guess.
+/// Parses `"250ms"`, `"2s"`, `"1.5m"`, `"1h"`, `"500us"`, and compounds like `"2m30s"`.
+/// A bare number is refused because its unit would be a guess.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = split_number(text).ok_or_else(|| {
-        format!("`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1.5m\")")
-    })?;
-    let seconds_per_unit = match unit {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "" => {
-            return Err(format!(
-                "`{text}` has no unit (write \"{text}s\" or \"{text}ms\")"
-            ));
-        }
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{text}` (expected us, ms, s, m or h)"
-            ));
-        }
-    };
-    let seconds = number * seconds_per_unit;
+    let mut rest = text;
+    let mut seconds = 0.0;
+    while !rest.is_empty() {
+        let (number, unit, tail) = split_part(rest).ok_or_else(|| {
+            format!(
+                "`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1.5m\", \"2m30s\")"
+            )
+        })?;
+        let seconds_per_unit = match unit {
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "" => {
+                return Err(format!(
+                    "`{text}` has no unit (write \"{text}s\" or \"{text}ms\")"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "unknown duration unit `{other}` in `{text}` (expected us, ms, s, m or h)"
+                ));
+            }
+        };
+        seconds += number * seconds_per_unit;
+        rest = tail;
+    }
+    if text.is_empty() {
+        return Err("an empty string is not a duration".to_string());
+    }
     if !seconds.is_finite() || seconds > 1e9 {
         return Err(format!("duration `{text}` is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Splits `"2m30s"` into `(2, "m", "30s")`: a number, the letters after it, the rest.
+fn split_part(text: &str) -> Option<(f64, &str, &str)> {
+    let (number, after) = split_number(text)?;
+    let unit_len = after
+        .find(|c: char| c.is_ascii_digit() || c == '.')
+        .unwrap_or(after.len());
+    Some((number, after[..unit_len].trim(), &after[unit_len..]))
 }
 
 /// A rate of events per second, parsed from `"50/s"`, `"3000/m"`, `"2/h"`.
@@ -149,11 +168,13 @@ mod tests {
         assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("500us").unwrap(), Duration::from_micros(500));
+        assert_eq!(parse_duration("2m30s").unwrap(), Duration::from_secs(150));
+        assert_eq!(parse_duration("1h1m1s").unwrap(), Duration::from_secs(3661));
     }
 
     #[test]
     fn bad_durations_are_errors_not_zero() {
-        for bad in ["", "5", "foo", "-1s", "3sx", "s", "1..2s"] {
+        for bad in ["", "5", "foo", "-1s", "3sx", "s", "1..2s", "2m30"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -11,5 +11,6 @@ mod report;
 mod runs;
 mod schedule;
 mod server;
+mod stock_scenarios;
 mod support;
 mod validation;
