@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::ledger::Ledger;
-use crate::chaos::runner::{ChaosReport, Timeline, Verdict, preflight as preflight_faults};
+use crate::chaos::runner::{
+    ChaosReport, FaultEvent, Timeline, Verdict, preflight as preflight_faults,
+};
 
 use crate::engine::{ClientConfig, Engine};
 use crate::metrics::Aggregator;
@@ -148,6 +150,7 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
     let stop = engine.stop.clone();
     let kill = engine.kill.clone();
     let chaos_stop = CancellationToken::new();
+    let (live_tx, mut live_events) = mpsc::unbounded_channel::<FaultEvent>();
     let chaos = if plan.chaos.faults.is_empty() {
         None
     } else {
@@ -157,7 +160,8 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
                 run_dir.display()
             ))
         })?;
-        let timeline = Timeline::new(Arc::new(plan.chaos.clone()), ledger, start, prepared.seed);
+        let timeline = Timeline::new(Arc::new(plan.chaos.clone()), ledger, start, prepared.seed)
+            .with_live_events(live_tx.clone());
         Some(tokio::spawn(timeline.run(chaos_stop.clone())))
     };
 
@@ -176,6 +180,7 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
                     }
                 }
             }
+            Some(event) = live_events.recv() => progress.note(&describe_event(&event)),
             signal = signals.next() => {
                 if interrupted {
                     progress.note(&format!("{signal} again: abandoning requests in flight"));
@@ -205,19 +210,9 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         }),
         None => ChaosReport::default(),
     };
-    for event in &faults.events {
-        progress.note(&format!(
-            "fault {:>7.1}s {:<8} {} {}{}",
-            event.offset_ms as f64 / 1000.0,
-            event.kind,
-            event.fault,
-            event.target.as_deref().unwrap_or(""),
-            event
-                .message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        ));
+    // Recoveries at the run's end happen after the loop: show them too.
+    while let Ok(event) = live_events.try_recv() {
+        progress.note(&describe_event(&event));
     }
     for second in aggregator.flush() {
         if let Err(e) = series.write_second(&second) {
@@ -286,6 +281,21 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         )));
     }
     Ok(RunOutcome { run_dir, summary })
+}
+
+fn describe_event(event: &FaultEvent) -> String {
+    format!(
+        "fault {:>7.1}s {:<8} {} {}{}",
+        event.offset_ms as f64 / 1000.0,
+        event.kind,
+        event.fault,
+        event.target.as_deref().unwrap_or(""),
+        event
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    )
 }
 
 /// Resolves every fault's targets against the live environment before any traffic: a fault

@@ -56,6 +56,8 @@ pub struct Timeline {
     rng: SmallRng,
     active: Vec<Active>,
     report: ChaosReport,
+    /// Each event also goes here as it happens, for the live progress output.
+    live: Option<tokio::sync::mpsc::UnboundedSender<FaultEvent>>,
 }
 
 enum Step {
@@ -74,7 +76,17 @@ impl Timeline {
             rng: SmallRng::seed_from_u64(seed ^ 0xC4A0_5EED),
             active: Vec::new(),
             report: ChaosReport::default(),
+            live: None,
         }
+    }
+
+    /// Also sends every event to `live` as it happens.
+    pub fn with_live_events(
+        mut self,
+        live: tokio::sync::mpsc::UnboundedSender<FaultEvent>,
+    ) -> Timeline {
+        self.live = Some(live);
+        self
     }
 
     /// Plays the timeline until it is done and `stop` is cancelled (the run's end), then
@@ -311,14 +323,18 @@ impl Timeline {
         target: Option<&Target>,
         message: Option<String>,
     ) {
-        self.report.events.push(FaultEvent {
+        let event = FaultEvent {
             offset_ms: self.start.elapsed().as_millis() as u64,
             fault: fault.name.clone(),
             occurrence,
             kind: kind.to_string(),
             target: target.map(|t| format!("{} ({})", t.name, t.id)),
             message,
-        });
+        };
+        if let Some(live) = &self.live {
+            let _ = live.send(event.clone());
+        }
+        self.report.events.push(event);
     }
 }
 
