@@ -51,10 +51,26 @@ enum Command {
         /// No progress line and no table; print only the run directory.
         #[arg(long, short)]
         quiet: bool,
+        /// Compare the finished run with this earlier run directory (the nightly gate):
+        /// exit 1 on a regression beyond tolerance.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        tolerances: ToleranceFlags,
         /// Resolve every fault's targets against the live environment, print what would be
         /// hit, and exit without sending traffic or touching anything.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Compare two run directories: throughput, error rate and percentiles per step.
+    Compare {
+        base: PathBuf,
+        current: PathBuf,
+        /// Where comparison.json and comparison.html go (default: the current run directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        tolerances: ToleranceFlags,
     },
     /// Re-render summary.json, junit.xml and report.html from a run directory's saved data.
     Report { run_dir: PathBuf },
@@ -71,6 +87,38 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+}
+
+/// When a change between two runs counts as a regression.
+#[derive(Debug, clap::Args)]
+struct ToleranceFlags {
+    /// A latency percentile may grow by this much…
+    #[arg(long, default_value = "10%", value_parser = percent_flag)]
+    latency_tolerance: f64,
+    /// …and must grow by more than this to count (noise floor).
+    #[arg(long, default_value = "2ms", value_parser = duration_flag)]
+    latency_floor: Duration,
+    /// Throughput may drop by this much.
+    #[arg(long, default_value = "10%", value_parser = percent_flag)]
+    throughput_tolerance: f64,
+    /// The error rate may grow by this many percentage points.
+    #[arg(long, default_value = "0.5%", value_parser = percent_flag)]
+    error_tolerance: f64,
+}
+
+impl ToleranceFlags {
+    fn tolerances(&self) -> crate::compare::Tolerances {
+        crate::compare::Tolerances {
+            latency: self.latency_tolerance / 100.0,
+            latency_floor_us: self.latency_floor.as_secs_f64() * 1e6,
+            throughput: self.throughput_tolerance / 100.0,
+            error_points: self.error_tolerance,
+        }
+    }
+}
+
+fn percent_flag(text: &str) -> Result<f64, String> {
+    crate::scenario::units::parse_percent(text)
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +160,18 @@ where
         Command::Plan { file, overrides } => plan(file, overrides),
         Command::Recover { run_dir } => recover_command(run_dir),
         Command::Report { run_dir } => report_command(&run_dir),
+        Command::Compare {
+            base,
+            current,
+            out,
+            tolerances,
+        } => compare_command(
+            &base,
+            &current,
+            out.as_deref(),
+            tolerances.tolerances(),
+            true,
+        ),
         Command::Run {
             file,
             overrides,
@@ -119,7 +179,10 @@ where
             threads,
             quiet,
             dry_run,
+            baseline,
+            tolerances,
         } => run_command(
+            baseline.map(|b| (b, tolerances.tolerances())),
             dry_run,
             RunOptions {
                 scenario: file,
@@ -173,7 +236,11 @@ fn plan(file: PathBuf, overrides: Overrides) -> u8 {
     }
 }
 
-fn run_command(dry_run: bool, options: RunOptions) -> u8 {
+fn run_command(
+    baseline: Option<(PathBuf, crate::compare::Tolerances)>,
+    dry_run: bool,
+    options: RunOptions,
+) -> u8 {
     let prepared = match run::prepare(&options) {
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
@@ -202,10 +269,18 @@ fn run_command(dry_run: bool, options: RunOptions) -> u8 {
                     outcome.summary.ended_by
                 );
                 exit::COULD_NOT_RUN
-            } else if !outcome.summary.slo_passed {
-                exit::SLO_FAILED
             } else {
-                exit::OK
+                let gate = match baseline {
+                    Some((base, tolerances)) => {
+                        compare_command(&base, &outcome.run_dir, None, tolerances, !options.quiet)
+                    }
+                    None => exit::OK,
+                };
+                if !outcome.summary.slo_passed || gate == exit::SLO_FAILED {
+                    exit::SLO_FAILED
+                } else {
+                    gate
+                }
             }
         }
         Err(error) => report_error(error),
@@ -303,6 +378,43 @@ fn recover_command(run_dir: Option<PathBuf>) -> u8 {
                 exit::FAULT_NOT_RECOVERED
             }
         }
+    }
+}
+
+fn compare_command(
+    base: &std::path::Path,
+    current: &std::path::Path,
+    out: Option<&std::path::Path>,
+    tolerances: crate::compare::Tolerances,
+    show_table: bool,
+) -> u8 {
+    let summaries = crate::compare::read_summary(base)
+        .and_then(|b| crate::compare::read_summary(current).map(|c| (b, c)));
+    let (base_summary, current_summary) = match summaries {
+        Ok(pair) => pair,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let comparison = crate::compare::compare(
+        &base_summary,
+        &current_summary,
+        &base.display().to_string(),
+        &current.display().to_string(),
+        tolerances,
+    );
+    if show_table {
+        print!("{}", crate::compare::table(&comparison));
+    }
+    if let Err(message) = crate::compare::write(out.unwrap_or(current), &comparison) {
+        eprintln!("error: {message}");
+        return exit::COULD_NOT_RUN;
+    }
+    if comparison.regressed {
+        exit::SLO_FAILED
+    } else {
+        exit::OK
     }
 }
 

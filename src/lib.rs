@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod chaos;
 pub mod cli;
+pub mod compare;
 pub mod engine;
 pub mod exit;
 pub mod metrics;

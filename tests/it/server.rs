@@ -207,6 +207,10 @@ async fn handle(
                 text(StatusCode::UNAUTHORIZED, "wrong token")
             }
         }
+        ("GET", ["slow", ms]) => {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+            text(StatusCode::OK, "slow")
+        }
         ("GET", ["status", code]) => text(
             StatusCode::from_u16(code.parse().unwrap_or(500))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

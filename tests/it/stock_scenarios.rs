@@ -16,5 +16,9 @@ fn every_stock_scenario_validates() {
             checked += 1;
         }
     }
-    assert!(checked >= 2, "expected the stock scenarios in {}", dir.display());
+    assert!(
+        checked >= 2,
+        "expected the stock scenarios in {}",
+        dir.display()
+    );
 }

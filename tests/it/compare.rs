@@ -1,0 +1,100 @@
+//! The baseline gate: two runs of an unchanged target compare clean (exit 0); a target made
+//! slower fails the gate (exit 1) with the regression named in comparison.json.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::server::TestServer;
+use crate::support::Workspace;
+
+fn scenario(url: &str, path: &str) -> String {
+    format!(
+        r#"name = "gate"
+[target]
+base_url = "{url}"
+[load]
+model = "open"
+start_rate = "50/s"
+[[load.stage]]
+duration = "2s"
+rate = "50/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "get"
+url = "{path}"
+"#
+    )
+}
+
+fn run(workspace: &Workspace, file: &str, extra: &[&str]) -> (Option<i32>, PathBuf) {
+    let out = workspace.out();
+    let mut args = vec!["run", file, "--out", out.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let dir = PathBuf::from(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim(),
+    );
+    (output.status.code(), dir)
+}
+
+#[test]
+fn an_unchanged_target_passes_and_a_slower_one_fails_the_gate() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let fast = workspace.write("fast.toml", &scenario(&server.url(), "/hello"));
+    let slow = workspace.write("slow.toml", &scenario(&server.url(), "/slow/40"));
+
+    let (code, base) = run(&workspace, fast.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(0));
+    let (code, again) = run(&workspace, fast.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(0));
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", base.to_str().unwrap(), again.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    assert!(table.contains("no regression beyond tolerance"), "{table}");
+    assert!(again.join("comparison.html").exists());
+
+    // The nightly gate: the same scenario against a target now 40 ms slower.
+    let (code, slower) = run(
+        &workspace,
+        slow.to_str().unwrap(),
+        &["--baseline", base.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1), "a 40 ms slowdown must fail the gate");
+    let comparison: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(slower.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(comparison["regressed"], true);
+    let regressed: Vec<String> = comparison["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["regressed"] == true)
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["scope"].as_str().unwrap(),
+                r["metric"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        regressed.contains(&"j/get p50_us".to_string()),
+        "{regressed:?}"
+    );
+    assert!(
+        regressed.contains(&"all p99_us".to_string()),
+        "{regressed:?}"
+    );
+}
