@@ -5,7 +5,7 @@ use super::docker::DockerBackend;
 use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
 use super::process::ProcessBackend;
 use super::spec::{Action, ChaosPlan, Guard, Mode, Selector};
-use super::stack::{StackState, state_path};
+use super::stack::state_path;
 use super::undo::Undo;
 use super::{ChaosError, Target};
 
@@ -20,9 +20,8 @@ pub struct Backends {
 
 impl Backends {
     pub fn new(plan: &ChaosPlan) -> Backends {
-        let state = StackState::load(&state_path(plan.stack_state.as_deref()));
         Backends {
-            process: ProcessBackend::new(state),
+            process: ProcessBackend::new(state_path(plan.stack_state.as_deref())),
             docker: None,
             docker_host: plan.docker_host.clone(),
             kube: None,

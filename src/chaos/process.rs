@@ -12,6 +12,8 @@ use super::undo::{ProcessUndo, Undo};
 use super::{ChaosError, Target};
 
 pub struct ProcessBackend {
+    /// The stack state file; read again at every use, since a restart changes PIDs.
+    state_file: std::path::PathBuf,
     stack: Option<StackState>,
     stack_error: Option<String>,
 }
@@ -20,20 +22,31 @@ pub struct ProcessBackend {
 pub type Candidate = (Target, bool);
 
 impl ProcessBackend {
-    pub fn new(stack: Result<StackState, String>) -> ProcessBackend {
-        match stack {
-            Ok(stack) => ProcessBackend {
-                stack: Some(stack),
-                stack_error: None,
-            },
-            Err(e) => ProcessBackend {
-                stack: None,
-                stack_error: Some(e),
-            },
+    pub fn new(state_file: std::path::PathBuf) -> ProcessBackend {
+        let mut backend = ProcessBackend {
+            state_file,
+            stack: None,
+            stack_error: None,
+        };
+        backend.reload();
+        backend
+    }
+
+    fn reload(&mut self) {
+        match StackState::load(&self.state_file) {
+            Ok(stack) => {
+                self.stack = Some(stack);
+                self.stack_error = None;
+            }
+            Err(e) => {
+                self.stack = None;
+                self.stack_error = Some(e);
+            }
         }
     }
 
-    pub fn resolve(&self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+    pub fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        self.reload();
         let found: Vec<(String, i32)> = match selector {
             Selector::Process { name } => {
                 let stack = self

@@ -188,7 +188,22 @@ impl Timeline {
             Ok(c) => c,
             Err(e) => return self.event(&fault, occurrence, "failed", None, Some(e.to_string())),
         };
-        let chosen = match choose(&fault, &candidates, &self.active, &mut self.rng) {
+        let group = match &fault.among {
+            Some(among) => match self.backends.resolve(among).await {
+                Ok(group) => Some(group),
+                Err(e) => {
+                    return self.event(&fault, occurrence, "failed", None, Some(e.to_string()));
+                }
+            },
+            None => None,
+        };
+        let chosen = match choose(
+            &fault,
+            &candidates,
+            group.as_deref(),
+            &self.active,
+            &mut self.rng,
+        ) {
             Ok(chosen) => chosen,
             Err((kind, message)) => {
                 return self.event(&fault, occurrence, kind, None, Some(message));
@@ -364,9 +379,12 @@ impl Drop for Timeline {
 }
 
 /// Which targets an occurrence hits, or why none: (`skipped` | `refused`, message).
+/// `group`: the replica set the guardrails count (the fault's `among` selector); by default
+/// the selector's own matches.
 fn choose(
     fault: &FaultSpec,
     candidates: &[(Target, bool)],
+    group: Option<&[(Target, bool)]>,
     active: &[Active],
     rng: &mut SmallRng,
 ) -> Result<Vec<Target>, (&'static str, String)> {
@@ -382,8 +400,10 @@ fn choose(
         .filter(|(t, up)| *up && !busy(t))
         .map(|(t, _)| t)
         .collect();
-    let down = candidates.len() - up.len();
     let wanted = fault.mode.count(up.len());
+    let group = group.unwrap_or(candidates);
+    let group_up = group.iter().filter(|(t, up)| *up && !busy(t)).count();
+    let down = group.len() - group_up;
     if wanted == 0 {
         return Err((
             "skipped",
@@ -391,7 +411,7 @@ fn choose(
         ));
     }
     if fault.action.takes_down() {
-        check_guard(&fault.guard, up.len(), down, wanted).map_err(|m| ("refused", m))?;
+        check_guard(&fault.guard, group_up, down, wanted).map_err(|m| ("refused", m))?;
     }
     let chosen = match fault.mode {
         Mode::Random => vec![up[rng.random_range(0..up.len())].clone()],
@@ -416,7 +436,11 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                         format!("{} ({}{})", t.name, t.id, if *up { "" } else { ", down" })
                     })
                     .collect();
-                match choose(fault, &candidates, &[], &mut rng) {
+                let group = match &fault.among {
+                    Some(among) => backends.resolve(among).await.ok(),
+                    None => None,
+                };
+                match choose(fault, &candidates, group.as_deref(), &[], &mut rng) {
                     Ok(hit) => Verdict::Hits {
                         matched,
                         hit: hit.iter().map(|t| t.name.clone()).collect(),

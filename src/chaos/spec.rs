@@ -55,6 +55,9 @@ pub struct FaultSpec {
     pub selector: Selector,
     pub mode: Mode,
     pub guard: Guard,
+    /// The replica set the guardrails count (e.g. every `backend-*` while one named
+    /// backend is the target); `None`: the selector's own matches.
+    pub among: Option<Selector>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -285,6 +288,7 @@ mod tests {
             selector: Selector::Process { name: "b".into() },
             mode: Mode::One,
             guard: Guard::default(),
+            among: None,
         };
         let secs: Vec<(u64, Option<u64>)> = spec
             .occurrences()

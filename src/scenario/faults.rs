@@ -85,7 +85,19 @@ fn validate_fault(
             "`every` must be longer than `duration`: a fault is recovered before it is injected again",
         );
     }
-    let selector = selector(&raw.target, chaos, base_dir, diagnostics);
+    let selector = select(&raw.target, chaos, base_dir, diagnostics);
+    let among = raw
+        .among
+        .as_ref()
+        .and_then(|a| select(a, chaos, base_dir, diagnostics));
+    if let (Some(among), Some(target)) = (&among, &selector)
+        && std::mem::discriminant(among) != std::mem::discriminant(target)
+    {
+        diagnostics.push(
+            raw.among.as_ref().map_or(raw.target.span(), |a| a.span()),
+            "`among` must name the same kind of target as `target` (the replica set it belongs to)",
+        );
+    }
     let action = selector.as_ref().and_then(|s| action(raw, s, diagnostics));
     if let Some(action) = &action {
         let instantaneous = action.is_instantaneous();
@@ -138,10 +150,11 @@ fn validate_fault(
             max_unavailable: raw.max_unavailable.unwrap_or(1),
             allow_last: raw.allow_last.unwrap_or(false),
         },
+        among,
     })
 }
 
-fn selector(
+fn select(
     target: &Spanned<RawSelector>,
     chaos: &ChaosPlan,
     base_dir: &Path,

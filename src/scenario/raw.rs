@@ -165,6 +165,7 @@ pub struct RawFault {
     pub every: Option<Spanned<String>>,
     pub action: Spanned<String>,
     pub target: Spanned<RawSelector>,
+    pub among: Option<Spanned<RawSelector>>,
     pub mode: Option<Spanned<RawMode>>,
     pub max_unavailable: Option<u32>,
     pub allow_last: Option<bool>,

@@ -1,0 +1,472 @@
+//! Every endpoint of every journey, through nginx.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::fixture::{http, new_member, shared, stack};
+
+fn instance(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-instance")
+        .and_then(|v| v.to_str().ok())
+        .expect("every response carries X-Instance")
+        .to_string()
+}
+
+#[tokio::test]
+async fn health_metrics_and_errors() {
+    let _g = shared().await;
+    let s = stack();
+    let c = http();
+
+    for path in ["/health/live", "/health/ready"] {
+        let resp = c.get(s.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        instance(&resp);
+    }
+    let ready: Value = c
+        .get(s.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["postgres"], "ok");
+    assert_eq!(ready["redis"], "ok");
+
+    let resp = c.get(s.url("/no/such/route")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    instance(&resp);
+
+    // Writes need a token; a bad one is 401, not 500.
+    let resp = c
+        .post(s.url("/api/courses/1/enrolments"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .post(s.url("/api/courses/1/enrolments"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .post(s.url("/api/members"))
+        .json(&json!({ "name": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // Requests are spread over the instances (least_conn; sequential requests rotate).
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        let resp = c.get(s.url("/health/live")).send().await.unwrap();
+        seen.insert(instance(&resp));
+    }
+    assert!(seen.len() >= 2, "only {seen:?} served 30 requests");
+
+    // /metrics straight from one backend: per-route counters, histograms, business counters.
+    let backend = s.state()["backends"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = c
+        .get(format!("{backend}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "http_requests_total{route=\"/health/live\",method=\"GET\",status=\"200\"}",
+        "http_request_duration_seconds_bucket{route=\"/health/live\",method=\"GET\",le=\"+Inf\"}",
+        "platform_enrolments_total",
+        "platform_video_views_total",
+        "platform_payments_total{result=\"succeeded\"}",
+        "platform_payments_total{result=\"failed\"}",
+        "platform_ayni_exchanges_total{stage=\"confirmed\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from /metrics");
+    }
+
+    // Prometheus is up and scrapes every backend.
+    let prom = s.state()["prometheus"]["url"].as_str().unwrap().to_string();
+    let cfg: Value = c
+        .get(format!("{prom}/api/v1/status/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let yaml = cfg["data"]["yaml"].as_str().unwrap();
+    for b in s.state()["backends"].as_array().unwrap() {
+        assert!(
+            yaml.contains(&format!("127.0.0.1:{}", b["port"])),
+            "{b} not scraped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enrolment_journey() {
+    let _g = shared().await;
+    let s = stack();
+    let c = http();
+    let (member, token) = new_member(&c, "Enrol Tester").await;
+
+    let me: Value = c
+        .get(s.url("/api/members/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], member);
+    assert!(
+        me.get("auth").is_none(),
+        "the token is only returned at creation"
+    );
+    let read: Value = c
+        .get(s.url(&format!("/api/members/{member}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["balance"], 100);
+
+    // The course list comes from Redis after the first request.
+    let first = c.get(s.url("/api/courses")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = c.get(s.url("/api/courses")).send().await.unwrap();
+    assert_eq!(second.headers()["x-cache"], "hit");
+    let courses: Value = second.json().await.unwrap();
+    assert!(courses["courses"].as_array().unwrap().len() >= 5);
+
+    let course: Value = c
+        .get(s.url("/api/courses/7"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(course["id"], 7);
+    assert_eq!(
+        c.get(s.url("/api/courses/9999"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let resp = c
+        .post(s.url("/api/courses/7/enrolments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let enrolment: Value = resp.json().await.unwrap();
+    let again = c
+        .post(s.url("/api/courses/7/enrolments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let missing = c
+        .post(s.url("/api/courses/9999/enrolments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let read: Value = c
+        .get(s.url(&format!("/api/enrolments/{}", enrolment["id"])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, enrolment);
+}
+
+#[tokio::test]
+async fn video_journey() {
+    let _g = shared().await;
+    let s = stack();
+    let c = http();
+    let (member, token) = new_member(&c, "Video Tester").await;
+
+    let manifest: Value = c
+        .get(s.url("/api/lessons/5/manifest"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let segments = manifest["segments"].as_array().unwrap();
+    assert!(!segments.is_empty());
+    let size = manifest["segment_bytes"].as_u64().unwrap();
+    for seg in segments {
+        let resp = c
+            .get(s.url(seg["url"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.bytes().await.unwrap().len() as u64, size);
+    }
+    let past_end = format!("/api/lessons/5/segments/{}", segments.len());
+    assert_eq!(c.get(s.url(&past_end)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(s.url("/api/lessons/9999/manifest"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let resp = c
+        .post(s.url("/api/lessons/5/views"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["member_id"], member);
+    for pos in [10, 20, 30] {
+        let resp = c
+            .post(s.url(&format!("/api/views/{}/heartbeats", view["id"])))
+            .bearer_auth(&token)
+            .json(&json!({ "position_s": pos }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    // Someone else's view: 403.
+    let (_, other) = new_member(&c, "Intruder").await;
+    let resp = c
+        .post(s.url(&format!("/api/views/{}/heartbeats", view["id"])))
+        .bearer_auth(&other)
+        .json(&json!({ "position_s": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    let read: Value = c
+        .get(s.url(&format!("/api/views/{}", view["id"])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["heartbeats"], 3);
+    assert_eq!(read["last_position_s"], 30);
+}
+
+#[tokio::test]
+async fn payment_journey() {
+    let _g = shared().await;
+    let s = stack();
+    let c = http();
+    let (_, token) = new_member(&c, "Payer").await;
+    let key = format!("journey-{}", std::process::id());
+
+    let create = |card: &'static str, key: String| {
+        c.post(s.url("/api/payments"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "course_id": 3, "card": card }))
+            .send()
+    };
+    let resp = create("4242424242424242", key.clone()).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let payment: Value = resp.json().await.unwrap();
+    assert_eq!(payment["status"], "pending");
+    let replay = create("4242424242424242", key.clone()).await.unwrap();
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], payment["id"]);
+    // The same key with another body is refused, not silently replayed.
+    assert_eq!(
+        create("5555555555554444", key.clone())
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+
+    let confirm = c
+        .post(s.url(&format!("/api/payments/{}/confirm", payment["id"])))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 200);
+    let read: Value = c
+        .get(s.url(&format!("/api/payments/{}", payment["id"])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "succeeded");
+    assert_eq!(read["charges"], 1);
+
+    // The sandbox's declined card: 402 and status failed, nothing charged.
+    let declined: Value = create("4000000000000002", format!("{key}-declined"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = c
+        .post(s.url(&format!("/api/payments/{}/confirm", declined["id"])))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 402);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["charges"], 0);
+}
+
+#[tokio::test]
+async fn ayni_journey() {
+    let _g = shared().await;
+    let s = stack();
+    let c = http();
+    let (provider, ptoken) = new_member(&c, "Provider").await;
+    let (receiver, rtoken) = new_member(&c, "Receiver").await;
+
+    let resp = c
+        .post(s.url("/api/ayni/exchanges"))
+        .bearer_auth(&ptoken)
+        .json(&json!({ "receiver_id": receiver, "amount": 12, "description": "roof repair" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ex: Value = resp.json().await.unwrap();
+    let id = ex["id"].clone();
+    let post =
+        |path: String, token: &str| c.post(s.url(&path)).bearer_auth(token.to_string()).send();
+
+    // Not accepted yet: 409. Only the receiver may accept: 403.
+    assert_eq!(
+        post(format!("/api/ayni/exchanges/{id}/confirm"), &ptoken)
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    assert_eq!(
+        post(format!("/api/ayni/exchanges/{id}/accept"), &ptoken)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(format!("/api/ayni/exchanges/{id}/accept"), &rtoken)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let confirmed = post(format!("/api/ayni/exchanges/{id}/confirm"), &ptoken)
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(
+        confirmed.json::<Value>().await.unwrap()["status"],
+        "confirmed"
+    );
+    // Confirming again replays; balance moves once.
+    assert_eq!(
+        post(format!("/api/ayni/exchanges/{id}/confirm"), &rtoken)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let balance = |m: i64| {
+        let c = c.clone();
+        let url = s.url(&format!("/api/members/{m}/balance"));
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["balance"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    assert_eq!(balance(provider).await, 112);
+    assert_eq!(balance(receiver).await, 88);
+    let read: Value = c
+        .get(s.url(&format!("/api/ayni/exchanges/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "confirmed");
+
+    // More than the receiver has: 409 at confirm, nothing moves.
+    let big: Value = c
+        .post(s.url("/api/ayni/exchanges"))
+        .bearer_auth(&ptoken)
+        .json(&json!({ "receiver_id": receiver, "amount": 500 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let big_id = big["id"].clone();
+    assert_eq!(
+        post(format!("/api/ayni/exchanges/{big_id}/accept"), &rtoken)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(format!("/api/ayni/exchanges/{big_id}/confirm"), &ptoken)
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    assert_eq!(balance(receiver).await, 88);
+}

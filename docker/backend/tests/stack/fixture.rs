@@ -1,0 +1,192 @@
+//! The shared stack: brought up once per test binary, brought down at process exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub struct Stack {
+    pub state_dir: PathBuf,
+    pub base_url: String,
+}
+
+static STACK: OnceLock<Stack> = OnceLock::new();
+static SHARED_DIR: OnceLock<PathBuf> = OnceLock::new();
+static LOCK: RwLock<()> = RwLock::const_new(());
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn stack_script() -> PathBuf {
+    repo_root().join("docker/local/stack.sh")
+}
+
+/// Runs stack.sh with the backend binary cargo built for this test run (debug), so the
+/// tests never wait for a release build.
+pub fn stack_sh(args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(stack_script());
+    cmd.args(args)
+        .env(
+            "PLATFORM_BACKEND_BIN",
+            env!("CARGO_BIN_EXE_platform-backend"),
+        )
+        .env("STACK_READY_TIMEOUT", "90");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running docker/local/stack.sh")
+}
+
+/// A fresh state directory under the system temp dir, unique to this process.
+pub fn temp_state_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("platform-stack-{tag}-{}", std::process::id()))
+}
+
+/// Tests that only send traffic share the stack.
+pub async fn shared() -> RwLockReadGuard<'static, ()> {
+    LOCK.read().await
+}
+
+/// Tests that restart or kill processes run alone.
+pub async fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    LOCK.write().await
+}
+
+/// [`exclusive`] for tests that are not async.
+pub fn exclusive_blocking() -> RwLockWriteGuard<'static, ()> {
+    LOCK.blocking_write()
+}
+
+extern "C" fn stop_shared_stack() {
+    if let Some(dir) = SHARED_DIR.get() {
+        let out = stack_sh(&["down", "--state-dir", &dir.to_string_lossy()], &[]);
+        if !out.status.success() {
+            eprintln!(
+                "stack.sh down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// The shared stack, started on first use.
+pub fn stack() -> &'static Stack {
+    STACK.get_or_init(|| {
+        let dir = temp_state_dir("shared");
+        // A failed first attempt (the closure panicked) leaves this set already.
+        let first_attempt = SHARED_DIR.set(dir.clone()).is_ok();
+        // Registered before `up`, so even a half-started stack is stopped at exit.
+        // SAFETY: registers a plain extern "C" function with no captured state.
+        if first_attempt {
+            unsafe { libc::atexit(stop_shared_stack) };
+        }
+        let pid = std::process::id().to_string();
+        let dir_s = dir.to_string_lossy().to_string();
+        let out = stack_sh(&["up", "--state-dir", &dir_s, "--watch-pid", &pid], &[]);
+        assert!(
+            out.status.success(),
+            "stack.sh up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = read_state(&dir);
+        Stack {
+            base_url: state["base_url"].as_str().expect("base_url").to_string(),
+            state_dir: dir,
+        }
+    })
+}
+
+pub fn read_state(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("state.json")).expect("reading state.json");
+    serde_json::from_str(&text).expect("state.json is JSON")
+}
+
+impl Stack {
+    pub fn state(&self) -> Value {
+        read_state(&self.state_dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn restart_backend(&self, name: &str) {
+        let out = stack_sh(
+            &[
+                "restart-backend",
+                name,
+                "--state-dir",
+                &self.state_dir.to_string_lossy(),
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "restart-backend {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A direct Postgres connection (bypassing the backends).
+    pub async fn postgres(&self) -> tokio_postgres::Client {
+        let url = self.state()["postgres"]["url"]
+            .as_str()
+            .expect("postgres url")
+            .to_string();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to Postgres");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// A member created through the API: (id, bearer token).
+pub async fn new_member(client: &reqwest::Client, name: &str) -> (i64, String) {
+    let resp = client
+        .post(stack().url("/api/members"))
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("create member");
+    assert_eq!(resp.status(), 201, "create member");
+    let body: Value = resp.json().await.expect("member JSON");
+    (
+        body["id"].as_i64().expect("id"),
+        body["auth"]["token"].as_str().expect("token").to_string(),
+    )
+}
+
+/// True if PID is a live process (zombies, which a non-reaping PID 1 leaves, count as dead).
+pub fn pid_alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn port_listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
