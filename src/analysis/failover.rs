@@ -42,6 +42,11 @@ pub struct Failover {
     /// The baseline "back" means: steady-state error rate and p99 (with headroom).
     pub baseline_error_rate: f64,
     pub baseline_p99_us: Option<u64>,
+    /// Responses per instance (`X-Instance`) in the 10 s before, during, and the 10 s after
+    /// the fault and its settle time: where the traffic went.
+    pub instances_before: BTreeMap<String, u64>,
+    pub instances_during: BTreeMap<String, u64>,
+    pub instances_after: BTreeMap<String, u64>,
 }
 
 pub fn measure(
@@ -140,7 +145,23 @@ pub fn measure(
         for second in seconds_of(interval.start_ms, interval.end_ms) {
             during_counts.add(&all(second));
         }
+        let end_second = interval.end_ms.div_ceil(1000);
+        let after_start = (interval.end_ms + settle_ms).div_ceil(1000);
+        let served = |range: std::ops::Range<u64>| {
+            let mut by_instance: BTreeMap<String, u64> = BTreeMap::new();
+            for (_, scopes) in series.range(range) {
+                for (scope, counts) in scopes {
+                    if let Some(instance) = scope.strip_prefix("instance:") {
+                        *by_instance.entry(instance.to_string()).or_default() += counts.requests;
+                    }
+                }
+            }
+            by_instance
+        };
         out.push(Failover {
+            instances_before: served(start.saturating_sub(BEFORE_SECONDS)..start),
+            instances_during: served(start..end_second.max(start + 1)),
+            instances_after: served(after_start..after_start + BEFORE_SECONDS),
             fault: interval.fault.clone(),
             occurrence: interval.occurrence,
             targets: interval.targets.clone(),

@@ -266,7 +266,16 @@ async fn run_steps(
                     .iter()
                     .any(|e| !matches!(e.source, ExtractSource::Header(_)));
                 match ctx.client.send(connection, request, keep_body).await {
-                    Ok(response) => check_response(step, &response, values),
+                    Ok(response) => {
+                        if let Some(instance) = response
+                            .headers
+                            .get("x-instance")
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            ctx.recorder.borrow_mut().served_by(instance);
+                        }
+                        check_response(step, &response, values)
+                    }
                     Err(class) => Err(class),
                 }
             }

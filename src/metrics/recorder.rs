@@ -66,6 +66,16 @@ impl Recorder {
         self.current.steps[step].record(latency, outcome);
     }
 
+    /// Counts a response by the instance that served it (its `X-Instance` header).
+    pub fn served_by(&mut self, instance: &str) {
+        match self.current.instances.get_mut(instance) {
+            Some(count) => *count += 1,
+            None => {
+                self.current.instances.insert(instance.to_string(), 1);
+            }
+        }
+    }
+
     pub fn journey_started(&mut self, journey: usize, at: Instant) {
         self.roll(at);
         self.current.journeys[journey].started += 1;

@@ -127,6 +127,8 @@ pub struct Snapshot {
     pub steps: Vec<RequestStats>,
     pub journeys: Vec<JourneyStats>,
     pub generator: GeneratorStats,
+    /// Responses per `X-Instance` header value: which backend served the traffic.
+    pub instances: std::collections::BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -136,6 +138,7 @@ impl Snapshot {
             steps: vec![RequestStats::default(); steps],
             journeys: vec![JourneyStats::default(); journeys],
             generator: GeneratorStats::default(),
+            instances: std::collections::BTreeMap::new(),
         }
     }
 
@@ -148,6 +151,9 @@ impl Snapshot {
             mine.merge(theirs);
         }
         self.generator.merge(&other.generator);
+        for (instance, count) in &other.instances {
+            *self.instances.entry(instance.clone()).or_default() += count;
+        }
     }
 }
 

@@ -105,6 +105,16 @@ impl SeriesWriter {
             row.extend(std::iter::repeat_n(String::new(), 4));
             self.csv.write_record(&row)?;
         }
+        for (instance, served) in &s.instances {
+            let mut row = vec![
+                second.second.to_string(),
+                format!("instance:{instance}"),
+                served.to_string(),
+                "0".into(),
+            ];
+            row.extend(std::iter::repeat_n(String::new(), ErrorClass::COUNT + 8));
+            self.csv.write_record(&row)?;
+        }
         self.write_histograms(second.second, s)
     }
 

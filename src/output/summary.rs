@@ -69,6 +69,9 @@ pub struct Totals {
     pub rps: f64,
     pub errors_by_class: BTreeMap<String, u64>,
     pub latency_us: Percentiles,
+    /// Responses per `X-Instance` header value (empty when the target sends none).
+    #[serde(default)]
+    pub instances: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +187,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             rps: round3(overall.requests as f64 / elapsed),
             errors_by_class: by_class(&overall.errors),
             latency_us: Percentiles::of(overall.latency.as_ref()),
+            instances: totals.instances.clone(),
         },
         journeys,
         generator: generator_summary(totals),

@@ -88,6 +88,11 @@ fn the_smoke_scenario_passes_and_the_backends_saw_every_request() {
         "{:#}",
         summary["slos"]
     );
+    // nginx spread the traffic over every instance, and each response named its server.
+    let instances = summary["totals"]["instances"].as_object().unwrap();
+    assert_eq!(instances.len(), 3, "{instances:?}");
+    let served: u64 = instances.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(served, requests);
 }
 
 #[test]
@@ -175,6 +180,15 @@ window = "steady"
             .as_u64()
             .unwrap_or(0)
             > 20,
+        "{failover:#}"
+    );
+    // The only instance served before and after; during the kill it served nothing new.
+    assert!(
+        failover["instances_before"][&name].as_u64().unwrap() > 50,
+        "{failover:#}"
+    );
+    assert!(
+        failover["instances_after"][&name].as_u64().unwrap() > 50,
         "{failover:#}"
     );
     eprintln!(
