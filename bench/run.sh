@@ -86,8 +86,8 @@ run_goose() {
   local log
   log="$(mktemp)"
   taskset -c 0 "$ROOT/bench/goose/target/release/goose-bench" --host "http://127.0.0.1:$PORT" \
-    --users "$CONNECTIONS" --hatch-rate "$CONNECTIONS" --run-time "$DURATION" --quiet \
-    --no-reset-metrics --report-file "$log.json" >/dev/null 2>&1 || true
+    --users "$CONNECTIONS" --increase-rate "$CONNECTIONS" --run-time "$DURATION" --quiet \
+    --report-file "$log.json" >/dev/null 2>&1 || true
   python3 - "$log.json" "$SECONDS_ONLY" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))

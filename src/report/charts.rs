@@ -39,50 +39,22 @@ fn points(series: &Series) -> Vec<Point> {
 /// Requests and errors per second.
 pub fn throughput(series: &Series, faults: &[Interval]) -> Result<String, String> {
     let data = points(series);
-    let max_x = data.last().map_or(1.0, |p| p.second + 1.0);
-    let max_y = data.iter().map(|p| p.requests).fold(1.0, f64::max) * 1.1;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..max_x, 0.0..max_y)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc("requests / s")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        shade(&mut chart, faults, max_y)?;
-        chart
-            .draw_series(LineSeries::new(
-                data.iter().map(|p| (p.second, p.requests)),
-                BLUE.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("requests/s")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                data.iter().map(|p| (p.second, p.errors)),
-                RED.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("errors/s")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+    draw(
+        "requests / s",
+        &[
+            (
+                "requests/s",
+                BLUE,
+                data.iter().map(|p| (p.second, p.requests)).collect(),
+            ),
+            (
+                "errors/s",
+                RED,
+                data.iter().map(|p| (p.second, p.errors)).collect(),
+            ),
+        ],
+        faults,
+    )
 }
 
 /// p50 / p95 / p99 per second, in milliseconds.
@@ -91,8 +63,38 @@ pub fn latency(series: &Series, faults: &[Interval]) -> Result<String, String> {
         .into_iter()
         .filter(|p| p.requests > 0.0)
         .collect();
-    let max_x = data.last().map_or(1.0, |p| p.second + 1.0);
-    let max_y = data.iter().map(|p| p.p99).fold(1.0, f64::max) * 1.1;
+    draw(
+        "latency ms",
+        &[
+            (
+                "p50",
+                GREEN,
+                data.iter().map(|p| (p.second, p.p50)).collect(),
+            ),
+            (
+                "p95",
+                BLUE,
+                data.iter().map(|p| (p.second, p.p95)).collect(),
+            ),
+            ("p99", RED, data.iter().map(|p| (p.second, p.p99)).collect()),
+        ],
+        faults,
+    )
+}
+
+type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// One time chart: the lines over seconds, fault bands shaded behind them, a legend.
+fn draw(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, String> {
+    let max_x = lines
+        .iter()
+        .flat_map(|(_, _, points)| points.iter().map(|(x, _)| x + 1.0))
+        .fold(1.0, f64::max);
+    let max_y = lines
+        .iter()
+        .flat_map(|(_, _, points)| points.iter().map(|(_, y)| *y))
+        .fold(1.0, f64::max)
+        * 1.1;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
@@ -106,22 +108,19 @@ pub fn latency(series: &Series, faults: &[Interval]) -> Result<String, String> {
         chart
             .configure_mesh()
             .x_desc("seconds")
-            .y_desc("latency ms")
+            .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
         shade(&mut chart, faults, max_y)?;
-        for (label, color, pick) in [
-            ("p50", GREEN, (|p: &Point| p.p50) as fn(&Point) -> f64),
-            ("p95", BLUE, |p: &Point| p.p95),
-            ("p99", RED, |p: &Point| p.p99),
-        ] {
+        for (label, color, points) in lines {
+            let color = *color;
             chart
                 .draw_series(LineSeries::new(
-                    data.iter().map(|p| (p.second, pick(p))),
+                    points.iter().copied(),
                     color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
-                .label(label)
+                .label(*label)
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
                 });
