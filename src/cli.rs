@@ -263,6 +263,11 @@ fn run_command(
                 }
                 eprintln!("then run `loadgen recover {}`", outcome.run_dir.display());
                 exit::FAULT_NOT_RECOVERED
+            } else if let Some(reason) = &outcome.summary.aborted_because {
+                eprintln!(
+                    "error: the run was aborted: {reason}; its results are marked incomplete"
+                );
+                exit::SLO_FAILED
             } else if !outcome.summary.complete {
                 eprintln!(
                     "error: the run was {}; its results are marked incomplete (summary.json \"complete\": false)",

@@ -23,6 +23,7 @@ use crate::output::summary::{self, RunFacts, Summary};
 use crate::output::{create_run_dir, write_atomic};
 use crate::scenario::plan::BaseUrl;
 use crate::scenario::{self, Plan, ScenarioError};
+use crate::slo::live::AbortWatch;
 
 /// Everything `loadgen run` can be told.
 #[derive(Debug, Clone, Default)]
@@ -167,6 +168,8 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
 
     let mut aggregator = Aggregator::new(prepared.workers, plan.step_count(), plan.journeys.len());
     let mut interrupted = false;
+    let mut aborted: Option<String> = None;
+    let mut abort_watch = AbortWatch::new(&plan.slos, &plan.step_names());
     let mut write_error: Option<std::io::Error> = None;
     let mut signals = Signals::new();
     loop {
@@ -175,6 +178,11 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
                 let Some(report) = report else { break };
                 for second in aggregator.accept(report) {
                     progress.second(&second, planned);
+                    if aborted.is_none() && let Some(reason) = abort_watch.second(&second) {
+                        progress.note(&format!("aborting: {reason}; recovering faults"));
+                        aborted = Some(reason);
+                        stop.cancel();
+                    }
                     if let Err(e) = series.write_second(&second) {
                         write_error.get_or_insert(e);
                     }
@@ -229,6 +237,8 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
 
     let ended_by = if !workers_ok || !aggregator.all_finished() {
         "harness_failure"
+    } else if aborted.is_some() {
+        "aborted"
     } else if interrupted {
         "interrupted"
     } else {
@@ -255,6 +265,7 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
             ended_by,
             files,
             faults,
+            aborted_because: aborted,
         },
         aggregator.totals(),
     );

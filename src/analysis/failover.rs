@@ -206,3 +206,55 @@ fn add(into: &mut Option<Histogram<u64>>, from: &Histogram<u64>) {
         .add(from)
         .expect("auto-resizing histograms accept any values");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::data::read_series;
+
+    /// A synthetic run: 100 requests a second for 20 s; errors in seconds 6–8 only; the
+    /// fault held from 5.2 s to 9.5 s.
+    #[test]
+    fn burst_start_length_and_recovery_on_a_known_timeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv =
+            String::from("second,scope,requests,errors,http_5xx,p50_us,p95_us,p99_us,max_us\n");
+        for second in 0..20 {
+            let errors = match second {
+                6 => 30,
+                7 => 50,
+                8 => 10,
+                _ => 0,
+            };
+            csv += &format!("{second},all,100,{errors},{errors},1000,2000,3000,4000\n");
+        }
+        std::fs::write(dir.path().join("series.csv"), csv).unwrap();
+        std::fs::create_dir_all(dir.path().join("histograms")).unwrap();
+        std::fs::write(dir.path().join("histograms/intervals.hlog"), "").unwrap();
+        let series = read_series(dir.path()).unwrap();
+        let intervals = vec![Interval {
+            fault: "kill".into(),
+            occurrence: 0,
+            start_ms: 5_200,
+            end_ms: 9_500,
+            targets: vec!["backend-1".into()],
+        }];
+        let figures = measure(dir.path(), &series, &intervals, 2_000, 20).unwrap();
+        let f = &figures[0];
+        assert_eq!(f.first_error_after_ms, Some(800));
+        assert_eq!(f.burst_ms, Some(3_000), "seconds 6, 7 and 8");
+        assert_eq!(f.requests_failed, 90);
+        assert_eq!(f.failed_by_class.get("http_5xx"), Some(&90));
+        assert_eq!(
+            f.recovered_after_ms,
+            Some(3_800),
+            "healthy from second 9 on"
+        );
+        assert!(
+            (f.error_rate_during - 90.0 / 500.0).abs() < 1e-9,
+            "seconds 5–9: {}",
+            f.error_rate_during
+        );
+        assert_eq!(f.baseline_error_rate, 0.0);
+    }
+}

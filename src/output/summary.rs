@@ -25,8 +25,12 @@ pub struct Summary {
     /// False when the run did not play its whole plan (interrupted, or a worker failed):
     /// such figures must not be read as a finished run's.
     pub complete: bool,
-    /// "plan" (ran to the end), "interrupted" (Ctrl-C / SIGTERM) or "harness_failure".
+    /// "plan" (ran to the end), "aborted" (an `abort` SLO failed), "interrupted" (Ctrl-C /
+    /// SIGTERM) or "harness_failure".
     pub ended_by: String,
+    /// Why an aborted run stopped.
+    #[serde(default)]
+    pub aborted_because: Option<String>,
     pub scenario: ScenarioInfo,
     pub target: String,
     pub model: String,
@@ -120,6 +124,7 @@ pub struct RunFacts<'a> {
     pub ended_by: &'a str,
     pub files: BTreeMap<String, String>,
     pub faults: ChaosReport,
+    pub aborted_because: Option<String>,
 }
 
 pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
@@ -168,6 +173,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
         complete: facts.ended_by == "plan",
         ended_by: facts.ended_by.to_string(),
+        aborted_because: facts.aborted_because,
         scenario: ScenarioInfo {
             name: plan.name.clone(),
             file: plan.source.display().to_string(),

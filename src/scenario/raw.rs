@@ -153,6 +153,8 @@ pub struct RawSlo {
     pub scope: Option<Spanned<String>>,
     pub recovery: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
+    pub abort: Option<bool>,
+    pub grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -85,6 +85,27 @@ pub fn validate_slos(
                 "a recovery objective needs at least one [[fault]]",
             );
         }
+        let abort_after = match (raw.abort.unwrap_or(false), &raw.grace) {
+            (false, Some(grace)) => {
+                diagnostics.push(grace.span(), "`grace` only applies with `abort = true`");
+                None
+            }
+            (false, None) => None,
+            (true, None) => Some(std::time::Duration::from_secs(10)),
+            (true, Some(grace)) => match parse_duration(grace.get_ref()) {
+                Ok(d) => Some(d),
+                Err(message) => {
+                    diagnostics.push(grace.span(), message);
+                    None
+                }
+            },
+        };
+        if abort_after.is_some() && (recovery.is_some() || slo_window_is_not_run(&window)) {
+            diagnostics.push(
+                slo.span(),
+                "`abort` applies to whole-run objectives (no `window`, no `recovery`)",
+            );
+        }
         if diagnostics.len() == before {
             out.push(SloSpec {
                 name: raw
@@ -96,10 +117,15 @@ pub fn validate_slos(
                 window,
                 scope,
                 recovery,
+                abort_after,
             });
         }
     }
     out
+}
+
+fn slo_window_is_not_run(window: &Window) -> bool {
+    *window != Window::Run
 }
 
 fn scope_exists(scope: &str, journeys: &[JourneyPlan]) -> bool {

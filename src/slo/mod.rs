@@ -1,6 +1,7 @@
 //! Service-level objectives: parsed once from the scenario into typed conditions (the
 //! grammar is in docs/slo.md), evaluated over windows of the run by `analysis`.
 
+pub mod live;
 mod parse;
 
 use std::time::Duration;
@@ -22,6 +23,10 @@ pub struct SloSpec {
     /// A recovery objective: the conditions must hold again within this time of each
     /// fault's start or end.
     pub recovery: Option<Recovery>,
+    /// Stop the run when the objective has failed for this long without a break (judged
+    /// each second on that second's data); `None`: never abort.
+    #[serde(default)]
+    pub abort_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -40,8 +40,9 @@ fn parse_condition(text: &str) -> Result<Condition, (std::ops::Range<usize>, Str
         _ => (Op::Gt, 1),
     };
     let value_start = op_at + op_len;
-    let value = text[value_start..].trim();
-    let value_range = value_start..text.len();
+    let raw_value = &text[value_start..];
+    let value = raw_value.trim();
+    let value_range = value_start + (raw_value.len() - raw_value.trim_start().len())..text.len();
     let metric = match metric_text {
         "p50" => Metric::P50,
         "p90" => Metric::P90,
@@ -106,7 +107,7 @@ mod tests {
         assert_eq!(range, 15..19);
         assert!(message.contains("unknown metric `p42`"), "{message}");
         let (range, message) = parse_objective("p99 < 5").unwrap_err();
-        assert_eq!(range, 5..7);
+        assert_eq!(range, 6..7);
         assert!(message.contains("no unit"), "{message}");
         assert!(
             parse_objective("error_rate < 1")

@@ -180,3 +180,101 @@ fn chromium_renders(report: &std::path::Path, scratch: &std::path::Path) {
         "charts missing from the rendered DOM"
     );
 }
+
+#[test]
+fn an_abort_objective_stops_the_run_early() {
+    let server = crate::server::TestServer::start();
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "abort.toml",
+        &format!(
+            r#"name = "abort"
+[target]
+base_url = "{}"
+[load]
+model = "open"
+start_rate = "20/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "60s"
+rate = "20/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "broken"
+url = "/status/503"
+[[slo]]
+name = "stop when everything fails"
+objective = "error_rate < 50%"
+abort = true
+grace = "2s"
+"#,
+            server.url()
+        ),
+    );
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stopped long before 60 s"
+    );
+    assert!(stderr.contains("aborted"), "{stderr}");
+    let run_dir = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["ended_by"], "aborted");
+    assert_eq!(summary["complete"], false);
+    assert!(
+        summary["aborted_because"]
+            .as_str()
+            .unwrap()
+            .contains("stop when everything fails")
+    );
+    assert_eq!(
+        summary["totals"]["requests"].as_u64().unwrap(),
+        server.seen().len() as u64
+    );
+}
+
+#[test]
+fn malformed_objectives_are_reported_with_their_position() {
+    let text = "[target]\nbase_url = \"http://127.0.0.1:1\"\n[load]\nmodel = \"open\"\n[[load.stage]]\nduration = \"1s\"\nrate = \"1/s\"\n[[journey]]\nname = \"j\"\n[[journey.step]]\nname = \"s\"\nurl = \"/\"\n[[slo]]\nobjective = \"p99 < 50ms and p42 < 1s\"\n[[slo]]\nobjective = \"error_rate < 1\"\nwindow = \"fault:nope\"\n";
+    let diagnostics = loadgen::scenario::from_source(
+        text,
+        std::path::Path::new("s.toml"),
+        std::path::Path::new("."),
+    )
+    .unwrap_err();
+    let lines = diagnostics.headlines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("s.toml:14:29: unknown metric `p42`")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("s.toml:16:27: error_rate:")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("s.toml:17:10: unknown window `fault:nope`")),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+}

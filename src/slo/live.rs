@@ -1,0 +1,112 @@
+//! Objectives marked `abort = true`, judged each second while the run goes: when one has
+//! failed for its whole grace period without a break, the run stops early (the faults are
+//! recovered as at any end) and is reported as aborted.
+
+use crate::metrics::Second;
+use crate::metrics::stats::RequestStats;
+
+use super::{Condition, Metric, SloSpec};
+
+pub struct AbortWatch {
+    watched: Vec<Watched>,
+}
+
+struct Watched {
+    spec: SloSpec,
+    /// Global step indices of the scope; empty for "all".
+    steps: Vec<usize>,
+    failing_since: Option<u64>,
+}
+
+impl AbortWatch {
+    /// `steps`: (journey, step) names by global step index, to resolve scopes.
+    pub fn new(slos: &[SloSpec], steps: &[(String, String)]) -> AbortWatch {
+        let watched = slos
+            .iter()
+            .filter(|s| s.abort_after.is_some())
+            .map(|spec| Watched {
+                steps: scope_steps(&spec.scope, steps),
+                spec: spec.clone(),
+                failing_since: None,
+            })
+            .collect();
+        AbortWatch { watched }
+    }
+
+    /// Takes one completed second; returns why the run must stop, if it must.
+    pub fn second(&mut self, second: &Second) -> Option<String> {
+        for watched in &mut self.watched {
+            let stats = if watched.steps.is_empty() {
+                second.snapshot.overall.clone()
+            } else {
+                let mut merged = RequestStats::default();
+                for index in &watched.steps {
+                    merged.merge(&second.snapshot.steps[*index]);
+                }
+                merged
+            };
+            if stats.requests == 0 {
+                continue;
+            }
+            if watched.spec.conditions.iter().all(|c| holds(c, &stats)) {
+                watched.failing_since = None;
+                continue;
+            }
+            let since = *watched.failing_since.get_or_insert(second.second);
+            let grace = watched
+                .spec
+                .abort_after
+                .expect("only abort objectives are watched");
+            if second.second + 1 - since >= grace.as_secs().max(1) {
+                return Some(format!(
+                    "objective `{}` ({}) failed for {} s in a row (abort grace {} s)",
+                    watched.spec.name,
+                    watched.spec.objective,
+                    second.second + 1 - since,
+                    grace.as_secs()
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn holds(condition: &Condition, stats: &RequestStats) -> bool {
+    let requests = stats.requests as f64;
+    let errors = stats.error_total() as f64;
+    let latency = |q: f64| {
+        stats
+            .latency
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(q) as f64)
+    };
+    let value = match condition.metric {
+        Metric::P50 => latency(0.5),
+        Metric::P90 => latency(0.9),
+        Metric::P95 => latency(0.95),
+        Metric::P99 => latency(0.99),
+        Metric::P999 => latency(0.999),
+        Metric::Max => stats.latency.as_ref().map_or(0.0, |h| h.max() as f64),
+        Metric::Mean => stats.latency.as_ref().map_or(0.0, |h| h.mean()),
+        Metric::ErrorRate => errors / requests * 100.0,
+        Metric::Availability => 100.0 - errors / requests * 100.0,
+        Metric::Rps => requests,
+    };
+    condition.holds(value)
+}
+
+fn scope_steps(scope: &str, steps: &[(String, String)]) -> Vec<usize> {
+    if scope == "all" {
+        return Vec::new();
+    }
+    let (journey, step) = match scope.split_once('/') {
+        Some((j, s)) => (j, Some(s)),
+        None => (scope, None),
+    };
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(_, (j, s))| j == journey && step.is_none_or(|wanted| wanted == s))
+        .map(|(index, _)| index)
+        .collect()
+}
