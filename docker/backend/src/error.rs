@@ -64,8 +64,18 @@ impl IntoResponse for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         // A closed connection means Postgres went away: a retryable 503, not a bug.
+        use tokio_postgres::error::SqlState;
         if e.is_closed() || e.as_db_error().is_none() {
             ApiError::Unavailable(format!("postgres: {e}"))
+        } else if matches!(
+            e.code(),
+            Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+        ) {
+            // Postgres rolled the transaction back because it raced another one: nothing
+            // changed, and the client may simply retry.
+            ApiError::Conflict(format!(
+                "concurrent update, nothing was changed; retry: {e}"
+            ))
         } else {
             ApiError::Internal(format!("postgres: {e}"))
         }

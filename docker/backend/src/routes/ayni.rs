@@ -133,7 +133,9 @@ async fn accept(
 /// Either party confirms an accepted exchange; credits move receiver -> provider.
 ///
 /// Lock order: the exchange row first, then both member rows in ascending id order
-/// (`ORDER BY id FOR UPDATE`), so concurrent confirms touching the same members can
+/// (`ORDER BY id FOR NO KEY UPDATE`: that lock does not conflict with the
+/// KEY SHARE locks foreign-key checks take when offers insert exchanges, so offers and
+/// confirms cannot deadlock), so concurrent confirms touching the same members can
 /// never wait on each other in a cycle. Confirming twice replays the result.
 async fn confirm(
     State(state): State<Shared>,
@@ -161,7 +163,7 @@ async fn confirm(
         "accepted" => {
             let rows = tx
                 .query(
-                    "SELECT id, balance FROM members WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                    "SELECT id, balance FROM members WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
                     &[&vec![provider, receiver]],
                 )
                 .await?;
