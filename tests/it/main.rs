@@ -5,6 +5,7 @@ mod binary;
 mod chaos_docker;
 mod chaos_kube;
 mod chaos_process;
+mod chaos_proxy;
 mod compare;
 mod latency;
 mod outputs;
