@@ -93,10 +93,10 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ToleranceFlags {
     /// A latency percentile may grow by this much…
-    #[arg(long, default_value = "10%", value_parser = percent_flag)]
+    #[arg(long, default_value = "25%", value_parser = percent_flag)]
     latency_tolerance: f64,
     /// …and must grow by more than this to count (noise floor).
-    #[arg(long, default_value = "2ms", value_parser = duration_flag)]
+    #[arg(long, default_value = "10ms", value_parser = duration_flag)]
     latency_floor: Duration,
     /// Throughput may drop by this much.
     #[arg(long, default_value = "10%", value_parser = percent_flag)]

@@ -31,8 +31,10 @@ pub struct Tolerances {
 impl Default for Tolerances {
     fn default() -> Self {
         Tolerances {
-            latency: 0.10,
-            latency_floor_us: 2_000.0,
+            // Shared CI machines routinely double a millisecond-scale p95 between two runs
+            // of the same build; a regression must be both relative and absolute.
+            latency: 0.25,
+            latency_floor_us: 10_000.0,
             throughput: 0.10,
             error_points: 0.5,
         }
