@@ -2,11 +2,13 @@
 //! library, every outcome mapped to a documented exit code (see `exit`).
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::chaos::proxy::daemon::{self, DaemonOptions};
 use crate::exit;
 use crate::output::table;
 use crate::run::{self, RunError, RunOptions};
@@ -81,6 +83,26 @@ enum Command {
     },
     /// Check a scenario and report every error; sends nothing.
     Validate { file: PathBuf },
+    /// Run a TCP fault proxy in front of a service until SIGINT or SIGTERM. It starts clean;
+    /// `{ proxy = … }` faults are set through its control API (GET/PUT/DELETE /fault,
+    /// GET /stats). The local stack runs one in front of Postgres.
+    Proxy {
+        /// Where clients connect (loopback; port 0 picks a free one).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The real service, HOST:PORT (allow-listed: loopback unless --allow-host).
+        #[arg(long)]
+        upstream: String,
+        /// Where the control API listens (loopback).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        control: SocketAddr,
+        /// Write the bound addresses here (JSON) once ready; removed on exit.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Another host or network the upstream may be on (repeatable).
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
+    },
     /// Print the resolved plan: load over time, journey mix, steps. Sends nothing.
     Plan {
         file: PathBuf,
@@ -159,6 +181,19 @@ where
         Command::Validate { file } => validate(&file),
         Command::Plan { file, overrides } => plan(file, overrides),
         Command::Recover { run_dir } => recover_command(run_dir),
+        Command::Proxy {
+            listen,
+            upstream,
+            control,
+            ready_file,
+            allow_hosts,
+        } => proxy_command(DaemonOptions {
+            listen,
+            upstream,
+            control,
+            ready_file,
+            allow_hosts,
+        }),
         Command::Report { run_dir } => report_command(&run_dir),
         Command::Compare {
             base,
@@ -294,15 +329,9 @@ fn run_command(
 
 fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {
     use crate::chaos::runner::{Verdict, preflight};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match small_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::COULD_NOT_RUN;
-        }
+        Err(code) => return code,
     };
     let lines = runtime.block_on(preflight(&plan.chaos));
     println!(
@@ -345,6 +374,40 @@ fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {
     if bad > 0 { exit::BAD_INPUT } else { exit::OK }
 }
 
+/// A current-thread runtime for commands that only wait on a few sockets.
+fn small_runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::COULD_NOT_RUN
+        })
+}
+
+fn proxy_command(options: DaemonOptions) -> u8 {
+    let upstream = match daemon::check(&options) {
+        Ok(upstream) => upstream,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return exit::BAD_INPUT;
+        }
+    };
+    let runtime = match small_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(daemon::serve(options, upstream)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: proxy: {e}");
+            exit::COULD_NOT_RUN
+        }
+    }
+}
+
 fn recover_command(run_dir: Option<PathBuf>) -> u8 {
     let Some(run_dir) = run_dir
         .or_else(|| crate::chaos::recover::latest_unrecovered(std::path::Path::new("reports")))
@@ -352,15 +415,9 @@ fn recover_command(run_dir: Option<PathBuf>) -> u8 {
         println!("nothing to recover: no run under reports/ has unrecovered faults");
         return exit::OK;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match small_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::COULD_NOT_RUN;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(crate::chaos::recover::recover_run(&run_dir)) {
         Err(message) => {

@@ -3,6 +3,7 @@
 
 use super::docker::DockerBackend;
 use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
+use super::network::NetworkBackend;
 use super::process::ProcessBackend;
 use super::spec::{Action, ChaosPlan, Guard, Mode, Selector};
 use super::stack::state_path;
@@ -11,6 +12,7 @@ use super::{ChaosError, Target};
 
 pub struct Backends {
     process: ProcessBackend,
+    network: NetworkBackend,
     docker: Option<DockerBackend>,
     docker_host: Option<String>,
     kube: Option<KubeBackend>,
@@ -22,6 +24,7 @@ impl Backends {
     pub fn new(plan: &ChaosPlan) -> Backends {
         Backends {
             process: ProcessBackend::new(state_path(plan.stack_state.as_deref())),
+            network: NetworkBackend::new(state_path(plan.stack_state.as_deref())),
             docker: None,
             docker_host: plan.docker_host.clone(),
             kube: None,
@@ -93,10 +96,7 @@ impl Backends {
                 },
                 true,
             )]),
-            Selector::Proxy { .. } => Err(ChaosError::Backend {
-                backend: "chaos",
-                message: format!("{selector}: this backend is not wired into the timeline yet"),
-            }),
+            Selector::Proxy { .. } => self.network.resolve(selector),
         }
     }
 
@@ -110,6 +110,7 @@ impl Backends {
         match action.backend() {
             "process" => self.process.undo_for(target, action),
             "docker" => self.docker().await?.undo_for(target, action),
+            "proxy" => self.network.undo_for(target, action),
             "kube" => {
                 // Pod deletions, evictions and restarts heal themselves (controllers); a
                 // scale is put back to the replica count read now, before the change.
@@ -135,7 +136,7 @@ impl Backends {
             }
             other => Err(ChaosError::Backend {
                 backend: "chaos",
-                message: format!("{other} faults are not wired into the timeline yet"),
+                message: format!("no backend performs {other} faults"),
             }),
         }
     }
@@ -149,6 +150,7 @@ impl Backends {
         match action.backend() {
             "process" => self.process.apply(target, action, undo).await,
             "docker" => self.docker().await?.apply(target, action).await,
+            "proxy" => self.network.apply(target, action).await,
             "kube" => {
                 let (namespace, name) = target
                     .id
@@ -185,7 +187,7 @@ impl Backends {
             }
             other => Err(ChaosError::Backend {
                 backend: "chaos",
-                message: format!("{other} faults are not wired into the timeline yet"),
+                message: format!("no backend performs {other} faults"),
             }),
         }
     }
@@ -198,9 +200,6 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         Undo::Process { .. } => super::process::recover(undo).await,
         Undo::Docker { .. } => super::docker::recover(undo).await,
         Undo::Kube { .. } => super::kube::recover(undo).await.map(|_| ()),
-        Undo::Proxy { .. } => Err(ChaosError::Backend {
-            backend: "chaos",
-            message: "recovery for this backend is not wired yet".into(),
-        }),
+        Undo::Proxy { .. } => super::network::recover(undo).await,
     }
 }

@@ -8,13 +8,14 @@
 //!    counts as recovered.
 //!
 //! Backends: `process` (local processes), `docker` (containers through the Engine API),
-//! `kube` (pods and deployments through the Kubernetes API), `proxy` (a user-space TCP
-//! fault proxy: latency, bandwidth, reset, blackhole, slow close).
+//! `kube` (pods and deployments through the Kubernetes API), `network` (the user-space TCP
+//! fault proxy in `proxy/`: latency, bandwidth, reset, blackhole, slow close, refuse).
 
 pub mod backends;
 pub mod docker;
 pub mod kube;
 pub mod ledger;
+pub mod network;
 pub mod process;
 pub mod proxy;
 pub mod recover;

@@ -85,6 +85,7 @@ pub enum Action {
     Reset,
     Blackhole,
     SlowClose { delay: Duration },
+    Refuse,
 }
 
 impl Action {
@@ -105,7 +106,8 @@ impl Action {
             | Action::Bandwidth { .. }
             | Action::Reset
             | Action::Blackhole
-            | Action::SlowClose { .. } => "proxy",
+            | Action::SlowClose { .. }
+            | Action::Refuse => "proxy",
         }
     }
 

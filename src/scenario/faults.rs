@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::diag::Diagnostics;
 use super::raw::{RawChaos, RawFault, RawMode, RawSelector};
-use super::units::{parse_duration, parse_percent, parse_size};
+use super::units::{format_duration, parse_duration, parse_percent, parse_size};
 use super::validate::typed;
 use crate::chaos::spec::{Action, ChaosPlan, FaultSpec, Guard, Mode, Selector};
 
@@ -336,6 +336,7 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
         },
         ("proxy", "reset") => Action::Reset,
         ("proxy", "blackhole") => Action::Blackhole,
+        ("proxy", "refuse") => Action::Refuse,
         ("proxy", "slow_close") => Action::SlowClose {
             delay: duration_of(&raw.delay, "delay", diagnostics)?,
         },
@@ -345,7 +346,7 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
                 "docker" => "kill, stop, pause, restart, disconnect",
                 "kube" if matches!(selector, Selector::Pods { .. }) => "delete, evict (pods)",
                 "kube" => "scale, restart (deployments)",
-                _ => "latency, bandwidth, reset, blackhole, slow_close",
+                _ => "latency, bandwidth, reset, blackhole, slow_close, refuse",
             };
             diagnostics.push(
                 raw.action.span(),
@@ -356,5 +357,37 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
             return None;
         }
     };
+    if let Action::Latency { delay, jitter } = action {
+        let (latency_span, jitter_span) = (
+            raw.latency.as_ref().map_or(raw.action.span(), |v| v.span()),
+            raw.jitter.as_ref().map_or(raw.action.span(), |v| v.span()),
+        );
+        if delay.is_zero() {
+            diagnostics.push(
+                latency_span,
+                "`latency` must be above zero (a fault that changes nothing is a typo)",
+            );
+            return None;
+        }
+        if jitter > delay {
+            diagnostics.push(
+                jitter_span,
+                format!(
+                    "`jitter` ({}) must not exceed `latency` ({}): a delay cannot go below zero",
+                    format_duration(jitter),
+                    format_duration(delay)
+                ),
+            );
+            return None;
+        }
+    }
+    if action.backend() == "proxy"
+        && let Err(e) = crate::chaos::network::fault_for(&action)
+    {
+        // The proxy's remaining rules (maximum delay, non-zero rates), checked now so a bad
+        // value is a validation error, not a failure mid-run.
+        diagnostics.push(raw.action.span(), e.to_string());
+        return None;
+    }
     Some(action)
 }

@@ -1,14 +1,57 @@
-//! The TCP fault proxy with real TCP on loopback: added latency within tolerance, reset and
-//! blackhole as a client sees them, and a connection that lived through a fault working
-//! normally once it is cleared.
+//! The TCP fault proxy with real TCP on loopback (port 0 everywhere): added latency within
+//! tolerance, reset and blackhole as a client sees them, bandwidth pacing, slow close,
+//! refuse, connections that lived through a fault working once it is cleared, and the
+//! control API driving all of it. Clients are plain blocking sockets, so what they see is
+//! what any client would see; the proxy runs on a runtime the test owns.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use loadgen::chaos::proxy::{NetFault, Proxy};
+use loadgen::chaos::proxy::{Direction, Fault, Proxy, remote_clear, serve_control};
+use tokio::io::AsyncWriteExt;
+use tokio::runtime::Runtime;
 
 use crate::server::TestServer;
+
+/// Timers tick in milliseconds and this machine has two busy cores: allowed lateness.
+const SLACK: Duration = Duration::from_millis(120);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn proxy_to(runtime: &Runtime, upstream: SocketAddr) -> Proxy {
+    runtime
+        .block_on(Proxy::start("127.0.0.1:0".parse().unwrap(), upstream))
+        .unwrap()
+}
+
+fn connect(proxy: &Proxy) -> TcpStream {
+    let stream = TcpStream::connect(proxy.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Polls `ready` until it holds (a readiness check, not a guess at how long things take).
+fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(ms(5));
+    }
+}
 
 /// One HTTP/1.1 keep-alive GET on `stream`; the time it took, or the I/O error.
 fn get(stream: &mut TcpStream) -> std::io::Result<Duration> {
@@ -26,114 +69,407 @@ fn get(stream: &mut TcpStream) -> std::io::Result<Duration> {
     Ok(started.elapsed())
 }
 
-fn proxy_in_front_of(server: &TestServer) -> (tokio::runtime::Runtime, Proxy) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
+/// An upstream that echoes every byte back, on the test's runtime.
+fn echo_server(runtime: &Runtime) -> SocketAddr {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
-    let proxy = runtime
-        .block_on(Proxy::start("127.0.0.1:0".parse().unwrap(), server.addr))
-        .unwrap();
-    (runtime, proxy)
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    addr
 }
 
-fn connect(proxy: &Proxy) -> TcpStream {
-    let stream = TcpStream::connect(proxy.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
+/// An upstream that sends `size` bytes to each connection, then closes it.
+fn bulk_server(runtime: &Runtime, size: usize) -> SocketAddr {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
-    stream
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(&vec![7u8; size]).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// One 8-byte round trip through an echo upstream.
+fn echo_round_trip(stream: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    stream.write_all(b"ping1234").unwrap();
+    let mut back = [0u8; 8];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping1234");
+    started.elapsed()
+}
+
+fn describe(samples: &[Duration]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    format!(
+        "n={} min={:?} median={:?} max={:?}",
+        sorted.len(),
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+fn latency(delay: u64, jitter: u64, direction: Direction) -> Fault {
+    Fault::Latency {
+        delay: ms(delay),
+        jitter: ms(jitter),
+        direction,
+    }
 }
 
 #[test]
 fn latency_is_added_within_tolerance_and_cleared_without_dropping_the_connection() {
     let server = TestServer::start();
-    let (_runtime, proxy) = proxy_in_front_of(&server);
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
     let mut stream = connect(&proxy);
     let clean = get(&mut stream).unwrap();
 
-    proxy.set(NetFault::Latency {
-        delay: Duration::from_millis(100),
-        jitter: Duration::ZERO,
-    });
-    let mut delayed = Vec::new();
-    for _ in 0..5 {
-        delayed.push(get(&mut stream).unwrap());
-    }
+    proxy.set(latency(100, 0, Direction::Both)).unwrap();
+    let delayed: Vec<Duration> = (0..8).map(|_| get(&mut stream).unwrap()).collect();
+    eprintln!("HTTP through 100 ms both ways: {}", describe(&delayed));
     // Request and response each wait 100 ms: a round trip of at least 200 ms.
     for d in &delayed {
-        assert!(*d >= Duration::from_millis(200), "{delayed:?}");
-        assert!(*d < Duration::from_millis(450), "{delayed:?}");
+        assert!(*d >= ms(200) && *d < ms(200) + SLACK, "{delayed:?}");
     }
 
     proxy.clear();
-    let after = get(&mut stream).expect("the connection that lived through the fault still works");
+    let after = get(&mut stream).expect("the connection that lived through the fault works");
+    assert!(after < ms(50), "clean again: {after:?} (before: {clean:?})");
+    let mut fresh = connect(&proxy);
+    let new = get(&mut fresh).unwrap();
+    assert!(new < ms(50), "a new connection is clean: {new:?}");
+    assert_eq!(server.seen().len(), 11);
+    assert_eq!(proxy.stats().accepted, 2);
+}
+
+#[test]
+fn latency_one_way_and_with_jitter_stays_within_its_bounds() {
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, echo_server(&runtime));
+    let mut stream = connect(&proxy);
+    echo_round_trip(&mut stream);
+
+    proxy.set(latency(100, 0, Direction::Upstream)).unwrap();
+    let one_way: Vec<Duration> = (0..5).map(|_| echo_round_trip(&mut stream)).collect();
+    eprintln!("echo, 100 ms upstream only: {}", describe(&one_way));
+    for d in &one_way {
+        assert!(*d >= ms(100) && *d < ms(100) + SLACK, "{one_way:?}");
+    }
+
+    proxy.set(latency(100, 40, Direction::Both)).unwrap();
+    let jittered: Vec<Duration> = (0..20).map(|_| echo_round_trip(&mut stream)).collect();
+    eprintln!("echo, 100 ± 40 ms both ways: {}", describe(&jittered));
+    for d in &jittered {
+        assert!(*d >= ms(120) && *d < ms(280) + SLACK, "{jittered:?}");
+    }
+    let spread =
+        jittered.iter().max().unwrap().as_millis() - jittered.iter().min().unwrap().as_millis();
+    assert!(spread >= 10, "jitter shows: {jittered:?}");
+}
+
+#[test]
+fn latency_delays_overlap_instead_of_adding_up() {
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, echo_server(&runtime));
+    let mut stream = connect(&proxy);
+    proxy.set(latency(100, 0, Direction::Both)).unwrap();
+    // Ten messages 10 ms apart: each comes back 200 ms after it left, so the last arrives
+    // about 290 ms after the first left; one sleep per chunk in turn would take 2 s.
+    let started = Instant::now();
+    for i in 0..10u8 {
+        stream.write_all(&[i; 4]).unwrap();
+        std::thread::sleep(ms(10));
+    }
+    let mut back = [0u8; 40];
+    stream.read_exact(&mut back).unwrap();
+    let took = started.elapsed();
+    eprintln!("10 pipelined messages through 100 ms both ways: {took:?}");
     assert!(
-        after < Duration::from_millis(100),
-        "clean again: {after:?} (before the fault: {clean:?})"
+        back.chunks(4).enumerate().all(|(i, c)| c == [i as u8; 4]),
+        "order kept"
     );
-    assert_eq!(server.seen().len(), 7);
+    assert!(took >= ms(290) && took < ms(290) + SLACK * 2, "{took:?}");
 }
 
 #[test]
 fn reset_is_seen_by_live_and_new_connections() {
     let server = TestServer::start();
-    let (_runtime, proxy) = proxy_in_front_of(&server);
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
     let mut live = connect(&proxy);
     get(&mut live).unwrap();
-    proxy.set(NetFault::Reset);
-    let error = (0..50)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            get(&mut live).err()
-        })
-        .expect("the live connection was reset");
-    assert!(
-        matches!(
-            error.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
-        ),
-        "{error:?}"
-    );
+
+    proxy.set(Fault::Reset).unwrap();
+    eventually("the live connection reset", || {
+        proxy.stats().reset_by_fault == 1
+    });
+    let error = get(&mut live).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error:?}");
+
     let mut fresh = connect(&proxy);
-    assert!(
-        get(&mut fresh).is_err(),
-        "a new connection is reset on accept"
-    );
+    let error = get(&mut fresh).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error:?}");
+    eventually("the new connection counted", || {
+        proxy.stats().reset_by_fault == 2
+    });
 
     proxy.clear();
     let mut again = connect(&proxy);
-    assert!(get(&mut again).is_ok());
+    get(&mut again).expect("new connections are clean once cleared");
+    eventually("reset connections closed", || proxy.stats().active == 1);
 }
 
 #[test]
-fn blackhole_accepts_and_never_answers() {
+fn blackhole_accepts_reads_and_never_answers_until_cleared() {
     let server = TestServer::start();
-    let (_runtime, proxy) = proxy_in_front_of(&server);
-    proxy.set(NetFault::Blackhole);
-    let mut stream = connect(&proxy);
-    stream
-        .set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
-    let error = get(&mut stream).unwrap_err();
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
+    let mut live = connect(&proxy);
+    get(&mut live).unwrap();
+
+    proxy.set(Fault::Blackhole).unwrap();
+    let mut fresh = connect(&proxy);
+    for stream in [&mut live, &mut fresh] {
+        stream.set_read_timeout(Some(ms(300))).unwrap();
+        let error = get(stream).unwrap_err();
+        assert!(
+            matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "the read times out, the connection stays open: {error:?}"
+        );
+    }
+    assert_eq!(server.seen().len(), 1, "nothing reached the server");
     assert!(
-        matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        "{error:?}"
+        proxy.stats().bytes_discarded >= 2 * 31,
+        "{:?}",
+        proxy.stats()
     );
-    assert!(server.seen().is_empty(), "nothing reached the server");
+    assert_eq!(proxy.stats().active, 2);
+
+    // The dropped requests are gone, but both connections are still there and work.
+    proxy.clear();
+    for stream in [&mut live, &mut fresh] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        get(stream).expect("works again once cleared");
+    }
+    assert_eq!(server.seen().len(), 3);
 }
 
 #[test]
-fn bandwidth_paces_a_transfer() {
-    let server = TestServer::start();
-    let (_runtime, proxy) = proxy_in_front_of(&server);
-    proxy.set(NetFault::Bandwidth {
-        bytes_per_second: 200,
+fn bandwidth_limits_a_transfer_to_about_its_rate() {
+    const SIZE: usize = 40 * 1024;
+    const RATE: u64 = 32 * 1024;
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, bulk_server(&runtime, SIZE));
+    let download = || {
+        let mut stream = connect(&proxy);
+        let started = Instant::now();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), SIZE);
+        started.elapsed()
+    };
+    let clean = download();
+
+    proxy
+        .set(Fault::Bandwidth {
+            bytes_per_second: RATE,
+            direction: Direction::Downstream,
+        })
+        .unwrap();
+    let limited = download();
+    // 40 KiB at 32 KiB/s is 1.25 s; the bucket starts with 50 ms worth.
+    let expected = Duration::from_secs_f64(SIZE as f64 / RATE as f64) - ms(50);
+    eprintln!("{SIZE} B at {RATE} B/s: {limited:?} (expected ≈ {expected:?}; clean {clean:?})");
+    assert!(limited >= expected - ms(30), "{limited:?}");
+    assert!(limited < expected + SLACK * 2, "{limited:?}");
+
+    proxy
+        .set(Fault::Bandwidth {
+            bytes_per_second: RATE,
+            direction: Direction::Upstream,
+        })
+        .unwrap();
+    let other_way = download();
+    assert!(
+        other_way < ms(200),
+        "only the chosen direction is limited: {other_way:?}"
+    );
+    eventually("every byte counted", || {
+        proxy.stats().bytes_downstream == 3 * SIZE as u64
     });
+}
+
+#[test]
+fn slow_close_delays_the_close_not_the_data() {
+    let server = TestServer::start();
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
+    proxy.set(Fault::SlowClose { delay: ms(300) }).unwrap();
     let mut stream = connect(&proxy);
-    // ~33 request bytes up and ~90 response bytes down at 200 B/s: about 0.6 s.
-    let took = get(&mut stream).unwrap();
-    assert!(took >= Duration::from_millis(400), "{took:?}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 1024];
+    let mut answered = None;
+    loop {
+        let n = stream.read(&mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..n]);
+        if response.ends_with(b"hello") {
+            answered.get_or_insert(started.elapsed());
+        }
+    }
+    let closed = started.elapsed();
+    let answered = answered.expect("the response arrived");
+    eprintln!("slow close 300 ms: answered after {answered:?}, closed after {closed:?}");
+    assert!(answered < ms(100), "{answered:?}");
+    assert!(closed >= ms(300) && closed < ms(300) + SLACK, "{closed:?}");
+}
+
+#[test]
+fn refuse_closes_the_listener_and_clear_reopens_it() {
+    let server = TestServer::start();
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
+    let mut live = connect(&proxy);
+    get(&mut live).unwrap();
+
+    proxy.set(Fault::Refuse).unwrap();
+    eventually(
+        "connects refused",
+        || matches!(TcpStream::connect(proxy.local_addr()), Err(e) if e.kind() == ErrorKind::ConnectionRefused),
+    );
+    get(&mut live).expect("live connections carry on while new ones are refused");
+
+    proxy.clear();
+    eventually("the listener reopened", || {
+        TcpStream::connect(proxy.local_addr()).is_ok()
+    });
+    get(&mut connect(&proxy)).unwrap();
+}
+
+#[test]
+fn shutdown_closes_live_connections_and_the_port() {
+    let server = TestServer::start();
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
+    let addr = proxy.local_addr();
+    let mut live = connect(&proxy);
+    get(&mut live).unwrap();
+    runtime.block_on(proxy.shutdown());
+    let mut rest = Vec::new();
+    assert_eq!(live.read_to_end(&mut rest).unwrap(), 0, "closed with a FIN");
+    let refused = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+}
+
+/// One request with `Connection: close`; the status code and body.
+fn http(control: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(control).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: control\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+#[test]
+fn control_api_drives_the_proxy() {
+    let server = TestServer::start();
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
+    let (control, _task) = runtime
+        .block_on(serve_control(
+            proxy.handle(),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    let mut stream = connect(&proxy);
+    get(&mut stream).unwrap();
+
+    assert_eq!(http(control, "GET", "/fault", ""), (200, "null".into()));
+    let put = r#"{"kind":"latency","delay_ms":80,"jitter_ms":0,"direction":"both"}"#;
+    assert_eq!(http(control, "PUT", "/fault", put), (200, put.into()));
+    assert_eq!(http(control, "GET", "/fault", ""), (200, put.into()));
+    let delayed = get(&mut stream).unwrap();
+    assert!(
+        delayed >= ms(160) && delayed < ms(160) + SLACK,
+        "{delayed:?}"
+    );
+
+    let (status, body) = http(
+        control,
+        "PUT",
+        "/fault",
+        r#"{"kind":"latency","delay_ms":10,"jitter_ms":20}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("jitter_ms (20) must not exceed delay_ms (10)"),
+        "{body}"
+    );
+    assert_eq!(
+        http(control, "GET", "/fault", "").1,
+        put,
+        "a bad PUT changes nothing"
+    );
+
+    assert_eq!(http(control, "DELETE", "/fault", ""), (204, String::new()));
+    assert_eq!(http(control, "GET", "/fault", ""), (200, "null".into()));
+    assert!(
+        get(&mut stream).unwrap() < ms(50),
+        "clean again on the same connection"
+    );
+
+    let (status, body) = http(control, "GET", "/stats", "");
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["accepted"], 1);
+    assert_eq!(stats["active"], 1);
+    assert!(stats["bytes_upstream"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(http(control, "POST", "/fault", "").0, 405);
+    assert_eq!(http(control, "GET", "/nope", "").0, 404);
+
+    // What `loadgen recover` does with a proxy's undo record.
+    proxy.set(Fault::Blackhole).unwrap();
+    runtime
+        .block_on(remote_clear(&format!("http://{control}")))
+        .unwrap();
+    assert_eq!(proxy.current(), None);
+
+    let public = runtime.block_on(serve_control(proxy.handle(), "0.0.0.0:0".parse().unwrap()));
+    assert!(public.unwrap_err().to_string().contains("loopback"));
 }

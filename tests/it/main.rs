@@ -4,6 +4,7 @@
 mod binary;
 mod chaos_docker;
 mod chaos_kube;
+mod chaos_network;
 mod chaos_process;
 mod chaos_proxy;
 mod compare;

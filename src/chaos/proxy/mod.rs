@@ -1,184 +1,260 @@
-//! A user-space TCP fault proxy (this kernel has no netem): every connection accepted on
-//! `listen` is forwarded to `upstream`, chunk by chunk, through the fault in force at that
-//! moment. Faults switch at run time; clearing one leaves live connections working.
+//! A user-space TCP fault proxy (this kernel has no netem, DESIGN.md §4): every connection
+//! accepted on `listen` is forwarded to `upstream`, and the fault in force shapes it.
 //!
-//! Not yet wired into the fault timeline (`{ proxy = … }` targets): see the issue tracker.
+//! After toxiproxy's toxics: a fault is a value swapped at run time (a `watch` channel every
+//! connection subscribes to), never a restart, so switching one on or off does not drop
+//! healthy connections; a cleared fault flushes what it was holding instead of dropping it.
+//!
+//! - `mod.rs`: the `Proxy` (owns the accept loop), `ProxyHandle` (cheap clone: set, clear,
+//!   read counters), `Stats`;
+//! - `fault.rs`: the faults, their validation and JSON form;
+//! - `forward.rs`: one connection, two directions, the faults applied per chunk;
+//! - `control.rs`: the HTTP control API, and its client (`remote_set`, `remote_clear`), so a
+//!   run's timeline and `loadgen recover` drive a proxy that runs in another process;
+//! - `daemon.rs`: `loadgen proxy`, the long-running proxy the local stack puts in front of
+//!   Postgres.
+//!
+//! The timeline reaches proxies through `chaos/network.rs` (`{ proxy = … }` targets).
 
+mod control;
+pub mod daemon;
+mod fault;
+mod forward;
+
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
-/// What the proxy does to the bytes it forwards.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum NetFault {
-    /// Each chunk waits `delay` ± uniform `jitter` before it is forwarded (both directions).
-    Latency { delay: Duration, jitter: Duration },
-    /// Chunks are paced to at most this many bytes per second (each direction).
-    Bandwidth { bytes_per_second: u64 },
-    /// Live connections are reset (RST) and new ones are reset on accept.
-    Reset,
-    /// Bytes are read and dropped; nothing is answered, connections stay open.
-    Blackhole,
-    /// A close from either side reaches the other only after `delay`.
-    SlowClose { delay: Duration },
+pub use control::{remote_clear, remote_set, serve_control};
+pub use fault::{Direction, Fault, FaultError, MAX_DELAY};
+
+/// Counters since the proxy started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Connections accepted (including those reset on accept).
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Bytes written to the upstream (client → upstream).
+    pub bytes_upstream: u64,
+    /// Bytes written to clients (upstream → client).
+    pub bytes_downstream: u64,
+    /// Bytes read and dropped by a blackhole.
+    pub bytes_discarded: u64,
+    /// Connections reset by a `Reset` fault (live ones and new ones).
+    pub reset_by_fault: u64,
+    /// Accepted connections whose upstream connect failed (they are reset).
+    pub upstream_failures: u64,
 }
 
-/// A running proxy; dropping it stops accepting (live connections end with their peers).
-pub struct Proxy {
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    bytes_upstream: AtomicU64,
+    bytes_downstream: AtomicU64,
+    bytes_discarded: AtomicU64,
+    reset_by_fault: AtomicU64,
+    upstream_failures: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            accepted: get(&self.accepted),
+            active: get(&self.active),
+            bytes_upstream: get(&self.bytes_upstream),
+            bytes_downstream: get(&self.bytes_downstream),
+            bytes_discarded: get(&self.bytes_discarded),
+            reset_by_fault: get(&self.reset_by_fault),
+            upstream_failures: get(&self.upstream_failures),
+        }
+    }
+}
+
+/// State shared by the accept loop, every connection and the control API.
+struct Shared {
+    /// The bound address (the real port when `listen` asked for port 0); `Refuse` rebinds it.
     local: SocketAddr,
-    fault: Arc<watch::Sender<Option<NetFault>>>,
-    accept: JoinHandle<()>,
+    upstream: SocketAddr,
+    fault: watch::Sender<Option<Fault>>,
+    counters: Counters,
+    /// Cancelled by `shutdown` or drop: stops accepting, closes connections and the control API.
+    stop: CancellationToken,
 }
 
-impl Proxy {
-    pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(listen).await?;
-        let local = listener.local_addr()?;
-        let (fault, _) = watch::channel(None);
-        let fault = Arc::new(fault);
-        let accept = tokio::spawn(accept_loop(listener, upstream, fault.clone()));
-        Ok(Proxy {
-            local,
-            fault,
-            accept,
-        })
+/// Sets and reads the fault of a running proxy; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+impl ProxyHandle {
+    /// Puts `fault` in force at once, replacing any other. Live connections pick it up on
+    /// their next chunk (`Reset` and `Refuse` act immediately).
+    pub fn set(&self, fault: Fault) -> Result<(), FaultError> {
+        fault.validate()?;
+        self.shared.fault.send_replace(Some(fault));
+        Ok(())
+    }
+
+    /// Removes the fault: live connections carry on clean (held chunks are sent now), a
+    /// refused listener is reopened. Idempotent.
+    pub fn clear(&self) {
+        self.shared.fault.send_replace(None);
+    }
+
+    pub fn current(&self) -> Option<Fault> {
+        *self.shared.fault.borrow()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.shared.local
     }
 
-    pub fn set(&self, fault: NetFault) {
-        self.fault.send_replace(Some(fault));
+    pub fn upstream(&self) -> SocketAddr {
+        self.shared.upstream
+    }
+
+    /// Whether the proxy has been shut down (or dropped).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stop.is_cancelled()
+    }
+}
+
+/// A running proxy. Dropping it stops it: the listener closes and live connections are
+/// closed (FIN), as `shutdown` does without waiting.
+pub struct Proxy {
+    handle: ProxyHandle,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Binds `listen` (port 0 picks a free port: see `local_addr`) and forwards every
+    /// connection to `upstream`. Must be called inside a tokio runtime.
+    pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind(listen).await?;
+        let shared = Arc::new(Shared {
+            local: listener.local_addr()?,
+            upstream,
+            fault: watch::Sender::new(None),
+            counters: Counters::default(),
+            stop: CancellationToken::new(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Proxy {
+            handle: ProxyHandle { shared },
+            accept: Some(accept),
+        })
+    }
+
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    pub fn set(&self, fault: Fault) -> Result<(), FaultError> {
+        self.handle.set(fault)
     }
 
     pub fn clear(&self) {
-        self.fault.send_replace(None);
+        self.handle.clear()
     }
 
-    pub fn current(&self) -> Option<NetFault> {
-        *self.fault.borrow()
+    pub fn current(&self) -> Option<Fault> {
+        self.handle.current()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Stops accepting, closes every connection and waits until they are all gone.
+    pub async fn shutdown(mut self) {
+        self.handle.shared.stop.cancel();
+        if let Some(accept) = self.accept.take() {
+            // The accept loop only ends by cancellation; a panic in it has nothing to undo.
+            let _ = accept.await;
+        }
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.accept.abort();
+        self.handle.shared.stop.cancel();
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: SocketAddr,
-    fault: Arc<watch::Sender<Option<NetFault>>>,
-) {
+/// How long to wait after a failed accept (e.g. out of file descriptors) or a failed rebind,
+/// so a persistent error does not spin a core.
+const RETRY: Duration = Duration::from_millis(50);
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut listener = Some(listener);
+    let mut faults = shared.fault.subscribe();
+    // Connections live here so that ending the loop (shutdown, drop) aborts them all.
+    let mut connections = JoinSet::new();
     loop {
-        let Ok((client, _)) = listener.accept().await else {
-            continue;
-        };
-        let current = *fault.borrow();
-        if current == Some(NetFault::Reset) {
-            reset(client);
-            continue;
+        let refuse = matches!(*faults.borrow_and_update(), Some(Fault::Refuse));
+        if refuse {
+            // Closing the socket is what makes connects fail with "connection refused".
+            listener = None;
+        } else if listener.is_none() {
+            match TcpListener::bind(shared.local).await {
+                Ok(reopened) => listener = Some(reopened),
+                Err(_) => {
+                    // The port may be taken meanwhile: keep trying until cleared or stopped.
+                    tokio::select! {
+                        _ = shared.stop.cancelled() => break,
+                        _ = tokio::time::sleep(RETRY) => continue,
+                    }
+                }
+            }
         }
-        let fault = fault.subscribe();
-        tokio::spawn(async move {
-            let Ok(server) = TcpStream::connect(upstream).await else {
-                reset(client);
-                return;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            let up = tokio::spawn(pump(client_read, server_write, fault.clone()));
-            let down = tokio::spawn(pump(server_read, client_write, fault));
-            let _ = tokio::join!(up, down);
-        });
-    }
-}
-
-/// Closes with RST instead of FIN: linger zero, then drop.
-fn reset(stream: TcpStream) {
-    let _ = stream.set_zero_linger();
-    drop(stream);
-}
-
-/// Forwards one direction, applying the fault in force to each chunk. Ends the connection
-/// with a reset when a `Reset` fault arrives.
-async fn pump(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    mut fault: watch::Receiver<Option<NetFault>>,
-) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        let read = tokio::select! {
-            read = from.read(&mut buffer) => read,
-            changed = fault.changed() => {
+        tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            changed = faults.changed() => {
                 if changed.is_err() {
-                    return;
+                    break;
                 }
-                let current = *fault.borrow();
-                if current == Some(NetFault::Reset) {
-                    reset_halves(from, to);
-                    return;
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = accept(listener.as_ref()) => match accepted {
+                Ok((client, _)) => {
+                    Counters::add(&shared.counters.accepted, 1);
+                    connections.spawn(forward::serve(client, shared.clone()));
                 }
-                continue;
-            }
-        };
-        let n = match read {
-            Ok(0) | Err(_) => {
-                let current = *fault.borrow();
-                if let Some(NetFault::SlowClose { delay }) = current {
-                    tokio::time::sleep(delay).await;
-                }
-                let _ = to.shutdown().await;
-                return;
-            }
-            Ok(n) => n,
-        };
-        let current = *fault.borrow();
-        match current {
-            Some(NetFault::Blackhole) => continue,
-            Some(NetFault::Reset) => {
-                reset_halves(from, to);
-                return;
-            }
-            Some(NetFault::Latency { delay, jitter }) => {
-                tokio::time::sleep(jittered(delay, jitter)).await;
-            }
-            Some(NetFault::Bandwidth { bytes_per_second }) => {
-                let seconds = n as f64 / bytes_per_second.max(1) as f64;
-                tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            }
-            Some(NetFault::SlowClose { .. }) | None => {}
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            return;
+                Err(_) => tokio::time::sleep(RETRY).await,
+            },
         }
     }
+    connections.shutdown().await;
 }
 
-/// Marks both sockets this pump touches for RST; they reset once both pumps (each holding
-/// one half of each socket) have let go.
-fn reset_halves(from: OwnedReadHalf, to: OwnedWriteHalf) {
-    let _ = from.as_ref().set_zero_linger();
-    let _ = to.as_ref().set_zero_linger();
-}
-
-fn jittered(delay: Duration, jitter: Duration) -> Duration {
-    if jitter.is_zero() {
-        return delay;
+/// Accepts on the listener, or waits forever while there is none (`Refuse`).
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
-    let spread = jitter.as_secs_f64();
-    let offset = rand::rng().random_range(-spread..=spread);
-    Duration::from_secs_f64((delay.as_secs_f64() + offset).max(0.0))
 }

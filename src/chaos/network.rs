@@ -1,0 +1,162 @@
+//! The network backend: `{ proxy = "name" }` targets are fault proxies (`loadgen proxy`)
+//! that run in their own processes — the local stack puts one between the backends and
+//! Postgres — listed in the stack's state file with their control API. A fault is a
+//! `PUT /fault` on that API; its undo is a `DELETE /fault`, which needs nothing but the
+//! address, so `loadgen recover` can clear a proxy after a crashed run.
+
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use super::proxy::{Direction, Fault, remote_clear, remote_set};
+use super::spec::{Action, Selector};
+use super::stack::{StackState, glob_match};
+use super::undo::Undo;
+use super::{ChaosError, Target};
+
+pub struct NetworkBackend {
+    /// The stack state file, read at every resolve (a restarted stack has new ports).
+    state_file: PathBuf,
+}
+
+impl NetworkBackend {
+    pub fn new(state_file: PathBuf) -> NetworkBackend {
+        NetworkBackend { state_file }
+    }
+
+    /// The stack's proxies whose name matches, sorted by name. A proxy is a link, not a
+    /// replica: it counts as up.
+    pub fn resolve(&self, selector: &Selector) -> Result<Vec<(Target, bool)>, ChaosError> {
+        let Selector::Proxy { name } = selector else {
+            return Err(error(format!("{selector} is not a proxy selector")));
+        };
+        let stack = StackState::load(&self.state_file).map_err(error)?;
+        let mut found: Vec<(Target, bool)> = stack
+            .proxies
+            .iter()
+            .filter(|link| glob_match(name, &link.name))
+            .map(|link| {
+                let target = Target {
+                    backend: "proxy".into(),
+                    id: link.control.clone(),
+                    name: link.name.clone(),
+                    labels: Default::default(),
+                };
+                (target, true)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(found)
+    }
+
+    pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+        fault_for(action)?;
+        Ok(Undo::Proxy {
+            control: target.id.clone(),
+        })
+    }
+
+    pub async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
+        let fault = fault_for(action)?;
+        remote_set(&target.id, &fault)
+            .await
+            .map_err(|e| error(format!("{}: {e}", target.name)))
+    }
+}
+
+/// The proxy fault a scenario action stands for. Both directions: a scenario's latency is
+/// what a round trip through the link costs, each way.
+pub fn fault_for(action: &Action) -> Result<Fault, ChaosError> {
+    let fault = match *action {
+        Action::Latency { delay, jitter } => Fault::Latency {
+            delay,
+            jitter,
+            direction: Direction::Both,
+        },
+        Action::Bandwidth { bytes_per_second } => Fault::Bandwidth {
+            bytes_per_second,
+            direction: Direction::Both,
+        },
+        Action::Reset => Fault::Reset,
+        Action::Blackhole => Fault::Blackhole,
+        Action::SlowClose { delay } => Fault::SlowClose { delay },
+        Action::Refuse => Fault::Refuse,
+        ref other => return Err(error(format!("{other:?} is not a network action"))),
+    };
+    fault.validate().map_err(|e| error(e.to_string()))?;
+    Ok(fault)
+}
+
+/// Clears the proxy's fault. A proxy that is no longer running holds no fault: recovered.
+pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+    let Undo::Proxy { control } = undo else {
+        return Ok(());
+    };
+    match remote_clear(control).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(error(format!(
+            "{e}; clear it by hand with `curl -X DELETE {control}/fault`, or stop that proxy"
+        ))),
+    }
+}
+
+fn error(message: String) -> ChaosError {
+    ChaosError::Backend {
+        backend: "proxy",
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn scenario_actions_become_proxy_faults_both_ways() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            fault_for(&Action::Latency {
+                delay: ms(20),
+                jitter: ms(5)
+            })
+            .unwrap(),
+            Fault::Latency {
+                delay: ms(20),
+                jitter: ms(5),
+                direction: Direction::Both
+            }
+        );
+        assert_eq!(
+            fault_for(&Action::Bandwidth {
+                bytes_per_second: 65536
+            })
+            .unwrap(),
+            Fault::Bandwidth {
+                bytes_per_second: 65536,
+                direction: Direction::Both
+            }
+        );
+        assert_eq!(fault_for(&Action::Refuse).unwrap(), Fault::Refuse);
+        assert_eq!(
+            fault_for(&Action::SlowClose { delay: ms(300) }).unwrap(),
+            Fault::SlowClose { delay: ms(300) }
+        );
+    }
+
+    #[test]
+    fn impossible_values_and_foreign_actions_are_errors() {
+        let jitter_above_delay = Action::Latency {
+            delay: Duration::from_millis(5),
+            jitter: Duration::from_millis(9),
+        };
+        assert!(
+            fault_for(&jitter_above_delay)
+                .unwrap_err()
+                .to_string()
+                .contains("must not exceed")
+        );
+        assert!(fault_for(&Action::Kill).is_err());
+    }
+}

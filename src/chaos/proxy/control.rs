@@ -1,0 +1,228 @@
+//! The proxy's HTTP control API, so a proxy can be driven (and, above all, cleared by
+//! `loadgen recover`) from outside the process that set its fault:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /fault` | 200, the fault in force as JSON (`fault.rs`), or `null` |
+//! | `PUT /fault` | 200 and the fault now in force; 400 `{"error": …}` for a bad body |
+//! | `DELETE /fault` | 204; idempotent |
+//! | `GET /stats` | 200, `Stats` as JSON |
+//!
+//! It has no authentication, so it only binds loopback addresses.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::{Fault, ProxyHandle};
+
+/// A fault is a few dozen bytes; anything much larger is not one.
+const MAX_BODY: usize = 16 * 1024;
+/// Bounds every step of `remote_clear`: recovery must never hang on a wedged proxy.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the control API for `proxy` on `listen` (a loopback address; port 0 picks one).
+/// Returns the bound address and the serving task, which ends when the proxy stops.
+pub async fn serve_control(
+    proxy: ProxyHandle,
+    listen: SocketAddr,
+) -> io::Result<(SocketAddr, JoinHandle<()>)> {
+    if !listen.ip().is_loopback() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the proxy control API has no authentication: bind it to a loopback address, not {listen}"
+            ),
+        ));
+    }
+    let listener = TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        // Keep-alive control connections live here so they end with the server.
+        let mut connections = JoinSet::new();
+        let stop = proxy.shared.stop.clone();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else {
+                        // Out of descriptors or the like: do not spin on it.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let proxy = proxy.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |request| {
+                            let proxy = proxy.clone();
+                            async move { Ok::<_, Infallible>(route(&proxy, request).await) }
+                        });
+                        // A client that hangs up mid-request is its own problem.
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        }
+        connections.shutdown().await;
+    });
+    Ok((local, task))
+}
+
+async fn route(proxy: &ProxyHandle, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    match (method, request.uri().path()) {
+        (Method::GET, "/fault") => json(StatusCode::OK, &proxy.current()),
+        (Method::PUT, "/fault") => {
+            let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    );
+                }
+            };
+            let fault: Fault = match serde_json::from_slice(&body) {
+                Ok(fault) => fault,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
+            };
+            match proxy.set(fault) {
+                Ok(()) => json(StatusCode::OK, &fault),
+                Err(e) => error(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
+            }
+        }
+        (Method::DELETE, "/fault") => {
+            proxy.clear();
+            respond(StatusCode::NO_CONTENT, Bytes::new())
+        }
+        (Method::GET, "/stats") => json(StatusCode::OK, &proxy.stats()),
+        (_, "/fault") => not_allowed("GET, PUT, DELETE"),
+        (_, "/stats") => not_allowed("GET"),
+        _ => error(StatusCode::NOT_FOUND, "routes: /fault, /stats".into()),
+    }
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = respond(status, Bytes::from(body));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Bytes::from(e.to_string()),
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("allowed here: {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, http::HeaderValue::from_static(allow));
+    response
+}
+
+/// Puts `fault` in force on the proxy whose control API is at `control` (`http://IP:PORT`
+/// or `IP:PORT`): how a run's timeline drives a proxy it did not start (`loadgen proxy`).
+pub async fn remote_set(control: &str, fault: &Fault) -> io::Result<()> {
+    let body = serde_json::to_vec(fault).map_err(io::Error::other)?;
+    exchange(control, Method::PUT, Bytes::from(body)).await
+}
+
+/// Clears the fault of the proxy whose control API is at `control`: what `loadgen recover`
+/// does with a proxy's undo record. A proxy that is gone answers `ConnectionRefused`, which
+/// the caller may count as recovered.
+pub async fn remote_clear(control: &str) -> io::Result<()> {
+    exchange(control, Method::DELETE, Bytes::new()).await
+}
+
+/// One request to `/fault`, bounded by `CLIENT_TIMEOUT`; any non-2xx answer is an error
+/// carrying the proxy's message.
+async fn exchange(control: &str, method: Method, body: Bytes) -> io::Result<()> {
+    let addr = parse_control(control)?;
+    let what = format!("{control}: {method} /fault");
+    let call = async {
+        let stream = TcpStream::connect(addr).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        let driver = tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("/fault")
+            .header(http::header::HOST, addr.to_string())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(io::Error::other)?;
+        let result = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(io::Error::other)?;
+            let status = response.status();
+            let text = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, io::Error>((status, text))
+        }
+        .await;
+        driver.abort();
+        result
+    };
+    let (status, text) = tokio::time::timeout(CLIENT_TIMEOUT, call)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{what}: no answer")))??;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{what} answered {status}: {}",
+            String::from_utf8_lossy(&text)
+        )))
+    }
+}
+
+fn parse_control(control: &str) -> io::Result<SocketAddr> {
+    let bare = control.strip_prefix("http://").unwrap_or(control);
+    bare.trim_end_matches('/').parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{control:?} is not a proxy control address (http://IP:PORT)"),
+        )
+    })
+}

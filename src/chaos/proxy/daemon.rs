@@ -1,0 +1,167 @@
+//! `loadgen proxy`: a fault proxy that runs on its own, in front of a service other
+//! processes connect to (the local stack puts one between the backends and Postgres). It
+//! starts clean; faults are set and cleared over its control API — by a run's timeline,
+//! by `loadgen recover`, or by hand with curl.
+//!
+//! It only forwards to allow-listed hosts (default loopback) and only listens on loopback:
+//! the control API has no authentication.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{Proxy, serve_control};
+use crate::safety::AllowList;
+
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Where clients connect (loopback; port 0 picks one).
+    pub listen: SocketAddr,
+    /// `host:port` of the real service.
+    pub upstream: String,
+    /// Where the control API listens (loopback; port 0 picks one).
+    pub control: SocketAddr,
+    /// Written (atomically) once both listeners are bound: the addresses actually bound.
+    pub ready_file: Option<PathBuf>,
+    /// Hosts the upstream may be on (default: loopback).
+    pub allow_hosts: Vec<String>,
+}
+
+/// What the proxy announces when it is ready: on stdout (one JSON line) and in the ready
+/// file, so a script that asked for port 0 learns the real ports.
+#[derive(Debug, Serialize)]
+pub struct Ready {
+    pub listen: SocketAddr,
+    pub upstream: SocketAddr,
+    pub control: String,
+    pub pid: u32,
+}
+
+/// Checks the options without binding anything: every problem at once.
+pub fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
+    let mut problems = Vec::new();
+    for (flag, addr) in [("--listen", options.listen), ("--control", options.control)] {
+        if !addr.ip().is_loopback() {
+            problems.push(format!(
+                "{flag} {addr}: the proxy only listens on loopback addresses"
+            ));
+        }
+    }
+    let allow = if options.allow_hosts.is_empty() {
+        Ok(AllowList::default())
+    } else {
+        AllowList::parse(&options.allow_hosts).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|(_, e)| format!("--allow-host: {e}"))
+                .collect::<Vec<_>>()
+        })
+    };
+    let upstream = match (&allow, split_host_port(&options.upstream)) {
+        (Ok(allow), Ok((host, port))) => match allow.resolve(host, port) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                problems.push(format!("--upstream: {e}"));
+                None
+            }
+        },
+        (Err(errors), _) => {
+            problems.extend(errors.iter().cloned());
+            None
+        }
+        (_, Err(e)) => {
+            problems.push(e);
+            None
+        }
+    };
+    match upstream {
+        Some(addr) if problems.is_empty() => Ok(addr),
+        _ => Err(problems),
+    }
+}
+
+fn split_host_port(text: &str) -> Result<(&str, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--upstream {text:?}: expected HOST:PORT"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("--upstream {text:?}: `{port}` is not a port"))?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+/// Runs the proxy until SIGINT or SIGTERM, then closes every connection and returns.
+pub async fn serve(options: DaemonOptions, upstream: SocketAddr) -> std::io::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let proxy = Proxy::start(options.listen, upstream).await?;
+    let (control, control_task) = serve_control(proxy.handle(), options.control).await?;
+    let ready = Ready {
+        listen: proxy.local_addr(),
+        upstream,
+        control: format!("http://{control}"),
+        pid: std::process::id(),
+    };
+    let line = serde_json::to_string(&ready).map_err(std::io::Error::other)?;
+    if let Some(path) = &options.ready_file {
+        // Temp file and rename: whoever polls for the file never reads half of it.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, format!("{line}\n"))?;
+        std::fs::rename(&partial, path)?;
+    }
+    println!("{line}");
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    proxy.shutdown().await;
+    let _ = control_task.await;
+    if let Some(path) = &options.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(listen: &str, upstream: &str, control: &str) -> DaemonOptions {
+        DaemonOptions {
+            listen: listen.parse().unwrap(),
+            upstream: upstream.into(),
+            control: control.parse().unwrap(),
+            ready_file: None,
+            allow_hosts: vec![],
+        }
+    }
+
+    #[test]
+    fn loopback_everywhere_is_accepted() {
+        let upstream = check(&options("127.0.0.1:0", "127.0.0.1:5432", "127.0.0.1:0")).unwrap();
+        assert_eq!(upstream, "127.0.0.1:5432".parse().unwrap());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let problems = check(&options("0.0.0.0:0", "10.1.2.3:5432", "192.168.1.1:9")).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("--listen 0.0.0.0:0"), "{problems:?}");
+        assert!(
+            problems[1].contains("--control 192.168.1.1:9"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].contains("`10.1.2.3` is outside the allow-list"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_upstream_needs_a_port() {
+        let problems = check(&options("127.0.0.1:0", "127.0.0.1", "127.0.0.1:0")).unwrap_err();
+        assert!(problems[0].contains("expected HOST:PORT"), "{problems:?}");
+    }
+}

@@ -1,0 +1,317 @@
+//! `{ proxy = … }` faults on a run's timeline, through a real `loadgen proxy` process in
+//! front of a real HTTP server: the fault is seen in the run's latency and events, the proxy
+//! is clean afterwards — at the planned end, on SIGTERM, and by `loadgen recover` after a
+//! `kill -9` of loadgen.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::server::TestServer;
+use crate::support::{Workspace, eventually, options, run_ok};
+
+/// A `loadgen proxy` child process in front of `upstream`, and the stack state file that
+/// names it `web`.
+struct ProxyProcess {
+    child: Child,
+    listen: String,
+    control: String,
+    state_file: PathBuf,
+}
+
+impl ProxyProcess {
+    fn start(workspace: &Workspace, upstream: &str) -> ProxyProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // Readiness: the proxy prints its bound addresses once both listeners are up.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("unexpected ready line {line:?}: {e}"));
+        let control = ready["control"].as_str().unwrap().to_string();
+        let state_file = workspace.write(
+            "state.json",
+            &serde_json::json!({
+                "state_dir": workspace.dir.path(),
+                "proxies": [{ "name": "web", "control": control }],
+            })
+            .to_string(),
+        );
+        ProxyProcess {
+            child,
+            listen: ready["listen"].as_str().unwrap().to_string(),
+            control,
+            state_file,
+        }
+    }
+
+    /// The fault in force, read from outside through the control API.
+    fn fault(&self) -> serde_json::Value {
+        curl(&["-sf", &format!("{}/fault", self.control)])
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        curl(&["-sf", &format!("{}/stats", self.control)])
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> serde_json::Value {
+    let output = Command::new("curl").args(args).output().unwrap();
+    assert!(output.status.success(), "curl {args:?} failed");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn scenario(proxy: &ProxyProcess, run: &str, fault: &str) -> String {
+    format!(
+        r#"name = "slow-link"
+[target]
+base_url = "http://{listen}"
+request_timeout = "2s"
+[load]
+model = "open"
+start_rate = "25/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "{run}"
+rate = "25/s"
+[[journey]]
+name = "page"
+[[journey.step]]
+name = "get"
+url = "/hello"
+[chaos]
+stack_state = "{state}"
+settle = "500ms"
+[[fault]]
+name = "slow link"
+action = "latency"
+latency = "150ms"
+jitter = "10ms"
+target = {{ proxy = "web" }}
+{fault}
+"#,
+        listen = proxy.listen,
+        state = proxy.state_file.display(),
+    )
+}
+
+#[test]
+fn latency_on_a_proxied_link_shows_in_the_run_and_is_cleared_at_its_end() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let proxy = ProxyProcess::start(&workspace, &server.addr.to_string());
+    let file = workspace.write(
+        "drill.toml",
+        &scenario(&proxy, "5s", "at = \"1500ms\"\nduration = \"2s\""),
+    );
+    let (run_dir, summary) = run_ok(&options(&file, &workspace.out()));
+
+    // Every request went through the proxy to the server, and none failed: latency is not
+    // an outage.
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    assert_eq!(server.seen().len() as u64, summary.totals.requests);
+    let events: Vec<(&str, String)> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.target.clone().unwrap_or_default()))
+        .collect();
+    let target = format!("web ({})", proxy.control);
+    assert_eq!(
+        events,
+        vec![("inject", target.clone()), ("recover", target)]
+    );
+    // 150 ms ± 10 ms each way: a round trip through the faulty link takes ≥ 280 ms; before
+    // it, loopback answers in a few milliseconds.
+    let failover = &summary.failover[0];
+    let during = failover.p99_during_us.expect("requests during the fault");
+    let before = failover.p99_before_us.expect("requests before the fault");
+    assert!(during >= 280_000, "p99 during the fault: {during} µs");
+    assert!(before < 100_000, "p99 before the fault: {before} µs");
+    // Seen from outside: the proxy is clean and carried the traffic.
+    assert_eq!(proxy.fault(), serde_json::Value::Null);
+    assert!(proxy.stats()["accepted"].as_u64().unwrap() > 0);
+    let ledger = std::fs::read_to_string(run_dir.join("faults.ledger.jsonl")).unwrap();
+    assert!(ledger.contains(&proxy.control), "{ledger}");
+}
+
+/// Starts a 60 s run whose fault is injected at 500 ms and held to the end; returns once
+/// the proxy reports the fault in force.
+fn start_long_drill(workspace: &Workspace, proxy: &ProxyProcess) -> Child {
+    let file = workspace.write(
+        "long.toml",
+        &scenario(proxy, "60s", "at = \"500ms\"\nduration = \"59s\""),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || proxy.fault()["kind"]
+            == "latency"),
+        "the fault was never set"
+    );
+    child
+}
+
+#[test]
+fn sigterm_mid_fault_leaves_the_proxy_clean() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let proxy = ProxyProcess::start(&workspace, &server.addr.to_string());
+    let child = start_long_drill(&workspace, &proxy);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(proxy.fault(), serde_json::Value::Null);
+}
+
+#[test]
+fn kill_9_mid_fault_then_loadgen_recover_clears_the_proxy() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let proxy = ProxyProcess::start(&workspace, &server.addr.to_string());
+    let mut child = start_long_drill(&workspace, &proxy);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        proxy.fault()["kind"],
+        "latency",
+        "nothing could clear it after kill -9"
+    );
+
+    let run_dir = only_entry(&workspace.out());
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["recover", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("recovered: slow link on web"), "{stdout}");
+    assert_eq!(proxy.fault(), serde_json::Value::Null);
+}
+
+#[test]
+fn a_proxy_that_is_gone_counts_as_recovered() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let mut proxy = ProxyProcess::start(&workspace, &server.addr.to_string());
+    let mut child = start_long_drill(&workspace, &proxy);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The proxy process ends too (a stack torn down after the crash): no fault is left.
+    proxy.child.kill().unwrap();
+    proxy.child.wait().unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["recover", only_entry(&workspace.out()).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_proxy_refuses_non_loopback_addresses_and_says_each_problem() {
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "proxy",
+            "--listen",
+            "0.0.0.0:0",
+            "--upstream",
+            "10.9.8.7:5432",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--listen 0.0.0.0:0"), "{stderr}");
+    assert!(
+        stderr.contains("`10.9.8.7` is outside the allow-list"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_jitter_larger_than_the_latency_is_a_positioned_validation_error() {
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "bad.toml",
+        r#"name = "bad-link"
+[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "1s"
+rate = "1/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "s"
+url = "/"
+[[fault]]
+name = "slow"
+at = "0s"
+duration = "1s"
+action = "latency"
+latency = "10ms"
+jitter = "20ms"
+target = { proxy = "web" }
+"#,
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["validate", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:20:10: error: `jitter` (20ms) must not exceed `latency` (10ms)"),
+        "{stderr}"
+    );
+}
+
+fn only_entry(dir: &Path) -> PathBuf {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.pop().unwrap()
+}
