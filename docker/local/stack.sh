@@ -11,8 +11,12 @@
 # answers its readiness check, `up` writes DIR/state.json (ports, PIDs, URLs) for loadgen.
 # `down` stops everything (SIGTERM, then SIGKILL after a bounded wait) and removes DIR.
 #
-# Environment: PLATFORM_BACKEND_BIN (use this binary instead of building one),
-# CARGO_TARGET_DIR, SEGMENT_BYTES and DB_POOL_SIZE (passed to the backends),
+# Postgres is reached through a loadgen fault proxy (`loadgen proxy`), listed in state.json
+# under "proxies" as "postgres": a scenario's `{ proxy = "postgres" }` faults slow or break
+# the backends' database link. "postgres.url" in state.json is the direct address.
+#
+# Environment: PLATFORM_BACKEND_BIN and LOADGEN_BIN (use these binaries instead of building
+# release ones), CARGO_TARGET_DIR, SEGMENT_BYTES and DB_POOL_SIZE (passed to the backends),
 # STACK_READY_TIMEOUT (seconds to wait for each component, default 60).
 set -euo pipefail
 
@@ -147,6 +151,23 @@ backend_bin() {
   echo "$bin"
 }
 
+# LOADGEN_BIN if set; else the release build of loadgen, rebuilt like the backend's.
+loadgen_bin() {
+  if [[ -n "${LOADGEN_BIN:-}" ]]; then
+    [[ -x "$LOADGEN_BIN" ]] || die "LOADGEN_BIN=$LOADGEN_BIN is not executable"
+    echo "$LOADGEN_BIN"; return
+  fi
+  local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+  [[ "$target" == /* ]] || target="$REPO_ROOT/$target"
+  local bin="$target/release/loadgen"
+  if [[ ! -x "$bin" ]] || [[ -n "$(find "$REPO_ROOT/src" "$REPO_ROOT/Cargo.toml" \
+        "$REPO_ROOT/Cargo.lock" -newer "$bin" -print -quit 2>/dev/null)" ]]; then
+    log "building loadgen (release) for the Postgres fault proxy"
+    (cd "$REPO_ROOT" && cargo build --release --quiet -p loadgen) >&2 || die "cargo build failed"
+  fi
+  echo "$bin"
+}
+
 # ---------------------------------------------------------------------------------------
 # components
 
@@ -175,6 +196,20 @@ start_postgres() {
   record postgres "$pid" postgres
   wait_ready "postgres" postgres "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"
   "$bindir/createdb" -h 127.0.0.1 -p "$port" -U platform platform || die "createdb failed"
+}
+
+# A loadgen fault proxy between the backends and Postgres. It starts clean: it only slows
+# or breaks the link while a run's `{ proxy = "postgres" }` fault is in force.
+start_pg_proxy() {
+  local port control ready="$STATE_DIR/run/postgres-proxy.json"
+  port="$(free_port)"; control="$(free_port)"
+  log "postgres-proxy: 127.0.0.1:$port -> postgres, control API on 127.0.0.1:$control"
+  setsid "$LOADGEN" proxy --listen "127.0.0.1:$port" --upstream "127.0.0.1:$(read_port postgres)" \
+    --control "127.0.0.1:$control" --ready-file "$ready" </dev/null >"$(log_file postgres-proxy)" 2>&1 &
+  record postgres-proxy $! "$(basename "$LOADGEN" | cut -c1-15)"
+  echo "$port" >"$STATE_DIR/run/postgres-proxy.port"
+  echo "$control" >"$STATE_DIR/run/postgres-proxy.control"
+  wait_ready "postgres-proxy" postgres-proxy test -s "$ready"
 }
 
 start_redis() {
@@ -274,6 +309,9 @@ write_state() {
       "$pg" "$(read_pid postgres)" "$pg"
     printf '  "redis": {"port": %s, "pid": %s, "url": "redis://127.0.0.1:%s"},\n' "$redis" "$(read_pid redis)" "$redis"
     printf '  "prometheus": {"port": %s, "pid": %s, "url": "http://127.0.0.1:%s"},\n' "$prom" "$(read_pid prometheus)" "$prom"
+    # The backends reach Postgres through this proxy; loadgen sets its faults (chaos/network.rs).
+    printf '  "proxies": [\n    {"name": "postgres", "listen": "127.0.0.1:%s", "upstream": "127.0.0.1:%s", "control": "http://127.0.0.1:%s", "pid": %s}\n  ],\n' \
+      "$(read_port postgres-proxy)" "$pg" "$(cat "$STATE_DIR/run/postgres-proxy.control")" "$(read_pid postgres-proxy)"
     printf '  "backends": ['
     for name in $(backend_names); do
       ((first)) || printf ','
@@ -289,7 +327,7 @@ write_state() {
 # ---------------------------------------------------------------------------------------
 # commands
 
-all_components() { echo postgres redis; backend_names; echo nginx prometheus; }
+all_components() { echo postgres postgres-proxy redis; backend_names; echo nginx prometheus; }
 
 # True when every recorded component runs and the stack was fully started.
 stack_running() {
@@ -318,6 +356,7 @@ cmd_up() {
     command -v "$tool" >/dev/null || die "$tool not found (see docker/local/quickstart.sh for the packages)"
   done
   local bin; bin="$(backend_bin)"
+  LOADGEN="$(loadgen_bin)"
   mkdir -p "$STATE_DIR/run" "$STATE_DIR/logs"
   # Postgres (as user postgres) and nginx workers (as nobody) must traverse the state dir.
   chmod 755 "$STATE_DIR"
@@ -325,10 +364,11 @@ cmd_up() {
   if [[ -n "$WATCH_PID" ]]; then start_watcher "$WATCH_PID"; fi
 
   start_postgres
+  start_pg_proxy
   start_redis
   cat >"$STATE_DIR/run/stack.env" <<EOF
 BACKEND_BIN='$bin'
-DATABASE_URL='postgres://platform@127.0.0.1:$(read_port postgres)/platform'
+DATABASE_URL='postgres://platform@127.0.0.1:$(read_port postgres-proxy)/platform'
 REDIS_URL='redis://127.0.0.1:$(read_port redis)'
 ${SEGMENT_BYTES:+SEGMENT_BYTES='$SEGMENT_BYTES'}
 ${DB_POOL_SIZE:+DB_POOL_SIZE='$DB_POOL_SIZE'}
@@ -391,6 +431,7 @@ cmd_down() {
   # Backends drain in parallel: each may take a while to finish its in-flight requests.
   for name in $(backend_names); do stop "$name" TERM & stoppers+=($!); done
   ((${#stoppers[@]} == 0)) || wait "${stoppers[@]}"
+  stop postgres-proxy TERM
   stop redis TERM
   # SIGINT is Postgres's "fast" shutdown; SIGTERM ("smart") would wait for clients.
   stop postgres INT

@@ -54,7 +54,8 @@ fn only_run(out: &Path) -> std::path::PathBuf {
 fn the_smoke_scenario_passes_and_the_backends_saw_every_request() {
     let stack = stack();
     let _g = exclusive_blocking();
-    let out = tempfile_dir("smoke");
+    let dir = tempfile_dir("smoke");
+    let out = dir.path();
     let before = served(stack);
     let code = loadgen(&[
         "run",
@@ -66,7 +67,7 @@ fn the_smoke_scenario_passes_and_the_backends_saw_every_request() {
         "--quiet",
     ]);
     let after = served(stack);
-    let summary = summary(&only_run(&out));
+    let summary = summary(&only_run(out));
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(summary["totals"]["errors"], 0, "{:#}", summary["totals"]);
     let requests = summary["totals"]["requests"].as_u64().unwrap();
@@ -103,7 +104,7 @@ fn killing_the_targeted_instance_shows_a_burst_that_ends() {
     let backend = &state["backends"][0];
     let name = backend["name"].as_str().unwrap().to_string();
     let dir = tempfile_dir("drill");
-    let scenario = dir.join("drill.toml");
+    let scenario = dir.path().join("drill.toml");
     // Straight at one instance, bypassing nginx: the client sees the outage itself.
     std::fs::write(
         &scenario,
@@ -152,7 +153,7 @@ window = "steady"
         ),
     )
     .unwrap();
-    let out = dir.join("out");
+    let out = dir.path().join("out");
     let code = loadgen(&[
         "run",
         scenario.to_str().unwrap(),
@@ -235,9 +236,88 @@ window = "steady"
     assert!(ready.success());
 }
 
-fn tempfile_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("loadgen-drill-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A temporary directory, removed when the test ends (also when it fails).
+fn tempfile_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("loadgen-drill-{tag}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// Requests whose handler writes to Postgres, run while the stack's Postgres proxy (a
+/// `loadgen proxy` between the backends and the database) adds latency on the timeline.
+#[test]
+fn latency_on_the_postgres_link_slows_writes_and_is_cleared() {
+    let stack = stack();
+    let _g = exclusive_blocking();
+    let state = stack.state();
+    let control = state["proxies"][0]["control"].as_str().unwrap().to_string();
+    assert_eq!(state["proxies"][0]["name"], "postgres");
+    let dir = tempfile_dir("slow-db");
+    let scenario = dir.path().join("slow-db.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "slow-db"
+[target]
+base_url = "{url}"
+request_timeout = "5s"
+[load]
+model = "open"
+start_rate = "20/s"
+[[load.stage]]
+duration = "8s"
+rate = "20/s"
+[[journey]]
+name = "sign up"
+[[journey.step]]
+name = "sign up"
+method = "POST"
+url = "/api/members"
+json = {{ name = "slow-db" }}
+expect = 201
+[chaos]
+stack_state = "{state}"
+settle = "1s"
+[[fault]]
+name = "slow postgres"
+at = "3s"
+duration = "3s"
+action = "latency"
+latency = "100ms"
+target = {{ proxy = "postgres" }}
+"#,
+            url = stack.base_url,
+            state = stack.state_dir.join("state.json").display(),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let code = loadgen(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let summary = summary(&only_run(&out));
+    assert_eq!(code, 0, "{:#}", summary["totals"]);
+    assert_eq!(summary["totals"]["errors"], 0, "slower is not broken");
+    // A sign-up is at least one database round trip: 100 ms each way on top of it. (The
+    // p99 of a few dozen requests before the fault is nearly their maximum: on a busy
+    // machine one slow request can lift it, so it is compared by ratio.)
+    let failover = &summary["failover"][0];
+    let before = failover["p99_before_us"].as_u64().unwrap();
+    let during = failover["p99_during_us"].as_u64().unwrap();
+    assert!(during >= 200_000, "p99 during: {during} µs ({failover:#})");
+    assert!(
+        during > 2 * before,
+        "p99 before {before} µs, during {during} µs"
+    );
+    let fault = std::process::Command::new("curl")
+        .args(["-sf", &format!("{control}/fault")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fault.stdout).trim(), "null");
+    eprintln!("postgres latency 100 ms: p99 {before} µs before, {during} µs during");
 }

@@ -25,8 +25,8 @@ pub fn stack_script() -> PathBuf {
     repo_root().join("docker/local/stack.sh")
 }
 
-/// Runs stack.sh with the backend binary cargo built for this test run (debug), so the
-/// tests never wait for a release build.
+/// Runs stack.sh with the binaries cargo built for this test run (debug), so the tests
+/// never wait for a release build.
 pub fn stack_sh(args: &[&str], extra_env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(stack_script());
     cmd.args(args)
@@ -35,6 +35,12 @@ pub fn stack_sh(args: &[&str], extra_env: &[(&str, &str)]) -> Output {
             env!("CARGO_BIN_EXE_platform-backend"),
         )
         .env("STACK_READY_TIMEOUT", "90");
+    // The Postgres fault proxy is `loadgen proxy`: use the debug loadgen that
+    // `cargo test --workspace` built beside the backend; without it, stack.sh builds one.
+    let loadgen = Path::new(env!("CARGO_BIN_EXE_platform-backend")).with_file_name("loadgen");
+    if loadgen.exists() {
+        cmd.env("LOADGEN_BIN", loadgen);
+    }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
