@@ -8,6 +8,7 @@
 
 mod api;
 mod ayni;
+mod compose;
 mod drill;
 mod durability;
 mod failover;

@@ -1,0 +1,474 @@
+//! The Docker Compose platform (docker/docker-compose.yml) on images built here without a
+//! registry (docker/compose/local-images.sh + docker-compose.local.yml): it comes up
+//! healthy, the smoke scenario passes through its nginx, every request loadgen counted
+//! reached exactly one of the three backends, and `down -v` leaves nothing behind.
+//!
+//! Needs docker-compose and a reachable Docker daemon (`.ci/run` installs and starts
+//! them); without them it fails and says so, as the container-fault tests do.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::fixture::{exclusive_blocking, repo_root};
+
+const BACKENDS: [&str; 3] = ["backend-1", "backend-2", "backend-3"];
+
+/// Output of a finished command.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` to completion or kills it after `limit` (its output goes through files, so a
+/// chatty command cannot block on a full pipe).
+fn run(mut cmd: Command, limit: Duration) -> Ran {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir();
+    let tag = format!(
+        "compose-cmd-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let (out_path, err_path) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let described = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {described}: {e}"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let mut stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
+    if status.is_none() {
+        stderr.push_str(&format!("\n[killed after {limit:?}: {described}]"));
+    }
+    Ran {
+        ok: status.is_some_and(|s| s.success()),
+        stdout,
+        stderr,
+    }
+}
+
+/// Why the test cannot run here, if it cannot: no docker-compose, or no reachable daemon.
+fn docker_unavailable() -> Option<String> {
+    let compose = Command::new("docker-compose")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(compose, Ok(s) if s.success()) {
+        return Some("docker-compose is not installed".into());
+    }
+    if Command::new("docker").arg("--version").output().is_err() {
+        return Some("the docker CLI is not installed".into());
+    }
+    let mut info = Command::new("docker");
+    info.args(["version", "--format", "{{.Server.Version}}"]);
+    let info = run(info, Duration::from_secs(20));
+    if !info.ok {
+        return Some(format!(
+            "the Docker daemon is not reachable: {}",
+            info.stderr.trim()
+        ));
+    }
+    None
+}
+
+/// One Compose project on locally built images; `Drop` takes it down and removes its
+/// images, also when the test panics.
+struct Project {
+    name: String,
+    tag: String,
+    down: bool,
+    /// Takes the project down if this process dies without running `Drop` (SIGKILL).
+    watchdog: Option<std::process::Child>,
+}
+
+impl Project {
+    fn new() -> Self {
+        let pid = std::process::id();
+        let mut project = Project {
+            name: format!("loadgen-compose-{pid}"),
+            tag: format!("compose-{pid}"),
+            down: false,
+            watchdog: None,
+        };
+        // A leftover of an earlier process with the same PID would clash.
+        project.take_down();
+        project.down = false;
+        let docker = repo_root().join("docker");
+        project.watchdog = Command::new("setsid")
+            .args([
+                "bash",
+                "-c",
+                r#"while [[ -e /proc/$1 ]]; do sleep 1; done
+                   LOCAL_IMAGE_TAG=$3 docker-compose -f "$4/docker-compose.yml" \
+                     -f "$4/compose/docker-compose.local.yml" -p "$2" down -v --remove-orphans -t 5
+                   "$4/compose/local-images.sh" remove --tag "$3""#,
+                "compose-watchdog",
+                &pid.to_string(),
+                &project.name,
+                &project.tag,
+                &docker.to_string_lossy(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        project
+    }
+
+    fn compose(&self, args: &[&str]) -> Command {
+        let docker = repo_root().join("docker");
+        let mut cmd = Command::new("docker-compose");
+        cmd.arg("-f")
+            .arg(docker.join("docker-compose.yml"))
+            .arg("-f")
+            .arg(docker.join("compose/docker-compose.local.yml"))
+            .args(["-p", &self.name, "--ansi", "never"])
+            .args(args)
+            .env("LOCAL_IMAGE_TAG", &self.tag)
+            // Docker picks the host ports; nothing fixed, whatever the caller's env says.
+            .env_remove("PLATFORM_HTTP_PORT")
+            .env_remove("PLATFORM_PROMETHEUS_PORT")
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROJECT_NAME");
+        cmd
+    }
+
+    fn images(&self, action: &str) -> Ran {
+        let mut cmd = Command::new(repo_root().join("docker/compose/local-images.sh"));
+        cmd.args([action, "--tag", &self.tag])
+            .args(["--backend-bin", env!("CARGO_BIN_EXE_platform-backend")]);
+        run(cmd, Duration::from_secs(180))
+    }
+
+    fn logs(&self) -> String {
+        let ran = run(
+            self.compose(&["logs", "--no-color", "--tail", "30"]),
+            Duration::from_secs(30),
+        );
+        format!("{}{}", ran.stdout, ran.stderr)
+    }
+
+    /// `docker-compose down -v --remove-orphans`; true if it succeeded.
+    fn take_down(&mut self) -> bool {
+        self.down = true;
+        let ran = run(
+            self.compose(&["down", "-v", "--remove-orphans", "-t", "10"]),
+            Duration::from_secs(120),
+        );
+        if !ran.ok {
+            eprintln!("compose down failed: {}", ran.stderr);
+        }
+        ran.ok
+    }
+
+    /// IDs of the project's leftover objects of one kind (container, network, volume).
+    fn leftovers(&self, kind: &str) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let mut cmd = Command::new("docker");
+        match kind {
+            "container" => cmd.args(["ps", "-a", "-q", "--filter", &label]),
+            _ => cmd.args([kind, "ls", "-q", "--filter", &label]),
+        };
+        let ran = run(cmd, Duration::from_secs(30));
+        assert!(ran.ok, "listing {kind}s: {}", ran.stderr);
+        ran.stdout.split_whitespace().map(String::from).collect()
+    }
+
+    /// Requests one backend has served so far (all routes but /metrics and /health/*), from
+    /// its /metrics, read inside its container with busybox wget (no port is published).
+    fn served(&self, backend: &str) -> u64 {
+        let ran = run(
+            self.compose(&[
+                "exec",
+                "-T",
+                backend,
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "http://127.0.0.1:8080/metrics",
+            ]),
+            Duration::from_secs(30),
+        );
+        assert!(ran.ok, "metrics of {backend}: {}", ran.stderr);
+        let mut total = 0;
+        for line in ran.stdout.lines() {
+            if line.starts_with("http_requests_total{")
+                && !line.contains("/metrics")
+                && !line.contains("/health")
+            {
+                total += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64;
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if !self.down {
+            self.take_down();
+        }
+        let ran = self.images("remove");
+        if !ran.ok {
+            eprintln!("removing the local images failed: {}", ran.stderr);
+        }
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+fn http_ok(url: &str) -> bool {
+    Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "--max-time", "2", url])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn only_run(out: &Path) -> PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+#[test]
+fn the_compose_platform_serves_the_smoke_scenario_and_leaves_nothing_behind() {
+    // Like the container-fault tests, this one needs Docker: a silent skip would let CI
+    // pass without ever bringing the stack up.
+    if let Some(why) = docker_unavailable() {
+        panic!(
+            "the compose test needs Docker: {why} (bash .ci/run installs docker.io and docker-compose and starts dockerd)"
+        );
+    }
+    // Not while other stack tests send load: this one starts seven more processes.
+    let _g = exclusive_blocking();
+    let started = Instant::now();
+    let mut project = Project::new();
+
+    let built = project.images("build");
+    assert!(built.ok, "local-images.sh build failed:\n{}", built.stderr);
+    eprintln!("compose: images built after {:?}", started.elapsed());
+
+    // `up` itself waits for the service_healthy conditions (Postgres, Redis, backends).
+    let up = run(
+        project.compose(&["up", "-d", "--no-build"]),
+        Duration::from_secs(150),
+    );
+    assert!(
+        up.ok,
+        "compose up failed:\n{}\n{}",
+        up.stderr,
+        project.logs()
+    );
+    let port = run(
+        project.compose(&["port", "nginx", "8080"]),
+        Duration::from_secs(30),
+    );
+    assert!(port.ok, "compose port: {}", port.stderr);
+    let addr = port.stdout.trim().to_string();
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "nginx is published on loopback only: {addr:?}"
+    );
+    let base_url = format!("http://{addr}");
+
+    // Ready when nginx answers /health/ready through a backend (polled, no fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_ok(&format!("{base_url}/health/ready")) {
+        assert!(
+            Instant::now() < deadline,
+            "{base_url}/health/ready not ready after 60s:\n{}",
+            project.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("compose: {base_url} ready after {:?}", started.elapsed());
+
+    let before: Vec<u64> = BACKENDS.iter().map(|b| project.served(b)).collect();
+    let out = std::env::temp_dir().join(format!("loadgen-compose-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let code = loadgen::cli::main_with_args(vec![
+        "loadgen",
+        "run",
+        repo_root().join("scenarios/smoke.toml").to_str().unwrap(),
+        "--target",
+        &base_url,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let after: Vec<u64> = BACKENDS.iter().map(|b| project.served(b)).collect();
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(only_run(&out).join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(summary["totals"]["errors"], 0, "{:#}", summary["totals"]);
+    let requests = summary["totals"]["requests"].as_u64().unwrap();
+    assert!(requests > 200, "{requests}");
+
+    // Every request loadgen counted reached exactly one backend (nginx retries only after
+    // a failure, and there was none) ...
+    let per_backend: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        per_backend.iter().sum::<u64>(),
+        requests,
+        "backends served {per_backend:?}, loadgen counted {requests}"
+    );
+    // ... and nginx spread them over all three, each response naming its instance
+    // (X-Instance passed through): loadgen's per-instance counts match the backends' own.
+    let instances = summary["totals"]["instances"].as_object().unwrap();
+    for (name, served) in BACKENDS.iter().zip(&per_backend) {
+        assert!(*served > 0, "{name} served nothing: {per_backend:?}");
+        assert_eq!(
+            instances.get(*name).and_then(Value::as_u64),
+            Some(*served),
+            "X-Instance counts {instances:?} vs backend counters {per_backend:?}"
+        );
+    }
+    assert_eq!(instances.len(), 3, "{instances:?}");
+
+    // Prometheus (published on loopback too) scrapes all three backends.
+    let prometheus = run(
+        project.compose(&["port", "prometheus", "9090"]),
+        Duration::from_secs(30),
+    );
+    assert!(prometheus.ok, "compose port: {}", prometheus.stderr);
+    let query = format!(
+        "http://{}/api/v1/query?query=sum(up%7Bjob%3D%22platform-backend%22%7D)",
+        prometheus.stdout.trim()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = Command::new("curl")
+            .args(["-sf", "--max-time", "2", &query])
+            .output()
+            .unwrap()
+            .stdout;
+        let up = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(String::from)
+        });
+        if up.as_deref() == Some("3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus does not see 3 backends up: {}",
+            String::from_utf8_lossy(&body)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "compose: smoke passed, {requests} requests served as {per_backend:?}, after {:?}",
+        started.elapsed()
+    );
+
+    assert!(project.take_down(), "compose down failed");
+    for kind in ["container", "network", "volume"] {
+        let left = project.leftovers(kind);
+        assert!(
+            left.is_empty(),
+            "{kind}s of {} left behind: {left:?}",
+            project.name
+        );
+    }
+    eprintln!("compose: down, nothing left, after {:?}", started.elapsed());
+}
+
+/// Replaces `${NAME}` placeholders like docker/local/stack.sh's `render`.
+fn render(template: &str, pairs: &[(&str, &str)]) -> String {
+    let mut text = template.trim_end_matches('\n').to_string();
+    for (name, value) in pairs {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    text + "\n"
+}
+
+/// The generated file minus its header: everything from the template's first line on.
+fn body_of(generated: &str, template: &str) -> String {
+    let first = template.lines().next().unwrap();
+    let start = generated
+        .find(first)
+        .expect("the generated file contains the template");
+    generated[start..].to_string()
+}
+
+#[test]
+fn the_compose_configs_are_the_local_templates_rendered() {
+    let root = repo_root();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+
+    let template = read("docker/nginx/nginx.conf.template");
+    let servers = BACKENDS
+        .iter()
+        .map(|b| format!("server {b}:8080 max_fails=2 fail_timeout=5s;"))
+        .collect::<Vec<_>>()
+        .join("\n        ");
+    let expected = render(
+        &template,
+        &[
+            ("NGINX_LISTEN", "8080"),
+            ("UPSTREAM_SERVERS", &servers),
+            ("RATE_LIMIT", "off"),
+            ("ACCESS_LOG", "/dev/stdout upstream"),
+        ],
+    );
+    assert_eq!(
+        body_of(&read("docker/compose/nginx.conf"), &template),
+        expected,
+        "docker/compose/nginx.conf drifted from docker/nginx/nginx.conf.template"
+    );
+
+    let template = read("docker/prometheus/prometheus.yml.template");
+    let expected = render(
+        &template,
+        &[
+            (
+                "BACKEND_TARGETS",
+                "['backend-1:8080', 'backend-2:8080', 'backend-3:8080']",
+            ),
+            ("PROMETHEUS_SELF", "localhost:9090"),
+        ],
+    );
+    assert_eq!(
+        body_of(&read("docker/compose/prometheus.yml"), &template),
+        expected,
+        "docker/compose/prometheus.yml drifted from docker/prometheus/prometheus.yml.template"
+    );
+}
