@@ -264,7 +264,7 @@ fn only_run(out: &Path) -> PathBuf {
 }
 
 #[test]
-fn the_compose_platform_serves_the_smoke_scenario_and_leaves_nothing_behind() {
+fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothing_behind() {
     // Like the container-fault tests, this one needs Docker: a silent skip would let CI
     // pass without ever bringing the stack up.
     if let Some(why) = docker_unavailable() {
@@ -399,6 +399,8 @@ fn the_compose_platform_serves_the_smoke_scenario_and_leaves_nothing_behind() {
         started.elapsed()
     );
 
+    drill(&project, &base_url);
+
     assert!(project.take_down(), "compose down failed");
     for kind in ["container", "network", "volume"] {
         let left = project.leftovers(kind);
@@ -409,6 +411,87 @@ fn the_compose_platform_serves_the_smoke_scenario_and_leaves_nothing_behind() {
         );
     }
     eprintln!("compose: down, nothing left, after {:?}", started.elapsed());
+}
+
+/// scenarios/compose-drill.toml against the project: backend-1's container is killed through
+/// the Docker Engine API and started again, while nginx routes around it.
+fn drill(project: &Project, base_url: &str) {
+    let out = tempfile::Builder::new()
+        .prefix("loadgen-compose-drill-")
+        .tempdir()
+        .unwrap();
+    let code = loadgen::cli::main_with_args(vec![
+        "loadgen",
+        "run",
+        repo_root()
+            .join("scenarios/compose-drill.toml")
+            .to_str()
+            .unwrap(),
+        "--target",
+        base_url,
+        "--duration",
+        "24s",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--quiet",
+    ]);
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(only_run(out.path()).join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let events: Vec<(&str, &str)> = summary["faults"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["target"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        (events[0].0, events[1].0),
+        ("inject", "recover"),
+        "{events:?}"
+    );
+    assert!(
+        events[0]
+            .1
+            .contains(&format!("{}_backend-1_1", project.name)),
+        "the kill hit this project's backend-1: {events:?}"
+    );
+    // nginx routed around the dead instance: the SLOs (≥ 99 % available during the kill,
+    // back within 10 s) pass, and backend-1 answered (next to) nothing while it was down:
+    // a response already on its way at the kill, or one right after `docker start`
+    // returned and before the recover event was stamped, may fall inside the window.
+    assert_eq!(code, 0, "{:#}", summary["slos"]);
+    let failover = &summary["failover"][0];
+    let during = |name: &str| failover["instances_during"][name].as_u64().unwrap_or(0);
+    assert!(
+        during("backend-1") * 20 < during("backend-2").min(during("backend-3")),
+        "{failover:#}"
+    );
+    // Seen from outside: the container runs again.
+    let state = run(
+        {
+            let mut cmd = Command::new("docker");
+            cmd.args([
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                &format!("{}_backend-1_1", project.name),
+            ]);
+            cmd
+        },
+        Duration::from_secs(20),
+    );
+    assert_eq!(state.stdout.trim(), "true", "{}", state.stderr);
+    eprintln!(
+        "compose drill: {} of {} requests failed during the kill, instances during {}",
+        failover["requests_failed"], summary["totals"]["requests"], failover["instances_during"]
+    );
 }
 
 /// Replaces `${NAME}` placeholders like docker/local/stack.sh's `render`.
