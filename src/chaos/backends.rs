@@ -2,6 +2,7 @@
 //! Backends that need a connection (Docker) are connected on first use.
 
 use super::docker::DockerBackend;
+use super::firewall::FirewallBackend;
 use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
@@ -13,6 +14,7 @@ use super::{ChaosError, Target};
 pub struct Backends {
     process: ProcessBackend,
     network: NetworkBackend,
+    firewall: FirewallBackend,
     docker: Option<DockerBackend>,
     docker_host: Option<String>,
     kube: Option<KubeBackend>,
@@ -25,6 +27,7 @@ impl Backends {
         Backends {
             process: ProcessBackend::new(state_path(plan.stack_state.as_deref())),
             network: NetworkBackend::new(state_path(plan.stack_state.as_deref())),
+            firewall: FirewallBackend::default(),
             docker: None,
             docker_host: plan.docker_host.clone(),
             kube: None,
@@ -97,6 +100,7 @@ impl Backends {
                 true,
             )]),
             Selector::Proxy { .. } => self.network.resolve(selector),
+            Selector::Port { .. } => self.firewall.resolve(selector).await,
         }
     }
 
@@ -111,6 +115,7 @@ impl Backends {
             "process" => self.process.undo_for(target, action),
             "docker" => self.docker().await?.undo_for(target, action),
             "proxy" => self.network.undo_for(target, action),
+            "firewall" => self.firewall.undo_for(target, action),
             "kube" => {
                 // Pod deletions, evictions and restarts heal themselves (controllers); a
                 // scale is put back to the replica count read now, before the change.
@@ -151,6 +156,7 @@ impl Backends {
             "process" => self.process.apply(target, action, undo).await,
             "docker" => self.docker().await?.apply(target, action).await,
             "proxy" => self.network.apply(target, action).await,
+            "firewall" => self.firewall.apply(target, action, undo).await,
             "kube" => {
                 let (namespace, name) = target
                     .id
@@ -201,5 +207,6 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         Undo::Docker { .. } => super::docker::recover(undo).await,
         Undo::Kube { .. } => super::kube::recover(undo).await.map(|_| ()),
         Undo::Proxy { .. } => super::network::recover(undo).await,
+        Undo::Firewall { .. } => super::firewall::recover(undo).await,
     }
 }

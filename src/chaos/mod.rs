@@ -9,10 +9,12 @@
 //!
 //! Backends: `process` (local processes), `docker` (containers through the Engine API),
 //! `kube` (pods and deployments through the Kubernetes API), `network` (the user-space TCP
-//! fault proxy in `proxy/`: latency, bandwidth, reset, blackhole, slow close, refuse).
+//! fault proxy in `proxy/`: latency, bandwidth, reset, blackhole, slow close, refuse),
+//! `firewall` (iptables rules on loopback: packet loss, partition, TCP reset).
 
 pub mod backends;
 pub mod docker;
+pub mod firewall;
 pub mod kube;
 pub mod ledger;
 pub mod network;
@@ -31,9 +33,10 @@ use serde::{Deserialize, Serialize};
 /// One thing a fault can hit: a process, a container, a pod, a proxied link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    /// Which backend owns it: "process", "docker", "kube", "proxy".
+    /// Which backend owns it: "process", "docker", "kube", "proxy", "firewall".
     pub backend: String,
-    /// Stable identity within the backend: a PID, a container id, `namespace/pod`, a proxy name.
+    /// Stable identity within the backend: a PID, a container id, `namespace/pod`, a proxy
+    /// name, `tcp/PORT`.
     pub id: String,
     /// What a human calls it: an instance name, a container name.
     pub name: String,

@@ -428,6 +428,11 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
     let mut lines = Vec::new();
     for fault in &plan.faults {
         let verdict = match backends.resolve(&fault.selector).await {
+            // Packet faults that cannot be made here (no root, no iptables) stop the run
+            // before any traffic rather than fail at their injection.
+            Err(e) if matches!(fault.selector, super::spec::Selector::Port { .. }) => {
+                Verdict::Refused(e.to_string())
+            }
             Err(e) => Verdict::Error(e.to_string()),
             Ok(candidates) => {
                 let matched: Vec<String> = candidates

@@ -86,6 +86,11 @@ pub enum Action {
     Blackhole,
     SlowClose { delay: Duration },
     Refuse,
+    // Packet rules on loopback (iptables): drop `percent` (0 < p ≤ 100) of the packets to
+    // the port, drop all of them, answer them with a TCP reset.
+    Loss { percent: f64 },
+    Partition,
+    Reject,
 }
 
 impl Action {
@@ -108,6 +113,7 @@ impl Action {
             | Action::Blackhole
             | Action::SlowClose { .. }
             | Action::Refuse => "proxy",
+            Action::Loss { .. } | Action::Partition | Action::Reject => "firewall",
         }
     }
 
@@ -131,6 +137,7 @@ impl Action {
                 | Action::Bandwidth { .. }
                 | Action::SlowClose { .. }
                 | Action::Scale { .. }
+                | Action::Loss { .. }
         )
     }
 }
@@ -153,6 +160,8 @@ pub enum Selector {
     Deployment { namespace: String, name: String },
     /// A link through the fault proxy, by the name the stack gave it.
     Proxy { name: String },
+    /// TCP traffic to 127.0.0.1:`port` on loopback (packet rules through iptables).
+    Port { port: u16 },
 }
 
 impl std::fmt::Display for Selector {
@@ -168,6 +177,7 @@ impl std::fmt::Display for Selector {
             } => write!(f, "pods {selector} in {namespace}"),
             Selector::Deployment { namespace, name } => write!(f, "deployment {namespace}/{name}"),
             Selector::Proxy { name } => write!(f, "proxy {name}"),
+            Selector::Port { port } => write!(f, "port {port}"),
         }
     }
 }

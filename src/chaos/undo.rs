@@ -30,6 +30,11 @@ pub enum Undo {
         /// The proxy's control API (`http://127.0.0.1:PORT`).
         control: String,
     },
+    Firewall {
+        /// The rule's exact iptables arguments after `-I INPUT` (and so after `-D INPUT`);
+        /// its `loadgen:<id>` comment makes it unique.
+        rule: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -169,11 +169,12 @@ fn select(
         raw.pods.is_some(),
         raw.deployment.is_some(),
         raw.proxy.is_some(),
+        raw.port.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diagnostics.push(
             target.span(),
-            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy",
+            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy, port",
         );
         return None;
     }
@@ -234,6 +235,15 @@ fn select(
         Selector::ContainerLabel {
             label: label.clone(),
         }
+    } else if let Some(port) = raw.port {
+        if port == 0 {
+            diagnostics.push(
+                target.span(),
+                "`port` must be a TCP port from 1 to 65535 (traffic to 127.0.0.1:PORT)",
+            );
+            return None;
+        }
+        Selector::Port { port }
     } else {
         Selector::Proxy {
             name: raw.proxy.clone().unwrap_or_default(),
@@ -248,6 +258,7 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
         Selector::Container { .. } | Selector::ContainerLabel { .. } => "docker",
         Selector::Pods { .. } | Selector::Deployment { .. } => "kube",
         Selector::Proxy { .. } => "proxy",
+        Selector::Port { .. } => "firewall",
     };
     let duration_of = |value: &Option<Spanned<String>>,
                        what: &str,
@@ -340,12 +351,38 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
         ("proxy", "slow_close") => Action::SlowClose {
             delay: duration_of(&raw.delay, "delay", diagnostics)?,
         },
+        ("firewall", "loss") => match &raw.probability {
+            Some(p) => match parse_percent(p.get_ref()) {
+                Ok(percent) if percent > 0.0 => Action::Loss { percent },
+                Ok(_) => {
+                    diagnostics.push(
+                        p.span(),
+                        "`probability` must be above 0% (a loss that drops nothing is a typo)",
+                    );
+                    return None;
+                }
+                Err(message) => {
+                    diagnostics.push(p.span(), message);
+                    return None;
+                }
+            },
+            None => {
+                diagnostics.push(
+                    raw.action.span(),
+                    "`loss` needs `probability` (the share of packets dropped, e.g. \"10%\")",
+                );
+                return None;
+            }
+        },
+        ("firewall", "partition") => Action::Partition,
+        ("firewall", "reject") => Action::Reject,
         (backend, other) => {
             let valid = match backend {
                 "process" => "kill, terminate, pause, restart",
                 "docker" => "kill, stop, pause, restart, disconnect",
                 "kube" if matches!(selector, Selector::Pods { .. }) => "delete, evict (pods)",
                 "kube" => "scale, restart (deployments)",
+                "firewall" => "loss, partition, reject",
                 _ => "latency, bandwidth, reset, blackhole, slow_close, refuse",
             };
             diagnostics.push(
@@ -387,6 +424,18 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
         // The proxy's remaining rules (maximum delay, non-zero rates), checked now so a bad
         // value is a validation error, not a failure mid-run.
         diagnostics.push(raw.action.span(), e.to_string());
+        return None;
+    }
+    if action.backend() == "firewall"
+        && let Err(e) = crate::chaos::firewall::rule_for(1, &action, "check")
+    {
+        // A probability too small for iptables to express, caught now, not mid-run.
+        diagnostics.push(
+            raw.probability
+                .as_ref()
+                .map_or(raw.action.span(), |p| p.span()),
+            e.to_string(),
+        );
         return None;
     }
     Some(action)

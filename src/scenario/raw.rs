@@ -179,6 +179,7 @@ pub struct RawFault {
     pub jitter: Option<Spanned<String>>,
     pub bandwidth: Option<Spanned<String>>,
     pub delay: Option<Spanned<String>>,
+    pub probability: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +193,7 @@ pub struct RawSelector {
     pub deployment: Option<String>,
     pub namespace: Option<String>,
     pub proxy: Option<String>,
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]

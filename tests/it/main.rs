@@ -3,6 +3,7 @@
 
 mod binary;
 mod chaos_docker;
+mod chaos_firewall;
 mod chaos_kube;
 mod chaos_network;
 mod chaos_process;

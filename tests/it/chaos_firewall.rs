@@ -1,0 +1,466 @@
+//! `{ port = … }` faults: real iptables rules on loopback in front of a real HTTP server.
+//! The fault is seen in the run (fast resets, lost packets), the rule is gone afterwards —
+//! at the planned end, and by `loadgen recover` after a `kill -9` of loadgen — as
+//! `iptables -S INPUT` shows from outside. Needs root and iptables (as CI has).
+//!
+//! Every rule loadgen makes carries the comment `loadgen:<port>-…`; each test's server has
+//! a port of its own, and a guard deletes whatever rule for that port is left, whatever
+//! happens.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::server::TestServer;
+use crate::support::{Workspace, eventually, options, run_ok};
+
+/// The INPUT rules (`iptables -S INPUT` lines) loadgen made for `port`.
+fn rules_for(port: u16) -> Vec<String> {
+    listed(port).expect("iptables -S INPUT runs")
+}
+
+fn listed(port: u16) -> Option<Vec<String>> {
+    let output = Command::new("iptables")
+        .args(["-w", "5", "-S", "INPUT"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    // iptables -S quotes comments: `--comment "loadgen:PORT-…"`.
+    let mark = format!("--comment \"loadgen:{port}-");
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.contains(&mark))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Deletes every rule loadgen made for its port when dropped — also when a test fails.
+struct RuleGuard {
+    port: u16,
+}
+
+impl Drop for RuleGuard {
+    fn drop(&mut self) {
+        for line in listed(self.port).unwrap_or_default() {
+            if let Some(spec) = line.strip_prefix("-A INPUT ") {
+                let _ = Command::new("iptables")
+                    .args(["-w", "5", "-D", "INPUT"])
+                    .args(spec.split_whitespace().map(|w| w.trim_matches('"')))
+                    .status();
+            }
+        }
+    }
+}
+
+fn scenario(port: u16, run: &str, request_timeout: &str, fault: &str) -> String {
+    format!(
+        r#"name = "packet-drill"
+[target]
+base_url = "http://127.0.0.1:{port}"
+connect_timeout = "{request_timeout}"
+request_timeout = "{request_timeout}"
+[load]
+model = "open"
+start_rate = "20/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "{run}"
+rate = "20/s"
+[[journey]]
+name = "page"
+[[journey.step]]
+name = "get"
+url = "/hello"
+[chaos]
+settle = "500ms"
+[[fault]]
+name = "cut"
+target = {{ port = {port} }}
+allow_last = true
+{fault}
+"#
+    )
+}
+
+/// Per second of the run: (second, requests, errors), from series.csv's "all" rows.
+fn per_second(run_dir: &Path) -> Vec<(u64, u64, u64)> {
+    let mut reader = csv::Reader::from_path(run_dir.join("series.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (second, scope, requests, errors) = (
+        column("second"),
+        column("scope"),
+        column("requests"),
+        column("errors"),
+    );
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[scope] == "all")
+        .map(|r| {
+            (
+                r[second].parse().unwrap(),
+                r[requests].parse().unwrap(),
+                r[errors].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reject_fails_requests_fast_then_the_rule_is_gone() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let _guard = RuleGuard { port };
+    let file = workspace.write(
+        "reject.toml",
+        &scenario(
+            port,
+            "6s",
+            "2s",
+            "action = \"reject\"\nat = \"1500ms\"\nduration = \"2s\"",
+        ),
+    );
+    let (run_dir, summary) = run_ok(&options(&file, &workspace.out()));
+
+    let target = format!("port {port} (tcp/{port})");
+    let events: Vec<(&str, String)> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.target.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        events,
+        vec![("inject", target.clone()), ("recover", target)]
+    );
+    assert!(summary.faults.unrecovered.is_empty());
+
+    // Requests in the window failed with resets or refused connects, never by waiting for
+    // a timeout: a reset answers at once.
+    let by_class = &summary.totals.errors_by_class;
+    let fast = by_class.get("connect_refused").copied().unwrap_or(0)
+        + by_class.get("reset").copied().unwrap_or(0);
+    assert!(fast >= 10, "errors by class: {by_class:?}");
+    assert_eq!(fast, summary.totals.errors, "errors by class: {by_class:?}");
+    let failover = &summary.failover[0];
+    assert!(failover.requests_failed >= 10, "{failover:?}");
+    assert!(
+        failover
+            .failed_by_class
+            .keys()
+            .all(|class| class == "connect_refused" || class == "reset"),
+        "{failover:?}"
+    );
+    let during = failover.p99_during_us.expect("requests during the fault");
+    assert!(during < 500_000, "p99 during a reject: {during} µs");
+    // The rejected requests never reached the server; the others did.
+    let seen = server.seen().len() as u64;
+    assert!(
+        seen < summary.totals.requests,
+        "{seen} of {}",
+        summary.totals.requests
+    );
+    assert!(seen >= summary.totals.requests - summary.totals.errors);
+
+    // A second after the rule was deleted, every request succeeds again.
+    let after: Vec<(u64, u64, u64)> = per_second(&run_dir)
+        .into_iter()
+        .filter(|(second, _, _)| second * 1000 >= failover.end_ms + 1000)
+        .collect();
+    assert!(
+        after.iter().map(|(_, r, _)| r).sum::<u64>() >= 20,
+        "{after:?}"
+    );
+    assert!(after.iter().all(|(_, _, errors)| *errors == 0), "{after:?}");
+    assert_eq!(rules_for(port), Vec::<String>::new());
+
+    // The ledger recorded the exact rule before inserting it.
+    let ledger = std::fs::read_to_string(run_dir.join("faults.ledger.jsonl")).unwrap();
+    assert!(
+        ledger.contains(&format!("loadgen:{port}-")) && ledger.contains("tcp-reset"),
+        "{ledger}"
+    );
+}
+
+/// A `loadgen run` child whose partition is injected at 500 ms and held to the end of a
+/// 60 s run; returns once the rule is in INPUT.
+fn start_long_partition(workspace: &Workspace, port: u16) -> (KillOnDrop, PathBuf) {
+    let file = workspace.write(
+        "long.toml",
+        &scenario(
+            port,
+            "60s",
+            "500ms",
+            "action = \"partition\"\nat = \"500ms\"\nduration = \"59s\"",
+        ),
+    );
+    let child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--out",
+                workspace.out().to_str().unwrap(),
+                "--quiet",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || rules_for(port).len() == 1),
+        "the partition rule never appeared"
+    );
+    (child, workspace.out())
+}
+
+/// A child `loadgen run`, killed when dropped (a failed test leaves no run behind).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a fresh TCP connection to the port completes within `timeout`.
+fn connects(port: u16, timeout: Duration) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).is_ok()
+}
+
+#[test]
+fn kill_9_mid_partition_leaves_the_rule_and_loadgen_recover_removes_it() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let _guard = RuleGuard { port };
+    let (mut child, out) = start_long_partition(&workspace, port);
+    let rule = rules_for(port).remove(0);
+    assert!(
+        rule.contains("-d 127.0.0.0/8 -i lo -p tcp") && rule.ends_with("-j DROP"),
+        "{rule}"
+    );
+    // The partition is real: a connect to the port gets no answer at all.
+    assert!(!connects(port, Duration::from_millis(300)));
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert_eq!(
+        rules_for(port).len(),
+        1,
+        "nothing could delete the rule after kill -9"
+    );
+
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["recover", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("recovered: cut"), "{stdout}");
+    assert_eq!(rules_for(port), Vec::<String>::new());
+    assert!(connects(port, Duration::from_secs(1)));
+
+    // Recover is idempotent: the rule is gone, so there is nothing left to do.
+    let again = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["recover", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
+
+#[test]
+fn half_the_packets_lost_slows_or_fails_some_requests_but_not_all() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let _guard = RuleGuard { port };
+    let file = workspace.write(
+        "loss.toml",
+        &scenario(
+            port,
+            "6s",
+            "1500ms",
+            "action = \"loss\"\nprobability = \"50%\"\nat = \"1s\"\nduration = \"4s\"",
+        ),
+    );
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    let kinds: Vec<&str> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(kinds, vec!["inject", "recover"]);
+    assert_eq!(rules_for(port), Vec::<String>::new());
+
+    let failover = &summary.failover[0];
+    let before = failover.p99_before_us.expect("requests before the fault");
+    assert!(before < 100_000, "p99 before the loss: {before} µs");
+    // Half the packets lost: TCP retransmits (≥ 200 ms on Linux; a lost SYN costs 1 s) or
+    // gives up, so the slow tail shows during the fault; but most requests still get through.
+    let during = failover.p99_during_us.expect("requests during the fault");
+    assert!(during >= 200_000, "no slow tail under loss: {failover:?}");
+    let requests = summary.totals.requests;
+    assert!(requests >= 100, "{requests} requests");
+    assert!(
+        summary.totals.errors < requests / 2,
+        "a 50% loss should not fail most requests: {:?}",
+        summary.totals
+    );
+    assert!(server.seen().len() as u64 >= requests / 2);
+}
+
+#[test]
+fn a_port_target_with_a_bad_probability_is_a_positioned_validation_error() {
+    let workspace = Workspace::new();
+    for (probability, expected) in [
+        ("0%", "must be above 0%"),
+        ("150%", "between 0% and 100%"),
+        ("ten", "not a percentage"),
+    ] {
+        let text = scenario(
+            5432,
+            "2s",
+            "1s",
+            &format!("action = \"loss\"\nprobability = \"{probability}\"\nat = \"1s\""),
+        );
+        let file = workspace.write("bad.toml", &text);
+        let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--out",
+                workspace.out().to_str().unwrap(),
+                "--quiet",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("probability"))
+            .unwrap()
+            + 1;
+        let col = "probability = ".len() + 1;
+        assert!(
+            stderr.contains(&format!("bad.toml:{line}:{col}")),
+            "{probability}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{probability}: {stderr}");
+        assert!(
+            !workspace.out().exists(),
+            "no run directory for a bad scenario"
+        );
+    }
+    // An action the firewall does not have, and a missing probability.
+    let text = scenario(5432, "2s", "1s", "action = \"latency\"\nat = \"1s\"");
+    let file = workspace.write("bad.toml", &text);
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["plan", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("loss, partition, reject"), "{stderr}");
+    let text = scenario(5432, "2s", "1s", "action = \"loss\"\nat = \"1s\"");
+    let file = workspace.write("bad.toml", &text);
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["plan", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`loss` needs `probability`"), "{stderr}");
+}
+
+#[test]
+fn dry_run_names_the_port_and_adds_no_rule() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let _guard = RuleGuard { port };
+    let file = workspace.write(
+        "dry.toml",
+        &scenario(port, "2s", "1s", "action = \"partition\"\nat = \"1s\""),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", file.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("would hit: port {port}")),
+        "{stdout}"
+    );
+    assert!(rules_for(port).is_empty());
+    assert!(server.seen().is_empty());
+}
+
+#[test]
+fn without_root_a_packet_fault_is_refused_before_any_traffic() {
+    use std::os::unix::fs::PermissionsExt;
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let _guard = RuleGuard { port };
+    let file = workspace.write(
+        "nobody.toml",
+        &scenario(port, "2s", "1s", "action = \"reject\"\nat = \"1s\""),
+    );
+    // `nobody` may read the scenario and write nowhere else.
+    std::fs::set_permissions(workspace.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_nobody = |extra: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["run", file.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .expect("setpriv (util-linux) runs")
+    };
+    let dry = as_nobody(&["--dry-run"]);
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("packet faults need root and iptables"),
+        "{stdout}"
+    );
+    let out = std::env::temp_dir().join(format!("loadgen-nobody-{port}"));
+    let run = as_nobody(&["--out", out.to_str().unwrap(), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("packet faults need root and iptables"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no run directory");
+    assert!(server.seen().is_empty(), "nothing was sent");
+    assert!(rules_for(port).is_empty());
+}
