@@ -1,5 +1,6 @@
-//! The plain-GET benchmark for Goose: one transaction, GET /. Run by bench/run.sh with
-//! `--host http://127.0.0.1:PORT --users 64 --hatch-rate 64 --run-time 10s`.
+//! The plain-GET benchmark for Goose: one transaction, GET /. Run by bench/run.sh, pinned to
+//! one core, with `--host http://127.0.0.1:PORT/ --users 64 --increase-rate 6400
+//! --run-time 10s --no-reset-metrics --quiet --report-file FILE.json`.
 
 use goose::prelude::*;
 
