@@ -298,18 +298,7 @@ fn sigterm_mid_fault_unpauses_the_container() {
             "at = \"500ms\"",
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = crate::support::spawn_run(&file, &workspace.out());
     assert!(container.wait_for_state("paused", Duration::from_secs(10)));
     assert!(
         Command::new("kill")

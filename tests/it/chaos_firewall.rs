@@ -8,11 +8,13 @@
 //! happens.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::server::TestServer;
-use crate::support::{Workspace, eventually, options, run_ok};
+use crate::support::{
+    Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok, spawn_run,
+};
 
 /// The INPUT rules (`iptables -S INPUT` lines) loadgen made for `port`.
 fn rules_for(port: u16) -> Vec<String> {
@@ -198,20 +200,7 @@ fn start_long_partition(workspace: &Workspace, port: u16) -> (KillOnDrop, PathBu
             "action = \"partition\"\nat = \"500ms\"\nduration = \"59s\"",
         ),
     );
-    let child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args([
-                "run",
-                file.to_str().unwrap(),
-                "--out",
-                workspace.out().to_str().unwrap(),
-                "--quiet",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = KillOnDrop(spawn_run(&file, &workspace.out()));
     assert!(
         eventually(Duration::from_secs(10), || rules_for(port).len() == 1),
         "the partition rule never appeared"
@@ -257,34 +246,9 @@ fn kill_9_mid_partition_leaves_the_rule_and_loadgen_recover_removes_it() {
         "nothing could delete the rule after kill -9"
     );
 
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["recover", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("recovered: cut"), "{stdout}");
+    recover_twice(&only_entry(&out), "cut");
     assert_eq!(rules_for(port), Vec::<String>::new());
     assert!(connects(port, Duration::from_secs(1)));
-
-    // Recover is idempotent: the rule is gone, so there is nothing left to do.
-    let again = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["recover", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
 }
 
 #[test]
@@ -344,16 +308,13 @@ fn a_port_target_with_a_bad_probability_is_a_positioned_validation_error() {
             &format!("action = \"loss\"\nprobability = \"{probability}\"\nat = \"1s\""),
         );
         let file = workspace.write("bad.toml", &text);
-        let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args([
-                "run",
-                file.to_str().unwrap(),
-                "--out",
-                workspace.out().to_str().unwrap(),
-                "--quiet",
-            ])
-            .output()
-            .unwrap();
+        let output = loadgen(&[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+            "--quiet",
+        ]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         let line = text
@@ -375,19 +336,13 @@ fn a_port_target_with_a_bad_probability_is_a_positioned_validation_error() {
     // An action the firewall does not have, and a missing probability.
     let text = scenario(5432, "2s", "1s", "action = \"latency\"\nat = \"1s\"");
     let file = workspace.write("bad.toml", &text);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["plan", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = loadgen(&["plan", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("loss, partition, reject"), "{stderr}");
     let text = scenario(5432, "2s", "1s", "action = \"loss\"\nat = \"1s\"");
     let file = workspace.write("bad.toml", &text);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["plan", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = loadgen(&["plan", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`loss` needs `probability`"), "{stderr}");
@@ -403,10 +358,7 @@ fn dry_run_names_the_port_and_adds_no_rule() {
         "dry.toml",
         &scenario(port, "2s", "1s", "action = \"partition\"\nat = \"1s\""),
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", file.to_str().unwrap(), "--dry-run"])
-        .output()
-        .unwrap();
+    let output = loadgen(&["run", file.to_str().unwrap(), "--dry-run"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),

@@ -4,12 +4,14 @@
 //! `kill -9` of loadgen.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::server::TestServer;
-use crate::support::{Workspace, eventually, options, run_ok};
+use crate::support::{
+    Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok, spawn_run,
+};
 
 /// A `loadgen proxy` child process in front of `upstream`, and the stack state file that
 /// names it `web`.
@@ -156,18 +158,7 @@ fn start_long_drill(workspace: &Workspace, proxy: &ProxyProcess) -> Child {
         "long.toml",
         &scenario(proxy, "60s", "at = \"500ms\"\nduration = \"59s\""),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&file, &workspace.out());
     assert!(
         eventually(Duration::from_secs(10), || proxy.fault()["kind"]
             == "latency"),
@@ -211,14 +202,7 @@ fn kill_9_mid_fault_then_loadgen_recover_clears_the_proxy() {
         "nothing could clear it after kill -9"
     );
 
-    let run_dir = only_entry(&workspace.out());
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["recover", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("recovered: slow link on web"), "{stdout}");
+    recover_twice(&only_entry(&workspace.out()), "slow link on web");
     assert_eq!(proxy.fault(), serde_json::Value::Null);
 }
 
@@ -234,10 +218,7 @@ fn a_proxy_that_is_gone_counts_as_recovered() {
     proxy.child.kill().unwrap();
     proxy.child.wait().unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["recover", only_entry(&workspace.out()).to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = loadgen(&["recover", only_entry(&workspace.out()).to_str().unwrap()]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -248,16 +229,13 @@ fn a_proxy_that_is_gone_counts_as_recovered() {
 
 #[test]
 fn the_proxy_refuses_non_loopback_addresses_and_says_each_problem() {
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "proxy",
-            "--listen",
-            "0.0.0.0:0",
-            "--upstream",
-            "10.9.8.7:5432",
-        ])
-        .output()
-        .unwrap();
+    let output = loadgen(&[
+        "proxy",
+        "--listen",
+        "0.0.0.0:0",
+        "--upstream",
+        "10.9.8.7:5432",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--listen 0.0.0.0:0"), "{stderr}");
@@ -295,23 +273,11 @@ jitter = "20ms"
 target = { proxy = "web" }
 "#,
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["validate", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = loadgen(&["validate", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("bad.toml:20:10: error: `jitter` (20ms) must not exceed `latency` (10ms)"),
         "{stderr}"
     );
-}
-
-fn only_entry(dir: &Path) -> PathBuf {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    entries.pop().unwrap()
 }

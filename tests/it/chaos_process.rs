@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use loadgen::chaos::process::proc_stat;
 
-use crate::support::{Workspace, eventually, http_answers, options, run_ok};
+use crate::support::{
+    Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_ok,
+    spawn_run,
+};
 
 /// A real server process: `python3 -m http.server 0` with its PID in a file.
 pub struct ServerProcess {
@@ -193,15 +196,12 @@ fn a_fault_that_would_take_down_every_target_is_refused_before_traffic() {
     )
     .replace("allow_last = true\n", "");
     let file = workspace.write("drill.toml", &text);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let output = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        workspace.out().to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("would leave none"), "{stderr}");
@@ -211,10 +211,7 @@ fn a_fault_that_would_take_down_every_target_is_refused_before_traffic() {
     );
     assert!(matches!(server.state(), 'S' | 'R'));
 
-    let dry = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", file.to_str().unwrap(), "--dry-run"])
-        .output()
-        .unwrap();
+    let dry = loadgen(&["run", file.to_str().unwrap(), "--dry-run"]);
     let stdout = String::from_utf8_lossy(&dry.stdout);
     assert_eq!(dry.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("REFUSED"), "{stdout}");
@@ -233,10 +230,7 @@ fn dry_run_names_the_targets_and_touches_nothing() {
             "at = \"1s\"\nduration = \"1s\"",
         ),
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", file.to_str().unwrap(), "--dry-run"])
-        .output()
-        .unwrap();
+    let output = loadgen(&["run", file.to_str().unwrap(), "--dry-run"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(
@@ -253,18 +247,7 @@ fn start_long_drill(workspace: &Workspace, server: &ServerProcess) -> (Child, Pa
         "long.toml",
         &pause_scenario(server.port, &server.pidfile, "60s", "at = \"500ms\""),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&file, &workspace.out());
     assert!(
         server.wait_for_state('T', Duration::from_secs(10)),
         "the pause never happened"
@@ -317,34 +300,9 @@ fn kill_9_mid_fault_then_loadgen_recover_restores_the_target() {
     child.wait().unwrap();
     assert_eq!(server.state(), 'T', "nothing could recover after kill -9");
 
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["recover", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("recovered: freeze server"), "{stdout}");
+    recover_twice(&only_entry(&out), "freeze server");
     assert!(server.wait_until_running(Duration::from_secs(2)));
     assert!(server.answers(Duration::from_secs(2)));
-
-    // Recover is idempotent: a second call finds nothing left to do.
-    let again = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["recover", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
 }
 
 #[test]
@@ -378,16 +336,13 @@ fn a_fault_that_cannot_be_recovered_exits_4_and_says_what_to_fix() {
         "target = { process = \"backend-*\" }",
     ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
     let file = workspace.write("drill.toml", &text);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let output = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        workspace.out().to_str().unwrap(),
+        "--quiet",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("a human must act"), "{stderr}");

@@ -90,3 +90,55 @@ pub fn eventually(within: std::time::Duration, mut probe: impl FnMut() -> bool) 
     }
     false
 }
+
+/// Runs the real loadgen binary to its end.
+pub fn loadgen(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("the loadgen binary runs")
+}
+
+/// Starts `loadgen run FILE --out OUT --quiet` as a child process, so a test can signal it
+/// or kill it mid-fault. Its output is piped.
+pub fn spawn_run(file: &Path, out: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the loadgen binary starts")
+}
+
+/// After a crash: `loadgen recover RUN_DIR` exits 0 and reports `fault` recovered; a
+/// second call finds nothing left to do (recover is idempotent).
+pub fn recover_twice(run_dir: &Path, fault: &str) {
+    let output = loadgen(&["recover", run_dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(&format!("recovered: {fault}")), "{stdout}");
+    let again = loadgen(&["recover", run_dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
+
+/// The one entry of `dir` (an `--out` directory holds one run directory per run).
+pub fn only_entry(dir: &Path) -> PathBuf {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.pop().unwrap()
+}
