@@ -438,6 +438,8 @@ cmd_down() {
   for name in $(all_components); do
     [[ -n "$(read_port "$name")" ]] && ports+=("$(read_port "$name")")
   done
+  # The proxy's control API has a port of its own.
+  [[ -s "$STATE_DIR/run/postgres-proxy.control" ]] && ports+=("$(cat "$STATE_DIR/run/postgres-proxy.control")")
   rm -rf "$STATE_DIR"
   local port busy=()
   for port in "${ports[@]}"; do
@@ -453,9 +455,9 @@ cmd_status() {
   for name in $(all_components); do
     pid="$(read_pid "$name")"
     if is_ours "$pid" "$(read_comm "$name")"; then
-      printf '%-12s running  pid %-8s port %s\n' "$name" "$pid" "$(read_port "$name")"
+      printf '%-14s running  pid %-8s port %s\n' "$name" "$pid" "$(read_port "$name")"
     else
-      printf '%-12s STOPPED  pid %-8s port %s\n' "$name" "${pid:--}" "$(read_port "$name")"
+      printf '%-14s STOPPED  pid %-8s port %s\n' "$name" "${pid:--}" "$(read_port "$name")"
       ok=1
     fi
   done

@@ -82,8 +82,24 @@ pub fn fault_for(action: &Action) -> Result<Fault, ChaosError> {
         Action::Refuse => Fault::Refuse,
         ref other => return Err(error(format!("{other:?} is not a network action"))),
     };
+    // The proxy's wire form counts whole milliseconds: refuse what it would truncate.
+    for (what, value) in durations_of(action) {
+        if value.subsec_nanos() % 1_000_000 != 0 {
+            return Err(error(format!(
+                "{what} must be whole milliseconds (the proxy counts in ms), not {value:?}"
+            )));
+        }
+    }
     fault.validate().map_err(|e| error(e.to_string()))?;
     Ok(fault)
+}
+
+fn durations_of(action: &Action) -> Vec<(&'static str, std::time::Duration)> {
+    match *action {
+        Action::Latency { delay, jitter } => vec![("latency", delay), ("jitter", jitter)],
+        Action::SlowClose { delay } => vec![("delay", delay)],
+        _ => Vec::new(),
+    }
 }
 
 /// Clears the proxy's fault. A proxy that is no longer running holds no fault: recovered.
@@ -158,5 +174,15 @@ mod tests {
                 .contains("must not exceed")
         );
         assert!(fault_for(&Action::Kill).is_err());
+        let sub_millisecond = Action::Latency {
+            delay: Duration::from_micros(1500),
+            jitter: Duration::ZERO,
+        };
+        assert!(
+            fault_for(&sub_millisecond)
+                .unwrap_err()
+                .to_string()
+                .contains("whole milliseconds")
+        );
     }
 }

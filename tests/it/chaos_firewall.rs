@@ -8,12 +8,13 @@
 //! happens.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::server::TestServer;
 use crate::support::{
-    Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok, spawn_run,
+    KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok,
+    spawn_run,
 };
 
 /// The INPUT rules (`iptables -S INPUT` lines) loadgen made for `port`.
@@ -209,15 +210,6 @@ fn start_long_partition(workspace: &Workspace, port: u16) -> (KillOnDrop, PathBu
 }
 
 /// A child `loadgen run`, killed when dropped (a failed test leaves no run behind).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Whether a fresh TCP connection to the port completes within `timeout`.
 fn connects(port: u16, timeout: Duration) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).is_ok()

@@ -14,8 +14,17 @@ use tokio::runtime::Runtime;
 
 use crate::server::TestServer;
 
-/// Timers tick in milliseconds and this machine has two busy cores: allowed lateness.
-const SLACK: Duration = Duration::from_millis(120);
+/// Timers tick in milliseconds and this machine has two busy cores: the lateness allowed
+/// to any one sample (a scheduling hiccup)…
+const SLACK: Duration = Duration::from_millis(400);
+/// …and to the median of a series, which one hiccup cannot move.
+const MEDIAN_SLACK: Duration = Duration::from_millis(60);
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -149,13 +158,17 @@ fn latency_is_added_within_tolerance_and_cleared_without_dropping_the_connection
     for d in &delayed {
         assert!(*d >= ms(200) && *d < ms(200) + SLACK, "{delayed:?}");
     }
+    assert!(median(&delayed) < ms(200) + MEDIAN_SLACK, "{delayed:?}");
 
     proxy.clear();
     let after = get(&mut stream).expect("the connection that lived through the fault works");
-    assert!(after < ms(50), "clean again: {after:?} (before: {clean:?})");
+    assert!(
+        after < ms(150),
+        "clean again: {after:?} (before: {clean:?})"
+    );
     let mut fresh = connect(&proxy);
     let new = get(&mut fresh).unwrap();
-    assert!(new < ms(50), "a new connection is clean: {new:?}");
+    assert!(new < ms(150), "a new connection is clean: {new:?}");
     assert_eq!(server.seen().len(), 11);
     assert_eq!(proxy.stats().accepted, 2);
 }
@@ -173,6 +186,7 @@ fn latency_one_way_and_with_jitter_stays_within_its_bounds() {
     for d in &one_way {
         assert!(*d >= ms(100) && *d < ms(100) + SLACK, "{one_way:?}");
     }
+    assert!(median(&one_way) < ms(100) + MEDIAN_SLACK, "{one_way:?}");
 
     proxy.set(latency(100, 40, Direction::Both)).unwrap();
     let jittered: Vec<Duration> = (0..20).map(|_| echo_round_trip(&mut stream)).collect();
@@ -365,10 +379,18 @@ fn refuse_closes_the_listener_and_clear_reopens_it() {
     );
     get(&mut live).expect("live connections carry on while new ones are refused");
 
-    proxy.clear();
-    eventually("the listener reopened", || {
-        TcpStream::connect(proxy.local_addr()).is_ok()
-    });
+    // Someone takes the port while it is closed: clearing cannot claim the proxy is back.
+    let squatter = std::net::TcpListener::bind(proxy.local_addr()).expect("the port is free");
+    let handle = proxy.handle();
+    let cleared = runtime.block_on(handle.clear_and_wait(Duration::from_millis(300)));
+    assert!(
+        cleared.unwrap_err().contains("is not listening again"),
+        "a recovery that cannot reopen the port is a failed recovery"
+    );
+    drop(squatter);
+    runtime
+        .block_on(handle.clear_and_wait(Duration::from_secs(5)))
+        .expect("reopened once the port is free");
     get(&mut connect(&proxy)).unwrap();
 }
 
@@ -450,7 +472,7 @@ fn control_api_drives_the_proxy() {
     assert_eq!(http(control, "DELETE", "/fault", ""), (204, String::new()));
     assert_eq!(http(control, "GET", "/fault", ""), (200, "null".into()));
     assert!(
-        get(&mut stream).unwrap() < ms(50),
+        get(&mut stream).unwrap() < ms(150),
         "clean again on the same connection"
     );
 

@@ -142,3 +142,13 @@ pub fn only_entry(dir: &Path) -> PathBuf {
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries.pop().unwrap()
 }
+
+/// A child process (a `loadgen run` mid-fault) killed when the test ends, also on panic.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

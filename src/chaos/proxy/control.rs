@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /fault` | 200, the fault in force as JSON (`fault.rs`), or `null` |
 //! | `PUT /fault` | 200 and the fault now in force; 400 `{"error": …}` for a bad body |
-//! | `DELETE /fault` | 204; idempotent |
+//! | `DELETE /fault` | 204 once the proxy is clean and listening; 503 if the listener a `refuse` closed cannot be bound again within 2 s; idempotent |
 //! | `GET /stats` | 200, `Stats` as JSON |
 //!
 //! It has no authentication, so it only binds loopback addresses.
@@ -32,6 +32,9 @@ use super::{Fault, ProxyHandle};
 const MAX_BODY: usize = 16 * 1024;
 /// Bounds every step of `remote_clear`: recovery must never hang on a wedged proxy.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `DELETE /fault` waits for a refused listener to be bound again; well inside
+/// `CLIENT_TIMEOUT`, so the caller hears the answer.
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
 
 /// Serves the control API for `proxy` on `listen` (a loopback address; port 0 picks one).
 /// Returns the bound address and the serving task, which ends when the proxy stops.
@@ -105,10 +108,10 @@ async fn route(proxy: &ProxyHandle, request: Request<Incoming>) -> Response<Full
                 Err(e) => error(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
             }
         }
-        (Method::DELETE, "/fault") => {
-            proxy.clear();
-            respond(StatusCode::NO_CONTENT, Bytes::new())
-        }
+        (Method::DELETE, "/fault") => match proxy.clear_and_wait(REOPEN_WAIT).await {
+            Ok(()) => respond(StatusCode::NO_CONTENT, Bytes::new()),
+            Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+        },
         (Method::GET, "/stats") => json(StatusCode::OK, &proxy.stats()),
         (_, "/fault") => not_allowed("GET, PUT, DELETE"),
         (_, "/stats") => not_allowed("GET"),
@@ -217,12 +220,23 @@ async fn exchange(control: &str, method: Method, body: Bytes) -> io::Result<()> 
     }
 }
 
+/// The control API's address. Only loopback: a control API never listens elsewhere, so an
+/// address off this host in a state file or ledger is a mistake, and no request goes there.
 fn parse_control(control: &str) -> io::Result<SocketAddr> {
     let bare = control.strip_prefix("http://").unwrap_or(control);
-    bare.trim_end_matches('/').parse().map_err(|_| {
+    let addr: SocketAddr = bare.trim_end_matches('/').parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{control:?} is not a proxy control address (http://IP:PORT)"),
         )
-    })
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{control:?}: a proxy control API is only ever on loopback; refusing to send there"
+            ),
+        ));
+    }
+    Ok(addr)
 }

@@ -76,6 +76,14 @@ pub fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
             None
         }
     };
+    if let Some(addr) = upstream
+        && addr == options.listen
+    {
+        // Every connection would dial the proxy itself, again and again.
+        problems.push(format!(
+            "--upstream {addr} is the proxy's own --listen address"
+        ));
+    }
     match upstream {
         Some(addr) if problems.is_empty() => Ok(addr),
         _ => Err(problems),
@@ -157,6 +165,13 @@ mod tests {
             problems[2].contains("`10.1.2.3` is outside the allow-list"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_proxy_cannot_forward_to_itself() {
+        let problems =
+            check(&options("127.0.0.1:7000", "127.0.0.1:7000", "127.0.0.1:0")).unwrap_err();
+        assert!(problems[0].contains("own --listen address"), "{problems:?}");
     }
 
     #[test]

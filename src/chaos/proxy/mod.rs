@@ -91,6 +91,9 @@ struct Shared {
     local: SocketAddr,
     upstream: SocketAddr,
     fault: watch::Sender<Option<Fault>>,
+    /// Whether the listening socket is open (false while `Refuse` holds it closed, and
+    /// until it is bound again after).
+    listening: watch::Sender<bool>,
     counters: Counters,
     /// Cancelled by `shutdown` or drop: stops accepting, closes connections and the control API.
     stop: CancellationToken,
@@ -115,6 +118,21 @@ impl ProxyHandle {
     /// refused listener is reopened. Idempotent.
     pub fn clear(&self) {
         self.shared.fault.send_replace(None);
+    }
+
+    /// Clears the fault and waits (at most `within`) until the proxy listens again: after
+    /// `Refuse` the port must be bound anew, and someone else may have taken it meanwhile.
+    /// `Err` means cleared but still refusing connections: recovery must not claim success.
+    pub async fn clear_and_wait(&self, within: Duration) -> Result<(), String> {
+        self.clear();
+        let mut listening = self.shared.listening.subscribe();
+        match tokio::time::timeout(within, listening.wait_for(|open| *open)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(format!(
+                "the fault is cleared but {} is not listening again after {within:?} (is the port taken?)",
+                self.shared.local
+            )),
+        }
     }
 
     pub fn current(&self) -> Option<Fault> {
@@ -155,6 +173,7 @@ impl Proxy {
             local: listener.local_addr()?,
             upstream,
             fault: watch::Sender::new(None),
+            listening: watch::Sender::new(true),
             counters: Counters::default(),
             stop: CancellationToken::new(),
         });
@@ -219,9 +238,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if refuse {
             // Closing the socket is what makes connects fail with "connection refused".
             listener = None;
+            shared.listening.send_replace(false);
         } else if listener.is_none() {
             match TcpListener::bind(shared.local).await {
-                Ok(reopened) => listener = Some(reopened),
+                Ok(reopened) => {
+                    listener = Some(reopened);
+                    shared.listening.send_replace(true);
+                }
                 Err(_) => {
                     // The port may be taken meanwhile: keep trying until cleared or stopped.
                     tokio::select! {

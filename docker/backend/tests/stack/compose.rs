@@ -413,30 +413,58 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     eprintln!("compose: down, nothing left, after {:?}", started.elapsed());
 }
 
-/// scenarios/compose-drill.toml against the project: backend-1's container is killed through
-/// the Docker Engine API and started again, while nginx routes around it.
+/// scenarios/compose-drill.toml against the project (its selectors narrowed to this project's
+/// containers): backend-1's container is killed through the Docker Engine API and started
+/// again, while nginx routes around it.
 fn drill(project: &Project, base_url: &str) {
-    let out = tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix("loadgen-compose-drill-")
         .tempdir()
         .unwrap();
+    // The stock drill finds containers by Compose labels, which would match any project on
+    // this daemon: aim this copy at this test's project alone, by container name.
+    let stock = std::fs::read_to_string(repo_root().join("scenarios/compose-drill.toml")).unwrap();
+    let scoped = stock
+        .replace(
+            r#"target = { label = "com.docker.compose.service=backend-1" }"#,
+            &format!(
+                r#"target = {{ container = "{}_backend-1_1" }}"#,
+                project.name
+            ),
+        )
+        .replace(
+            r#"among = { label = "platform.role=backend" }"#,
+            &format!(r#"among = {{ container = "{}_backend-*" }}"#, project.name),
+        )
+        .replace(
+            r#"file = "data/members.csv""#,
+            &format!(
+                r#"file = "{}""#,
+                repo_root().join("scenarios/data/members.csv").display()
+            ),
+        );
+    assert_eq!(
+        scoped.matches(&project.name).count(),
+        2,
+        "the drill's selectors moved: update this test"
+    );
+    let scenario = dir.path().join("compose-drill.toml");
+    std::fs::write(&scenario, &scoped).unwrap();
+    let out = dir.path().join("out");
     let code = loadgen::cli::main_with_args(vec![
         "loadgen",
         "run",
-        repo_root()
-            .join("scenarios/compose-drill.toml")
-            .to_str()
-            .unwrap(),
+        scenario.to_str().unwrap(),
         "--target",
         base_url,
         "--duration",
         "24s",
         "--out",
-        out.path().to_str().unwrap(),
+        out.to_str().unwrap(),
         "--quiet",
     ]);
     let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(only_run(out.path()).join("summary.json")).unwrap(),
+        &std::fs::read_to_string(only_run(&out).join("summary.json")).unwrap(),
     )
     .unwrap();
     let events: Vec<(&str, &str)> = summary["faults"]["events"]

@@ -36,15 +36,39 @@ pub fn stack_sh(args: &[&str], extra_env: &[(&str, &str)]) -> Output {
         )
         .env("STACK_READY_TIMEOUT", "90");
     // The Postgres fault proxy is `loadgen proxy`: use the debug loadgen that
-    // `cargo test --workspace` built beside the backend; without it, stack.sh builds one.
+    // `cargo test --workspace` built beside the backend, unless it is older than loadgen's
+    // sources (`cargo test -p platform-backend` does not rebuild it); then stack.sh builds
+    // a release one.
     let loadgen = Path::new(env!("CARGO_BIN_EXE_platform-backend")).with_file_name("loadgen");
-    if loadgen.exists() {
+    if is_fresh(&loadgen) {
         cmd.env("LOADGEN_BIN", loadgen);
     }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
     cmd.output().expect("running docker/local/stack.sh")
+}
+
+/// Whether `binary` exists and is newer than every source of the loadgen package.
+fn is_fresh(binary: &Path) -> bool {
+    fn newest(path: &Path) -> std::time::SystemTime {
+        let own = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let children = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| newest(&entry.path()));
+        children.fold(own, std::cmp::max)
+    }
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let root = repo_root();
+    ["src", "Cargo.toml", "Cargo.lock"]
+        .iter()
+        .all(|source| newest(&root.join(source)) <= built)
 }
 
 /// A fresh state directory under the system temp dir, unique to this process.
