@@ -3,7 +3,7 @@
 //! integration tests both call it in-process.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +15,7 @@ use crate::chaos::runner::{
     ChaosReport, FaultEvent, Timeline, Verdict, preflight as preflight_faults,
 };
 
+use crate::engine::tls::TlsTarget;
 use crate::engine::{ClientConfig, Engine};
 use crate::metrics::Aggregator;
 use crate::output::progress::Progress;
@@ -119,6 +120,23 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         connect_timeout: target.connect_timeout,
         request_timeout: target.request_timeout,
         max_body: target.max_body,
+        tls: match target.base.tls {
+            false => None,
+            true => {
+                // `ca_file` is written relative to the scenario file, like data files.
+                let ca_file = target.ca_file.as_ref().map(|file| {
+                    options
+                        .scenario
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join(file)
+                });
+                Some(
+                    TlsTarget::new(&target.base.host, ca_file.as_deref())
+                        .map_err(RunError::BadInput)?,
+                )
+            }
+        },
     };
     preflight(&client, &target.base).await?;
     check_faults(&plan).await?;
@@ -336,22 +354,17 @@ async fn check_faults(plan: &Plan) -> Result<(), RunError> {
 /// Refuses to start against a target that does not accept connections: a run against
 /// nothing would only measure refusals.
 async fn preflight(client: &ClientConfig, base: &BaseUrl) -> Result<(), RunError> {
-    match tokio::time::timeout(
-        client.connect_timeout,
-        tokio::net::TcpStream::connect(client.addr),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(RunError::CouldNotRun(format!(
-            "target {base} ({}) is unreachable: {e}; is the platform up?",
-            client.addr
-        ))),
-        Err(_) => Err(RunError::CouldNotRun(format!(
-            "target {base} ({}) did not accept a connection within {:?}",
-            client.addr, client.connect_timeout
-        ))),
-    }
+    client.probe().await.map_err(|why| {
+        RunError::CouldNotRun(format!(
+            "target {base} ({}) is unreachable: {why}; is the platform up{}?",
+            client.addr,
+            if client.tls.is_some() {
+                ", and does its certificate match the host and a trusted CA (ca_file)"
+            } else {
+                ""
+            }
+        ))
+    })
 }
 
 /// Ctrl-C and SIGTERM as one stream of names.

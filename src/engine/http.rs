@@ -1,6 +1,7 @@
 //! The hot path's HTTP/1.1 client: hyper connections owned by the task that uses them (no
-//! pool, no channel per request), timeouts on connect and on the whole exchange, response
-//! bodies read with a size limit, and every failure mapped to an `ErrorClass`.
+//! pool, no channel per request), over TCP or TLS (`tls.rs`), timeouts on connect and on
+//! the whole exchange, response bodies read with a size limit, and every failure mapped to
+//! an `ErrorClass`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,8 +13,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::tls::TlsTarget;
 use crate::metrics::ErrorClass;
 
 /// Where and how to connect; shared read-only by every task of a worker.
@@ -24,6 +27,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_body: u64,
+    /// Set for https targets: every connection does a TLS handshake first.
+    pub tls: Option<TlsTarget>,
 }
 
 /// One keep-alive HTTP/1.1 connection; its driver runs as a task on the same worker.
@@ -47,23 +52,38 @@ impl Connection {
 
 impl ClientConfig {
     pub async fn connect(&self) -> Result<Connection, ErrorClass> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-                Err(_) => return Err(ErrorClass::ConnectTimeout),
-                Ok(Err(error)) => return Err(classify_connect(&error)),
-                Ok(Ok(stream)) => stream,
-            };
+        match self.open().await.map_err(|(class, _)| class)? {
+            Stream::Plain(stream) => handshake(stream).await,
+            Stream::Tls(stream) => handshake(*stream).await,
+        }
+    }
+
+    /// Connects (and does the TLS handshake for https) without speaking HTTP: the
+    /// pre-flight check, which wants the reason in words when it fails.
+    pub async fn probe(&self) -> Result<(), String> {
+        self.open().await.map(drop).map_err(|(_, why)| why)
+    }
+
+    async fn open(&self) -> Result<Stream, (ErrorClass, String)> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(self.addr)).await {
+            Err(_) => return Err((ErrorClass::ConnectTimeout, "connect timed out".into())),
+            Ok(Err(error)) => return Err((classify_connect(&error), error.to_string())),
+            Ok(Ok(stream)) => stream,
+        };
         // Requests are small and latency is what we measure: do not let Nagle batch them.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let Some(tls) = &self.tls else {
+            return Ok(Stream::Plain(stream));
+        };
+        // The TLS handshake counts against the connect timeout: it is part of connecting.
+        match tokio::time::timeout_at(deadline, tls.connector.connect(tls.name.clone(), stream))
             .await
-            .map_err(|_| ErrorClass::ConnectError)?;
-        tokio::task::spawn_local(async move {
-            // The connection ends when the sender is dropped or the peer closes; either way
-            // the next request on it will notice and reconnect.
-            let _ = connection.await;
-        });
-        Ok(Connection { sender })
+        {
+            Err(_) => Err((ErrorClass::ConnectTimeout, "TLS handshake timed out".into())),
+            Ok(Err(error)) => Err((ErrorClass::ConnectError, format!("TLS: {error}"))),
+            Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
+        }
     }
 
     /// Sends `request` on `connection` (connecting first when there is none or it closed).
@@ -105,6 +125,28 @@ impl ClientConfig {
         }
         result
     }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The HTTP/1.1 handshake on a connected stream; the connection's driver runs as a task on
+/// this worker's (current-thread) runtime.
+async fn handshake<S>(stream: S) -> Result<Connection, ErrorClass>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ErrorClass::ConnectError)?;
+    tokio::task::spawn_local(async move {
+        // The connection ends when the sender is dropped or the peer closes; either way
+        // the next request on it will notice and reconnect.
+        let _ = connection.await;
+    });
+    Ok(Connection { sender })
 }
 
 /// Reads the body to its end (so the connection can be reused), refusing more than

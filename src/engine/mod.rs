@@ -5,6 +5,7 @@ pub mod drive;
 pub mod http;
 pub mod iteration;
 pub mod schedule;
+pub mod tls;
 mod worker;
 
 use std::sync::Arc;

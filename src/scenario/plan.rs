@@ -35,11 +35,16 @@ pub struct TargetPlan {
     pub max_body: u64,
     pub headers: HeaderMap,
     pub allow: AllowList,
+    /// Extra trusted certificates (PEM) for https, as written: relative to the scenario file.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
-/// An `http://host:port/prefix` base URL, split once so the hot path only appends paths.
+/// An `http(s)://host:port/prefix` base URL, split once so the hot path only appends paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
+    /// https: every connection is TLS (rustls), verified against the public roots and the
+    /// scenario's `ca_file`.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Path prefix without a trailing slash ("" for the root).
@@ -54,15 +59,11 @@ impl BaseUrl {
         let uri: http::Uri = text
             .parse()
             .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "`{text}`: https targets are not supported yet; use http:// (TLS termination in front of the platform is out of scope for now)"
-                ));
-            }
-            _ => return Err(format!("`{text}` must start with http://")),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("`{text}` must start with http:// or https://")),
+        };
         let host = uri
             .host()
             .ok_or_else(|| format!("`{text}` has no host"))?
@@ -73,21 +74,27 @@ impl BaseUrl {
             return Err(format!("`{text}`: a base URL cannot carry a query"));
         }
         Ok(BaseUrl {
+            tls,
             host,
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             prefix: uri.path().trim_end_matches('/').to_string(),
             resolved: None,
         })
     }
 
-    /// The value of the Host header: the host as written, with the port unless it is 80.
+    fn default_port(&self) -> u16 {
+        if self.tls { 443 } else { 80 }
+    }
+
+    /// The value of the Host header: the host as written, with the port unless it is the
+    /// scheme's default.
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -97,7 +104,8 @@ impl BaseUrl {
 
 impl std::fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.prefix)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.prefix)
     }
 }
 
@@ -339,5 +347,26 @@ impl Plan {
             .iter()
             .flat_map(|j| j.steps.iter().map(|s| (j.name.clone(), s.name.clone())))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BaseUrl;
+
+    #[test]
+    fn https_defaults_to_443_and_keeps_its_scheme() {
+        let base = BaseUrl::parse("https://staging.example/api/").unwrap();
+        assert!(base.tls);
+        assert_eq!(base.port, 443);
+        assert_eq!(base.authority(), "staging.example");
+        assert_eq!(base.to_string(), "https://staging.example/api");
+        let plain = BaseUrl::parse("http://127.0.0.1:443").unwrap();
+        assert_eq!(plain.authority(), "127.0.0.1:443");
+        assert!(
+            BaseUrl::parse("ftp://x")
+                .unwrap_err()
+                .contains("http:// or https://")
+        );
     }
 }

@@ -37,6 +37,8 @@ pub struct RawTarget {
     pub request_timeout: Option<Spanned<String>>,
     pub max_body: Option<Spanned<String>>,
     pub allow_hosts: Option<Vec<Spanned<String>>>,
+    /// PEM certificates to trust for an https target, besides the public roots.
+    pub ca_file: Option<Spanned<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
 }

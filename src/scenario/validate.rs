@@ -165,7 +165,20 @@ fn validate_target(
             ),
         }
     }
+    let ca_file = raw
+        .ca_file
+        .as_ref()
+        .map(|f| std::path::PathBuf::from(f.get_ref()));
+    if let (Some(file), Some(base)) = (&raw.ca_file, &base)
+        && !base.tls
+    {
+        diagnostics.push(
+            file.span(),
+            "`ca_file` only applies to an https:// base_url",
+        );
+    }
     Some(TargetPlan {
+        ca_file,
         base: base?,
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,

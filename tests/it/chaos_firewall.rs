@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::server::TestServer;
 use crate::support::{
-    KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok,
-    spawn_run,
+    KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_binary,
+    run_ok, spawn_run,
 };
 
 /// The INPUT rules (`iptables -S INPUT` lines) loadgen made for `port`.
@@ -300,13 +300,7 @@ fn a_port_target_with_a_bad_probability_is_a_positioned_validation_error() {
             &format!("action = \"loss\"\nprobability = \"{probability}\"\nat = \"1s\""),
         );
         let file = workspace.write("bad.toml", &text);
-        let output = loadgen(&[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-            "--quiet",
-        ]);
+        let output = run_binary(&file, &workspace.out());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         let line = text

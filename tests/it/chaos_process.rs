@@ -10,8 +10,8 @@ use std::time::Duration;
 use loadgen::chaos::process::proc_stat;
 
 use crate::support::{
-    Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_ok,
-    spawn_run,
+    Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
+    run_ok, spawn_run,
 };
 
 /// A real server process: `python3 -m http.server 0` with its PID in a file.
@@ -336,13 +336,7 @@ fn a_fault_that_cannot_be_recovered_exits_4_and_says_what_to_fix() {
         "target = { process = \"backend-*\" }",
     ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
     let file = workspace.write("drill.toml", &text);
-    let output = loadgen(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        workspace.out().to_str().unwrap(),
-        "--quiet",
-    ]);
+    let output = run_binary(&file, &workspace.out());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("a human must act"), "{stderr}");

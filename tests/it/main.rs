@@ -17,4 +17,5 @@ mod schedule;
 mod server;
 mod stock_scenarios;
 mod support;
+mod tls;
 mod validation;

@@ -99,6 +99,17 @@ pub fn loadgen(args: &[&str]) -> std::process::Output {
         .expect("the loadgen binary runs")
 }
 
+/// Runs `loadgen run FILE --out OUT --quiet` (the real binary) to its end.
+pub fn run_binary(file: &Path, out: &Path) -> std::process::Output {
+    loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+}
+
 /// Starts `loadgen run FILE --out OUT --quiet` as a child process, so a test can signal it
 /// or kill it mid-fault. Its output is piped.
 pub fn spawn_run(file: &Path, out: &Path) -> std::process::Child {

@@ -1,0 +1,66 @@
+//! TLS for https targets: rustls with the ring provider (already in the tree for the
+//! Kubernetes client; no C toolchain beyond what ring needs). The server is verified against
+//! the public web roots plus the scenario's `ca_file` (a staging CA, a self-signed cert);
+//! there is no "skip verification" switch — trust the certificate instead.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+
+/// What every connection of a run needs to speak TLS to the target.
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub connector: TlsConnector,
+    /// The name the certificate must carry: the base URL's host (a DNS name or an IP).
+    pub name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsTarget {
+    /// Builds the client configuration once per run. `ca_file` holds PEM certificates.
+    pub fn new(host: &str, ca_file: Option<&Path>) -> Result<TlsTarget, String> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "ca_file {}: no PEM certificate in it",
+                    path.display()
+                ));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+        }
+        let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // The engine speaks HTTP/1.1 only: say so, so the server does not pick h2.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| format!("`{host}` cannot be checked against a certificate"))?;
+        Ok(TlsTarget {
+            connector: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+}
