@@ -166,6 +166,8 @@ struct IterationValues<'p> {
     slots: Vec<Slot>,
     vu: u64,
     iteration: u64,
+    /// The round of the step being sent (`{{repeat}}`).
+    round: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +198,10 @@ impl Values for IterationValues<'_> {
 
     fn iteration(&self) -> u64 {
         self.iteration
+    }
+
+    fn repeat(&self) -> u32 {
+        self.round
     }
 }
 
@@ -246,6 +252,7 @@ fn fill_slots<'p>(
         slots,
         vu,
         iteration,
+        round: 0,
     })
 }
 
@@ -258,47 +265,64 @@ async fn run_steps(
     mut intended: Option<Instant>,
 ) -> Result<(), ErrorClass> {
     for step in &journey.steps {
-        let sent = intended.take().unwrap_or_else(Instant::now);
-        let outcome = match build_request(ctx, step, values) {
-            Ok(request) => {
-                let keep_body = step
-                    .extract
-                    .iter()
-                    .any(|e| !matches!(e.source, ExtractSource::Header(_)));
-                match ctx.client.send(connection, request, keep_body).await {
-                    Ok(response) => {
-                        if let Some(instance) = response
-                            .headers
-                            .get("x-instance")
-                            .and_then(|v| v.to_str().ok())
-                        {
-                            ctx.recorder.borrow_mut().served_by(instance);
-                        }
-                        check_response(step, &response, values)
-                    }
-                    Err(class) => Err(class),
-                }
-            }
-            Err(class) => Err(class),
-        };
-        let done = Instant::now();
-        ctx.recorder.borrow_mut().request(
-            step.global_index,
-            done.saturating_duration_since(sent),
-            outcome,
-            done,
-        );
-        outcome?;
-        if let Some(think) = step.think {
-            let pause = if think.min == think.max {
-                think.min
-            } else {
-                Duration::from_secs_f64(
-                    rng.random_range(think.min.as_secs_f64()..=think.max.as_secs_f64()),
-                )
-            };
-            tokio::time::sleep(pause).await;
+        for round in 0..step.repeat {
+            values.round = round;
+            run_step(ctx, step, values, connection, rng, intended.take()).await?;
         }
+    }
+    Ok(())
+}
+
+/// One request of a step (one round of a repeated one), then its think time. `intended` is
+/// the open model's scheduled start, for the journey's first request only.
+async fn run_step(
+    ctx: &WorkerContext,
+    step: &StepPlan,
+    values: &mut IterationValues<'_>,
+    connection: &mut Option<Connection>,
+    rng: &mut SmallRng,
+    intended: Option<Instant>,
+) -> Result<(), ErrorClass> {
+    let sent = intended.unwrap_or_else(Instant::now);
+    let outcome = match build_request(ctx, step, values) {
+        Ok(request) => {
+            let keep_body = step
+                .extract
+                .iter()
+                .any(|e| !matches!(e.source, ExtractSource::Header(_)));
+            match ctx.client.send(connection, request, keep_body).await {
+                Ok(response) => {
+                    if let Some(instance) = response
+                        .headers
+                        .get("x-instance")
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        ctx.recorder.borrow_mut().served_by(instance);
+                    }
+                    check_response(step, &response, values)
+                }
+                Err(class) => Err(class),
+            }
+        }
+        Err(class) => Err(class),
+    };
+    let done = Instant::now();
+    ctx.recorder.borrow_mut().request(
+        step.global_index,
+        done.saturating_duration_since(sent),
+        outcome,
+        done,
+    );
+    outcome?;
+    if let Some(think) = step.think {
+        let pause = if think.min == think.max {
+            think.min
+        } else {
+            Duration::from_secs_f64(
+                rng.random_range(think.min.as_secs_f64()..=think.max.as_secs_f64()),
+            )
+        };
+        tokio::time::sleep(pause).await;
     }
     Ok(())
 }

@@ -105,10 +105,15 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
             let extracts: Vec<&str> = step.extract.iter().map(|e| e.variable.as_str()).collect();
             let _ = writeln!(
                 out,
-                "          {} {}{}  expect {}{}{}",
+                "          {} {}{}{}  expect {}{}{}",
                 step.method,
                 step.path.source,
                 body,
+                if step.repeat > 1 {
+                    format!("  ×{}", step.repeat)
+                } else {
+                    String::new()
+                },
                 step.expect,
                 if extracts.is_empty() {
                     String::new()

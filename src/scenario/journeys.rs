@@ -108,6 +108,7 @@ impl<'a> Slots<'a> {
         match name {
             "vu" => return Ok(Source::Vu),
             "iteration" => return Ok(Source::Iteration),
+            "repeat" => return Ok(Source::Repeat),
             _ => {}
         }
         if let Some((feeder_name, column)) = name.split_once('.') {
@@ -230,6 +231,17 @@ fn validate_step(
                 None
             }
         });
+    let repeat = match &raw.repeat {
+        None => Some(1),
+        Some(n) if (1..=MAX_REPEAT).contains(n.get_ref()) => Some(*n.get_ref()),
+        Some(n) => {
+            diagnostics.push(
+                n.span(),
+                format!("`repeat` must be 1 to {MAX_REPEAT}, not {}", n.get_ref()),
+            );
+            None
+        }
+    };
     // Extractions are defined after the step's own templates are compiled: a step cannot
     // read what it extracts itself.
     let extract = validate_extractions(raw, slots, diagnostics);
@@ -247,8 +259,12 @@ fn validate_step(
         expect: expect?,
         extract,
         think,
+        repeat: repeat?,
     })
 }
+
+/// A step repeated more often than this is a journey of its own (or a typo).
+const MAX_REPEAT: u32 = 10_000;
 
 fn validate_body(
     raw: &RawStep,

@@ -250,6 +250,8 @@ pub struct StepPlan {
     pub expect: StatusMatcher,
     pub extract: Vec<Extraction>,
     pub think: Option<Think>,
+    /// Rounds in a row (1: once). Each round is a request of its own, then its think time.
+    pub repeat: u32,
 }
 
 #[derive(Debug, Clone)]

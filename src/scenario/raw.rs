@@ -116,6 +116,8 @@ pub struct RawStep {
     #[serde(default)]
     pub extract: BTreeMap<String, Spanned<RawExtract>>,
     pub think: Option<Spanned<String>>,
+    /// Send the step this many times in a row (`{{repeat}}` is the round: 0, 1, …).
+    pub repeat: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,9 @@ pub enum Source {
     Vu,
     /// The iteration number.
     Iteration,
+    /// Which round of a repeated step this request is (0, 1, …; 0 for a step without
+    /// `repeat`).
+    Repeat,
 }
 
 /// How a value is written where a reference stands.
@@ -60,6 +63,7 @@ pub trait Values {
     fn column(&self, slot: usize, column: usize) -> Option<&Value>;
     fn vu(&self) -> u64;
     fn iteration(&self) -> u64;
+    fn repeat(&self) -> u32;
 }
 
 // Characters that would change a URL's structure if inserted as they are. `/` is kept so a
@@ -172,6 +176,7 @@ fn write_value(values: &dyn Values, source: Source, escape: Escape, out: &mut Ve
         Source::Column { slot, column } => values.column(slot, column),
         Source::Vu => return write_text(&values.vu().to_string(), escape, out),
         Source::Iteration => return write_text(&values.iteration().to_string(), escape, out),
+        Source::Repeat => return write_text(&values.repeat().to_string(), escape, out),
     };
     let Some(value) = value else {
         if escape == Escape::JsonValue {
@@ -365,6 +370,9 @@ mod tests {
         }
         fn iteration(&self) -> u64 {
             3
+        }
+        fn repeat(&self) -> u32 {
+            2
         }
     }
 

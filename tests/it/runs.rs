@@ -276,3 +276,75 @@ expect = 201
     assert_eq!(steps[0].errors, 0, "5 bytes fit");
     assert_eq!(steps[1].errors_by_class.get("body_too_large"), Some(&10));
 }
+
+#[test]
+fn a_repeated_step_sends_each_round_with_its_number_and_stops_at_a_failed_one() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "repeat.toml",
+        &format!(
+            r#"name = "repeat"
+[target]
+base_url = "{url}"
+[load]
+model = "closed"
+start_vus = 2
+[[load.stage]]
+duration = "1s"
+vus = 2
+[[journey]]
+name = "rounds"
+[[journey.step]]
+name = "sign up"
+method = "POST"
+url = "/api/members"
+json = {{ name = "r" }}
+expect = 201
+extract = {{ id = "/id" }}
+[[journey.step]]
+name = "segment"
+url = "/hello?member={{{{id}}}}&round={{{{repeat}}}}"
+repeat = 3
+[[journey.step]]
+name = "give up"
+url = "/status/503"
+repeat = 4
+"#,
+            url = server.url()
+        ),
+    );
+    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let steps = &summary.journeys[0].steps;
+    let sign_ups = steps[0].requests;
+    assert!(sign_ups > 5, "{sign_ups}");
+    // Every member fetched rounds 0, 1 and 2 (a journey cut by the run's end may hold fewer).
+    let seen = server.seen();
+    let mut rounds: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for s in seen.iter().filter(|s| s.path.starts_with("/hello")) {
+        let query = s.path.split_once('?').unwrap().1;
+        let (member, round) = query.split_once('&').unwrap();
+        rounds
+            .entry(member.to_string())
+            .or_default()
+            .push(round.to_string());
+    }
+    let complete = rounds
+        .values()
+        .filter(|r| **r == ["round=0", "round=1", "round=2"])
+        .count();
+    assert!(complete as u64 >= sign_ups - 2, "{rounds:?}");
+    assert!(rounds.values().all(|r| r.len() <= 3), "{rounds:?}");
+    assert_eq!(
+        steps[1].requests,
+        seen.iter().filter(|s| s.path.starts_with("/hello")).count() as u64
+    );
+    // The first failed round ends the journey: one 503 per journey that got that far.
+    let failed = seen.iter().filter(|s| s.path == "/status/503").count() as u64;
+    assert_eq!(steps[2].requests, failed);
+    assert!(
+        failed >= complete as u64 - 2 && failed <= sign_ups,
+        "{failed}"
+    );
+    assert_eq!(steps[2].errors, failed);
+}

@@ -23,6 +23,7 @@ name = "a"
 url = "/x/{{nope}}"
 expect = "7xx"
 think = "1s..0s"
+repeat = 0
 [[journey.step]]
 name = "b"
 url = "no-slash"
@@ -40,7 +41,8 @@ fn every_error_is_reported_with_line_and_column() {
         "broken.toml:14:11: unknown reference `nope`",
         "broken.toml:15:10: `7xx` is not a status class",
         "broken.toml:16:9: think range `1s..0s` is reversed",
-        "broken.toml:20:1: unknown field `colour`",
+        "broken.toml:17:10: `repeat` must be 1 to 10000, not 0",
+        "broken.toml:21:1: unknown field `colour`",
     ];
     for prefix in expected {
         assert!(
@@ -57,7 +59,7 @@ fn every_error_is_reported_with_line_and_column() {
         rendered.contains("4 | request_timeout = \"5sx\""),
         "{rendered}"
     );
-    assert!(rendered.ends_with("6 errors in broken.toml"), "{rendered}");
+    assert!(rendered.ends_with("7 errors in broken.toml"), "{rendered}");
 }
 
 #[test]
