@@ -131,42 +131,31 @@ pg_bindir() {
 }
 
 # ---------------------------------------------------------------------------------------
-# the backend binary
+# the binaries
 
-# PLATFORM_BACKEND_BIN if set; else the release build, rebuilt when missing or older than
-# its sources (cargo is only invoked when needed: it would wait on a busy build lock).
-backend_bin() {
-  if [[ -n "${PLATFORM_BACKEND_BIN:-}" ]]; then
-    [[ -x "$PLATFORM_BACKEND_BIN" ]] || die "PLATFORM_BACKEND_BIN=$PLATFORM_BACKEND_BIN is not executable"
-    echo "$PLATFORM_BACKEND_BIN"; return
+# release_bin PACKAGE OVERRIDE SOURCE...: the binary in $OVERRIDE's variable if set; else
+# PACKAGE's release build, rebuilt when missing or older than its sources (cargo is only
+# invoked when needed: it would wait on a busy build lock).
+release_bin() {
+  local package="$1" override="$2"; shift 2
+  if [[ -n "${!override:-}" ]]; then
+    [[ -x "${!override}" ]] || die "$override=${!override} is not executable"
+    echo "${!override}"; return
   fi
   local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
   [[ "$target" == /* ]] || target="$REPO_ROOT/$target"
-  local bin="$target/release/platform-backend"
-  if [[ ! -x "$bin" ]] || [[ -n "$(find "$REPO_ROOT/docker/backend/src" "$REPO_ROOT/docker/backend/Cargo.toml" \
-        "$REPO_ROOT/Cargo.lock" -newer "$bin" -print -quit 2>/dev/null)" ]]; then
-    log "building platform-backend (release)"
-    (cd "$REPO_ROOT" && cargo build --release --quiet -p platform-backend) >&2 || die "cargo build failed"
+  local bin="$target/release/$package" source sources=()
+  for source in "$@" Cargo.lock; do sources+=("$REPO_ROOT/$source"); done
+  if [[ ! -x "$bin" ]] || [[ -n "$(find "${sources[@]}" -newer "$bin" -print -quit 2>/dev/null)" ]]; then
+    log "building $package (release)"
+    (cd "$REPO_ROOT" && cargo build --release --quiet -p "$package") >&2 || die "cargo build failed"
   fi
   echo "$bin"
 }
 
-# LOADGEN_BIN if set; else the release build of loadgen, rebuilt like the backend's.
-loadgen_bin() {
-  if [[ -n "${LOADGEN_BIN:-}" ]]; then
-    [[ -x "$LOADGEN_BIN" ]] || die "LOADGEN_BIN=$LOADGEN_BIN is not executable"
-    echo "$LOADGEN_BIN"; return
-  fi
-  local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
-  [[ "$target" == /* ]] || target="$REPO_ROOT/$target"
-  local bin="$target/release/loadgen"
-  if [[ ! -x "$bin" ]] || [[ -n "$(find "$REPO_ROOT/src" "$REPO_ROOT/Cargo.toml" \
-        "$REPO_ROOT/Cargo.lock" -newer "$bin" -print -quit 2>/dev/null)" ]]; then
-    log "building loadgen (release) for the Postgres fault proxy"
-    (cd "$REPO_ROOT" && cargo build --release --quiet -p loadgen) >&2 || die "cargo build failed"
-  fi
-  echo "$bin"
-}
+backend_bin() { release_bin platform-backend PLATFORM_BACKEND_BIN docker/backend/src docker/backend/Cargo.toml; }
+# The Postgres fault proxy is `loadgen proxy`.
+loadgen_bin() { release_bin loadgen LOADGEN_BIN src Cargo.toml; }
 
 # ---------------------------------------------------------------------------------------
 # components

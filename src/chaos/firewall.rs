@@ -118,18 +118,26 @@ async fn check_available(program: &str) -> Result<(), String> {
     if !is_root() {
         return Err(format!("{NEED}: loadgen is not running as root"));
     }
-    match Command::new(program)
+    list_rules(program)
+        .await
+        .map(drop)
+        .map_err(|e| format!("{NEED}: {e}"))
+}
+
+/// `iptables -S INPUT`: the chain's rules, one per line.
+async fn list_rules(program: &str) -> Result<String, String> {
+    let output = Command::new(program)
         .args(["-w", LOCK_WAIT, "-S", CHAIN])
         .output()
         .await
-    {
-        Err(e) => Err(format!("{NEED}: cannot run `{program}`: {e}")),
-        Ok(output) if !output.status.success() => Err(format!(
-            "{NEED}: `{program} -S {CHAIN}` failed: {}",
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{program} -S {CHAIN}` failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
-        )),
-        Ok(_) => Ok(()),
+        ));
     }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The effective user id from /proc (no unsafe call needed).
@@ -178,7 +186,32 @@ fn unique_id(port: u16) -> String {
 
 /// The iptables arguments (after `-I INPUT`) of the rule for `action` on loopback `port`.
 pub fn rule_for(port: u16, action: &Action, id: &str) -> Result<Vec<String>, ChaosError> {
-    let mut rule: Vec<String> = [
+    let (dport, comment) = (port.to_string(), format!("{COMMENT_PREFIX}{id}"));
+    let chance;
+    let verdict: Vec<&str> = match *action {
+        Action::Loss { percent } => {
+            if !(percent > 0.0 && percent <= 100.0) || probability(percent) == "0" {
+                return Err(error(format!(
+                    "a loss of {percent}% is out of range: at least 0.0000001% (iptables counts in billionths), at most 100%"
+                )));
+            }
+            chance = probability(percent);
+            vec![
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &chance,
+                "-j",
+                "DROP",
+            ]
+        }
+        Action::Partition => vec!["-j", "DROP"],
+        Action::Reject => vec!["-j", "REJECT", "--reject-with", "tcp-reset"],
+        ref other => return Err(error(format!("{other:?} is not a firewall action"))),
+    };
+    let matcher = [
         "-i",
         "lo",
         "-d",
@@ -186,44 +219,17 @@ pub fn rule_for(port: u16, action: &Action, id: &str) -> Result<Vec<String>, Cha
         "-p",
         "tcp",
         "--dport",
-        &port.to_string(),
+        &dport,
         "-m",
         "comment",
         "--comment",
-        &format!("{COMMENT_PREFIX}{id}"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let tail: Vec<String> = match *action {
-        Action::Loss { percent } => {
-            if !(percent > 0.0 && percent <= 100.0) || probability(percent) == "0" {
-                return Err(error(format!(
-                    "a loss of {percent}% is out of range: at least 0.0000001% (iptables counts in billionths), at most 100%"
-                )));
-            }
-            vec![
-                "-m".into(),
-                "statistic".into(),
-                "--mode".into(),
-                "random".into(),
-                "--probability".into(),
-                probability(percent),
-                "-j".into(),
-                "DROP".into(),
-            ]
-        }
-        Action::Partition => vec!["-j".into(), "DROP".into()],
-        Action::Reject => vec![
-            "-j".into(),
-            "REJECT".into(),
-            "--reject-with".into(),
-            "tcp-reset".into(),
-        ],
-        ref other => return Err(error(format!("{other:?} is not a firewall action"))),
-    };
-    rule.extend(tail);
-    Ok(rule)
+        &comment,
+    ];
+    Ok(matcher
+        .into_iter()
+        .chain(verdict)
+        .map(str::to_string)
+        .collect())
 }
 
 /// A percentage as iptables' probability (0..=1), to a billionth.
@@ -267,18 +273,8 @@ async fn iptables(program: &str, op: &str, rule: &[String]) -> Result<(), String
 /// The INPUT rules whose comment is `comment`, each as the arguments after `-A INPUT` of
 /// its `iptables -S INPUT` line.
 async fn rules_with(program: &str, comment: &str) -> Result<Vec<Vec<String>>, String> {
-    let output = Command::new(program)
-        .args(["-w", LOCK_WAIT, "-S", CHAIN])
-        .output()
-        .await
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`{program} -S {CHAIN}` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    Ok(list_rules(program)
+        .await?
         .lines()
         .filter_map(|line| parse_listed(line, comment))
         .collect())

@@ -251,7 +251,11 @@ fn select(
     })
 }
 
-fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) -> Option<Action> {
+fn action<'a>(
+    raw: &'a RawFault,
+    selector: &Selector,
+    diagnostics: &mut Diagnostics,
+) -> Option<Action> {
     let name = raw.action.get_ref().as_str();
     let backend = match selector {
         Selector::Process { .. } | Selector::PidFile { .. } => "process",
@@ -260,17 +264,23 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
         Selector::Proxy { .. } => "proxy",
         Selector::Port { .. } => "firewall",
     };
-    let duration_of = |value: &Option<Spanned<String>>,
+    // A field the action cannot do without: missing, it is an error at the action.
+    let needed = |value: Option<&'a Spanned<String>>,
+                  what: &str,
+                  hint: &str,
+                  diagnostics: &mut Diagnostics|
+     -> Option<&'a Spanned<String>> {
+        if value.is_none() {
+            diagnostics.push(raw.action.span(), format!("`{name}` needs `{what}`{hint}"));
+        }
+        value
+    };
+    let duration_of = |value: &'a Option<Spanned<String>>,
                        what: &str,
                        diagnostics: &mut Diagnostics|
      -> Option<Duration> {
-        match value {
-            None => {
-                diagnostics.push(raw.action.span(), format!("`{name}` needs `{what}`"));
-                None
-            }
-            Some(v) => typed(Some(v), Duration::ZERO, parse_duration, diagnostics),
-        }
+        let value = needed(value.as_ref(), what, "", diagnostics)?;
+        typed(Some(value), Duration::ZERO, parse_duration, diagnostics)
     };
     let action = match (backend, name) {
         ("process", "kill") => Action::Kill,
@@ -328,22 +338,18 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
                 .and_then(|j| typed(Some(j), Duration::ZERO, parse_duration, diagnostics))
                 .unwrap_or_default(),
         },
-        ("proxy", "bandwidth") => match &raw.bandwidth {
-            Some(b) => Action::Bandwidth {
-                bytes_per_second: typed(
-                    Some(b),
-                    0,
-                    |t| parse_size(t.trim_end_matches("/s")),
+        ("proxy", "bandwidth") => Action::Bandwidth {
+            bytes_per_second: typed(
+                Some(needed(
+                    raw.bandwidth.as_ref(),
+                    "bandwidth",
+                    " (e.g. \"64KiB/s\")",
                     diagnostics,
-                )?,
-            },
-            None => {
-                diagnostics.push(
-                    raw.action.span(),
-                    "`bandwidth` needs `bandwidth` (e.g. \"64KiB/s\")",
-                );
-                return None;
-            }
+                )?),
+                0,
+                |t| parse_size(t.trim_end_matches("/s")),
+                diagnostics,
+            )?,
         },
         ("proxy", "reset") => Action::Reset,
         ("proxy", "blackhole") => Action::Blackhole,
@@ -351,28 +357,24 @@ fn action(raw: &RawFault, selector: &Selector, diagnostics: &mut Diagnostics) ->
         ("proxy", "slow_close") => Action::SlowClose {
             delay: duration_of(&raw.delay, "delay", diagnostics)?,
         },
-        ("firewall", "loss") => match &raw.probability {
-            Some(p) => match parse_percent(p.get_ref()) {
-                Ok(percent) if percent > 0.0 => Action::Loss { percent },
-                Ok(_) => {
-                    diagnostics.push(
-                        p.span(),
-                        "`probability` must be above 0% (a loss that drops nothing is a typo)",
-                    );
-                    return None;
-                }
-                Err(message) => {
-                    diagnostics.push(p.span(), message);
-                    return None;
-                }
-            },
-            None => {
-                diagnostics.push(
-                    raw.action.span(),
-                    "`loss` needs `probability` (the share of packets dropped, e.g. \"10%\")",
-                );
-                return None;
-            }
+        ("firewall", "loss") => Action::Loss {
+            percent: typed(
+                Some(needed(
+                    raw.probability.as_ref(),
+                    "probability",
+                    " (the share of packets dropped, e.g. \"10%\")",
+                    diagnostics,
+                )?),
+                0.0,
+                |text| match parse_percent(text)? {
+                    percent if percent > 0.0 => Ok(percent),
+                    _ => Err(
+                        "`probability` must be above 0% (a loss that drops nothing is a typo)"
+                            .into(),
+                    ),
+                },
+                diagnostics,
+            )?,
         },
         ("firewall", "partition") => Action::Partition,
         ("firewall", "reject") => Action::Reject,

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{Workspace, eventually, http_answers, options, run_ok};
+use crate::support::{Workspace, eventually, http_answers, options, run_ok, steady_get};
 
 const IMAGE: &str = "loadgen-test/busybox:latest";
 
@@ -165,24 +165,16 @@ impl Drop for Container {
 }
 
 fn drill(port: u16, name: &str, action: &str, run: &str, timing: &str) -> String {
+    let load = steady_get(
+        &format!("http://127.0.0.1:{port}"),
+        "request_timeout = \"300ms\"\n",
+        20,
+        run,
+        "/index.html",
+    );
     format!(
         r#"name = "container-drill"
-[target]
-base_url = "http://127.0.0.1:{port}"
-request_timeout = "300ms"
-[load]
-model = "open"
-start_rate = "20/s"
-ramp_down = "1s"
-[[load.stage]]
-duration = "{run}"
-rate = "20/s"
-[[journey]]
-name = "index"
-[[journey.step]]
-name = "get"
-url = "/index.html"
-[[fault]]
+{load}[[fault]]
 name = "container fault"
 action = "{action}"
 target = {{ container = "{name}" }}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::server::TestServer;
 use crate::support::{
     KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_binary,
-    run_ok, spawn_run,
+    run_ok, spawn_run, steady_get,
 };
 
 /// The INPUT rules (`iptables -S INPUT` lines) loadgen made for `port`.
@@ -58,25 +58,18 @@ impl Drop for RuleGuard {
 }
 
 fn scenario(port: u16, run: &str, request_timeout: &str, fault: &str) -> String {
+    let load = steady_get(
+        &format!("http://127.0.0.1:{port}"),
+        &format!(
+            "connect_timeout = \"{request_timeout}\"\nrequest_timeout = \"{request_timeout}\"\n"
+        ),
+        20,
+        run,
+        "/hello",
+    );
     format!(
         r#"name = "packet-drill"
-[target]
-base_url = "http://127.0.0.1:{port}"
-connect_timeout = "{request_timeout}"
-request_timeout = "{request_timeout}"
-[load]
-model = "open"
-start_rate = "20/s"
-ramp_down = "1s"
-[[load.stage]]
-duration = "{run}"
-rate = "20/s"
-[[journey]]
-name = "page"
-[[journey.step]]
-name = "get"
-url = "/hello"
-[chaos]
+{load}[chaos]
 settle = "500ms"
 [[fault]]
 name = "cut"

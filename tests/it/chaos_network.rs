@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::server::TestServer;
 use crate::support::{
     KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok,
-    spawn_run,
+    spawn_run, steady_get,
 };
 
 /// A `loadgen proxy` child process in front of `upstream`, and the stack state file that
@@ -89,24 +89,16 @@ fn curl(args: &[&str]) -> serde_json::Value {
 }
 
 fn scenario(proxy: &ProxyProcess, run: &str, fault: &str) -> String {
+    let load = steady_get(
+        &format!("http://{}", proxy.listen),
+        "request_timeout = \"2s\"\n",
+        25,
+        run,
+        "/hello",
+    );
     format!(
         r#"name = "slow-link"
-[target]
-base_url = "http://{listen}"
-request_timeout = "2s"
-[load]
-model = "open"
-start_rate = "25/s"
-ramp_down = "1s"
-[[load.stage]]
-duration = "{run}"
-rate = "25/s"
-[[journey]]
-name = "page"
-[[journey.step]]
-name = "get"
-url = "/hello"
-[chaos]
+{load}[chaos]
 stack_state = "{state}"
 settle = "500ms"
 [[fault]]
@@ -117,7 +109,6 @@ jitter = "10ms"
 target = {{ proxy = "web" }}
 {fault}
 "#,
-        listen = proxy.listen,
         state = proxy.state_file.display(),
     )
 }

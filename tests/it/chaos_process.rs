@@ -11,7 +11,7 @@ use loadgen::chaos::process::proc_stat;
 
 use crate::support::{
     Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
-    run_ok, spawn_run,
+    run_ok, spawn_run, steady_get,
 };
 
 /// A real server process: `python3 -m http.server 0` with its PID in a file.
@@ -86,24 +86,16 @@ impl Drop for ServerProcess {
 }
 
 pub fn pause_scenario(port: u16, pidfile: &Path, run: &str, fault: &str) -> String {
+    let load = steady_get(
+        &format!("http://127.0.0.1:{port}"),
+        "request_timeout = \"300ms\"\n",
+        20,
+        run,
+        "/",
+    );
     format!(
         r#"name = "pause-drill"
-[target]
-base_url = "http://127.0.0.1:{port}"
-request_timeout = "300ms"
-[load]
-model = "open"
-start_rate = "20/s"
-ramp_down = "1s"
-[[load.stage]]
-duration = "{run}"
-rate = "20/s"
-[[journey]]
-name = "index"
-[[journey.step]]
-name = "get"
-url = "/"
-[[fault]]
+{load}[[fault]]
 name = "freeze server"
 action = "pause"
 target = {{ pidfile = "{}" }}

@@ -163,3 +163,26 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// What every drill test's scenario shares: `base_url` and `target_lines` (each ending in a
+/// newline) under `[target]`, an open model at `rate`/s for `run`, one journey that GETs
+/// `path`. The caller adds the name and the faults.
+pub fn steady_get(base_url: &str, target_lines: &str, rate: u32, run: &str, path: &str) -> String {
+    format!(
+        r#"[target]
+base_url = "{base_url}"
+{target_lines}[load]
+model = "open"
+start_rate = "{rate}/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "{run}"
+rate = "{rate}/s"
+[[journey]]
+name = "page"
+[[journey.step]]
+name = "get"
+url = "{path}"
+"#
+    )
+}

@@ -7,14 +7,13 @@
 //! them); without them it fails and says so, as the container-fault tests do.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{exclusive_blocking, repo_root};
+use crate::fixture::{exclusive_blocking, loadgen, only_run, repo_root, summary};
 
 const BACKENDS: [&str; 3] = ["backend-1", "backend-2", "backend-3"];
 
@@ -254,15 +253,6 @@ fn http_ok(url: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn only_run(out: &Path) -> PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().unwrap()
-}
-
 #[test]
 fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothing_behind() {
     // Like the container-fault tests, this one needs Docker: a silent skip would let CI
@@ -320,8 +310,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     let out = std::env::temp_dir().join(format!("loadgen-compose-out-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    let code = loadgen::cli::main_with_args(vec![
-        "loadgen",
+    let code = loadgen(&[
         "run",
         repo_root().join("scenarios/smoke.toml").to_str().unwrap(),
         "--target",
@@ -331,10 +320,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
         "--quiet",
     ]);
     let after: Vec<u64> = BACKENDS.iter().map(|b| project.served(b)).collect();
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(only_run(&out).join("summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary = summary(&only_run(&out));
     let _ = std::fs::remove_dir_all(&out);
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(summary["totals"]["errors"], 0, "{:#}", summary["totals"]);
@@ -451,8 +437,7 @@ fn drill(project: &Project, base_url: &str) {
     let scenario = dir.path().join("compose-drill.toml");
     std::fs::write(&scenario, &scoped).unwrap();
     let out = dir.path().join("out");
-    let code = loadgen::cli::main_with_args(vec![
-        "loadgen",
+    let code = loadgen(&[
         "run",
         scenario.to_str().unwrap(),
         "--target",
@@ -463,10 +448,7 @@ fn drill(project: &Project, base_url: &str) {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(only_run(&out).join("summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary = summary(&only_run(&out));
     let events: Vec<(&str, &str)> = summary["faults"]["events"]
         .as_array()
         .unwrap()

@@ -2,11 +2,7 @@
 //! to what the backends served, and a drill that kills the instance it targets shows a
 //! failover burst that ends, in summary.json, the JUnit file and the report.
 
-use std::path::Path;
-
-use serde_json::Value;
-
-use crate::fixture::{Stack, exclusive_blocking, repo_root, stack};
+use crate::fixture::{Stack, exclusive_blocking, loadgen, only_run, repo_root, stack, summary};
 
 /// Requests each backend has served so far (all routes but /metrics and /health/*).
 fn served(stack: &Stack) -> u64 {
@@ -29,25 +25,6 @@ fn served(stack: &Stack) -> u64 {
         }
     }
     total
-}
-
-fn loadgen(args: &[&str]) -> u8 {
-    let mut argv = vec!["loadgen"];
-    argv.extend_from_slice(args);
-    loadgen::cli::main_with_args(argv)
-}
-
-fn summary(run_dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
-}
-
-fn only_run(out: &Path) -> std::path::PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().unwrap()
 }
 
 #[test]
@@ -103,12 +80,10 @@ fn killing_the_targeted_instance_shows_a_burst_that_ends() {
     let state = stack.state();
     let backend = &state["backends"][0];
     let name = backend["name"].as_str().unwrap().to_string();
-    let dir = tempfile_dir("drill");
-    let scenario = dir.path().join("drill.toml");
     // Straight at one instance, bypassing nginx: the client sees the outage itself.
-    std::fs::write(
-        &scenario,
-        format!(
+    let (_dir, code, run_dir) = run_scenario(
+        "drill",
+        &format!(
             r#"name = "instance-kill"
 [target]
 base_url = "{url}"
@@ -151,17 +126,7 @@ window = "steady"
             url = backend["url"].as_str().unwrap(),
             state = stack.state_dir.join("state.json").display(),
         ),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let code = loadgen(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let run_dir = only_run(&out);
+    );
     let summary = summary(&run_dir);
     assert_eq!(
         code, 1,
@@ -236,6 +201,24 @@ window = "steady"
     assert!(ready.success());
 }
 
+/// Writes `text` as a scenario in a temporary directory and runs it: the directory (removed
+/// when dropped), the exit code and the run directory inside it.
+fn run_scenario(tag: &str, text: &str) -> (tempfile::TempDir, u8, std::path::PathBuf) {
+    let dir = tempfile_dir(tag);
+    let scenario = dir.path().join(format!("{tag}.toml"));
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.path().join("out");
+    let code = loadgen(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let run_dir = only_run(&out);
+    (dir, code, run_dir)
+}
+
 /// A temporary directory, removed when the test ends (also when it fails).
 fn tempfile_dir(tag: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -253,11 +236,9 @@ fn latency_on_the_postgres_link_slows_writes_and_is_cleared() {
     let state = stack.state();
     let control = state["proxies"][0]["control"].as_str().unwrap().to_string();
     assert_eq!(state["proxies"][0]["name"], "postgres");
-    let dir = tempfile_dir("slow-db");
-    let scenario = dir.path().join("slow-db.toml");
-    std::fs::write(
-        &scenario,
-        format!(
+    let (_dir, code, run_dir) = run_scenario(
+        "slow-db",
+        &format!(
             r#"name = "slow-db"
 [target]
 base_url = "{url}"
@@ -290,17 +271,8 @@ target = {{ proxy = "postgres" }}
             url = stack.base_url,
             state = stack.state_dir.join("state.json").display(),
         ),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let code = loadgen(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let summary = summary(&only_run(&out));
+    );
+    let summary = summary(&run_dir);
     assert_eq!(code, 0, "{:#}", summary["totals"]);
     assert_eq!(summary["totals"]["errors"], 0, "slower is not broken");
     // A sign-up is at least one database round trip: 100 ms each way on top of it. (The

@@ -71,6 +71,28 @@ fn is_fresh(binary: &Path) -> bool {
         .all(|source| newest(&root.join(source)) <= built)
 }
 
+/// Runs loadgen in-process (`loadgen ARGS…`) and returns its exit code.
+pub fn loadgen(args: &[&str]) -> u8 {
+    let mut argv = vec!["loadgen"];
+    argv.extend_from_slice(args);
+    loadgen::cli::main_with_args(argv)
+}
+
+/// A run directory's summary.json.
+pub fn summary(run_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// The one run directory under a run's `--out`.
+pub fn only_run(out: &Path) -> PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
 /// A fresh state directory under the system temp dir, unique to this process.
 pub fn temp_state_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("platform-stack-{tag}-{}", std::process::id()))
