@@ -280,6 +280,9 @@ fn run_command(
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
     };
+    for warning in &prepared.warnings {
+        eprintln!("warning: {warning}");
+    }
     if dry_run {
         return dry_run_report(&prepared.plan);
     }
@@ -481,18 +484,7 @@ fn compare_command(
 }
 
 fn report_command(run_dir: &std::path::Path) -> u8 {
-    let path = run_dir.join("summary.json");
-    let summary = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        .and_then(|text| {
-            serde_json::from_str::<crate::output::summary::Summary>(&text).map_err(|e| {
-                format!(
-                    "{} is not a loadgen summary of this version: {e}",
-                    path.display()
-                )
-            })
-        });
-    let mut summary = match summary {
+    let mut summary = match crate::compare::read_summary(run_dir) {
         Ok(summary) => summary,
         Err(message) => {
             eprintln!("error: {message}");

@@ -54,6 +54,9 @@ pub struct Prepared {
     pub plan: Arc<Plan>,
     pub seed: u64,
     pub workers: usize,
+    /// What the user must know before the first request (e.g. faults `--duration` cuts
+    /// off, which will be `not_run`).
+    pub warnings: Vec<String>,
 }
 
 pub struct RunOutcome {
@@ -72,6 +75,7 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         plan.target.base =
             BaseUrl::parse(target).map_err(|e| RunError::BadInput(format!("--target: {e}")))?;
     }
+    let mut warnings = Vec::new();
     if let Some(duration) = options.duration {
         if duration.is_zero() {
             return Err(RunError::BadInput(
@@ -79,6 +83,7 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
             ));
         }
         plan.load.model.truncate(duration);
+        warnings.extend(cut_off_faults(&plan, duration));
     }
     let base = &plan.target.base;
     let address = plan
@@ -96,7 +101,34 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         plan: Arc::new(plan),
         seed,
         workers,
+        warnings,
     })
+}
+
+/// The fault occurrences a `--duration` cut leaves past the end of the run: they will not
+/// happen, and (unless the fault says `required = false`) that fails the run.
+fn cut_off_faults(plan: &Plan, duration: Duration) -> Vec<String> {
+    let end = plan.load.model.total_duration().min(duration);
+    plan.chaos
+        .faults
+        .iter()
+        .flat_map(|fault| {
+            fault
+                .occurrences()
+                .into_iter()
+                .enumerate()
+                .filter(move |(_, (at, _))| *at >= end)
+                .map(move |(occurrence, (at, _))| {
+                    format!(
+                        "--duration {:.1}s cuts off fault `{}` #{} (due at {:.1}s): it will not run, and the run fails with its windows `not_run` unless the fault says `required = false`",
+                        end.as_secs_f64(),
+                        fault.name,
+                        occurrence + 1,
+                        at.as_secs_f64()
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Runs a prepared plan to the end (or to Ctrl-C / SIGTERM) and writes the run directory.

@@ -9,13 +9,19 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
-use crate::metrics::ErrorClass;
+use std::io::BufRead;
 
-/// One scope's counts in one second.
+use crate::metrics::ErrorClass;
+use crate::metrics::stats::check_config;
+
+/// One scope's counts in one second (of intended start).
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
+    /// Requests sent.
     pub requests: u64,
     pub errors: u64,
+    /// Arrivals dropped at the in-flight cap: failed attempts never sent.
+    pub dropped: u64,
     pub by_class: [u64; ErrorClass::COUNT],
     pub p50_us: u64,
     pub p95_us: u64,
@@ -26,6 +32,7 @@ impl Counts {
     pub fn add(&mut self, other: &Counts) {
         self.requests += other.requests;
         self.errors += other.errors;
+        self.dropped += other.dropped;
         for (a, b) in self.by_class.iter_mut().zip(other.by_class.iter()) {
             *a += b;
         }
@@ -49,7 +56,7 @@ pub fn read_series(run_dir: &Path) -> Result<Series, String> {
         column("errors").ok_or("series.csv has no `errors` column")?,
         column("p99_us").ok_or("series.csv has no `p99_us` column")?,
     );
-    let (p50, p95) = (column("p50_us"), column("p95_us"));
+    let (p50, p95, dropped) = (column("p50_us"), column("p95_us"), column("dropped"));
     let classes: Vec<Option<usize>> = ErrorClass::ALL.iter().map(|c| column(c.name())).collect();
     let mut series = Series::new();
     for record in reader.records() {
@@ -63,6 +70,7 @@ pub fn read_series(run_dir: &Path) -> Result<Series, String> {
         let mut counts = Counts {
             requests: number(requests),
             errors: number(errors),
+            dropped: dropped.map_or(0, number),
             p50_us: p50.map_or(0, number),
             p95_us: p95.map_or(0, number),
             p99_us: number(p99),
@@ -81,31 +89,61 @@ pub fn read_series(run_dir: &Path) -> Result<Series, String> {
     Ok(series)
 }
 
-/// Streams every (second, tag, histogram) of the interval log to `visit`.
+impl Counts {
+    /// Attempts: requests sent plus arrivals dropped.
+    pub fn attempts(&self) -> u64 {
+        self.requests + self.dropped
+    }
+}
+
+/// Streams every (second, tag, histogram) of the interval log to `visit`, a line at a
+/// time. A line that does not decode, or a histogram of another configuration than the
+/// run's (`metrics::stats::check_config`), is an error naming the line.
 pub fn for_each_interval(
     run_dir: &Path,
     mut visit: impl FnMut(u64, &str, &Histogram<u64>),
 ) -> Result<(), String> {
     let path = run_dir.join("histograms/intervals.hlog");
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let Ok(LogEntry::Interval(interval)) = entry else {
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(file);
+    let mut number = 0usize;
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if read == 0 {
+            return Ok(());
+        }
+        number += 1;
+        let at = |why: String| format!("{}:{number}: {why}", path.display());
+        if line.starts_with('#') || line.starts_with('"') || line.trim().is_empty() {
+            continue;
+        }
+        let Some(entry) = IntervalLogIterator::new(line.as_bytes()).next() else {
             continue;
         };
+        let interval = match entry {
+            Ok(LogEntry::Interval(interval)) => interval,
+            Ok(_) => continue,
+            Err(e) => return Err(at(format!("not an interval-log entry ({e:?})"))),
+        };
         let Some(tag) = interval.tag() else { continue };
-        let decoded =
-            decode_base64(interval.encoded_histogram()).ok_or("bad base64 in the interval log")?;
+        let decoded = decode_base64(interval.encoded_histogram())
+            .ok_or_else(|| at("bad base64 in the histogram".into()))?;
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut decoded.as_slice())
-            .map_err(|e| format!("bad histogram in the interval log: {e:?}"))?;
+            .map_err(|e| at(format!("bad histogram: {e:?}")))?;
+        check_config(&histogram).map_err(at)?;
         visit(
             interval.start_timestamp().as_secs(),
             tag.as_str(),
             &histogram,
         );
     }
-    Ok(())
 }
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {

@@ -112,11 +112,11 @@ pub fn measure(
             .div_ceil(1000)
             .min(run_seconds.max(start + 1));
         let first_error = (start..run_seconds)
-            .find(|s| all(*s).errors > 0)
+            .find(|s| all(*s).errors + all(*s).dropped > 0)
             .filter(|s| *s < impact_end.max(start + 1) + 1);
         let burst_end = first_error.map(|f| {
             (f..run_seconds)
-                .find(|s| all(*s).errors == 0)
+                .find(|s| all(*s).errors + all(*s).dropped == 0)
                 .unwrap_or(run_seconds)
         });
         let mut failed = Counts::default();
@@ -125,14 +125,14 @@ pub fn measure(
         }
         let healthy = |second: u64| {
             let c = all(second);
-            c.requests > 0
+            c.attempts() > 0
                 && rate(&c) <= error_ceiling
                 && p99_ceiling.is_none_or(|ceiling| c.p99_us <= ceiling)
         };
         // Seconds without a request neither confirm nor refute; near the run's end fewer
         // than three seconds may remain, and those that do must all be healthy.
         let busy: Vec<u64> = (start..run_seconds)
-            .filter(|s| all(*s).requests > 0)
+            .filter(|s| all(*s).attempts() > 0)
             .collect();
         let recovered = (0..busy.len())
             .find(|&i| {
@@ -169,7 +169,7 @@ pub fn measure(
             end_ms: interval.end_ms,
             first_error_after_ms: first_error.map(|s| (s * 1000).saturating_sub(interval.start_ms)),
             burst_ms: first_error.zip(burst_end).map(|(f, e)| (e - f) * 1000),
-            requests_failed: failed.errors,
+            requests_failed: failed.errors + failed.dropped,
             failed_by_class: ErrorClass::ALL
                 .iter()
                 .filter(|c| failed.by_class[c.index()] > 0)
@@ -186,11 +186,12 @@ pub fn measure(
     Ok(out)
 }
 
+/// Failed attempts (errors and dropped arrivals) over attempts.
 fn rate(counts: &Counts) -> f64 {
-    if counts.requests == 0 {
+    if counts.attempts() == 0 {
         0.0
     } else {
-        counts.errors as f64 / counts.requests as f64
+        (counts.errors + counts.dropped) as f64 / counts.attempts() as f64
     }
 }
 
@@ -238,6 +239,7 @@ mod tests {
             start_ms: 5_200,
             end_ms: 9_500,
             targets: vec!["backend-1".into()],
+            not_run: None,
         }];
         let figures = measure(dir.path(), &series, &intervals, 2_000, 20).unwrap();
         let f = &figures[0];

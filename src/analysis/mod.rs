@@ -21,8 +21,8 @@ use crate::slo::SloSpec;
 pub struct Analysis {
     pub slos: Vec<SloVerdict>,
     pub failover: Vec<Failover>,
-    /// True when every verdict passed (verdicts without data do not fail the run but are
-    /// listed with status "no_data").
+    /// True when no verdict fails the run: every one passed, or is a `no_data` / `not_run`
+    /// the scenario allows.
     pub passed: bool,
 }
 
@@ -47,7 +47,7 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analysis, String> 
     let intervals = windows::fault_intervals(inputs.events, run_ms);
     let slos = verdicts::judge(run_dir, &series, &intervals, inputs, run_seconds)?;
     let failover = failover::measure(run_dir, &series, &intervals, inputs.settle_ms, run_seconds)?;
-    let passed = slos.iter().all(|v| v.status != "fail");
+    let passed = !slos.iter().any(|v| v.fails_run());
     Ok(Analysis {
         slos,
         failover,

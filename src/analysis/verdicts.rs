@@ -1,6 +1,13 @@
 //! SLO verdicts: each objective judged over each instance of its window, with the measured
 //! value beside the threshold. Recovery objectives measure, per fault, how long after its
 //! start (or end) the conditions held again for three seconds in a row.
+//!
+//! Every verdict is judged on data or fails with its reason: a window without requests is
+//! `no_data` (fails unless the objective allows it), a fault that never happened makes its
+//! windows `not_run` (fails unless the fault is not required), a window where the
+//! generator dropped more than 1 % of its attempts fails as `generator_saturated`, and a
+//! latency objective over requests none of which succeeded fails as
+//! `no_successful_response`. Requests belong to the second they were meant to start in.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,10 +19,37 @@ use super::data::{Counts, Series, for_each_interval};
 use super::windows::{Interval, WindowInstance, instances};
 use super::{Inputs, scope_tags};
 use crate::metrics::stats::new_histogram;
-use crate::slo::{Condition, Metric, SloSpec, format_value};
+use crate::slo::{Condition, Observed, OnNoData, SloSpec, format_value};
 
 /// Seconds the conditions must hold in a row to count as recovered.
 pub const STABLE_SECONDS: u64 = 3;
+
+/// The share of a window's attempts the generator may drop before no verdict over that
+/// window can be trusted.
+pub const MAX_DROPPED_SHARE: f64 = 0.01;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictStatus {
+    Pass,
+    Fail,
+    /// The window saw no request.
+    NoData,
+    /// The fault the window belongs to did not happen.
+    NotRun,
+}
+
+/// Why a verdict is not a plain pass or fail on its measured values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictReason {
+    NoData,
+    NotRun,
+    /// More than 1 % of the window's attempts were dropped at the in-flight cap.
+    GeneratorSaturated,
+    /// A latency objective over requests none of which succeeded.
+    NoSuccessfulResponse,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SloVerdict {
@@ -24,11 +58,34 @@ pub struct SloVerdict {
     pub scope: String,
     /// The window instance: "run", "steady", "during kill #1", "recovery from kill #1"…
     pub window: String,
-    /// "pass", "fail", or "no_data" (the window never happened or saw no request).
-    pub status: String,
+    pub status: VerdictStatus,
+    /// A `no_data` the objective allows (`on_no_data = "allow"`) or a `not_run` of a fault
+    /// that is not required: listed, never a pass, and does not fail the run.
+    #[serde(default)]
+    pub allowed: bool,
+    #[serde(default)]
+    pub reason: Option<VerdictReason>,
+    /// The reason for people: which fault did not run and why, how much was dropped.
+    #[serde(default)]
+    pub reason_text: Option<String>,
+    /// Requests sent in the window.
     pub requests: u64,
+    /// Arrivals dropped at the in-flight cap in the window.
+    #[serde(default)]
+    pub dropped: u64,
     pub measured: Vec<Measured>,
     pub spec: SloSpec,
+}
+
+impl SloVerdict {
+    /// Whether this verdict fails the run.
+    pub fn fails_run(&self) -> bool {
+        match self.status {
+            VerdictStatus::Pass => false,
+            VerdictStatus::Fail => true,
+            VerdictStatus::NoData | VerdictStatus::NotRun => !self.allowed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,7 +98,7 @@ pub struct Measured {
     pub passed: bool,
 }
 
-/// Counts and latencies of one scope over a set of seconds.
+/// Counts and successes' latencies of one scope over a set of seconds.
 #[derive(Default)]
 struct Accumulator {
     counts: Counts,
@@ -50,58 +107,36 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn value(&self, metric: Metric) -> Option<f64> {
-        let latency = |q: f64| {
-            self.histogram
-                .as_ref()
-                .filter(|h| !h.is_empty())
-                .map(|h| h.value_at_quantile(q) as f64)
-        };
-        let requests = self.counts.requests as f64;
-        match metric {
-            Metric::P50 => latency(0.5),
-            Metric::P90 => latency(0.9),
-            Metric::P95 => latency(0.95),
-            Metric::P99 => latency(0.99),
-            Metric::P999 => latency(0.999),
-            Metric::Max => self
-                .histogram
-                .as_ref()
-                .filter(|h| !h.is_empty())
-                .map(|h| h.max() as f64),
-            Metric::Mean => self
-                .histogram
-                .as_ref()
-                .filter(|h| !h.is_empty())
-                .map(|h| h.mean()),
-            Metric::ErrorRate => {
-                (requests > 0.0).then(|| self.counts.errors as f64 / requests * 100.0)
-            }
-            Metric::Availability => {
-                (requests > 0.0).then(|| 100.0 - self.counts.errors as f64 / requests * 100.0)
-            }
-            Metric::Rps => (self.seconds > 0).then(|| requests / self.seconds as f64),
+    fn observed(&self) -> Observed<'_> {
+        Observed {
+            requests: self.counts.requests,
+            errors: self.counts.errors,
+            dropped: self.counts.dropped,
+            seconds: self.seconds,
+            latency: self.histogram.as_ref(),
         }
     }
 
     fn holds(&self, conditions: &[Condition]) -> bool {
-        self.counts.requests > 0
+        let observed = self.observed();
+        observed.attempts() > 0
             && conditions
                 .iter()
-                .all(|c| self.value(c.metric).is_some_and(|v| c.holds(v)))
+                .all(|c| observed.value(c.metric).is_some_and(|v| c.holds(v)))
     }
 }
 
-/// (objective index, fault occurrence, anchor ms, per-second accumulators, scope tags).
-type RecoveryJob<'a> = (
-    usize,
-    &'a Interval,
-    u64,
-    BTreeMap<u64, Accumulator>,
-    Vec<String>,
-);
+/// A recovery objective's search over one fault occurrence.
+struct RecoveryJob<'a> {
+    slo: usize,
+    interval: &'a Interval,
+    anchor_ms: u64,
+    per_second: BTreeMap<u64, Accumulator>,
+    tags: Vec<String>,
+}
 
 struct Job {
+    slo: usize,
     tags: Vec<String>,
     window: WindowInstance,
     acc: Accumulator,
@@ -114,21 +149,39 @@ pub fn judge(
     inputs: &Inputs<'_>,
     run_seconds: u64,
 ) -> Result<Vec<SloVerdict>, String> {
-    // Plain objectives: one accumulator per window instance.
-    let mut jobs: Vec<(usize, Job)> = Vec::new();
-    // Recovery objectives: per fault occurrence, per-second accumulators over the search span.
+    let mut jobs: Vec<Job> = Vec::new();
     let mut recoveries: Vec<RecoveryJob<'_>> = Vec::new();
-    let mut verdicts = Vec::new();
+    let mut verdicts: Vec<(usize, SloVerdict)> = Vec::new();
     for (index, slo) in inputs.slos.iter().enumerate() {
         let tags = scope_tags(&slo.scope, inputs.steps);
         if let Some(recovery) = slo.recovery {
             if intervals.is_empty() {
                 verdicts.push((
                     index,
-                    no_data(slo, "recovery", "no fault happened in this run"),
+                    unjudged(
+                        slo,
+                        "recovery",
+                        VerdictStatus::NoData,
+                        "no fault was planned in this run",
+                    ),
                 ));
             }
             for interval in intervals {
+                if let Some(not_run) = &interval.not_run {
+                    let mut verdict = unjudged(
+                        slo,
+                        &format!(
+                            "recovery from {} #{}",
+                            interval.fault,
+                            interval.occurrence + 1
+                        ),
+                        VerdictStatus::NotRun,
+                        &not_run.reason,
+                    );
+                    verdict.allowed = !not_run.required;
+                    verdicts.push((index, verdict));
+                    continue;
+                }
                 let anchor_ms = if recovery.from_end {
                     interval.end_ms
                 } else {
@@ -139,16 +192,20 @@ pub fn judge(
                     + STABLE_SECONDS;
                 let per_second = (first..last.min(run_seconds))
                     .map(|s| {
-                        (
-                            s,
-                            Accumulator {
-                                seconds: 1,
-                                ..Accumulator::default()
-                            },
-                        )
+                        let acc = Accumulator {
+                            seconds: 1,
+                            ..Accumulator::default()
+                        };
+                        (s, acc)
                     })
                     .collect();
-                recoveries.push((index, interval, anchor_ms, per_second, tags.clone()));
+                recoveries.push(RecoveryJob {
+                    slo: index,
+                    interval,
+                    anchor_ms,
+                    per_second,
+                    tags: tags.clone(),
+                });
             }
             continue;
         }
@@ -156,14 +213,22 @@ pub fn judge(
         if windows.is_empty() {
             verdicts.push((
                 index,
-                no_data(
+                unjudged(
                     slo,
                     &slo.window.to_string(),
+                    VerdictStatus::NoData,
                     "this window did not occur in the run",
                 ),
             ));
         }
         for window in windows {
+            if let Some(not_run) = &window.not_run {
+                let mut verdict =
+                    unjudged(slo, &window.label, VerdictStatus::NotRun, &not_run.reason);
+                verdict.allowed = !not_run.required;
+                verdicts.push((index, verdict));
+                continue;
+            }
             let mut acc = Accumulator {
                 seconds: window.length(),
                 ..Accumulator::default()
@@ -177,20 +242,18 @@ pub fn judge(
                     }
                 }
             }
-            jobs.push((
-                index,
-                Job {
-                    tags: tags.clone(),
-                    window,
-                    acc,
-                },
-            ));
+            jobs.push(Job {
+                slo: index,
+                tags: tags.clone(),
+                window,
+                acc,
+            });
         }
     }
-    for (_, _, _, per_second, tags) in &mut recoveries {
-        for (second, acc) in per_second.iter_mut() {
+    for job in &mut recoveries {
+        for (second, acc) in job.per_second.iter_mut() {
             if let Some(scopes) = series.get(second) {
-                for tag in tags.iter() {
+                for tag in &job.tags {
                     if let Some(counts) = scopes.get(tag) {
                         acc.counts.add(counts);
                     }
@@ -199,138 +262,198 @@ pub fn judge(
         }
     }
     for_each_interval(run_dir, |second, tag, histogram| {
-        for (_, job) in jobs.iter_mut() {
+        for job in jobs.iter_mut() {
             if job.window.contains(second) && job.tags.iter().any(|t| t == tag) {
                 add(&mut job.acc.histogram, histogram);
             }
         }
-        for (_, _, _, per_second, tags) in recoveries.iter_mut() {
-            if tags.iter().any(|t| t == tag)
-                && let Some(acc) = per_second.get_mut(&second)
+        for job in recoveries.iter_mut() {
+            if job.tags.iter().any(|t| t == tag)
+                && let Some(acc) = job.per_second.get_mut(&second)
             {
                 add(&mut acc.histogram, histogram);
             }
         }
     })?;
 
-    for (index, job) in jobs {
-        let slo = &inputs.slos[index];
-        let measured: Vec<Measured> = slo
-            .conditions
-            .iter()
-            .map(|c| {
-                let value = job.acc.value(c.metric);
-                Measured {
-                    metric: c.metric.name().into(),
-                    op: c.op.symbol().into(),
-                    threshold: c.threshold_text(),
-                    value,
-                    value_text: value.map_or("no data".into(), |v| format_value(c.metric, v)),
-                    passed: value.is_some_and(|v| c.holds(v)),
-                }
-            })
-            .collect();
-        let status = if job.acc.counts.requests == 0 {
-            "no_data"
-        } else if measured.iter().all(|m| m.passed) {
-            "pass"
-        } else {
-            "fail"
-        };
-        verdicts.push((
-            index,
-            SloVerdict {
-                name: slo.name.clone(),
-                objective: slo.objective.clone(),
-                scope: slo.scope.clone(),
-                window: job.window.label.clone(),
-                status: status.into(),
-                requests: job.acc.counts.requests,
-                measured,
-                spec: slo.clone(),
-            },
-        ));
+    for job in jobs {
+        let slo = &inputs.slos[job.slo];
+        verdicts.push((job.slo, window_verdict(slo, job.window.label, &job.acc)));
     }
-    for (index, interval, anchor_ms, per_second, _) in recoveries {
-        let slo = &inputs.slos[index];
-        let recovery = slo.recovery.expect("a recovery job");
-        // Seconds without a request neither confirm nor refute; at the run's end fewer than
-        // three seconds may be left, and those that are must all hold.
-        let seconds: Vec<(&u64, &Accumulator)> = per_second
-            .iter()
-            .filter(|(_, a)| a.counts.requests > 0)
-            .collect();
-        let recovered_at = (0..seconds.len())
-            .find(|&i| {
-                seconds[i..(i + STABLE_SECONDS as usize).min(seconds.len())]
-                    .iter()
-                    .all(|(_, a)| a.holds(&slo.conditions))
-            })
-            .map(|i| *seconds[i].0);
-        let within_ms = recovery.within.as_millis() as u64;
-        let (value, passed) = match recovered_at {
-            Some(second) => {
-                let after = (second * 1000).saturating_sub(anchor_ms);
-                (Some(after as f64), after <= within_ms)
-            }
-            None => (None, false),
-        };
-        let requests = per_second.values().map(|a| a.counts.requests).sum();
-        verdicts.push((
-            index,
-            SloVerdict {
-                name: slo.name.clone(),
-                objective: slo.objective.clone(),
-                scope: slo.scope.clone(),
-                window: format!(
-                    "recovery from {} #{} ({})",
-                    interval.fault,
-                    interval.occurrence + 1,
-                    if recovery.from_end { "end" } else { "start" }
-                ),
-                status: if requests == 0 {
-                    "no_data"
-                } else if passed {
-                    "pass"
-                } else {
-                    "fail"
-                }
-                .into(),
-                requests,
-                measured: vec![Measured {
-                    metric: "recovery".into(),
-                    op: "<=".into(),
-                    threshold: format!("{:.1}s", within_ms as f64 / 1000.0),
-                    value: value.map(|v| v / 1000.0),
-                    value_text: value.map_or(
-                        format!("not back within {:.1}s", within_ms as f64 / 1000.0),
-                        |v| format!("{:.1}s", v / 1000.0),
-                    ),
-                    passed,
-                }],
-                spec: slo.clone(),
-            },
-        ));
+    for job in recoveries {
+        let slo = &inputs.slos[job.slo];
+        verdicts.push((job.slo, recovery_verdict(slo, &job)));
     }
     // Keep the scenario's order of objectives.
     verdicts.sort_by_key(|(index, _)| *index);
     Ok(verdicts.into_iter().map(|(_, v)| v).collect())
 }
 
+fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdict {
+    let observed = acc.observed();
+    let measured: Vec<Measured> = slo
+        .conditions
+        .iter()
+        .map(|c| {
+            let value = observed.value(c.metric);
+            let value_text = match value {
+                Some(v) => format_value(c.metric, v),
+                None if observed.attempts() > 0 => "no successful response".into(),
+                None => "no data".into(),
+            };
+            Measured {
+                metric: c.metric.name().into(),
+                op: c.op.symbol().into(),
+                threshold: c.threshold_text(),
+                value,
+                value_text,
+                passed: value.is_some_and(|v| c.holds(v)),
+            }
+        })
+        .collect();
+    let share = observed.dropped_share();
+    let (status, reason, reason_text) = if observed.attempts() == 0 {
+        (
+            VerdictStatus::NoData,
+            Some(VerdictReason::NoData),
+            Some("no request was meant to start in this window".to_string()),
+        )
+    } else if share > MAX_DROPPED_SHARE {
+        (
+            VerdictStatus::Fail,
+            Some(VerdictReason::GeneratorSaturated),
+            Some(format!(
+                "{} of {} attempts ({:.1} %) were dropped at the in-flight cap (limit {:.0} %): \
+                 the load was not delivered, so no objective over this window can be judged",
+                observed.dropped,
+                observed.attempts(),
+                share * 100.0,
+                MAX_DROPPED_SHARE * 100.0
+            )),
+        )
+    } else if measured.iter().all(|m| m.passed) {
+        (VerdictStatus::Pass, None, None)
+    } else if slo
+        .conditions
+        .iter()
+        .any(|c| c.metric.is_latency() && observed.value(c.metric).is_none())
+    {
+        (
+            VerdictStatus::Fail,
+            Some(VerdictReason::NoSuccessfulResponse),
+            Some(format!(
+                "none of the {} requests in this window succeeded",
+                observed.requests
+            )),
+        )
+    } else {
+        (VerdictStatus::Fail, None, None)
+    };
+    SloVerdict {
+        name: slo.name.clone(),
+        objective: slo.objective.clone(),
+        scope: slo.scope.clone(),
+        window,
+        status,
+        allowed: status == VerdictStatus::NoData && slo.on_no_data == OnNoData::Allow,
+        reason,
+        reason_text,
+        requests: acc.counts.requests,
+        dropped: acc.counts.dropped,
+        measured,
+        spec: slo.clone(),
+    }
+}
+
+fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
+    let recovery = slo.recovery.expect("a recovery job");
+    // Seconds without an attempt neither confirm nor refute; at the run's end fewer than
+    // three seconds may be left, and those that are must all hold.
+    let seconds: Vec<(&u64, &Accumulator)> = job
+        .per_second
+        .iter()
+        .filter(|(_, a)| a.counts.attempts() > 0)
+        .collect();
+    let recovered_at = (0..seconds.len())
+        .find(|&i| {
+            seconds[i..(i + STABLE_SECONDS as usize).min(seconds.len())]
+                .iter()
+                .all(|(_, a)| a.holds(&slo.conditions))
+        })
+        .map(|i| *seconds[i].0);
+    let within_ms = recovery.within.as_millis() as u64;
+    let (value, passed) = match recovered_at {
+        Some(second) => {
+            let after = (second * 1000).saturating_sub(job.anchor_ms);
+            (Some(after as f64), after <= within_ms)
+        }
+        None => (None, false),
+    };
+    let requests = job.per_second.values().map(|a| a.counts.requests).sum();
+    let attempts: u64 = job.per_second.values().map(|a| a.counts.attempts()).sum();
+    let dropped = attempts - requests;
+    let status = if attempts == 0 {
+        VerdictStatus::NoData
+    } else if passed {
+        VerdictStatus::Pass
+    } else {
+        VerdictStatus::Fail
+    };
+    SloVerdict {
+        name: slo.name.clone(),
+        objective: slo.objective.clone(),
+        scope: slo.scope.clone(),
+        window: format!(
+            "recovery from {} #{} ({})",
+            job.interval.fault,
+            job.interval.occurrence + 1,
+            if recovery.from_end { "end" } else { "start" }
+        ),
+        status,
+        allowed: status == VerdictStatus::NoData && slo.on_no_data == OnNoData::Allow,
+        reason: (status == VerdictStatus::NoData).then_some(VerdictReason::NoData),
+        reason_text: (status == VerdictStatus::NoData)
+            .then(|| "no request was meant to start in the recovery span".to_string()),
+        requests,
+        dropped,
+        measured: vec![Measured {
+            metric: "recovery".into(),
+            op: "<=".into(),
+            threshold: format!("{:.1}s", within_ms as f64 / 1000.0),
+            value: value.map(|v| v / 1000.0),
+            value_text: value.map_or(
+                format!("not back within {:.1}s", within_ms as f64 / 1000.0),
+                |v| format!("{:.1}s", v / 1000.0),
+            ),
+            passed,
+        }],
+        spec: slo.clone(),
+    }
+}
+
 fn add(into: &mut Option<Histogram<u64>>, from: &Histogram<u64>) {
     into.get_or_insert_with(new_histogram)
         .add(from)
-        .expect("auto-resizing histograms accept any values");
+        .expect("histograms of one configuration add");
 }
 
-fn no_data(slo: &SloSpec, window: &str, why: &str) -> SloVerdict {
+/// A verdict with nothing measured: the window did not occur, or its fault did not run.
+fn unjudged(slo: &SloSpec, window: &str, status: VerdictStatus, why: &str) -> SloVerdict {
+    let (allowed, reason) = match status {
+        VerdictStatus::NotRun => (false, VerdictReason::NotRun),
+        _ => (slo.on_no_data == OnNoData::Allow, VerdictReason::NoData),
+    };
     SloVerdict {
         name: slo.name.clone(),
         objective: slo.objective.clone(),
         scope: slo.scope.clone(),
         window: window.into(),
-        status: "no_data".into(),
+        status,
+        allowed,
+        reason: Some(reason),
+        reason_text: Some(why.into()),
         requests: 0,
+        dropped: 0,
         measured: vec![Measured {
             metric: "-".into(),
             op: String::new(),

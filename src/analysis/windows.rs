@@ -14,6 +14,15 @@ pub struct Interval {
     pub start_ms: u64,
     pub end_ms: u64,
     pub targets: Vec<String>,
+    /// The occurrence never happened: its windows are `not_run`.
+    pub not_run: Option<NotRun>,
+}
+
+/// Why a planned fault occurrence did not happen, and whether the run needed it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NotRun {
+    pub reason: String,
+    pub required: bool,
 }
 
 /// Fault occurrences from the events: first inject → last recover of the occurrence (the
@@ -34,6 +43,7 @@ pub fn fault_intervals(events: &[FaultEvent], run_end_ms: u64) -> Vec<Interval> 
                 start_ms: event.offset_ms,
                 end_ms: u64::MAX,
                 targets: event.target.clone().into_iter().collect(),
+                not_run: None,
             }),
             ("recover", Some(interval)) => {
                 interval.end_ms = if interval.end_ms == u64::MAX {
@@ -70,6 +80,7 @@ pub fn fault_intervals(events: &[FaultEvent], run_end_ms: u64) -> Vec<Interval> 
 pub struct WindowInstance {
     pub label: String,
     pub seconds: Vec<Range<u64>>,
+    pub not_run: Option<NotRun>,
 }
 
 impl WindowInstance {
@@ -101,6 +112,7 @@ pub fn instances(
         Window::Run => vec![WindowInstance {
             label: "run".into(),
             seconds: vec![run],
+            not_run: None,
         }],
         Window::Steady => {
             let mut seconds = vec![run];
@@ -120,6 +132,7 @@ pub fn instances(
             vec![WindowInstance {
                 label: "steady".into(),
                 seconds,
+                not_run: None,
             }]
         }
         Window::Faults | Window::Fault(_) => intervals
@@ -128,6 +141,7 @@ pub fn instances(
             .map(|i| WindowInstance {
                 label: format!("during {} #{}", i.fault, i.occurrence + 1),
                 seconds: vec![seconds_of(i.start_ms, i.end_ms)],
+                not_run: None,
             })
             .collect(),
         Window::After => intervals
@@ -142,6 +156,7 @@ pub fn instances(
                 WindowInstance {
                     label: format!("after {} #{}", i.fault, i.occurrence + 1),
                     seconds: std::iter::once(from..to).collect(),
+                    not_run: None,
                 }
             })
             .filter(|w| w.length() > 0)

@@ -10,7 +10,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 
-use crate::output::summary::Summary;
+use crate::output::summary::{SCHEMA_VERSION, Summary};
 use crate::output::write_atomic;
 
 const TEMPLATE: &str = include_str!("compare.html.j2");
@@ -156,10 +156,28 @@ pub fn compare(
     }
 }
 
+/// Reads a run directory's summary.json; a summary of another schema version is refused
+/// with what to do about it (its figures mean something else: a comparison would lie).
 pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
     let path = run_dir.join("summary.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let version = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("schema_version").and_then(|v| v.as_u64()));
+    match version {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "{} has summary schema version {v}, this loadgen writes and reads version {SCHEMA_VERSION}: \
+                 its figures are not comparable (since version 3 requests are judged by intended start \
+                 and latency is of successful responses only). Re-baseline: run the baseline scenario \
+                 again with this loadgen and compare against that run.",
+                path.display()
+            ));
+        }
+        None => {}
+    }
     serde_json::from_str(&text).map_err(|e| {
         format!(
             "{} is not a loadgen summary of this version: {e}",

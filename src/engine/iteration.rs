@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,6 +26,8 @@ use crate::scenario::template::Values;
 /// State shared by all workers: counters whose order does not need to be per-worker.
 pub struct SharedCounters {
     pub iterations: AtomicU64,
+    /// Open-model journeys in flight across every worker: the run-wide `max_in_flight`.
+    pub in_flight: AtomicUsize,
     feeder_cursors: Vec<AtomicU64>,
 }
 
@@ -33,6 +35,7 @@ impl SharedCounters {
     pub fn new(plan: &Plan) -> SharedCounters {
         SharedCounters {
             iterations: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
             feeder_cursors: plan.feeders.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -84,19 +87,38 @@ pub fn iteration_rng(seed: u64, number: u64) -> SmallRng {
     SmallRng::seed_from_u64(z ^ (z >> 31))
 }
 
-/// Runs iteration `number`. `intended` is the open model's scheduled start: the first
+/// An open-model arrival handed to its iteration: when it was due, and the second its
+/// first request is charged to (held open by the recorder since the launch).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub due: Instant,
+    pub second: u64,
+}
+
+/// How an iteration ended, for the closed model's pacing.
+#[derive(Debug, Clone, Copy)]
+pub struct IterationEnd {
+    pub journey: usize,
+    /// `Some`: it failed; the failed step's think time (zero without one).
+    pub failed_think: Option<Duration>,
+}
+
+/// Runs iteration `number`. `arrival` is the open model's scheduled start: the first
 /// request's latency is measured from it, so time spent waiting to send counts.
 pub async fn run_iteration(
     ctx: &WorkerContext,
     connection: &mut Option<Connection>,
     number: u64,
     vu: u64,
-    intended: Option<Instant>,
-) {
+    arrival: Option<Arrival>,
+) -> IterationEnd {
+    // The arrival's second was held open at its launch; from here a guard releases it,
+    // however this iteration ends.
+    let arrival = arrival.map(|a| (a, Pending::adopt(ctx, a.second)));
     let mut rng = iteration_rng(ctx.seed, number);
     let journey_index = pick_journey(&ctx.plan.journeys, ctx.total_weight, &mut rng);
     let journey = &ctx.plan.journeys[journey_index];
-    let started = intended.unwrap_or_else(Instant::now);
+    let started = arrival.as_ref().map_or_else(Instant::now, |(a, _)| a.due);
     ctx.recorder
         .borrow_mut()
         .journey_started(journey_index, Instant::now());
@@ -108,19 +130,56 @@ pub async fn run_iteration(
     };
 
     let outcome = match fill_slots(ctx, journey, &mut rng, vu, number) {
-        Ok(mut values) => {
-            run_steps(ctx, journey, &mut values, connection, &mut rng, intended).await
-        }
-        Err(class) => Err(class),
+        Ok(mut values) => run_steps(ctx, journey, &mut values, connection, &mut rng, arrival).await,
+        Err(class) => Err((class, Duration::ZERO)),
     };
     guard.armed = false;
     let now = Instant::now();
     ctx.recorder.borrow_mut().journey_finished(
         journey_index,
         now.saturating_duration_since(started),
-        outcome,
+        outcome.map_err(|(class, _)| class),
         now,
     );
+    IterationEnd {
+        journey: journey_index,
+        failed_think: outcome.err().map(|(_, think)| think),
+    }
+}
+
+/// The journey and first step an iteration would run: what a dropped arrival is charged to.
+pub fn first_step_of(ctx: &WorkerContext, number: u64) -> (usize, usize) {
+    let mut rng = iteration_rng(ctx.seed, number);
+    let journey = pick_journey(&ctx.plan.journeys, ctx.total_weight, &mut rng);
+    let first = ctx.plan.journeys[journey]
+        .steps
+        .first()
+        .map_or(0, |s| s.global_index);
+    (journey, first)
+}
+
+/// A request's second held open in the recorder until its outcome is recorded or the
+/// request is abandoned (dropped at the hard stop).
+pub struct Pending<'a> {
+    ctx: &'a WorkerContext,
+    second: u64,
+}
+
+impl<'a> Pending<'a> {
+    fn new(ctx: &'a WorkerContext, intended: Instant) -> Pending<'a> {
+        let second = ctx.recorder.borrow_mut().pend(intended);
+        Pending { ctx, second }
+    }
+
+    fn adopt(ctx: &'a WorkerContext, second: u64) -> Pending<'a> {
+        Pending { ctx, second }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.ctx.recorder.borrow_mut().release(self.second);
+    }
 }
 
 /// Records an iteration that was dropped mid-way (the run's hard stop) as interrupted.
@@ -256,34 +315,50 @@ fn fill_slots<'p>(
     })
 }
 
-async fn run_steps(
-    ctx: &WorkerContext,
+/// A failed step: its class and its think time (what the closed model waits at least).
+type StepFailure = (ErrorClass, Duration);
+
+async fn run_steps<'c>(
+    ctx: &'c WorkerContext,
     journey: &JourneyPlan,
     values: &mut IterationValues<'_>,
     connection: &mut Option<Connection>,
     rng: &mut SmallRng,
-    mut intended: Option<Instant>,
-) -> Result<(), ErrorClass> {
+    mut arrival: Option<(Arrival, Pending<'c>)>,
+) -> Result<(), StepFailure> {
     for step in &journey.steps {
         for round in 0..step.repeat {
             values.round = round;
-            run_step(ctx, step, values, connection, rng, intended.take()).await?;
+            run_step(ctx, step, values, connection, rng, arrival.take()).await?;
         }
     }
     Ok(())
 }
 
-/// One request of a step (one round of a repeated one), then its think time. `intended` is
-/// the open model's scheduled start, for the journey's first request only.
-async fn run_step(
-    ctx: &WorkerContext,
+/// One request of a step (one round of a repeated one), then its think time. `arrival` is
+/// the open model's scheduled start, for the journey's first request only; every other
+/// request is meant to start the moment the journey is ready to send it.
+async fn run_step<'c>(
+    ctx: &'c WorkerContext,
     step: &StepPlan,
     values: &mut IterationValues<'_>,
     connection: &mut Option<Connection>,
     rng: &mut SmallRng,
-    intended: Option<Instant>,
-) -> Result<(), ErrorClass> {
-    let sent = intended.unwrap_or_else(Instant::now);
+    arrival: Option<(Arrival, Pending<'c>)>,
+) -> Result<(), StepFailure> {
+    let (intended, pending) = match arrival {
+        Some((arrival, pending)) => {
+            // Lateness ends here, as the request begins (before any connect: connect time
+            // is the target's latency, not the generator's lateness).
+            let lag = Instant::now().saturating_duration_since(arrival.due);
+            ctx.recorder.borrow_mut().arrival_began(pending.second, lag);
+            (arrival.due, pending)
+        }
+        None => {
+            let now = Instant::now();
+            (now, Pending::new(ctx, now))
+        }
+    };
     let outcome = match build_request(ctx, step, values) {
         Ok(request) => {
             let keep_body = step
@@ -297,7 +372,9 @@ async fn run_step(
                         .get("x-instance")
                         .and_then(|v| v.to_str().ok())
                     {
-                        ctx.recorder.borrow_mut().served_by(instance);
+                        ctx.recorder
+                            .borrow_mut()
+                            .served_by(pending.second, instance);
                     }
                     check_response(step, &response, values)
                 }
@@ -309,19 +386,25 @@ async fn run_step(
     let done = Instant::now();
     ctx.recorder.borrow_mut().request(
         step.global_index,
-        done.saturating_duration_since(sent),
+        pending.second,
+        done.saturating_duration_since(intended),
         outcome,
         done,
     );
-    outcome?;
-    if let Some(think) = step.think {
-        let pause = if think.min == think.max {
+    drop(pending);
+    let pause = step.think.map(|think| {
+        if think.min == think.max {
             think.min
         } else {
             Duration::from_secs_f64(
                 rng.random_range(think.min.as_secs_f64()..=think.max.as_secs_f64()),
             )
-        };
+        }
+    });
+    if let Err(class) = outcome {
+        return Err((class, pause.unwrap_or_default()));
+    }
+    if let Some(pause) = pause {
         tokio::time::sleep(pause).await;
     }
     Ok(())

@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -15,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::drive::{drive_arrivals, drive_vus};
 use super::http::ClientConfig;
-use super::iteration::{SharedCounters, WorkerContext, run_iteration};
+use super::iteration::{
+    Arrival, IterationEnd, SharedCounters, WorkerContext, first_step_of, run_iteration,
+};
 use super::schedule::{ArrivalSchedule, vu_changes};
 use crate::metrics::{Recorder, WorkerReport};
 use crate::scenario::plan::{LoadModel, Plan};
@@ -70,30 +73,41 @@ pub async fn run(setup: WorkerSetup) {
     match &plan.load.model {
         LoadModel::Open { start_rate, stages } => {
             let schedule = ArrivalSchedule::new(*start_rate, stages);
-            let cap = plan.load.max_in_flight.div_ceil(setup.workers).max(1);
+            let cap = plan.load.max_in_flight;
+            let next_due = ctx.recorder.borrow().next_due();
             drive_arrivals(
                 &schedule,
                 setup.start,
                 setup.index as u64,
                 setup.workers as u64,
                 &setup.stop,
+                &next_due,
                 |k, due| {
                     while tasks.try_join_next().is_some() {}
-                    let now = Instant::now();
-                    if tasks.len() >= cap {
-                        ctx.recorder.borrow_mut().arrival_dropped(now);
+                    // One run-wide cap, not a share per thread: a stalled target fills it
+                    // the same however the arrivals are spread over workers.
+                    if ctx.shared.in_flight.fetch_add(1, Ordering::Relaxed) >= cap {
+                        ctx.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        let (journey, first_step) = first_step_of(&ctx, k);
+                        ctx.recorder
+                            .borrow_mut()
+                            .arrival_dropped(due, journey, first_step);
                         return;
                     }
-                    ctx.recorder
-                        .borrow_mut()
-                        .arrival_launched(now.saturating_duration_since(due), now);
+                    let second = {
+                        let mut recorder = ctx.recorder.borrow_mut();
+                        let second = recorder.pend(due);
+                        recorder.arrival_scheduled(second);
+                        second
+                    };
                     let ctx = ctx.clone();
                     tasks.spawn_local(async move {
-                        let _in_flight = InFlight::enter(&ctx);
+                        let _in_flight = InFlight::enter(&ctx, true);
                         // Arrivals reuse the worker's idle keep-alive connections, as a
                         // browser population behind a few proxies would.
                         let mut connection = ctx.idle.borrow_mut().pop();
-                        run_iteration(&ctx, &mut connection, k, setup.index as u64, Some(due))
+                        let arrival = Arrival { due, second };
+                        run_iteration(&ctx, &mut connection, k, setup.index as u64, Some(arrival))
                             .await;
                         if let Some(connection) = connection.filter(|c| !c.is_closed()) {
                             ctx.idle.borrow_mut().push(connection);
@@ -124,12 +138,19 @@ pub async fn run(setup: WorkerSetup) {
                     tasks.spawn_local(async move {
                         let mut connection = None;
                         while vu < target.get() && !stop.is_cancelled() {
-                            let _in_flight = InFlight::enter(&ctx);
-                            let number = ctx
-                                .shared
-                                .iterations
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            run_iteration(&ctx, &mut connection, number, vu as u64, None).await;
+                            let began = Instant::now();
+                            let end = {
+                                let _in_flight = InFlight::enter(&ctx, false);
+                                let number = ctx.shared.iterations.fetch_add(1, Ordering::Relaxed);
+                                run_iteration(&ctx, &mut connection, number, vu as u64, None).await
+                            };
+                            let next = next_iteration_at(&ctx.plan, began, end);
+                            if next > Instant::now() {
+                                tokio::select! {
+                                    _ = sleep_until(next) => {}
+                                    _ = stop.cancelled() => {}
+                                }
+                            }
                         }
                         running.borrow_mut()[vu] = false;
                     });
@@ -176,18 +197,43 @@ async fn tick(ctx: Rc<WorkerContext>, start: Instant) {
     }
 }
 
-/// Counts a journey in flight for as long as it lives, however it ends.
-struct InFlight(Rc<WorkerContext>);
+/// When a closed-model user may start its next iteration: at once after a success,
+/// after at least the failed step's think time and `failure_backoff` after a failure, and
+/// never sooner than the journey's `pacing` after the previous iteration began.
+fn next_iteration_at(plan: &Plan, began: Instant, end: IterationEnd) -> Instant {
+    let now = Instant::now();
+    let mut next = now;
+    if let Some(think) = end.failed_think {
+        next = now + think.max(plan.load.failure_backoff);
+    }
+    if let Some(pacing) = plan.journeys[end.journey].pacing {
+        next = next.max(began + pacing);
+    }
+    next
+}
+
+/// Counts a journey in flight for as long as it lives, however it ends; an open-model
+/// arrival also holds its place under the run-wide cap.
+struct InFlight {
+    ctx: Rc<WorkerContext>,
+    capped: bool,
+}
 
 impl InFlight {
-    fn enter(ctx: &Rc<WorkerContext>) -> InFlight {
+    fn enter(ctx: &Rc<WorkerContext>, capped: bool) -> InFlight {
         ctx.recorder.borrow_mut().in_flight += 1;
-        InFlight(ctx.clone())
+        InFlight {
+            ctx: ctx.clone(),
+            capped,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.recorder.borrow_mut().in_flight -= 1;
+        self.ctx.recorder.borrow_mut().in_flight -= 1;
+        if self.capped {
+            self.ctx.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

@@ -1,16 +1,31 @@
 //! The per-worker recorder: plain counters and histograms owned by one worker thread.
-//! Once per second of run time (not per request) it hands its interval to the aggregator.
+//!
+//! **Which clock keys what.** A request's outcome belongs to the second it was *meant* to
+//! start in (its intended start: the arrival's scheduled instant, or the moment the journey
+//! was ready to send a later step), not the second it completed in: a request stuck 3 s in
+//! a frozen backend is charged to the freeze. Only `completed` counts (throughput as the
+//! server felt it) and journey ends are keyed by the second they happened in.
+//!
+//! So a second is *final* only when no request meant to start in it is still in flight.
+//! The recorder keeps the seconds that are not final yet ("open"), counts the requests
+//! pending in each, and hands a second to the aggregator (one report per worker per
+//! second, never per request) once the clock has passed it, nothing is pending in it or
+//! before it, and the open model's next arrival is not due in it. Memory is bounded by the
+//! plan: open seconds span at most the longest request (connect + request timeout) plus
+//! the generator's lateness.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 
 use super::error_class::ErrorClass;
 use super::stats::Snapshot;
 
-/// One worker's interval: everything it recorded during run second `second`.
+/// One worker's interval: everything it recorded for run second `second`.
 #[derive(Debug)]
 pub struct WorkerReport {
     pub worker: usize,
@@ -22,14 +37,25 @@ pub struct WorkerReport {
     pub finished: bool,
 }
 
+/// A second not yet handed over.
+struct OpenSecond {
+    snapshot: Snapshot,
+    /// Requests (or launched arrivals) meant to start in this second and not yet recorded.
+    pending: u32,
+}
+
 pub struct Recorder {
     worker: usize,
     start: Instant,
-    second: u64,
-    current: Snapshot,
+    /// Every second before this one has been handed over; `open[i]` is second `base + i`.
+    base: u64,
+    open: VecDeque<OpenSecond>,
     steps: usize,
     journeys: usize,
     tx: UnboundedSender<WorkerReport>,
+    /// The open model's next arrival that has not been launched yet (published by the
+    /// arrival clock before it waits): its second cannot be final.
+    next_due: Rc<Cell<Option<Instant>>>,
     /// Journeys this worker is running right now.
     pub in_flight: usize,
 }
@@ -45,40 +71,91 @@ impl Recorder {
         Recorder {
             worker,
             start,
-            second: 0,
-            current: Snapshot::new(steps, journeys),
+            base: 0,
+            open: VecDeque::new(),
             steps,
             journeys,
             tx,
+            next_due: Rc::new(Cell::new(None)),
             in_flight: 0,
         }
     }
 
+    /// Where the arrival clock publishes its next due instant.
+    pub fn next_due(&self) -> Rc<Cell<Option<Instant>>> {
+        self.next_due.clone()
+    }
+
+    /// The run second an instant falls in (instants before the start fall in second 0).
+    pub fn second_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_secs()
+    }
+
+    fn slot(&mut self, second: u64) -> &mut OpenSecond {
+        // A second already handed over cannot be written again; the pending counts make
+        // this unreachable, and the oldest open second is the honest fallback.
+        debug_assert!(second >= self.base, "second {second} is already final");
+        let index = second.saturating_sub(self.base) as usize;
+        while self.open.len() <= index {
+            self.open.push_back(OpenSecond {
+                snapshot: Snapshot::new(self.steps, self.journeys),
+                pending: 0,
+            });
+        }
+        &mut self.open[index]
+    }
+
+    /// Marks a request (or an arrival about to send one) meant to start at `intended` as
+    /// pending: its second stays open until `release`. Returns the second.
+    pub fn pend(&mut self, intended: Instant) -> u64 {
+        let second = self.second_of(intended).max(self.base);
+        self.slot(second).pending += 1;
+        second
+    }
+
+    /// The pending request of `second` has been recorded (or abandoned).
+    pub fn release(&mut self, second: u64) {
+        if second >= self.base {
+            let slot = self.slot(second);
+            slot.pending = slot.pending.saturating_sub(1);
+        }
+    }
+
+    /// A request's outcome, charged to the second it was meant to start in (`second`, from
+    /// `pend`); its completion is counted in the second it completed in.
     pub fn request(
         &mut self,
         step: usize,
+        second: u64,
         latency: Duration,
         outcome: Result<(), ErrorClass>,
-        at: Instant,
+        completed_at: Instant,
     ) {
-        self.roll(at);
-        self.current.overall.record(latency, outcome);
-        self.current.steps[step].record(latency, outcome);
+        let snapshot = &mut self.slot(second.max(self.base)).snapshot;
+        snapshot.overall.record(latency, outcome);
+        snapshot.steps[step].record(latency, outcome);
+        let done = self.second_of(completed_at);
+        let snapshot = &mut self.slot(done).snapshot;
+        snapshot.overall.completed += 1;
+        snapshot.steps[step].completed += 1;
+        self.roll(completed_at);
     }
 
-    /// Counts a response by the instance that served it (its `X-Instance` header).
-    pub fn served_by(&mut self, instance: &str) {
-        match self.current.instances.get_mut(instance) {
+    /// Counts a response by the instance that served it, in the second it was meant to
+    /// start in.
+    pub fn served_by(&mut self, second: u64, instance: &str) {
+        let instances = &mut self.slot(second.max(self.base)).snapshot.instances;
+        match instances.get_mut(instance) {
             Some(count) => *count += 1,
             None => {
-                self.current.instances.insert(instance.to_string(), 1);
+                instances.insert(instance.to_string(), 1);
             }
         }
     }
 
     pub fn journey_started(&mut self, journey: usize, at: Instant) {
-        self.roll(at);
-        self.current.journeys[journey].started += 1;
+        let second = self.second_of(at);
+        self.slot(second).snapshot.journeys[journey].started += 1;
     }
 
     pub fn journey_finished(
@@ -88,46 +165,176 @@ impl Recorder {
         outcome: Result<(), ErrorClass>,
         at: Instant,
     ) {
+        let second = self.second_of(at);
+        self.slot(second).snapshot.journeys[journey].finish(duration, outcome);
         self.roll(at);
-        self.current.journeys[journey].finish(duration, outcome);
     }
 
-    pub fn arrival_launched(&mut self, lag: Duration, at: Instant) {
-        self.roll(at);
-        self.current.generator.launched(lag);
+    /// An arrival came due and was launched (its second is held open by `pend`).
+    pub fn arrival_scheduled(&mut self, second: u64) {
+        self.slot(second.max(self.base))
+            .snapshot
+            .generator
+            .scheduled();
     }
 
-    pub fn arrival_dropped(&mut self, at: Instant) {
-        self.roll(at);
-        self.current.generator.dropped();
+    /// How late a launched arrival began its first request, in its intended second.
+    pub fn arrival_began(&mut self, second: u64, lag: Duration) {
+        self.slot(second.max(self.base))
+            .snapshot
+            .generator
+            .began(lag);
     }
 
-    /// Hands over the current interval if `now` is in a later second. Called by each
-    /// sample and by the worker's once-a-second tick, so idle seconds are reported too.
+    /// An arrival the generator could not send (the in-flight cap): a failed attempt of the
+    /// journey and first step its seeded choice picked, at its intended start.
+    pub fn arrival_dropped(&mut self, due: Instant, journey: usize, first_step: usize) {
+        let second = self.second_of(due).max(self.base);
+        let snapshot = &mut self.slot(second).snapshot;
+        snapshot.generator.dropped();
+        snapshot.overall.dropped += 1;
+        snapshot.steps[first_step].dropped += 1;
+        snapshot.journeys[journey].dropped += 1;
+    }
+
+    /// Hands over every second that is final at `now`. Called by each sample and by the
+    /// worker's once-a-second tick, so idle seconds are reported too.
     pub fn roll(&mut self, now: Instant) {
-        let second = now.saturating_duration_since(self.start).as_secs();
-        if second > self.second {
-            self.send(second, false);
+        let mut horizon = self.second_of(now);
+        if let Some(due) = self.next_due.get() {
+            horizon = horizon.min(self.second_of(due));
+        }
+        if let Some(first_pending) = self.open.iter().position(|s| s.pending > 0) {
+            horizon = horizon.min(self.base + first_pending as u64);
+        }
+        while self.base < horizon {
+            let snapshot = self
+                .open
+                .pop_front()
+                .map_or_else(|| Snapshot::new(self.steps, self.journeys), |s| s.snapshot);
+            // With nothing open after it, every second up to the horizon is final (idle).
+            let next = if self.open.is_empty() {
+                horizon
+            } else {
+                self.base + 1
+            };
+            self.send(snapshot, next, false);
         }
     }
 
-    /// Sends the last interval and marks this worker finished.
+    /// Sends every open second and marks this worker finished (the end of its run: nothing
+    /// is in flight any more, or what was has been abandoned).
     pub fn finish(&mut self) {
-        self.send(u64::MAX, true);
+        while let Some(open) = self.open.pop_front() {
+            if self.open.is_empty() {
+                return self.send(open.snapshot, u64::MAX, true);
+            }
+            let next = self.base + 1;
+            self.send(open.snapshot, next, false);
+        }
+        let empty = Snapshot::new(self.steps, self.journeys);
+        self.send(empty, u64::MAX, true);
     }
 
-    fn send(&mut self, next_second: u64, finished: bool) {
-        let snapshot =
-            std::mem::replace(&mut self.current, Snapshot::new(self.steps, self.journeys));
+    fn send(&mut self, snapshot: Snapshot, complete_before: u64, finished: bool) {
         // The aggregator may be gone after an abort; the data then has no reader.
         let _ = self.tx.send(WorkerReport {
             worker: self.worker,
-            second: self.second,
-            complete_before: next_second,
+            second: self.base,
+            complete_before,
             snapshot,
             in_flight: self.in_flight,
             finished,
         });
-        self.second = next_second;
+        self.base = complete_before;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder() -> (
+        Recorder,
+        tokio::sync::mpsc::UnboundedReceiver<WorkerReport>,
+        Instant,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        (Recorder::new(0, start, 1, 1, tx), rx, start)
+    }
+
+    fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<WorkerReport>) -> Vec<WorkerReport> {
+        let mut out = Vec::new();
+        while let Ok(report) = rx.try_recv() {
+            out.push(report);
+        }
+        out
+    }
+
+    #[test]
+    fn a_request_is_charged_to_its_intended_second_and_holds_it_open() {
+        let (mut recorder, mut rx, start) = recorder();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // Sent at 0.5 s into a frozen target; answered at 3.2 s.
+        let stuck = recorder.pend(at(500));
+        // Meanwhile a fast request at 1.1 s.
+        let fast = recorder.pend(at(1_100));
+        recorder.request(0, fast, Duration::from_millis(5), Ok(()), at(1_105));
+        recorder.release(fast);
+        recorder.roll(at(2_500));
+        assert!(
+            drain(&mut rx).is_empty(),
+            "second 0 is not final: a request is pending"
+        );
+        recorder.request(
+            0,
+            stuck,
+            Duration::from_millis(2_700),
+            Err(ErrorClass::RequestTimeout),
+            at(3_200),
+        );
+        recorder.release(stuck);
+        recorder.roll(at(3_200));
+        let reports = drain(&mut rx);
+        let seconds: Vec<u64> = reports.iter().map(|r| r.second).collect();
+        assert_eq!(seconds, vec![0, 1, 2], "{seconds:?}");
+        let zero = &reports[0].snapshot.overall;
+        assert_eq!(
+            (zero.requests, zero.error_total()),
+            (1, 1),
+            "the timeout is second 0's"
+        );
+        assert_eq!(zero.completed, 0, "it completed in second 3");
+        let one = &reports[1].snapshot.overall;
+        assert_eq!((one.requests, one.error_total(), one.completed), (1, 0, 1));
+        assert_eq!(reports[2].complete_before, 3);
+        recorder.finish();
+        let last = drain(&mut rx);
+        assert_eq!(last.last().unwrap().second, 3);
+        assert_eq!(last.last().unwrap().snapshot.overall.completed, 1);
+        assert!(last.last().unwrap().finished);
+    }
+
+    #[test]
+    fn the_next_due_arrival_holds_its_second_open() {
+        let (mut recorder, mut rx, start) = recorder();
+        let next_due = recorder.next_due();
+        next_due.set(Some(start + Duration::from_millis(1_900)));
+        recorder.roll(start + Duration::from_millis(4_000));
+        let reports = drain(&mut rx);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(
+            reports[0].complete_before, 1,
+            "second 1 waits for the late arrival"
+        );
+        recorder.arrival_dropped(start + Duration::from_millis(1_900), 0, 0);
+        next_due.set(None);
+        recorder.roll(start + Duration::from_millis(4_000));
+        let reports = drain(&mut rx);
+        assert_eq!(reports[0].second, 1);
+        assert_eq!(reports[0].snapshot.overall.dropped, 1);
+        assert_eq!(reports[0].snapshot.generator.dropped, 1);
+        assert_eq!(reports.last().unwrap().complete_before, 4);
     }
 }

@@ -1,5 +1,12 @@
 //! Mergeable statistics: what one worker saw in one second, and what the run saw in total.
 //! Everything here merges losslessly (histogram addition, counter sums).
+//!
+//! **One histogram configuration** for every histogram of a run (and of every run, so
+//! distributed parts and baselines merge exactly): values in microseconds, lowest
+//! discernible value 1 µs, 3 significant digits, highest trackable value 1 h. The arrays
+//! grow on demand up to that ceiling (a run that never sees a slow request keeps small
+//! histograms); a value above 1 h is recorded as 1 h and counted as `saturated`, never
+//! dropped. `check_config` rejects a histogram read back with any other configuration.
 
 use std::time::Duration;
 
@@ -7,57 +14,129 @@ use hdrhistogram::Histogram;
 
 use super::error_class::{ErrorClass, ErrorCounts};
 
-/// Latencies in microseconds, 3 significant digits, growing as needed so no value is lost.
+/// Lowest discernible value: 1 µs.
+pub const HISTOGRAM_LOWEST_US: u64 = 1;
+/// Highest trackable value: 1 h in microseconds.
+pub const HISTOGRAM_HIGHEST_US: u64 = 3_600_000_000;
+/// Significant decimal digits of every value.
+pub const HISTOGRAM_SIGFIG: u8 = 3;
+
+/// A histogram of the run's one configuration.
 pub fn new_histogram() -> Histogram<u64> {
-    let mut histogram = Histogram::new(3).expect("3 significant digits is valid");
+    let mut histogram = Histogram::new_with_bounds(HISTOGRAM_LOWEST_US, 2, HISTOGRAM_SIGFIG)
+        .expect("the run's histogram configuration is valid");
     histogram.auto(true);
     histogram
+}
+
+/// Whether a histogram read back (from an interval log, a baseline, another process) has
+/// the run's configuration; anything else cannot be merged exactly and is refused.
+pub fn check_config(histogram: &Histogram<u64>) -> Result<(), String> {
+    let ok = histogram.low() == HISTOGRAM_LOWEST_US
+        && histogram.sigfig() == HISTOGRAM_SIGFIG
+        // max() reports the top of its bucket: compare with the ceiling's bucket.
+        && histogram.max() <= histogram.highest_equivalent(HISTOGRAM_HIGHEST_US);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a histogram with another configuration (lowest {} µs, {} significant digits, \
+             max value {} µs); loadgen's is lowest {HISTOGRAM_LOWEST_US} µs, \
+             {HISTOGRAM_SIGFIG} digits, values up to {HISTOGRAM_HIGHEST_US} µs",
+            histogram.low(),
+            histogram.sigfig(),
+            histogram.max()
+        ))
+    }
 }
 
 pub fn micros(duration: Duration) -> u64 {
     (duration.as_micros() as u64).max(1)
 }
 
+/// Records `value` µs, clamped to the configuration's ceiling; returns whether it was.
+fn record(into: &mut Option<Histogram<u64>>, value: u64) -> bool {
+    let saturated = value > HISTOGRAM_HIGHEST_US;
+    into.get_or_insert_with(new_histogram)
+        .record(value.min(HISTOGRAM_HIGHEST_US))
+        .expect("an auto-resizing histogram accepts any value up to its ceiling");
+    saturated
+}
+
 /// Requests of one scope (the whole run, or one step).
+///
+/// `requests` are requests loadgen sent (so they equal what the server saw); `dropped`
+/// are arrivals the generator could not send (the in-flight cap), attributed to the step
+/// they would have started with. Error rate and availability count both as attempts and
+/// dropped ones as failed (see `failed_attempts`).
 #[derive(Debug, Clone, Default)]
 pub struct RequestStats {
-    /// Latency of every request that got a response or failed; `None` until the first.
+    /// Latency of successful responses (the step's `expect` met).
     pub latency: Option<Histogram<u64>>,
+    /// Latency of failed requests (refused, reset, timed out, unexpected status…): kept
+    /// apart so fast failures do not pull the percentiles of an outage down.
+    pub failed_latency: Option<Histogram<u64>>,
     pub requests: u64,
     pub errors: ErrorCounts,
+    pub dropped: u64,
+    /// Requests that completed in this second (keyed by completion, not intended start):
+    /// throughput as the server felt it.
+    pub completed: u64,
+    /// Latencies above the histogram ceiling (1 h), recorded as the ceiling.
+    pub saturated: u64,
 }
 
 impl RequestStats {
+    /// A request's outcome, in the snapshot of the second it was meant to start in.
     pub fn record(&mut self, latency: Duration, outcome: Result<(), ErrorClass>) {
         self.requests += 1;
-        if let Err(class) = outcome {
-            self.errors[class.index()] += 1;
+        let into = match outcome {
+            Ok(()) => &mut self.latency,
+            Err(class) => {
+                self.errors[class.index()] += 1;
+                &mut self.failed_latency
+            }
+        };
+        if record(into, micros(latency)) {
+            self.saturated += 1;
         }
-        self.latency
-            .get_or_insert_with(new_histogram)
-            .record(micros(latency))
-            .expect("an auto-resizing histogram accepts any value");
     }
 
     pub fn error_total(&self) -> u64 {
         self.errors.iter().sum()
     }
 
+    /// Attempts: requests sent plus arrivals dropped before they could be.
+    pub fn attempts(&self) -> u64 {
+        self.requests + self.dropped
+    }
+
+    /// Failed attempts: errors plus dropped arrivals.
+    pub fn failed_attempts(&self) -> u64 {
+        self.error_total() + self.dropped
+    }
+
     pub fn merge(&mut self, other: &RequestStats) {
         self.requests += other.requests;
+        self.dropped += other.dropped;
+        self.completed += other.completed;
+        self.saturated += other.saturated;
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors.iter()) {
             *mine += theirs;
         }
         merge_histogram(&mut self.latency, &other.latency);
+        merge_histogram(&mut self.failed_latency, &other.failed_latency);
     }
 }
 
-/// Iterations of one journey.
+/// Iterations of one journey, keyed by the second they ended in.
 #[derive(Debug, Clone, Default)]
 pub struct JourneyStats {
     pub started: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Arrivals of this journey the generator dropped at the in-flight cap (never started).
+    pub dropped: u64,
     /// Why iterations stopped early, by the class of the failing step.
     pub failed_by: ErrorCounts,
     /// Duration of finished iterations (completed or failed), think time included.
@@ -73,16 +152,14 @@ impl JourneyStats {
                 self.failed_by[class.index()] += 1;
             }
         }
-        self.duration
-            .get_or_insert_with(new_histogram)
-            .record(micros(duration))
-            .expect("an auto-resizing histogram accepts any value");
+        record(&mut self.duration, micros(duration));
     }
 
     pub fn merge(&mut self, other: &JourneyStats) {
         self.started += other.started;
         self.completed += other.completed;
         self.failed += other.failed;
+        self.dropped += other.dropped;
         for (mine, theirs) in self.failed_by.iter_mut().zip(other.failed_by.iter()) {
             *mine += theirs;
         }
@@ -90,22 +167,23 @@ impl JourneyStats {
     }
 }
 
-/// The open model's own health: how late arrivals left, and how many never did.
+/// The open model's own health: how late arrivals left, and how many never did. Keyed by
+/// the arrivals' intended start.
 #[derive(Debug, Clone, Default)]
 pub struct GeneratorStats {
     pub scheduled: u64,
     pub dropped: u64,
-    /// How late each launched arrival started after its intended time.
+    /// How late each launched arrival began its first request after its intended time.
     pub lag: Option<Histogram<u64>>,
 }
 
 impl GeneratorStats {
-    pub fn launched(&mut self, lag: Duration) {
+    pub fn scheduled(&mut self) {
         self.scheduled += 1;
-        self.lag
-            .get_or_insert_with(new_histogram)
-            .record(micros(lag))
-            .expect("an auto-resizing histogram accepts any value");
+    }
+
+    pub fn began(&mut self, lag: Duration) {
+        record(&mut self.lag, micros(lag));
     }
 
     pub fn dropped(&mut self) {
@@ -201,21 +279,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merging_is_lossless() {
+    fn merging_is_lossless_and_keeps_failures_apart() {
         let mut a = RequestStats::default();
         let mut b = RequestStats::default();
-        for ms in 1..=50 {
+        for ms in 1..=100 {
             a.record(Duration::from_millis(ms), Ok(()));
         }
-        for ms in 51..=100 {
-            b.record(Duration::from_millis(ms), Err(ErrorClass::Reset));
+        for ms in 101..=200 {
+            b.record(Duration::from_millis(ms), Ok(()));
+        }
+        // Fast failures (refused connects) must not pull the successes' percentiles down.
+        for _ in 0..1_000 {
+            b.record(Duration::from_micros(80), Err(ErrorClass::ConnectRefused));
         }
         a.merge(&b);
-        assert_eq!(a.requests, 100);
-        assert_eq!(a.errors[ErrorClass::Reset.index()], 50);
-        let p = Percentiles::of(a.latency.as_ref());
-        assert_eq!(a.latency.as_ref().unwrap().len(), 100);
-        assert!((49_900..=50_100).contains(&p.p50), "{p:?}");
-        assert!((99_900..=100_100).contains(&p.max), "{p:?}");
+        assert_eq!(a.requests, 1_200);
+        assert_eq!(a.errors[ErrorClass::ConnectRefused.index()], 1_000);
+        let ok = Percentiles::of(a.latency.as_ref());
+        assert_eq!(a.latency.as_ref().unwrap().len(), 200);
+        assert!((99_900..=100_100).contains(&ok.p50), "{ok:?}");
+        assert!((197_900..=198_100).contains(&ok.p99), "{ok:?}");
+        let failed = Percentiles::of(a.failed_latency.as_ref());
+        assert_eq!(failed.p99, 80);
+    }
+
+    #[test]
+    fn values_above_the_ceiling_are_saturated_not_dropped() {
+        let mut stats = RequestStats::default();
+        stats.record(Duration::from_secs(2 * 3600), Ok(()));
+        stats.record(Duration::from_millis(5), Ok(()));
+        assert_eq!(stats.saturated, 1);
+        let histogram = stats.latency.as_ref().unwrap();
+        assert_eq!(histogram.len(), 2);
+        assert!(histogram.max() >= HISTOGRAM_HIGHEST_US - HISTOGRAM_HIGHEST_US / 1000);
+        check_config(histogram).unwrap();
+    }
+
+    #[test]
+    fn another_configuration_is_refused() {
+        let foreign = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).unwrap();
+        assert!(
+            check_config(&foreign)
+                .unwrap_err()
+                .contains("2 significant digits")
+        );
+        let coarse = Histogram::<u64>::new_with_bounds(1000, 60_000_000, 3).unwrap();
+        assert!(check_config(&coarse).is_err());
+        check_config(&new_histogram()).unwrap();
     }
 }

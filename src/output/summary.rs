@@ -12,11 +12,15 @@ use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
 use crate::scenario::Plan;
 
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: outcomes keyed by intended start, successes' and failures' latency apart, dropped
+/// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed
+/// `no_data`), fault occurrences with effect windows.
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// Lateness of arrivals (p99) above which the generator, not the target, is named as the
-/// bottleneck: latency is measured from the intended send time, so lateness inflates it.
-pub const SATURATION_LAG_P99_US: u64 = 10_000;
+/// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
+/// measured from the intended send time, so lateness inflates it. The limit is this or a
+/// tenth of the measured p50, whichever is larger.
+pub const SATURATION_LAG_P99_MIN_US: u64 = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -67,12 +71,21 @@ pub struct ScenarioInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Totals {
+    /// Requests sent: what the server saw.
     pub requests: u64,
+    /// Arrivals dropped at the in-flight cap: failed attempts that were never sent.
+    pub dropped: u64,
     pub errors: u64,
+    /// (errors + dropped) / (requests + dropped).
     pub error_rate: f64,
     pub rps: f64,
     pub errors_by_class: BTreeMap<String, u64>,
+    /// Latency of successful responses.
     pub latency_us: Percentiles,
+    /// Latency of failed requests, apart so fast failures do not hide slow successes.
+    pub failed_latency_us: Percentiles,
+    /// Latencies above the histograms' 1 h ceiling (recorded as 1 h).
+    pub saturated: u64,
     /// Responses per `X-Instance` header value (empty when the target sends none).
     #[serde(default)]
     pub instances: BTreeMap<String, u64>,
@@ -85,6 +98,8 @@ pub struct JourneySummary {
     pub started: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Arrivals of this journey dropped at the in-flight cap (never started).
+    pub dropped: u64,
     pub failed_by_class: BTreeMap<String, u64>,
     pub duration_us: Percentiles,
     pub steps: Vec<StepSummary>,
@@ -95,10 +110,13 @@ pub struct StepSummary {
     pub name: String,
     pub index: usize,
     pub requests: u64,
+    /// Arrivals dropped at the cap that would have started with this step.
+    pub dropped: u64,
     pub errors: u64,
     pub error_rate: f64,
     pub errors_by_class: BTreeMap<String, u64>,
     pub latency_us: Percentiles,
+    pub failed_latency_us: Percentiles,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,15 +206,18 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         duration_s: round3(facts.duration_s),
         totals: Totals {
             requests: overall.requests,
+            dropped: overall.dropped,
             errors: overall.error_total(),
-            error_rate: rate(overall.error_total(), overall.requests),
+            error_rate: rate(overall.failed_attempts(), overall.attempts()),
             rps: round3(overall.requests as f64 / elapsed),
             errors_by_class: by_class(&overall.errors),
             latency_us: Percentiles::of(overall.latency.as_ref()),
+            failed_latency_us: Percentiles::of(overall.failed_latency.as_ref()),
+            saturated: overall.saturated,
             instances: totals.instances.clone(),
         },
         journeys,
-        generator: generator_summary(totals),
+        generator: generator_summary(totals, Percentiles::of(overall.latency.as_ref()).p50),
         files: facts.files,
         scopes,
         faults: facts.faults,
@@ -219,6 +240,7 @@ fn journey_summary(
         started: stats.started,
         completed: stats.completed,
         failed: stats.failed,
+        dropped: stats.dropped,
         failed_by_class: by_class(&stats.failed_by),
         duration_us: Percentiles::of(stats.duration.as_ref()),
         steps,
@@ -230,26 +252,44 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
         name,
         index,
         requests: stats.requests,
+        dropped: stats.dropped,
         errors: stats.error_total(),
-        error_rate: rate(stats.error_total(), stats.requests),
+        error_rate: rate(stats.failed_attempts(), stats.attempts()),
         errors_by_class: by_class(&stats.errors),
         latency_us: Percentiles::of(stats.latency.as_ref()),
+        failed_latency_us: Percentiles::of(stats.failed_latency.as_ref()),
     }
 }
 
-fn generator_summary(totals: &Snapshot) -> GeneratorSummary {
+/// The lateness p99 above which the generator is named the bottleneck, for a run whose
+/// successful responses took `latency_p50_us` at the median.
+pub fn saturation_limit_us(latency_p50_us: u64) -> u64 {
+    SATURATION_LAG_P99_MIN_US.max(latency_p50_us / 10)
+}
+
+fn generator_summary(totals: &Snapshot, latency_p50_us: u64) -> GeneratorSummary {
     let generator = &totals.generator;
     let lag = Percentiles::of(generator.lag.as_ref());
     let launched = generator.scheduled - generator.dropped;
-    let saturated = generator.dropped > 0 || lag.p99 > SATURATION_LAG_P99_US;
+    let limit = saturation_limit_us(latency_p50_us);
+    let late = lag.p99 > limit;
+    let saturated = generator.dropped > 0 || late;
     let warning = saturated.then(|| {
-        format!(
-            "the load generator, not the target, was the bottleneck: {} of {} arrivals dropped at the in-flight cap, arrival lateness p99 {:.1} ms (limit {:.0} ms). Latency figures include this lateness; raise max_in_flight, add --threads, or lower the rate.",
-            generator.dropped,
-            generator.scheduled,
-            lag.p99 as f64 / 1000.0,
-            SATURATION_LAG_P99_US as f64 / 1000.0
-        )
+        let mut why = Vec::new();
+        if generator.dropped > 0 {
+            why.push(format!(
+                "{} of {} arrivals were dropped at the in-flight cap (counted as failed attempts): the target was too slow for the rate, or max_in_flight is too low",
+                generator.dropped, generator.scheduled
+            ));
+        }
+        if late {
+            why.push(format!(
+                "arrivals left late, lateness p99 {:.2} ms (limit {:.2} ms: 1 ms or a tenth of the p50): the generator was the bottleneck and latency figures include its lateness; add --threads or lower the rate",
+                lag.p99 as f64 / 1000.0,
+                limit as f64 / 1000.0
+            ));
+        }
+        why.join("; ")
     });
     GeneratorSummary {
         scheduled: generator.scheduled,

@@ -9,6 +9,7 @@ use std::path::Path;
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
+use crate::analysis::verdicts::VerdictStatus;
 use crate::analysis::windows::fault_intervals;
 use crate::analysis::{self, Inputs};
 use crate::output::summary::Summary;
@@ -89,11 +90,11 @@ fn environment() -> Environment<'static> {
 
 fn render_junit(summary: &Summary) -> Result<String, String> {
     let env = environment();
-    let failures = summary.slos.iter().filter(|v| v.status == "fail").count();
+    let failures = summary.slos.iter().filter(|v| v.fails_run()).count();
     let skipped = summary
         .slos
         .iter()
-        .filter(|v| v.status == "no_data")
+        .filter(|v| v.status != VerdictStatus::Pass && !v.fails_run())
         .count();
     env.get_template("junit.xml")
         .and_then(|t| t.render(context! { s => Value::from(Serde(summary)), failures, skipped }))

@@ -46,6 +46,23 @@ pub fn validate_journeys(
             Some(w) => *w.get_ref(),
             None => 1,
         };
+        let pacing =
+            header
+                .pacing
+                .as_ref()
+                .and_then(|pacing| {
+                    match crate::scenario::units::parse_duration(pacing.get_ref()) {
+                        Ok(d) if d.is_zero() => {
+                            diagnostics.push(pacing.span(), "`pacing` must be longer than zero");
+                            None
+                        }
+                        Ok(d) => Some(d),
+                        Err(message) => {
+                            diagnostics.push(pacing.span(), message);
+                            None
+                        }
+                    }
+                });
         let mut slots = Slots::new(feeders, generators);
         let mut steps = Vec::new();
         let mut step_names = BTreeSet::new();
@@ -68,6 +85,7 @@ pub fn validate_journeys(
         plans.push(JourneyPlan {
             name,
             weight,
+            pacing,
             steps,
             slot_count: slots.count,
             feeder_slots: slots.feeder_slots,

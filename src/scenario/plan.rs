@@ -112,8 +112,14 @@ impl std::fmt::Display for BaseUrl {
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
     pub model: LoadModel,
+    /// Open model: journeys in flight at once, run-wide; an arrival beyond it is dropped
+    /// (and counted as a failed attempt).
     pub max_in_flight: usize,
     pub ramp_down: Duration,
+    /// Closed model: after a failed iteration a user waits at least this (and at least the
+    /// failed step's think time) before its next, so a dead target is not hammered by a
+    /// retry storm of the drill's own making. Zero: no backoff.
+    pub failure_backoff: Duration,
 }
 
 /// The two load models. Stages ramp linearly from the previous value to their own.
@@ -229,6 +235,9 @@ impl HasDuration for VuStage {
 pub struct JourneyPlan {
     pub name: String,
     pub weight: u32,
+    /// Closed model: an iteration starts no sooner than this after the same user's
+    /// previous one started, think times included.
+    pub pacing: Option<Duration>,
     pub steps: Vec<StepPlan>,
     /// Number of variable slots an iteration of this journey needs (see `template::Slot`).
     pub slot_count: usize,

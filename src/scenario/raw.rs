@@ -51,6 +51,8 @@ pub struct RawLoad {
     pub start_vus: Option<Spanned<u64>>,
     pub max_in_flight: Option<Spanned<u64>>,
     pub ramp_down: Option<Spanned<String>>,
+    /// Closed model: the least a user waits after a failed iteration before its next one.
+    pub failure_backoff: Option<Spanned<String>>,
     #[serde(default)]
     pub stage: Vec<Spanned<RawStage>>,
 }
@@ -99,6 +101,8 @@ pub struct RawJourney {
 pub struct RawJourneyHeader {
     pub name: Spanned<String>,
     pub weight: Option<Spanned<u32>>,
+    /// Closed model: an iteration starts no sooner than this after the same user's last.
+    pub pacing: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +163,8 @@ pub struct RawSlo {
     pub from: Option<Spanned<String>>,
     pub abort: Option<bool>,
     pub grace: Option<Spanned<String>>,
+    /// "fail" (default) or "allow": whether a window without data fails the run.
+    pub on_no_data: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use super::plan::JourneyPlan;
 use super::raw::RawSlo;
 use super::units::parse_duration;
 use crate::chaos::spec::FaultSpec;
-use crate::slo::{Recovery, SloSpec, Window, parse_objective};
+use crate::slo::{OnNoData, Recovery, SloSpec, Window, parse_objective};
 
 pub fn validate_slos(
     slos: &[Spanned<RawSlo>],
@@ -106,6 +106,17 @@ pub fn validate_slos(
                 "`abort` applies to whole-run objectives (no `window`, no `recovery`)",
             );
         }
+        let on_no_data = match raw.on_no_data.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "fail")) => OnNoData::Fail,
+            Some((_, "allow")) => OnNoData::Allow,
+            Some((value, other)) => {
+                diagnostics.push(
+                    value.span(),
+                    format!("`on_no_data` is \"fail\" or \"allow\", not `{other}`"),
+                );
+                OnNoData::Fail
+            }
+        };
         if diagnostics.len() == before {
             out.push(SloSpec {
                 name: raw
@@ -118,6 +129,7 @@ pub fn validate_slos(
                 scope,
                 recovery,
                 abort_after,
+                on_no_data,
             });
         }
     }

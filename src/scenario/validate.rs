@@ -23,6 +23,8 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
 const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 const DEFAULT_RAMP_DOWN: Duration = Duration::from_secs(10);
+/// Closed model: the least a user waits after a failed iteration (documented default).
+const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
 pub fn validate(
     raw: RawScenario,
@@ -206,6 +208,12 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
         parse_duration,
         diagnostics,
     );
+    let failure_backoff = typed(
+        raw.failure_backoff.as_ref(),
+        DEFAULT_FAILURE_BACKOFF,
+        parse_duration,
+        diagnostics,
+    );
     let max_in_flight = match &raw.max_in_flight {
         Some(cap) if *cap.get_ref() == 0 => {
             diagnostics.push(cap.span(), "`max_in_flight` must be at least 1");
@@ -311,6 +319,7 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
         model,
         max_in_flight: max_in_flight?,
         ramp_down: ramp_down?,
+        failure_backoff: failure_backoff?,
     })
 }
 

@@ -5,7 +5,7 @@
 use crate::metrics::Second;
 use crate::metrics::stats::RequestStats;
 
-use super::{Condition, Metric, SloSpec};
+use super::{Condition, Observed, SloSpec};
 
 pub struct AbortWatch {
     watched: Vec<Watched>,
@@ -45,7 +45,7 @@ impl AbortWatch {
                 }
                 merged
             };
-            if stats.requests == 0 {
+            if stats.attempts() == 0 {
                 continue;
             }
             if watched.spec.conditions.iter().all(|c| holds(c, &stats)) {
@@ -71,28 +71,19 @@ impl AbortWatch {
     }
 }
 
+/// A condition over one second; a latency condition with no successful response in it
+/// does not hold (an outage is not a fast second).
 fn holds(condition: &Condition, stats: &RequestStats) -> bool {
-    let requests = stats.requests as f64;
-    let errors = stats.error_total() as f64;
-    let latency = |q: f64| {
-        stats
-            .latency
-            .as_ref()
-            .map_or(0.0, |h| h.value_at_quantile(q) as f64)
+    let observed = Observed {
+        requests: stats.requests,
+        errors: stats.error_total(),
+        dropped: stats.dropped,
+        seconds: 1,
+        latency: stats.latency.as_ref(),
     };
-    let value = match condition.metric {
-        Metric::P50 => latency(0.5),
-        Metric::P90 => latency(0.9),
-        Metric::P95 => latency(0.95),
-        Metric::P99 => latency(0.99),
-        Metric::P999 => latency(0.999),
-        Metric::Max => stats.latency.as_ref().map_or(0.0, |h| h.max() as f64),
-        Metric::Mean => stats.latency.as_ref().map_or(0.0, |h| h.mean()),
-        Metric::ErrorRate => errors / requests * 100.0,
-        Metric::Availability => 100.0 - errors / requests * 100.0,
-        Metric::Rps => requests,
-    };
-    condition.holds(value)
+    observed
+        .value(condition.metric)
+        .is_some_and(|value| condition.holds(value))
 }
 
 fn scope_steps(scope: &str, steps: &[(String, String)]) -> Vec<usize> {

@@ -2,12 +2,14 @@
 //! grammar is in docs/slo.md), evaluated over windows of the run by `analysis`.
 
 pub mod live;
+mod measure;
 mod parse;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use measure::Observed;
 pub use parse::parse_objective;
 
 /// One `[[slo]]` of a scenario.
@@ -27,6 +29,19 @@ pub struct SloSpec {
     /// each second on that second's data); `None`: never abort.
     #[serde(default)]
     pub abort_after: Option<Duration>,
+    /// What a window without data means for the run.
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+}
+
+/// Whether an objective whose window saw no request fails the run (the default: a verdict
+/// that cannot fail is a defect) or is marked allowed (JUnit: skipped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNoData {
+    #[default]
+    Fail,
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -19,3 +19,4 @@ mod stock_scenarios;
 mod support;
 mod tls;
 mod validation;
+mod verdict_edges;

@@ -290,6 +290,7 @@ base_url = "{url}"
 [load]
 model = "closed"
 start_vus = 2
+failure_backoff = "0s"
 [[load.stage]]
 duration = "1s"
 vus = 2

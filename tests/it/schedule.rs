@@ -1,6 +1,7 @@
 //! The schedulers on paused tokio time: each arrival / user change fires exactly when the
 //! plan says, measured on the runtime's clock.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use loadgen::engine::drive::{drive_arrivals, drive_vus};
@@ -32,6 +33,7 @@ async fn ramping_arrivals_fire_at_their_planned_instants() {
         0,
         1,
         &CancellationToken::new(),
+        &Cell::new(None),
         |k, due| {
             fired.push((k, Instant::now() - start, due - start));
         },
@@ -74,6 +76,7 @@ async fn workers_split_arrivals_by_stride() {
         1,
         3,
         &CancellationToken::new(),
+        &Cell::new(None),
         |k, due| mine.push((k, (due - start).as_millis())),
     )
     .await;
@@ -91,7 +94,9 @@ async fn stop_ends_the_arrivals_at_once() {
         trigger.cancel();
     });
     let mut count = 0;
-    drive_arrivals(&schedule, start, 0, 1, &stop, |_, _| count += 1).await;
+    let next_due = Cell::new(None);
+    drive_arrivals(&schedule, start, 0, 1, &stop, &next_due, |_, _| count += 1).await;
+    assert_eq!(next_due.get(), None, "a stopped clock holds no second open");
     assert_eq!(count, 5, "arrivals at 0, 100, 200, 300, 400 ms only");
     assert!(Instant::now() - start < Duration::from_millis(460));
 }

@@ -1,0 +1,193 @@
+//! The edges a chaos drill is judged on, run against real servers: a dead target under the
+//! closed model is not hammered by a retry storm, arrivals dropped at the in-flight cap
+//! fail availability instead of vanishing, and fast failures do not lower the latency
+//! percentiles of the successes.
+
+use std::time::Duration;
+
+use loadgen::analysis::verdicts::{VerdictReason, VerdictStatus};
+
+use crate::server::{Stall, TestServer};
+use crate::support::{Workspace, options, run_ok};
+
+#[test]
+fn a_dead_target_under_the_closed_model_gets_paced_retries_not_a_storm() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "dead.toml",
+        &format!(
+            r#"name = "dead-target"
+[target]
+base_url = "{url}"
+connect_timeout = "1s"
+[load]
+model = "closed"
+start_vus = 10
+ramp_down = "1s"
+[[load.stage]]
+duration = "7s"
+vus = 10
+[[journey]]
+name = "browse"
+[[journey.step]]
+name = "page"
+url = "/hello"
+think = "1s"
+"#,
+            url = server.url()
+        ),
+    );
+    // The target dies 3 s into the run: from then on every connect is refused at once.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let served = server.seen().len() as u64;
+        drop(server);
+        served
+    });
+    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let served = killer.join().unwrap();
+    let total = summary.totals.requests;
+    let failed = summary.totals.errors;
+    // Alive: each user sends one request per think time. Dead: each waits max(think,
+    // failure_backoff) = 1 s after its failed iteration. Either way about VUs × runtime / 1 s
+    // (= 70), plus each user's first request; the old behaviour sent hundreds of thousands.
+    assert!(
+        (50..=100).contains(&total),
+        "{total} requests ({failed} failed); expected about 10 users × 7 s / 1 s"
+    );
+    assert!(failed >= 20, "the dead phase was seen: {failed} failures");
+    assert_eq!(
+        total - failed,
+        served,
+        "successes equal what the server answered"
+    );
+}
+
+#[test]
+fn arrivals_dropped_at_the_in_flight_cap_fail_availability() {
+    // /work stalls for 3 s, 1 s after the first request; the run may hold 5 journeys.
+    let server = TestServer::start_with(Some(Stall {
+        after: Duration::from_secs(1),
+        length: Duration::from_secs(3),
+    }));
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "capped.toml",
+        &format!(
+            r#"name = "capped"
+[target]
+base_url = "{url}"
+request_timeout = "10s"
+[load]
+model = "open"
+start_rate = "50/s"
+max_in_flight = 5
+ramp_down = "5s"
+[[load.stage]]
+duration = "5s"
+rate = "50/s"
+[[journey]]
+name = "work"
+[[journey.step]]
+name = "work"
+url = "/work"
+[[slo]]
+name = "available"
+objective = "availability >= 99.9%"
+"#,
+            url = server.url()
+        ),
+    );
+    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let totals = &summary.totals;
+    assert_eq!(
+        totals.requests,
+        server.seen().len() as u64,
+        "requests are what was sent, and equal what the server saw"
+    );
+    assert_eq!(totals.errors, 0, "every sent request eventually succeeded");
+    // 3 s of 50/s arrive while 5 are stuck: about 145 dropped.
+    assert!(
+        (100..=170).contains(&totals.dropped),
+        "dropped {}",
+        totals.dropped
+    );
+    assert_eq!(
+        totals.requests + totals.dropped,
+        250,
+        "every arrival is accounted for"
+    );
+    assert_eq!(summary.journeys[0].dropped, totals.dropped);
+    assert_eq!(summary.journeys[0].steps[0].dropped, totals.dropped);
+    let expected_rate = totals.dropped as f64 / 250.0;
+    assert!((totals.error_rate - expected_rate).abs() < 1e-9);
+    let verdict = &summary.slos[0];
+    assert_eq!(verdict.status, VerdictStatus::Fail, "{verdict:?}");
+    assert_eq!(verdict.reason, Some(VerdictReason::GeneratorSaturated));
+    assert_eq!(verdict.dropped, totals.dropped);
+    let availability = verdict.measured[0].value.unwrap();
+    assert!(
+        (availability - (100.0 - expected_rate * 100.0)).abs() < 1e-6,
+        "{availability}"
+    );
+    assert!(!summary.slo_passed);
+    assert!(summary.generator.saturated);
+}
+
+#[test]
+fn fast_failures_do_not_lower_the_successes_percentiles() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "fast502.toml",
+        &format!(
+            r#"name = "fast-502"
+seed = 7
+[target]
+base_url = "{url}"
+[load]
+model = "open"
+start_rate = "300/s"
+ramp_down = "2s"
+[[load.stage]]
+duration = "4s"
+rate = "300/s"
+[[journey]]
+name = "broken"
+weight = 99
+[[journey.step]]
+name = "bad gateway"
+url = "/status/502"
+[[journey]]
+name = "slow"
+weight = 1
+[[journey.step]]
+name = "page"
+url = "/slow/40"
+[[slo]]
+name = "fast"
+objective = "p99 < 20ms"
+"#,
+            url = server.url()
+        ),
+    );
+    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let totals = &summary.totals;
+    let successes = totals.requests - totals.errors;
+    assert!(successes >= 3, "{successes} successes");
+    assert!(totals.errors > 1_000, "{} fast 502s", totals.errors);
+    assert!(
+        totals.latency_us.p99 >= 40_000,
+        "p99 of the successes is the slow page's: {:?}",
+        totals.latency_us
+    );
+    assert!(
+        totals.failed_latency_us.p99 < 20_000,
+        "the 502s are fast: {:?}",
+        totals.failed_latency_us
+    );
+    let verdict = &summary.slos[0];
+    assert_eq!(verdict.status, VerdictStatus::Fail, "{verdict:?}");
+    assert!(verdict.measured[0].value.unwrap() >= 40_000.0);
+}
