@@ -9,12 +9,17 @@ pub fn render(summary: &Summary) -> String {
     let t = &summary.totals;
     let _ = writeln!(
         out,
-        "{} — {} requests in {:.1}s ({:.0} req/s), {} errors ({:.2}%){}",
+        "{} — {} requests in {:.1}s ({:.0} req/s), {} errors{} ({:.2}% failed){}",
         summary.scenario.name,
         t.requests,
         summary.duration_s,
         t.rps,
         t.errors,
+        if t.dropped > 0 {
+            format!(", {} arrivals dropped at the in-flight cap", t.dropped)
+        } else {
+            String::new()
+        },
         t.error_rate * 100.0,
         if summary.complete {
             ""
@@ -71,6 +76,13 @@ pub fn render(summary: &Summary) -> String {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let _ = writeln!(out, "errors by class: {}", classes.join(", "));
+        let f = &t.failed_latency_us;
+        let _ = writeln!(
+            out,
+            "latency above is of successful responses; failed requests: p50 {:.2} ms, p99 {:.2} ms",
+            ms(f.p50),
+            ms(f.p99)
+        );
     }
     if let Some(warning) = &summary.generator.warning {
         let _ = writeln!(out, "WARNING: {warning}");

@@ -15,6 +15,7 @@ struct Point {
     second: f64,
     requests: f64,
     errors: f64,
+    dropped: f64,
     p50: f64,
     p95: f64,
     p99: f64,
@@ -28,6 +29,7 @@ fn points(series: &Series) -> Vec<Point> {
                 second: *second as f64,
                 requests: c.requests as f64,
                 errors: c.errors as f64,
+                dropped: c.dropped as f64,
                 p50: c.p50_us as f64 / 1000.0,
                 p95: c.p95_us as f64 / 1000.0,
                 p99: c.p99_us as f64 / 1000.0,
@@ -36,7 +38,7 @@ fn points(series: &Series) -> Vec<Point> {
         .collect()
 }
 
-/// Requests and errors per second.
+/// Requests, errors and dropped arrivals per second of intended start.
 pub fn throughput(series: &Series, faults: &[Interval]) -> Result<String, String> {
     let data = points(series);
     draw(
@@ -51,6 +53,11 @@ pub fn throughput(series: &Series, faults: &[Interval]) -> Result<String, String
                 "errors/s",
                 RED,
                 data.iter().map(|p| (p.second, p.errors)).collect(),
+            ),
+            (
+                "dropped/s",
+                MAGENTA,
+                data.iter().map(|p| (p.second, p.dropped)).collect(),
             ),
         ],
         faults,
