@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use failover::Failover;
 pub use verdicts::SloVerdict;
 
-use crate::chaos::runner::FaultEvent;
+use crate::chaos::runner::Occurrence;
 use crate::slo::SloSpec;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub struct Analysis {
 /// What analysis needs besides the run directory's files.
 pub struct Inputs<'a> {
     pub slos: &'a [SloSpec],
-    pub events: &'a [FaultEvent],
+    pub occurrences: &'a [Occurrence],
     pub duration_s: f64,
     pub settle_ms: u64,
     /// Step index → (journey name, step name), to resolve scopes.
@@ -44,9 +44,10 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analysis, String> 
         .next_back()
         .map_or(0, |s| s + 1)
         .max(run_ms.div_ceil(1000));
-    let intervals = windows::fault_intervals(inputs.events, run_ms);
+    let intervals = windows::fault_intervals(inputs.occurrences, run_ms);
     let slos = verdicts::judge(run_dir, &series, &intervals, inputs, run_seconds)?;
-    let failover = failover::measure(run_dir, &series, &intervals, inputs.settle_ms, run_seconds)?;
+    let happened = windows::happened(&intervals);
+    let failover = failover::measure(run_dir, &series, &happened, inputs.settle_ms, run_seconds)?;
     let passed = slos.iter().all(|v| v.status != "fail");
     Ok(Analysis {
         slos,

@@ -122,13 +122,13 @@ pub fn judge(
     for (index, slo) in inputs.slos.iter().enumerate() {
         let tags = scope_tags(&slo.scope, inputs.steps);
         if let Some(recovery) = slo.recovery {
-            if intervals.is_empty() {
+            if !intervals.iter().any(Interval::happened) {
                 verdicts.push((
                     index,
                     no_data(slo, "recovery", "no fault happened in this run"),
                 ));
             }
-            for interval in intervals {
+            for interval in intervals.iter().filter(|i| i.happened()) {
                 let anchor_ms = if recovery.from_end {
                     interval.end_ms
                 } else {

@@ -9,7 +9,7 @@ use std::path::Path;
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
-use crate::analysis::windows::fault_intervals;
+use crate::analysis::windows::{fault_intervals, happened};
 use crate::analysis::{self, Inputs};
 use crate::output::summary::Summary;
 use crate::output::write_atomic;
@@ -29,7 +29,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Resu
         run_dir,
         &Inputs {
             slos,
-            events: &summary.faults.events,
+            occurrences: &summary.faults.occurrences,
             duration_s: summary.duration_s,
             settle_ms: summary.settle_ms,
             steps: &steps,
@@ -102,7 +102,10 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
 
 fn render_html(run_dir: &Path, summary: &Summary) -> Result<String, String> {
     let series = analysis::data::read_series(run_dir)?;
-    let faults = fault_intervals(&summary.faults.events, (summary.duration_s * 1000.0) as u64);
+    let faults = happened(&fault_intervals(
+        &summary.faults.occurrences,
+        (summary.duration_s * 1000.0) as u64,
+    ));
     let throughput_svg = charts::throughput(&series, &faults)?;
     let latency_svg = charts::latency(&series, &faults)?;
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();

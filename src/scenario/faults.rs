@@ -70,6 +70,17 @@ fn validate_fault(
         .every
         .as_ref()
         .and_then(|e| typed(Some(e), Duration::ZERO, parse_duration, diagnostics));
+    let effect = raw.effect.as_ref().and_then(|e| {
+        let parsed = typed(Some(e), Duration::ZERO, parse_duration, diagnostics)?;
+        if parsed.is_zero() {
+            diagnostics.push(
+                e.span(),
+                "`effect` must be above zero (how long a target may take to be healthy again)",
+            );
+            return None;
+        }
+        Some(parsed)
+    });
     let repeat = raw.repeat.unwrap_or(0);
     if repeat > 0 && raw.every.is_none() {
         diagnostics.push(
@@ -151,6 +162,8 @@ fn validate_fault(
             allow_last: raw.allow_last.unwrap_or(false),
         },
         among,
+        effect,
+        required: raw.required.unwrap_or(true),
     })
 }
 

@@ -219,7 +219,7 @@ fn pausing_a_container_fails_requests_then_unpauses() {
         .collect();
     assert_eq!(
         kinds,
-        vec!["inject", "recover"],
+        vec!["started", "applied", "recovered", "ended"],
         "{:?}",
         summary.faults.events
     );

@@ -137,7 +137,12 @@ fn latency_on_a_proxied_link_shows_in_the_run_and_is_cleared_at_its_end() {
     let target = format!("web ({})", proxy.control);
     assert_eq!(
         events,
-        vec![("inject", target.clone()), ("recover", target)]
+        vec![
+            ("started", target.clone()),
+            ("applied", target.clone()),
+            ("recovered", target.clone()),
+            ("ended", target)
+        ]
     );
     // 150 ms ± 10 ms each way: a round trip through the faulty link takes ≥ 280 ms; before
     // it, loopback answers in a few milliseconds.

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use loadgen::chaos::process::proc_stat;
+use loadgen::chaos::runner::OccurrenceStatus;
 
 use crate::support::{
     Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
@@ -143,11 +144,19 @@ fn a_paused_server_fails_requests_then_recovers_at_the_planned_end() {
         .iter()
         .map(|e| (e.kind.as_str(), e.offset_ms))
         .collect();
-    assert_eq!(kinds.len(), 2, "{kinds:?}");
-    assert_eq!(kinds[0].0, "inject");
-    assert_eq!(kinds[1].0, "recover");
-    assert!((950..1400).contains(&kinds[0].1), "{kinds:?}");
-    assert!((1950..2400).contains(&kinds[1].1), "{kinds:?}");
+    let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+    assert_eq!(
+        names,
+        vec!["started", "applied", "recovered", "ended"],
+        "{kinds:?}"
+    );
+    assert!((950..1400).contains(&kinds[1].1), "{kinds:?}");
+    assert!((1950..2400).contains(&kinds[2].1), "{kinds:?}");
+    // Resumed is running again: the first probe after the recovery sees it.
+    assert!(kinds[3].1 - kinds[2].1 < 300, "{kinds:?}");
+    let occurrence = &summary.faults.occurrences[0];
+    assert_eq!(occurrence.status, OccurrenceStatus::Happened);
+    assert_eq!(occurrence.ended_ms, Some(kinds[3].1));
     assert!(summary.faults.unrecovered.is_empty());
     // Requests sent during the pause timed out; the rest succeeded.
     let timeouts = summary
