@@ -75,6 +75,8 @@ pub struct Timeline {
     watches: Vec<Watching>,
     /// The run's stop token, once `run` has it: every effect watch ends on it.
     stop: CancellationToken,
+    /// When `stop` fired: where windows held to the run's end close.
+    run_end_ms: Option<u64>,
     /// Each event also goes here as it happens, for the live progress output.
     live: Option<tokio::sync::mpsc::UnboundedSender<FaultEvent>>,
 }
@@ -105,6 +107,7 @@ impl Timeline {
             book: OccurrenceBook::default(),
             watches: Vec::new(),
             stop: CancellationToken::new(),
+            run_end_ms: None,
             live: None,
         }
     }
@@ -167,6 +170,7 @@ impl Timeline {
         }
         stop.cancelled().await;
         let run_end_ms = self.offset_ms();
+        self.run_end_ms = Some(run_end_ms);
         self.recover_where(|_| true, When::RunEnd).await;
         for watching in std::mem::take(&mut self.watches) {
             if let Ok((index, event, end)) = watching.await {
@@ -368,14 +372,13 @@ impl Timeline {
         if let Err(e) = self.ledger.write(&record) {
             return fail(self, format!("ledger write failed, fault not applied: {e}"));
         }
-        let started = self.offset_ms();
+        let started = self.event(fault, occurrence, EventKind::Started, Some(&target), None);
         self.book.started(index, started);
-        self.event(fault, occurrence, EventKind::Started, Some(&target), None);
         let applied = self.backends.apply(&target, &fault.action, &undo).await;
         match &applied {
             Ok(()) => {
-                self.book.applied(index, &label, self.offset_ms());
-                self.event(fault, occurrence, EventKind::Applied, Some(&target), None);
+                let at = self.event(fault, occurrence, EventKind::Applied, Some(&target), None);
+                self.book.applied(index, &label, at);
             }
             Err(e) => fail(self, e.to_string()),
         }
@@ -397,6 +400,7 @@ impl Timeline {
             // is safe and leaves nothing half-done.
             self.active.push(active);
             let entry = self.active.last().map(|a| a.entry.clone());
+            // (`applied` is false: no window to close.)
             self.recover_where(|a| Some(&a.entry) == entry.as_ref(), When::RunEnd)
                 .await;
         } else if fault.action.is_instantaneous() {
@@ -490,37 +494,44 @@ impl Timeline {
                 if active.applied {
                     match (&outcome, when) {
                         (Err(e), _) => {
-                            let end = TargetEnd {
-                                target: target_label(&active.target),
-                                at_ms: self.offset_ms(),
-                                healthy: false,
-                                reason: Some(format!("could not be recovered: {e}")),
-                            };
-                            self.event(
+                            let reason = format!("could not be recovered: {e}");
+                            let at = self.event(
                                 fault,
                                 active.occurrence,
                                 EventKind::NotHealthyAgain,
                                 Some(&active.target),
-                                end.reason.clone(),
+                                Some(reason.clone()),
                             );
-                            self.book.ended(active.index, end);
+                            self.book.ended(
+                                active.index,
+                                TargetEnd {
+                                    target: target_label(&active.target),
+                                    at_ms: at,
+                                    healthy: false,
+                                    reason: Some(reason),
+                                },
+                            );
                         }
                         // Held to the run's end: the effect lasts as long as the run.
                         (Ok(()), When::RunEnd) => {
-                            let end = TargetEnd {
-                                target: target_label(&active.target),
-                                at_ms: self.offset_ms(),
-                                healthy: true,
-                                reason: None,
-                            };
-                            self.event(
+                            let at = self.run_end_ms.unwrap_or_else(|| self.offset_ms());
+                            self.event_at(
+                                at,
                                 fault,
                                 active.occurrence,
                                 EventKind::Ended,
                                 Some(&active.target),
-                                None,
+                                Some("held to the run's end".to_string()),
                             );
-                            self.book.ended(active.index, end);
+                            self.book.ended(
+                                active.index,
+                                TargetEnd {
+                                    target: target_label(&active.target),
+                                    at_ms: at,
+                                    healthy: true,
+                                    reason: None,
+                                },
+                            );
                         }
                         (Ok(()), When::Planned) => self.watch(fault, &active, "recovery"),
                     }
@@ -538,6 +549,7 @@ impl Timeline {
         }
     }
 
+    /// Records an event now; returns its offset.
     fn event(
         &mut self,
         fault: &FaultSpec,
@@ -545,9 +557,22 @@ impl Timeline {
         kind: EventKind,
         target: Option<&Target>,
         message: Option<String>,
-    ) {
+    ) -> u64 {
+        let offset_ms = self.offset_ms();
+        self.event_at(offset_ms, fault, occurrence, kind, target, message)
+    }
+
+    fn event_at(
+        &mut self,
+        offset_ms: u64,
+        fault: &FaultSpec,
+        occurrence: u32,
+        kind: EventKind,
+        target: Option<&Target>,
+        message: Option<String>,
+    ) -> u64 {
         let event = FaultEvent {
-            offset_ms: self.offset_ms(),
+            offset_ms,
             fault: fault.name.clone(),
             occurrence,
             kind,
@@ -558,6 +583,7 @@ impl Timeline {
             let _ = live.send(event.clone());
         }
         self.report.events.push(event);
+        offset_ms
     }
 }
 
