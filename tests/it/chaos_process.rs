@@ -610,3 +610,81 @@ required = false
         .collect();
     assert_eq!(not_run, vec!["late freeze"]);
 }
+
+#[test]
+fn every_target_of_a_mode_all_fault_has_its_own_events_and_window() {
+    let workspace = Workspace::new();
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let servers = [
+        ServerProcess::start(one.path()),
+        ServerProcess::start(two.path()),
+    ];
+    let state = workspace.write(
+        "state.json",
+        &serde_json::json!({
+            "version": 1,
+            "state_dir": workspace.dir.path(),
+            "backends": [
+                {"name": "backend-1", "pid": servers[0].pid(), "port": servers[0].port},
+                {"name": "backend-2", "pid": servers[1].pid(), "port": servers[1].port}
+            ]
+        })
+        .to_string(),
+    );
+    let text = pause_scenario(
+        servers[0].port,
+        &servers[0].pidfile,
+        "3s",
+        "at = \"1s\"\nduration = \"500ms\"\nmode = \"all\"\nmax_unavailable = 2",
+    )
+    .replace(
+        &format!(
+            "target = {{ pidfile = \"{}\" }}",
+            servers[0].pidfile.display()
+        ),
+        "target = { process = \"backend-*\" }",
+    ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
+    let file = workspace.write("drill.toml", &text);
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+
+    let occurrence = only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::Happened,
+        "{occurrence:?}"
+    );
+    assert_eq!(occurrence.targets.len(), 2, "{occurrence:?}");
+    for server in &servers {
+        let target = format!("({})", server.pid());
+        let kinds: Vec<EventKind> = summary
+            .faults
+            .events
+            .iter()
+            .filter(|e| e.target.as_deref().is_some_and(|t| t.ends_with(&target)))
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Started,
+                EventKind::Applied,
+                EventKind::Recovered,
+                EventKind::Ended
+            ],
+            "{:#?}",
+            summary.faults.events
+        );
+    }
+    let last_end = summary
+        .faults
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Ended)
+        .map(|e| e.offset_ms)
+        .max();
+    assert_eq!(
+        occurrence.ended_ms, last_end,
+        "the window ends with its last target"
+    );
+}
