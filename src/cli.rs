@@ -319,7 +319,10 @@ fn run_command(
                     }
                     None => exit::OK,
                 };
-                if !outcome.summary.slo_passed || gate == exit::SLO_FAILED {
+                for problem in &outcome.summary.fault_problems {
+                    eprintln!("error: {problem}");
+                }
+                if !outcome.summary.drill_passed() || gate == exit::SLO_FAILED {
                     exit::SLO_FAILED
                 } else {
                     gate
@@ -495,7 +498,10 @@ fn report_command(run_dir: &std::path::Path) -> u8 {
     match crate::report::finalize(run_dir, &mut summary, &specs) {
         Ok(()) => {
             println!("rendered {}", run_dir.join("report.html").display());
-            if summary.slo_passed {
+            for problem in &summary.fault_problems {
+                eprintln!("error: {problem}");
+            }
+            if summary.drill_passed() {
                 exit::OK
             } else {
                 exit::SLO_FAILED

@@ -259,12 +259,11 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
     chaos_stop.cancel();
     let faults = match chaos {
         Some(task) => task.await.unwrap_or_else(|e| ChaosReport {
-            events: Vec::new(),
-            readiness: Vec::new(),
             unrecovered: vec![format!(
                 "the fault timeline failed ({e}); run `loadgen recover {}`",
                 run_dir.display()
             )],
+            ..ChaosReport::default()
         }),
         None => ChaosReport::default(),
     };

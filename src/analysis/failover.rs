@@ -239,7 +239,7 @@ mod tests {
             start_ms: 5_200,
             end_ms: 9_500,
             targets: vec!["backend-1".into()],
-            not_run: None,
+            ..Interval::default()
         }];
         let figures = measure(dir.path(), &series, &intervals, 2_000, 20).unwrap();
         let f = &figures[0];

@@ -167,7 +167,7 @@ pub fn judge(
                 ));
             }
             for interval in intervals {
-                if let Some(not_run) = &interval.not_run {
+                if !interval.happened() {
                     let mut verdict = unjudged(
                         slo,
                         &format!(
@@ -176,9 +176,12 @@ pub fn judge(
                             interval.occurrence + 1
                         ),
                         VerdictStatus::NotRun,
-                        &not_run.reason,
+                        interval
+                            .reason
+                            .as_deref()
+                            .unwrap_or("the fault did not happen"),
                     );
-                    verdict.allowed = !not_run.required;
+                    verdict.allowed = !interval.required;
                     verdicts.push((index, verdict));
                     continue;
                 }

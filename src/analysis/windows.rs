@@ -1,78 +1,88 @@
-//! Windows of a run, in whole seconds of the series, derived from the real fault timestamps
-//! recorded in the run's events (not from the plan: a fault injected late is judged late).
+//! Windows of a run, in whole seconds of the series, cut from the fault occurrences as the
+//! timeline settled them (not from the plan: a fault injected late is judged late, and its
+//! window lasts until its target was observed healthy again).
+//!
+//! **The one rounding rule** from milliseconds to the one-second series: a millisecond
+//! interval [a, b) covers the seconds floor(a / 1000) .. ceil(b / 1000), and at least one
+//! second (`seconds_of`). Every window below is made with it: a fault's own window covers
+//! `seconds_of(start, end)`; steady state leaves out `seconds_of(start, end + settle)` of
+//! every fault that happened; "after" a fault starts where that cut ends,
+//! ceil((end + settle) / 1000), and stops where the next fault's window begins,
+//! floor(next start / 1000).
 
 use std::ops::Range;
 
-use crate::chaos::runner::FaultEvent;
+use crate::chaos::outcome::{Occurrence, OccurrenceStatus};
 use crate::slo::Window;
 
-/// One fault occurrence as it really happened.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One planned fault occurrence: its effect window as it really happened, or why not.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Interval {
     pub fault: String,
     pub occurrence: u32,
+    /// When the occurrence started (just before the first apply); a not_run occurrence:
+    /// its planned time, clamped to the run's end.
     pub start_ms: u64,
+    /// When its effect was over (every target healthy again), or where the window was
+    /// closed (not_healthy_again); equal to `start_ms` for a not_run occurrence.
     pub end_ms: u64,
     pub targets: Vec<String>,
-    /// The occurrence never happened: its windows are `not_run`.
-    pub not_run: Option<NotRun>,
-}
-
-/// Why a planned fault occurrence did not happen, and whether the run needed it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct NotRun {
-    pub reason: String,
+    pub status: OccurrenceStatus,
     pub required: bool,
+    pub reason: Option<String>,
 }
 
-/// Fault occurrences from the events: first inject → last recover of the occurrence (the
-/// run's end if it was never recovered; the inject itself for instantaneous actions).
-pub fn fault_intervals(events: &[FaultEvent], run_end_ms: u64) -> Vec<Interval> {
-    let mut intervals: Vec<Interval> = Vec::new();
-    for event in events {
-        let found = intervals
-            .iter_mut()
-            .find(|i| i.fault == event.fault && i.occurrence == event.occurrence);
-        match (event.kind.as_str(), found) {
-            ("inject", Some(interval)) => {
-                interval.targets.extend(event.target.clone());
-            }
-            ("inject", None) => intervals.push(Interval {
-                fault: event.fault.clone(),
-                occurrence: event.occurrence,
-                start_ms: event.offset_ms,
-                end_ms: u64::MAX,
-                targets: event.target.clone().into_iter().collect(),
-                not_run: None,
-            }),
-            ("recover", Some(interval)) => {
-                interval.end_ms = if interval.end_ms == u64::MAX {
-                    event.offset_ms
-                } else {
-                    interval.end_ms.max(event.offset_ms)
-                };
-            }
-            _ => {}
-        }
+impl Interval {
+    /// Applied to a target: has a window with seconds in it.
+    pub fn happened(&self) -> bool {
+        self.status != OccurrenceStatus::NotRun
     }
-    let instantaneous: Vec<bool> = intervals.iter().map(|i| i.end_ms == u64::MAX).collect();
-    for (interval, open) in intervals.iter_mut().zip(instantaneous) {
-        if open {
-            // Never recovered by an event: held to the run's end, or instantaneous.
-            let recovered_at_once = events.iter().any(|e| {
-                e.fault == interval.fault
-                    && e.occurrence == interval.occurrence
-                    && e.kind == "recover"
-            });
-            interval.end_ms = if recovered_at_once {
-                interval.start_ms
-            } else {
-                run_end_ms
+}
+
+/// Every planned occurrence as an interval, sorted by start: [started_ms, ended_ms) for one
+/// that happened (`ended_ms` missing: the run's end), a zero-length mark for a not_run one.
+pub fn fault_intervals(occurrences: &[Occurrence], run_end_ms: u64) -> Vec<Interval> {
+    let mut intervals: Vec<Interval> = occurrences
+        .iter()
+        .map(|o| {
+            let (start_ms, end_ms) = match (o.status, o.started_ms) {
+                (OccurrenceStatus::NotRun, _) | (_, None) => {
+                    let at = o.started_ms.unwrap_or(o.planned_at_ms).min(run_end_ms);
+                    (at, at)
+                }
+                (_, Some(start)) => (start, o.ended_ms.unwrap_or(run_end_ms).max(start)),
             };
-        }
-    }
+            Interval {
+                fault: o.fault.clone(),
+                occurrence: o.occurrence,
+                start_ms,
+                end_ms,
+                targets: o.targets.clone(),
+                status: if o.started_ms.is_none() {
+                    OccurrenceStatus::NotRun
+                } else {
+                    o.status
+                },
+                required: o.required,
+                reason: o.reason.clone(),
+            }
+        })
+        .collect();
     intervals.sort_by_key(|i| i.start_ms);
     intervals
+}
+
+/// Only the occurrences that happened (for failover figures and charts).
+pub fn happened(intervals: &[Interval]) -> Vec<Interval> {
+    intervals.iter().filter(|i| i.happened()).cloned().collect()
+}
+
+/// A fault window whose occurrence did not happen: judged as not run, never as passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotRun {
+    pub reason: String,
+    /// The fault's `required`: a required occurrence that did not run fails the run.
+    pub required: bool,
 }
 
 /// A labelled set of seconds to judge an objective over.
@@ -80,6 +90,7 @@ pub fn fault_intervals(events: &[FaultEvent], run_end_ms: u64) -> Vec<Interval> 
 pub struct WindowInstance {
     pub label: String,
     pub seconds: Vec<Range<u64>>,
+    /// Set for the window of a fault occurrence that did not happen (`seconds` is empty).
     pub not_run: Option<NotRun>,
 }
 
@@ -93,8 +104,8 @@ impl WindowInstance {
     }
 }
 
-/// The second range [floor(start), ceil(end)) touched by a millisecond interval; at least
-/// one second long.
+/// The rounding rule: the seconds [floor(start / 1000), ceil(end / 1000)) a millisecond
+/// interval [start, end) touches; at least one second long.
 pub fn seconds_of(start_ms: u64, end_ms: u64) -> Range<u64> {
     let start = start_ms / 1000;
     let end = end_ms.div_ceil(1000).max(start + 1);
@@ -108,6 +119,7 @@ pub fn instances(
     run_seconds: u64,
 ) -> Vec<WindowInstance> {
     let run = 0..run_seconds.max(1);
+    let happened: Vec<&Interval> = intervals.iter().filter(|i| i.happened()).collect();
     match window {
         Window::Run => vec![WindowInstance {
             label: "run".into(),
@@ -116,7 +128,7 @@ pub fn instances(
         }],
         Window::Steady => {
             let mut seconds = vec![run];
-            for interval in intervals {
+            for interval in &happened {
                 let cut = seconds_of(interval.start_ms, interval.end_ms + settle_ms);
                 seconds = seconds
                     .into_iter()
@@ -138,18 +150,35 @@ pub fn instances(
         Window::Faults | Window::Fault(_) => intervals
             .iter()
             .filter(|i| !matches!(window, Window::Fault(name) if *name != i.fault))
-            .map(|i| WindowInstance {
-                label: format!("during {} #{}", i.fault, i.occurrence + 1),
-                seconds: vec![seconds_of(i.start_ms, i.end_ms)],
-                not_run: None,
+            .map(|i| {
+                let label = format!("during {} #{}", i.fault, i.occurrence + 1);
+                if i.happened() {
+                    WindowInstance {
+                        label,
+                        seconds: vec![seconds_of(i.start_ms, i.end_ms)],
+                        not_run: None,
+                    }
+                } else {
+                    WindowInstance {
+                        label,
+                        seconds: Vec::new(),
+                        not_run: Some(NotRun {
+                            reason: i
+                                .reason
+                                .clone()
+                                .unwrap_or_else(|| "the fault did not happen".into()),
+                            required: i.required,
+                        }),
+                    }
+                }
             })
             .collect(),
-        Window::After => intervals
+        Window::After => happened
             .iter()
             .enumerate()
             .map(|(index, i)| {
-                let from = (i.end_ms + settle_ms) / 1000;
-                let to = intervals
+                let from = seconds_of(i.start_ms, i.end_ms + settle_ms).end;
+                let to = happened
                     .get(index + 1)
                     .map_or(run.end, |next| next.start_ms / 1000)
                     .max(from);
@@ -168,25 +197,54 @@ pub fn instances(
 mod tests {
     use super::*;
 
-    fn event(kind: &str, fault: &str, occurrence: u32, offset_ms: u64) -> FaultEvent {
-        FaultEvent {
-            offset_ms,
+    /// An occurrence that happened: started at `start`, effect over at `end`.
+    fn done(fault: &str, occurrence: u32, start: u64, end: Option<u64>) -> Occurrence {
+        Occurrence {
             fault: fault.into(),
             occurrence,
-            kind: kind.into(),
-            target: Some("t".into()),
-            message: None,
+            required: true,
+            status: OccurrenceStatus::Happened,
+            reason: None,
+            targets: vec!["t".into()],
+            planned_at_ms: start,
+            started_ms: Some(start),
+            applied_ms: Some(start + 5),
+            ended_ms: end,
+        }
+    }
+
+    fn not_run(fault: &str, planned: u64, required: bool, reason: &str) -> Occurrence {
+        Occurrence {
+            fault: fault.into(),
+            occurrence: 0,
+            required,
+            status: OccurrenceStatus::NotRun,
+            reason: Some(reason.into()),
+            targets: Vec::new(),
+            planned_at_ms: planned,
+            started_ms: None,
+            applied_ms: None,
+            ended_ms: None,
         }
     }
 
     #[test]
+    fn the_rounding_rule_covers_floor_start_to_ceil_end_and_at_least_a_second() {
+        assert_eq!(seconds_of(0, 2_000), 0..2, "whole seconds stay whole");
+        assert_eq!(seconds_of(999, 1_000), 0..1);
+        assert_eq!(seconds_of(1_000, 1_001), 1..2);
+        assert_eq!(seconds_of(200, 2_001), 0..3, "a touched second is covered");
+        assert_eq!(seconds_of(1_500, 1_500), 1..2, "at least one second");
+        assert_eq!(seconds_of(10_200, 15_300), 10..16);
+    }
+
+    #[test]
     fn intervals_follow_real_timestamps() {
-        let events = vec![
-            event("inject", "kill", 0, 10_200),
-            event("recover", "kill", 0, 15_300),
-            event("inject", "pause", 0, 30_000),
+        let occurrences = vec![
+            done("kill", 0, 10_200, Some(15_300)),
+            done("pause", 0, 30_000, None),
         ];
-        let intervals = fault_intervals(&events, 40_000);
+        let intervals = fault_intervals(&occurrences, 40_000);
         assert_eq!(intervals.len(), 2);
         assert_eq!(
             (intervals[0].start_ms, intervals[0].end_ms),
@@ -201,16 +259,120 @@ mod tests {
 
     #[test]
     fn steady_excludes_faults_and_their_settle_time() {
-        let events = vec![
-            event("inject", "kill", 0, 10_200),
-            event("recover", "kill", 0, 15_300),
-        ];
-        let intervals = fault_intervals(&events, 60_000);
+        let occurrences = vec![done("kill", 0, 10_200, Some(15_300))];
+        let intervals = fault_intervals(&occurrences, 60_000);
         let steady = instances(&Window::Steady, &intervals, 5_000, 60);
+        // seconds_of(10_200, 15_300 + 5_000) = 10..21 is cut out.
         assert_eq!(steady[0].seconds, vec![0..10, 21..60]);
         let during = instances(&Window::Faults, &intervals, 5_000, 60);
         assert_eq!(during[0].seconds, vec![10..16]);
+        // "After" begins where steady state resumes: the same rule, the same second.
         let after = instances(&Window::After, &intervals, 5_000, 60);
-        assert_eq!(after[0].seconds, vec![20..60]);
+        assert_eq!(after[0].seconds, vec![21..60]);
+    }
+
+    #[test]
+    fn an_instantaneous_fault_ends_when_its_target_is_healthy_again() {
+        // A container restart at 20.0 s whose container served again at 23.4 s: the window
+        // is 20..24, "after" starts at ceil(23.4 s + 2 s) = 26 — not at the run's end.
+        let occurrences = vec![
+            done("restart", 0, 20_000, Some(23_400)),
+            done("restart", 1, 40_000, Some(41_100)),
+        ];
+        let intervals = fault_intervals(&occurrences, 60_000);
+        let during = instances(&Window::Fault("restart".into()), &intervals, 2_000, 60);
+        assert_eq!(during.len(), 2);
+        assert_eq!(during[0].seconds, vec![20..24]);
+        assert_eq!(during[1].seconds, vec![40..42]);
+        let after = instances(&Window::After, &intervals, 2_000, 60);
+        assert_eq!(after[0].seconds, vec![26..40]);
+        assert_eq!(after[1].seconds, vec![44..60]);
+        let steady = instances(&Window::Steady, &intervals, 2_000, 60);
+        assert_eq!(steady[0].seconds, vec![0..20, 26..40, 44..60]);
+    }
+
+    #[test]
+    fn a_window_not_healthy_again_closes_at_its_effect() {
+        let mut gone = done("kill", 0, 3_000, Some(6_000));
+        gone.status = OccurrenceStatus::NotHealthyAgain;
+        gone.reason = Some("not healthy again within effect = 2s of its recovery".into());
+        let intervals = fault_intervals(&[gone], 10_000);
+        assert_eq!(intervals[0].status, OccurrenceStatus::NotHealthyAgain);
+        assert!(
+            intervals[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("effect = 2s")
+        );
+        let during = instances(&Window::Faults, &intervals, 1_000, 10);
+        assert_eq!(during[0].seconds, vec![3..6]);
+        assert_eq!(during[0].not_run, None, "it happened: judged, not skipped");
+    }
+
+    #[test]
+    fn not_run_occurrences_mark_their_fault_windows_and_leave_the_rest_alone() {
+        let occurrences = vec![
+            done("kill", 0, 2_000, Some(3_000)),
+            not_run(
+                "freeze",
+                40_000,
+                true,
+                "the run ended at 5.0 s, before this occurrence was due at 40.0 s",
+            ),
+            not_run(
+                "spare",
+                1_000,
+                false,
+                "refused at run time: would leave none",
+            ),
+        ];
+        let intervals = fault_intervals(&occurrences, 5_000);
+        assert_eq!(intervals.len(), 3);
+        assert!(
+            intervals
+                .iter()
+                .filter(|i| !i.happened())
+                .all(|i| i.start_ms == i.end_ms)
+        );
+        assert_eq!(happened_only(&intervals), vec!["kill"]);
+
+        let freeze = instances(&Window::Fault("freeze".into()), &intervals, 1_000, 5);
+        assert_eq!(freeze.len(), 1);
+        assert!(freeze[0].seconds.is_empty());
+        let why = freeze[0].not_run.as_ref().expect("marked not run");
+        assert!(why.required);
+        assert!(
+            why.reason.contains("before this occurrence was due"),
+            "{}",
+            why.reason
+        );
+
+        let all = instances(&Window::Faults, &intervals, 1_000, 5);
+        let marks: Vec<(String, Option<bool>)> = all
+            .iter()
+            .map(|w| (w.label.clone(), w.not_run.as_ref().map(|n| n.required)))
+            .collect();
+        assert_eq!(
+            marks,
+            vec![
+                ("during spare #1".to_string(), Some(false)),
+                ("during kill #1".to_string(), None),
+                ("during freeze #1".to_string(), Some(true)),
+            ]
+        );
+        // Steady state and "after" ignore what did not happen.
+        let steady = instances(&Window::Steady, &intervals, 1_000, 5);
+        assert_eq!(steady[0].seconds, vec![0..2, 4..5]);
+        let after = instances(&Window::After, &intervals, 1_000, 5);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].seconds, vec![4..5]);
+    }
+
+    fn happened_only(intervals: &[Interval]) -> Vec<String> {
+        super::happened(intervals)
+            .into_iter()
+            .map(|i| i.fault)
+            .collect()
     }
 }

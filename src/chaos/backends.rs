@@ -2,6 +2,7 @@
 //! Backends that need a connection (Docker) are connected on first use.
 
 use super::docker::DockerBackend;
+use super::effect::HealthCheck;
 use super::firewall::FirewallBackend;
 use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
 use super::network::NetworkBackend;
@@ -195,6 +196,63 @@ impl Backends {
                 backend: "chaos",
                 message: format!("no backend performs {other} faults"),
             }),
+        }
+    }
+}
+
+impl Backends {
+    /// What "healthy again" will mean for `target`, read before `action` changes it.
+    /// `ready_before`: how many of the selector's targets were up (pods: Ready) just before.
+    pub fn health_check(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        selector: &Selector,
+        undo: &Undo,
+        ready_before: usize,
+    ) -> HealthCheck {
+        match (action.backend(), selector) {
+            ("process", _) => {
+                HealthCheck::Process(self.process.health_check(target, selector, undo))
+            }
+            ("docker", _) => HealthCheck::Container {
+                id: target.id.clone(),
+            },
+            (
+                "kube",
+                Selector::Pods {
+                    namespace,
+                    selector,
+                },
+            ) => HealthCheck::Pods {
+                selector: PodSelector {
+                    namespace: namespace.clone(),
+                    labels: selector.clone(),
+                    fields: None,
+                },
+                ready_before,
+            },
+            ("kube", Selector::Deployment { namespace, name }) => HealthCheck::Deployment {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            _ => HealthCheck::Recovered,
+        }
+    }
+
+    /// Whether the target is healthy again, asked of its backend.
+    pub async fn healthy(&mut self, check: &HealthCheck) -> Result<bool, ChaosError> {
+        match check {
+            HealthCheck::Recovered => Ok(true),
+            HealthCheck::Process(process) => self.process.healthy(process).await,
+            HealthCheck::Container { id } => self.docker().await?.healthy(id).await,
+            HealthCheck::Pods {
+                selector,
+                ready_before,
+            } => Ok(self.kube().await?.ready_pods(selector).await? >= *ready_before),
+            HealthCheck::Deployment { namespace, name } => {
+                self.kube().await?.deployment_ready(namespace, name).await
+            }
         }
     }
 }

@@ -176,6 +176,36 @@ impl DockerBackend {
             Err(e) => Err(error(e)),
         }
     }
+
+    /// Healthy again: the container is running (not paused, not restarting) and, where it
+    /// has a healthcheck, `healthy`. A container that is gone is not healthy.
+    pub async fn healthy(&self, id: &str) -> Result<bool, ChaosError> {
+        use bollard::models::HealthStatusEnum;
+        let inspect = match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(e) if status_of(&e) == Some(404) => return Ok(false),
+            Err(e) => return Err(error(e)),
+        };
+        let Some(state) = inspect.state else {
+            return Ok(false);
+        };
+        let running = state.running == Some(true)
+            && state.paused != Some(true)
+            && state.restarting != Some(true);
+        let health = state.health.and_then(|h| h.status);
+        let checked_healthy = match health {
+            None | Some(HealthStatusEnum::EMPTY | HealthStatusEnum::NONE) => true,
+            Some(status) => status == HealthStatusEnum::HEALTHY,
+        };
+        Ok(running && checked_healthy)
+    }
 }
 
 /// Puts a container back; idempotent, and a container that is gone counts as recovered.

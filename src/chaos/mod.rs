@@ -14,10 +14,12 @@
 
 pub mod backends;
 pub mod docker;
+pub mod effect;
 pub mod firewall;
 pub mod kube;
 pub mod ledger;
 pub mod network;
+pub mod outcome;
 pub mod process;
 pub mod proxy;
 pub mod recover;

@@ -138,6 +138,100 @@ impl ProcessBackend {
     }
 }
 
+/// What "healthy again" means for a process target, read before the fault changes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessHealth {
+    /// The stack instance name, or the PID file's path.
+    pub name: String,
+    pub pid: i32,
+    pub start_time: u64,
+    /// For a PID-file target: where a new process of the same name writes its PID.
+    pub pid_file: Option<std::path::PathBuf>,
+    /// The instance's port, from the stack state file.
+    pub port: Option<u16>,
+}
+
+/// How long a connect may take when probing whether an instance listens again.
+const CONNECT_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl ProcessBackend {
+    /// The health check for `target`: its port when the stack state knows one.
+    pub fn health_check(
+        &mut self,
+        target: &Target,
+        selector: &Selector,
+        undo: &Undo,
+    ) -> ProcessHealth {
+        self.reload();
+        let pid = target.id.parse().unwrap_or(0);
+        let start_time = match undo {
+            Undo::Process { start_time, .. } => *start_time,
+            _ => proc_stat(pid).map_or(0, |(_, t)| t),
+        };
+        let pid_file = match selector {
+            Selector::PidFile { path } => Some(path.clone()),
+            _ => None,
+        };
+        let port = match pid_file {
+            Some(_) => None,
+            None => self
+                .stack
+                .as_ref()
+                .and_then(|s| s.instance(&target.name))
+                .and_then(|(_, port)| port),
+        };
+        ProcessHealth {
+            name: target.name.clone(),
+            pid,
+            start_time,
+            pid_file,
+            port,
+        }
+    }
+
+    /// Healthy again: no process of the target is stopped, and the instance accepts TCP
+    /// connections on its port again; for a target without a port (a PID file), the process
+    /// itself (same start time) or a new one under the same name is alive and not stopped.
+    pub async fn healthy(&mut self, check: &ProcessHealth) -> Result<bool, ChaosError> {
+        self.reload();
+        let original = proc_stat(check.pid)
+            .filter(|(_, started)| *started == check.start_time)
+            .map(|(state, _)| state);
+        let current_pid = match &check.pid_file {
+            Some(path) => std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok()),
+            None => self
+                .stack
+                .as_ref()
+                .and_then(|s| s.instance(&check.name))
+                .map(|(pid, _)| pid),
+        };
+        let current = current_pid
+            .filter(|pid| *pid != check.pid)
+            .and_then(proc_stat)
+            .map(|(state, _)| state);
+        let stopped = |state: char| matches!(state, 'T' | 't');
+        let alive = |state: char| !stopped(state) && !matches!(state, 'Z' | 'X' | 'x');
+        if original.is_some_and(stopped) || current.is_some_and(stopped) {
+            return Ok(false);
+        }
+        match check.port {
+            // A stopped process's listening socket still completes handshakes in the
+            // kernel: the stopped check above comes first.
+            Some(port) => Ok(matches!(
+                tokio::time::timeout(
+                    CONNECT_PROBE,
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                )
+                .await,
+                Ok(Ok(_))
+            )),
+            None => Ok(original.is_some_and(alive) || current.is_some_and(alive)),
+        }
+    }
+}
+
 /// Puts a process target back. Idempotent: a resumed process is resumed again harmlessly, a
 /// restart command of the stack is a no-op for a running instance, a gone PID is recovered.
 pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {

@@ -1,6 +1,7 @@
 //! The fault timeline of a run: inject each occurrence at its moment, recover it at its end,
-//! record every step as an event, and recover whatever is still applied when the run ends —
-//! normally, on Ctrl-C/SIGTERM (the run ends early), or on panic (`Drop`).
+//! watch each target until it is healthy again (`effect.rs`), record every step as a typed
+//! event and every planned occurrence's outcome, and recover whatever is still applied when
+//! the run ends — normally, on Ctrl-C/SIGTERM (the run ends early), or on panic (`Drop`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +9,15 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backends::{Backends, recover};
+use super::effect::{HealthCheck, Watch};
 use super::ledger::{EntryState, Ledger, LedgerRecord, now};
+pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
+use super::outcome::{OccurrenceBook, TargetEnd};
 use super::spec::{ChaosPlan, FaultSpec, Mode, check_guard};
 use super::undo::Undo;
 use super::{ChaosError, Target};
@@ -23,8 +28,7 @@ pub struct FaultEvent {
     pub offset_ms: u64,
     pub fault: String,
     pub occurrence: u32,
-    /// inject | recover | skipped | refused | failed
-    pub kind: String,
+    pub kind: EventKind,
     pub target: Option<String>,
     pub message: Option<String>,
 }
@@ -33,6 +37,9 @@ pub struct FaultEvent {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChaosReport {
     pub events: Vec<FaultEvent>,
+    /// One per planned occurrence of every fault: what happened, and its effect window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub occurrences: Vec<Occurrence>,
     /// Faults that could not be put back: a human must act. Each says what and why.
     pub unrecovered: Vec<String>,
     /// Kubernetes targets: ready replicas over the run and when replacements became Ready.
@@ -42,11 +49,19 @@ pub struct ChaosReport {
 
 struct Active {
     entry: String,
+    /// The occurrence's index in the book.
+    index: usize,
     fault: String,
     occurrence: u32,
     target: Target,
     undo: Undo,
+    check: HealthCheck,
+    /// The apply succeeded: its effect window is open until the target is healthy again.
+    applied: bool,
 }
+
+/// A target's effect window being watched: resolves to its occurrence, its event, its end.
+type Watching = JoinHandle<(usize, FaultEvent, TargetEnd)>;
 
 pub struct Timeline {
     plan: Arc<ChaosPlan>,
@@ -56,6 +71,12 @@ pub struct Timeline {
     rng: SmallRng,
     active: Vec<Active>,
     report: ChaosReport,
+    book: OccurrenceBook,
+    watches: Vec<Watching>,
+    /// The run's stop token, once `run` has it: every effect watch ends on it.
+    stop: CancellationToken,
+    /// When `stop` fired: where windows held to the run's end close.
+    run_end_ms: Option<u64>,
     /// Each event also goes here as it happens, for the live progress output.
     live: Option<tokio::sync::mpsc::UnboundedSender<FaultEvent>>,
 }
@@ -63,6 +84,13 @@ pub struct Timeline {
 enum Step {
     Inject(usize, u32),
     Recover(usize, u32),
+}
+
+/// When a recovery happens: mid-run (the target is then watched), or at the run's end.
+#[derive(Clone, Copy, PartialEq)]
+enum When {
+    Planned,
+    RunEnd,
 }
 
 impl Timeline {
@@ -76,6 +104,10 @@ impl Timeline {
             rng: SmallRng::seed_from_u64(seed ^ 0xC4A0_5EED),
             active: Vec::new(),
             report: ChaosReport::default(),
+            book: OccurrenceBook::default(),
+            watches: Vec::new(),
+            stop: CancellationToken::new(),
+            run_end_ms: None,
             live: None,
         }
     }
@@ -89,12 +121,24 @@ impl Timeline {
         self
     }
 
+    fn offset_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
     /// Plays the timeline until it is done and `stop` is cancelled (the run's end), then
-    /// recovers everything still applied.
+    /// recovers everything still applied, waits for the effect watches (they end on `stop`
+    /// too) and settles every planned occurrence.
     pub async fn run(mut self, stop: CancellationToken) -> ChaosReport {
+        self.stop = stop.clone();
         let mut steps: Vec<(Duration, Step)> = Vec::new();
         for (index, fault) in self.plan.faults.iter().enumerate() {
             for (occurrence, (start, end)) in fault.occurrences().into_iter().enumerate() {
+                self.book.plan(
+                    &fault.name,
+                    occurrence as u32,
+                    fault.required,
+                    start.as_millis() as u64,
+                );
                 steps.push((start, Step::Inject(index, occurrence as u32)));
                 if let Some(end) = end {
                     steps.push((end, Step::Recover(index, occurrence as u32)));
@@ -116,13 +160,24 @@ impl Timeline {
                 Step::Inject(index, occurrence) => self.inject(index, occurrence).await,
                 Step::Recover(index, occurrence) => {
                     let name = self.plan.faults[index].name.clone();
-                    self.recover_where(|a| a.fault == name && a.occurrence == occurrence)
-                        .await
+                    self.recover_where(
+                        |a| a.fault == name && a.occurrence == occurrence,
+                        When::Planned,
+                    )
+                    .await
                 }
             }
         }
         stop.cancelled().await;
-        self.recover_where(|_| true).await;
+        let run_end_ms = self.offset_ms();
+        self.run_end_ms = Some(run_end_ms);
+        self.recover_where(|_| true, When::RunEnd).await;
+        for watching in std::mem::take(&mut self.watches) {
+            if let Ok((index, event, end)) = watching.await {
+                self.report.events.push(event);
+                self.book.ended(index, end);
+            }
+        }
         watch_stop.cancel();
         for watch in watches {
             match watch.await {
@@ -137,6 +192,23 @@ impl Timeline {
                 Err(_) => {}
             }
         }
+        let never = self.book.never_attempted();
+        let occurrences = std::mem::take(&mut self.book).finish(run_end_ms);
+        for index in never {
+            let o = &occurrences[index];
+            self.report.events.push(FaultEvent {
+                offset_ms: run_end_ms,
+                fault: o.fault.clone(),
+                occurrence: o.occurrence,
+                kind: EventKind::NotRun,
+                target: None,
+                message: o.reason.clone(),
+            });
+        }
+        self.report.occurrences = occurrences;
+        // Watches report when they end; keep the events in time order (stable: ties keep
+        // the order they were recorded in).
+        self.report.events.sort_by_key(|e| e.offset_ms);
         std::mem::take(&mut self.report)
     }
 
@@ -184,15 +256,33 @@ impl Timeline {
 
     async fn inject(&mut self, index: usize, occurrence: u32) {
         let fault = self.plan.faults[index].clone();
+        let Some(book_index) = self.book.find(&fault.name, occurrence) else {
+            return;
+        };
+        self.book.attempted(book_index);
         let candidates = match self.backends.resolve(&fault.selector).await {
             Ok(c) => c,
-            Err(e) => return self.event(&fault, occurrence, "failed", None, Some(e.to_string())),
+            Err(e) => {
+                return self.not_run(
+                    &fault,
+                    book_index,
+                    occurrence,
+                    EventKind::Failed,
+                    e.to_string(),
+                );
+            }
         };
         let group = match &fault.among {
             Some(among) => match self.backends.resolve(among).await {
                 Ok(group) => Some(group),
                 Err(e) => {
-                    return self.event(&fault, occurrence, "failed", None, Some(e.to_string()));
+                    return self.not_run(
+                        &fault,
+                        book_index,
+                        occurrence,
+                        EventKind::Failed,
+                        e.to_string(),
+                    );
                 }
             },
             None => None,
@@ -206,31 +296,68 @@ impl Timeline {
         ) {
             Ok(chosen) => chosen,
             Err((kind, message)) => {
-                return self.event(&fault, occurrence, kind, None, Some(message));
+                return self.not_run(&fault, book_index, occurrence, kind, message);
             }
         };
+        let ready_before = candidates.iter().filter(|(_, up)| *up).count();
         for target in chosen {
-            self.inject_one(&fault, occurrence, target).await;
+            self.inject_one(&fault, book_index, occurrence, target, ready_before)
+                .await;
         }
     }
 
-    async fn inject_one(&mut self, fault: &FaultSpec, occurrence: u32, target: Target) {
+    fn not_run(
+        &mut self,
+        fault: &FaultSpec,
+        index: usize,
+        occurrence: u32,
+        kind: EventKind,
+        message: String,
+    ) {
+        let reason = match kind {
+            EventKind::Refused => format!("refused at run time: {message}"),
+            EventKind::Skipped => format!("no target: {message}"),
+            _ => format!("failed to inject: {message}"),
+        };
+        self.book.not_run(index, reason);
+        self.event(fault, occurrence, kind, None, Some(message));
+    }
+
+    async fn inject_one(
+        &mut self,
+        fault: &FaultSpec,
+        index: usize,
+        occurrence: u32,
+        target: Target,
+        ready_before: usize,
+    ) {
+        let label = target_label(&target);
+        let fail = |this: &mut Timeline, message: String| {
+            this.book
+                .not_run(index, format!("failed to inject on {label}: {message}"));
+            this.event(
+                fault,
+                occurrence,
+                EventKind::Failed,
+                Some(&target),
+                Some(message),
+            );
+        };
         let undo = match self
             .backends
             .undo_for(&target, &fault.action, &fault.selector, &fault.guard)
             .await
         {
             Ok(undo) => undo,
-            Err(e) => {
-                return self.event(
-                    fault,
-                    occurrence,
-                    "failed",
-                    Some(&target),
-                    Some(e.to_string()),
-                );
-            }
+            Err(e) => return fail(self, e.to_string()),
         };
+        let check = self.backends.health_check(
+            &target,
+            &fault.action,
+            &fault.selector,
+            &undo,
+            ready_before,
+        );
         let entry = format!("{}#{}@{}", fault.name, occurrence, target.id);
         let mut record = LedgerRecord {
             entry: entry.clone(),
@@ -243,44 +370,87 @@ impl Timeline {
         };
         // The undo is on disk before anything changes.
         if let Err(e) = self.ledger.write(&record) {
-            return self.event(
-                fault,
-                occurrence,
-                "failed",
-                Some(&target),
-                Some(format!("ledger write failed, fault not applied: {e}")),
-            );
+            return fail(self, format!("ledger write failed, fault not applied: {e}"));
         }
+        let started = self.event(fault, occurrence, EventKind::Started, Some(&target), None);
+        self.book.started(index, started);
         let applied = self.backends.apply(&target, &fault.action, &undo).await;
-        self.event(
-            fault,
-            occurrence,
-            if applied.is_ok() { "inject" } else { "failed" },
-            Some(&target),
-            applied.as_ref().err().map(|e| e.to_string()),
-        );
+        match &applied {
+            Ok(()) => {
+                let at = self.event(fault, occurrence, EventKind::Applied, Some(&target), None);
+                self.book.applied(index, &label, at);
+            }
+            Err(e) => fail(self, e.to_string()),
+        }
         record.state = EntryState::Applied;
         record.at = now();
         let _ = self.ledger.write(&record);
-        self.active.push(Active {
+        let active = Active {
             entry,
+            index,
             fault: fault.name.clone(),
             occurrence,
             target,
             undo,
-        });
-        // Instantaneous actions (and failed applies) are settled at once: recovery is
-        // idempotent, so running it after a failed apply is safe.
-        if applied.is_err() || self.active.last().is_some_and(|a| a.undo == Undo::Nothing) {
-            let name = fault.name.clone();
-            self.recover_where(|a| {
-                a.fault == name && a.occurrence == occurrence && a.undo == Undo::Nothing
-            })
-            .await;
+            check,
+            applied: applied.is_ok(),
+        };
+        if applied.is_err() {
+            // Nothing to watch; recovery is idempotent, so running it after a failed apply
+            // is safe and leaves nothing half-done.
+            self.active.push(active);
+            let entry = self.active.last().map(|a| a.entry.clone());
+            // (`applied` is false: no window to close.)
+            self.recover_where(|a| Some(&a.entry) == entry.as_ref(), When::RunEnd)
+                .await;
+        } else if fault.action.is_instantaneous() {
+            // Done at once (a restart's own apply brought it back): settled in the ledger,
+            // and its effect lasts until the target is healthy again.
+            record.state = EntryState::Recovered;
+            record.at = now();
+            let _ = self.ledger.write(&record);
+            self.watch(fault, &active, "apply");
+        } else {
+            self.active.push(active);
         }
     }
 
-    async fn recover_where(&mut self, wanted: impl Fn(&Active) -> bool) {
+    /// Spawns the effect watch of one target, from now.
+    fn watch(&mut self, fault: &FaultSpec, active: &Active, since: &'static str) {
+        let watch = Watch {
+            plan: self.plan.clone(),
+            check: active.check.clone(),
+            run_start: self.start,
+            deadline: fault.effect.map(|e| Instant::now() + e),
+            since,
+            effect: fault.effect,
+            target: target_label(&active.target),
+        };
+        let (index, fault_name, occurrence) = (active.index, fault.name.clone(), active.occurrence);
+        let target = watch.target.clone();
+        let (stop, live) = (self.stop.clone(), self.live.clone());
+        self.watches.push(tokio::spawn(async move {
+            let end = watch.run(stop).await;
+            let event = FaultEvent {
+                offset_ms: end.at_ms,
+                fault: fault_name,
+                occurrence,
+                kind: if end.healthy {
+                    EventKind::Ended
+                } else {
+                    EventKind::NotHealthyAgain
+                },
+                target: Some(target),
+                message: end.reason.clone(),
+            };
+            if let Some(live) = live {
+                let _ = live.send(event.clone());
+            }
+            (index, event, end)
+        }));
+    }
+
+    async fn recover_where(&mut self, wanted: impl Fn(&Active) -> bool, when: When) {
         let (due, keep): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.active)
             .into_iter()
             .partition(|a| wanted(a));
@@ -301,21 +471,70 @@ impl Timeline {
                 message: outcome.as_ref().err().map(|e| e.to_string()),
             };
             let _ = self.ledger.write(&record);
-            if active.undo != Undo::Nothing || outcome.is_err() {
-                let fault = self
-                    .plan
-                    .faults
-                    .iter()
-                    .find(|f| f.name == active.fault)
-                    .cloned();
-                if let Some(fault) = fault {
+            let fault = self
+                .plan
+                .faults
+                .iter()
+                .find(|f| f.name == active.fault)
+                .cloned();
+            if let Some(fault) = &fault {
+                if active.undo != Undo::Nothing || outcome.is_err() {
                     self.event(
-                        &fault,
+                        fault,
                         active.occurrence,
-                        if outcome.is_ok() { "recover" } else { "failed" },
+                        if outcome.is_ok() {
+                            EventKind::Recovered
+                        } else {
+                            EventKind::Failed
+                        },
                         Some(&active.target),
                         outcome.as_ref().err().map(|e| e.to_string()),
                     );
+                }
+                if active.applied {
+                    match (&outcome, when) {
+                        (Err(e), _) => {
+                            let reason = format!("could not be recovered: {e}");
+                            let at = self.event(
+                                fault,
+                                active.occurrence,
+                                EventKind::NotHealthyAgain,
+                                Some(&active.target),
+                                Some(reason.clone()),
+                            );
+                            self.book.ended(
+                                active.index,
+                                TargetEnd {
+                                    target: target_label(&active.target),
+                                    at_ms: at,
+                                    healthy: false,
+                                    reason: Some(reason),
+                                },
+                            );
+                        }
+                        // Held to the run's end: the effect lasts as long as the run.
+                        (Ok(()), When::RunEnd) => {
+                            let at = self.run_end_ms.unwrap_or_else(|| self.offset_ms());
+                            self.event_at(
+                                at,
+                                fault,
+                                active.occurrence,
+                                EventKind::Ended,
+                                Some(&active.target),
+                                Some("held to the run's end".to_string()),
+                            );
+                            self.book.ended(
+                                active.index,
+                                TargetEnd {
+                                    target: target_label(&active.target),
+                                    at_ms: at,
+                                    healthy: true,
+                                    reason: None,
+                                },
+                            );
+                        }
+                        (Ok(()), When::Planned) => self.watch(fault, &active, "recovery"),
+                    }
                 }
             }
             if let Err(e) = outcome {
@@ -330,27 +549,47 @@ impl Timeline {
         }
     }
 
+    /// Records an event now; returns its offset.
     fn event(
         &mut self,
         fault: &FaultSpec,
         occurrence: u32,
-        kind: &str,
+        kind: EventKind,
         target: Option<&Target>,
         message: Option<String>,
-    ) {
+    ) -> u64 {
+        let offset_ms = self.offset_ms();
+        self.event_at(offset_ms, fault, occurrence, kind, target, message)
+    }
+
+    fn event_at(
+        &mut self,
+        offset_ms: u64,
+        fault: &FaultSpec,
+        occurrence: u32,
+        kind: EventKind,
+        target: Option<&Target>,
+        message: Option<String>,
+    ) -> u64 {
         let event = FaultEvent {
-            offset_ms: self.start.elapsed().as_millis() as u64,
+            offset_ms,
             fault: fault.name.clone(),
             occurrence,
-            kind: kind.to_string(),
-            target: target.map(|t| format!("{} ({})", t.name, t.id)),
+            kind,
+            target: target.map(target_label),
             message,
         };
         if let Some(live) = &self.live {
             let _ = live.send(event.clone());
         }
         self.report.events.push(event);
+        offset_ms
     }
+}
+
+/// How events and occurrences name a target: `name (id)`.
+fn target_label(target: &Target) -> String {
+    format!("{} ({})", target.name, target.id)
 }
 
 impl Drop for Timeline {
@@ -387,10 +626,10 @@ fn choose(
     group: Option<&[(Target, bool)]>,
     active: &[Active],
     rng: &mut SmallRng,
-) -> Result<Vec<Target>, (&'static str, String)> {
+) -> Result<Vec<Target>, (EventKind, String)> {
     if candidates.is_empty() {
         return Err((
-            "skipped",
+            EventKind::Skipped,
             ChaosError::NoTarget(fault.selector.to_string()).to_string(),
         ));
     }
@@ -406,12 +645,12 @@ fn choose(
     let down = group.len() - group_up;
     if wanted == 0 {
         return Err((
-            "skipped",
+            EventKind::Skipped,
             format!("no target of {} is up to fault", fault.selector),
         ));
     }
     if fault.action.takes_down() {
-        check_guard(&fault.guard, group_up, down, wanted).map_err(|m| ("refused", m))?;
+        check_guard(&fault.guard, group_up, down, wanted).map_err(|m| (EventKind::Refused, m))?;
     }
     let chosen = match fault.mode {
         Mode::Random => vec![up[rng.random_range(0..up.len())].clone()],
@@ -450,7 +689,7 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                         matched,
                         hit: hit.iter().map(|t| t.name.clone()).collect(),
                     },
-                    Err(("refused", m)) => Verdict::Refused(m),
+                    Err((EventKind::Refused, m)) => Verdict::Refused(m),
                     Err((_, m)) => Verdict::Error(m),
                 }
             }

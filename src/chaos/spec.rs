@@ -58,6 +58,12 @@ pub struct FaultSpec {
     /// The replica set the guardrails count (e.g. every `backend-*` while one named
     /// backend is the target); `None`: the selector's own matches.
     pub among: Option<Selector>,
+    /// How long after its recovery (after its apply, for an instantaneous action) a target
+    /// may take to be healthy again before the window closes as "not healthy again";
+    /// `None`: until the run's end.
+    pub effect: Option<Duration>,
+    /// Whether the run fails when an occurrence of this fault did not happen (default true).
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -301,6 +307,8 @@ mod tests {
             mode: Mode::One,
             guard: Guard::default(),
             among: None,
+            effect: None,
+            required: true,
         };
         let secs: Vec<(u64, Option<u64>)> = spec
             .occurrences()

@@ -80,6 +80,33 @@ impl StackState {
         out
     }
 
+    /// The PID and port the state file gives instance `name` now.
+    pub fn instance(&self, name: &str) -> Option<(i32, Option<u16>)> {
+        let named = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let n = b
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("backend-{}", i + 1));
+                (n, b)
+            })
+            .chain(
+                [
+                    ("nginx", &self.nginx),
+                    ("postgres", &self.postgres),
+                    ("redis", &self.redis),
+                    ("prometheus", &self.prometheus),
+                ]
+                .into_iter()
+                .filter_map(|(n, i)| i.as_ref().map(|i| (n.to_string(), i))),
+            )
+            .find(|(n, _)| n == name);
+        named.map(|(_, i)| (i.pid, i.port))
+    }
+
     /// The command that starts instance `name` again.
     pub fn restart_command(&self, name: &str) -> Vec<String> {
         let script = self.stack_script.clone().unwrap_or_else(|| {

@@ -57,8 +57,20 @@ pub struct Summary {
     pub slos: Vec<SloVerdict>,
     /// Failover figures per fault occurrence.
     pub failover: Vec<Failover>,
-    /// No SLO verdict failed.
+    /// No SLO verdict fails the run (see `SloVerdict::fails_run`).
     pub slo_passed: bool,
+    /// Fault occurrences that fail the run: required ones that did not happen, ones whose
+    /// target was not healthy again. Empty until judged.
+    #[serde(default)]
+    pub fault_problems: Vec<String>,
+}
+
+impl Summary {
+    /// The drill's verdict on the platform: every objective met and every planned fault
+    /// happened and healed (completeness and recovery are judged apart).
+    pub fn drill_passed(&self) -> bool {
+        self.slo_passed && self.fault_problems.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +237,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         slos: Vec::new(),
         failover: Vec::new(),
         slo_passed: true,
+        fault_problems: Vec::new(),
     }
 }
 

@@ -10,8 +10,9 @@ use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
 use crate::analysis::verdicts::VerdictStatus;
-use crate::analysis::windows::fault_intervals;
+use crate::analysis::windows::{fault_intervals, happened};
 use crate::analysis::{self, Inputs};
+use crate::chaos::runner::OccurrenceStatus;
 use crate::output::summary::Summary;
 use crate::output::write_atomic;
 use crate::slo::SloSpec;
@@ -30,7 +31,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Resu
         run_dir,
         &Inputs {
             slos,
-            events: &summary.faults.events,
+            occurrences: &summary.faults.occurrences,
             duration_s: summary.duration_s,
             settle_ms: summary.settle_ms,
             steps: &steps,
@@ -39,6 +40,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Resu
     summary.slos = analysis.slos;
     summary.failover = analysis.failover;
     summary.slo_passed = analysis.passed;
+    summary.fault_problems = analysis.fault_problems;
 
     let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
     write_atomic(&run_dir.join("summary.json"), &json)
@@ -90,29 +92,41 @@ fn environment() -> Environment<'static> {
 
 fn render_junit(summary: &Summary) -> Result<String, String> {
     let env = environment();
-    let failures = summary.slos.iter().filter(|v| v.fails_run()).count();
+    let occurrences = &summary.faults.occurrences;
+    let failures =
+        summary.slos.iter().filter(|v| v.fails_run()).count() + summary.fault_problems.len();
     let skipped = summary
         .slos
         .iter()
         .filter(|v| v.status != VerdictStatus::Pass && !v.fails_run())
-        .count();
+        .count()
+        + occurrences
+            .iter()
+            .filter(|o| o.status == OccurrenceStatus::NotRun && !o.required)
+            .count();
+    let tests = summary.slos.len() + occurrences.len();
     env.get_template("junit.xml")
-        .and_then(|t| t.render(context! { s => Value::from(Serde(summary)), failures, skipped }))
+        .and_then(|t| {
+            t.render(context! { s => Value::from(Serde(summary)), failures, skipped, tests })
+        })
         .map_err(|e| format!("rendering junit.xml: {e}"))
 }
 
 fn render_html(run_dir: &Path, summary: &Summary) -> Result<String, String> {
     let series = analysis::data::read_series(run_dir)?;
-    let faults = fault_intervals(&summary.faults.events, (summary.duration_s * 1000.0) as u64);
+    let faults = happened(&fault_intervals(
+        &summary.faults.occurrences,
+        (summary.duration_s * 1000.0) as u64,
+    ));
     let throughput_svg = charts::throughput(&series, &faults)?;
     let latency_svg = charts::latency(&series, &faults)?;
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
-    let verdict = if summary.slo_passed && summary.complete && summary.faults.unrecovered.is_empty()
-    {
-        "PASS"
-    } else {
-        "FAIL"
-    };
+    let verdict =
+        if summary.drill_passed() && summary.complete && summary.faults.unrecovered.is_empty() {
+            "PASS"
+        } else {
+            "FAIL"
+        };
     let host = std::fs::read_to_string("/etc/hostname")
         .unwrap_or_default()
         .trim()

@@ -70,6 +70,17 @@ fn validate_fault(
         .every
         .as_ref()
         .and_then(|e| typed(Some(e), Duration::ZERO, parse_duration, diagnostics));
+    let effect = raw.effect.as_ref().and_then(|e| {
+        let parsed = typed(Some(e), Duration::ZERO, parse_duration, diagnostics)?;
+        if parsed.is_zero() {
+            diagnostics.push(
+                e.span(),
+                "`effect` must be above zero (how long a target may take to be healthy again)",
+            );
+            return None;
+        }
+        Some(parsed)
+    });
     let repeat = raw.repeat.unwrap_or(0);
     if repeat > 0 && raw.every.is_none() {
         diagnostics.push(
@@ -151,6 +162,8 @@ fn validate_fault(
             allow_last: raw.allow_last.unwrap_or(false),
         },
         among,
+        effect,
+        required: raw.required.unwrap_or(true),
     })
 }
 
@@ -441,4 +454,63 @@ fn action<'a>(
         return None;
     }
     Some(action)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const SCENARIO: &str = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "10s"
+rate = "5/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "a"
+url = "/"
+[[fault]]
+name = "kill"
+action = "kill"
+target = { pidfile = "x.pid" }
+at = "1s"
+"#;
+
+    fn plan(fault_lines: &str) -> Result<crate::scenario::plan::Plan, Vec<String>> {
+        let source = format!("{SCENARIO}{fault_lines}");
+        crate::scenario::from_source(&source, Path::new("f.toml"), Path::new("."))
+            .map_err(|d| d.headlines())
+    }
+
+    #[test]
+    fn effect_and_required_are_typed_and_default_to_the_runs_end_and_true() {
+        let defaults = plan("").unwrap();
+        let fault = &defaults.chaos.faults[0];
+        assert_eq!((fault.effect, fault.required), (None, true));
+        let set = plan("effect = \"30s\"\nrequired = false\n").unwrap();
+        let fault = &set.chaos.faults[0];
+        assert_eq!(fault.effect, Some(std::time::Duration::from_secs(30)));
+        assert!(!fault.required);
+    }
+
+    #[test]
+    fn a_bad_effect_points_at_its_value() {
+        let errors = plan("effect = \"30\"\n").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("f.toml:18:10: `30` has no unit"),
+            "{errors:?}"
+        );
+        let errors = plan("effect = \"0s\"\n").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("f.toml:18:10: `effect` must be above zero"),
+            "{errors:?}"
+        );
+        let errors = plan("required = \"no\"\n").unwrap_err();
+        assert!(errors[0].starts_with("f.toml:18:12:"), "{errors:?}");
+    }
 }

@@ -190,6 +190,8 @@ pub struct RawFault {
     pub bandwidth: Option<Spanned<String>>,
     pub delay: Option<Spanned<String>>,
     pub probability: Option<Spanned<String>>,
+    pub effect: Option<Spanned<String>>,
+    pub required: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

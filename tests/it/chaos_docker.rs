@@ -7,6 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use loadgen::chaos::runner::{EventKind, OccurrenceStatus};
+
+use crate::chaos_process::{event_at, only_occurrence, run_offset_ms, watch_outage};
 use crate::support::{Workspace, eventually, http_answers, options, run_ok, steady_get};
 
 const IMAGE: &str = "loadgen-test/busybox:latest";
@@ -102,24 +105,25 @@ struct Container {
 
 impl Container {
     fn start(name: &str) -> Container {
+        Container::start_with(name, &[], &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"])
+    }
+
+    /// `docker run` with `options` before the image and `command` after it.
+    fn start_with(name: &str, options: &[&str], command: &[&str]) -> Container {
         ensure_engine();
         let _ = docker(&["rm", "-f", name]);
-        let (ok, out) = docker(&[
-            "run",
-            "-d",
-            "--init",
-            "--name",
-            name,
-            "-p",
-            "127.0.0.1::8080",
-            IMAGE,
-            "/bin/httpd",
-            "-f",
-            "-p",
-            "8080",
-            "-h",
-            "/www",
-        ]);
+        // A fixed host port: one Docker picks may change when the container restarts.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let publish = format!("127.0.0.1:{free}:8080");
+        let mut args = vec!["run", "-d", "--init", "--name", name, "-p", &publish];
+        args.extend_from_slice(options);
+        args.push(IMAGE);
+        args.extend_from_slice(command);
+        let (ok, out) = docker(&args);
         assert!(ok, "docker run failed: {out}");
         let id = out.lines().next().unwrap().to_string();
         let (_, port) = docker(&["port", &id, "8080/tcp"]);
@@ -219,7 +223,7 @@ fn pausing_a_container_fails_requests_then_unpauses() {
         .collect();
     assert_eq!(
         kinds,
-        vec!["inject", "recover"],
+        vec!["started", "applied", "recovered", "ended"],
         "{:?}",
         summary.faults.events
     );
@@ -308,4 +312,135 @@ fn sigterm_mid_fault_unpauses_the_container() {
     );
     assert_eq!(container.state(), "running");
     assert!(container.answers());
+}
+
+#[test]
+fn a_restarted_container_is_in_its_fault_until_it_is_healthy_again() {
+    // Serves two seconds after each start, and says so through its healthcheck: the
+    // restart itself returns long before the container is of use again.
+    let container = Container::start_with(
+        "loadgen-it-restart",
+        &[
+            "--health-cmd",
+            "/bin/busybox wget -q -O /dev/null http://127.0.0.1:8080/index.html",
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "1s",
+            "--health-retries",
+            "1000",
+        ],
+        &[
+            "/bin/sh",
+            "-c",
+            "sleep 2; exec /bin/httpd -f -p 8080 -h /www",
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            docker(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                &container.id,
+            ])
+            .1 == "healthy"
+        }),
+        "the healthcheck never passed"
+    );
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "d.toml",
+        &drill(
+            container.port,
+            &container.name,
+            "restart",
+            "6s",
+            "at = \"1s\"",
+        ),
+    );
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    let (down, back) = watch_outage(Duration::from_secs(15), || container.answers());
+    let (_, summary) = runner.join().unwrap();
+    let (down, back) = (
+        down.expect("never restarted"),
+        back.expect("never served again"),
+    );
+
+    let occurrence = only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::Happened,
+        "{occurrence:?}"
+    );
+    let applied = event_at(&summary, EventKind::Applied) as i64;
+    let ended = occurrence.ended_ms.unwrap() as i64;
+    let seen_back = run_offset_ms(&summary, back);
+    eprintln!(
+        "container restart: started {} ms, seen down {} ms, applied (restart returned) {applied} ms, seen serving {seen_back} ms, ended {ended} ms (ended − seen {} ms)",
+        occurrence.started_ms.unwrap(),
+        run_offset_ms(&summary, down),
+        ended - seen_back
+    );
+    assert!(
+        (ended - seen_back).abs() <= 1_000,
+        "ended {ended} ms, seen serving again at {seen_back} ms"
+    );
+    assert!(
+        ended - applied >= 1_500,
+        "the two seconds to healthy are in the window: applied {applied}, ended {ended}"
+    );
+    let kinds: Vec<EventKind> = summary.faults.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::Started, EventKind::Applied, EventKind::Ended],
+        "an instantaneous action has nothing to recover"
+    );
+}
+
+#[test]
+fn a_stopped_container_is_in_its_fault_until_it_runs_again() {
+    let container = Container::start("loadgen-it-stop");
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "d.toml",
+        &drill(
+            container.port,
+            &container.name,
+            "stop",
+            "4s",
+            "at = \"1s\"\nduration = \"1s\"",
+        ),
+    );
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    let (stopped, running) =
+        watch_outage(Duration::from_secs(15), || container.state() == "running");
+    let (_, summary) = runner.join().unwrap();
+    let (stopped, running) = (
+        stopped.expect("never stopped"),
+        running.expect("never ran again"),
+    );
+
+    let occurrence = only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::Happened,
+        "{occurrence:?}"
+    );
+    let recovered = event_at(&summary, EventKind::Recovered) as i64;
+    let ended = occurrence.ended_ms.unwrap() as i64;
+    let seen_running = run_offset_ms(&summary, running);
+    eprintln!(
+        "container stop: applied {} ms, seen stopped {} ms, recovered {recovered} ms, seen running {seen_running} ms, ended {ended} ms (ended − seen {} ms)",
+        occurrence.applied_ms.unwrap(),
+        run_offset_ms(&summary, stopped),
+        ended - seen_running
+    );
+    assert!(
+        (ended - seen_running).abs() <= 1_000,
+        "ended {ended} ms, seen running again at {seen_running} ms"
+    );
+    assert!(ended >= recovered);
 }

@@ -131,7 +131,12 @@ fn reject_fails_requests_fast_then_the_rule_is_gone() {
         .collect();
     assert_eq!(
         events,
-        vec![("inject", target.clone()), ("recover", target)]
+        vec![
+            ("started", target.clone()),
+            ("applied", target.clone()),
+            ("recovered", target.clone()),
+            ("ended", target)
+        ]
     );
     assert!(summary.faults.unrecovered.is_empty());
 
@@ -258,7 +263,7 @@ fn half_the_packets_lost_slows_or_fails_some_requests_but_not_all() {
         .iter()
         .map(|e| e.kind.as_str())
         .collect();
-    assert_eq!(kinds, vec!["inject", "recover"]);
+    assert_eq!(kinds, vec!["started", "applied", "recovered", "ended"]);
     assert_eq!(rules_for(port), Vec::<String>::new());
 
     let failover = &summary.failover[0];

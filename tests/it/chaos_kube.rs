@@ -770,3 +770,149 @@ async fn an_expired_watch_lists_again_and_carries_on() {
     assert!(dip.recovered.is_some(), "{timeline:?}");
     assert_eq!(timeline.replacements.len(), 1);
 }
+
+/// A whole run against the fake API: a pod `delete` at 1 s, after which the API replays a
+/// readiness sequence on the wall clock — the pod terminating and a replacement not Ready,
+/// then, 2 s after the DELETE, the replacement Ready. The fault's window must end there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_is_in_its_fault_until_its_replacement_is_ready() {
+    const READY_AFTER: Duration = Duration::from_secs(2);
+    let deleted: Arc<Mutex<Option<(std::time::Instant, std::time::SystemTime)>>> =
+        Arc::new(Mutex::new(None));
+    let at = deleted.clone();
+    let api = FakeApi::start(move |call| {
+        let watching = call.params().get("watch").map(String::as_str) == Some("true");
+        match (call.method.as_str(), call.path.as_str()) {
+            ("GET", PODS) if watching => Reply::Watch(
+                Vec::new(),
+                Duration::from_millis(50),
+                Arc::new(AtomicUsize::new(0)),
+            ),
+            ("GET", PODS) => match *at.lock().unwrap() {
+                None => ok("pods-api.json"),
+                Some((when, _)) if when.elapsed() < READY_AFTER => ok("pods-api-replacing.json"),
+                Some(_) => ok("pods-api-replaced.json"),
+            },
+            ("DELETE", p) if p.starts_with(PODS) => {
+                at.lock()
+                    .unwrap()
+                    .get_or_insert((std::time::Instant::now(), std::time::SystemTime::now()));
+                ok("pod-deleted.json")
+            }
+            _ => not_found(),
+        }
+    })
+    .await;
+    let server = crate::server::TestServer::start();
+    let workspace = crate::support::Workspace::new();
+    let load = crate::support::steady_get(&server.url(), "", 20, "5s", "/hello");
+    let file = workspace.write(
+        "drill.toml",
+        &format!(
+            r#"name = "pod-drill"
+{load}[chaos]
+kube_api = "{}"
+kube_namespaces = ["shop"]
+
+[[fault]]
+name = "delete api pod"
+action = "delete"
+target = {{ pods = "app=api", namespace = "shop" }}
+at = "1s"
+"#,
+            api.url()
+        ),
+    );
+    let run_options = crate::support::options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || crate::support::run_ok(&run_options));
+    let (_, summary) = tokio::task::spawn_blocking(move || runner.join().unwrap())
+        .await
+        .unwrap();
+
+    let (_, deleted_wall) = deleted.lock().unwrap().expect("the pod was deleted");
+    let ready = crate::chaos_process::run_offset_ms(&summary, deleted_wall + READY_AFTER);
+    let occurrence = crate::chaos_process::only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        loadgen::chaos::runner::OccurrenceStatus::Happened,
+        "{occurrence:?}"
+    );
+    assert_eq!(
+        occurrence.targets,
+        vec!["api-7d9f8b6c5d-4kq2m (shop/api-7d9f8b6c5d-4kq2m)"]
+    );
+    let ended = occurrence.ended_ms.unwrap() as i64;
+    let applied = occurrence.applied_ms.unwrap() as i64;
+    eprintln!(
+        "pod delete: applied {applied} ms, fixture Ready at {ready} ms, ended {ended} ms (ended − ready {} ms)",
+        ended - ready
+    );
+    assert!(
+        (ended - ready).abs() <= 1_000,
+        "ended {ended} ms, the replacement was Ready at {ready} ms"
+    );
+    assert!(ended - applied >= 1_500, "applied {applied}, ended {ended}");
+    let deletes = api.mutating();
+    assert_eq!(deletes, vec![format!("DELETE {PODS}/api-7d9f8b6c5d-4kq2m")]);
+}
+
+/// A deployment is healthy again only once its rollout is done: the controller has seen
+/// the latest generation and every replica of the spec is updated and Ready, no old one left.
+#[tokio::test]
+async fn a_deployment_is_healthy_again_when_its_rollout_is_done() {
+    let state = Arc::new(Mutex::new(fixture("deployment-api.json")));
+    let served = state.clone();
+    let path = "/apis/apps/v1/namespaces/shop/deployments/api";
+    let api = FakeApi::start(
+        move |call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", p) if p == path => Reply::Json(200, served.lock().unwrap().clone()),
+            _ => not_found(),
+        },
+    )
+    .await;
+    let backend = api.backend().await;
+    let with_status = |generation: i64, status: serde_json::Value| {
+        let mut d: serde_json::Value =
+            serde_json::from_str(&fixture("deployment-api.json")).unwrap();
+        d["metadata"]["generation"] = generation.into();
+        d["status"] = status;
+        *state.lock().unwrap() = d.to_string();
+    };
+    assert!(
+        backend.deployment_ready("shop", "api").await.unwrap(),
+        "the fixture is settled"
+    );
+    // Just patched: the controller has not seen generation 5 yet.
+    with_status(
+        5,
+        serde_json::json!({"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3}),
+    );
+    assert!(!backend.deployment_ready("shop", "api").await.unwrap());
+    // Mid-rollout: a new pod not Ready, an old one still there.
+    with_status(
+        5,
+        serde_json::json!({"observedGeneration": 5, "replicas": 4, "updatedReplicas": 1, "readyReplicas": 3}),
+    );
+    assert!(!backend.deployment_ready("shop", "api").await.unwrap());
+    // Scaled back up, not every replica Ready yet.
+    with_status(
+        5,
+        serde_json::json!({"observedGeneration": 5, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 2}),
+    );
+    assert!(!backend.deployment_ready("shop", "api").await.unwrap());
+    with_status(
+        5,
+        serde_json::json!({"observedGeneration": 5, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3}),
+    );
+    assert!(backend.deployment_ready("shop", "api").await.unwrap());
+    // A deployment that is gone is not healthy.
+    let gone = FakeApi::start(|_| not_found()).await;
+    assert!(
+        !gone
+            .backend()
+            .await
+            .deployment_ready("shop", "api")
+            .await
+            .unwrap()
+    );
+}

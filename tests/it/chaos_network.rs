@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use loadgen::analysis::verdicts::VerdictStatus;
+
 use crate::server::TestServer;
 use crate::support::{
     KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok,
@@ -137,7 +139,12 @@ fn latency_on_a_proxied_link_shows_in_the_run_and_is_cleared_at_its_end() {
     let target = format!("web ({})", proxy.control);
     assert_eq!(
         events,
-        vec![("inject", target.clone()), ("recover", target)]
+        vec![
+            ("started", target.clone()),
+            ("applied", target.clone()),
+            ("recovered", target.clone()),
+            ("ended", target)
+        ]
     );
     // 150 ms ± 10 ms each way: a round trip through the faulty link takes ≥ 280 ms; before
     // it, loopback answers in a few milliseconds.
@@ -271,5 +278,70 @@ target = { proxy = "web" }
     assert!(
         stderr.contains("bad.toml:20:10: error: `jitter` (20ms) must not exceed `latency` (10ms)"),
         "{stderr}"
+    );
+}
+
+/// 50 arrivals/s through the proxy; a 3 s blackhole on the link at 2 s; a 5 s request
+/// timeout. The requests sent into the blackhole time out after it is cleared — and they
+/// are charged to the blackhole (the second they were meant to start in), not to the
+/// recovered platform after it.
+#[test]
+fn requests_sent_into_a_blackhole_fail_its_window_and_leave_the_time_after_it_clean() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let proxy = ProxyProcess::start(&workspace, &server.addr.to_string());
+    let load = steady_get(
+        &format!("http://{}", proxy.listen),
+        "request_timeout = \"5s\"\n",
+        50,
+        "10s",
+        "/hello",
+    );
+    let text = format!(
+        r#"name = "blackhole"
+{load}[chaos]
+stack_state = "{state}"
+settle = "1s"
+[[fault]]
+name = "blackhole"
+action = "blackhole"
+target = {{ proxy = "web" }}
+at = "2s"
+duration = "3s"
+allow_last = true
+[[slo]]
+name = "during"
+objective = "availability >= 99%"
+window = "fault:blackhole"
+[[slo]]
+name = "after"
+objective = "availability >= 99%"
+window = "after"
+"#,
+        state = proxy.state_file.display(),
+    );
+    let file = workspace.write("blackhole.toml", &text);
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    let (during, after) = (&summary.slos[0], &summary.slos[1]);
+    let timeouts = summary
+        .totals
+        .errors_by_class
+        .get("request_timeout")
+        .copied();
+    assert!(
+        timeouts.is_some_and(|t| (120..=160).contains(&t)),
+        "3 s × 50/s sent into the blackhole time out: {timeouts:?}"
+    );
+    assert_eq!(during.status, VerdictStatus::Fail, "{during:?}");
+    assert!(
+        during.measured[0].value.unwrap() < 50.0,
+        "the blackhole's own window holds its timeouts: {during:?}"
+    );
+    assert_eq!(after.status, VerdictStatus::Pass, "{after:?}");
+    assert!(after.requests >= 150, "{after:?}");
+    assert_eq!(
+        summary.totals.requests - summary.totals.errors,
+        server.seen().len() as u64,
+        "every success is a request the server answered"
     );
 }

@@ -5,9 +5,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use loadgen::analysis::verdicts::VerdictStatus;
 use loadgen::chaos::process::proc_stat;
+use loadgen::chaos::runner::{EventKind, Occurrence, OccurrenceStatus};
+use loadgen::output::summary::Summary;
 
 use crate::support::{
     Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
@@ -143,11 +146,19 @@ fn a_paused_server_fails_requests_then_recovers_at_the_planned_end() {
         .iter()
         .map(|e| (e.kind.as_str(), e.offset_ms))
         .collect();
-    assert_eq!(kinds.len(), 2, "{kinds:?}");
-    assert_eq!(kinds[0].0, "inject");
-    assert_eq!(kinds[1].0, "recover");
-    assert!((950..1400).contains(&kinds[0].1), "{kinds:?}");
-    assert!((1950..2400).contains(&kinds[1].1), "{kinds:?}");
+    let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+    assert_eq!(
+        names,
+        vec!["started", "applied", "recovered", "ended"],
+        "{kinds:?}"
+    );
+    assert!((950..1400).contains(&kinds[1].1), "{kinds:?}");
+    assert!((1950..2400).contains(&kinds[2].1), "{kinds:?}");
+    // Resumed is running again: the first probe after the recovery sees it.
+    assert!(kinds[3].1 - kinds[2].1 < 300, "{kinds:?}");
+    let occurrence = &summary.faults.occurrences[0];
+    assert_eq!(occurrence.status, OccurrenceStatus::Happened);
+    assert_eq!(occurrence.ended_ms, Some(kinds[3].1));
     assert!(summary.faults.unrecovered.is_empty());
     // Requests sent during the pause timed out; the rest succeeded.
     let timeouts = summary
@@ -341,4 +352,442 @@ fn a_fault_that_cannot_be_recovered_exits_4_and_says_what_to_fix() {
         !server.answers(Duration::from_millis(200)),
         "the instance really was killed"
     );
+}
+
+/// Where `at` (a wall-clock instant the test observed) falls on the run's own clock, in ms
+/// from its start. The run's clock starts a little after `started_at` (the engine starts
+/// its clock ≈ 50 ms after the run directory is made), so this reads up to that much late —
+/// well inside the 1 s the effect tests allow, and printed by them.
+pub fn run_offset_ms(summary: &Summary, at: SystemTime) -> i64 {
+    let started: jiff::Timestamp = summary.started_at.parse().expect("started_at parses");
+    let at = jiff::Timestamp::try_from(at).expect("a wall-clock instant");
+    at.duration_since(started).as_millis() as i64
+}
+
+/// The one occurrence of a run's one fault.
+pub fn only_occurrence(summary: &Summary) -> &Occurrence {
+    assert_eq!(
+        summary.faults.occurrences.len(),
+        1,
+        "{:#?}",
+        summary.faults.occurrences
+    );
+    &summary.faults.occurrences[0]
+}
+
+/// The first offset of an event of `kind`.
+pub fn event_at(summary: &Summary, kind: EventKind) -> u64 {
+    summary
+        .faults
+        .events
+        .iter()
+        .find(|e| e.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} event: {:#?}", summary.faults.events))
+        .offset_ms
+}
+
+fn accepts(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Polls `probe` every 10 ms until `within` has passed; returns when it first went false
+/// and when it was first true again after that.
+pub fn watch_outage(
+    within: Duration,
+    mut probe: impl FnMut() -> bool,
+) -> (Option<SystemTime>, Option<SystemTime>) {
+    let deadline = std::time::Instant::now() + within;
+    let (mut down, mut back) = (None, None);
+    while std::time::Instant::now() < deadline && back.is_none() {
+        let up = probe();
+        let now = SystemTime::now();
+        match (up, down) {
+            (false, None) => down = Some(now),
+            (true, Some(_)) => back = Some(now),
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (down, back)
+}
+
+/// A python server the test's stack script starts again: whatever it started is killed
+/// when the test ends.
+struct Restarted(PathBuf);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_killed_instance_is_in_its_fault_until_it_listens_again() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    // The stack's restart command returns at once; the instance listens again a second
+    // later (as a real backend does after its start-up): that second belongs to the fault.
+    let restarted = workspace.dir.path().join("restarted.pid");
+    let _cleanup = Restarted(restarted.clone());
+    let script = workspace.write(
+        "stack.sh",
+        &format!(
+            "( sleep 1; exec python3 -m http.server {port} --bind 127.0.0.1 ) >/dev/null 2>&1 </dev/null &\necho $! > {pid}\n",
+            port = server.port,
+            pid = restarted.display()
+        ),
+    );
+    let state = workspace.write(
+        "state.json",
+        &serde_json::json!({
+            "version": 1,
+            "state_dir": workspace.dir.path(),
+            "stack_script": script,
+            "backends": [{"name": "backend-1", "pid": server.pid(), "port": server.port}]
+        })
+        .to_string(),
+    );
+    let text = pause_scenario(
+        server.port,
+        &server.pidfile,
+        "5s",
+        "at = \"1s\"\nduration = \"500ms\"",
+    )
+    .replace("action = \"pause\"", "action = \"kill\"")
+    .replace(
+        &format!("target = {{ pidfile = \"{}\" }}", server.pidfile.display()),
+        "target = { process = \"backend-1\" }",
+    ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
+    let file = workspace.write("drill.toml", &text);
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    let (down, back) = watch_outage(Duration::from_secs(10), || accepts(server.port));
+    let (_, summary) = runner.join().unwrap();
+    let (down, back) = (
+        down.expect("never killed"),
+        back.expect("never listened again"),
+    );
+
+    let occurrence = only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::Happened,
+        "{occurrence:?}"
+    );
+    let ended = occurrence.ended_ms.expect("the effect ended") as i64;
+    let seen_down = run_offset_ms(&summary, down);
+    let seen_back = run_offset_ms(&summary, back);
+    let recovered = event_at(&summary, EventKind::Recovered) as i64;
+    eprintln!(
+        "kill → restart: applied {} ms, seen down {seen_down} ms, recovered {recovered} ms, seen listening {seen_back} ms, ended {ended} ms (ended − seen {} ms)",
+        occurrence.applied_ms.unwrap(),
+        ended - seen_back
+    );
+    assert!(
+        (ended - seen_back).abs() <= 1_000,
+        "ended {ended} ms, seen listening again at {seen_back} ms"
+    );
+    assert!(
+        ended - recovered >= 900,
+        "the restart's second is in the window: recovered {recovered}, ended {ended}"
+    );
+    assert_eq!(
+        occurrence.started_ms,
+        Some(event_at(&summary, EventKind::Started))
+    );
+    assert!(summary.faults.unrecovered.is_empty());
+}
+
+#[test]
+fn a_target_that_never_comes_back_keeps_its_window_open_to_effect() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    // A PID-file target: nothing starts it again.
+    let file = workspace.write(
+        "drill.toml",
+        &pause_scenario(
+            server.port,
+            &server.pidfile,
+            "5s",
+            "at = \"1s\"\nduration = \"500ms\"\neffect = \"2s\"",
+        )
+        .replace("action = \"pause\"", "action = \"kill\""),
+    );
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    assert!(!server.answers(Duration::from_millis(200)), "still dead");
+
+    let occurrence = only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::NotHealthyAgain,
+        "{occurrence:?}"
+    );
+    let reason = occurrence.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("within effect = 2s of its recovery"),
+        "{reason}"
+    );
+    let recovered = event_at(&summary, EventKind::Recovered);
+    let closed = event_at(&summary, EventKind::NotHealthyAgain);
+    let ended = occurrence.ended_ms.unwrap();
+    eprintln!("never back: recovered {recovered} ms, window closed {ended} ms");
+    assert_eq!(ended, closed);
+    assert!(
+        (2_000..2_150).contains(&(ended - recovered)),
+        "the window closes effect = 2s after the recovery: {recovered} → {ended}"
+    );
+    assert!(
+        !summary
+            .faults
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::Ended),
+        "{:#?}",
+        summary.faults.events
+    );
+}
+
+#[test]
+fn a_fault_cut_off_by_the_runs_end_did_not_run_and_one_held_to_the_end_ends_with_it() {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let text = pause_scenario(server.port, &server.pidfile, "2s", "at = \"500ms\"")
+        + &format!(
+            r#"[[fault]]
+name = "late freeze"
+action = "pause"
+target = {{ pidfile = "{}" }}
+allow_last = true
+at = "40s"
+duration = "1s"
+required = false
+"#,
+            server.pidfile.display()
+        );
+    let file = workspace.write("drill.toml", &text);
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    let occurrences = &summary.faults.occurrences;
+    assert_eq!(occurrences.len(), 2, "{occurrences:#?}");
+    let held = &occurrences[0];
+    assert_eq!(held.status, OccurrenceStatus::Happened);
+    assert!(held.required);
+    let end = held.ended_ms.unwrap();
+    assert!(
+        (end as f64 - summary.duration_s * 1000.0).abs() < 500.0,
+        "held to the run's end by plan: ended {end} ms, run {} s",
+        summary.duration_s
+    );
+    let late = &occurrences[1];
+    assert_eq!(late.status, OccurrenceStatus::NotRun);
+    assert!(!late.required);
+    assert_eq!(
+        (late.started_ms, late.applied_ms, late.ended_ms),
+        (None, None, None)
+    );
+    assert_eq!(late.planned_at_ms, 40_000);
+    let reason = late.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("before this occurrence was due at 40.0 s"),
+        "{reason}"
+    );
+    let not_run: Vec<&str> = summary
+        .faults
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::NotRun)
+        .map(|e| e.fault.as_str())
+        .collect();
+    assert_eq!(not_run, vec!["late freeze"]);
+}
+
+#[test]
+fn every_target_of_a_mode_all_fault_has_its_own_events_and_window() {
+    let workspace = Workspace::new();
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let servers = [
+        ServerProcess::start(one.path()),
+        ServerProcess::start(two.path()),
+    ];
+    let state = workspace.write(
+        "state.json",
+        &serde_json::json!({
+            "version": 1,
+            "state_dir": workspace.dir.path(),
+            "backends": [
+                {"name": "backend-1", "pid": servers[0].pid(), "port": servers[0].port},
+                {"name": "backend-2", "pid": servers[1].pid(), "port": servers[1].port}
+            ]
+        })
+        .to_string(),
+    );
+    let text = pause_scenario(
+        servers[0].port,
+        &servers[0].pidfile,
+        "3s",
+        "at = \"1s\"\nduration = \"500ms\"\nmode = \"all\"\nmax_unavailable = 2",
+    )
+    .replace(
+        &format!(
+            "target = {{ pidfile = \"{}\" }}",
+            servers[0].pidfile.display()
+        ),
+        "target = { process = \"backend-*\" }",
+    ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
+    let file = workspace.write("drill.toml", &text);
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+
+    let occurrence = only_occurrence(&summary);
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::Happened,
+        "{occurrence:?}"
+    );
+    assert_eq!(occurrence.targets.len(), 2, "{occurrence:?}");
+    for server in &servers {
+        let target = format!("({})", server.pid());
+        let kinds: Vec<EventKind> = summary
+            .faults
+            .events
+            .iter()
+            .filter(|e| e.target.as_deref().is_some_and(|t| t.ends_with(&target)))
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Started,
+                EventKind::Applied,
+                EventKind::Recovered,
+                EventKind::Ended
+            ],
+            "{:#?}",
+            summary.faults.events
+        );
+    }
+    let last_end = summary
+        .faults
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Ended)
+        .map(|e| e.offset_ms)
+        .max();
+    assert_eq!(
+        occurrence.ended_ms, last_end,
+        "the window ends with its last target"
+    );
+}
+
+/// `loadgen run --duration 2s` of a drill whose fault is due at 40 s: said before the first
+/// request, the fault's window is `not_run`, and the drill fails (exit 1) unless the fault
+/// says `required = false`.
+struct CutOff {
+    output: std::process::Output,
+    summary: Summary,
+    junit: String,
+    html: String,
+}
+
+fn run_cut_off_drill(required: &str) -> CutOff {
+    let workspace = Workspace::new();
+    let server = ServerProcess::start(workspace.dir.path());
+    let text = pause_scenario(
+        server.port,
+        &server.pidfile,
+        "10s",
+        &format!("at = \"40s\"\nduration = \"1s\"\n{required}"),
+    ) + r#"[[slo]]
+name = "the freeze is survived"
+objective = "availability >= 50%"
+window = "fault:freeze server"
+"#;
+    let file = workspace.write("drill.toml", &text);
+    let out = workspace.out();
+    let output = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--duration",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let run_dir = only_entry(&out);
+    crate::outputs::assert_matches_schema(&run_dir);
+    let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap();
+    assert!(
+        server.wait_until_running(Duration::from_secs(1)),
+        "never paused"
+    );
+    CutOff {
+        output,
+        summary: serde_json::from_str(&read("summary.json")).unwrap(),
+        junit: read("junit.xml"),
+        html: read("report.html"),
+    }
+}
+
+#[test]
+fn a_fault_cut_off_by_duration_fails_the_drill_as_not_run() {
+    let CutOff {
+        output,
+        summary,
+        junit,
+        html,
+    } = run_cut_off_drill("");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--duration 2.0s cuts off fault `freeze server` #1 (due at 40.0s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fault `freeze server` #1 did not run"),
+        "{stderr}"
+    );
+    let verdict = &summary.slos[0];
+    assert_eq!(verdict.status, VerdictStatus::NotRun, "{verdict:?}");
+    assert!(!verdict.allowed);
+    assert!(verdict.fails_run());
+    assert!(!summary.slo_passed);
+    assert_eq!(
+        summary.fault_problems.len(),
+        1,
+        "{:?}",
+        summary.fault_problems
+    );
+    assert!(junit.contains(r#"failures="2""#), "{junit}");
+    assert!(junit.contains(r#"type="not_run""#), "{junit}");
+    assert!(html.contains(r#"badge fail">FAIL"#));
+    assert!(html.contains("did not run"));
+}
+
+#[test]
+fn a_cut_off_fault_that_is_not_required_is_allowed_never_passed() {
+    let CutOff {
+        output,
+        summary,
+        junit,
+        ..
+    } = run_cut_off_drill("required = false\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let verdict = &summary.slos[0];
+    assert_eq!(verdict.status, VerdictStatus::NotRun);
+    assert!(verdict.allowed && !verdict.fails_run());
+    assert!(summary.fault_problems.is_empty());
+    assert!(junit.contains(r#"failures="0""#), "{junit}");
+    assert!(junit.contains(r#"skipped="2""#), "{junit}");
 }

@@ -10,7 +10,7 @@ mod chaos_process;
 mod chaos_proxy;
 mod compare;
 mod latency;
-mod outputs;
+pub mod outputs;
 mod report;
 mod runs;
 mod schedule;

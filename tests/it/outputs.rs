@@ -31,12 +31,11 @@ expect = [200, 404]
     )
 }
 
-#[test]
-fn summary_json_matches_its_schema() {
-    let server = TestServer::start();
-    let workspace = Workspace::new();
-    let file = workspace.write("s.toml", &scenario(&server.url()));
-    let (run_dir, _) = run_ok(&options(&file, &workspace.out()));
+/// Validates a run directory's summary.json against docs/summary.schema.json; returns the
+/// instance and the validator.
+pub fn assert_matches_schema(
+    run_dir: &std::path::Path,
+) -> (serde_json::Value, jsonschema::Validator) {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -54,6 +53,16 @@ fn summary_json_matches_its_schema() {
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
+    (instance, validator)
+}
+
+#[test]
+fn summary_json_matches_its_schema() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let file = workspace.write("s.toml", &scenario(&server.url()));
+    let (run_dir, _) = run_ok(&options(&file, &workspace.out()));
+    let (instance, validator) = assert_matches_schema(&run_dir);
     // And the schema is strict enough to catch a broken summary.
     let mut broken = instance.clone();
     broken["totals"]["requests"] = serde_json::json!("many");

@@ -91,6 +91,47 @@ impl KubeBackend {
         Ok(listed.0)
     }
 
+    /// How many of the selector's pods are Ready now (one LIST; terminating pods do not
+    /// count).
+    pub async fn ready_pods(&self, selector: &PodSelector) -> Result<usize, ChaosError> {
+        Ok(self
+            .select(selector)
+            .await?
+            .iter()
+            .filter(|p| p.ready)
+            .count())
+    }
+
+    /// Healthy again: the controller has seen the latest spec, and every replica of the
+    /// spec is updated and Ready with no old replica left. A deployment that is gone is
+    /// not healthy.
+    pub async fn deployment_ready(&self, namespace: &str, name: &str) -> Result<bool, ChaosError> {
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(self.client.clone(), namespace);
+        let found = bounded("reading a deployment", async {
+            api.get_opt(name)
+                .await
+                .map_err(|e| api_error(&format!("reading deployment {namespace}/{name}"), e))
+        })
+        .await?;
+        let Some(deployment) = found else {
+            return Ok(false);
+        };
+        let wanted = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        let generation = deployment.metadata.generation.unwrap_or(0);
+        let Some(status) = deployment.status else {
+            return Ok(wanted == 0);
+        };
+        Ok(status.observed_generation.unwrap_or(0) >= generation
+            && status.updated_replicas.unwrap_or(0) >= wanted
+            && status.ready_replicas.unwrap_or(0) >= wanted
+            && status.replicas.unwrap_or(0) <= wanted)
+    }
+
     /// Reads state, checks the guardrails and computes each step's undo. Makes no change.
     /// `already_down`: the selector's pods other faults hold down right now.
     pub async fn prepare(
