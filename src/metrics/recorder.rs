@@ -337,4 +337,85 @@ mod tests {
         assert_eq!(reports[0].snapshot.generator.dropped, 1);
         assert_eq!(reports.last().unwrap().complete_before, 4);
     }
+
+    /// A hand-built timeline with known answers: 10 requests a second for 8 s, each taking
+    /// 10 ms, except that the target freezes from 3.0 s to 6.0 s and answers everything
+    /// sent in that time at 6.0 s.
+    #[test]
+    fn a_freeze_is_charged_to_the_seconds_it_froze_and_they_wait_for_it() {
+        let (mut recorder, mut rx, start) = recorder();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut reports = Vec::new();
+        let mut stuck = Vec::new();
+        for k in 0..80u64 {
+            let sent = k * 100;
+            // The worker's tick, as the clock moves on.
+            recorder.roll(at(sent));
+            let second = recorder.pend(at(sent));
+            if (3_000..6_000).contains(&sent) {
+                stuck.push((second, sent));
+            } else {
+                let done = sent + 10;
+                recorder.request(
+                    0,
+                    second,
+                    Duration::from_millis(done - sent),
+                    Ok(()),
+                    at(done),
+                );
+                recorder.release(second);
+            }
+            if sent == 5_900 {
+                // Still frozen: seconds 0-2 are final, 3 onwards wait for the freeze.
+                reports.extend(drain(&mut rx));
+                assert_eq!(reports.last().map(|r| r.complete_before), Some(3));
+                for (second, sent) in stuck.drain(..) {
+                    recorder.request(
+                        0,
+                        second,
+                        Duration::from_millis(6_000 - sent),
+                        Ok(()),
+                        at(6_000),
+                    );
+                    recorder.release(second);
+                }
+            }
+        }
+        recorder.finish();
+        reports.extend(drain(&mut rx));
+        let by_second: Vec<(u64, u64, u64)> = reports
+            .iter()
+            .map(|r| {
+                let o = &r.snapshot.overall;
+                (r.second, o.requests, o.completed)
+            })
+            .collect();
+        // (second, requests meant to start in it, requests completed in it)
+        assert_eq!(
+            by_second,
+            vec![
+                (0, 10, 10),
+                (1, 10, 10),
+                (2, 10, 10),
+                (3, 10, 0),
+                (4, 10, 0),
+                (5, 10, 0),
+                (6, 10, 40),
+                (7, 10, 10),
+            ]
+        );
+        // The slowest request meant to start in each second: the freeze's are answered at
+        // 6.0 s, so second 3's waited 3 s; the rest took 10 ms (3 significant digits).
+        let max_ms: Vec<f64> = reports
+            .iter()
+            .map(|r| r.snapshot.overall.latency.as_ref().unwrap().max() as f64 / 1000.0)
+            .collect();
+        let want = [10.0, 10.0, 10.0, 3_000.0, 2_000.0, 1_000.0, 10.0, 10.0];
+        for (second, (got, want)) in max_ms.iter().zip(want).enumerate() {
+            assert!(
+                (got - want).abs() <= want * 0.001,
+                "second {second}: {got} ms, want {want}"
+            );
+        }
+    }
 }

@@ -112,7 +112,8 @@ impl Container {
     fn start_with(name: &str, options: &[&str], command: &[&str]) -> Container {
         ensure_engine();
         let _ = docker(&["rm", "-f", name]);
-        // A fixed host port: one Docker picks may change when the container restarts.
+        // A free host port found by binding port 0, then pinned: a port Docker picked itself
+        // may change when the container restarts.
         let free = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
