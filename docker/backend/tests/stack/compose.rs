@@ -460,12 +460,15 @@ fn drill(project: &Project, base_url: &str) {
             )
         })
         .collect();
-    assert_eq!(events.len(), 2, "{events:?}");
+    let kinds: Vec<&str> = events.iter().map(|e| e.0).collect();
     assert_eq!(
-        (events[0].0, events[1].0),
-        ("inject", "recover"),
+        kinds,
+        vec!["started", "applied", "recovered", "ended"],
         "{events:?}"
     );
+    // The kill's window lasted until the container was running (and healthy) again.
+    let occurrence = &summary["faults"]["occurrences"][0];
+    assert_eq!(occurrence["status"], "happened", "{occurrence:#}");
     assert!(
         events[0]
             .1
