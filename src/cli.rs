@@ -280,6 +280,13 @@ fn run_command(
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
     };
+    // A baseline that cannot be compared is bad input: refused before anything is sent.
+    if let Some((base, _)) = &baseline
+        && let Err(message) = crate::compare::read_summary(base)
+    {
+        eprintln!("error: --baseline: {message}");
+        return exit::BAD_INPUT;
+    }
     for warning in &prepared.warnings {
         eprintln!("warning: {warning}");
     }

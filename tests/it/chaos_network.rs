@@ -12,8 +12,8 @@ use loadgen::analysis::verdicts::VerdictStatus;
 
 use crate::server::TestServer;
 use crate::support::{
-    KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_ok,
-    spawn_run, steady_get,
+    KillOnDrop, Workspace, binary_run, eventually, loadgen, only_entry, options, recover_twice,
+    run_ok, spawn_run, steady_get,
 };
 
 /// A `loadgen proxy` child process in front of `upstream`, and the stack state file that
@@ -321,8 +321,13 @@ window = "after"
         state = proxy.state_file.display(),
     );
     let file = workspace.write("blackhole.toml", &text);
-    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    let (code, _, summary) = binary_run(&file, &workspace.out());
+    assert_eq!(code, Some(1), "the blackhole's window fails the drill");
     let (during, after) = (&summary.slos[0], &summary.slos[1]);
+    eprintln!(
+        "blackhole: during {:?} over {} requests, after {:?} over {}",
+        during.measured[0].value, during.requests, after.measured[0].value, after.requests
+    );
     let timeouts = summary
         .totals
         .errors_by_class

@@ -98,3 +98,39 @@ fn an_unchanged_target_passes_and_a_slower_one_fails_the_gate() {
         "{regressed:?}"
     );
 }
+
+#[test]
+fn a_baseline_of_another_schema_version_is_refused_before_anything_is_sent() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let fast = workspace.write("fast.toml", &scenario(&server.url(), "/hello"));
+    let (code, base) = run(&workspace, fast.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(0));
+    // The run directory as an older loadgen wrote it: summary schema version 2.
+    let path = base.join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    summary["schema_version"] = 2.into();
+    std::fs::write(&path, summary.to_string()).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", base.to_str().unwrap(), base.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("schema version 2"), "{stderr}");
+    assert!(stderr.contains("Re-baseline"), "{stderr}");
+
+    let sent = server.seen().len();
+    let gate = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", fast.to_str().unwrap(), "--quiet", "--baseline"])
+        .arg(&base)
+        .arg("--out")
+        .arg(workspace.out())
+        .output()
+        .unwrap();
+    assert_eq!(gate.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&gate.stderr).contains("Re-baseline"));
+    assert_eq!(server.seen().len(), sent, "nothing was sent");
+}

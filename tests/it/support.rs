@@ -186,3 +186,21 @@ url = "{path}"
 "#
     )
 }
+
+/// Runs `loadgen run FILE --out OUT --quiet` (the real binary) to its end and reads the run
+/// directory it wrote: (exit code, run directory, summary.json).
+pub fn binary_run(file: &Path, out: &Path) -> (Option<i32>, PathBuf, Summary) {
+    let output = run_binary(file, out);
+    let run_dir = only_entry(out);
+    let text = std::fs::read_to_string(run_dir.join("summary.json")).unwrap_or_else(|e| {
+        panic!(
+            "no summary.json ({e}); loadgen said: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (
+        output.status.code(),
+        run_dir,
+        serde_json::from_str(&text).unwrap(),
+    )
+}

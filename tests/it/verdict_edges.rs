@@ -1,14 +1,14 @@
-//! The edges a chaos drill is judged on, run against real servers: a dead target under the
-//! closed model is not hammered by a retry storm, arrivals dropped at the in-flight cap
-//! fail availability instead of vanishing, and fast failures do not lower the latency
-//! percentiles of the successes.
+//! The edges a chaos drill is judged on, the real binary against real servers: a dead
+//! target under the closed model is not hammered by a retry storm, `pacing` spaces a user's
+//! iterations, arrivals dropped at the in-flight cap fail availability instead of
+//! vanishing, and fast failures do not lower the latency percentiles of the successes.
 
 use std::time::Duration;
 
 use loadgen::analysis::verdicts::{VerdictReason, VerdictStatus};
 
 use crate::server::{Stall, TestServer};
-use crate::support::{Workspace, options, run_ok};
+use crate::support::{Workspace, binary_run};
 
 #[test]
 fn a_dead_target_under_the_closed_model_gets_paced_retries_not_a_storm() {
@@ -45,10 +45,12 @@ think = "1s"
         drop(server);
         served
     });
-    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let (code, _, summary) = binary_run(&scenario, &workspace.out());
     let served = killer.join().unwrap();
+    assert_eq!(code, Some(0), "no objective, so the run itself passes");
     let total = summary.totals.requests;
     let failed = summary.totals.errors;
+    eprintln!("dead target: {total} requests, {failed} failed, {served} served");
     // Alive: each user sends one request per think time. Dead: each waits max(think,
     // failure_backoff) = 1 s after its failed iteration. Either way about VUs × runtime / 1 s
     // (= 70), plus each user's first request; the old behaviour sent hundreds of thousands.
@@ -99,8 +101,17 @@ objective = "availability >= 99.9%"
             url = server.url()
         ),
     );
-    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let (code, _, summary) = binary_run(&scenario, &workspace.out());
+    assert_eq!(
+        code,
+        Some(1),
+        "availability failed through dropped arrivals"
+    );
     let totals = &summary.totals;
+    eprintln!(
+        "capped: {} sent, {} dropped, availability {:?}",
+        totals.requests, totals.dropped, summary.slos[0].measured[0].value
+    );
     assert_eq!(
         totals.requests,
         server.seen().len() as u64,
@@ -172,9 +183,14 @@ objective = "p99 < 20ms"
             url = server.url()
         ),
     );
-    let (_, summary) = run_ok(&options(&scenario, &workspace.out()));
+    let (code, _, summary) = binary_run(&scenario, &workspace.out());
+    assert_eq!(code, Some(1), "p99 of the successes breaks the objective");
     let totals = &summary.totals;
     let successes = totals.requests - totals.errors;
+    eprintln!(
+        "fast 502s: {successes} successes p99 {} us, {} failures p99 {} us",
+        totals.latency_us.p99, totals.errors, totals.failed_latency_us.p99
+    );
     assert!(successes >= 3, "{successes} successes");
     assert!(totals.errors > 1_000, "{} fast 502s", totals.errors);
     assert!(
@@ -190,4 +206,42 @@ objective = "p99 < 20ms"
     let verdict = &summary.slos[0];
     assert_eq!(verdict.status, VerdictStatus::Fail, "{verdict:?}");
     assert!(verdict.measured[0].value.unwrap() >= 40_000.0);
+}
+
+#[test]
+fn pacing_spaces_a_users_iterations() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = workspace.write(
+        "paced.toml",
+        &format!(
+            r#"name = "paced"
+[target]
+base_url = "{url}"
+[load]
+model = "closed"
+start_vus = 2
+ramp_down = "1s"
+[[load.stage]]
+duration = "3s"
+vus = 2
+[[journey]]
+name = "page"
+pacing = "1s"
+[[journey.step]]
+name = "get"
+url = "/hello"
+"#,
+            url = server.url()
+        ),
+    );
+    let (code, _, summary) = binary_run(&scenario, &workspace.out());
+    assert_eq!(code, Some(0));
+    // Each user's iterations start at 0 s, 1 s and 2 s (unpaced: thousands).
+    assert_eq!(summary.totals.requests, server.seen().len() as u64);
+    assert!(
+        (5..=7).contains(&summary.totals.requests),
+        "{} requests; expected 2 users × 3 paced iterations",
+        summary.totals.requests
+    );
 }
