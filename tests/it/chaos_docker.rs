@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use loadgen::chaos::runner::{EventKind, OccurrenceStatus};
 
-use crate::chaos_process::{event_at, only_occurrence, run_offset_ms, watch_outage};
+use crate::chaos_process::{event_at, only_occurrence, run_offset_ms, run_watching};
 use crate::support::{Workspace, eventually, http_answers, options, run_ok, steady_get};
 
 const IMAGE: &str = "loadgen-test/busybox:latest";
@@ -360,10 +360,9 @@ fn a_restarted_container_is_in_its_fault_until_it_is_healthy_again() {
             "at = \"1s\"",
         ),
     );
-    let run_options = options(&file, &workspace.out());
-    let runner = std::thread::spawn(move || run_ok(&run_options));
-    let (down, back) = watch_outage(Duration::from_secs(15), || container.answers());
-    let (_, summary) = runner.join().unwrap();
+    let (summary, down, back) = run_watching(&file, &workspace, Duration::from_secs(15), || {
+        container.answers()
+    });
     let (down, back) = (
         down.expect("never restarted"),
         back.expect("never served again"),
@@ -414,11 +413,10 @@ fn a_stopped_container_is_in_its_fault_until_it_runs_again() {
             "at = \"1s\"\nduration = \"1s\"",
         ),
     );
-    let run_options = options(&file, &workspace.out());
-    let runner = std::thread::spawn(move || run_ok(&run_options));
-    let (stopped, running) =
-        watch_outage(Duration::from_secs(15), || container.state() == "running");
-    let (_, summary) = runner.join().unwrap();
+    let (summary, stopped, running) =
+        run_watching(&file, &workspace, Duration::from_secs(15), || {
+            container.state() == "running"
+        });
     let (stopped, running) = (
         stopped.expect("never stopped"),
         running.expect("never ran again"),

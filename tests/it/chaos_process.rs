@@ -317,28 +317,14 @@ fn a_fault_that_cannot_be_recovered_exits_4_and_says_what_to_fix() {
         "broken-stack.sh",
         "echo 'cannot start backend-1: port in use' >&2\nexit 1\n",
     );
-    let state = workspace.write(
-        "state.json",
-        &serde_json::json!({
-            "version": 1,
-            "state_dir": workspace.dir.path(),
-            "stack_script": script,
-            "backends": [{"name": "backend-1", "pid": server.pid(), "port": server.port}]
-        })
-        .to_string(),
-    );
-    let text = pause_scenario(
-        server.port,
-        &server.pidfile,
+    let file = kill_drill(
+        &workspace,
+        &server,
+        &script,
         "2s",
         "at = \"500ms\"\nduration = \"500ms\"",
-    )
-    .replace("action = \"pause\"", "action = \"kill\"")
-    .replace(
-        &format!("target = {{ pidfile = \"{}\" }}", server.pidfile.display()),
-        "target = { process = \"backend-*\" }",
-    ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
-    let file = workspace.write("drill.toml", &text);
+        "backend-*",
+    );
     let output = run_binary(&file, &workspace.out());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(4), "{stderr}");
@@ -392,6 +378,52 @@ fn accepts(port: u16) -> bool {
         Duration::from_millis(200),
     )
     .is_ok()
+}
+
+/// A drill that kills `target` (an instance name or pattern of a one-instance stack whose
+/// start command is `script`) on the python server's port: the stack state file and the
+/// scenario, written into `workspace`; returns the scenario file.
+fn kill_drill(
+    workspace: &Workspace,
+    server: &ServerProcess,
+    script: &Path,
+    run: &str,
+    timing: &str,
+    target: &str,
+) -> PathBuf {
+    let state = workspace.write(
+        "state.json",
+        &serde_json::json!({
+            "version": 1,
+            "state_dir": workspace.dir.path(),
+            "stack_script": script,
+            "backends": [{"name": "backend-1", "pid": server.pid(), "port": server.port}]
+        })
+        .to_string(),
+    );
+    let text = pause_scenario(server.port, &server.pidfile, run, timing)
+        .replace("action = \"pause\"", "action = \"kill\"")
+        .replace(
+            &format!("target = {{ pidfile = \"{}\" }}", server.pidfile.display()),
+            &format!("target = {{ process = \"{target}\" }}"),
+        )
+        + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
+    workspace.write("drill.toml", &text)
+}
+
+/// Runs the drill in-process while polling `probe` every 10 ms; returns the summary and
+/// when the probe first went false and first came true again.
+pub fn run_watching(
+    file: &Path,
+    workspace: &Workspace,
+    within: Duration,
+    probe: impl FnMut() -> bool,
+) -> (Summary, Option<SystemTime>, Option<SystemTime>) {
+    let run_options = options(file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    let (down, back) = watch_outage(within, probe);
+    let (_, summary) = runner.join().unwrap();
+    (summary, down, back)
 }
 
 /// Polls `probe` every 10 ms until `within` has passed; returns when it first went false
@@ -449,32 +481,17 @@ fn a_killed_instance_is_in_its_fault_until_it_listens_again() {
             pid = restarted.display()
         ),
     );
-    let state = workspace.write(
-        "state.json",
-        &serde_json::json!({
-            "version": 1,
-            "state_dir": workspace.dir.path(),
-            "stack_script": script,
-            "backends": [{"name": "backend-1", "pid": server.pid(), "port": server.port}]
-        })
-        .to_string(),
-    );
-    let text = pause_scenario(
-        server.port,
-        &server.pidfile,
+    let file = kill_drill(
+        &workspace,
+        &server,
+        &script,
         "5s",
         "at = \"1s\"\nduration = \"500ms\"",
-    )
-    .replace("action = \"pause\"", "action = \"kill\"")
-    .replace(
-        &format!("target = {{ pidfile = \"{}\" }}", server.pidfile.display()),
-        "target = { process = \"backend-1\" }",
-    ) + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
-    let file = workspace.write("drill.toml", &text);
-    let run_options = options(&file, &workspace.out());
-    let runner = std::thread::spawn(move || run_ok(&run_options));
-    let (down, back) = watch_outage(Duration::from_secs(10), || accepts(server.port));
-    let (_, summary) = runner.join().unwrap();
+        "backend-1",
+    );
+    let (summary, down, back) = run_watching(&file, &workspace, Duration::from_secs(10), || {
+        accepts(server.port)
+    });
     let (down, back) = (
         down.expect("never killed"),
         back.expect("never listened again"),
