@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::chaos::proxy::daemon::{self, DaemonOptions};
 use crate::exit;
-use crate::output::table;
+use crate::output::{table, verdict_lines};
 use crate::run::{self, RunError, RunOptions};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, ScenarioError, describe::describe, units::parse_duration};
@@ -295,49 +295,39 @@ fn run_command(
     }
     match run::execute(prepared, &options) {
         Ok(outcome) => {
+            let summary = &outcome.summary;
             if options.quiet {
                 println!("{}", outcome.run_dir.display());
             } else {
-                print!("{}", table::render(&outcome.summary));
+                print!("{}", table::render(summary));
+                print!("{}", verdict_lines::render(summary));
                 println!("report: {}", outcome.run_dir.display());
             }
-            if !outcome.summary.faults.unrecovered.is_empty() {
-                eprintln!("error: faults could not be recovered; a human must act:");
-                for line in &outcome.summary.faults.unrecovered {
-                    eprintln!("  {line}");
+            // The baseline gate only judges a run that completed and was judged.
+            let gate = match &baseline {
+                Some((base, tolerances)) if summary.complete && summary.judged => {
+                    compare_command(base, &outcome.run_dir, None, *tolerances, !options.quiet)
                 }
-                eprintln!("then run `loadgen recover {}`", outcome.run_dir.display());
-                exit::FAULT_NOT_RECOVERED
-            } else if let Some(reason) = &outcome.summary.aborted_because {
-                eprintln!(
-                    "error: the run was aborted: {reason}; its results are marked incomplete"
-                );
-                exit::SLO_FAILED
-            } else if !outcome.summary.complete {
-                eprintln!(
-                    "error: the run was {}; its results are marked incomplete (summary.json \"complete\": false)",
-                    outcome.summary.ended_by
-                );
-                exit::COULD_NOT_RUN
-            } else {
-                let gate = match baseline {
-                    Some((base, tolerances)) => {
-                        compare_command(&base, &outcome.run_dir, None, tolerances, !options.quiet)
-                    }
-                    None => exit::OK,
-                };
-                for problem in &outcome.summary.fault_problems {
-                    eprintln!("error: {problem}");
-                }
-                if !outcome.summary.drill_passed() || gate == exit::SLO_FAILED {
-                    exit::SLO_FAILED
-                } else {
-                    gate
-                }
-            }
+                _ => exit::OK,
+            };
+            finish(summary, &outcome.run_dir, gate)
         }
         Err(error) => report_error(error),
     }
+}
+
+/// The exit code of a finished run (one function decides it: `exit::for_run`), with every
+/// reason said on stderr. `gate`: the baseline comparison's own code.
+fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, gate: u8) -> u8 {
+    let (code, reasons) = exit::for_run(summary, gate == exit::SLO_FAILED);
+    for reason in &reasons {
+        eprintln!("error: {reason}");
+    }
+    if code == exit::FAULT_NOT_RECOVERED {
+        eprintln!("then run `loadgen recover {}`", run_dir.display());
+    }
+    // A comparison that could not be made (unreadable, unwritable) outranks a pass.
+    if code == exit::OK { gate } else { code }
 }
 
 fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {
@@ -501,18 +491,13 @@ fn report_command(run_dir: &std::path::Path) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let specs = crate::report::specs_of(&summary);
-    match crate::report::finalize(run_dir, &mut summary, &specs) {
+    // Judged again from the objectives the summary carries, never from earlier verdicts:
+    // a run killed before it was judged gets its verdicts here.
+    match crate::report::finalize(run_dir, &mut summary) {
         Ok(()) => {
+            print!("{}", verdict_lines::render(&summary));
             println!("rendered {}", run_dir.join("report.html").display());
-            for problem in &summary.fault_problems {
-                eprintln!("error: {problem}");
-            }
-            if summary.drill_passed() {
-                exit::OK
-            } else {
-                exit::SLO_FAILED
-            }
+            finish(&summary, run_dir, exit::OK)
         }
         Err(message) => {
             eprintln!("error: {message}");

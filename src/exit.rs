@@ -1,12 +1,163 @@
-//! Exit codes: a documented contract (README, "Exit codes").
+//! Exit codes: a documented contract (README, "Exit codes"), and the one function that
+//! derives a finished run's code from its summary.
+//!
+//! Precedence, highest first: 4 > 3 > 1 > 0. Exit 2 (bad input) is decided before a run
+//! exists, so it never comes from a summary.
 
-/// 0: the run completed (and, once SLOs exist, met them).
+use crate::output::summary::{EndReason, Summary};
+
+/// 0: the drill passed: the run completed, every objective met, every fault happened and
+/// healed, and the baseline gate (if any) passed.
 pub const OK: u8 = 0;
-/// 1: an SLO or the baseline gate failed (reserved until SLOs land).
+/// 1: the drill failed: an SLO verdict, a fault that did not happen or did not heal, an
+/// abort objective, or the baseline gate.
 pub const SLO_FAILED: u8 = 1;
-/// 2: bad input — scenario or flags. Nothing was sent.
+/// 2: bad input — scenario, flags, a refused fault, a baseline of another schema. Nothing
+/// was sent.
 pub const BAD_INPUT: u8 = 2;
-/// 3: the run could not complete — target unreachable at start, interrupted, harness failure.
+/// 3: the run could not complete — target unreachable at start, interrupted, harness
+/// failure, not judged.
 pub const COULD_NOT_RUN: u8 = 3;
 /// 4: a fault could not be recovered; a human must act (the message says what to undo).
 pub const FAULT_NOT_RECOVERED: u8 = 4;
+
+/// A finished run's exit code and every reason for it (empty for 0), from its summary and
+/// whether a baseline comparison regressed.
+pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>) {
+    let unrecovered: Vec<String> = summary
+        .faults
+        .unrecovered
+        .iter()
+        .map(|line| format!("fault not recovered, a human must act: {line}"))
+        .collect();
+    if !unrecovered.is_empty() {
+        return (FAULT_NOT_RECOVERED, unrecovered);
+    }
+    let incomplete = match &summary.ended_by {
+        EndReason::Interrupted => Some("the run was interrupted".to_string()),
+        EndReason::HarnessFailure => Some("a worker thread of the harness failed".to_string()),
+        EndReason::Plan | EndReason::Aborted => None,
+    };
+    if let Some(why) = incomplete {
+        return (
+            COULD_NOT_RUN,
+            vec![format!(
+                "{why}; its results are marked incomplete (summary.json \"complete\": false)"
+            )],
+        );
+    }
+    if !summary.judged {
+        return (
+            COULD_NOT_RUN,
+            vec!["the run was not judged (run `loadgen report` on its directory)".into()],
+        );
+    }
+    let mut failed = Vec::new();
+    if let Some(reason) = &summary.aborted_because {
+        failed.push(format!(
+            "the run was aborted: {reason}; its results are marked incomplete"
+        ));
+    }
+    let verdicts = summary.slos.iter().filter(|v| v.fails_run()).count();
+    if verdicts > 0 {
+        failed.push(format!("{verdicts} SLO verdict(s) failed"));
+    }
+    failed.extend(summary.fault_problems.iter().cloned());
+    if baseline_regressed {
+        failed.push("the baseline gate found a regression".into());
+    }
+    if failed.is_empty() {
+        (OK, failed)
+    } else {
+        (SLO_FAILED, failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A judged, complete, passing summary: the one a drill that passed leaves.
+    fn passing() -> Summary {
+        let text = include_str!("../tests/fixtures/summary-passing.json");
+        serde_json::from_str(text).expect("the fixture is a summary of this schema")
+    }
+
+    #[test]
+    fn the_outcome_to_exit_code_table() {
+        type Change = fn(&mut Summary);
+        let failed_verdict: Change = |s| {
+            let mut verdict = s.slos[0].clone();
+            verdict.status = crate::analysis::verdicts::VerdictStatus::Fail;
+            s.slos.push(verdict);
+        };
+        let allowed_no_data: Change = |s| {
+            let mut verdict = s.slos[0].clone();
+            verdict.status = crate::analysis::verdicts::VerdictStatus::NoData;
+            verdict.allowed = true;
+            s.slos.push(verdict);
+        };
+        let rows: Vec<(&str, Vec<Change>, bool, u8)> = vec![
+            ("passed", vec![], false, OK),
+            ("allowed no_data", vec![allowed_no_data], false, OK),
+            ("a verdict failed", vec![failed_verdict], false, SLO_FAILED),
+            (
+                "a fault did not run",
+                vec![|s| s.fault_problems.push("fault `x` #1 did not run".into())],
+                false,
+                SLO_FAILED,
+            ),
+            (
+                "aborted",
+                vec![|s| {
+                    s.ended_by = EndReason::Aborted;
+                    s.complete = false;
+                    s.aborted_because = Some("objective failed".into());
+                }],
+                false,
+                SLO_FAILED,
+            ),
+            ("baseline regressed", vec![], true, SLO_FAILED),
+            (
+                "interrupted",
+                vec![|s| {
+                    s.ended_by = EndReason::Interrupted;
+                    s.complete = false;
+                }],
+                false,
+                COULD_NOT_RUN,
+            ),
+            (
+                "harness failure outranks a failed verdict",
+                vec![failed_verdict, |s| s.ended_by = EndReason::HarnessFailure],
+                false,
+                COULD_NOT_RUN,
+            ),
+            (
+                "not judged",
+                vec![|s| s.judged = false],
+                false,
+                COULD_NOT_RUN,
+            ),
+            (
+                "unrecovered outranks everything",
+                vec![
+                    failed_verdict,
+                    |s| s.ended_by = EndReason::Interrupted,
+                    |s| s.faults.unrecovered.push("pause on backend-2".into()),
+                ],
+                true,
+                FAULT_NOT_RECOVERED,
+            ),
+        ];
+        for (name, changes, regressed, want) in rows {
+            let mut summary = passing();
+            for change in changes {
+                change(&mut summary);
+            }
+            let (code, reasons) = for_run(&summary, regressed);
+            assert_eq!(code, want, "{name}: {reasons:?}");
+            assert_eq!(reasons.is_empty(), code == OK, "{name}: {reasons:?}");
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::engine::{ClientConfig, Engine};
 use crate::metrics::Aggregator;
 use crate::output::progress::Progress;
 use crate::output::series::{SeriesWriter, write_totals};
-use crate::output::summary::{self, RunFacts, Summary};
+use crate::output::summary::{self, EndReason, RunFacts, Summary};
 use crate::output::{create_run_dir, write_atomic};
 use crate::scenario::plan::BaseUrl;
 use crate::scenario::{self, Plan, ScenarioError};
@@ -285,13 +285,13 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
     }
 
     let ended_by = if !workers_ok || !aggregator.all_finished() {
-        "harness_failure"
+        EndReason::HarnessFailure
     } else if aborted.is_some() {
-        "aborted"
+        EndReason::Aborted
     } else if interrupted {
-        "interrupted"
+        EndReason::Interrupted
     } else {
-        "plan"
+        EndReason::Plan
     };
     let files = BTreeMap::from([
         ("series".to_string(), "series.csv".to_string()),
@@ -318,13 +318,16 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
         },
         aggregator.totals(),
     );
-    // Written first as it stands, so even a failure of the analysis leaves the figures.
+    // Written first as it stands — `"judged": false`, no verdict, nothing passed — so a
+    // run killed while it is judged leaves its figures and what to judge them against
+    // (`loadgen report` finishes the job); rewritten whole once judged.
     let json = serde_json::to_vec_pretty(&summary).expect("a summary always serializes");
     if let Err(e) = write_atomic(&run_dir.join("summary.json"), &json) {
         write_error.get_or_insert(e);
     }
+    pause_before_judging();
     if write_error.is_none()
-        && let Err(e) = crate::report::finalize(&run_dir, &mut summary, &plan.slos)
+        && let Err(e) = crate::report::finalize(&run_dir, &mut summary)
     {
         write_error.get_or_insert(std::io::Error::other(e));
     }
@@ -334,13 +337,24 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
             run_dir.display()
         )));
     }
-    if ended_by == "harness_failure" {
+    if ended_by == EndReason::HarnessFailure {
         return Err(RunError::CouldNotRun(format!(
             "a worker thread failed; partial results (marked incomplete) are in {}",
             run_dir.display()
         )));
     }
     Ok(RunOutcome { run_dir, summary })
+}
+
+/// Tests only: `LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS` holds the run between the first
+/// summary.json and judging, so a test can kill it exactly there.
+fn pause_before_judging() {
+    if let Some(ms) = std::env::var("LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 fn describe_event(event: &FaultEvent) -> String {

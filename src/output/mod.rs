@@ -5,6 +5,7 @@ pub mod progress;
 pub mod series;
 pub mod summary;
 pub mod table;
+pub mod verdict_lines;
 
 use std::path::{Path, PathBuf};
 

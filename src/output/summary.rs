@@ -11,6 +11,7 @@ use crate::chaos::runner::ChaosReport;
 use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
 use crate::scenario::Plan;
+use crate::slo::SloSpec;
 
 /// 3: outcomes keyed by intended start, successes' and failures' latency apart, dropped
 /// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed
@@ -29,9 +30,13 @@ pub struct Summary {
     /// False when the run did not play its whole plan (interrupted, or a worker failed):
     /// such figures must not be read as a finished run's.
     pub complete: bool,
-    /// "plan" (ran to the end), "aborted" (an `abort` SLO failed), "interrupted" (Ctrl-C /
-    /// SIGTERM) or "harness_failure".
-    pub ended_by: String,
+    pub ended_by: EndReason,
+    /// False until the objectives and faults have been judged: a summary written when the
+    /// load ended (and a run killed before judging leaves it so). `loadgen report` judges it.
+    pub judged: bool,
+    /// The objectives the run is judged against, as parsed from the scenario: what `loadgen
+    /// report` judges, never earlier verdicts.
+    pub slo_specs: Vec<SloSpec>,
     /// Why an aborted run stopped.
     #[serde(default)]
     pub aborted_because: Option<String>,
@@ -71,6 +76,20 @@ impl Summary {
     pub fn drill_passed(&self) -> bool {
         self.slo_passed && self.fault_problems.is_empty()
     }
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// It played its whole plan.
+    Plan,
+    /// An `abort` objective failed for its grace period.
+    Aborted,
+    /// Ctrl-C, SIGTERM.
+    Interrupted,
+    /// A worker thread failed.
+    HarnessFailure,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,7 +170,7 @@ pub struct RunFacts<'a> {
     pub workers: usize,
     pub started_at: String,
     pub duration_s: f64,
-    pub ended_by: &'a str,
+    pub ended_by: EndReason,
     pub files: BTreeMap<String, String>,
     pub faults: ChaosReport,
     pub aborted_because: Option<String>,
@@ -201,8 +220,10 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     Summary {
         schema_version: SCHEMA_VERSION,
         loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
-        complete: facts.ended_by == "plan",
-        ended_by: facts.ended_by.to_string(),
+        complete: facts.ended_by == EndReason::Plan,
+        ended_by: facts.ended_by,
+        judged: false,
+        slo_specs: plan.slos.clone(),
         aborted_because: facts.aborted_because,
         scenario: ScenarioInfo {
             name: plan.name.clone(),
@@ -236,7 +257,8 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         settle_ms: plan.chaos.settle.as_millis() as u64,
         slos: Vec::new(),
         failover: Vec::new(),
-        slo_passed: true,
+        // Nothing says passed before the verdicts exist.
+        slo_passed: false,
         fault_problems: Vec::new(),
     }
 }

@@ -15,13 +15,14 @@ use crate::analysis::{self, Inputs};
 use crate::chaos::runner::OccurrenceStatus;
 use crate::output::summary::Summary;
 use crate::output::write_atomic;
-use crate::slo::SloSpec;
 
 const HTML_TEMPLATE: &str = include_str!("report.html.j2");
 const JUNIT_TEMPLATE: &str = include_str!("junit.xml.j2");
 
-/// Judges the run and writes every output. `slos` are the scenario's objectives.
-pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Result<(), String> {
+/// Judges the run against the objectives its summary carries (`slo_specs`) and writes every
+/// output: summary.json (now `"judged": true`), junit.xml, report.html.
+pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
+    let slos = summary.slo_specs.clone();
     let steps: Vec<(String, String)> = summary
         .journeys
         .iter()
@@ -30,7 +31,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Resu
     let analysis = analysis::analyze(
         run_dir,
         &Inputs {
-            slos,
+            slos: &slos,
             occurrences: &summary.faults.occurrences,
             duration_s: summary.duration_s,
             settle_ms: summary.settle_ms,
@@ -40,6 +41,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Resu
     summary.slos = analysis.slos;
     summary.failover = analysis.failover;
     summary.slo_passed = analysis.passed;
+    summary.judged = true;
     summary.fault_problems = analysis.fault_problems;
 
     let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
@@ -52,24 +54,6 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary, slos: &[SloSpec]) -> Resu
     write_atomic(&run_dir.join("report.html"), html.as_bytes())
         .map_err(|e| format!("writing report.html: {e}"))?;
     Ok(())
-}
-
-/// The objectives a saved summary was judged against (each verdict carries its spec).
-pub fn specs_of(summary: &Summary) -> Vec<SloSpec> {
-    let mut specs: Vec<SloSpec> = Vec::new();
-    for verdict in &summary.slos {
-        let spec = &verdict.spec;
-        let seen = specs.iter().any(|s| {
-            s.name == spec.name
-                && s.objective == spec.objective
-                && s.window == spec.window
-                && s.scope == spec.scope
-        });
-        if !seen {
-            specs.push(spec.clone());
-        }
-    }
-    specs
 }
 
 fn environment() -> Environment<'static> {

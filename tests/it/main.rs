@@ -10,6 +10,7 @@ mod chaos_process;
 mod chaos_proxy;
 mod compare;
 mod latency;
+mod outcome;
 pub mod outputs;
 mod report;
 mod runs;

@@ -1,0 +1,107 @@
+//! The verdicts in the terminal, at the end of `loadgen run` and `loadgen report`: one line
+//! per verdict and one per planned fault occurrence, from summary.json's own fields (so what
+//! the terminal says is what the file says).
+
+use std::fmt::Write;
+
+use super::summary::Summary;
+use crate::analysis::verdicts::VerdictStatus;
+use crate::chaos::runner::OccurrenceStatus;
+
+/// ✓ passed, ✗ fails the run, – allowed (`no_data` / `not_run` the scenario accepts).
+pub fn mark(passed: bool, fails: bool) -> &'static str {
+    match (passed, fails) {
+        (true, _) => "✓",
+        (false, true) => "✗",
+        (false, false) => "–",
+    }
+}
+
+pub fn render(summary: &Summary) -> String {
+    let mut out = String::new();
+    if !summary.slos.is_empty() {
+        let _ = writeln!(out, "verdicts:");
+    }
+    for v in &summary.slos {
+        let measured: Vec<String> = v
+            .measured
+            .iter()
+            .filter(|m| !m.op.is_empty())
+            .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
+            .collect();
+        let mut line = format!(
+            "  {} {} [{}]",
+            mark(v.status == VerdictStatus::Pass, v.fails_run()),
+            v.name,
+            v.window
+        );
+        if !measured.is_empty() {
+            let _ = write!(line, ": {}", measured.join("; "));
+        }
+        if v.status != VerdictStatus::Pass && v.status != VerdictStatus::Fail {
+            let status = serde_json::to_value(v.status).unwrap_or_default();
+            let _ = write!(
+                line,
+                " — {}{}",
+                status.as_str().unwrap_or_default(),
+                if v.allowed { " (allowed)" } else { "" }
+            );
+        } else if let Some(reason) = v.reason {
+            let reason = serde_json::to_value(reason).unwrap_or_default();
+            let _ = write!(line, " — {}", reason.as_str().unwrap_or_default());
+        }
+        if let Some(text) = v
+            .reason_text
+            .as_deref()
+            .filter(|_| v.status != VerdictStatus::Pass)
+        {
+            let _ = write!(line, ": {text}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    for o in &summary.faults.occurrences {
+        let name = format!("{} #{}", o.fault, o.occurrence + 1);
+        let failover = summary
+            .failover
+            .iter()
+            .find(|f| f.fault == o.fault && f.occurrence == o.occurrence);
+        let line = match o.status {
+            OccurrenceStatus::Happened => {
+                let mut parts = vec![format!("on {}", o.targets.join(", "))];
+                if let Some(f) = failover {
+                    parts.push(match f.first_error_after_ms {
+                        Some(ms) => format!("first error after {}", seconds(ms)),
+                        None => "no error".into(),
+                    });
+                    if let Some(ms) = f.burst_ms {
+                        parts.push(format!("burst {}", seconds(ms)));
+                    }
+                    parts.push(format!("{} failed", f.requests_failed));
+                }
+                if let (Some(start), Some(end)) = (o.started_ms, o.ended_ms) {
+                    parts.push(format!(
+                        "healthy again after {}",
+                        seconds(end.saturating_sub(start))
+                    ));
+                }
+                format!("  ✓ fault {name}: {}", parts.join(", "))
+            }
+            OccurrenceStatus::NotRun => format!(
+                "  {} fault {name} — not_run{}: {}",
+                mark(false, o.required),
+                if o.required { "" } else { " (allowed)" },
+                o.reason.as_deref().unwrap_or_default()
+            ),
+            OccurrenceStatus::NotHealthyAgain => format!(
+                "  ✗ fault {name} — not_healthy_again: {}",
+                o.reason.as_deref().unwrap_or_default()
+            ),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
