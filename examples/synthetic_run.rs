@@ -1,0 +1,336 @@
+//! A synthetic run directory, for benchmarking `loadgen report` on long runs (issue 10;
+//! `bench/analysis.sh` drives it) without running load for hours.
+//!
+//! ```sh
+//! cargo run --release --example synthetic_run -- \
+//!     --scenario scenarios/peak.toml --seconds 3600 --out DIR [--seed N] [--rps 300]
+//! ```
+//!
+//! It writes into DIR what `loadgen run` leaves when the load ends and before it judges:
+//! `series.csv`, `histograms/intervals.hlog`, `histograms/totals.hlog`, `scenario.toml` and
+//! a `summary.json` with `"judged": false`. It judges nothing: `loadgen report DIR` does.
+//!
+//! The figures come from a `SmallRng` seeded with the scenario's seed (or `--seed`): about
+//! `--rps` requests per second (±10 %), spread over the scenario's steps in proportion to
+//! their journey's weight times the step's `repeat`; success latencies mostly log-normal
+//! around a few milliseconds (1–10 ms), a tail to 1 s; 0.1 % errors of four classes;
+//! responses spread over three instances. Every planned fault occurrence is reported as
+//! happened at its planned time (not run if it falls past `--seconds`). The summary's
+//! `duration_s` is `--seconds`; `planned_duration_s` stays the scenario's own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use loadgen::chaos::outcome::{Occurrence, OccurrenceStatus};
+use loadgen::chaos::runner::ChaosReport;
+use loadgen::chaos::spec::{FaultSpec, Selector};
+use loadgen::metrics::stats::Snapshot;
+use loadgen::metrics::{ErrorClass, Second};
+use loadgen::output::series::{SeriesWriter, write_totals};
+use loadgen::output::summary::{self, EndReason, RunFacts};
+use loadgen::output::write_atomic;
+use loadgen::scenario::Plan;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const INSTANCES: [&str; 3] = ["backend-1", "backend-2", "backend-3"];
+/// Share of requests that fail.
+const ERROR_RATE: f64 = 0.001;
+const WORKERS: usize = 2;
+
+struct Args {
+    scenario: PathBuf,
+    seconds: u64,
+    out: PathBuf,
+    seed: Option<u64>,
+    rps: u64,
+}
+
+/// Where a request can land: a step, its journey, and whether it starts or ends an iteration.
+struct Slot {
+    step: usize,
+    journey: usize,
+    first: bool,
+    last: bool,
+    /// Median success latency of this step, in milliseconds.
+    median_ms: f64,
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!(
+                "error: {message}\nusage: synthetic_run --scenario FILE --seconds N --out DIR [--seed N] [--rps N]"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(message) = write_run(&args) {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut scenario = None;
+    let mut seconds = None;
+    let mut out = None;
+    let mut seed = None;
+    let mut rps = 300;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        match flag.as_str() {
+            "--scenario" => scenario = Some(PathBuf::from(&value)),
+            "--seconds" => seconds = Some(number()?),
+            "--out" => out = Some(PathBuf::from(&value)),
+            "--seed" => seed = Some(number()?),
+            "--rps" => rps = number()?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(Args {
+        scenario: scenario.ok_or("--scenario is required")?,
+        seconds: seconds
+            .filter(|s| *s > 0)
+            .ok_or("--seconds N (> 0) is required")?,
+        out: out.ok_or("--out is required")?,
+        seed,
+        rps,
+    })
+}
+
+fn write_run(args: &Args) -> Result<(), String> {
+    let plan = loadgen::scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+    let seed = args.seed.unwrap_or(plan.seed);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let dir = &args.out;
+    let io = |e: std::io::Error| format!("writing to {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::copy(&plan.source, dir.join("scenario.toml")).map_err(io)?;
+
+    let (slots, cumulative) = slots(&plan);
+    let request_timeout = plan.target.request_timeout;
+    let (steps, journeys) = (plan.step_count(), plan.journeys.len());
+    let mut totals = Snapshot::new(steps, journeys);
+    let mut series = SeriesWriter::create(dir, SystemTime::now()).map_err(io)?;
+    for second in 0..args.seconds {
+        let mut snapshot = Snapshot::new(steps, journeys);
+        let requests = args.rps * rng.random_range(90..=110) / 100;
+        for _ in 0..requests {
+            let pick = rng.random_range(0..*cumulative.last().expect("a plan has steps"));
+            let slot = &slots[cumulative.partition_point(|c| *c <= pick)];
+            let request = Request::draw(&mut rng, slot, request_timeout);
+            record(&mut snapshot, &request);
+            record(&mut totals, &request);
+        }
+        series
+            .write_second(&Second {
+                second,
+                snapshot,
+                in_flight: rng.random_range(5..40),
+            })
+            .map_err(io)?;
+    }
+    series.finish().map_err(io)?;
+    let duration = Duration::from_secs(args.seconds);
+    write_totals(dir, &totals, duration).map_err(io)?;
+
+    let files = BTreeMap::from([
+        ("series".to_string(), "series.csv".to_string()),
+        (
+            "intervals".to_string(),
+            "histograms/intervals.hlog".to_string(),
+        ),
+        ("totals".to_string(), "histograms/totals.hlog".to_string()),
+        ("junit".to_string(), "junit.xml".to_string()),
+        ("report".to_string(), "report.html".to_string()),
+        ("scenario".to_string(), "scenario.toml".to_string()),
+    ]);
+    let faults = ChaosReport {
+        occurrences: occurrences(&plan.chaos.faults, duration),
+        ..ChaosReport::default()
+    };
+    let summary = summary::build(
+        RunFacts {
+            plan: &plan,
+            seed,
+            workers: WORKERS,
+            started_at: jiff::Timestamp::now().to_string(),
+            duration_s: duration.as_secs_f64(),
+            ended_by: EndReason::Plan,
+            files,
+            faults,
+            aborted_because: None,
+        },
+        &totals,
+    );
+    // As `loadgen run` writes it when the load ends: `"judged": false`, nothing passed.
+    let json = serde_json::to_vec_pretty(&summary).expect("a summary always serializes");
+    write_atomic(&dir.join("summary.json"), &json).map_err(io)?;
+    eprintln!(
+        "wrote {} s of `{}` ({} requests) to {}",
+        args.seconds,
+        plan.name,
+        totals.overall.requests,
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Every step's request slot, with the running sum of their weights: journey weight times
+/// the step's `repeat`, so a journey's share of arrivals is its weight.
+fn slots(plan: &Plan) -> (Vec<Slot>, Vec<u64>) {
+    let mut slots = Vec::new();
+    let mut cumulative = Vec::new();
+    let mut sum = 0;
+    for (journey_index, journey) in plan.journeys.iter().enumerate() {
+        for (position, step) in journey.steps.iter().enumerate() {
+            sum += u64::from(journey.weight) * u64::from(step.repeat.max(1));
+            cumulative.push(sum);
+            slots.push(Slot {
+                step: step.global_index,
+                journey: journey_index,
+                first: position == 0,
+                last: position + 1 == journey.steps.len(),
+                median_ms: 2.0 + (step.global_index % 5) as f64,
+            });
+        }
+    }
+    (slots, cumulative)
+}
+
+/// One synthetic request, every random part drawn once so the second and the totals agree.
+struct Request<'a> {
+    slot: &'a Slot,
+    latency: Duration,
+    outcome: Result<(), ErrorClass>,
+    /// How late its arrival left (when it starts a journey).
+    lag: Duration,
+    /// Its journey's duration (when it ends one).
+    journey: Duration,
+    instance: &'static str,
+}
+
+impl<'a> Request<'a> {
+    fn draw(rng: &mut SmallRng, slot: &'a Slot, request_timeout: Duration) -> Request<'a> {
+        let (ms, outcome) = if rng.random_bool(ERROR_RATE) {
+            match rng.random_range(0..4) {
+                0 => (log_uniform(rng, 0.05, 0.5), Err(ErrorClass::ConnectRefused)),
+                1 => (log_uniform(rng, 1.0, 20.0), Err(ErrorClass::Reset)),
+                2 => (log_uniform(rng, 2.0, 50.0), Err(ErrorClass::Http5xx)),
+                _ => (
+                    request_timeout.as_secs_f64() * 1000.0,
+                    Err(ErrorClass::RequestTimeout),
+                ),
+            }
+        } else {
+            let tail = rng.random::<f64>();
+            let ms = if tail < 0.003 {
+                log_uniform(rng, 100.0, 1000.0)
+            } else if tail < 0.03 {
+                log_uniform(rng, 10.0, 100.0)
+            } else {
+                // Log-normal, σ = 0.5: about 95 % within a factor 2.7 of the median.
+                (slot.median_ms * (0.5 * standard_normal(rng)).exp()).min(1000.0)
+            };
+            (ms, Ok(()))
+        };
+        let latency = Duration::from_secs_f64(ms / 1000.0);
+        Request {
+            slot,
+            latency,
+            outcome,
+            lag: Duration::from_micros(rng.random_range(20..200)),
+            journey: latency + Duration::from_millis(rng.random_range(1_000..6_000)),
+            instance: INSTANCES[rng.random_range(0..INSTANCES.len())],
+        }
+    }
+}
+
+/// Records a request where the engine would: its step, the run, the journey it starts or
+/// ends (a failed step ends its iteration), the arrival that started it, the instance that
+/// answered.
+fn record(snapshot: &mut Snapshot, request: &Request) {
+    let (slot, outcome) = (request.slot, request.outcome);
+    snapshot.overall.record(request.latency, outcome);
+    snapshot.steps[slot.step].record(request.latency, outcome);
+    snapshot.overall.completed += 1;
+    snapshot.steps[slot.step].completed += 1;
+    if slot.first {
+        snapshot.journeys[slot.journey].started += 1;
+        snapshot.generator.scheduled();
+        snapshot.generator.began(request.lag);
+    }
+    if slot.last || outcome.is_err() {
+        snapshot.journeys[slot.journey].finish(request.journey, outcome);
+    }
+    if outcome.is_ok() {
+        match snapshot.instances.get_mut(request.instance) {
+            Some(count) => *count += 1,
+            None => {
+                snapshot.instances.insert(request.instance.to_string(), 1);
+            }
+        }
+    }
+}
+
+/// Each planned occurrence of every fault, happened at its planned time (started, applied
+/// 5 ms later, healthy again 1.5 s after its planned end), or not run if it is past the end.
+fn occurrences(faults: &[FaultSpec], run: Duration) -> Vec<Occurrence> {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let mut out = Vec::new();
+    for fault in faults {
+        for (number, (at, end)) in fault.occurrences().into_iter().enumerate() {
+            let happened = at < run;
+            out.push(Occurrence {
+                fault: fault.name.clone(),
+                occurrence: number as u32,
+                required: fault.required,
+                status: if happened {
+                    OccurrenceStatus::Happened
+                } else {
+                    OccurrenceStatus::NotRun
+                },
+                reason: (!happened).then(|| "past the end of the synthetic run".to_string()),
+                targets: if happened {
+                    vec![target_name(&fault.selector)]
+                } else {
+                    Vec::new()
+                },
+                planned_at_ms: ms(at),
+                started_ms: happened.then(|| ms(at)),
+                applied_ms: happened.then(|| ms(at) + 5),
+                ended_ms: happened.then(|| (ms(end.unwrap_or(at)) + 1_500).min(ms(run))),
+            });
+        }
+    }
+    out
+}
+
+fn target_name(selector: &Selector) -> String {
+    match selector {
+        Selector::Process { name } | Selector::Container { name } | Selector::Proxy { name } => {
+            name.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn log_uniform(rng: &mut SmallRng, low: f64, high: f64) -> f64 {
+    low * (high / low).powf(rng.random::<f64>())
+}
+
+/// Box–Muller: one draw of N(0, 1).
+fn standard_normal(rng: &mut SmallRng) -> f64 {
+    let u = 1.0 - rng.random::<f64>();
+    let v = rng.random::<f64>();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
