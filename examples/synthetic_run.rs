@@ -18,7 +18,6 @@
 //! happened at its planned time (not run if it falls past `--seconds`). The summary's
 //! `duration_s` is `--seconds`; `planned_duration_s` stays the scenario's own.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -143,17 +142,6 @@ fn write_run(args: &Args) -> Result<(), String> {
     let duration = Duration::from_secs(args.seconds);
     write_totals(dir, &totals, duration).map_err(io)?;
 
-    let files = BTreeMap::from([
-        ("series".to_string(), "series.csv".to_string()),
-        (
-            "intervals".to_string(),
-            "histograms/intervals.hlog".to_string(),
-        ),
-        ("totals".to_string(), "histograms/totals.hlog".to_string()),
-        ("junit".to_string(), "junit.xml".to_string()),
-        ("report".to_string(), "report.html".to_string()),
-        ("scenario".to_string(), "scenario.toml".to_string()),
-    ]);
     let faults = ChaosReport {
         occurrences: occurrences(&plan.chaos.faults, duration),
         ..ChaosReport::default()
@@ -166,7 +154,6 @@ fn write_run(args: &Args) -> Result<(), String> {
             started_at: jiff::Timestamp::now().to_string(),
             duration_s: duration.as_secs_f64(),
             ended_by: EndReason::Plan,
-            files,
             faults,
             aborted_because: None,
         },

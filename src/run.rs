@@ -2,7 +2,6 @@
 //! then execute (pre-flight, engine, aggregation, outputs). Library code: the CLI and the
 //! integration tests both call it in-process.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -293,17 +292,6 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
     } else {
         EndReason::Plan
     };
-    let files = BTreeMap::from([
-        ("series".to_string(), "series.csv".to_string()),
-        (
-            "intervals".to_string(),
-            "histograms/intervals.hlog".to_string(),
-        ),
-        ("totals".to_string(), "histograms/totals.hlog".to_string()),
-        ("junit".to_string(), "junit.xml".to_string()),
-        ("report".to_string(), "report.html".to_string()),
-        ("scenario".to_string(), "scenario.toml".to_string()),
-    ]);
     let mut summary = summary::build(
         RunFacts {
             plan: &plan,
@@ -312,7 +300,6 @@ async fn execute_async(prepared: Prepared, options: &RunOptions) -> Result<RunOu
             started_at: started_wall.to_string(),
             duration_s: elapsed.as_secs_f64(),
             ended_by,
-            files,
             faults,
             aborted_because: aborted,
         },

@@ -94,6 +94,11 @@ impl Counts {
     pub fn attempts(&self) -> u64 {
         self.requests + self.dropped
     }
+
+    /// Failed attempts: failed requests plus arrivals dropped.
+    pub fn failed(&self) -> u64 {
+        self.errors + self.dropped
+    }
 }
 
 /// Streams every (second, tag, histogram) of the interval log to `visit`, a line at a

@@ -112,11 +112,11 @@ pub fn measure(
             .div_ceil(1000)
             .min(run_seconds.max(start + 1));
         let first_error = (start..run_seconds)
-            .find(|s| all(*s).errors + all(*s).dropped > 0)
+            .find(|s| all(*s).failed() > 0)
             .filter(|s| *s < impact_end.max(start + 1) + 1);
         let burst_end = first_error.map(|f| {
             (f..run_seconds)
-                .find(|s| all(*s).errors + all(*s).dropped == 0)
+                .find(|s| all(*s).failed() == 0)
                 .unwrap_or(run_seconds)
         });
         let mut failed = Counts::default();
@@ -169,7 +169,7 @@ pub fn measure(
             end_ms: interval.end_ms,
             first_error_after_ms: first_error.map(|s| (s * 1000).saturating_sub(interval.start_ms)),
             burst_ms: first_error.zip(burst_end).map(|(f, e)| (e - f) * 1000),
-            requests_failed: failed.errors + failed.dropped,
+            requests_failed: failed.failed(),
             failed_by_class: ErrorClass::ALL
                 .iter()
                 .filter(|c| failed.by_class[c.index()] > 0)
@@ -191,7 +191,7 @@ fn rate(counts: &Counts) -> f64 {
     if counts.attempts() == 0 {
         0.0
     } else {
-        (counts.errors + counts.dropped) as f64 / counts.attempts() as f64
+        counts.failed() as f64 / counts.attempts() as f64
     }
 }
 

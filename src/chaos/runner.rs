@@ -18,6 +18,7 @@ use super::effect::{HealthCheck, Watch};
 use super::ledger::{EntryState, Ledger, LedgerRecord, now};
 pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
 use super::outcome::{OccurrenceBook, TargetEnd};
+use super::process::Candidate;
 use super::spec::{ChaosPlan, FaultSpec, Mode, check_guard};
 use super::undo::Undo;
 use super::{ChaosError, Target};
@@ -260,8 +261,8 @@ impl Timeline {
             return;
         };
         self.book.attempted(book_index);
-        let candidates = match self.backends.resolve(&fault.selector).await {
-            Ok(c) => c,
+        let (candidates, group) = match self.resolve(&fault).await {
+            Ok(resolved) => resolved,
             Err(e) => {
                 return self.not_run(
                     &fault,
@@ -271,21 +272,6 @@ impl Timeline {
                     e.to_string(),
                 );
             }
-        };
-        let group = match &fault.among {
-            Some(among) => match self.backends.resolve(among).await {
-                Ok(group) => Some(group),
-                Err(e) => {
-                    return self.not_run(
-                        &fault,
-                        book_index,
-                        occurrence,
-                        EventKind::Failed,
-                        e.to_string(),
-                    );
-                }
-            },
-            None => None,
         };
         let chosen = match choose(
             &fault,
@@ -304,6 +290,20 @@ impl Timeline {
             self.inject_one(&fault, book_index, occurrence, target, ready_before)
                 .await;
         }
+    }
+
+    /// The fault's candidate targets (each with whether it is up) and the replica set its
+    /// guardrails count (`among`).
+    async fn resolve(
+        &mut self,
+        fault: &FaultSpec,
+    ) -> Result<(Vec<Candidate>, Option<Vec<Candidate>>), ChaosError> {
+        let candidates = self.backends.resolve(&fault.selector).await?;
+        let group = match &fault.among {
+            Some(among) => Some(self.backends.resolve(among).await?),
+            None => None,
+        };
+        Ok((candidates, group))
     }
 
     fn not_run(

@@ -131,7 +131,7 @@ impl Recorder {
         outcome: Result<(), ErrorClass>,
         completed_at: Instant,
     ) {
-        let snapshot = &mut self.slot(second.max(self.base)).snapshot;
+        let snapshot = &mut self.slot(second).snapshot;
         snapshot.overall.record(latency, outcome);
         snapshot.steps[step].record(latency, outcome);
         let done = self.second_of(completed_at);
@@ -144,7 +144,7 @@ impl Recorder {
     /// Counts a response by the instance that served it, in the second it was meant to
     /// start in.
     pub fn served_by(&mut self, second: u64, instance: &str) {
-        let instances = &mut self.slot(second.max(self.base)).snapshot.instances;
+        let instances = &mut self.slot(second).snapshot.instances;
         match instances.get_mut(instance) {
             Some(count) => *count += 1,
             None => {
@@ -172,24 +172,18 @@ impl Recorder {
 
     /// An arrival came due and was launched (its second is held open by `pend`).
     pub fn arrival_scheduled(&mut self, second: u64) {
-        self.slot(second.max(self.base))
-            .snapshot
-            .generator
-            .scheduled();
+        self.slot(second).snapshot.generator.scheduled();
     }
 
     /// How late a launched arrival began its first request, in its intended second.
     pub fn arrival_began(&mut self, second: u64, lag: Duration) {
-        self.slot(second.max(self.base))
-            .snapshot
-            .generator
-            .began(lag);
+        self.slot(second).snapshot.generator.began(lag);
     }
 
     /// An arrival the generator could not send (the in-flight cap): a failed attempt of the
     /// journey and first step its seeded choice picked, at its intended start.
     pub fn arrival_dropped(&mut self, due: Instant, journey: usize, first_step: usize) {
-        let second = self.second_of(due).max(self.base);
+        let second = self.second_of(due);
         let snapshot = &mut self.slot(second).snapshot;
         snapshot.generator.dropped();
         snapshot.overall.dropped += 1;

@@ -163,6 +163,21 @@ pub struct GeneratorSummary {
     pub warning: Option<String>,
 }
 
+/// The files of every run directory, relative to it.
+fn run_files() -> BTreeMap<String, String> {
+    [
+        ("series", "series.csv"),
+        ("intervals", "histograms/intervals.hlog"),
+        ("totals", "histograms/totals.hlog"),
+        ("junit", "junit.xml"),
+        ("report", "report.html"),
+        ("scenario", "scenario.toml"),
+    ]
+    .into_iter()
+    .map(|(key, file)| (key.to_string(), file.to_string()))
+    .collect()
+}
+
 /// What the run knows besides its statistics.
 pub struct RunFacts<'a> {
     pub plan: &'a Plan,
@@ -171,7 +186,6 @@ pub struct RunFacts<'a> {
     pub started_at: String,
     pub duration_s: f64,
     pub ended_by: EndReason,
-    pub files: BTreeMap<String, String>,
     pub faults: ChaosReport,
     pub aborted_because: Option<String>,
 }
@@ -251,7 +265,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         },
         journeys,
         generator: generator_summary(totals, Percentiles::of(overall.latency.as_ref()).p50),
-        files: facts.files,
+        files: run_files(),
         scopes,
         faults: facts.faults,
         settle_ms: plan.chaos.settle.as_millis() as u64,
