@@ -1,8 +1,7 @@
-//! What analysis reads back from a run directory: per-second counts from `series.csv` and,
-//! streamed, the per-second histograms of `histograms/intervals.hlog`. Nothing but counts is
-//! held per second, so memory stays small for long runs.
+//! What analysis reads back from a run directory, streamed a row at a time: per-second counts
+//! from `series.csv` and per-second histograms from `histograms/intervals.hlog`. Nothing
+//! here holds the run in memory; what a consumer keeps is its own (and bounded).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
@@ -40,53 +39,174 @@ impl Counts {
     }
 }
 
-/// `series.csv`: second → scope tag → counts.
-pub type Series = BTreeMap<u64, BTreeMap<String, Counts>>;
-
-pub fn read_series(run_dir: &Path) -> Result<Series, String> {
+/// Streams every row of `series.csv` to `visit` as (second, scope tag, counts), in file
+/// order (seconds ascending). A row whose numbers do not parse is an error naming its line.
+pub fn for_each_row(
+    run_dir: &Path,
+    mut visit: impl FnMut(u64, &str, &Counts),
+) -> Result<(), String> {
     let path = run_dir.join("series.csv");
     let mut reader = csv::Reader::from_path(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
+    let required = |name: &str| {
+        column(name).ok_or_else(|| format!("{} has no `{name}` column", path.display()))
+    };
     let (second, scope, requests, errors, p99) = (
-        column("second").ok_or("series.csv has no `second` column")?,
-        column("scope").ok_or("series.csv has no `scope` column")?,
-        column("requests").ok_or("series.csv has no `requests` column")?,
-        column("errors").ok_or("series.csv has no `errors` column")?,
-        column("p99_us").ok_or("series.csv has no `p99_us` column")?,
+        required("second")?,
+        required("scope")?,
+        required("requests")?,
+        required("errors")?,
+        required("p99_us")?,
     );
     let (p50, p95, dropped) = (column("p50_us"), column("p95_us"), column("dropped"));
     let classes: Vec<Option<usize>> = ErrorClass::ALL.iter().map(|c| column(c.name())).collect();
-    let mut series = Series::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
-        let number = |i: usize| {
-            record
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let number = |i: usize| -> Result<u64, String> {
+            let text = record.get(i).unwrap_or_default();
+            if text.is_empty() {
+                return Ok(0);
+            }
+            text.parse::<u64>().map_err(|_| {
+                format!(
+                    "{}:{line}: `{text}` in column `{}` is not a count",
+                    path.display(),
+                    &headers[i]
+                )
+            })
         };
+        let optional = |i: Option<usize>| i.map_or(Ok(0), number);
         let mut counts = Counts {
-            requests: number(requests),
-            errors: number(errors),
-            dropped: dropped.map_or(0, number),
-            p50_us: p50.map_or(0, number),
-            p95_us: p95.map_or(0, number),
-            p99_us: number(p99),
+            requests: number(requests)?,
+            errors: number(errors)?,
+            dropped: optional(dropped)?,
+            p50_us: optional(p50)?,
+            p95_us: optional(p95)?,
+            p99_us: number(p99)?,
             ..Counts::default()
         };
         for (index, col) in classes.iter().enumerate() {
-            if let Some(col) = col {
-                counts.by_class[index] = number(*col);
-            }
+            counts.by_class[index] = optional(*col)?;
         }
-        series
-            .entry(number(second))
-            .or_default()
-            .insert(record.get(scope).unwrap_or_default().to_string(), counts);
+        visit(
+            number(second)?,
+            record.get(scope).unwrap_or_default(),
+            &counts,
+        );
     }
-    Ok(series)
+}
+
+/// The last second `series.csv` has a row for, read from the file's tail (rows are written
+/// in second order), so analysis can lay out its windows before its one pass.
+pub fn last_second(run_dir: &Path) -> Result<Option<u64>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = run_dir.join("series.csv");
+    let mut file =
+        std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let length = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    // A row is well under a kilobyte; 64 KiB always holds the last whole one.
+    let from = length.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(64 * 1024)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Lossy: the window may begin inside a multi-byte character of a scope name.
+    let tail = String::from_utf8_lossy(&bytes);
+    // Skip a partial first line (when the tail starts mid-file) and the header.
+    let whole = if from > 0 {
+        tail.split_once('\n').map_or("", |(_, rest)| rest)
+    } else {
+        &tail
+    };
+    let last = whole
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("second,"));
+    Ok(last.and_then(|line| line.split(',').next()?.parse().ok()))
+}
+
+/// The run's "all" scope for the report's charts, downsampled as it streams past so a day
+/// of seconds is at most `MAX_POINTS` points: each point covers `width` seconds, with
+/// counts as the bucket's mean per second and latencies as its worst second.
+#[derive(Debug, Clone, Default)]
+pub struct ChartSeries {
+    /// Seconds per point.
+    pub width: u64,
+    run_seconds: u64,
+    /// Until `finish`, counts are the bucket's sums.
+    points: Vec<ChartPoint>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChartPoint {
+    /// The bucket's first second.
+    pub second: u64,
+    pub requests: f64,
+    pub errors: f64,
+    pub dropped: f64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+}
+
+impl ChartSeries {
+    pub const MAX_POINTS: u64 = 1200;
+
+    pub fn new(run_seconds: u64) -> ChartSeries {
+        ChartSeries {
+            width: run_seconds.div_ceil(Self::MAX_POINTS).max(1),
+            run_seconds,
+            points: Vec::new(),
+        }
+    }
+
+    /// The points, counts now per second: a bucket's sums over the seconds it spans (the
+    /// last may be short; a second without a row counts as zero).
+    pub fn finish(mut self) -> Vec<ChartPoint> {
+        for point in &mut self.points {
+            let end = (point.second + self.width).min(self.run_seconds.max(point.second + 1));
+            let seconds = (end - point.second) as f64;
+            point.requests /= seconds;
+            point.errors /= seconds;
+            point.dropped /= seconds;
+        }
+        self.points
+    }
+
+    /// One second of the "all" scope; seconds arrive in ascending order.
+    pub fn add(&mut self, second: u64, counts: &Counts) {
+        let bucket = second / self.width * self.width;
+        if self.points.last().is_none_or(|p| p.second != bucket) {
+            self.points.push(ChartPoint {
+                second: bucket,
+                ..ChartPoint::default()
+            });
+        }
+        let point = self.points.last_mut().expect("pushed above");
+        point.requests += counts.requests as f64;
+        point.errors += counts.errors as f64;
+        point.dropped += counts.dropped as f64;
+        point.p50_us = point.p50_us.max(counts.p50_us);
+        point.p95_us = point.p95_us.max(counts.p95_us);
+        point.p99_us = point.p99_us.max(counts.p99_us);
+    }
 }
 
 impl Counts {
@@ -173,4 +293,81 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_dir_with(csv: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("series.csv"), csv).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_last_second_is_read_from_the_tail_of_a_long_series() {
+        let mut csv = String::from("second,scope,requests,errors,p99_us\n");
+        for second in 0..5_000 {
+            csv += &format!("{second},all,10,0,900\n{second},step:0,10,0,900\n");
+        }
+        assert!(csv.len() > 64 * 1024, "the tail window starts mid-file");
+        let dir = run_dir_with(&csv);
+        assert_eq!(last_second(dir.path()).unwrap(), Some(4_999));
+        let empty = run_dir_with("second,scope,requests,errors,p99_us\n");
+        assert_eq!(last_second(empty.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_bad_count_names_its_line_and_column() {
+        let dir =
+            run_dir_with("second,scope,requests,errors,p99_us\n0,all,5,0,10\n1,all,x5,0,10\n");
+        let mut seen = 0;
+        let error = for_each_row(dir.path(), |_, _, _| seen += 1).unwrap_err();
+        assert_eq!(seen, 1, "the good row before it was visited");
+        assert!(
+            error.ends_with(":3: `x5` in column `requests` is not a count"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn charts_downsample_a_day_to_at_most_max_points() {
+        let day = 86_400;
+        let mut chart = ChartSeries::new(day);
+        assert_eq!(chart.width, 72);
+        for second in 0..day {
+            // 100 requests a second, one 1 s spike of 500 ms at second 1000.
+            let p99_us = if second == 1_000 { 500_000 } else { 2_000 };
+            chart.add(
+                second,
+                &Counts {
+                    requests: 100,
+                    p99_us,
+                    ..Counts::default()
+                },
+            );
+        }
+        let points = chart.finish();
+        assert_eq!(points.len() as u64, ChartSeries::MAX_POINTS);
+        assert!(points.iter().all(|p| (p.requests - 100.0).abs() < 1e-9));
+        let spike = &points[(1_000 / 72) as usize];
+        assert_eq!(spike.p99_us, 500_000, "a bucket keeps its worst second");
+        assert_eq!(points[0].p99_us, 2_000);
+    }
+
+    #[test]
+    fn a_short_last_bucket_is_a_mean_over_the_seconds_it_spans() {
+        let mut chart = ChartSeries::new(2_401); // width 3: the last bucket is second 2400 alone
+        assert_eq!(chart.width, 3);
+        let ten = Counts {
+            requests: 10,
+            ..Counts::default()
+        };
+        chart.add(0, &ten); // seconds 1 and 2 have no row: zero
+        chart.add(2_400, &ten);
+        let points = chart.finish();
+        assert!((points[0].requests - 10.0 / 3.0).abs() < 1e-9);
+        assert!((points[1].requests - 10.0).abs() < 1e-9);
+    }
 }

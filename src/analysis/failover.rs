@@ -4,14 +4,13 @@
 //! baseline, and latency before vs during.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Counts, Series, for_each_interval};
+use super::data::Counts;
 use super::verdicts::STABLE_SECONDS;
-use super::windows::{Interval, instances, seconds_of};
+use super::windows::{Interval, WindowInstance, instances, seconds_of};
 use crate::metrics::ErrorClass;
 use crate::metrics::stats::new_histogram;
 use crate::slo::Window;
@@ -49,141 +48,268 @@ pub struct Failover {
     pub instances_after: BTreeMap<String, u64>,
 }
 
-pub fn measure(
-    run_dir: &Path,
-    series: &Series,
-    intervals: &[Interval],
+/// One second of the "all" scope, as much as failover's searches need: a day of them is
+/// 1.4 MB, held only from the first fault's start on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Second {
+    requests: u32,
+    errors: u32,
+    dropped: u32,
+    p99_us: u32,
+}
+
+impl Second {
+    fn of(counts: &Counts) -> Second {
+        let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Second {
+            requests: small(counts.requests),
+            errors: small(counts.errors),
+            dropped: small(counts.dropped),
+            p99_us: small(counts.p99_us),
+        }
+    }
+
+    fn attempts(&self) -> u64 {
+        u64::from(self.requests) + u64::from(self.dropped)
+    }
+
+    fn failed(&self) -> u64 {
+        u64::from(self.errors) + u64::from(self.dropped)
+    }
+
+    fn rate(&self) -> f64 {
+        match self.attempts() {
+            0 => 0.0,
+            attempts => self.failed() as f64 / attempts as f64,
+        }
+    }
+}
+
+/// What one fault occurrence accumulates while the run's files stream past.
+#[derive(Default)]
+struct Sums {
+    before: Option<Histogram<u64>>,
+    during: Option<Histogram<u64>>,
+    /// From injection to the fault's end plus settle time.
+    failed: Counts,
+    during_counts: Counts,
+    instances_before: BTreeMap<String, u64>,
+    instances_during: BTreeMap<String, u64>,
+    instances_after: BTreeMap<String, u64>,
+}
+
+/// Failover figures for every fault occurrence that happened, fed from analysis's one pass
+/// (`counts`, then `histogram`). The baseline "back" means is the whole run's steady state,
+/// known only at the end, so the recovery search keeps a compact "all" second (`Second`)
+/// from the first fault on; everything else is summed as it passes.
+pub struct Meter<'a> {
+    intervals: &'a [Interval],
     settle_ms: u64,
     run_seconds: u64,
-) -> Result<Vec<Failover>, String> {
-    if intervals.is_empty() {
-        return Ok(Vec::new());
-    }
-    let steady = &instances(&Window::Steady, intervals, settle_ms, run_seconds)[0];
-    let all = |second: u64| {
-        series
-            .get(&second)
-            .and_then(|s| s.get("all"))
-            .cloned()
-            .unwrap_or_default()
-    };
+    steady: Option<WindowInstance>,
+    steady_hist: Option<Histogram<u64>>,
+    steady_counts: Counts,
+    /// The first second `all` holds.
+    from: u64,
+    all: Vec<Second>,
+    sums: Vec<Sums>,
+}
 
-    // Latency histograms: steady (baseline), and before / during each fault.
-    let mut steady_hist: Option<Histogram<u64>> = None;
-    let mut before: Vec<Option<Histogram<u64>>> = vec![None; intervals.len()];
-    let mut during: Vec<Option<Histogram<u64>>> = vec![None; intervals.len()];
-    for_each_interval(run_dir, |second, tag, histogram| {
-        if tag != "all" {
+impl<'a> Meter<'a> {
+    pub fn new(intervals: &'a [Interval], settle_ms: u64, run_seconds: u64) -> Meter<'a> {
+        let from = intervals
+            .iter()
+            .map(|i| i.start_ms / 1000)
+            .min()
+            .unwrap_or(0);
+        let steady = (!intervals.is_empty())
+            .then(|| instances(&Window::Steady, intervals, settle_ms, run_seconds).remove(0));
+        Meter {
+            intervals,
+            settle_ms,
+            run_seconds,
+            steady,
+            steady_hist: None,
+            steady_counts: Counts::default(),
+            from,
+            // Exactly the seconds it will hold: a growing Vec would double past them.
+            all: Vec::with_capacity(if intervals.is_empty() {
+                0
+            } else {
+                run_seconds.saturating_sub(from) as usize
+            }),
+            sums: intervals.iter().map(|_| Sums::default()).collect(),
+        }
+    }
+
+    /// One row of `series.csv`.
+    pub fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+        if self.intervals.is_empty() {
             return;
         }
-        if steady.contains(second) {
-            add(&mut steady_hist, histogram);
-        }
-        for (index, interval) in intervals.iter().enumerate() {
-            let start = interval.start_ms / 1000;
-            if second < start && second + BEFORE_SECONDS >= start {
-                add(&mut before[index], histogram);
-            }
-            if seconds_of(interval.start_ms, interval.end_ms).contains(&second) {
-                add(&mut during[index], histogram);
-            }
-        }
-    })?;
-    let mut steady_counts = Counts::default();
-    for (second, scopes) in series {
-        if steady.contains(*second)
-            && let Some(c) = scopes.get("all")
-        {
-            steady_counts.add(c);
-        }
-    }
-    let baseline_error_rate = rate(&steady_counts);
-    let baseline_p99 = p99(&steady_hist);
-    // "Back" allows headroom: at most 1 % or twice the steady error rate, and a p99 within
-    // three times the steady p99 (at least 25 ms above it, so fast baselines on a busy
-    // machine are not brittle).
-    let error_ceiling = (baseline_error_rate * 2.0).max(0.01);
-    let p99_ceiling = baseline_p99.map(|p| (p * 3).max(p + 25_000));
-
-    let mut out = Vec::new();
-    for (index, interval) in intervals.iter().enumerate() {
-        let start = interval.start_ms / 1000;
-        let impact_end = (interval.end_ms + settle_ms)
-            .div_ceil(1000)
-            .min(run_seconds.max(start + 1));
-        let first_error = (start..run_seconds)
-            .find(|s| all(*s).failed() > 0)
-            .filter(|s| *s < impact_end.max(start + 1) + 1);
-        let burst_end = first_error.map(|f| {
-            (f..run_seconds)
-                .find(|s| all(*s).failed() == 0)
-                .unwrap_or(run_seconds)
-        });
-        let mut failed = Counts::default();
-        for second in start..impact_end {
-            failed.add(&all(second));
-        }
-        let healthy = |second: u64| {
-            let c = all(second);
-            c.attempts() > 0
-                && rate(&c) <= error_ceiling
-                && p99_ceiling.is_none_or(|ceiling| c.p99_us <= ceiling)
-        };
-        // Seconds without a request neither confirm nor refute; near the run's end fewer
-        // than three seconds may remain, and those that do must all be healthy.
-        let busy: Vec<u64> = (start..run_seconds)
-            .filter(|s| all(*s).attempts() > 0)
-            .collect();
-        let recovered = (0..busy.len())
-            .find(|&i| {
-                busy[i..(i + STABLE_SECONDS as usize).min(busy.len())]
-                    .iter()
-                    .all(|s| healthy(*s))
-            })
-            .map(|i| (busy[i] * 1000).saturating_sub(interval.start_ms));
-        let mut during_counts = Counts::default();
-        for second in seconds_of(interval.start_ms, interval.end_ms) {
-            during_counts.add(&all(second));
-        }
-        let end_second = interval.end_ms.div_ceil(1000);
-        let after_start = (interval.end_ms + settle_ms).div_ceil(1000);
-        let served = |range: std::ops::Range<u64>| {
-            let mut by_instance: BTreeMap<String, u64> = BTreeMap::new();
-            for (_, scopes) in series.range(range) {
-                for (scope, counts) in scopes {
-                    if let Some(instance) = scope.strip_prefix("instance:") {
-                        *by_instance.entry(instance.to_string()).or_default() += counts.requests;
+        if let Some(instance) = tag.strip_prefix("instance:") {
+            for (interval, sums) in self.intervals.iter().zip(&mut self.sums) {
+                let spans = Spans::of(interval, self.settle_ms);
+                for (range, served) in [
+                    (spans.before, &mut sums.instances_before),
+                    (spans.during, &mut sums.instances_during),
+                    (spans.after, &mut sums.instances_after),
+                ] {
+                    if range.contains(&second) {
+                        *served.entry(instance.to_string()).or_default() += counts.requests;
                     }
                 }
             }
-            by_instance
-        };
-        out.push(Failover {
-            instances_before: served(start.saturating_sub(BEFORE_SECONDS)..start),
-            instances_during: served(start..end_second.max(start + 1)),
-            instances_after: served(after_start..after_start + BEFORE_SECONDS),
-            fault: interval.fault.clone(),
-            occurrence: interval.occurrence,
-            targets: interval.targets.clone(),
-            start_ms: interval.start_ms,
-            end_ms: interval.end_ms,
-            first_error_after_ms: first_error.map(|s| (s * 1000).saturating_sub(interval.start_ms)),
-            burst_ms: first_error.zip(burst_end).map(|(f, e)| (e - f) * 1000),
-            requests_failed: failed.failed(),
-            failed_by_class: ErrorClass::ALL
-                .iter()
-                .filter(|c| failed.by_class[c.index()] > 0)
-                .map(|c| (c.name().to_string(), failed.by_class[c.index()]))
-                .collect(),
-            recovered_after_ms: recovered,
-            p99_before_us: p99(&before[index]),
-            p99_during_us: p99(&during[index]),
-            error_rate_during: rate(&during_counts),
-            baseline_error_rate,
-            baseline_p99_us: baseline_p99,
-        });
+            return;
+        }
+        if tag != "all" {
+            return;
+        }
+        if self.steady.as_ref().is_some_and(|w| w.contains(second)) {
+            self.steady_counts.add(counts);
+        }
+        if second >= self.from && second < self.run_seconds {
+            let offset = (second - self.from) as usize;
+            if self.all.len() <= offset {
+                self.all.resize(offset + 1, Second::default());
+            }
+            self.all[offset] = Second::of(counts);
+        }
+        for (interval, sums) in self.intervals.iter().zip(&mut self.sums) {
+            let spans = Spans::of(interval, self.settle_ms);
+            let impact_end = spans
+                .impact
+                .end
+                .min(self.run_seconds.max(spans.impact.start + 1));
+            if (spans.impact.start..impact_end).contains(&second) {
+                sums.failed.add(counts);
+            }
+            if seconds_of(interval.start_ms, interval.end_ms).contains(&second) {
+                sums.during_counts.add(counts);
+            }
+        }
     }
-    Ok(out)
+
+    /// One histogram of `intervals.hlog`: only "all" (every success) is failover's.
+    pub fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+        if tag != "all" {
+            return;
+        }
+        if self.steady.as_ref().is_some_and(|w| w.contains(second)) {
+            add(&mut self.steady_hist, histogram);
+        }
+        for (interval, sums) in self.intervals.iter().zip(&mut self.sums) {
+            let start = interval.start_ms / 1000;
+            if second < start && second + BEFORE_SECONDS >= start {
+                add(&mut sums.before, histogram);
+            }
+            if seconds_of(interval.start_ms, interval.end_ms).contains(&second) {
+                add(&mut sums.during, histogram);
+            }
+        }
+    }
+
+    fn all(&self, second: u64) -> Second {
+        second
+            .checked_sub(self.from)
+            .and_then(|offset| self.all.get(offset as usize))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn finish(self) -> Vec<Failover> {
+        let baseline_error_rate = rate(&self.steady_counts);
+        let baseline_p99 = p99(&self.steady_hist);
+        // "Back" allows headroom: at most 1 % or twice the steady error rate, and a p99
+        // within three times the steady p99 (at least 25 ms above it, so fast baselines on
+        // a busy machine are not brittle).
+        let error_ceiling = (baseline_error_rate * 2.0).max(0.01);
+        let p99_ceiling = baseline_p99.map(|p| (p * 3).max(p + 25_000));
+        let run_seconds = self.run_seconds;
+        let healthy = |s: Second| {
+            s.attempts() > 0
+                && s.rate() <= error_ceiling
+                && p99_ceiling.is_none_or(|ceiling| u64::from(s.p99_us) <= ceiling)
+        };
+        let mut out = Vec::new();
+        for (interval, sums) in self.intervals.iter().zip(&self.sums) {
+            let start = interval.start_ms / 1000;
+            let impact_end = Spans::of(interval, self.settle_ms)
+                .impact
+                .end
+                .min(run_seconds.max(start + 1));
+            let first_error = (start..run_seconds)
+                .find(|s| self.all(*s).failed() > 0)
+                .filter(|s| *s < impact_end.max(start + 1) + 1);
+            let burst_end = first_error.map(|f| {
+                (f..run_seconds)
+                    .find(|s| self.all(*s).failed() == 0)
+                    .unwrap_or(run_seconds)
+            });
+            // Seconds without a request neither confirm nor refute; near the run's end
+            // fewer than three seconds may remain, and those that do must all be healthy.
+            let busy: Vec<u64> = (start..run_seconds)
+                .filter(|s| self.all(*s).attempts() > 0)
+                .collect();
+            let recovered = (0..busy.len())
+                .find(|&i| {
+                    busy[i..(i + STABLE_SECONDS as usize).min(busy.len())]
+                        .iter()
+                        .all(|s| healthy(self.all(*s)))
+                })
+                .map(|i| (busy[i] * 1000).saturating_sub(interval.start_ms));
+            let failed = &sums.failed;
+            out.push(Failover {
+                instances_before: sums.instances_before.clone(),
+                instances_during: sums.instances_during.clone(),
+                instances_after: sums.instances_after.clone(),
+                fault: interval.fault.clone(),
+                occurrence: interval.occurrence,
+                targets: interval.targets.clone(),
+                start_ms: interval.start_ms,
+                end_ms: interval.end_ms,
+                first_error_after_ms: first_error
+                    .map(|s| (s * 1000).saturating_sub(interval.start_ms)),
+                burst_ms: first_error.zip(burst_end).map(|(f, e)| (e - f) * 1000),
+                requests_failed: failed.failed(),
+                failed_by_class: ErrorClass::ALL
+                    .iter()
+                    .filter(|c| failed.by_class[c.index()] > 0)
+                    .map(|c| (c.name().to_string(), failed.by_class[c.index()]))
+                    .collect(),
+                recovered_after_ms: recovered,
+                p99_before_us: p99(&sums.before),
+                p99_during_us: p99(&sums.during),
+                error_rate_during: rate(&sums.during_counts),
+                baseline_error_rate,
+                baseline_p99_us: baseline_p99,
+            });
+        }
+        out
+    }
+}
+
+/// The seconds an occurrence's figures cover.
+struct Spans {
+    /// Injection to the fault's end plus settle time: its failed requests.
+    impact: std::ops::Range<u64>,
+    /// Where the traffic went: the 10 s before, during, the 10 s after the settle time.
+    before: std::ops::Range<u64>,
+    during: std::ops::Range<u64>,
+    after: std::ops::Range<u64>,
+}
+
+impl Spans {
+    fn of(interval: &Interval, settle_ms: u64) -> Spans {
+        let start = interval.start_ms / 1000;
+        let after_start = (interval.end_ms + settle_ms).div_ceil(1000);
+        Spans {
+            impact: start..(interval.end_ms + settle_ms).div_ceil(1000),
+            before: start.saturating_sub(BEFORE_SECONDS)..start,
+            during: start..interval.end_ms.div_ceil(1000).max(start + 1),
+            after: after_start..after_start + BEFORE_SECONDS,
+        }
+    }
 }
 
 /// Failed attempts (errors and dropped arrivals) over attempts.
@@ -211,7 +337,7 @@ fn add(into: &mut Option<Histogram<u64>>, from: &Histogram<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::data::read_series;
+    use crate::analysis::data::{for_each_interval, for_each_row};
 
     /// A synthetic run: 100 requests a second for 20 s; errors in seconds 6–8 only; the
     /// fault held from 5.2 s to 9.5 s.
@@ -232,7 +358,6 @@ mod tests {
         std::fs::write(dir.path().join("series.csv"), csv).unwrap();
         std::fs::create_dir_all(dir.path().join("histograms")).unwrap();
         std::fs::write(dir.path().join("histograms/intervals.hlog"), "").unwrap();
-        let series = read_series(dir.path()).unwrap();
         let intervals = vec![Interval {
             fault: "kill".into(),
             occurrence: 0,
@@ -241,7 +366,13 @@ mod tests {
             targets: vec!["backend-1".into()],
             ..Interval::default()
         }];
-        let figures = measure(dir.path(), &series, &intervals, 2_000, 20).unwrap();
+        let mut meter = Meter::new(&intervals, 2_000, 20);
+        for_each_row(dir.path(), |second, tag, counts| {
+            meter.counts(second, tag, counts)
+        })
+        .unwrap();
+        for_each_interval(dir.path(), |second, tag, h| meter.histogram(second, tag, h)).unwrap();
+        let figures = meter.finish();
         let f = &figures[0];
         assert_eq!(f.first_error_after_ms, Some(800));
         assert_eq!(f.burst_ms, Some(3_000), "seconds 6, 7 and 8");

@@ -63,25 +63,50 @@ pub struct Inputs<'a> {
     pub steps: &'a [(String, String)],
 }
 
-pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analysis, String> {
-    let series = data::read_series(run_dir)?;
+/// What one analysis pass yields: the judged analysis, and the report's chart points.
+pub struct Analyzed {
+    pub analysis: Analysis,
+    pub chart: Vec<data::ChartPoint>,
+    /// Seconds per chart point.
+    pub chart_width: u64,
+}
+
+/// Judges the run in one pass over each of its files: every row of `series.csv`, then every
+/// histogram of `intervals.hlog`, goes once to every consumer — the verdicts' windows, the
+/// failover figures, the chart. Each keeps only what it needs, so memory does not grow
+/// with the run's length (failover's compact seconds aside: 1.4 MB a day).
+pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> {
     let run_ms = (inputs.duration_s * 1000.0) as u64;
-    let run_seconds = series
-        .keys()
-        .next_back()
+    let run_seconds = data::last_second(run_dir)?
         .map_or(0, |s| s + 1)
         .max(run_ms.div_ceil(1000));
     let intervals = windows::fault_intervals(inputs.occurrences, run_ms);
-    let slos = verdicts::judge(run_dir, &series, &intervals, inputs, run_seconds)?;
     let happened = windows::happened(&intervals);
-    let failover = failover::measure(run_dir, &series, &happened, inputs.settle_ms, run_seconds)?;
-    let fault_problems = fault_problems(inputs.occurrences);
+    let mut judge = verdicts::Judge::new(&intervals, inputs, run_seconds);
+    let mut meter = failover::Meter::new(&happened, inputs.settle_ms, run_seconds);
+    let mut chart = data::ChartSeries::new(run_seconds);
+    data::for_each_row(run_dir, |second, tag, counts| {
+        judge.counts(second, tag, counts);
+        meter.counts(second, tag, counts);
+        if tag == "all" {
+            chart.add(second, counts);
+        }
+    })?;
+    data::for_each_interval(run_dir, |second, tag, histogram| {
+        judge.histogram(second, tag, histogram);
+        meter.histogram(second, tag, histogram);
+    })?;
+    let slos = judge.finish();
     let passed = !slos.iter().any(|v| v.fails_run());
-    Ok(Analysis {
-        slos,
-        failover,
-        passed,
-        fault_problems,
+    Ok(Analyzed {
+        analysis: Analysis {
+            slos,
+            failover: meter.finish(),
+            passed,
+            fault_problems: fault_problems(inputs.occurrences),
+        },
+        chart_width: chart.width,
+        chart: chart.finish(),
     })
 }
 

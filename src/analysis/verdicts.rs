@@ -10,12 +10,11 @@
 //! `no_successful_response`. Requests belong to the second they were meant to start in.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Counts, Series, for_each_interval};
+use super::data::Counts;
 use super::windows::{Interval, WindowInstance, instances};
 use super::{Inputs, scope_tags};
 use crate::metrics::stats::new_histogram;
@@ -142,154 +141,187 @@ struct Job {
     acc: Accumulator,
 }
 
-pub fn judge(
-    run_dir: &Path,
-    series: &Series,
-    intervals: &[Interval],
-    inputs: &Inputs<'_>,
-    run_seconds: u64,
-) -> Result<Vec<SloVerdict>, String> {
-    let mut jobs: Vec<Job> = Vec::new();
-    let mut recoveries: Vec<RecoveryJob<'_>> = Vec::new();
-    let mut verdicts: Vec<(usize, SloVerdict)> = Vec::new();
-    for (index, slo) in inputs.slos.iter().enumerate() {
-        let tags = scope_tags(&slo.scope, inputs.steps);
-        if let Some(recovery) = slo.recovery {
-            if intervals.is_empty() {
-                verdicts.push((
-                    index,
-                    unjudged(
-                        slo,
-                        "recovery",
-                        VerdictStatus::NoData,
-                        "no fault was planned in this run",
-                    ),
-                ));
-            }
-            for interval in intervals {
-                if !interval.happened() {
-                    let mut verdict = unjudged(
-                        slo,
-                        &format!(
-                            "recovery from {} #{}",
-                            interval.fault,
-                            interval.occurrence + 1
-                        ),
-                        VerdictStatus::NotRun,
-                        interval
-                            .reason
-                            .as_deref()
-                            .unwrap_or("the fault did not happen"),
-                    );
-                    verdict.allowed = !interval.required;
-                    verdicts.push((index, verdict));
-                    continue;
+/// Every objective's windows, fed from analysis's one pass over the run's files: counts
+/// (`series.csv`) with `counts`, histograms (`intervals.hlog`) with `histogram`. What it
+/// holds is per window instance (and per second of a recovery span), never per run second.
+pub struct Judge<'a> {
+    slos: &'a [SloSpec],
+    jobs: Vec<Job>,
+    recoveries: Vec<RecoveryJob<'a>>,
+    /// Verdicts settled without data: windows that did not occur, faults that did not run.
+    unjudged: Vec<(usize, SloVerdict)>,
+}
+
+impl<'a> Judge<'a> {
+    pub fn new(intervals: &'a [Interval], inputs: &Inputs<'a>, run_seconds: u64) -> Judge<'a> {
+        let mut judge = Judge {
+            slos: inputs.slos,
+            jobs: Vec::new(),
+            recoveries: Vec::new(),
+            unjudged: Vec::new(),
+        };
+        for (index, slo) in inputs.slos.iter().enumerate() {
+            let tags = scope_tags(&slo.scope, inputs.steps);
+            match slo.recovery {
+                Some(recovery) => {
+                    judge.plan_recoveries(index, recovery, intervals, tags, run_seconds)
                 }
-                let anchor_ms = if recovery.from_end {
-                    interval.end_ms
-                } else {
-                    interval.start_ms
-                };
-                let first = anchor_ms / 1000;
-                let last = (anchor_ms + recovery.within.as_millis() as u64).div_ceil(1000)
-                    + STABLE_SECONDS;
-                let per_second = (first..last.min(run_seconds))
-                    .map(|s| {
-                        let acc = Accumulator {
-                            seconds: 1,
-                            ..Accumulator::default()
-                        };
-                        (s, acc)
-                    })
-                    .collect();
-                recoveries.push(RecoveryJob {
-                    slo: index,
-                    interval,
-                    anchor_ms,
-                    per_second,
-                    tags: tags.clone(),
-                });
+                None => judge.plan_windows(index, intervals, inputs.settle_ms, tags, run_seconds),
             }
-            continue;
         }
-        let windows = instances(&slo.window, intervals, inputs.settle_ms, run_seconds);
-        if windows.is_empty() {
-            verdicts.push((
-                index,
-                unjudged(
+        judge
+    }
+
+    fn plan_recoveries(
+        &mut self,
+        index: usize,
+        recovery: crate::slo::Recovery,
+        intervals: &'a [Interval],
+        tags: Vec<String>,
+        run_seconds: u64,
+    ) {
+        let slo = &self.slos[index];
+        if intervals.is_empty() {
+            let verdict = unjudged(
+                slo,
+                "recovery",
+                VerdictStatus::NoData,
+                "no fault was planned in this run",
+            );
+            self.unjudged.push((index, verdict));
+        }
+        for interval in intervals {
+            if !interval.happened() {
+                let mut verdict = unjudged(
                     slo,
-                    &slo.window.to_string(),
-                    VerdictStatus::NoData,
-                    "this window did not occur in the run",
-                ),
-            ));
+                    &format!(
+                        "recovery from {} #{}",
+                        interval.fault,
+                        interval.occurrence + 1
+                    ),
+                    VerdictStatus::NotRun,
+                    interval
+                        .reason
+                        .as_deref()
+                        .unwrap_or("the fault did not happen"),
+                );
+                verdict.allowed = !interval.required;
+                self.unjudged.push((index, verdict));
+                continue;
+            }
+            let anchor_ms = if recovery.from_end {
+                interval.end_ms
+            } else {
+                interval.start_ms
+            };
+            let first = anchor_ms / 1000;
+            let last =
+                (anchor_ms + recovery.within.as_millis() as u64).div_ceil(1000) + STABLE_SECONDS;
+            let per_second = (first..last.min(run_seconds))
+                .map(|s| {
+                    let acc = Accumulator {
+                        seconds: 1,
+                        ..Accumulator::default()
+                    };
+                    (s, acc)
+                })
+                .collect();
+            self.recoveries.push(RecoveryJob {
+                slo: index,
+                interval,
+                anchor_ms,
+                per_second,
+                tags: tags.clone(),
+            });
+        }
+    }
+
+    fn plan_windows(
+        &mut self,
+        index: usize,
+        intervals: &[Interval],
+        settle_ms: u64,
+        tags: Vec<String>,
+        run_seconds: u64,
+    ) {
+        let slo = &self.slos[index];
+        let windows = instances(&slo.window, intervals, settle_ms, run_seconds);
+        if windows.is_empty() {
+            let verdict = unjudged(
+                slo,
+                &slo.window.to_string(),
+                VerdictStatus::NoData,
+                "this window did not occur in the run",
+            );
+            self.unjudged.push((index, verdict));
         }
         for window in windows {
             if let Some(not_run) = &window.not_run {
                 let mut verdict =
                     unjudged(slo, &window.label, VerdictStatus::NotRun, &not_run.reason);
                 verdict.allowed = !not_run.required;
-                verdicts.push((index, verdict));
+                self.unjudged.push((index, verdict));
                 continue;
             }
-            let mut acc = Accumulator {
-                seconds: window.length(),
-                ..Accumulator::default()
-            };
-            for (second, scopes) in series {
-                if window.contains(*second) {
-                    for tag in &tags {
-                        if let Some(counts) = scopes.get(tag) {
-                            acc.counts.add(counts);
-                        }
-                    }
-                }
-            }
-            jobs.push(Job {
+            self.jobs.push(Job {
                 slo: index,
                 tags: tags.clone(),
+                acc: Accumulator {
+                    seconds: window.length(),
+                    ..Accumulator::default()
+                },
                 window,
-                acc,
             });
         }
     }
-    for job in &mut recoveries {
-        for (second, acc) in job.per_second.iter_mut() {
-            if let Some(scopes) = series.get(second) {
-                for tag in &job.tags {
-                    if let Some(counts) = scopes.get(tag) {
-                        acc.counts.add(counts);
-                    }
-                }
+
+    /// One row of `series.csv`.
+    pub fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+        for job in &mut self.jobs {
+            if job.window.contains(second) && job.tags.iter().any(|t| t == tag) {
+                job.acc.counts.add(counts);
+            }
+        }
+        for job in &mut self.recoveries {
+            if job.tags.iter().any(|t| t == tag)
+                && let Some(acc) = job.per_second.get_mut(&second)
+            {
+                acc.counts.add(counts);
             }
         }
     }
-    for_each_interval(run_dir, |second, tag, histogram| {
-        for job in jobs.iter_mut() {
+
+    /// One histogram of `intervals.hlog` (successes' latencies; `failed:` tags are not
+    /// any objective's latency).
+    pub fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+        for job in &mut self.jobs {
             if job.window.contains(second) && job.tags.iter().any(|t| t == tag) {
                 add(&mut job.acc.histogram, histogram);
             }
         }
-        for job in recoveries.iter_mut() {
+        for job in &mut self.recoveries {
             if job.tags.iter().any(|t| t == tag)
                 && let Some(acc) = job.per_second.get_mut(&second)
             {
                 add(&mut acc.histogram, histogram);
             }
         }
-    })?;
+    }
 
-    for job in jobs {
-        let slo = &inputs.slos[job.slo];
-        verdicts.push((job.slo, window_verdict(slo, job.window.label, &job.acc)));
+    /// The verdicts, in the scenario's order of objectives.
+    pub fn finish(self) -> Vec<SloVerdict> {
+        let slos = self.slos;
+        let mut verdicts = self.unjudged;
+        for job in self.jobs {
+            let verdict = window_verdict(&slos[job.slo], job.window.label, &job.acc);
+            verdicts.push((job.slo, verdict));
+        }
+        for job in self.recoveries {
+            verdicts.push((job.slo, recovery_verdict(&slos[job.slo], &job)));
+        }
+        verdicts.sort_by_key(|(index, _)| *index);
+        verdicts.into_iter().map(|(_, v)| v).collect()
     }
-    for job in recoveries {
-        let slo = &inputs.slos[job.slo];
-        verdicts.push((job.slo, recovery_verdict(slo, &job)));
-    }
-    // Keep the scenario's order of objectives.
-    verdicts.sort_by_key(|(index, _)| *index);
-    Ok(verdicts.into_iter().map(|(_, v)| v).collect())
 }
 
 fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdict {

@@ -4,7 +4,7 @@
 
 use plotters::prelude::*;
 
-use crate::analysis::data::Series;
+use crate::analysis::data::ChartPoint;
 use crate::analysis::windows::Interval;
 
 const WIDTH: u32 = 960;
@@ -21,26 +21,25 @@ struct Point {
     p99: f64,
 }
 
-fn points(series: &Series) -> Vec<Point> {
-    series
+fn points(chart: &[ChartPoint]) -> Vec<Point> {
+    chart
         .iter()
-        .filter_map(|(second, scopes)| {
-            scopes.get("all").map(|c| Point {
-                second: *second as f64,
-                requests: c.requests as f64,
-                errors: c.errors as f64,
-                dropped: c.dropped as f64,
-                p50: c.p50_us as f64 / 1000.0,
-                p95: c.p95_us as f64 / 1000.0,
-                p99: c.p99_us as f64 / 1000.0,
-            })
+        .map(|c| Point {
+            second: c.second as f64,
+            requests: c.requests,
+            errors: c.errors,
+            dropped: c.dropped,
+            p50: c.p50_us as f64 / 1000.0,
+            p95: c.p95_us as f64 / 1000.0,
+            p99: c.p99_us as f64 / 1000.0,
         })
         .collect()
 }
 
-/// Requests, errors and dropped arrivals per second of intended start.
-pub fn throughput(series: &Series, faults: &[Interval]) -> Result<String, String> {
-    let data = points(series);
+/// Requests, errors and dropped arrivals per second of intended start (a point's mean when
+/// a point spans several seconds).
+pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
+    let data = points(chart);
     draw(
         "requests / s",
         &[
@@ -64,9 +63,10 @@ pub fn throughput(series: &Series, faults: &[Interval]) -> Result<String, String
     )
 }
 
-/// p50 / p95 / p99 per second, in milliseconds.
-pub fn latency(series: &Series, faults: &[Interval]) -> Result<String, String> {
-    let data: Vec<Point> = points(series)
+/// p50 / p95 / p99 per second, in milliseconds (a point's worst second when it spans
+/// several).
+pub fn latency(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
+    let data: Vec<Point> = points(chart)
         .into_iter()
         .filter(|p| p.requests > 0.0)
         .collect();

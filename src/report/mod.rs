@@ -9,6 +9,7 @@ use std::path::Path;
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
+use crate::analysis::data::ChartPoint;
 use crate::analysis::verdicts::VerdictStatus;
 use crate::analysis::windows::{fault_intervals, happened};
 use crate::analysis::{self, Inputs};
@@ -28,7 +29,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
         .iter()
         .flat_map(|j| j.steps.iter().map(|s| (j.name.clone(), s.name.clone())))
         .collect();
-    let analysis = analysis::analyze(
+    let analyzed = analysis::analyze(
         run_dir,
         &Inputs {
             slos: &slos,
@@ -38,6 +39,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
             steps: &steps,
         },
     )?;
+    let analysis = analyzed.analysis;
     summary.slos = analysis.slos;
     summary.failover = analysis.failover;
     summary.slo_passed = analysis.passed;
@@ -50,7 +52,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
     let junit = render_junit(summary)?;
     write_atomic(&run_dir.join("junit.xml"), junit.as_bytes())
         .map_err(|e| format!("writing junit.xml: {e}"))?;
-    let html = render_html(run_dir, summary)?;
+    let html = render_html(run_dir, summary, &analyzed.chart, analyzed.chart_width)?;
     write_atomic(&run_dir.join("report.html"), html.as_bytes())
         .map_err(|e| format!("writing report.html: {e}"))?;
     Ok(())
@@ -96,14 +98,18 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
         .map_err(|e| format!("rendering junit.xml: {e}"))
 }
 
-fn render_html(run_dir: &Path, summary: &Summary) -> Result<String, String> {
-    let series = analysis::data::read_series(run_dir)?;
+fn render_html(
+    run_dir: &Path,
+    summary: &Summary,
+    chart: &[ChartPoint],
+    chart_width: u64,
+) -> Result<String, String> {
     let faults = happened(&fault_intervals(
         &summary.faults.occurrences,
         (summary.duration_s * 1000.0) as u64,
     ));
-    let throughput_svg = charts::throughput(&series, &faults)?;
-    let latency_svg = charts::latency(&series, &faults)?;
+    let throughput_svg = charts::throughput(chart, &faults)?;
+    let latency_svg = charts::latency(chart, &faults)?;
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
     let verdict =
         if summary.drill_passed() && summary.complete && summary.faults.unrecovered.is_empty() {
@@ -124,6 +130,7 @@ fn render_html(run_dir: &Path, summary: &Summary) -> Result<String, String> {
                 faults => Value::from(Serde(&faults)),
                 throughput_svg,
                 latency_svg,
+                chart_width,
                 scenario_text,
                 host,
             })
