@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::chaos::proxy::daemon::{self, DaemonOptions};
 use crate::exit;
-use crate::output::{table, verdict_lines};
+use crate::output::{say, table, verdict_lines, warn};
 use crate::run::{self, RunError, RunOptions};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, ScenarioError, describe::describe, units::parse_duration};
@@ -293,15 +293,17 @@ fn run_command(
     if dry_run {
         return dry_run_report(&prepared.plan);
     }
+    // Everything from here on may run after the terminal went away (a hang-up mid-drill):
+    // output is best effort (`say`, `warn`), never a panic.
     match run::execute(prepared, &options) {
         Ok(outcome) => {
             let summary = &outcome.summary;
             if options.quiet {
-                println!("{}", outcome.run_dir.display());
+                say(&format!("{}\n", outcome.run_dir.display()));
             } else {
-                print!("{}", table::render(summary));
-                print!("{}", verdict_lines::render(summary));
-                println!("report: {}", outcome.run_dir.display());
+                say(&table::render(summary));
+                say(&verdict_lines::render(summary));
+                say(&format!("report: {}\n", outcome.run_dir.display()));
             }
             // The baseline gate only judges a run that completed and was judged.
             let gate = match &baseline {
@@ -321,10 +323,13 @@ fn run_command(
 fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, gate: u8) -> u8 {
     let (code, reasons) = exit::for_run(summary, gate == exit::SLO_FAILED);
     for reason in &reasons {
-        eprintln!("error: {reason}");
+        warn(&format!("error: {reason}\n"));
     }
     if code == exit::FAULT_NOT_RECOVERED {
-        eprintln!("then run `loadgen recover {}`", run_dir.display());
+        warn(&format!(
+            "then run `loadgen recover {}`\n",
+            run_dir.display()
+        ));
     }
     // A comparison that could not be made (unreadable, unwritable) outranks a pass.
     if code == exit::OK { gate } else { code }
@@ -509,11 +514,11 @@ fn report_command(run_dir: &std::path::Path) -> u8 {
 fn report_error(error: RunError) -> u8 {
     match error {
         RunError::BadInput(message) => {
-            eprintln!("{message}");
+            warn(&format!("{message}\n"));
             exit::BAD_INPUT
         }
         RunError::CouldNotRun(message) => {
-            eprintln!("error: {message}");
+            warn(&format!("error: {message}\n"));
             exit::COULD_NOT_RUN
         }
     }

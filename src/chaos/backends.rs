@@ -1,6 +1,8 @@
 //! One entry point over the backends: resolve a selector, compute the undo, apply, recover.
 //! Backends that need a connection (Docker) are connected on first use.
 
+use std::time::Duration;
+
 use super::docker::DockerBackend;
 use super::effect::HealthCheck;
 use super::firewall::FirewallBackend;
@@ -259,6 +261,7 @@ impl Backends {
 
 /// Puts a target back from its undo record alone (also used by `loadgen recover`).
 pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+    // (Unbounded: callers go through `recover_within`.)
     match undo {
         Undo::Nothing => Ok(()),
         Undo::Process { .. } => super::process::recover(undo).await,
@@ -266,5 +269,58 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         Undo::Kube { .. } => super::kube::recover(undo).await.map(|_| ()),
         Undo::Proxy { .. } => super::network::recover(undo).await,
         Undo::Firewall { .. } => super::firewall::recover(undo).await,
+    }
+}
+
+/// A backend call bounded by `deadline`: one that has not answered by then is dropped
+/// (children it started are killed on drop) and is an error naming what hung.
+pub async fn within<T>(
+    deadline: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, ChaosError>>,
+) -> Result<T, ChaosError> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ChaosError::Backend {
+                backend: "deadline",
+                message: format!("{what}: no answer within {deadline:?} (backend_timeout)"),
+            })
+        })
+}
+
+/// Puts a target back within `deadline`. A backend error (a daemon restarting, a refused
+/// connection) is retried with back-off, 100 ms doubling to 2 s; a guardrail refusal is
+/// not. Still failing, or still waiting for an answer, at the deadline: the last error.
+pub async fn recover_within(undo: &Undo, deadline: Duration) -> Result<(), ChaosError> {
+    let until = tokio::time::Instant::now() + deadline;
+    let mut pause = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match tokio::time::timeout_at(until, recover(undo)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(_) => {
+                return Err(ChaosError::Backend {
+                    backend: "deadline",
+                    message: format!(
+                        "recovery got no answer within {deadline:?} (backend_timeout; attempt {attempts})"
+                    ),
+                });
+            }
+        };
+        let transient = matches!(error, ChaosError::Backend { .. });
+        if !transient || tokio::time::Instant::now() + pause >= until {
+            return Err(match error {
+                ChaosError::Backend { backend, message } if attempts > 1 => ChaosError::Backend {
+                    backend,
+                    message: format!("{message} (after {attempts} attempts in {deadline:?})"),
+                },
+                other => other,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::backends::{Backends, recover};
+use super::backends::{Backends, recover_within, within};
 use super::effect::{HealthCheck, Watch};
 use super::ledger::{EntryState, Ledger, LedgerRecord, now};
 pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
@@ -64,6 +64,19 @@ struct Active {
 /// A target's effect window being watched: resolves to its occurrence, its event, its end.
 type Watching = JoinHandle<(usize, FaultEvent, TargetEnd)>;
 
+/// How the run steers its timeline.
+#[derive(Clone, Default)]
+pub struct Controls {
+    /// The load has ended (plan end, interrupt, abort): from this instant nothing more is
+    /// injected and everything still applied is recovered, while the engine drains.
+    pub stop: CancellationToken,
+    /// The engine has drained: effect watches end here.
+    pub drained: CancellationToken,
+    /// A second interrupt: skip the recoveries not yet begun (the one in progress runs to
+    /// its deadline); they stay in the ledger, listed as unrecovered.
+    pub abandon: CancellationToken,
+}
+
 pub struct Timeline {
     plan: Arc<ChaosPlan>,
     backends: Backends,
@@ -74,8 +87,8 @@ pub struct Timeline {
     report: ChaosReport,
     book: OccurrenceBook,
     watches: Vec<Watching>,
-    /// The run's stop token, once `run` has it: every effect watch ends on it.
-    stop: CancellationToken,
+    /// The run's controls, once `run` has them.
+    controls: Controls,
     /// When `stop` fired: where windows held to the run's end close.
     run_end_ms: Option<u64>,
     /// Each event also goes here as it happens, for the live progress output.
@@ -107,7 +120,7 @@ impl Timeline {
             report: ChaosReport::default(),
             book: OccurrenceBook::default(),
             watches: Vec::new(),
-            stop: CancellationToken::new(),
+            controls: Controls::default(),
             run_end_ms: None,
             live: None,
         }
@@ -126,11 +139,12 @@ impl Timeline {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Plays the timeline until it is done and `stop` is cancelled (the run's end), then
-    /// recovers everything still applied, waits for the effect watches (they end on `stop`
-    /// too) and settles every planned occurrence.
-    pub async fn run(mut self, stop: CancellationToken) -> ChaosReport {
-        self.stop = stop.clone();
+    /// Plays the timeline until it is done or `controls.stop` fires (the load's end), then
+    /// at once recovers everything still applied, waits for the engine to drain (the
+    /// effect watches end then) and settles every planned occurrence.
+    pub async fn run(mut self, controls: Controls) -> ChaosReport {
+        self.controls = controls.clone();
+        let stop = controls.stop.clone();
         let mut steps: Vec<(Duration, Step)> = Vec::new();
         for (index, fault) in self.plan.faults.iter().enumerate() {
             for (occurrence, (start, end)) in fault.occurrences().into_iter().enumerate() {
@@ -154,8 +168,10 @@ impl Timeline {
         steps.sort_by_key(|(at, step)| (*at, matches!(step, Step::Inject(..))));
         for (at, step) in steps {
             tokio::select! {
-                _ = sleep_until(self.start + at) => {}
+                // A stop due at the same instant as a step wins: nothing is injected after it.
+                biased;
                 _ = stop.cancelled() => break,
+                _ = sleep_until(self.start + at) => {}
             }
             match step {
                 Step::Inject(index, occurrence) => self.inject(index, occurrence).await,
@@ -173,6 +189,10 @@ impl Timeline {
         let run_end_ms = self.offset_ms();
         self.run_end_ms = Some(run_end_ms);
         self.recover_where(|_| true, When::RunEnd).await;
+        tokio::select! {
+            _ = controls.drained.cancelled() => {}
+            _ = controls.abandon.cancelled() => {}
+        }
         for watching in std::mem::take(&mut self.watches) {
             if let Ok((index, event, end)) = watching.await {
                 self.report.events.push(event);
@@ -287,6 +307,10 @@ impl Timeline {
         };
         let ready_before = candidates.iter().filter(|(_, up)| *up).count();
         for target in chosen {
+            // A stop while the targets are resolved or hit: the rest are left alone.
+            if self.controls.stop.is_cancelled() {
+                break;
+            }
             self.inject_one(&fault, book_index, occurrence, target, ready_before)
                 .await;
         }
@@ -298,9 +322,17 @@ impl Timeline {
         &mut self,
         fault: &FaultSpec,
     ) -> Result<(Vec<Candidate>, Option<Vec<Candidate>>), ChaosError> {
-        let candidates = self.backends.resolve(&fault.selector).await?;
+        let deadline = self.plan.backend_timeout;
+        let candidates = within(
+            deadline,
+            "resolving targets",
+            self.backends.resolve(&fault.selector),
+        )
+        .await?;
         let group = match &fault.among {
-            Some(among) => Some(self.backends.resolve(among).await?),
+            Some(among) => {
+                Some(within(deadline, "resolving `among`", self.backends.resolve(among)).await?)
+            }
             None => None,
         };
         Ok((candidates, group))
@@ -343,10 +375,14 @@ impl Timeline {
                 Some(message),
             );
         };
-        let undo = match self
-            .backends
-            .undo_for(&target, &fault.action, &fault.selector, &fault.guard)
-            .await
+        let deadline = self.plan.backend_timeout;
+        let undo = match within(
+            deadline,
+            "reading the undo",
+            self.backends
+                .undo_for(&target, &fault.action, &fault.selector, &fault.guard),
+        )
+        .await
         {
             Ok(undo) => undo,
             Err(e) => return fail(self, e.to_string()),
@@ -374,7 +410,12 @@ impl Timeline {
         }
         let started = self.event(fault, occurrence, EventKind::Started, Some(&target), None);
         self.book.started(index, started);
-        let applied = self.backends.apply(&target, &fault.action, &undo).await;
+        let applied = within(
+            deadline,
+            "applying",
+            self.backends.apply(&target, &fault.action, &undo),
+        )
+        .await;
         match &applied {
             Ok(()) => {
                 let at = self.event(fault, occurrence, EventKind::Applied, Some(&target), None);
@@ -428,7 +469,7 @@ impl Timeline {
         };
         let (index, fault_name, occurrence) = (active.index, fault.name.clone(), active.occurrence);
         let target = watch.target.clone();
-        let (stop, live) = (self.stop.clone(), self.live.clone());
+        let (stop, live) = (self.controls.drained.clone(), self.live.clone());
         self.watches.push(tokio::spawn(async move {
             let end = watch.run(stop).await;
             let event = FaultEvent {
@@ -456,7 +497,11 @@ impl Timeline {
             .partition(|a| wanted(a));
         self.active = keep;
         for active in due {
-            let outcome = recover(&active.undo).await;
+            if self.controls.abandon.is_cancelled() {
+                self.abandoned(active);
+                continue;
+            }
+            let outcome = recover_within(&active.undo, self.plan.backend_timeout).await;
             let record = LedgerRecord {
                 entry: active.entry.clone(),
                 fault: active.fault.clone(),
@@ -549,6 +594,43 @@ impl Timeline {
         }
     }
 
+    /// A recovery skipped by a second interrupt: the ledger still shows it applied, so
+    /// `loadgen recover` finds it.
+    fn abandoned(&mut self, active: Active) {
+        let message = "recovery skipped by a second interrupt: still applied".to_string();
+        if let Some(fault) = self
+            .plan
+            .faults
+            .iter()
+            .find(|f| f.name == active.fault)
+            .cloned()
+        {
+            self.event(
+                &fault,
+                active.occurrence,
+                EventKind::Failed,
+                Some(&active.target),
+                Some(message.clone()),
+            );
+            if active.applied {
+                let at = self.offset_ms();
+                self.book.ended(
+                    active.index,
+                    TargetEnd {
+                        target: target_label(&active.target),
+                        at_ms: at,
+                        healthy: false,
+                        reason: Some(message.clone()),
+                    },
+                );
+            }
+        }
+        self.report.unrecovered.push(format!(
+            "{} on {} ({}): {message}",
+            active.fault, active.target.name, active.target.id
+        ));
+    }
+
     /// Records an event now; returns its offset.
     fn event(
         &mut self,
@@ -600,6 +682,7 @@ impl Drop for Timeline {
             return;
         }
         let undos: Vec<Undo> = self.active.drain(..).map(|a| a.undo).collect();
+        let deadline = self.plan.backend_timeout;
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -609,7 +692,7 @@ impl Drop for Timeline {
             };
             runtime.block_on(async {
                 for undo in &undos {
-                    let _ = recover(undo).await;
+                    let _ = recover_within(undo, deadline).await;
                 }
             });
         })

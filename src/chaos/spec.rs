@@ -23,8 +23,14 @@ pub struct ChaosPlan {
     /// After a fault ends, how long the platform gets to settle before "steady state"
     /// resumes for SLO windows (default 10 s).
     pub settle: Duration,
+    /// The deadline of every backend call (resolve, apply, recover); a recovery retries
+    /// transient failures with back-off until it, then is listed as not recovered.
+    pub backend_timeout: Duration,
     pub faults: Vec<FaultSpec>,
 }
+
+/// `[chaos] backend_timeout` when the scenario does not say.
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ChaosPlan {
     fn default() -> Self {
@@ -35,6 +41,7 @@ impl Default for ChaosPlan {
             kube_namespaces: Vec::new(),
             allow_targets: Vec::new(),
             settle: Duration::from_secs(10),
+            backend_timeout: DEFAULT_BACKEND_TIMEOUT,
             faults: Vec::new(),
         }
     }

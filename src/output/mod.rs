@@ -7,7 +7,20 @@ pub mod summary;
 pub mod table;
 pub mod verdict_lines;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Writes to stdout, best effort: a terminal that went away (EIO after a hang-up) or a
+/// closed pipe must not panic a run that is still recovering its faults (`print!` would).
+pub fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
+/// `say` for stderr.
+pub fn warn(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
 
 /// Creates `<out>/<timestamp>-<scenario>/`, adding a suffix if that name is taken.
 pub fn create_run_dir(

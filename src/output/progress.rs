@@ -55,7 +55,11 @@ impl Progress {
             Progress::Quiet => {}
             Progress::Plain { every } => {
                 if (second.second + 1).is_multiple_of(*every) {
-                    eprintln!("[{:>4}s/{}s] {line}", second.second + 1, planned.as_secs());
+                    super::warn(&format!(
+                        "[{:>4}s/{}s] {line}\n",
+                        second.second + 1,
+                        planned.as_secs()
+                    ));
                 }
             }
             Progress::Live(bar) => {
@@ -68,7 +72,7 @@ impl Progress {
     pub fn note(&self, message: &str) {
         match self {
             Progress::Quiet => {}
-            Progress::Plain { .. } => eprintln!("{message}"),
+            Progress::Plain { .. } => super::warn(&format!("{message}\n")),
             Progress::Live(bar) => bar.println(message),
         }
     }

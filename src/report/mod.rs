@@ -14,6 +14,7 @@ use crate::analysis::verdicts::VerdictStatus;
 use crate::analysis::windows::{fault_intervals, happened};
 use crate::analysis::{self, Inputs};
 use crate::chaos::runner::OccurrenceStatus;
+use crate::exit;
 use crate::output::summary::Summary;
 use crate::output::write_atomic;
 
@@ -90,10 +91,21 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
             .iter()
             .filter(|o| o.status == OccurrenceStatus::NotRun && !o.required)
             .count();
-    let tests = summary.slos.len() + occurrences.len();
+    // The run's outcome is a test case of its own, decided by the one exit-code function:
+    // an interrupted run or an unrecovered fault fails the suite even if every verdict passed.
+    let (exit_code, outcome_reasons) = exit::for_run(summary, false);
+    let tests = summary.slos.len() + occurrences.len() + 1;
+    let failures = failures + usize::from(exit_code != exit::OK);
     env.get_template("junit.xml")
         .and_then(|t| {
-            t.render(context! { s => Value::from(Serde(summary)), failures, skipped, tests })
+            t.render(context! {
+                s => Value::from(Serde(summary)),
+                failures,
+                skipped,
+                tests,
+                exit_code,
+                outcome_reasons,
+            })
         })
         .map_err(|e| format!("rendering junit.xml: {e}"))
 }
@@ -111,12 +123,13 @@ fn render_html(
     let throughput_svg = charts::throughput(chart, &faults)?;
     let latency_svg = charts::latency(chart, &faults)?;
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
-    let verdict =
-        if summary.drill_passed() && summary.complete && summary.faults.unrecovered.is_empty() {
-            "PASS"
-        } else {
-            "FAIL"
-        };
+    // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
+    let (exit_code, outcome_reasons) = exit::for_run(summary, false);
+    let verdict = if exit_code == exit::OK {
+        "PASS"
+    } else {
+        "FAIL"
+    };
     let host = std::fs::read_to_string("/etc/hostname")
         .unwrap_or_default()
         .trim()
@@ -127,6 +140,8 @@ fn render_html(
             t.render(context! {
                 s => Value::from(Serde(summary)),
                 verdict,
+                exit_code,
+                outcome_reasons,
                 faults => Value::from(Serde(&faults)),
                 throughput_svg,
                 latency_svg,

@@ -33,8 +33,23 @@ pub fn validate_chaos(
             diagnostics,
         )
         .unwrap_or_default(),
+        backend_timeout: typed(
+            raw.backend_timeout.as_ref(),
+            crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT,
+            parse_duration,
+            diagnostics,
+        )
+        .unwrap_or(crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT),
         faults: Vec::new(),
     };
+    if let Some(raw_timeout) = &raw.backend_timeout
+        && plan.backend_timeout < Duration::from_millis(100)
+    {
+        diagnostics.push(
+            raw_timeout.span(),
+            "backend_timeout must be at least 100ms".to_string(),
+        );
+    }
     let mut names = std::collections::HashSet::new();
     for fault in faults {
         let raw_fault = fault.get_ref();

@@ -150,6 +150,7 @@ pub struct RawChaos {
     #[serde(default)]
     pub allow_targets: Vec<String>,
     pub settle: Option<Spanned<String>>,
+    pub backend_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

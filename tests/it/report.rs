@@ -105,15 +105,20 @@ fn a_drill_is_judged_per_window_and_reported() {
         "{failover:#}"
     );
 
-    // JUnit: one test case per verdict and one per planned fault occurrence (it happened:
-    // no failure), the failure carrying measured value and objective.
+    // JUnit: one test case per verdict, one per planned fault occurrence (it happened: no
+    // failure) and the run's outcome (exit 1 here: the failed verdict); the verdict's failure
+    // carries measured value and objective.
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
-    assert_eq!(junit.matches("<testcase ").count(), 4, "{junit}");
+    assert_eq!(junit.matches("<testcase ").count(), 5, "{junit}");
     assert!(
         junit.contains(r#"<testcase classname="fault" name="freeze server #1""#),
         "{junit}"
     );
-    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(
+        junit.contains(r#"<testcase classname="run" name="outcome (exit 1)""#),
+        "{junit}"
+    );
+    assert_eq!(junit.matches("<failure ").count(), 2, "{junit}");
     assert!(junit.contains("availability measured"), "{junit}");
     assert!(junit.contains("objective &gt;= 100.000%"), "{junit}");
 

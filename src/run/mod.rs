@@ -1,0 +1,136 @@
+//! One `loadgen run`. `prepare` (scenario → plan, overrides, allow-list) has no side
+//! effect; `execute` hands the prepared plan to the supervisor (`supervisor.rs`), which takes
+//! it through its phases: pre-flight, run, stop, recover, judge, write. Library code: the
+//! CLI and the integration tests both call it in-process.
+
+mod checks;
+pub mod signals;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::output::summary::Summary;
+use crate::scenario::plan::BaseUrl;
+use crate::scenario::{self, Plan, ScenarioError};
+
+pub use supervisor::Phase;
+
+/// Everything `loadgen run` can be told.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    pub target: Option<String>,
+    pub out: PathBuf,
+    pub seed: Option<u64>,
+    pub duration: Option<Duration>,
+    pub threads: Option<usize>,
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario or the flags are wrong; nothing was sent.
+    #[error("{0}")]
+    BadInput(String),
+    /// The run could not start or finish: target unreachable, harness failure.
+    #[error("{0}")]
+    CouldNotRun(String),
+}
+
+/// A plan with every override applied and its target checked and resolved.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub plan: Arc<Plan>,
+    pub seed: u64,
+    pub workers: usize,
+    /// What the user must know before the first request (e.g. faults `--duration` cuts
+    /// off, which will be `not_run`).
+    pub warnings: Vec<String>,
+}
+
+/// What a run leaves: its directory and its summary — the outcome record (end reason,
+/// fault occurrences and what is still applied, generator health, verdicts) from which
+/// `exit::for_run` derives the exit code, the report's badge and JUnit's outcome case.
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub summary: Summary,
+}
+
+/// Loads the scenario and applies `--target`, `--seed`, `--duration`; checks the target
+/// against the allow-list. Sends nothing.
+pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
+    let mut plan = scenario::load(&options.scenario).map_err(|e| match e {
+        ScenarioError::Invalid(d) => RunError::BadInput(d.to_string()),
+        other => RunError::BadInput(other.to_string()),
+    })?;
+    if let Some(target) = &options.target {
+        plan.target.base =
+            BaseUrl::parse(target).map_err(|e| RunError::BadInput(format!("--target: {e}")))?;
+    }
+    let mut warnings = Vec::new();
+    if let Some(duration) = options.duration {
+        if duration.is_zero() {
+            return Err(RunError::BadInput(
+                "--duration must be longer than zero".into(),
+            ));
+        }
+        plan.load.model.truncate(duration);
+        warnings.extend(cut_off_faults(&plan, duration));
+    }
+    let base = &plan.target.base;
+    let address = plan
+        .target
+        .allow
+        .resolve(&base.host, base.port)
+        .map_err(RunError::BadInput)?;
+    plan.target.base.resolved = Some(address);
+    let seed = options.seed.unwrap_or(plan.seed);
+    let workers = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    Ok(Prepared {
+        plan: Arc::new(plan),
+        seed,
+        workers,
+        warnings,
+    })
+}
+
+/// The fault occurrences a `--duration` cut leaves past the end of the run: they will not
+/// happen, and (unless the fault says `required = false`) that fails the run.
+fn cut_off_faults(plan: &Plan, duration: Duration) -> Vec<String> {
+    let end = plan.load.model.total_duration().min(duration);
+    plan.chaos
+        .faults
+        .iter()
+        .flat_map(|fault| {
+            fault
+                .occurrences()
+                .into_iter()
+                .enumerate()
+                .filter(move |(_, (at, _))| *at >= end)
+                .map(move |(occurrence, (at, _))| {
+                    format!(
+                        "--duration {:.1}s cuts off fault `{}` #{} (due at {:.1}s): it will not run, and the run fails with its windows `not_run` unless the fault says `required = false`",
+                        end.as_secs_f64(),
+                        fault.name,
+                        occurrence + 1,
+                        at.as_secs_f64()
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Runs a prepared plan to its end (or to a signal or an abort) and writes the run
+/// directory.
+pub fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::CouldNotRun(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(supervisor::execute(prepared, options))
+}

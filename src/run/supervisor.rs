@@ -1,0 +1,405 @@
+//! The run supervisor: takes a prepared plan through its phases, in this order —
+//!
+//! 1. **pre-flight**: the target accepts connections, every fault's guardrails allow it;
+//! 2. **run**: the engine drives the load, the fault timeline plays, seconds are aggregated
+//!    as they become final;
+//! 3. **stop**: at the plan's end, an interrupt, a hang-up or an abort objective — from that
+//!    instant nothing more is injected;
+//! 4. **recover**: everything still applied is put back at once, while in-flight journeys
+//!    drain (not after them); signals stay handled until it ends;
+//! 5. **judge**: summary.json is first written `"judged": false` with the objectives, then
+//!    the analysis judges it;
+//! 6. **write**: summary.json whole again, junit.xml, report.html.
+//!
+//! Pre-flight happens before the supervisor exists (nothing can need recovering yet); from
+//! the run on, `Phase` is its state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::sleep_until;
+
+use super::signals::{Asked, Signal, Signals};
+use super::{Prepared, RunError, RunOptions, RunOutcome, checks};
+use crate::chaos::ledger::Ledger;
+use crate::chaos::runner::{ChaosReport, Controls, FaultEvent, Timeline};
+use crate::engine::Engine;
+use crate::metrics::Aggregator;
+use crate::output::progress::Progress;
+use crate::output::series::{SeriesWriter, write_totals};
+use crate::output::summary::{self, EndReason, RunFacts, Summary};
+use crate::output::{create_run_dir, write_atomic};
+use crate::slo::live::AbortWatch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The load plan plays; the plan's end stops it.
+    Run,
+    /// The load has ended; in-flight journeys drain while faults are recovered.
+    Stop,
+    /// The engine has drained; the last recoveries finish.
+    Recover,
+    /// Written unjudged, judged, written whole; a signal now ends judging, not the run.
+    Judge,
+}
+
+/// Why the load ended before its plan did.
+#[derive(Debug, Clone, PartialEq)]
+enum Stopped {
+    Signal(Signal),
+    Abort(String),
+}
+
+pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
+    let plan = prepared.plan.clone();
+    let client = checks::client(&plan, options)?;
+    checks::target(&client, &plan.target.base).await?;
+    checks::faults(&plan).await?;
+
+    let started_wall = jiff::Timestamp::now();
+    let run_dir = create_run_dir(&options.out, &plan.name, started_wall).map_err(|e| {
+        RunError::CouldNotRun(format!(
+            "cannot create the run directory under {}: {e}",
+            options.out.display()
+        ))
+    })?;
+    // The scenario as run, so the report can show it and be re-rendered later.
+    let _ = std::fs::copy(&plan.source, run_dir.join("scenario.toml"));
+    let series = SeriesWriter::create(&run_dir, SystemTime::now()).map_err(|e| {
+        RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
+    })?;
+    let ledger = match plan.chaos.faults.is_empty() {
+        true => None,
+        false => Some(Ledger::create(&run_dir).map_err(|e| {
+            RunError::CouldNotRun(format!(
+                "cannot create the fault ledger in {}: {e}",
+                run_dir.display()
+            ))
+        })?),
+    };
+    // From here until the last recovery, a signal is the supervisor's to handle.
+    let signals = Signals::install();
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let engine = Engine::start(
+        plan.clone(),
+        client,
+        prepared.workers,
+        prepared.seed,
+        reports_tx,
+    )
+    .map_err(|e| RunError::CouldNotRun(format!("cannot start worker threads: {e}")))?;
+    let controls = Controls::default();
+    let (live_tx, live_events) = mpsc::unbounded_channel::<FaultEvent>();
+    let chaos = ledger.map(|ledger| {
+        let timeline = Timeline::new(
+            Arc::new(plan.chaos.clone()),
+            ledger,
+            engine.start,
+            prepared.seed,
+        )
+        .with_live_events(live_tx);
+        tokio::spawn(timeline.run(controls.clone()))
+    });
+    let planned = plan.load.model.total_duration();
+    let mut supervisor = Supervisor {
+        phase: Phase::Run,
+        signals,
+        progress: Progress::new(options.quiet, planned),
+        planned,
+        aggregator: Aggregator::new(prepared.workers, plan.step_count(), plan.journeys.len()),
+        abort_watch: AbortWatch::new(&plan.slos, &plan.step_names()),
+        series: Some(series),
+        write_error: None,
+        stopped: None,
+        abandoned: false,
+        controls,
+        live_events,
+        engine_stop: engine.stop.clone(),
+        engine_kill: engine.kill.clone(),
+        run_dir,
+    };
+
+    supervisor.run(reports, engine.start + planned).await;
+    let elapsed = engine.start.elapsed();
+    let workers_ok = tokio::task::spawn_blocking(move || engine.join())
+        .await
+        .unwrap_or(false);
+    let faults = supervisor.recover(chaos).await;
+    let summary = supervisor.write_unjudged(&prepared, started_wall, elapsed, workers_ok, faults);
+    supervisor.judge(summary).await
+}
+
+struct Supervisor {
+    phase: Phase,
+    signals: Signals,
+    progress: Progress,
+    planned: Duration,
+    aggregator: Aggregator,
+    abort_watch: AbortWatch,
+    /// Taken when the series is finished.
+    series: Option<SeriesWriter>,
+    write_error: Option<std::io::Error>,
+    stopped: Option<Stopped>,
+    /// A second interrupt skipped the recoveries not begun.
+    abandoned: bool,
+    controls: Controls,
+    live_events: mpsc::UnboundedReceiver<FaultEvent>,
+    engine_stop: tokio_util::sync::CancellationToken,
+    engine_kill: tokio_util::sync::CancellationToken,
+    run_dir: PathBuf,
+}
+
+impl Supervisor {
+    /// Run and stop: aggregates every second until every worker has drained; stops the
+    /// timeline at the plan's end, a signal or an abort, whichever comes first.
+    async fn run(
+        &mut self,
+        mut reports: mpsc::UnboundedReceiver<crate::metrics::WorkerReport>,
+        plan_end: tokio::time::Instant,
+    ) {
+        loop {
+            tokio::select! {
+                report = reports.recv() => {
+                    let Some(report) = report else { break };
+                    self.accept(report);
+                }
+                Some(event) = self.live_events.recv() => self.progress.note(&describe_event(&event)),
+                _ = sleep_until(plan_end), if self.phase == Phase::Run => self.stop_injecting(),
+                asked = self.signals.next() => self.on_signal(asked),
+            }
+        }
+        // Every worker has drained (the plan's end may not have been seen first: the last
+        // worker can finish at that very instant): nothing more is injected, and effect
+        // watches end now.
+        self.stop_injecting();
+        self.controls.drained.cancel();
+    }
+
+    fn accept(&mut self, report: crate::metrics::WorkerReport) {
+        for second in self.aggregator.accept(report) {
+            self.progress.second(&second, self.planned);
+            if self.stopped.is_none()
+                && let Some(reason) = self.abort_watch.second(&second)
+            {
+                self.progress
+                    .note(&format!("aborting: {reason}; recovering faults"));
+                self.stop(Stopped::Abort(reason));
+            }
+            if let Some(Err(e)) = self.series.as_mut().map(|s| s.write_second(&second)) {
+                self.write_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The load is over (or asked to end): no injection from this instant; recovery starts.
+    fn stop_injecting(&mut self) {
+        self.controls.stop.cancel();
+        if self.phase == Phase::Run {
+            self.phase = Phase::Stop;
+        }
+    }
+
+    fn stop(&mut self, why: Stopped) {
+        self.stopped.get_or_insert(why);
+        self.engine_stop.cancel();
+        self.stop_injecting();
+    }
+
+    fn on_signal(&mut self, asked: Asked) {
+        match (asked, self.phase) {
+            (Asked::Stop(signal), _) => {
+                self.progress.note(&format!(
+                    "{}: stopping — no more faults; recovering what is applied while in-flight journeys finish (INT or TERM again, a second from now, to skip recovery)",
+                    signal.name()
+                ));
+                self.stop(Stopped::Signal(signal));
+            }
+            (Asked::Abandon(signal), _) => {
+                self.progress.note(&format!(
+                    "{} again: abandoning requests in flight and skipping the recoveries not begun; what stays applied is listed (then run `loadgen recover {}`)",
+                    signal.name(),
+                    self.run_dir.display()
+                ));
+                self.abandoned = true;
+                self.engine_kill.cancel();
+                self.controls.abandon.cancel();
+            }
+            (Asked::Nothing(Signal::Hangup), _) => self
+                .progress
+                .note("SIGHUP again: recovery goes on (a hang-up never skips it)"),
+            (Asked::Nothing(signal), _) => self.progress.note(&format!(
+                "{} again within a second: ignored (again later to skip recovery)",
+                signal.name()
+            )),
+        }
+    }
+
+    /// Recover: waits for the timeline's last recoveries (begun at the stop), still
+    /// answering signals and showing fault events.
+    async fn recover(&mut self, chaos: Option<JoinHandle<ChaosReport>>) -> ChaosReport {
+        self.phase = Phase::Recover;
+        let Some(mut task) = chaos else {
+            return ChaosReport::default();
+        };
+        let report = loop {
+            tokio::select! {
+                done = &mut task => break done,
+                Some(event) = self.live_events.recv() => self.progress.note(&describe_event(&event)),
+                asked = self.signals.next() => self.on_signal(asked),
+            }
+        };
+        while let Ok(event) = self.live_events.try_recv() {
+            self.progress.note(&describe_event(&event));
+        }
+        report.unwrap_or_else(|e| ChaosReport {
+            unrecovered: vec![format!(
+                "the fault timeline failed ({e}); run `loadgen recover {}`",
+                self.run_dir.display()
+            )],
+            ..ChaosReport::default()
+        })
+    }
+
+    /// The figures as they stand, written `"judged": false` with the objectives, so a run
+    /// killed while it is judged leaves what to judge (`loadgen report` finishes the job).
+    fn write_unjudged(
+        &mut self,
+        prepared: &Prepared,
+        started_wall: jiff::Timestamp,
+        elapsed: Duration,
+        workers_ok: bool,
+        faults: ChaosReport,
+    ) -> Summary {
+        self.phase = Phase::Judge;
+        for second in self.aggregator.flush() {
+            if let Some(Err(e)) = self.series.as_mut().map(|s| s.write_second(&second)) {
+                self.write_error.get_or_insert(e);
+            }
+        }
+        std::mem::replace(&mut self.progress, Progress::Quiet).finish();
+        let series = self.series.take().expect("the series is finished once");
+        if let Err(e) = series
+            .finish()
+            .and_then(|_| write_totals(&self.run_dir, self.aggregator.totals(), elapsed))
+        {
+            self.write_error.get_or_insert(e);
+        }
+        let ended_by = match (&self.stopped, workers_ok && self.aggregator.all_finished()) {
+            (_, false) => EndReason::HarnessFailure,
+            (Some(Stopped::Abort(_)), true) => EndReason::Aborted,
+            (Some(Stopped::Signal(_)), true) => EndReason::Interrupted,
+            (None, true) => EndReason::Plan,
+        };
+        let aborted_because = match &self.stopped {
+            Some(Stopped::Abort(reason)) => Some(reason.clone()),
+            _ => None,
+        };
+        let summary = summary::build(
+            RunFacts {
+                plan: &prepared.plan,
+                seed: prepared.seed,
+                workers: prepared.workers,
+                started_at: started_wall.to_string(),
+                duration_s: elapsed.as_secs_f64(),
+                ended_by,
+                faults,
+                aborted_because,
+            },
+            self.aggregator.totals(),
+        );
+        let json = serde_json::to_vec_pretty(&summary).expect("a summary always serializes");
+        if let Err(e) = write_atomic(&self.run_dir.join("summary.json"), &json) {
+            self.write_error.get_or_insert(e);
+        }
+        summary
+    }
+
+    /// Judge and write: the analysis on a blocking thread, so a signal still ends it (the
+    /// summary then stays `"judged": false`, which `loadgen report` finishes).
+    async fn judge(mut self, summary: Summary) -> Result<RunOutcome, RunError> {
+        if let Some(e) = self.write_error.take() {
+            return Err(RunError::CouldNotRun(format!(
+                "writing the run's results in {} failed: {e}",
+                self.run_dir.display()
+            )));
+        }
+        let harness_failed = summary.ended_by == EndReason::HarnessFailure;
+        // After a skipped recovery the user wants out: the figures are written, judging can
+        // wait for `loadgen report` (exit 4 names what is still applied either way).
+        let summary = if self.abandoned {
+            summary
+        } else {
+            self.judged(summary).await?
+        };
+        if harness_failed {
+            return Err(RunError::CouldNotRun(format!(
+                "a worker thread failed; partial results (marked incomplete) are in {}",
+                self.run_dir.display()
+            )));
+        }
+        Ok(RunOutcome {
+            run_dir: self.run_dir,
+            summary,
+        })
+    }
+
+    async fn judged(&mut self, summary: Summary) -> Result<Summary, RunError> {
+        let unjudged = summary.clone();
+        let run_dir = self.run_dir.clone();
+        let mut judging = tokio::task::spawn_blocking(move || {
+            pause_before_judging();
+            let mut summary = summary;
+            crate::report::finalize(&run_dir, &mut summary).map(|_| summary)
+        });
+        tokio::select! {
+            done = &mut judging => match done {
+                Ok(Ok(summary)) => Ok(summary),
+                Ok(Err(e)) => Err(RunError::CouldNotRun(format!(
+                    "writing the run's results in {} failed: {e}",
+                    self.run_dir.display()
+                ))),
+                Err(e) => Err(RunError::CouldNotRun(format!("judging failed: {e}"))),
+            },
+            asked = self.signals.next() => {
+                let signal = match asked {
+                    Asked::Stop(s) | Asked::Abandon(s) | Asked::Nothing(s) => s,
+                };
+                crate::output::warn(&format!(
+                    "{}: judging stopped; summary.json says \"judged\": false (`loadgen report {}` judges it)\n",
+                    signal.name(),
+                    self.run_dir.display()
+                ));
+                Ok(unjudged)
+            }
+        }
+    }
+}
+
+/// Tests only: `LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS` holds the run between the first
+/// summary.json and judging, so a test can kill it exactly there.
+fn pause_before_judging() {
+    if let Some(ms) = std::env::var("LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+fn describe_event(event: &FaultEvent) -> String {
+    format!(
+        "fault {:>7.1}s {:<8} {} {}{}",
+        event.offset_ms as f64 / 1000.0,
+        event.kind,
+        event.fault,
+        event.target.as_deref().unwrap_or(""),
+        event
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    )
+}
