@@ -350,3 +350,23 @@ fn faults_whose_undo_cannot_run_are_refused_by_the_dry_run_and_before_traffic() 
     assert!(!workspace.out().exists());
     assert!(matches!(server.state(), 'S' | 'R'), "nothing was touched");
 }
+
+#[test]
+fn an_old_ledgers_command_line_is_refused_not_run() {
+    let workspace = Workspace::new();
+    let run_dir = workspace.dir.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let ran = workspace.dir.path().join("ran");
+    let record = serde_json::json!({
+        "entry": "kill backend#0@1", "fault": "kill backend", "state": "applied", "at": "now",
+        "target": {"backend": "process", "id": "1", "name": "backend-1"},
+        "undo": {"backend": "process", "pid": 1, "start_time": 0,
+                 "step": {"do": "restart", "command": ["touch", ran.to_str().unwrap()]}},
+    });
+    std::fs::write(run_dir.join(LEDGER_FILE), format!("{record}\n")).unwrap();
+    let output = loadgen(&["recover", run_dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("never runs"), "{stderr}");
+    assert!(!ran.exists(), "the ledger's command was executed");
+}
