@@ -78,7 +78,9 @@ enum Command {
     Report { run_dir: PathBuf },
     /// Undo every fault a run's ledger does not show as recovered (after a crash).
     Recover {
-        /// The run directory (default: the newest under reports/ with unrecovered faults).
+        /// The run directory (default: every run in the run registry — LOADGEN_STATE_DIR, else
+        /// $XDG_STATE_HOME/loadgen, else ~/.local/state/loadgen — and under reports/ with
+        /// unrecovered faults).
         run_dir: Option<PathBuf>,
     },
     /// Check a scenario and report every error; sends nothing.
@@ -416,39 +418,68 @@ fn proxy_command(options: DaemonOptions) -> u8 {
     }
 }
 
+/// `loadgen recover [RUN_DIR]`: exit 0 when everything is recovered (or nothing was left),
+/// 4 when anything may still be applied: an undo failed, or a ledger or the run registry
+/// could not be read or written.
 fn recover_command(run_dir: Option<PathBuf>) -> u8 {
-    let Some(run_dir) = run_dir
-        .or_else(|| crate::chaos::recover::latest_unrecovered(std::path::Path::new("reports")))
-    else {
-        println!("nothing to recover: no run under reports/ has unrecovered faults");
-        return exit::OK;
+    use crate::chaos::recover::{find_runs, recover_run};
+    let runs = match run_dir {
+        Some(run_dir) => vec![run_dir],
+        None => {
+            let found = find_runs(std::path::Path::new("reports"));
+            let mut code = exit::OK;
+            if let Some(e) = &found.registry_error {
+                eprintln!(
+                    "error: {e}; runs elsewhere may still have faults applied (then run `loadgen recover RUN_DIR`)"
+                );
+                code = exit::FAULT_NOT_RECOVERED;
+            }
+            for gone in &found.gone {
+                println!(
+                    "registered run {} no longer exists: removed from the registry",
+                    gone.display()
+                );
+            }
+            if found.runs.is_empty() {
+                println!(
+                    "nothing to recover: no registered run (state directory {}) and none under reports/ has unrecovered faults",
+                    crate::chaos::registry::state_dir()
+                        .map_or_else(|| "unset".to_string(), |d| d.display().to_string())
+                );
+                return code;
+            }
+            found.runs
+        }
     };
     let runtime = match small_runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::chaos::recover::recover_run(&run_dir)) {
-        Err(message) => {
-            eprintln!("error: {message}");
-            exit::BAD_INPUT
-        }
-        Ok(report) => {
-            for line in &report.recovered {
-                println!("recovered: {line}");
+    let mut code = exit::OK;
+    for run_dir in &runs {
+        println!("recovering {}", run_dir.display());
+        match runtime.block_on(recover_run(run_dir)) {
+            Err(message) => {
+                eprintln!("error: {message}");
+                code = exit::FAULT_NOT_RECOVERED;
             }
-            for line in &report.failed {
-                eprintln!("NOT recovered: {line}");
-            }
-            if report.recovered.is_empty() && report.failed.is_empty() {
-                println!("nothing to recover in {}", run_dir.display());
-            }
-            if report.failed.is_empty() {
-                exit::OK
-            } else {
-                exit::FAULT_NOT_RECOVERED
+            Ok(report) => {
+                for line in &report.recovered {
+                    println!("recovered: {line}");
+                }
+                for line in &report.failed {
+                    eprintln!("NOT recovered: {line}");
+                }
+                if report.recovered.is_empty() && report.failed.is_empty() {
+                    println!("nothing to recover in {}", run_dir.display());
+                }
+                if !report.failed.is_empty() {
+                    code = exit::FAULT_NOT_RECOVERED;
+                }
             }
         }
     }
+    code
 }
 
 fn compare_command(

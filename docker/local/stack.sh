@@ -5,7 +5,7 @@
 #   stack.sh up [--backends N] [--state-dir DIR] [--rate-limit] [--watch-pid PID]
 #   stack.sh down [--state-dir DIR]
 #   stack.sh status [--state-dir DIR]
-#   stack.sh restart-backend NAME [--state-dir DIR]
+#   stack.sh restart-backend NAME [--state-dir DIR]   (starts NAME only if it is down)
 #
 # Every process listens on 127.0.0.1 on a port picked free at start. When everything
 # answers its readiness check, `up` writes DIR/state.json (ports, PIDs, URLs) for loadgen.
@@ -454,11 +454,32 @@ cmd_status() {
   return "$ok"
 }
 
+# True if NAME's recorded process is ours and not stopped (SIGSTOP): it runs, or is starting.
+runs() {
+  local pid; pid="$(read_pid "$1")"
+  is_ours "$pid" "$(read_comm "$1")" && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != T ]]
+}
+
+# Starts NAME again only if it is down: loadgen runs this as a fault's undo, possibly more
+# than once (at the run's end, then on every `loadgen recover`), so a running instance is
+# left alone and nothing is restarted twice.
 cmd_restart_backend() {
   local name="$1" port
   [[ -f "$STATE_DIR/state.json" ]] || die "no running stack in $STATE_DIR"
   port="$(read_port "$name")"
   [[ "$name" =~ ^backend-[0-9]+$ && -n "$port" ]] || die "unknown backend '$name' (have: $(backend_names | xargs))"
+  local ready="http://127.0.0.1:$port/health/ready"
+  if runs "$name"; then
+    # Alive: ready now, or still starting (an earlier restart that was cut off): wait for it.
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    while runs "$name" && ! http_ok "$ready" && ((SECONDS < deadline)); do sleep 0.1; done
+    if runs "$name" && http_ok "$ready"; then
+      write_state
+      log "$name already running on 127.0.0.1:$port (pid $(read_pid "$name")); nothing to do"
+      return 0
+    fi
+    log "$name (pid $(read_pid "$name")) is not ready; starting it again"
+  fi
   stop "$name" TERM
   # A paused (SIGSTOP) instance stays bound to its port until killed, so wait for it.
   local deadline=$((SECONDS + 10))
@@ -467,7 +488,7 @@ cmd_restart_backend() {
     sleep 0.05
   done
   start_backend "$name" "$port"
-  wait_ready "$name" "$name" http_ok "http://127.0.0.1:$port/health/ready"
+  wait_ready "$name" "$name" http_ok "$ready"
   write_state
   log "$name restarted on 127.0.0.1:$port (pid $(read_pid "$name"))"
 }

@@ -9,7 +9,7 @@ use super::firewall::FirewallBackend;
 use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
-use super::spec::{Action, ChaosPlan, Guard, Mode, Selector};
+use super::spec::{Action, ChaosPlan, FaultSpec, Guard, Mode, Selector};
 use super::stack::state_path;
 use super::undo::Undo;
 use super::{ChaosError, Target};
@@ -147,6 +147,18 @@ impl Backends {
                 message: format!("no backend performs {other} faults"),
             }),
         }
+    }
+
+    /// Why `fault` must not run on any of `candidates`, if it must not: a fault whose undo
+    /// cannot run for its target (pre-flight and `--dry-run` refuse it before traffic).
+    pub fn refusal(&mut self, fault: &FaultSpec, candidates: &[(Target, bool)]) -> Option<String> {
+        if fault.action.backend() != "process" {
+            return None;
+        }
+        candidates.iter().find_map(|(target, _)| {
+            self.process
+                .refusal(target, &fault.action, fault.duration.is_some())
+        })
     }
 
     pub async fn apply(

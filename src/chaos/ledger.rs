@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -42,44 +43,149 @@ pub struct LedgerRecord {
 pub struct Ledger {
     path: PathBuf,
     file: File,
+    /// The run directory, absolute: what the run registry names.
+    run_dir: PathBuf,
+    /// Every entry's latest state, so the run leaves the registry once all are recovered.
+    states: BTreeMap<String, EntryState>,
+    /// Whether this ledger has registered its run (`registry.rs`) since it was opened.
+    registered: bool,
 }
 
 impl Ledger {
+    /// Opens (or creates) the run's ledger for appending. A last line torn by a crash
+    /// mid-write is ended with a newline first, so the next record starts a line of its
+    /// own instead of being glued onto it (and lost with it). A new ledger's directory
+    /// entry is synced, so the file itself survives a crash.
     pub fn create(run_dir: &Path) -> std::io::Result<Ledger> {
+        let run_dir = std::path::absolute(run_dir)?;
         let path = run_dir.join(LEDGER_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(Ledger { path, file })
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8];
+            file.read_exact_at(&mut last, len - 1)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
+        if !existed {
+            super::registry::sync_dir(&run_dir)?;
+        }
+        let states = if len > 0 {
+            read_latest(&path)?
+                .into_iter()
+                .map(|line| (line.entry().to_string(), line.state()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Ledger {
+            path,
+            file,
+            run_dir,
+            states,
+            registered: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends a record and syncs it to disk before returning.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Appends a record and syncs it to disk before returning. Before the first `applying`
+    /// record the run is registered, so a bare `loadgen recover` finds it even if loadgen
+    /// dies right after; once every entry is recovered it is unregistered again.
     pub fn write(&mut self, record: &LedgerRecord) -> std::io::Result<()> {
+        if record.state == EntryState::Applying && !self.registered {
+            super::registry::register(&self.run_dir)?;
+            self.registered = true;
+        }
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.states.insert(record.entry.clone(), record.state);
+        if record.state == EntryState::Recovered && self.all_recovered() {
+            // The record is on disk; a registry file left behind by a failure here only
+            // makes a later bare `loadgen recover` find nothing to do and remove it.
+            let _ = super::registry::unregister(&self.run_dir);
+            self.registered = false;
+        }
+        Ok(())
+    }
+
+    /// Whether every entry of the ledger is recovered (true for an empty one).
+    pub fn all_recovered(&self) -> bool {
+        self.states.values().all(|s| *s == EntryState::Recovered)
     }
 }
 
-/// The latest record of every entry in a ledger file, in first-seen order.
-pub fn read_latest(path: &Path) -> std::io::Result<Vec<LedgerRecord>> {
+/// One entry's latest line in a ledger.
+#[derive(Debug, Clone)]
+pub enum Latest {
+    Record(Box<LedgerRecord>),
+    /// A whole JSON line this loadgen cannot take as a record: another version's shape,
+    /// or a value it refuses (a restart naming something other than a stack backend).
+    /// Never skipped like a torn line: recovery reports it as not recovered.
+    Unreadable {
+        entry: String,
+        error: String,
+    },
+}
+
+impl Latest {
+    pub fn entry(&self) -> &str {
+        match self {
+            Latest::Record(r) => &r.entry,
+            Latest::Unreadable { entry, .. } => entry,
+        }
+    }
+
+    /// Unreadable counts as not recovered: nothing says it was put back.
+    pub fn state(&self) -> EntryState {
+        match self {
+            Latest::Record(r) => r.state,
+            Latest::Unreadable { .. } => EntryState::RecoverFailed,
+        }
+    }
+}
+
+/// The latest line of every entry in a ledger file, in first-seen order.
+pub fn read_latest(path: &Path) -> std::io::Result<Vec<Latest>> {
     let file = File::open(path)?;
     let mut order = Vec::new();
-    let mut latest: BTreeMap<String, LedgerRecord> = BTreeMap::new();
-    for line in BufReader::new(file).lines() {
+    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+    for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line?;
-        // A line cut short by a crash mid-write is skipped: its entry's earlier record,
-        // written before any change, still stands.
-        let Ok(record) = serde_json::from_str::<LedgerRecord>(&line) else {
+        // A line cut short by a crash mid-write is not JSON and is skipped: its entry's
+        // earlier record, written before any change, still stands.
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if !latest.contains_key(&record.entry) {
-            order.push(record.entry.clone());
+        let read = match serde_json::from_value::<LedgerRecord>(value.clone()) {
+            Ok(record) => Latest::Record(Box::new(record)),
+            Err(e) => Latest::Unreadable {
+                entry: value["entry"]
+                    .as_str()
+                    .map_or_else(|| format!("line {}", number + 1), str::to_string),
+                error: e.to_string(),
+            },
+        };
+        let entry = read.entry().to_string();
+        if !latest.contains_key(&entry) {
+            order.push(entry.clone());
         }
-        latest.insert(record.entry.clone(), record);
+        latest.insert(entry, read);
     }
     Ok(order
         .into_iter()
@@ -89,4 +195,65 @@ pub fn read_latest(path: &Path) -> std::io::Result<Vec<LedgerRecord>> {
 
 pub fn now() -> String {
     jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::undo::Undo;
+
+    pub fn record(entry: &str, state: EntryState) -> LedgerRecord {
+        LedgerRecord {
+            entry: entry.into(),
+            fault: entry.into(),
+            target: Target {
+                backend: "process".into(),
+                id: "1".into(),
+                name: "t".into(),
+                labels: Default::default(),
+            },
+            undo: Undo::Nothing,
+            state,
+            at: now(),
+            message: None,
+        }
+    }
+
+    pub fn line(record: &LedgerRecord) -> String {
+        serde_json::to_string(record).unwrap() + "\n"
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_on_open_so_the_next_record_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let applied = line(&record("a#0@1", EntryState::Applied));
+        let torn = &line(&record("a#0@1", EntryState::Recovered))[..20];
+        std::fs::write(dir.path().join(LEDGER_FILE), format!("{applied}{torn}")).unwrap();
+
+        let mut ledger = Ledger::create(dir.path()).unwrap();
+        assert!(!ledger.all_recovered(), "the torn line does not count");
+        ledger
+            .write(&record("a#0@1", EntryState::Recovered))
+            .unwrap();
+
+        let text = std::fs::read_to_string(dir.path().join(LEDGER_FILE)).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let latest = read_latest(&dir.path().join(LEDGER_FILE)).unwrap();
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].state(), EntryState::Recovered, "{text}");
+        assert!(ledger.all_recovered());
+    }
+
+    #[test]
+    fn a_whole_line_of_another_shape_is_kept_as_unreadable_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LEDGER_FILE);
+        std::fs::write(&path, "{\"entry\":\"x#0@1\",\"state\":\"applied\"}\n").unwrap();
+        let latest = read_latest(&path).unwrap();
+        assert!(
+            matches!(&latest[..], [Latest::Unreadable { entry, .. }] if entry == "x#0@1"),
+            "{latest:?}"
+        );
+        assert_ne!(latest[0].state(), EntryState::Recovered);
+    }
 }

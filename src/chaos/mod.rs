@@ -23,6 +23,7 @@ pub mod outcome;
 pub mod process;
 pub mod proxy;
 pub mod recover;
+pub mod registry;
 pub mod runner;
 pub mod spec;
 pub mod stack;

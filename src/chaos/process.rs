@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use super::spec::{Action, Selector};
 use super::stack::{StackState, glob_match};
-use super::undo::{ProcessUndo, Undo};
+use super::undo::{BackendName, ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
 
 pub struct ProcessBackend {
@@ -85,28 +85,63 @@ impl ProcessBackend {
             .collect())
     }
 
-    /// What will undo `action` on `target`; reads the process's start time now.
+    /// What will undo `action` on `target`; reads the process's start time now. A restart
+    /// that nothing could bring back is refused here, before anything changes.
     pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
         let pid = parse_pid(target)?;
         let (_, start_time) = proc_stat(pid)
             .ok_or_else(|| backend_error(format!("process {pid} ({}) is gone", target.name)))?;
-        let restart = || match &self.stack {
-            Some(stack) if stack.instances().iter().any(|(n, _)| *n == target.name) => {
-                ProcessUndo::Restart {
-                    command: stack.restart_command(&target.name),
-                }
-            }
-            _ => ProcessUndo::None,
-        };
         let step = match action {
             Action::Pause => ProcessUndo::Resume,
-            Action::Kill | Action::Terminate | Action::Restart => restart(),
+            Action::Kill | Action::Terminate => self
+                .restart_for(&target.name)
+                .map_or(ProcessUndo::None, ProcessUndo::Restart),
+            Action::Restart => ProcessUndo::Restart(
+                self.restart_for(&target.name)
+                    .ok_or_else(|| ChaosError::Refused(cannot_start_again(&target.name)))?,
+            ),
             other => return Err(backend_error(format!("{other:?} is not a process action"))),
         };
         Ok(Undo::Process {
             pid,
             start_time,
             step,
+        })
+    }
+
+    /// How the stack starts instance `name` again, if it can: only its backends.
+    fn restart_for(&self, name: &str) -> Option<Restart> {
+        let stack = self.stack.as_ref()?;
+        stack.instance(name)?;
+        let instance = BackendName::try_from(name.to_string()).ok()?;
+        Some(Restart::Stack {
+            script: stack.script(),
+            state_dir: stack.state_dir.clone(),
+            instance,
+        })
+    }
+
+    /// Why `action` on `target` cannot be allowed, if it cannot: a `restart`, or a kill
+    /// held for a `duration`, of something the stack cannot start again would leave it
+    /// down for good while the drill says it was undone. Without a duration a kill is a
+    /// deliberate permanent action and allowed.
+    pub fn refusal(&mut self, target: &Target, action: &Action, held: bool) -> Option<String> {
+        self.reload();
+        let needs_restart = match action {
+            Action::Restart => true,
+            Action::Kill | Action::Terminate => held,
+            _ => false,
+        };
+        (needs_restart && self.restart_for(&target.name).is_none()).then(|| {
+            let what = if *action == Action::Restart {
+                "a restart".to_string()
+            } else {
+                format!("a held `{action:?}` (with a duration)").to_lowercase()
+            };
+            format!(
+                "{what} cannot be undone here: {}; drop the duration to kill it for good on purpose",
+                cannot_start_again(&target.name)
+            )
         })
     }
 
@@ -233,7 +268,7 @@ impl ProcessBackend {
 }
 
 /// Puts a process target back. Idempotent: a resumed process is resumed again harmlessly, a
-/// restart command of the stack is a no-op for a running instance, a gone PID is recovered.
+/// stack restart starts only what is down, a gone PID is recovered.
 pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
     let Undo::Process {
         pid,
@@ -249,20 +284,34 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
             Err(ChaosError::NoTarget(_)) => Ok(()),
             Err(e) => Err(e),
         },
-        ProcessUndo::Restart { command } => {
+        ProcessUndo::Restart(Restart::LegacyCommand { command }) => Err(backend_error(format!(
+            "this ledger's restart is a command line ({}), a shape this loadgen never runs; \
+             start the instance by hand (docker/local/stack.sh restart-backend NAME)",
+            command.join(" ")
+        ))),
+        ProcessUndo::Restart(Restart::Stack {
+            script,
+            state_dir,
+            instance,
+        }) => {
             // Make sure the old process is really gone first (SIGTERM may take a moment).
             wait_gone(*pid, *start_time).await;
-            let output = tokio::process::Command::new(&command[0])
-                .args(&command[1..])
+            // The stack script starts only what is down, so running it again (at the run's
+            // end, then on every `loadgen recover`) never restarts a running instance.
+            let output = tokio::process::Command::new("bash")
+                .arg(script)
+                .args(["restart-backend", instance.as_str(), "--state-dir"])
+                .arg(state_dir)
                 .output()
                 .await
-                .map_err(|e| backend_error(format!("cannot run {}: {e}", command.join(" "))))?;
+                .map_err(|e| backend_error(format!("cannot run {}: {e}", script.display())))?;
             if output.status.success() {
                 Ok(())
             } else {
                 Err(backend_error(format!(
-                    "`{}` failed: {}",
-                    command.join(" "),
+                    "`{} restart-backend {}` failed: {}",
+                    script.display(),
+                    instance.as_str(),
                     String::from_utf8_lossy(&output.stderr).trim()
                 )))
             }
@@ -308,6 +357,13 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let state = fields.first()?.chars().next()?;
     let start_time = fields.get(19)?.parse().ok()?;
     Some((state, start_time))
+}
+
+fn cannot_start_again(name: &str) -> String {
+    format!(
+        "nothing here can start `{name}` again (only the local stack's backend-N instances are \
+         restarted, through its stack script)"
+    )
 }
 
 fn backend_error(message: String) -> ChaosError {

@@ -1,10 +1,13 @@
-//! `loadgen recover [RUN_DIR]`: after a crash (even `kill -9` of loadgen), read the run's
-//! ledger and undo every fault it does not show as recovered.
+//! `loadgen recover [RUN_DIR]`: after a crash (even `kill -9` of loadgen), read a run's
+//! ledger and undo every fault it does not show as recovered — newest first, the reverse of
+//! the order they were applied in. Without RUN_DIR: every run in the run registry
+//! (`registry.rs`) with something to undo, then any under `./reports`.
 
 use std::path::{Path, PathBuf};
 
 use super::backends::recover;
-use super::ledger::{EntryState, LEDGER_FILE, Ledger, LedgerRecord, now, read_latest};
+use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
+use super::registry;
 
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -12,24 +15,42 @@ pub struct RecoverReport {
     pub failed: Vec<String>,
 }
 
-/// Recovers every entry of `run_dir`'s ledger that is not recovered yet.
+/// What to check when a ledger cannot be read or written: faults may still be applied.
+fn ledger_problem(path: &Path, doing: &str, e: &std::io::Error) -> String {
+    format!(
+        "cannot {doing} the fault ledger {}: {e}. Check that the path is right, that it is a \
+         file this user can read and write, and its disk; until it is recovered, the faults it \
+         lists may still be applied",
+        path.display()
+    )
+}
+
+/// Recovers every entry of `run_dir`'s ledger that is not recovered yet, last to first.
+/// `Err`: the ledger could not be read or opened for writing (a human must look).
 pub async fn recover_run(run_dir: &Path) -> Result<RecoverReport, String> {
     let path = run_dir.join(LEDGER_FILE);
-    let records = read_latest(&path)
-        .map_err(|e| format!("cannot read the ledger {}: {e}", path.display()))?;
-    let mut ledger =
-        Ledger::create(run_dir).map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
+    let entries = read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
+    let mut ledger = Ledger::create(run_dir).map_err(|e| ledger_problem(&path, "append to", &e))?;
     let mut report = RecoverReport::default();
-    for record in records
-        .into_iter()
-        .filter(|r| r.state != EntryState::Recovered)
-    {
+    // Undo in reverse: a fault applied on top of another is taken off first.
+    for entry in entries.into_iter().rev() {
+        let record = match entry {
+            Latest::Record(record) if record.state == EntryState::Recovered => continue,
+            Latest::Record(record) => *record,
+            Latest::Unreadable { entry, error } => {
+                report.failed.push(format!(
+                    "entry {entry}: its latest ledger line is not a record this loadgen reads \
+                     ({error}); nothing was run for it, undo it by hand"
+                ));
+                continue;
+            }
+        };
         let outcome = recover(&record.undo).await;
         let what = format!(
             "{} on {} ({})",
             record.fault, record.target.name, record.target.id
         );
-        let _ = ledger.write(&LedgerRecord {
+        let written = ledger.write(&LedgerRecord {
             state: if outcome.is_ok() {
                 EntryState::Recovered
             } else {
@@ -42,25 +63,127 @@ pub async fn recover_run(run_dir: &Path) -> Result<RecoverReport, String> {
                 .map(|e| format!("loadgen recover: {e}")),
             ..record
         });
-        match outcome {
-            Ok(()) => report.recovered.push(what),
-            Err(e) => report.failed.push(format!("{what}: {e}")),
+        match (outcome, written) {
+            (Ok(()), Ok(())) => report.recovered.push(what),
+            (Err(e), _) => report.failed.push(format!("{what}: {e}")),
+            (Ok(()), Err(e)) => report.failed.push(format!(
+                "{what}: undone, but {}",
+                ledger_problem(&path, "write", &e)
+            )),
         }
+    }
+    if ledger.all_recovered() {
+        // Also drops a registration a crash left after the last `recovered` record.
+        let _ = registry::unregister(ledger.run_dir());
     }
     Ok(report)
 }
 
-/// The newest run directory under `reports` whose ledger has unrecovered entries.
-pub fn latest_unrecovered(reports: &Path) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(LEDGER_FILE).exists())
-        .collect();
-    dirs.sort();
-    dirs.into_iter().rev().find(|dir| {
-        read_latest(&dir.join(LEDGER_FILE))
-            .map(|records| records.iter().any(|r| r.state != EntryState::Recovered))
-            .unwrap_or(false)
+/// Whether `run_dir`'s ledger shows anything not recovered (an unreadable ledger does: it
+/// may).
+pub fn has_unrecovered(run_dir: &Path) -> bool {
+    read_latest(&run_dir.join(LEDGER_FILE)).map_or(true, |entries| {
+        entries.iter().any(|e| e.state() != EntryState::Recovered)
     })
+}
+
+/// What a bare `loadgen recover` found to do.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Runs with something to undo: registered ones, then ones under `./reports` the
+    /// registry does not list (runs from before it existed).
+    pub runs: Vec<PathBuf>,
+    /// Registered run directories that no longer exist (their entries were removed).
+    pub gone: Vec<PathBuf>,
+    /// Why the registry could not be read, if it could not.
+    pub registry_error: Option<String>,
+}
+
+/// Every run a bare `loadgen recover` must recover. Registry entries whose run is gone,
+/// or whose ledger shows everything recovered, are removed on the way.
+pub fn find_runs(reports: &Path) -> Found {
+    let mut found = Found::default();
+    match registry::registered() {
+        Err(e) => found.registry_error = Some(e.to_string()),
+        Ok(registered) => {
+            for run in registered {
+                if !run.run_dir.is_dir() {
+                    let _ = registry::remove(&run.file);
+                    found.gone.push(run.run_dir);
+                } else if has_unrecovered(&run.run_dir) {
+                    found.runs.push(run.run_dir);
+                } else {
+                    let _ = registry::remove(&run.file);
+                }
+            }
+        }
+    }
+    let mut local: Vec<PathBuf> = std::fs::read_dir(reports)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(LEDGER_FILE).exists() && has_unrecovered(p))
+        .filter_map(|p| std::path::absolute(p).ok())
+        .collect();
+    local.sort();
+    for dir in local {
+        if !found.runs.contains(&dir) {
+            found.runs.push(dir);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::Target;
+    use crate::chaos::undo::Undo;
+
+    #[test]
+    fn entries_are_undone_last_to_first_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |entry: &str, state| LedgerRecord {
+            entry: entry.into(),
+            fault: entry.into(),
+            target: Target {
+                backend: "process".into(),
+                id: "1".into(),
+                name: "t".into(),
+                labels: Default::default(),
+            },
+            undo: Undo::Nothing,
+            state,
+            at: now(),
+            message: None,
+        };
+        let text: String = [
+            record("first", EntryState::Applying),
+            record("second", EntryState::Applying),
+            record("first", EntryState::Applied),
+            record("third", EntryState::Applied),
+            record("done", EntryState::Recovered),
+        ]
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+        std::fs::write(dir.path().join(LEDGER_FILE), text).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+
+        let report = runtime.block_on(recover_run(dir.path())).unwrap();
+        let names: Vec<&str> = report
+            .recovered
+            .iter()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(names, ["third", "second", "first"], "{report:?}");
+        assert!(!has_unrecovered(dir.path()));
+        let again = runtime.block_on(recover_run(dir.path())).unwrap();
+        assert!(
+            again.recovered.is_empty() && again.failed.is_empty(),
+            "{again:?}"
+        );
+    }
 }

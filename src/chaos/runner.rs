@@ -767,7 +767,11 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                     Some(among) => backends.resolve(among).await.ok(),
                     None => None,
                 };
-                match choose(fault, &candidates, group.as_deref(), &[], &mut rng) {
+                // A fault whose undo cannot run for a target it may hit is refused too.
+                let refusal = backends.refusal(fault, &candidates);
+                let chosen = choose(fault, &candidates, group.as_deref(), &[], &mut rng)
+                    .and_then(|hit| refusal.map_or(Ok(hit), |m| Err((EventKind::Refused, m))));
+                match chosen {
                     Ok(hit) => Verdict::Hits {
                         matched,
                         hit: hit.iter().map(|t| t.name.clone()).collect(),

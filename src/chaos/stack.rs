@@ -107,22 +107,15 @@ impl StackState {
         named.map(|(_, i)| (i.pid, i.port))
     }
 
-    /// The command that starts instance `name` again.
-    pub fn restart_command(&self, name: &str) -> Vec<String> {
-        let script = self.stack_script.clone().unwrap_or_else(|| {
+    /// The stack script that starts instances again: the one the state file names, else
+    /// `docker/local/stack.sh` beside the state directory's parent (the repository).
+    pub fn script(&self) -> PathBuf {
+        self.stack_script.clone().unwrap_or_else(|| {
             self.state_dir
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join("docker/local/stack.sh")
-        });
-        vec![
-            "bash".into(),
-            script.display().to_string(),
-            "restart-backend".into(),
-            name.to_string(),
-            "--state-dir".into(),
-            self.state_dir.display().to_string(),
-        ]
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use crate::server::TestServer;
 use crate::support::Workspace;
 
 fn loadgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    crate::support::loadgen_command()
 }
 
 fn scenario(url: &str) -> String {

@@ -376,6 +376,7 @@ fn without_root_a_packet_fault_is_refused_before_any_traffic() {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(env!("CARGO_BIN_EXE_loadgen"))
+            .env("LOADGEN_STATE_DIR", crate::support::test_state_dir())
             .args(["run", file.to_str().unwrap()])
             .args(extra)
             .output()

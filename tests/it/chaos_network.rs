@@ -27,7 +27,7 @@ struct ProxyProcess {
 
 impl ProxyProcess {
     fn start(workspace: &Workspace, upstream: &str) -> ProxyProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        let mut child = crate::support::loadgen_command()
             .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

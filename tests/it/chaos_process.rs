@@ -14,7 +14,7 @@ use loadgen::output::summary::Summary;
 
 use crate::support::{
     Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
-    run_ok, spawn_run, steady_get,
+    run_ok, steady_get,
 };
 
 /// A real server process: `python3 -m http.server 0` with its PID in a file.
@@ -246,16 +246,29 @@ fn dry_run_names_the_targets_and_touches_nothing() {
 }
 
 fn start_long_drill(workspace: &Workspace, server: &ServerProcess) -> (Child, PathBuf) {
+    let out = workspace.out();
+    let child = start_long_drill_in(workspace, server, &out, crate::support::test_state_dir());
+    (child, out)
+}
+
+/// Starts a 60 s drill (the real binary) writing to `out`, its run registry in
+/// `state_dir`, and returns once the server is paused by it.
+pub fn start_long_drill_in(
+    workspace: &Workspace,
+    server: &ServerProcess,
+    out: &Path,
+    state_dir: &Path,
+) -> Child {
     let file = workspace.write(
         "long.toml",
         &pause_scenario(server.port, &server.pidfile, "60s", "at = \"500ms\""),
     );
-    let child = spawn_run(&file, &workspace.out());
+    let child = crate::support::spawn_run_in(&file, out, state_dir);
     assert!(
         server.wait_for_state('T', Duration::from_secs(10)),
         "the pause never happened"
     );
-    (child, workspace.out())
+    child
 }
 
 fn stop_mid_fault(signal: &str) {
@@ -531,16 +544,15 @@ fn a_killed_instance_is_in_its_fault_until_it_listens_again() {
 fn a_target_that_never_comes_back_keeps_its_window_open_to_effect() {
     let workspace = Workspace::new();
     let server = ServerProcess::start(workspace.dir.path());
-    // A PID-file target: nothing starts it again.
-    let file = workspace.write(
-        "drill.toml",
-        &pause_scenario(
-            server.port,
-            &server.pidfile,
-            "5s",
-            "at = \"1s\"\nduration = \"500ms\"\neffect = \"2s\"",
-        )
-        .replace("action = \"pause\"", "action = \"kill\""),
+    // A stack whose restart succeeds and starts nothing: the instance never comes back.
+    let script = workspace.write("stack.sh", "exit 0\n");
+    let file = kill_drill(
+        &workspace,
+        &server,
+        &script,
+        "5s",
+        "at = \"1s\"\nduration = \"500ms\"\neffect = \"2s\"",
+        "backend-1",
     );
     let (_, summary) = run_ok(&options(&file, &workspace.out()));
     assert!(!server.answers(Duration::from_millis(200)), "still dead");

@@ -2,7 +2,6 @@
 //! slower fails the gate (exit 1) with the regression named in comparison.json.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use crate::server::TestServer;
 use crate::support::Workspace;
@@ -31,7 +30,7 @@ fn run(workspace: &Workspace, file: &str, extra: &[&str]) -> (Option<i32>, PathB
     let out = workspace.out();
     let mut args = vec!["run", file, "--out", out.to_str().unwrap(), "--quiet"];
     args.extend_from_slice(extra);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = crate::support::loadgen_command()
         .args(&args)
         .output()
         .unwrap();
@@ -56,7 +55,7 @@ fn an_unchanged_target_passes_and_a_slower_one_fails_the_gate() {
     assert_eq!(code, Some(0));
     let (code, again) = run(&workspace, fast.to_str().unwrap(), &[]);
     assert_eq!(code, Some(0));
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = crate::support::loadgen_command()
         .args(["compare", base.to_str().unwrap(), again.to_str().unwrap()])
         .output()
         .unwrap();
@@ -113,7 +112,7 @@ fn a_baseline_of_another_schema_version_is_refused_before_anything_is_sent() {
     summary["schema_version"] = 2.into();
     std::fs::write(&path, summary.to_string()).unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = crate::support::loadgen_command()
         .args(["compare", base.to_str().unwrap(), base.to_str().unwrap()])
         .output()
         .unwrap();
@@ -123,7 +122,7 @@ fn a_baseline_of_another_schema_version_is_refused_before_anything_is_sent() {
     assert!(stderr.contains("Re-baseline"), "{stderr}");
 
     let sent = server.seen().len();
-    let gate = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let gate = crate::support::loadgen_command()
         .args(["run", fast.to_str().unwrap(), "--quiet", "--baseline"])
         .arg(&base)
         .arg("--out")

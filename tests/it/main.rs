@@ -8,6 +8,7 @@ mod chaos_kube;
 mod chaos_network;
 mod chaos_process;
 mod chaos_proxy;
+mod chaos_recover;
 mod compare;
 mod latency;
 mod outcome;

@@ -3,7 +3,7 @@
 //! code the run would have had), and the verdict lines in the terminal say what
 //! summary.json says.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use loadgen::analysis::verdicts::VerdictStatus;
@@ -60,7 +60,7 @@ fn a_run_killed_before_judging_reads_unjudged_and_report_judges_it() {
     let workspace = Workspace::new();
     let file = workspace.write("outcome.toml", &scenario(&server.url()));
     let out = workspace.out();
-    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let child = crate::support::loadgen_command()
         .args(["run", file.to_str().unwrap(), "--quiet", "--out"])
         .arg(&out)
         .env("LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS", "60000")

@@ -36,7 +36,7 @@ fn drill(
     .replace("name = \"get\"", "name = \"get <script>alert(1)</script>\"")
         + SLOS;
     let file = workspace.write("drill.toml", &text);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = crate::support::loadgen_command()
         .args([
             "run",
             file.to_str().unwrap(),
@@ -140,7 +140,7 @@ fn a_drill_is_judged_per_window_and_reported() {
 
     // `loadgen report` re-renders the same verdicts from the saved data alone.
     std::fs::remove_file(run_dir.join("report.html")).unwrap();
-    let again = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let again = crate::support::loadgen_command()
         .args(["report", run_dir.to_str().unwrap()])
         .output()
         .unwrap();
@@ -223,7 +223,7 @@ grace = "2s"
         ),
     );
     let started = std::time::Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = crate::support::loadgen_command()
         .args([
             "run",
             file.to_str().unwrap(),

@@ -27,7 +27,10 @@ impl Workspace {
     }
 }
 
+/// Options for an in-process run. A run with faults registers itself in the state
+/// directory read from the environment, so this points it at the test's own first.
 pub fn options(scenario: &Path, out: &Path) -> RunOptions {
+    test_state_dir();
     RunOptions {
         scenario: scenario.to_path_buf(),
         out: out.to_path_buf(),
@@ -91,9 +94,34 @@ pub fn eventually(within: std::time::Duration, mut probe: impl FnMut() -> bool) 
     false
 }
 
+/// The run registry's state directory of this test process: a temp dir of its own under
+/// cargo's test temp dir, so no test ever writes to ~/.local/state. A test whose bare
+/// `loadgen recover` must see only its own runs passes one of its own (`loadgen_in`).
+pub fn test_state_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("state-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
+        // In-process runs read it from this process's environment. Set once, before the
+        // first run that needs it, and never changed (see `options`).
+        unsafe { std::env::set_var("LOADGEN_STATE_DIR", &dir) };
+        dir
+    })
+}
+
+/// The real loadgen binary as a command, with this test process's state directory.
+pub fn loadgen_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    command.env("LOADGEN_STATE_DIR", test_state_dir());
+    command
+}
+
 /// Runs the real loadgen binary to its end.
 pub fn loadgen(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    loadgen_command()
         .args(args)
         .output()
         .expect("the loadgen binary runs")
@@ -113,7 +141,13 @@ pub fn run_binary(file: &Path, out: &Path) -> std::process::Output {
 /// Starts `loadgen run FILE --out OUT --quiet` as a child process, so a test can signal it
 /// or kill it mid-fault. Its output is piped.
 pub fn spawn_run(file: &Path, out: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    spawn_run_in(file, out, test_state_dir())
+}
+
+/// `spawn_run` with the run registry in `state_dir`.
+pub fn spawn_run_in(file: &Path, out: &Path, state_dir: &Path) -> std::process::Child {
+    loadgen_command()
+        .env("LOADGEN_STATE_DIR", state_dir)
         .args([
             "run",
             file.to_str().unwrap(),

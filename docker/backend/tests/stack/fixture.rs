@@ -71,8 +71,20 @@ fn is_fresh(binary: &Path) -> bool {
         .all(|source| newest(&root.join(source)) <= built)
 }
 
-/// Runs loadgen in-process (`loadgen ARGS…`) and returns its exit code.
+/// Runs loadgen in-process (`loadgen ARGS…`) and returns its exit code. Its run registry
+/// (runs with faults) is a temp dir of this test process, never ~/.local/state.
 pub fn loadgen(args: &[&str]) -> u8 {
+    static STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    STATE_DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("loadgen-state-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
+        // Set once, before the first in-process run reads it, and never changed.
+        unsafe { std::env::set_var("LOADGEN_STATE_DIR", &dir) };
+        dir
+    });
     let mut argv = vec!["loadgen"];
     argv.extend_from_slice(args);
     loadgen::cli::main_with_args(argv)
