@@ -128,6 +128,8 @@ async fn check_available(program: &str) -> Result<(), String> {
 async fn list_rules(program: &str) -> Result<String, String> {
     let output = Command::new(program)
         .args(["-w", LOCK_WAIT, "-S", CHAIN])
+        .process_group(0)
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;
@@ -256,6 +258,10 @@ async fn iptables(program: &str, op: &str, rule: &[String]) -> Result<(), String
     let output = Command::new(program)
         .args(["-w", LOCK_WAIT, op, CHAIN])
         .args(rule)
+        // Out of the terminal's process group (a second Ctrl-C cannot cut a rule change
+        // short); killed if its deadline drops it.
+        .process_group(0)
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;

@@ -302,6 +302,10 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
                 .arg(script)
                 .args(["restart-backend", instance.as_str(), "--state-dir"])
                 .arg(state_dir)
+                // Its own process group: a second Ctrl-C at the terminal cannot kill a
+                // restart half done; the deadline (`backends::within`) kills it on drop.
+                .process_group(0)
+                .kill_on_drop(true)
                 .output()
                 .await
                 .map_err(|e| backend_error(format!("cannot run {}: {e}", script.display())))?;

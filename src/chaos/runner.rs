@@ -496,7 +496,8 @@ impl Timeline {
             .into_iter()
             .partition(|a| wanted(a));
         self.active = keep;
-        for active in due {
+        // Last applied, first undone: a later fault may depend on an earlier one's state.
+        for active in due.into_iter().rev() {
             if self.controls.abandon.is_cancelled() {
                 self.abandoned(active);
                 continue;
@@ -681,7 +682,7 @@ impl Drop for Timeline {
         if self.active.is_empty() {
             return;
         }
-        let undos: Vec<Undo> = self.active.drain(..).map(|a| a.undo).collect();
+        let undos: Vec<Undo> = self.active.drain(..).rev().map(|a| a.undo).collect();
         let deadline = self.plan.backend_timeout;
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()

@@ -59,6 +59,9 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     checks::target(&client, &plan.target.base).await?;
     checks::faults(&plan).await?;
 
+    // From here until the last recovery, a signal is the supervisor's to handle (installed
+    // before the run directory exists, so a signal after it appears is never fatal).
+    let signals = Signals::install();
     let started_wall = jiff::Timestamp::now();
     let run_dir = create_run_dir(&options.out, &plan.name, started_wall).map_err(|e| {
         RunError::CouldNotRun(format!(
@@ -80,8 +83,6 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
             ))
         })?),
     };
-    // From here until the last recovery, a signal is the supervisor's to handle.
-    let signals = Signals::install();
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let engine = Engine::start(
         plan.clone(),

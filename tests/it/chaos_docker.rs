@@ -443,3 +443,99 @@ fn a_stopped_container_is_in_its_fault_until_it_runs_again() {
     );
     assert!(ended >= recovered);
 }
+
+/// A Docker socket in front of the real engine that relays everything until told to hang;
+/// then it still accepts and reads, and never answers: a hung daemon.
+struct HangingSocket {
+    path: std::path::PathBuf,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HangingSocket {
+    fn start(dir: &std::path::Path) -> HangingSocket {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        fn pump(mut from: UnixStream, mut to: UnixStream, hang: std::sync::Arc<AtomicBool>) {
+            use std::io::{Read, Write};
+            let mut buffer = [0u8; 16 * 1024];
+            loop {
+                let read = match from.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => read,
+                };
+                while hang.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        }
+        let path = dir.join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let hang = std::sync::Arc::new(AtomicBool::new(false));
+        let shared = hang.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    break;
+                };
+                let (to_engine, from_engine) =
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                let (a, b) = (shared.clone(), shared.clone());
+                std::thread::spawn(move || pump(to_engine, engine, a));
+                std::thread::spawn(move || pump(from_engine, client, b));
+            }
+        });
+        HangingSocket { path, hang }
+    }
+}
+
+#[test]
+fn a_docker_daemon_that_never_answers_recovery_gives_up_at_its_deadline_and_exits_4() {
+    let container = Container::start("loadgen-it-hung-daemon");
+    let workspace = Workspace::new();
+    let socket = HangingSocket::start(workspace.dir.path());
+    let text = drill(
+        container.port,
+        &container.name,
+        "pause",
+        "3s",
+        "at = \"500ms\"\nduration = \"1500ms\"",
+    ) + &format!(
+        "[chaos]\ndocker_host = \"unix://{}\"\nbackend_timeout = \"2s\"\n",
+        socket.path.display()
+    );
+    let file = workspace.write("hung.toml", &text);
+    let started = Instant::now();
+    let child = crate::support::spawn_run(&file, &workspace.out());
+    assert!(
+        container.wait_for_state("paused", Duration::from_secs(10)),
+        "never paused: {}",
+        container.state()
+    );
+    // The daemon hangs between the pause and its undo.
+    socket
+        .hang
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let output = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(container.state(), "paused", "nothing reached the engine");
+    let _ = docker(&["unpause", &container.id]);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("container fault") && stderr.contains("no answer within 2s"),
+        "the fault and its deadline are named: {stderr}"
+    );
+    // The recovery is due at 2 s; it gives up 2 s later; the run ends with its plan.
+    assert!(took < Duration::from_secs(12), "{took:?}\n{stderr}");
+    let run_dir = crate::support::only_entry(&workspace.out());
+    let ledger = std::fs::read_to_string(run_dir.join("faults.ledger.jsonl")).unwrap();
+    assert!(
+        ledger.contains("recover_failed"),
+        "the ledger says so: {ledger}"
+    );
+}

@@ -797,7 +797,8 @@ fn a_fault_cut_off_by_duration_fails_the_drill_as_not_run() {
         "{:?}",
         summary.fault_problems
     );
-    assert!(junit.contains(r#"failures="2""#), "{junit}");
+    // The verdict, the fault occurrence and the run's outcome (exit 1).
+    assert!(junit.contains(r#"failures="3""#), "{junit}");
     assert!(junit.contains(r#"type="not_run""#), "{junit}");
     assert!(html.contains(r#"badge fail">FAIL"#));
     assert!(html.contains("did not run"));

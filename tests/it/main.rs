@@ -18,6 +18,7 @@ mod runs;
 mod schedule;
 mod server;
 mod stock_scenarios;
+mod stop;
 mod support;
 mod tls;
 mod validation;
