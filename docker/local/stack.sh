@@ -5,7 +5,8 @@
 #   stack.sh up [--backends N] [--state-dir DIR] [--rate-limit] [--watch-pid PID]
 #   stack.sh down [--state-dir DIR]
 #   stack.sh status [--state-dir DIR]
-#   stack.sh restart-backend NAME [--state-dir DIR]   (starts NAME only if it is down)
+#   stack.sh restart-backend NAME [--state-dir DIR]   (stops NAME, starts it again)
+#   stack.sh start-backend NAME [--state-dir DIR]     (starts NAME only if it is down)
 #
 # Every process listens on 127.0.0.1 on a port picked free at start. When everything
 # answers its readiness check, `up` writes DIR/state.json (ports, PIDs, URLs) for loadgen.
@@ -460,14 +461,21 @@ runs() {
   is_ours "$pid" "$(read_comm "$1")" && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != T ]]
 }
 
-# Starts NAME again only if it is down: loadgen runs this as a fault's undo, possibly more
-# than once (at the run's end, then on every `loadgen recover`), so a running instance is
-# left alone and nothing is restarted twice.
-cmd_restart_backend() {
+# The port of backend NAME of the running stack, or death with what exists.
+backend_port() {
   local name="$1" port
   [[ -f "$STATE_DIR/state.json" ]] || die "no running stack in $STATE_DIR"
   port="$(read_port "$name")"
   [[ "$name" =~ ^backend-[0-9]+$ && -n "$port" ]] || die "unknown backend '$name' (have: $(backend_names | xargs))"
+  echo "$port"
+}
+
+# Starts NAME again only if it is down: loadgen runs this as a fault's undo, possibly more
+# than once (at the run's end, then on every `loadgen recover`), so a running instance is
+# left alone and nothing is restarted twice.
+cmd_start_backend() {
+  local name="$1" port
+  port="$(backend_port "$name")"
   local ready="http://127.0.0.1:$port/health/ready"
   if runs "$name"; then
     # Alive: ready now, or still starting (an earlier restart that was cut off): wait for it.
@@ -480,6 +488,19 @@ cmd_restart_backend() {
     fi
     log "$name (pid $(read_pid "$name")) is not ready; starting it again"
   fi
+  restart_now "$name" "$port"
+}
+
+# Stops NAME (whatever its state) and starts it again: a deliberate restart.
+cmd_restart_backend() {
+  local name="$1" port
+  port="$(backend_port "$name")"
+  restart_now "$name" "$port"
+}
+
+restart_now() {
+  local name="$1" port="$2"
+  local ready="http://127.0.0.1:$port/health/ready"
   stop "$name" TERM
   # A paused (SIGSTOP) instance stays bound to its port until killed, so wait for it.
   local deadline=$((SECONDS + 10))
@@ -499,7 +520,7 @@ main() {
   (($# >= 1)) || usage
   local cmd="$1"; shift
   local target=""
-  if [[ "$cmd" == restart-backend ]]; then
+  if [[ "$cmd" == restart-backend || "$cmd" == start-backend ]]; then
     (($# >= 1)) || usage
     target="$1"; shift
   fi
@@ -521,6 +542,7 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     restart-backend) cmd_restart_backend "$target" ;;
+    start-backend) cmd_start_backend "$target" ;;
     *) usage ;;
   esac
 }

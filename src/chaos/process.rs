@@ -286,7 +286,7 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         },
         ProcessUndo::Restart(Restart::LegacyCommand { command }) => Err(backend_error(format!(
             "this ledger's restart is a command line ({}), a shape this loadgen never runs; \
-             start the instance by hand (docker/local/stack.sh restart-backend NAME)",
+             start the instance by hand (docker/local/stack.sh start-backend NAME)",
             command.join(" ")
         ))),
         ProcessUndo::Restart(Restart::Stack {
@@ -300,7 +300,7 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
             // end, then on every `loadgen recover`) never restarts a running instance.
             let output = tokio::process::Command::new("bash")
                 .arg(script)
-                .args(["restart-backend", instance.as_str(), "--state-dir"])
+                .args(["start-backend", instance.as_str(), "--state-dir"])
                 .arg(state_dir)
                 // Its own process group: a second Ctrl-C at the terminal cannot kill a
                 // restart half done; the deadline (`backends::within`) kills it on drop.
@@ -313,7 +313,7 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
                 Ok(())
             } else {
                 Err(backend_error(format!(
-                    "`{} restart-backend {}` failed: {}",
+                    "`{} start-backend {}` failed: {}",
                     script.display(),
                     instance.as_str(),
                     String::from_utf8_lossy(&output.stderr).trim()

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::backends::recover;
+use super::backends::recover_within;
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
 use super::registry;
+use super::spec::DEFAULT_BACKEND_TIMEOUT;
 
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -45,7 +46,8 @@ pub async fn recover_run(run_dir: &Path) -> Result<RecoverReport, String> {
                 continue;
             }
         };
-        let outcome = recover(&record.undo).await;
+        // The ledger does not carry the scenario's `backend_timeout`: the default bounds it.
+        let outcome = recover_within(&record.undo, DEFAULT_BACKEND_TIMEOUT).await;
         let what = format!(
             "{} on {} ({})",
             record.fault, record.target.name, record.target.id

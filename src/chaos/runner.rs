@@ -750,7 +750,13 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
     let mut rng = SmallRng::seed_from_u64(0);
     let mut lines = Vec::new();
     for fault in &plan.faults {
-        let verdict = match backends.resolve(&fault.selector).await {
+        let resolved = within(
+            plan.backend_timeout,
+            "resolving targets",
+            backends.resolve(&fault.selector),
+        )
+        .await;
+        let verdict = match resolved {
             // Packet faults that cannot be made here (no root, no iptables) stop the run
             // before any traffic rather than fail at their injection.
             Err(e) if matches!(fault.selector, super::spec::Selector::Port { .. }) => {
@@ -765,7 +771,13 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                     })
                     .collect();
                 let group = match &fault.among {
-                    Some(among) => backends.resolve(among).await.ok(),
+                    Some(among) => within(
+                        plan.backend_timeout,
+                        "resolving `among`",
+                        backends.resolve(among),
+                    )
+                    .await
+                    .ok(),
                     None => None,
                 };
                 // A fault whose undo cannot run for a target it may hit is refused too.

@@ -52,7 +52,7 @@ pub enum ProcessUndo {
 }
 
 /// How a stack instance is started again. Recovery builds the command itself from these
-/// parts (`bash SCRIPT restart-backend INSTANCE --state-dir STATE_DIR`): a ledger is data,
+/// parts (`bash SCRIPT start-backend INSTANCE --state-dir STATE_DIR`): a ledger is data,
 /// never a script to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -69,7 +69,7 @@ pub enum Restart {
 }
 
 /// A stack backend instance name, `backend-N`: the only instances `stack.sh
-/// restart-backend` starts, and so the only ones a restart undo may name.
+/// start-backend` starts, and so the only ones a restart undo may name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BackendName(String);

@@ -80,11 +80,11 @@ http.server.ThreadingHTTPServer((host, int(port)), Ready).serve_forever()
             write(&format!("{service}.pid"), "0 absent\n".into());
         }
         write("postgres-proxy.control", "0".into());
-        // restart-backend needs a stack; its first call starts the instance (it is down)
+        // start-backend needs a stack; its first call starts the instance (it is down)
         // and writes the real state.json.
         std::fs::write(dir.join("state.json"), "{}").unwrap();
         let stack = OneBackendStack { dir, port };
-        let first = stack.restart_backend();
+        let first = stack.start_backend();
         assert!(
             first.status.success(),
             "{}",
@@ -94,10 +94,10 @@ http.server.ThreadingHTTPServer((host, int(port)), Ready).serve_forever()
         stack
     }
 
-    fn restart_backend(&self) -> std::process::Output {
+    fn start_backend(&self) -> std::process::Output {
         Command::new("bash")
             .arg(stack_script())
-            .args(["restart-backend", "backend-1", "--state-dir"])
+            .args(["start-backend", "backend-1", "--state-dir"])
             .arg(&self.dir)
             .output()
             .unwrap()
@@ -165,7 +165,7 @@ fn a_restart_is_done_exactly_once_across_a_crash_mid_restart_and_two_recovers() 
     );
     assert_eq!(stack.pid(), restarted_pid);
     // Asked once more by hand: nothing to do.
-    let again = stack.restart_backend();
+    let again = stack.start_backend();
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(said.contains("already running"), "{said}");
     assert_eq!(stack.starts(), 2);

@@ -482,8 +482,12 @@ fn drill(project: &Project, base_url: &str) {
     assert_eq!(code, 0, "{:#}", summary["slos"]);
     let failover = &summary["failover"][0];
     let during = |name: &str| failover["instances_during"][name].as_u64().unwrap_or(0);
+    // The window lasts until Docker's healthcheck calls the started container healthy,
+    // and nginx sends it traffic from `docker start` on: up to a few seconds of a 10 s
+    // window. Its share stays far below the third it had before (a kill that never happened
+    // would keep it there).
     assert!(
-        during("backend-1") * 20 < during("backend-2").min(during("backend-3")),
+        during("backend-1") * 5 < during("backend-2").min(during("backend-3")),
         "{failover:#}"
     );
     // Seen from outside: the container runs again.

@@ -177,8 +177,8 @@ window = "steady"
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
     assert_eq!(
         junit.matches("<testcase ").count(),
-        4,
-        "JUnit lists every SLO verdict and the fault occurrence"
+        5,
+        "JUnit lists every SLO verdict, the fault occurrence and the run's outcome"
     );
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(
