@@ -170,7 +170,9 @@ mod tests {
         .map(|r| serde_json::to_string(r).unwrap() + "\n")
         .collect();
         std::fs::write(dir.path().join(LEDGER_FILE), text).unwrap();
+        // Timers: every recovery runs under its deadline.
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
 
