@@ -369,7 +369,7 @@ async fn run_step<'c>(
                 Ok(response) => {
                     if let Some(instance) = response
                         .headers
-                        .get("x-instance")
+                        .get(&ctx.plan.target.instance_header)
                         .and_then(|v| v.to_str().ok())
                     {
                         ctx.recorder

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::error_class::ErrorClass;
-use super::stats::Snapshot;
+use super::stats::{Snapshot, count_instance};
 
 /// One worker's interval: everything it recorded for run second `second`.
 #[derive(Debug)]
@@ -144,13 +144,7 @@ impl Recorder {
     /// Counts a response by the instance that served it, in the second it was meant to
     /// start in.
     pub fn served_by(&mut self, second: u64, instance: &str) {
-        let instances = &mut self.slot(second).snapshot.instances;
-        match instances.get_mut(instance) {
-            Some(count) => *count += 1,
-            None => {
-                instances.insert(instance.to_string(), 1);
-            }
-        }
+        count_instance(&mut self.slot(second).snapshot.instances, instance, 1);
     }
 
     pub fn journey_started(&mut self, journey: usize, at: Instant) {

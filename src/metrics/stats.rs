@@ -230,7 +230,7 @@ impl Snapshot {
         }
         self.generator.merge(&other.generator);
         for (instance, count) in &other.instances {
-            *self.instances.entry(instance.clone()).or_default() += count;
+            count_instance(&mut self.instances, instance, *count);
         }
     }
 }
@@ -326,5 +326,58 @@ mod tests {
         let coarse = Histogram::<u64>::new_with_bounds(1000, 60_000_000, 3).unwrap();
         assert!(check_config(&coarse).is_err());
         check_config(&new_histogram()).unwrap();
+    }
+}
+
+/// Distinct serving instances a count keeps; past them, responses count as `OTHER_INSTANCE`.
+/// A target that echoes something unbounded in its instance header (a request id) must not
+/// grow the harness's memory, or series.csv, without bound.
+pub const MAX_INSTANCES: usize = 64;
+
+/// Where responses from instances past the first `MAX_INSTANCES` are counted.
+pub const OTHER_INSTANCE: &str = "(other)";
+
+/// Adds `count` responses served by `instance`, keeping at most `MAX_INSTANCES` names.
+pub fn count_instance(
+    instances: &mut std::collections::BTreeMap<String, u64>,
+    instance: &str,
+    count: u64,
+) {
+    if let Some(served) = instances.get_mut(instance) {
+        *served += count;
+        return;
+    }
+    let named = instances.len() - usize::from(instances.contains_key(OTHER_INSTANCE));
+    let key = if named < MAX_INSTANCES {
+        instance
+    } else {
+        OTHER_INSTANCE
+    };
+    *instances.entry(key.to_string()).or_default() += count;
+}
+
+#[cfg(test)]
+mod instance_tests {
+    use super::*;
+
+    #[test]
+    fn instances_past_the_limit_are_counted_as_other() {
+        let mut instances = std::collections::BTreeMap::new();
+        for request in 0..1_000u64 {
+            // A target echoing a request id: a new value every time.
+            count_instance(&mut instances, &format!("req-{request}"), 1);
+        }
+        count_instance(&mut instances, "req-0", 5);
+        assert_eq!(instances.len(), MAX_INSTANCES + 1);
+        assert_eq!(instances[OTHER_INSTANCE], 1_000 - MAX_INSTANCES as u64);
+        assert_eq!(instances["req-0"], 6, "a kept name keeps counting");
+        assert_eq!(instances.values().sum::<u64>(), 1_005, "nothing is lost");
+        // Merging two full maps keeps the bound.
+        let mut merged = instances.clone();
+        for (name, count) in &instances {
+            count_instance(&mut merged, &format!("x{name}"), *count);
+        }
+        assert_eq!(merged.len(), MAX_INSTANCES + 1);
+        assert_eq!(merged.values().sum::<u64>(), 2_010);
     }
 }

@@ -117,7 +117,9 @@ pub struct Totals {
     pub failed_latency_us: Percentiles,
     /// Latencies above the histograms' 1 h ceiling (recorded as 1 h).
     pub saturated: u64,
-    /// Responses per `X-Instance` header value (empty when the target sends none).
+    /// Responses per value of the target's instance header (`[target] instance_header`,
+    /// default `X-Instance`; empty when the target sends none): at most 64 names, the rest
+    /// under "(other)".
     #[serde(default)]
     pub instances: BTreeMap<String, u64>,
 }

@@ -37,6 +37,9 @@ pub struct TargetPlan {
     pub allow: AllowList,
     /// Extra trusted certificates (PEM) for https, as written: relative to the scenario file.
     pub ca_file: Option<std::path::PathBuf>,
+    /// The response header that names the serving instance (default `X-Instance`): responses
+    /// are counted per value, for failover's "where the traffic went".
+    pub instance_header: http::HeaderName,
 }
 
 /// An `http(s)://host:port/prefix` base URL, split once so the hot path only appends paths.

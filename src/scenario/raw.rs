@@ -39,6 +39,8 @@ pub struct RawTarget {
     pub allow_hosts: Option<Vec<Spanned<String>>>,
     /// PEM certificates to trust for an https target, besides the public roots.
     pub ca_file: Option<Spanned<String>>,
+    /// The response header naming the instance that served a request.
+    pub instance_header: Option<Spanned<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
 }

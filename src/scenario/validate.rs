@@ -179,8 +179,22 @@ fn validate_target(
             "`ca_file` only applies to an https:// base_url",
         );
     }
+    let instance_header = match &raw.instance_header {
+        None => Some(http::HeaderName::from_static("x-instance")),
+        Some(name) => match HeaderName::from_bytes(name.get_ref().as_bytes()) {
+            Ok(header) => Some(header),
+            Err(_) => {
+                diagnostics.push(
+                    name.span(),
+                    format!("`{}` is not a valid header name", name.get_ref()),
+                );
+                None
+            }
+        },
+    };
     Some(TargetPlan {
         ca_file,
+        instance_header: instance_header?,
         base: base?,
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,

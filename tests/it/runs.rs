@@ -349,3 +349,59 @@ repeat = 4
     );
     assert_eq!(steps[2].errors, failed);
 }
+
+/// `[target] instance_header` names the serving instance; a target that puts a new value
+/// there on every response (here a per-member ETag) keeps 64 names and counts the rest as
+/// "(other)", without losing a response.
+#[test]
+fn an_unbounded_instance_header_keeps_64_names_and_counts_the_rest_as_other() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "etag.toml",
+        &format!(
+            r#"name = "etags"
+[target]
+base_url = "{}"
+instance_header = "X-Member-Etag"
+[load]
+model = "open"
+start_rate = "200/s"
+[[load.stage]]
+duration = "1s"
+rate = "200/s"
+[[journey]]
+name = "signup"
+[[journey.step]]
+name = "create member"
+method = "POST"
+url = "/api/members"
+json = {{ n = 1 }}
+expect = 201
+"#,
+            server.url()
+        ),
+    );
+    let (run_dir, summary) = run_ok(&options(&file, &workspace.out()));
+    let served = server.seen().len() as u64;
+    let instances = &summary.totals.instances;
+    assert!(served > 64, "more distinct values than are kept: {served}");
+    assert_eq!(instances.len(), 65, "{instances:?}");
+    assert_eq!(
+        instances.values().sum::<u64>(),
+        served,
+        "every response counted"
+    );
+    assert_eq!(instances["(other)"], served - 64);
+    assert!(instances.keys().any(|k| k.starts_with("etag-")));
+    // series.csv: no second lists more than 64 names and "(other)".
+    let series = std::fs::read_to_string(run_dir.join("series.csv")).unwrap();
+    let mut per_second: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in series.lines().filter(|l| l.contains(",instance:")) {
+        *per_second
+            .entry(line.split(',').next().unwrap())
+            .or_default() += 1;
+    }
+    assert!(!per_second.is_empty());
+    assert!(per_second.values().all(|n| *n <= 65), "{per_second:?}");
+}

@@ -11,6 +11,7 @@ const BROKEN: &str = r#"name = "broken"
 [target]
 base_url = "http://127.0.0.1:9"
 request_timeout = "5sx"
+instance_header = "bad header"
 [load]
 model = "open"
 [[load.stage]]
@@ -37,12 +38,13 @@ fn every_error_is_reported_with_line_and_column() {
     let lines = diagnostics.headlines();
     let expected = [
         "broken.toml:4:19: unknown duration unit `sx` in `5sx`",
-        "broken.toml:8:12: `10` has no unit",
-        "broken.toml:14:11: unknown reference `nope`",
-        "broken.toml:15:10: `7xx` is not a status class",
-        "broken.toml:16:9: think range `1s..0s` is reversed",
-        "broken.toml:17:10: `repeat` must be 1 to 10000, not 0",
-        "broken.toml:21:1: unknown field `colour`",
+        "broken.toml:5:19: `bad header` is not a valid header name",
+        "broken.toml:9:12: `10` has no unit",
+        "broken.toml:15:11: unknown reference `nope`",
+        "broken.toml:16:10: `7xx` is not a status class",
+        "broken.toml:17:9: think range `1s..0s` is reversed",
+        "broken.toml:18:10: `repeat` must be 1 to 10000, not 0",
+        "broken.toml:22:1: unknown field `colour`",
     ];
     for prefix in expected {
         assert!(
@@ -59,7 +61,7 @@ fn every_error_is_reported_with_line_and_column() {
         rendered.contains("4 | request_timeout = \"5sx\""),
         "{rendered}"
     );
-    assert!(rendered.ends_with("7 errors in broken.toml"), "{rendered}");
+    assert!(rendered.ends_with("8 errors in broken.toml"), "{rendered}");
 }
 
 #[test]
