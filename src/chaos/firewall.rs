@@ -1,7 +1,8 @@
 //! The firewall backend: packet faults on loopback through iptables. A `{ port = N }`
 //! target is TCP traffic to 127.0.0.1:N; a fault is one rule inserted at the top of the
 //! INPUT chain (loopback traffic crosses OUTPUT, then INPUT on `lo`). Every rule matches
-//! only `-i lo -d 127.0.0.0/8 -p tcp --dport N` and carries a `loadgen:<id>` comment, so its
+//! only `-i lo -d 127.0.0.0/8 -p tcp --dport N`, in the connection's original (client →
+//! server) direction (`-m conntrack --ctdir ORIGINAL`), and carries a `loadgen:<id>` comment, so its
 //! undo — the same arguments after `-D INPUT` — deletes exactly that rule and nothing else.
 //! A rule that is gone already counts as recovered.
 //!
@@ -222,6 +223,12 @@ pub fn rule_for(port: u16, action: &Action, id: &str) -> Result<Vec<String>, Cha
         "tcp",
         "--dport",
         &dport,
+        // Client → server packets only: without it, a reply to a client whose ephemeral
+        // port happens to be N (from any server) would be dropped too.
+        "-m",
+        "conntrack",
+        "--ctdir",
+        "ORIGINAL",
         "-m",
         "comment",
         "--comment",
@@ -368,8 +375,8 @@ mod tests {
         let rule = rule_for(5432, &Action::Reject, "abc").unwrap();
         assert_eq!(
             rule.join(" "),
-            "-i lo -d 127.0.0.0/8 -p tcp --dport 5432 -m comment --comment loadgen:abc \
-             -j REJECT --reject-with tcp-reset"
+            "-i lo -d 127.0.0.0/8 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL \
+             -m comment --comment loadgen:abc -j REJECT --reject-with tcp-reset"
         );
         let loss = rule_for(80, &Action::Loss { percent: 12.5 }, "x").unwrap();
         assert!(
@@ -411,8 +418,9 @@ mod tests {
             panic!("not a firewall undo");
         };
         assert!(
-            rule.join(" ")
-                .contains("--dport 8080 -m comment --comment loadgen:")
+            rule.join(" ").contains(
+                "--dport 8080 -m conntrack --ctdir ORIGINAL -m comment --comment loadgen:"
+            )
         );
         // Two undos never share a comment.
         let other = backend

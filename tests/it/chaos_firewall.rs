@@ -213,6 +213,25 @@ fn connects(port: u16, timeout: Duration) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).is_ok()
 }
 
+/// Whether a client bound to 127.0.0.2:`local_port` completes a connect to 127.0.0.1:`to`
+/// (its SYN-ACK arrives addressed to `local_port`).
+fn replies_reach_local_port(local_port: u16, to: u16) -> bool {
+    let socket = std::net::TcpListener::bind(("127.0.0.2", local_port));
+    // Bound as a listener only to check the address is free; a client needs its own socket.
+    drop(socket);
+    let client = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket; s = socket.socket(); s.settimeout(1); \
+                 s.bind(('127.0.0.2', {local_port})); s.connect(('127.0.0.1', {to})); print('ok')"
+            ),
+        ])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&client.stdout).trim() == "ok"
+}
+
 #[test]
 fn kill_9_mid_partition_leaves_the_rule_and_loadgen_recover_removes_it() {
     let workspace = Workspace::new();
@@ -227,6 +246,13 @@ fn kill_9_mid_partition_leaves_the_rule_and_loadgen_recover_removes_it() {
     );
     // The partition is real: a connect to the port gets no answer at all.
     assert!(!connects(port, Duration::from_millis(300)));
+    // …in the client → server direction only: a client on another loopback address whose
+    // own port is the partitioned one still gets its replies from any other server.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert!(
+        replies_reach_local_port(port, other.local_addr().unwrap().port()),
+        "a reply to a client port equal to the partitioned port was dropped"
+    );
 
     child.0.kill().unwrap();
     child.0.wait().unwrap();
