@@ -198,7 +198,7 @@ pub fn now() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::chaos::undo::Undo;
 

@@ -139,26 +139,11 @@ pub fn find_runs(reports: &Path) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chaos::Target;
-    use crate::chaos::undo::Undo;
+    use crate::chaos::ledger::tests::record;
 
     #[test]
     fn entries_are_undone_last_to_first_and_only_once() {
         let dir = tempfile::tempdir().unwrap();
-        let record = |entry: &str, state| LedgerRecord {
-            entry: entry.into(),
-            fault: entry.into(),
-            target: Target {
-                backend: "process".into(),
-                id: "1".into(),
-                name: "t".into(),
-                labels: Default::default(),
-            },
-            undo: Undo::Nothing,
-            state,
-            at: now(),
-            message: None,
-        };
         let text: String = [
             record("first", EntryState::Applying),
             record("second", EntryState::Applying),

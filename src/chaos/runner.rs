@@ -548,15 +548,7 @@ impl Timeline {
                                 Some(&active.target),
                                 Some(reason.clone()),
                             );
-                            self.book.ended(
-                                active.index,
-                                TargetEnd {
-                                    target: target_label(&active.target),
-                                    at_ms: at,
-                                    healthy: false,
-                                    reason: Some(reason),
-                                },
-                            );
+                            self.ended_unhealthy(&active, at, reason);
                         }
                         // Held to the run's end: the effect lasts as long as the run.
                         (Ok(()), When::RunEnd) => {
@@ -615,21 +607,26 @@ impl Timeline {
             );
             if active.applied {
                 let at = self.offset_ms();
-                self.book.ended(
-                    active.index,
-                    TargetEnd {
-                        target: target_label(&active.target),
-                        at_ms: at,
-                        healthy: false,
-                        reason: Some(message.clone()),
-                    },
-                );
+                self.ended_unhealthy(&active, at, message.clone());
             }
         }
         self.report.unrecovered.push(format!(
             "{} on {} ({}): {message}",
             active.fault, active.target.name, active.target.id
         ));
+    }
+
+    /// Closes an applied target's effect window as not healthy again, at `at_ms`.
+    fn ended_unhealthy(&mut self, active: &Active, at_ms: u64, reason: String) {
+        self.book.ended(
+            active.index,
+            TargetEnd {
+                target: target_label(&active.target),
+                at_ms,
+                healthy: false,
+                reason: Some(reason),
+            },
+        );
     }
 
     /// Records an event now; returns its offset.

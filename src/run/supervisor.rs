@@ -40,10 +40,9 @@ pub enum Phase {
     Run,
     /// The load has ended; in-flight journeys drain while faults are recovered.
     Stop,
-    /// The engine has drained; the last recoveries finish.
+    /// The engine has drained; the last recoveries finish. (Judging follows in `judge`,
+    /// which answers signals itself: one ends judging, not the run.)
     Recover,
-    /// Written unjudged, judged, written whole; a signal now ends judging, not the run.
-    Judge,
 }
 
 /// Why the load ended before its plan did.
@@ -210,17 +209,22 @@ impl Supervisor {
     }
 
     fn on_signal(&mut self, asked: Asked) {
-        match (asked, self.phase) {
-            (Asked::Stop(signal), _) => {
+        match asked {
+            Asked::Stop(signal) => {
                 self.progress.note(&format!(
                     "{}: stopping — no more faults; recovering what is applied while in-flight journeys finish (INT or TERM again, a second from now, to skip recovery)",
                     signal.name()
                 ));
                 self.stop(Stopped::Signal(signal));
             }
-            (Asked::Abandon(signal), _) => {
+            Asked::Abandon(signal) => {
+                // Once the engine has drained there are no requests left to abandon.
+                let requests = match self.phase {
+                    Phase::Recover => "",
+                    Phase::Run | Phase::Stop => "abandoning requests in flight and ",
+                };
                 self.progress.note(&format!(
-                    "{} again: abandoning requests in flight and skipping the recoveries not begun; what stays applied is listed (then run `loadgen recover {}`)",
+                    "{} again: {requests}skipping the recoveries not begun; what stays applied is listed (then run `loadgen recover {}`)",
                     signal.name(),
                     self.run_dir.display()
                 ));
@@ -228,10 +232,10 @@ impl Supervisor {
                 self.engine_kill.cancel();
                 self.controls.abandon.cancel();
             }
-            (Asked::Nothing(Signal::Hangup), _) => self
+            Asked::Nothing(Signal::Hangup) => self
                 .progress
                 .note("SIGHUP again: recovery goes on (a hang-up never skips it)"),
-            (Asked::Nothing(signal), _) => self.progress.note(&format!(
+            Asked::Nothing(signal) => self.progress.note(&format!(
                 "{} again within a second: ignored (again later to skip recovery)",
                 signal.name()
             )),
@@ -274,7 +278,6 @@ impl Supervisor {
         workers_ok: bool,
         faults: ChaosReport,
     ) -> Summary {
-        self.phase = Phase::Judge;
         for second in self.aggregator.flush() {
             if let Some(Err(e)) = self.series.as_mut().map(|s| s.write_second(&second)) {
                 self.write_error.get_or_insert(e);

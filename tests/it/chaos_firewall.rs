@@ -216,9 +216,6 @@ fn connects(port: u16, timeout: Duration) -> bool {
 /// Whether a client bound to 127.0.0.2:`local_port` completes a connect to 127.0.0.1:`to`
 /// (its SYN-ACK arrives addressed to `local_port`).
 fn replies_reach_local_port(local_port: u16, to: u16) -> bool {
-    let socket = std::net::TcpListener::bind(("127.0.0.2", local_port));
-    // Bound as a listener only to check the address is free; a client needs its own socket.
-    drop(socket);
     let client = std::process::Command::new("python3")
         .args([
             "-c",

@@ -404,16 +404,7 @@ fn kill_drill(
     timing: &str,
     target: &str,
 ) -> PathBuf {
-    let state = workspace.write(
-        "state.json",
-        &serde_json::json!({
-            "version": 1,
-            "state_dir": workspace.dir.path(),
-            "stack_script": script,
-            "backends": [{"name": "backend-1", "pid": server.pid(), "port": server.port}]
-        })
-        .to_string(),
-    );
+    let state = stack_state(workspace, script, server.pid(), server.port);
     let text = pause_scenario(server.port, &server.pidfile, run, timing)
         .replace("action = \"pause\"", "action = \"kill\"")
         .replace(
@@ -422,6 +413,21 @@ fn kill_drill(
         )
         + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
     workspace.write("drill.toml", &text)
+}
+
+/// A local-stack state file whose one backend, `backend-1`, is process `pid` on `port`,
+/// started again by `script`.
+pub fn stack_state(workspace: &Workspace, script: &Path, pid: i32, port: u16) -> PathBuf {
+    workspace.write(
+        "state.json",
+        &serde_json::json!({
+            "version": 1,
+            "state_dir": workspace.dir.path(),
+            "stack_script": script,
+            "backends": [{"name": "backend-1", "pid": pid, "port": port}]
+        })
+        .to_string(),
+    )
 }
 
 /// Runs the drill in-process while polling `probe` every 10 ms; returns the summary and

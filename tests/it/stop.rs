@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::chaos_process::{ServerProcess, pause_scenario};
+use crate::chaos_process::{ServerProcess, pause_scenario, stack_state};
 use crate::server::TestServer;
 use crate::support::{KillOnDrop, Workspace, eventually, loadgen, loadgen_command, only_entry};
 
@@ -191,16 +191,7 @@ fn a_second_ctrl_c_during_a_slow_recovery_exits_4_and_lists_what_is_still_applie
             .unwrap(),
     );
     let script = workspace.write("slow-stack.sh", "exec sleep 60\n");
-    let state = workspace.write(
-        "state.json",
-        &serde_json::json!({
-            "version": 1,
-            "state_dir": workspace.dir.path(),
-            "stack_script": script,
-            "backends": [{"name": "backend-1", "pid": backend.0.id(), "port": 9}]
-        })
-        .to_string(),
-    );
+    let state = stack_state(&workspace, &script, backend.0.id() as i32, 9);
     let text = pause_scenario(server.port, &server.pidfile, "60s", "at = \"200ms\"")
         + &format!(
             r#"[[fault]]
