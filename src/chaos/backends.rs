@@ -1,15 +1,17 @@
-//! One entry point over the backends: resolve a selector, compute the undo, apply, recover.
-//! Backends that need a connection (Docker) are connected on first use.
+//! The backends behind one lifecycle (`lifecycle.rs`), dispatched by their typed kind:
+//! every match here is exhaustive, so a new action or selector cannot fall through to "no
+//! backend". Backends that need a connection (Docker, Kubernetes) connect on first use.
 
 use std::time::Duration;
 
-use super::docker::DockerBackend;
+use super::docker::DockerFaults;
 use super::effect::HealthCheck;
-use super::firewall::FirewallBackend;
-use super::kube::{KubeAction, KubeBackend, KubeFault, KubeGuard, Pick, PodSelector};
+use super::firewall::{FirewallBackend, Programs};
+use super::kube::KubeFaults;
+use super::lifecycle::{Candidate, Confirmation, FaultBackend, Occasion, Planned};
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
-use super::spec::{Action, ChaosPlan, FaultSpec, Guard, Mode, Selector};
+use super::spec::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
 use super::stack::state_path;
 use super::undo::Undo;
 use super::{ChaosError, Target};
@@ -18,11 +20,27 @@ pub struct Backends {
     process: ProcessBackend,
     network: NetworkBackend,
     firewall: FirewallBackend,
-    docker: Option<DockerBackend>,
-    docker_host: Option<String>,
-    kube: Option<KubeBackend>,
-    kube_api: Option<String>,
-    kube_namespaces: Vec<String>,
+    docker: DockerFaults,
+    kube: KubeFaults,
+}
+
+/// Whether `action` on `selector`'s targets is one the backend can perform, from the values
+/// alone (no I/O): the scenario validator's check.
+pub fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
+    if action.backend() != selector.backend() {
+        return Err(format!(
+            "{action:?} is a {} action; {selector} is a {} target",
+            action.backend(),
+            selector.backend()
+        ));
+    }
+    match action.backend() {
+        BackendKind::Process => ProcessBackend::validate(action, selector),
+        BackendKind::Docker => DockerFaults::validate(action, selector),
+        BackendKind::Kube => KubeFaults::validate(action, selector),
+        BackendKind::Proxy => NetworkBackend::validate(action, selector),
+        BackendKind::Firewall => FirewallBackend::validate(action, selector),
+    }
 }
 
 impl Backends {
@@ -30,242 +48,92 @@ impl Backends {
         Backends {
             process: ProcessBackend::new(state_path(plan.stack_state.as_deref())),
             network: NetworkBackend::new(state_path(plan.stack_state.as_deref())),
-            firewall: FirewallBackend::default(),
-            docker: None,
-            docker_host: plan.docker_host.clone(),
-            kube: None,
-            kube_api: plan.kube_api.clone(),
-            kube_namespaces: plan.kube_namespaces.clone(),
+            firewall: FirewallBackend::new(Programs::default(), plan.docker_host.clone()),
+            docker: DockerFaults::new(plan.docker_host.clone()),
+            kube: KubeFaults::new(plan.kube_api.clone(), plan.kube_namespaces.clone()),
         }
-    }
-
-    async fn docker(&mut self) -> Result<&DockerBackend, ChaosError> {
-        if self.docker.is_none() {
-            self.docker = Some(DockerBackend::connect(self.docker_host.as_deref()).await?);
-        }
-        Ok(self.docker.as_ref().expect("connected above"))
-    }
-
-    async fn kube(&mut self) -> Result<&KubeBackend, ChaosError> {
-        if self.kube.is_none() {
-            self.kube = Some(KubeBackend::connect(self.kube_api.as_deref()).await?);
-        }
-        Ok(self.kube.as_ref().expect("connected above"))
     }
 
     /// The selector's targets, sorted by name, each with whether it is up.
-    pub async fn resolve(
-        &mut self,
-        selector: &Selector,
-    ) -> Result<Vec<(Target, bool)>, ChaosError> {
-        match selector {
-            Selector::Process { .. } | Selector::PidFile { .. } => self.process.resolve(selector),
-            Selector::Container { .. } | Selector::ContainerLabel { .. } => {
-                self.docker().await?.resolve(selector).await
-            }
-            Selector::Pods {
-                namespace,
-                selector,
-            } => {
-                let pods = self
-                    .kube()
-                    .await?
-                    .select(&PodSelector {
-                        namespace: namespace.clone(),
-                        labels: selector.clone(),
-                        fields: None,
-                    })
-                    .await?;
-                let mut found: Vec<(Target, bool)> = pods
-                    .into_iter()
-                    .map(|pod| {
-                        let target = Target {
-                            backend: "kube".into(),
-                            id: format!("{}/{}", pod.namespace, pod.name),
-                            name: pod.name,
-                            labels: pod.labels,
-                        };
-                        (target, pod.ready)
-                    })
-                    .collect();
-                found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-                Ok(found)
-            }
-            // A deployment is one target; its replicas are guarded by the kube backend's
-            // own scale check when the undo is prepared.
-            Selector::Deployment { namespace, name } => Ok(vec![(
-                Target {
-                    backend: "kube".into(),
-                    id: format!("{namespace}/{name}"),
-                    name: name.clone(),
-                    labels: Default::default(),
-                },
-                true,
-            )]),
-            Selector::Proxy { .. } => self.network.resolve(selector),
-            Selector::Port { .. } => self.firewall.resolve(selector).await,
+    pub async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        match selector.backend() {
+            BackendKind::Process => self.process.resolve(selector).await,
+            BackendKind::Docker => self.docker.resolve(selector).await,
+            BackendKind::Kube => self.kube.resolve(selector).await,
+            BackendKind::Proxy => self.network.resolve(selector).await,
+            BackendKind::Firewall => self.firewall.resolve(selector).await,
         }
     }
 
-    pub async fn undo_for(
+    /// Why `fault` must not run on any of `candidates`, if it must not.
+    pub fn refusal(&mut self, fault: &FaultSpec, candidates: &[Candidate]) -> Option<String> {
+        match fault.action.backend() {
+            BackendKind::Process => self.process.refusal(fault, candidates),
+            BackendKind::Docker => self.docker.refusal(fault, candidates),
+            BackendKind::Kube => self.kube.refusal(fault, candidates),
+            BackendKind::Proxy => self.network.refusal(fault, candidates),
+            BackendKind::Firewall => self.firewall.refusal(fault, candidates),
+        }
+    }
+
+    /// The step for `target`: its undo, effect and health check. Changes nothing.
+    pub async fn plan(
         &mut self,
         target: &Target,
-        action: &Action,
-        selector: &Selector,
-        guard: &Guard,
-    ) -> Result<Undo, ChaosError> {
-        match action.backend() {
-            "process" => self.process.undo_for(target, action),
-            "docker" => self.docker().await?.undo_for(target, action),
-            "proxy" => self.network.undo_for(target, action),
-            "firewall" => self.firewall.undo_for(target, action),
-            "kube" => {
-                // Pod deletions, evictions and restarts heal themselves (controllers); a
-                // scale is put back to the replica count read now, before the change.
-                let Action::Scale { .. } = action else {
-                    return Ok(Undo::Nothing);
-                };
-                let fault = KubeFault::from_spec(
-                    action,
-                    selector,
-                    Pick {
-                        mode: Mode::One,
-                        seed: 0,
-                    },
-                )?;
-                let kube_guard = KubeGuard::from_spec(&self.kube_namespaces, guard);
-                let api = self.kube_api.clone();
-                let prepared = self.kube().await?.prepare(&fault, &kube_guard, 0).await?;
-                prepared
-                    .steps
-                    .first()
-                    .map(|step| step.undo.to_ledger(api.as_deref()))
-                    .ok_or_else(|| ChaosError::NoTarget(target.id.clone()))
-            }
-            other => Err(ChaosError::Backend {
-                backend: "chaos",
-                message: format!("no backend performs {other} faults"),
-            }),
+        fault: &FaultSpec,
+        occasion: Occasion,
+    ) -> Result<Planned, ChaosError> {
+        match fault.action.backend() {
+            BackendKind::Process => self.process.plan(target, fault, occasion).await,
+            BackendKind::Docker => self.docker.plan(target, fault, occasion).await,
+            BackendKind::Kube => self.kube.plan(target, fault, occasion).await,
+            BackendKind::Proxy => self.network.plan(target, fault, occasion).await,
+            BackendKind::Firewall => self.firewall.plan(target, fault, occasion).await,
         }
-    }
-
-    /// Why `fault` must not run on any of `candidates`, if it must not: a fault whose undo
-    /// cannot run for its target (pre-flight and `--dry-run` refuse it before traffic).
-    pub fn refusal(&mut self, fault: &FaultSpec, candidates: &[(Target, bool)]) -> Option<String> {
-        if fault.action.backend() != "process" {
-            return None;
-        }
-        candidates.iter().find_map(|(target, _)| {
-            self.process
-                .refusal(target, &fault.action, fault.duration.is_some())
-        })
     }
 
     pub async fn apply(
         &mut self,
         target: &Target,
         action: &Action,
-        undo: &Undo,
+        planned: &Planned,
     ) -> Result<(), ChaosError> {
         match action.backend() {
-            "process" => self.process.apply(target, action, undo).await,
-            "docker" => self.docker().await?.apply(target, action).await,
-            "proxy" => self.network.apply(target, action).await,
-            "firewall" => self.firewall.apply(target, action, undo).await,
-            "kube" => {
-                let (namespace, name) = target
-                    .id
-                    .split_once('/')
-                    .unwrap_or(("", target.id.as_str()));
-                let (namespace, name) = (namespace.to_string(), name.to_string());
-                let call = match action {
-                    Action::DeletePod { grace } => KubeAction::DeletePod {
-                        namespace,
-                        pod: name,
-                        grace_seconds: grace.map(|g| g.as_secs() as u32),
-                    },
-                    Action::EvictPod => KubeAction::EvictPod {
-                        namespace,
-                        pod: name,
-                    },
-                    Action::Scale { replicas } => KubeAction::Scale {
-                        namespace,
-                        deployment: name,
-                        replicas: *replicas,
-                    },
-                    Action::RolloutRestart => KubeAction::RolloutRestart {
-                        namespace,
-                        deployment: name,
-                    },
-                    other => {
-                        return Err(ChaosError::Backend {
-                            backend: "kube",
-                            message: format!("{other:?} is not a Kubernetes action"),
-                        });
-                    }
-                };
-                self.kube().await?.apply(&call).await.map(|_| ())
-            }
-            other => Err(ChaosError::Backend {
-                backend: "chaos",
-                message: format!("no backend performs {other} faults"),
-            }),
-        }
-    }
-}
-
-impl Backends {
-    /// What "healthy again" will mean for `target`, read before `action` changes it.
-    /// `ready_before`: how many of the selector's targets were up (pods: Ready) just before.
-    pub fn health_check(
-        &mut self,
-        target: &Target,
-        action: &Action,
-        selector: &Selector,
-        undo: &Undo,
-        ready_before: usize,
-    ) -> HealthCheck {
-        match (action.backend(), selector) {
-            ("process", _) => {
-                HealthCheck::Process(self.process.health_check(target, selector, undo))
-            }
-            ("docker", _) => HealthCheck::Container {
-                id: target.id.clone(),
-            },
-            (
-                "kube",
-                Selector::Pods {
-                    namespace,
-                    selector,
-                },
-            ) => HealthCheck::Pods {
-                selector: PodSelector {
-                    namespace: namespace.clone(),
-                    labels: selector.clone(),
-                    fields: None,
-                },
-                ready_before,
-            },
-            ("kube", Selector::Deployment { namespace, name }) => HealthCheck::Deployment {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            },
-            _ => HealthCheck::Recovered,
+            BackendKind::Process => self.process.apply(target, action, planned).await,
+            BackendKind::Docker => self.docker.apply(target, action, planned).await,
+            BackendKind::Kube => self.kube.apply(target, action, planned).await,
+            BackendKind::Proxy => self.network.apply(target, action, planned).await,
+            BackendKind::Firewall => self.firewall.apply(target, action, planned).await,
         }
     }
 
-    /// Whether the target is healthy again, asked of its backend.
+    /// Whether the applied step took effect.
+    pub async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirmation {
+        match target.backend {
+            BackendKind::Process => self.process.confirm(target, planned).await,
+            BackendKind::Docker => self.docker.confirm(target, planned).await,
+            BackendKind::Kube => self.kube.confirm(target, planned).await,
+            BackendKind::Proxy => self.network.confirm(target, planned).await,
+            BackendKind::Firewall => self.firewall.confirm(target, planned).await,
+        }
+    }
+
+    /// Whether the target is healthy again, asked of the backend its check belongs to.
     pub async fn healthy(&mut self, check: &HealthCheck) -> Result<bool, ChaosError> {
         match check {
             HealthCheck::Recovered => Ok(true),
             HealthCheck::Process(process) => self.process.healthy(process).await,
-            HealthCheck::Container { id } => self.docker().await?.healthy(id).await,
+            HealthCheck::Container { id } => self.docker.engine().await?.healthy(id).await,
             HealthCheck::Pods {
                 selector,
                 ready_before,
-            } => Ok(self.kube().await?.ready_pods(selector).await? >= *ready_before),
+            } => Ok(self.kube.cluster().await?.ready_pods(selector).await? >= *ready_before),
             HealthCheck::Deployment { namespace, name } => {
-                self.kube().await?.deployment_ready(namespace, name).await
+                self.kube
+                    .cluster()
+                    .await?
+                    .deployment_ready(namespace, name)
+                    .await
             }
         }
     }

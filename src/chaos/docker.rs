@@ -11,10 +11,81 @@ use bollard::query_parameters::{
     KillContainerOptions, ListContainersOptions, StopContainerOptions,
 };
 
-use super::spec::{Action, Selector};
+use super::effect::HealthCheck;
+use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
+use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::stack::glob_match;
 use super::undo::{DockerUndo, Undo};
 use super::{ChaosError, Target};
+
+/// The Docker backend as the timeline drives it: connected to the Engine on first use.
+pub struct DockerFaults {
+    host: Option<String>,
+    connected: Option<DockerBackend>,
+}
+
+impl DockerFaults {
+    pub fn new(host: Option<String>) -> DockerFaults {
+        DockerFaults {
+            host,
+            connected: None,
+        }
+    }
+
+    pub async fn engine(&mut self) -> Result<&DockerBackend, ChaosError> {
+        if self.connected.is_none() {
+            self.connected = Some(DockerBackend::connect(self.host.as_deref()).await?);
+        }
+        Ok(self.connected.as_ref().expect("connected above"))
+    }
+}
+
+impl FaultBackend for DockerFaults {
+    fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
+        match action.backend() {
+            BackendKind::Docker => Ok(()),
+            other => Err(format!(
+                "{action:?} is a {other} action, not a container one"
+            )),
+        }
+    }
+
+    async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        self.engine().await?.resolve(selector).await
+    }
+
+    /// A restart is instantaneous (nothing to put back); kill, stop, pause and disconnect
+    /// are held until started, unpaused, connected again.
+    async fn plan(
+        &mut self,
+        target: &Target,
+        fault: &FaultSpec,
+        _occasion: Occasion,
+    ) -> Result<Planned, ChaosError> {
+        let undo = self.engine().await?.undo_for(target, &fault.action)?;
+        let effect = match fault.action {
+            Action::ContainerRestart => Effect::Instantaneous,
+            _ => Effect::Held,
+        };
+        Ok(Planned {
+            undo,
+            effect,
+            check: HealthCheck::Container {
+                id: target.id.clone(),
+            },
+            holds_down: None,
+        })
+    }
+
+    async fn apply(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        _planned: &Planned,
+    ) -> Result<(), ChaosError> {
+        self.engine().await?.apply(target, action).await
+    }
+}
 
 pub struct DockerBackend {
     docker: Docker,
@@ -76,7 +147,7 @@ impl DockerBackend {
             }
             let state = container.state.map(|s| s.to_string()).unwrap_or_default();
             let target = Target {
-                backend: "docker".into(),
+                backend: BackendKind::Docker,
                 id,
                 name,
                 labels: container.labels.unwrap_or_default().into_iter().collect(),
@@ -87,7 +158,7 @@ impl DockerBackend {
         Ok(found)
     }
 
-    pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+    fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
         let step = match action {
             Action::ContainerKill { .. } | Action::ContainerStop => DockerUndo::Start,
             Action::ContainerPause => DockerUndo::Unpause,
@@ -172,6 +243,28 @@ impl DockerBackend {
             .await
         {
             Ok(inspect) => Ok(inspect.state.and_then(|s| s.status).map(|s| s.to_string())),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    /// The PID of the container's first process while it runs (its network namespace is
+    /// `/proc/PID/ns/net`); `None` when it is not running or gone.
+    pub async fn pid_of(&self, id: &str) -> Result<Option<i32>, ChaosError> {
+        match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => Ok(inspect
+                .state
+                .filter(|s| s.running == Some(true))
+                .and_then(|s| s.pid)
+                .filter(|pid| *pid > 0)
+                .and_then(|pid| i32::try_from(pid).ok())),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(error(e)),
         }

@@ -200,6 +200,7 @@ pub fn now() -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::chaos::spec::BackendKind;
     use crate::chaos::undo::Undo;
 
     pub fn record(entry: &str, state: EntryState) -> LedgerRecord {
@@ -207,7 +208,7 @@ pub(crate) mod tests {
             entry: entry.into(),
             fault: entry.into(),
             target: Target {
-                backend: "process".into(),
+                backend: BackendKind::Process,
                 id: "1".into(),
                 name: "t".into(),
                 labels: Default::default(),

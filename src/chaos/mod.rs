@@ -1,11 +1,12 @@
 //! Chaos: faults on the run's timeline, injected and always recovered.
 //!
-//! Every backend follows the same three-step contract (after chaos-mesh and toxiproxy):
-//! 1. `undo_for(target, action)` reads what is needed to put things back (e.g. the current
-//!    replica count) and returns an `Undo` — nothing is changed yet;
-//! 2. the caller writes that `Undo` to the run's ledger (`ledger.rs`), *then* calls `apply`;
-//! 3. `recover(undo)` puts things back. It is idempotent, and a target that no longer exists
-//!    counts as recovered.
+//! Every backend implements one lifecycle (`lifecycle::FaultBackend`, after chaos-mesh
+//! and toxiproxy): validate (values only, no I/O) → resolve targets → plan (the undo, the
+//! effect — held, instantaneous or permanent — and what "healthy again" means; nothing
+//! changes) → the caller writes the undo to the ledger (`ledger.rs`) → apply → observe the
+//! effect until healthy again (`effect.rs`) → recover from the undo alone (idempotent; a
+//! target that no longer exists counts as recovered). The timeline (`runner.rs`) sees only
+//! the lifecycle's types; `guard.rs` holds the guardrails of every backend.
 //!
 //! Backends: `process` (local processes), `docker` (containers through the Engine API),
 //! `kube` (pods and deployments through the Kubernetes API), `network` (the user-space TCP
@@ -16,8 +17,10 @@ pub mod backends;
 pub mod docker;
 pub mod effect;
 pub mod firewall;
+pub mod guard;
 pub mod kube;
 pub mod ledger;
+pub mod lifecycle;
 pub mod network;
 pub mod outcome;
 pub mod process;
@@ -36,8 +39,8 @@ use serde::{Deserialize, Serialize};
 /// One thing a fault can hit: a process, a container, a pod, a proxied link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    /// Which backend owns it: "process", "docker", "kube", "proxy", "firewall".
-    pub backend: String,
+    /// Which backend owns it.
+    pub backend: spec::BackendKind,
     /// Stable identity within the backend: a PID, a container id, `namespace/pod`, a proxy
     /// name, `tcp/PORT`.
     pub id: String,

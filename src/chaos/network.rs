@@ -7,8 +7,9 @@
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
+use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
-use super::spec::{Action, Selector};
+use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::stack::{StackState, glob_match};
 use super::undo::Undo;
 use super::{ChaosError, Target};
@@ -25,7 +26,7 @@ impl NetworkBackend {
 
     /// The stack's proxies whose name matches, sorted by name. A proxy is a link, not a
     /// replica: it counts as up.
-    pub fn resolve(&self, selector: &Selector) -> Result<Vec<(Target, bool)>, ChaosError> {
+    fn find(&self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         let Selector::Proxy { name } = selector else {
             return Err(error(format!("{selector} is not a proxy selector")));
         };
@@ -36,7 +37,7 @@ impl NetworkBackend {
             .filter(|link| glob_match(name, &link.name))
             .map(|link| {
                 let target = Target {
-                    backend: "proxy".into(),
+                    backend: BackendKind::Proxy,
                     id: link.control.clone(),
                     name: link.name.clone(),
                     labels: Default::default(),
@@ -47,15 +48,37 @@ impl NetworkBackend {
         found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         Ok(found)
     }
+}
 
-    pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
-        fault_for(action)?;
-        Ok(Undo::Proxy {
-            control: target.id.clone(),
-        })
+impl FaultBackend for NetworkBackend {
+    /// The proxy's own rules (maximum delay, non-zero rates, whole milliseconds).
+    fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
+        fault_for(action).map(drop).map_err(|e| e.to_string())
     }
 
-    pub async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
+    async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        self.find(selector)
+    }
+
+    /// Held until cleared; the undo is the control API's address alone.
+    async fn plan(
+        &mut self,
+        target: &Target,
+        fault: &FaultSpec,
+        _occasion: Occasion,
+    ) -> Result<Planned, ChaosError> {
+        fault_for(&fault.action)?;
+        Ok(Planned::held(Undo::Proxy {
+            control: target.id.clone(),
+        }))
+    }
+
+    async fn apply(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        _planned: &Planned,
+    ) -> Result<(), ChaosError> {
         let fault = fault_for(action)?;
         remote_set(&target.id, &fault)
             .await

@@ -6,7 +6,9 @@
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::spec::{Action, Selector};
+use super::effect::HealthCheck;
+use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
+use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::stack::{StackState, glob_match};
 use super::undo::{BackendName, ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
@@ -17,9 +19,6 @@ pub struct ProcessBackend {
     stack: Option<StackState>,
     stack_error: Option<String>,
 }
-
-/// A resolved target and whether it is up (alive and not stopped).
-pub type Candidate = (Target, bool);
 
 impl ProcessBackend {
     pub fn new(state_file: std::path::PathBuf) -> ProcessBackend {
@@ -45,7 +44,7 @@ impl ProcessBackend {
         }
     }
 
-    pub fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+    fn find(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         self.reload();
         let found: Vec<(String, i32)> = match selector {
             Selector::Process { name } => {
@@ -75,7 +74,7 @@ impl ProcessBackend {
             .map(|(name, pid)| {
                 let up = matches!(proc_stat(pid), Some((state, _)) if state != 'T' && state != 'Z');
                 let target = Target {
-                    backend: "process".into(),
+                    backend: BackendKind::Process,
                     id: pid.to_string(),
                     name,
                     labels: Default::default(),
@@ -87,7 +86,7 @@ impl ProcessBackend {
 
     /// What will undo `action` on `target`; reads the process's start time now. A restart
     /// that nothing could bring back is refused here, before anything changes.
-    pub fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+    fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
         let pid = parse_pid(target)?;
         let (_, start_time) = proc_stat(pid)
             .ok_or_else(|| backend_error(format!("process {pid} ({}) is gone", target.name)))?;
@@ -125,7 +124,7 @@ impl ProcessBackend {
     /// held for a `duration`, of something the stack cannot start again would leave it
     /// down for good while the drill says it was undone. Without a duration a kill is a
     /// deliberate permanent action and allowed.
-    pub fn refusal(&mut self, target: &Target, action: &Action, held: bool) -> Option<String> {
+    fn refusal_for(&mut self, target: &Target, action: &Action, held: bool) -> Option<String> {
         self.reload();
         let needs_restart = match action {
             Action::Restart => true,
@@ -145,7 +144,7 @@ impl ProcessBackend {
         })
     }
 
-    pub async fn apply(
+    async fn signal(
         &self,
         target: &Target,
         action: &Action,
@@ -191,12 +190,7 @@ const CONNECT_PROBE: std::time::Duration = std::time::Duration::from_millis(500)
 
 impl ProcessBackend {
     /// The health check for `target`: its port when the stack state knows one.
-    pub fn health_check(
-        &mut self,
-        target: &Target,
-        selector: &Selector,
-        undo: &Undo,
-    ) -> ProcessHealth {
+    fn health_check(&mut self, target: &Target, selector: &Selector, undo: &Undo) -> ProcessHealth {
         self.reload();
         let pid = target.id.parse().unwrap_or(0);
         let start_time = match undo {
@@ -264,6 +258,65 @@ impl ProcessBackend {
             )),
             None => Ok(original.is_some_and(alive) || current.is_some_and(alive)),
         }
+    }
+}
+
+impl FaultBackend for ProcessBackend {
+    fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
+        match action.backend() {
+            BackendKind::Process => Ok(()),
+            other => Err(format!("{action:?} is a {other} action, not a process one")),
+        }
+    }
+
+    async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        self.find(selector)
+    }
+
+    fn refusal(&mut self, fault: &FaultSpec, candidates: &[Candidate]) -> Option<String> {
+        candidates.iter().find_map(|(target, _)| {
+            self.refusal_for(target, &fault.action, fault.duration.is_some())
+        })
+    }
+
+    /// A pause is held until resumed; a kill or terminate is held until the platform
+    /// starts the instance again, or permanent when nothing can; a restart is instantaneous
+    /// (its own apply brings the instance back).
+    async fn plan(
+        &mut self,
+        target: &Target,
+        fault: &FaultSpec,
+        _occasion: Occasion,
+    ) -> Result<Planned, ChaosError> {
+        self.reload();
+        let undo = self.undo_for(target, &fault.action)?;
+        let effect = match (&fault.action, &undo) {
+            (Action::Restart, _) => Effect::Instantaneous,
+            (
+                _,
+                Undo::Process {
+                    step: ProcessUndo::None,
+                    ..
+                },
+            ) => Effect::Permanent,
+            _ => Effect::Held,
+        };
+        let check = HealthCheck::Process(self.health_check(target, &fault.selector, &undo));
+        Ok(Planned {
+            undo,
+            effect,
+            check,
+            holds_down: None,
+        })
+    }
+
+    async fn apply(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        planned: &Planned,
+    ) -> Result<(), ChaosError> {
+        self.signal(target, action, &planned.undo).await
     }
 }
 

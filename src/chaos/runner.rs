@@ -14,12 +14,13 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backends::{Backends, recover_within, within};
-use super::effect::{HealthCheck, Watch};
+use super::effect::Watch;
+use super::guard::{self, Fleet};
 use super::ledger::{EntryState, Ledger, LedgerRecord, now};
+use super::lifecycle::{Candidate, Confirmation, Effect, Occasion, Planned};
 pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
 use super::outcome::{OccurrenceBook, TargetEnd};
-use super::process::Candidate;
-use super::spec::{ChaosPlan, FaultSpec, Mode, check_guard};
+use super::spec::{ChaosPlan, FaultSpec, Mode};
 use super::undo::Undo;
 use super::{ChaosError, Target};
 
@@ -55,8 +56,9 @@ struct Active {
     fault: String,
     occurrence: u32,
     target: Target,
-    undo: Undo,
-    check: HealthCheck,
+    /// Its undo, effect (always `Held` once active: nothing else waits for a recovery)
+    /// and health check.
+    planned: Planned,
     /// The apply succeeded: its effect window is open until the target is healthy again.
     applied: bool,
 }
@@ -376,30 +378,23 @@ impl Timeline {
             );
         };
         let deadline = self.plan.backend_timeout;
-        let undo = match within(
+        let planned = match within(
             deadline,
-            "reading the undo",
+            "planning the fault",
             self.backends
-                .undo_for(&target, &fault.action, &fault.selector, &fault.guard),
+                .plan(&target, fault, Occasion { ready_before }),
         )
         .await
         {
-            Ok(undo) => undo,
+            Ok(planned) => planned,
             Err(e) => return fail(self, e.to_string()),
         };
-        let check = self.backends.health_check(
-            &target,
-            &fault.action,
-            &fault.selector,
-            &undo,
-            ready_before,
-        );
         let entry = format!("{}#{}@{}", fault.name, occurrence, target.id);
         let mut record = LedgerRecord {
             entry: entry.clone(),
             fault: fault.name.clone(),
             target: target.clone(),
-            undo: undo.clone(),
+            undo: planned.undo.clone(),
             state: EntryState::Applying,
             at: now(),
             message: None,
@@ -410,15 +405,45 @@ impl Timeline {
         }
         let started = self.event(fault, occurrence, EventKind::Started, Some(&target), None);
         self.book.started(index, started);
-        let applied = within(
+        let mut applied = within(
             deadline,
             "applying",
-            self.backends.apply(&target, &fault.action, &undo),
+            self.backends.apply(&target, &fault.action, &planned),
         )
         .await;
+        let applied_ms = self.offset_ms();
+        // Did it take effect? (A packet rule must see traffic; a stop cuts the wait short.)
+        let confirmation = match applied {
+            Ok(()) => tokio::select! {
+                biased;
+                _ = self.controls.stop.cancelled() => Confirmation::Unverified(
+                    "the run stopped before traffic was seen".into()
+                ),
+                confirmed = self.backends.confirm(&target, &planned) => confirmed,
+            },
+            Err(_) => Confirmation::Effective,
+        };
+        let mut note = None;
+        match confirmation {
+            Confirmation::Effective => {}
+            Confirmation::Unverified(why) => note = Some(format!("unverified: {why}")),
+            Confirmation::Ineffective(why) => {
+                applied = Err(ChaosError::Backend {
+                    backend: target.backend.name(),
+                    message: format!("ineffective: {why}"),
+                })
+            }
+        }
         match &applied {
             Ok(()) => {
-                let at = self.event(fault, occurrence, EventKind::Applied, Some(&target), None);
+                let at = self.event_at(
+                    applied_ms,
+                    fault,
+                    occurrence,
+                    EventKind::Applied,
+                    Some(&target),
+                    note,
+                );
                 self.book.applied(index, &label, at);
             }
             Err(e) => fail(self, e.to_string()),
@@ -432,8 +457,7 @@ impl Timeline {
             fault: fault.name.clone(),
             occurrence,
             target,
-            undo,
-            check,
+            planned,
             applied: applied.is_ok(),
         };
         if applied.is_err() {
@@ -444,9 +468,10 @@ impl Timeline {
             // (`applied` is false: no window to close.)
             self.recover_where(|a| Some(&a.entry) == entry.as_ref(), When::RunEnd)
                 .await;
-        } else if fault.action.is_instantaneous() {
-            // Done at once (a restart's own apply brought it back): settled in the ledger,
-            // and its effect lasts until the target is healthy again.
+        } else if active.planned.effect.settles_at_apply() {
+            // Done at once (a restart's own apply brought it back), or for good (nothing
+            // can bring it back): nothing is left to undo, so the ledger entry is settled,
+            // and its effect lasts until the target is seen healthy again.
             record.state = EntryState::Recovered;
             record.at = now();
             let _ = self.ledger.write(&record);
@@ -460,7 +485,7 @@ impl Timeline {
     fn watch(&mut self, fault: &FaultSpec, active: &Active, since: &'static str) {
         let watch = Watch {
             plan: self.plan.clone(),
-            check: active.check.clone(),
+            check: active.planned.check.clone(),
             run_start: self.start,
             deadline: fault.effect.map(|e| Instant::now() + e),
             since,
@@ -502,12 +527,12 @@ impl Timeline {
                 self.abandoned(active);
                 continue;
             }
-            let outcome = recover_within(&active.undo, self.plan.backend_timeout).await;
+            let outcome = recover_within(&active.planned.undo, self.plan.backend_timeout).await;
             let record = LedgerRecord {
                 entry: active.entry.clone(),
                 fault: active.fault.clone(),
                 target: active.target.clone(),
-                undo: active.undo.clone(),
+                undo: active.planned.undo.clone(),
                 state: if outcome.is_ok() {
                     EntryState::Recovered
                 } else {
@@ -524,7 +549,9 @@ impl Timeline {
                 .find(|f| f.name == active.fault)
                 .cloned();
             if let Some(fault) = &fault {
-                if active.undo != Undo::Nothing || outcome.is_err() {
+                // A step with nothing to undo (an instantaneous one whose apply failed)
+                // has no recovery to report, unless that failed too.
+                if active.planned.effect == Effect::Held || outcome.is_err() {
                     self.event(
                         fault,
                         active.occurrence,
@@ -581,7 +608,7 @@ impl Timeline {
                     active.fault,
                     active.target.name,
                     active.target.id,
-                    serde_json::to_string(&active.undo).unwrap_or_default()
+                    serde_json::to_string(&active.planned.undo).unwrap_or_default()
                 ));
             }
         }
@@ -679,7 +706,12 @@ impl Drop for Timeline {
         if self.active.is_empty() {
             return;
         }
-        let undos: Vec<Undo> = self.active.drain(..).rev().map(|a| a.undo).collect();
+        let undos: Vec<Undo> = self
+            .active
+            .drain(..)
+            .rev()
+            .map(|a| a.planned.undo)
+            .collect();
         let deadline = self.plan.backend_timeout;
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -722,8 +754,6 @@ fn choose(
         .collect();
     let wanted = fault.mode.count(up.len());
     let group = group.unwrap_or(candidates);
-    let group_up = group.iter().filter(|(t, up)| *up && !busy(t)).count();
-    let down = group.len() - group_up;
     if wanted == 0 {
         return Err((
             EventKind::Skipped,
@@ -731,13 +761,36 @@ fn choose(
         ));
     }
     if fault.action.takes_down() {
-        check_guard(&fault.guard, group_up, down, wanted).map_err(|m| (EventKind::Refused, m))?;
+        let ready = group.iter().filter(|(t, up)| *up && !busy(t)).count();
+        guard::check(&fault.guard, fleet(group, ready, active), wanted, "target")
+            .map_err(|m| (EventKind::Refused, m))?;
     }
     let chosen = match fault.mode {
         Mode::Random => vec![up[rng.random_range(0..up.len())].clone()],
         _ => up.into_iter().take(wanted).cloned().collect(),
     };
     Ok(chosen)
+}
+
+/// The replica set `group` as the guardrails count it: its `ready` members up; down, those
+/// listed but not up or held by an active fault, and what active faults hold down out of
+/// sight (a deployment's scaled-away replicas count against its pods).
+fn fleet(group: &[Candidate], ready: usize, active: &[Active]) -> Fleet {
+    let unseen: usize = active
+        .iter()
+        .filter_map(|a| a.planned.holds_down.as_ref())
+        .filter(|held| {
+            group.iter().any(|(t, _)| {
+                let namespace = t.id.split_once('/').map_or("", |(ns, _)| ns);
+                held.covers(namespace, &t.labels)
+            })
+        })
+        .map(|held| held.count)
+        .sum();
+    Fleet {
+        ready,
+        down: group.len() - ready + unseen,
+    }
 }
 
 /// Resolves every fault's selector against the live environment and checks its guardrails
@@ -756,7 +809,7 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
         let verdict = match resolved {
             // Packet faults that cannot be made here (no root, no iptables) stop the run
             // before any traffic rather than fail at their injection.
-            Err(e) if matches!(fault.selector, super::spec::Selector::Port { .. }) => {
+            Err(e) if fault.selector.backend() == super::spec::BackendKind::Firewall => {
                 Verdict::Refused(e.to_string())
             }
             Err(e) => Verdict::Error(e.to_string()),

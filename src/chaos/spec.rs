@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub use super::guard::{Guard, MaxUnavailable};
 
 /// The scenario's `[chaos]` settings and its `[[fault]]` list.
 #[derive(Debug, Clone, Serialize)]
@@ -106,27 +108,63 @@ pub enum Action {
     Reject,
 }
 
+/// The backends that perform faults: each implements `lifecycle::FaultBackend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Local processes (signals; restarts through the platform adapter).
+    Process,
+    /// Containers through the Docker Engine API.
+    Docker,
+    /// Pods and deployments through the Kubernetes API.
+    Kube,
+    /// A `loadgen proxy` on a link, through its control API.
+    Proxy,
+    /// Packet rules (iptables / ip6tables), on loopback or in a container's namespace.
+    Firewall,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Process => "process",
+            BackendKind::Docker => "docker",
+            BackendKind::Kube => "kube",
+            BackendKind::Proxy => "proxy",
+            BackendKind::Firewall => "firewall",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Action {
     /// The backend that performs this action.
-    pub fn backend(&self) -> &'static str {
+    pub fn backend(&self) -> BackendKind {
         match self {
-            Action::Kill | Action::Terminate | Action::Pause | Action::Restart => "process",
+            Action::Kill | Action::Terminate | Action::Pause | Action::Restart => {
+                BackendKind::Process
+            }
             Action::ContainerKill { .. }
             | Action::ContainerStop
             | Action::ContainerPause
             | Action::ContainerRestart
-            | Action::ContainerDisconnect { .. } => "docker",
+            | Action::ContainerDisconnect { .. } => BackendKind::Docker,
             Action::DeletePod { .. }
             | Action::EvictPod
             | Action::Scale { .. }
-            | Action::RolloutRestart => "kube",
+            | Action::RolloutRestart => BackendKind::Kube,
             Action::Latency { .. }
             | Action::Bandwidth { .. }
             | Action::Reset
             | Action::Blackhole
             | Action::SlowClose { .. }
-            | Action::Refuse => "proxy",
-            Action::Loss { .. } | Action::Partition | Action::Reject => "firewall",
+            | Action::Refuse => BackendKind::Proxy,
+            Action::Loss { .. } | Action::Partition | Action::Reject => BackendKind::Firewall,
         }
     }
 
@@ -173,8 +211,25 @@ pub enum Selector {
     Deployment { namespace: String, name: String },
     /// A link through the fault proxy, by the name the stack gave it.
     Proxy { name: String },
-    /// TCP traffic to 127.0.0.1:`port` on loopback (packet rules through iptables).
+    /// TCP traffic to `port` on loopback, 127.0.0.0/8 and ::1 (packet rules through
+    /// iptables and ip6tables).
     Port { port: u16 },
+    /// TCP traffic to `port` inside the network namespace of containers by name glob or
+    /// id (what reaches a published port, or comes from another container).
+    ContainerPort { container: String, port: u16 },
+}
+
+impl Selector {
+    /// The backend whose targets this selector finds (and so whose actions apply).
+    pub fn backend(&self) -> BackendKind {
+        match self {
+            Selector::Process { .. } | Selector::PidFile { .. } => BackendKind::Process,
+            Selector::Container { .. } | Selector::ContainerLabel { .. } => BackendKind::Docker,
+            Selector::Pods { .. } | Selector::Deployment { .. } => BackendKind::Kube,
+            Selector::Proxy { .. } => BackendKind::Proxy,
+            Selector::Port { .. } | Selector::ContainerPort { .. } => BackendKind::Firewall,
+        }
+    }
 }
 
 impl std::fmt::Display for Selector {
@@ -191,6 +246,9 @@ impl std::fmt::Display for Selector {
             Selector::Deployment { namespace, name } => write!(f, "deployment {namespace}/{name}"),
             Selector::Proxy { name } => write!(f, "proxy {name}"),
             Selector::Port { port } => write!(f, "port {port}"),
+            Selector::ContainerPort { container, port } => {
+                write!(f, "port {port} in container {container}")
+            }
         }
     }
 }
@@ -207,24 +265,6 @@ pub enum Mode {
     Random,
     Count(u32),
     Percent(f64),
-}
-
-/// Limits checked before anything changes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Guard {
-    /// At most this many targets of the selector down at once (this fault's and others').
-    pub max_unavailable: u32,
-    /// Whether the last ready target may be taken down.
-    pub allow_last: bool,
-}
-
-impl Default for Guard {
-    fn default() -> Self {
-        Guard {
-            max_unavailable: 1,
-            allow_last: false,
-        }
-    }
 }
 
 impl Mode {
@@ -251,52 +291,9 @@ impl FaultSpec {
     }
 }
 
-/// The guardrail decision for taking `wanted` of `ready` targets down while `already_down`
-/// are down: `Err` says why not, with the numbers.
-pub fn check_guard(
-    guard: &Guard,
-    ready: usize,
-    already_down: usize,
-    wanted: usize,
-) -> Result<(), String> {
-    if wanted + already_down > guard.max_unavailable as usize {
-        return Err(format!(
-            "taking {wanted} target(s) down with {already_down} already down exceeds max_unavailable = {}",
-            guard.max_unavailable
-        ));
-    }
-    if !guard.allow_last && wanted >= ready {
-        return Err(format!(
-            "taking {wanted} of {ready} ready target(s) down would leave none; set allow_last = true to drill a full outage"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn guard_refuses_the_last_replica_and_too_many() {
-        let guard = Guard::default();
-        assert!(check_guard(&guard, 3, 0, 1).is_ok());
-        assert!(
-            check_guard(&guard, 3, 1, 1)
-                .unwrap_err()
-                .contains("max_unavailable = 1")
-        );
-        assert!(
-            check_guard(&guard, 1, 0, 1)
-                .unwrap_err()
-                .contains("leave none")
-        );
-        let everything = Guard {
-            max_unavailable: 3,
-            allow_last: true,
-        };
-        assert!(check_guard(&everything, 3, 0, 3).is_ok());
-    }
 
     #[test]
     fn modes_count_and_occurrences_repeat() {

@@ -33,9 +33,16 @@ pub enum Undo {
         control: String,
     },
     Firewall {
-        /// The rule's exact iptables arguments after `-I INPUT` (and so after `-D INPUT`);
-        /// its `loadgen:<id>` comment makes it unique.
+        /// The IPv4 rule's exact iptables arguments after `-I INPUT` (and so after
+        /// `-D INPUT`); its `loadgen:<id>` comment makes it unique.
         rule: Vec<String>,
+        /// The same rule for IPv6 (ip6tables). Older ledgers have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule6: Option<Vec<String>>,
+        /// Where the rules live: the host (none) or a container's network namespace,
+        /// entered by the PID Docker gives that container at recovery time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<ContainerRef>,
     },
 }
 
@@ -101,6 +108,13 @@ impl From<BackendName> for String {
     fn from(name: BackendName) -> String {
         name.0
     }
+}
+
+/// A container by its Engine and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRef {
+    pub host: Option<String>,
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,10 +7,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::diag::Diagnostics;
-use super::raw::{RawChaos, RawFault, RawMode, RawSelector};
+use super::raw::{RawChaos, RawFault, RawMaxUnavailable, RawMode, RawSelector};
 use super::units::{format_duration, parse_duration, parse_percent, parse_size};
 use super::validate::typed;
-use crate::chaos::spec::{Action, ChaosPlan, FaultSpec, Guard, Mode, Selector};
+use crate::chaos::spec::{
+    Action, BackendKind, ChaosPlan, FaultSpec, Guard, MaxUnavailable, Mode, Selector,
+};
 
 pub fn validate_chaos(
     chaos: Option<&Spanned<RawChaos>>,
@@ -160,6 +162,29 @@ fn validate_fault(
             }
         },
     };
+    let max_unavailable = match &raw.max_unavailable {
+        None => Some(Guard::default().max_unavailable),
+        Some(value) => match value.get_ref() {
+            RawMaxUnavailable::Count(n) => Some(MaxUnavailable::Count(*n)),
+            RawMaxUnavailable::Percent(text) => match parse_percent(text) {
+                Ok(p) if p > 0.0 => Some(MaxUnavailable::Percent(p)),
+                Ok(_) => {
+                    diagnostics.push(
+                        value.span(),
+                        "`max_unavailable` of 0% allows nothing down: no fault could run",
+                    );
+                    None
+                }
+                Err(message) => {
+                    diagnostics.push(
+                        value.span(),
+                        format!("`max_unavailable`: {message} (or a count, e.g. 1)"),
+                    );
+                    None
+                }
+            },
+        },
+    };
     if diagnostics.len() > before {
         return None;
     }
@@ -173,7 +198,7 @@ fn validate_fault(
         selector: selector?,
         mode: mode?,
         guard: Guard {
-            max_unavailable: raw.max_unavailable.unwrap_or(1),
+            max_unavailable: max_unavailable?,
             allow_last: raw.allow_last.unwrap_or(false),
         },
         among,
@@ -189,6 +214,8 @@ fn select(
     diagnostics: &mut Diagnostics,
 ) -> Option<Selector> {
     let raw = target.get_ref();
+    // `{ container = "…", port = N }` is one target: a port inside those containers.
+    let in_container = raw.container.is_some() && raw.port.is_some();
     let kinds = [
         raw.process.is_some(),
         raw.pidfile.is_some(),
@@ -197,14 +224,28 @@ fn select(
         raw.pods.is_some(),
         raw.deployment.is_some(),
         raw.proxy.is_some(),
-        raw.port.is_some(),
+        raw.port.is_some() && !in_container,
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diagnostics.push(
             target.span(),
-            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy, port",
+            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy, port (or container and port together)",
         );
         return None;
+    }
+    if in_container {
+        let (container, port) = (
+            raw.container.clone().unwrap_or_default(),
+            raw.port.unwrap_or(0),
+        );
+        if port == 0 {
+            diagnostics.push(
+                target.span(),
+                "`port` must be a TCP port from 1 to 65535 (inside the container)",
+            );
+            return None;
+        }
+        return Some(Selector::ContainerPort { container, port });
     }
     let namespaced = raw.pods.is_some() || raw.deployment.is_some();
     if raw.namespace.is_some() && !namespaced {
@@ -267,7 +308,7 @@ fn select(
         if port == 0 {
             diagnostics.push(
                 target.span(),
-                "`port` must be a TCP port from 1 to 65535 (traffic to 127.0.0.1:PORT)",
+                "`port` must be a TCP port from 1 to 65535 (traffic to it on loopback)",
             );
             return None;
         }
@@ -285,13 +326,7 @@ fn action<'a>(
     diagnostics: &mut Diagnostics,
 ) -> Option<Action> {
     let name = raw.action.get_ref().as_str();
-    let backend = match selector {
-        Selector::Process { .. } | Selector::PidFile { .. } => "process",
-        Selector::Container { .. } | Selector::ContainerLabel { .. } => "docker",
-        Selector::Pods { .. } | Selector::Deployment { .. } => "kube",
-        Selector::Proxy { .. } => "proxy",
-        Selector::Port { .. } => "firewall",
-    };
+    let backend = selector.backend();
     // A field the action cannot do without: missing, it is an error at the action.
     let needed = |value: Option<&'a Spanned<String>>,
                   what: &str,
@@ -311,20 +346,20 @@ fn action<'a>(
         typed(Some(value), Duration::ZERO, parse_duration, diagnostics)
     };
     let action = match (backend, name) {
-        ("process", "kill") => Action::Kill,
-        ("process", "terminate") => Action::Terminate,
-        ("process", "pause") => Action::Pause,
-        ("process", "restart") => Action::Restart,
-        ("docker", "kill") => Action::ContainerKill {
+        (BackendKind::Process, "kill") => Action::Kill,
+        (BackendKind::Process, "terminate") => Action::Terminate,
+        (BackendKind::Process, "pause") => Action::Pause,
+        (BackendKind::Process, "restart") => Action::Restart,
+        (BackendKind::Docker, "kill") => Action::ContainerKill {
             signal: raw
                 .signal
                 .as_ref()
                 .map_or("SIGKILL".to_string(), |s| s.get_ref().clone()),
         },
-        ("docker", "stop") => Action::ContainerStop,
-        ("docker", "pause") => Action::ContainerPause,
-        ("docker", "restart") => Action::ContainerRestart,
-        ("docker", "disconnect") => match &raw.network {
+        (BackendKind::Docker, "stop") => Action::ContainerStop,
+        (BackendKind::Docker, "pause") => Action::ContainerPause,
+        (BackendKind::Docker, "restart") => Action::ContainerRestart,
+        (BackendKind::Docker, "disconnect") => match &raw.network {
             Some(network) => Action::ContainerDisconnect {
                 network: network.clone(),
             },
@@ -336,14 +371,18 @@ fn action<'a>(
                 return None;
             }
         },
-        ("kube", "delete") if matches!(selector, Selector::Pods { .. }) => Action::DeletePod {
-            grace: raw
-                .grace
-                .as_ref()
-                .and_then(|g| typed(Some(g), Duration::ZERO, parse_duration, diagnostics)),
-        },
-        ("kube", "evict") if matches!(selector, Selector::Pods { .. }) => Action::EvictPod,
-        ("kube", "scale") if matches!(selector, Selector::Deployment { .. }) => {
+        (BackendKind::Kube, "delete") if matches!(selector, Selector::Pods { .. }) => {
+            Action::DeletePod {
+                grace: raw
+                    .grace
+                    .as_ref()
+                    .and_then(|g| typed(Some(g), Duration::ZERO, parse_duration, diagnostics)),
+            }
+        }
+        (BackendKind::Kube, "evict") if matches!(selector, Selector::Pods { .. }) => {
+            Action::EvictPod
+        }
+        (BackendKind::Kube, "scale") if matches!(selector, Selector::Deployment { .. }) => {
             match raw.replicas {
                 Some(replicas) => Action::Scale { replicas },
                 None => {
@@ -355,10 +394,10 @@ fn action<'a>(
                 }
             }
         }
-        ("kube", "restart") if matches!(selector, Selector::Deployment { .. }) => {
+        (BackendKind::Kube, "restart") if matches!(selector, Selector::Deployment { .. }) => {
             Action::RolloutRestart
         }
-        ("proxy", "latency") => Action::Latency {
+        (BackendKind::Proxy, "latency") => Action::Latency {
             delay: duration_of(&raw.latency, "latency", diagnostics)?,
             jitter: raw
                 .jitter
@@ -366,7 +405,7 @@ fn action<'a>(
                 .and_then(|j| typed(Some(j), Duration::ZERO, parse_duration, diagnostics))
                 .unwrap_or_default(),
         },
-        ("proxy", "bandwidth") => Action::Bandwidth {
+        (BackendKind::Proxy, "bandwidth") => Action::Bandwidth {
             bytes_per_second: typed(
                 Some(needed(
                     raw.bandwidth.as_ref(),
@@ -379,13 +418,13 @@ fn action<'a>(
                 diagnostics,
             )?,
         },
-        ("proxy", "reset") => Action::Reset,
-        ("proxy", "blackhole") => Action::Blackhole,
-        ("proxy", "refuse") => Action::Refuse,
-        ("proxy", "slow_close") => Action::SlowClose {
+        (BackendKind::Proxy, "reset") => Action::Reset,
+        (BackendKind::Proxy, "blackhole") => Action::Blackhole,
+        (BackendKind::Proxy, "refuse") => Action::Refuse,
+        (BackendKind::Proxy, "slow_close") => Action::SlowClose {
             delay: duration_of(&raw.delay, "delay", diagnostics)?,
         },
-        ("firewall", "loss") => Action::Loss {
+        (BackendKind::Firewall, "loss") => Action::Loss {
             percent: typed(
                 Some(needed(
                     raw.probability.as_ref(),
@@ -404,16 +443,18 @@ fn action<'a>(
                 diagnostics,
             )?,
         },
-        ("firewall", "partition") => Action::Partition,
-        ("firewall", "reject") => Action::Reject,
+        (BackendKind::Firewall, "partition") => Action::Partition,
+        (BackendKind::Firewall, "reject") => Action::Reject,
         (backend, other) => {
             let valid = match backend {
-                "process" => "kill, terminate, pause, restart",
-                "docker" => "kill, stop, pause, restart, disconnect",
-                "kube" if matches!(selector, Selector::Pods { .. }) => "delete, evict (pods)",
-                "kube" => "scale, restart (deployments)",
-                "firewall" => "loss, partition, reject",
-                _ => "latency, bandwidth, reset, blackhole, slow_close, refuse",
+                BackendKind::Process => "kill, terminate, pause, restart",
+                BackendKind::Docker => "kill, stop, pause, restart, disconnect",
+                BackendKind::Kube if matches!(selector, Selector::Pods { .. }) => {
+                    "delete, evict (pods)"
+                }
+                BackendKind::Kube => "scale, restart (deployments)",
+                BackendKind::Firewall => "loss, partition, reject",
+                BackendKind::Proxy => "latency, bandwidth, reset, blackhole, slow_close, refuse",
             };
             diagnostics.push(
                 raw.action.span(),
@@ -448,24 +489,17 @@ fn action<'a>(
             return None;
         }
     }
-    if action.backend() == "proxy"
-        && let Err(e) = crate::chaos::network::fault_for(&action)
-    {
-        // The proxy's remaining rules (maximum delay, non-zero rates), checked now so a bad
-        // value is a validation error, not a failure mid-run.
-        diagnostics.push(raw.action.span(), e.to_string());
-        return None;
-    }
-    if action.backend() == "firewall"
-        && let Err(e) = crate::chaos::firewall::rule_for(1, &action, "check")
-    {
-        // A probability too small for iptables to express, caught now, not mid-run.
-        diagnostics.push(
-            raw.probability
+    // What the backend itself can express (the proxy's limits, a loss iptables can count),
+    // checked now so a bad value is a validation error, not a failure mid-run.
+    if let Err(message) = crate::chaos::backends::validate(&action, selector) {
+        let span = match action {
+            Action::Loss { .. } => raw
+                .probability
                 .as_ref()
                 .map_or(raw.action.span(), |p| p.span()),
-            e.to_string(),
-        );
+            _ => raw.action.span(),
+        };
+        diagnostics.push(span, message);
         return None;
     }
     Some(action)

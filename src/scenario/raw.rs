@@ -182,7 +182,7 @@ pub struct RawFault {
     pub target: Spanned<RawSelector>,
     pub among: Option<Spanned<RawSelector>>,
     pub mode: Option<Spanned<RawMode>>,
-    pub max_unavailable: Option<u32>,
+    pub max_unavailable: Option<Spanned<RawMaxUnavailable>>,
     pub allow_last: Option<bool>,
     pub signal: Option<Spanned<String>>,
     pub network: Option<String>,
@@ -209,6 +209,14 @@ pub struct RawSelector {
     pub namespace: Option<String>,
     pub proxy: Option<String>,
     pub port: Option<u16>,
+}
+
+/// `max_unavailable = 2` or `max_unavailable = "50%"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMaxUnavailable {
+    Count(u32),
+    Percent(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -409,7 +409,7 @@ fn without_root_a_packet_fault_is_refused_before_any_traffic() {
     let stdout = String::from_utf8_lossy(&dry.stdout);
     assert_eq!(dry.status.code(), Some(2), "{stdout}");
     assert!(
-        stdout.contains("packet faults need root and iptables"),
+        stdout.contains("packet faults need root, iptables and ip6tables"),
         "{stdout}"
     );
     let out = std::env::temp_dir().join(format!("loadgen-nobody-{port}"));
@@ -417,7 +417,7 @@ fn without_root_a_packet_fault_is_refused_before_any_traffic() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("packet faults need root and iptables"),
+        stderr.contains("packet faults need root, iptables and ip6tables"),
         "{stderr}"
     );
     assert!(!out.exists(), "no run directory");

@@ -600,7 +600,7 @@ async fn guardrails_refuse_before_any_mutating_call() {
     let wide = guard(MaxUnavailable::Count(5));
     let message = refusal(backend.prepare(&pods("app=solo", 1), &wide, 0).await);
     assert!(
-        message.contains("1 of 1 ready") && message.contains("allow_last_replica"),
+        message.contains("1 of 1 ready pod(s)") && message.contains("allow_last = true"),
         "{message}"
     );
     let outage = KubeGuard {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::guard::{self, KubeGuard};
 use super::select::{self, Pick, PodSelector};
 use super::{FIELD_MANAGER, RESTARTED_AT, api_error, status_of};
-use crate::chaos::spec::{Action, Selector};
+use crate::chaos::spec::{Action, BackendKind, Selector};
 use crate::chaos::{ChaosError, Target};
 
 /// A fault as the timeline asks for it, before targets are resolved.
@@ -166,6 +166,8 @@ pub struct Prepared {
     /// Pods the selector matched, and how many of them were ready.
     pub matched: usize,
     pub ready: usize,
+    /// A scale's deployment selector (`app=web`): the pods its held-down replicas belong to.
+    pub pod_labels: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -294,6 +296,7 @@ pub(super) async fn prepare(
                 }],
                 matched: 1,
                 ready,
+                pod_labels: None,
             })
         }
     }
@@ -333,6 +336,7 @@ async fn prepare_pods(
         steps,
         matched: pods.len(),
         ready,
+        pod_labels: None,
     })
 }
 
@@ -371,7 +375,11 @@ async fn prepare_scale(
     let (pods, _) = select::list_pods(client, &selector).await?;
     let ready = pods.iter().filter(|p| p.ready).count();
     let wanted = ready.saturating_sub(replicas as usize);
-    guard::check_take_down(guard, ready, already_down, wanted)?;
+    // Down already: replicas of the spec that are not Ready (a deleted pod not yet
+    // replaced, or its replacement still starting), whether listed or not.
+    let not_ready = (current as usize).max(pods.len()).saturating_sub(ready);
+    guard::check_take_down(guard, ready, already_down + not_ready, wanted)?;
+    let pod_labels = Some(selector.labels.clone()).filter(|l| !l.is_empty());
     Ok(Prepared {
         steps: vec![Step {
             target: deployment_target(namespace, deployment),
@@ -388,12 +396,13 @@ async fn prepare_scale(
         }],
         matched: pods.len(),
         ready,
+        pod_labels,
     })
 }
 
 fn deployment_target(namespace: &str, deployment: &str) -> Target {
     Target {
-        backend: "kube".into(),
+        backend: BackendKind::Kube,
         id: format!("{namespace}/deployments/{deployment}"),
         name: deployment.to_string(),
         labels: Default::default(),

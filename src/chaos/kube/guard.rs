@@ -1,43 +1,13 @@
-//! Guardrails for pod faults, as pure functions over counts so every refusal is unit-tested
+//! Kubernetes' guardrails: the namespace allow-list, and the one guard (`chaos/guard.rs`)
+//! over a selector's pods, as pure functions over counts so every refusal is unit-tested
 //! without a cluster. They run before the ledger is written and before any mutating call:
 //! a refused fault changes nothing.
 
 use serde::{Deserialize, Serialize};
 
 use crate::chaos::ChaosError;
-use crate::chaos::spec::Guard;
-
-/// How many of a selector's ready pods a fault may take down at once.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum MaxUnavailable {
-    Count(u32),
-    /// Percent of the ready pods, rounded down (as Kubernetes rounds a deployment's
-    /// `maxUnavailable`), so "25 %" of 3 pods allows none rather than one.
-    Percent(f64),
-}
-
-impl MaxUnavailable {
-    /// The number of pods this limit allows down when `ready` pods are ready.
-    pub fn allowed(&self, ready: usize) -> usize {
-        match *self {
-            MaxUnavailable::Count(n) => n as usize,
-            MaxUnavailable::Percent(p) => {
-                let p = p.clamp(0.0, 100.0);
-                ((ready as f64) * p / 100.0).floor() as usize
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for MaxUnavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MaxUnavailable::Count(n) => write!(f, "{n}"),
-            MaxUnavailable::Percent(p) => write!(f, "{p}%"),
-        }
-    }
-}
+pub use crate::chaos::guard::MaxUnavailable;
+use crate::chaos::guard::{self, Fleet, Guard};
 
 /// The limits a Kubernetes fault must respect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +24,7 @@ impl KubeGuard {
     pub fn from_spec(namespaces: &[String], guard: &Guard) -> KubeGuard {
         KubeGuard {
             namespaces: namespaces.to_vec(),
-            max_unavailable: MaxUnavailable::Count(guard.max_unavailable),
+            max_unavailable: guard.max_unavailable,
             allow_last_replica: guard.allow_last,
         }
     }
@@ -84,32 +54,22 @@ pub fn check_matched(what: &str, matched: usize) -> Result<(), ChaosError> {
 }
 
 /// Whether taking `wanted` more pods down is allowed while `already_down` of the selector
-/// are down (by other faults) and `ready` are ready. The refusal names every number.
+/// are down (by other faults) and `ready` are ready: the one guard (`chaos/guard.rs`).
 pub fn check_take_down(
     guard: &KubeGuard,
     ready: usize,
     already_down: usize,
     wanted: usize,
 ) -> Result<(), ChaosError> {
-    if wanted == 0 {
-        return Ok(());
-    }
-    let allowed = guard.max_unavailable.allowed(ready + already_down);
-    if wanted + already_down > allowed {
-        return Err(ChaosError::Refused(format!(
-            "taking {wanted} pod(s) down with {already_down} already down exceeds \
-             max_unavailable = {} ({allowed} of {} ready pod(s))",
-            guard.max_unavailable,
-            ready + already_down
-        )));
-    }
-    if !guard.allow_last_replica && wanted >= ready {
-        return Err(ChaosError::Refused(format!(
-            "taking {wanted} of {ready} ready pod(s) down would leave none ready; \
-             set allow_last_replica = true to drill a full outage"
-        )));
-    }
-    Ok(())
+    let limits = Guard {
+        max_unavailable: guard.max_unavailable,
+        allow_last: guard.allow_last_replica,
+    };
+    let fleet = Fleet {
+        ready,
+        down: already_down,
+    };
+    guard::check(&limits, fleet, wanted, "pod").map_err(ChaosError::Refused)
 }
 
 /// Scaling a deployment from its ready pods down to `replicas` takes the difference down.
@@ -151,41 +111,6 @@ mod tests {
     }
 
     #[test]
-    fn max_unavailable_counts_and_percents() {
-        assert_eq!(MaxUnavailable::Count(2).allowed(10), 2);
-        assert_eq!(MaxUnavailable::Percent(50.0).allowed(3), 1);
-        assert_eq!(MaxUnavailable::Percent(25.0).allowed(3), 0);
-        assert_eq!(MaxUnavailable::Percent(100.0).allowed(4), 4);
-        assert_eq!(MaxUnavailable::Percent(250.0).allowed(4), 4);
-
-        let g = guard(MaxUnavailable::Count(1), false);
-        assert!(check_take_down(&g, 3, 0, 1).is_ok());
-        let message = refused(check_take_down(&g, 2, 1, 1));
-        assert!(message.contains("1 already down"), "{message}");
-        assert!(
-            message.contains("max_unavailable = 1 (1 of 3 ready"),
-            "{message}"
-        );
-
-        let pct = guard(MaxUnavailable::Percent(25.0), false);
-        let message = refused(check_take_down(&pct, 3, 0, 1));
-        assert!(
-            message.contains("max_unavailable = 25% (0 of 3"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn the_last_ready_replica_needs_explicit_consent() {
-        let g = guard(MaxUnavailable::Count(5), false);
-        let message = refused(check_take_down(&g, 1, 0, 1));
-        assert!(message.contains("1 of 1 ready") && message.contains("allow_last_replica"));
-        let outage = guard(MaxUnavailable::Count(5), true);
-        assert!(check_take_down(&outage, 1, 0, 1).is_ok());
-        assert!(check_take_down(&outage, 3, 0, 3).is_ok());
-    }
-
-    #[test]
     fn scaling_down_counts_the_difference() {
         let g = guard(MaxUnavailable::Count(1), false);
         assert!(check_scale(&g, 3, 2).is_ok());
@@ -195,7 +120,7 @@ mod tests {
         );
         assert!(refused(check_scale(&g, 3, 1)).contains("taking 2 pod(s) down"));
         let wide = guard(MaxUnavailable::Count(3), false);
-        assert!(refused(check_scale(&wide, 3, 0)).contains("leave none ready"));
+        assert!(refused(check_scale(&wide, 3, 0)).contains("would leave none"));
     }
 
     #[test]

@@ -15,11 +15,13 @@
 //! from a local HTTP server (see README.md here and `tests/it/chaos_kube.rs`).
 
 mod actions;
+pub mod faults;
 pub mod guard;
 pub mod select;
 pub mod timeline;
 
 pub use actions::{Applied, KubeAction, KubeFault, KubeUndo, Prepared, Recovered, Step};
+pub use faults::KubeFaults;
 pub use guard::{KubeGuard, MaxUnavailable};
 pub use select::{Pick, PodInfo, PodSelector};
 pub use timeline::{Dip, PodReady, ReadinessPoint, ReadinessTimeline};

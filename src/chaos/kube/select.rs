@@ -78,7 +78,7 @@ impl PodInfo {
     /// The pod as a chaos target: id `namespace/name`.
     pub fn target(&self) -> Target {
         Target {
-            backend: "kube".into(),
+            backend: crate::chaos::spec::BackendKind::Kube,
             id: format!("{}/{}", self.namespace, self.name),
             name: self.name.clone(),
             labels: self.labels.clone(),

@@ -1,0 +1,685 @@
+//! The firewall backend: packet faults through iptables and ip6tables.
+//!
+//! - `{ port = N }`: TCP traffic to port N on the host's loopback. One rule per family at
+//!   the top of INPUT (loopback traffic crosses OUTPUT, then INPUT on `lo`), matching only
+//!   `-i lo -d 127.0.0.0/8` (ip6tables: `-d ::1/128`) `-p tcp --dport N`.
+//! - `{ container = "glob", port = N }`: TCP traffic to port N inside each matched
+//!   container's own network namespace, entered with `nsenter -t PID -n` (the PID Docker
+//!   reports for it, read again at every use): every interface of that namespace, since
+//!   whatever arrives there — from its published port, from another container — is that
+//!   container's traffic. Nothing runs inside the container; the host's iptables does.
+//!
+//! Every rule matches the connection's original (client → server) direction only
+//! (`-m conntrack --ctdir ORIGINAL`) and carries a `loadgen:<id>` comment, so its undo —
+//! the same arguments after `-D INPUT` — deletes exactly that rule and nothing else. A rule
+//! that is gone already (or whose container, and so namespace, is gone) counts as
+//! recovered. After insertion the rules must show they matched traffic (`confirm`): none
+//! within `CONFIRM_WITHIN` and nothing listening on the port is *ineffective*; none with a
+//! listener is *unverified*.
+//!
+//! Needs root, iptables and ip6tables (and nsenter for containers); checked when targets
+//! are resolved (`--dry-run` and the check before any traffic), not at injection time.
+
+mod rules;
+
+use std::time::Duration;
+
+use tokio::process::Command;
+
+pub use rules::{CHAIN, COMMENT_PREFIX, Family, Scope, check_loss, rule_for};
+use rules::{comment_of, is_ours, listens, packets, parse_listed, unique_id};
+
+use super::docker::{DockerBackend, DockerFaults};
+use super::lifecycle::{Candidate, Confirmation, FaultBackend, Occasion, Planned};
+use super::spec::{Action, BackendKind, FaultSpec, Selector};
+use super::undo::{ContainerRef, Undo};
+use super::{ChaosError, Target};
+
+/// `iptables -w`: wait this many seconds for the xtables lock instead of failing.
+const LOCK_WAIT: &str = "5";
+
+/// How long after insertion a rule has to show a matched packet.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
+
+/// The two programs, one per family.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub v4: String,
+    pub v6: String,
+}
+
+impl Default for Programs {
+    fn default() -> Self {
+        Programs {
+            v4: "iptables".into(),
+            v6: "ip6tables".into(),
+        }
+    }
+}
+
+impl Programs {
+    fn of(&self, family: Family) -> &str {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+}
+
+pub struct FirewallBackend {
+    programs: Programs,
+    /// Whether root and both programs were found, checked once per backend.
+    checked: Option<Result<(), String>>,
+    docker: DockerFaults,
+    docker_host: Option<String>,
+}
+
+impl Default for FirewallBackend {
+    fn default() -> Self {
+        FirewallBackend::new(Programs::default(), None)
+    }
+}
+
+/// Where a packet target's rules go, decoded from its id: `tcp/PORT` on the host's
+/// loopback, `CONTAINER-ID/tcp/PORT` in a container's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortTarget {
+    container: Option<String>,
+    port: u16,
+}
+
+impl PortTarget {
+    fn scope(&self) -> Scope {
+        match self.container {
+            Some(_) => Scope::Namespace,
+            None => Scope::Loopback,
+        }
+    }
+}
+
+impl FirewallBackend {
+    pub fn new(programs: Programs, docker_host: Option<String>) -> FirewallBackend {
+        FirewallBackend {
+            programs,
+            checked: None,
+            docker: DockerFaults::new(docker_host.clone()),
+            docker_host,
+        }
+    }
+
+    async fn available(&mut self) -> Result<(), ChaosError> {
+        if self.checked.is_none() {
+            self.checked = Some(check_available(&self.programs).await);
+        }
+        match &self.checked {
+            Some(Err(message)) => Err(error(message.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The targets of a port selector. Checks first that packet faults can be made here.
+    async fn find(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        let port = match selector {
+            Selector::Port { port } | Selector::ContainerPort { port, .. } => *port,
+            other => return Err(error(format!("{other} is not a port selector"))),
+        };
+        if port == 0 {
+            return Err(ChaosError::Refused(
+                "port 0 is not a port traffic can go to".into(),
+            ));
+        }
+        self.available().await?;
+        let Selector::ContainerPort { container, .. } = selector else {
+            return Ok(vec![(
+                Target {
+                    backend: BackendKind::Firewall,
+                    id: format!("tcp/{port}"),
+                    name: format!("port {port}"),
+                    labels: Default::default(),
+                },
+                true,
+            )]);
+        };
+        nsenter_available().await.map_err(error)?;
+        let containers = self
+            .docker
+            .resolve(&Selector::Container {
+                name: container.clone(),
+            })
+            .await?;
+        Ok(containers
+            .into_iter()
+            .map(|(c, up)| {
+                let target = Target {
+                    backend: BackendKind::Firewall,
+                    id: format!("{}/tcp/{port}", c.id),
+                    name: format!("{}:{port}", c.name),
+                    labels: c.labels,
+                };
+                (target, up)
+            })
+            .collect())
+    }
+
+    /// The rules this fault inserts, with a fresh unique comment; nothing changes yet.
+    fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+        let place = port_target(target)?;
+        let id = unique_id(place.port);
+        let rule = |family| rule_for(place.scope(), family, place.port, action, &id).map_err(error);
+        Ok(Undo::Firewall {
+            rule: rule(Family::V4)?,
+            rule6: Some(rule(Family::V6)?),
+            container: place.container.map(|id| ContainerRef {
+                host: self.docker_host.clone(),
+                id,
+            }),
+        })
+    }
+
+    /// The namespace a target's rules live in: `None` for the host, else the container's
+    /// PID now; an error when the container is not running.
+    async fn namespace_of(&mut self, place: &PortTarget) -> Result<Option<i32>, ChaosError> {
+        let Some(id) = &place.container else {
+            return Ok(None);
+        };
+        match self.docker.engine().await?.pid_of(id).await? {
+            Some(pid) => Ok(Some(pid)),
+            None => Err(ChaosError::NoTarget(format!(
+                "container {id} (not running)"
+            ))),
+        }
+    }
+
+    /// Inserts the rules recorded in `undo` at the top of INPUT; both or neither.
+    async fn insert(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        undo: &Undo,
+    ) -> Result<(), ChaosError> {
+        let Undo::Firewall {
+            rule,
+            rule6,
+            container,
+        } = undo
+        else {
+            return Err(error(format!("{undo:?} is not a firewall undo")));
+        };
+        // The rules about to go in are exactly the ones this target and action call for.
+        let place = port_target(target)?;
+        let comment =
+            comment_of(rule).ok_or_else(|| error("the rule has no loadgen comment".into()))?;
+        let id = comment.trim_start_matches(COMMENT_PREFIX);
+        let expected = |family| rule_for(place.scope(), family, place.port, action, id);
+        let same_place = container.as_ref().map(|c| &c.id) == place.container.as_ref();
+        if expected(Family::V4).ok().as_ref() != Some(rule)
+            || rule6
+                .as_ref()
+                .is_some_and(|r6| expected(Family::V6).ok().as_ref() != Some(r6))
+            || !same_place
+        {
+            return Err(ChaosError::Refused(format!(
+                "refusing to insert {rule:?}: it is not the rule for {action:?} on {}",
+                target.name
+            )));
+        }
+        let netns = self.namespace_of(&place).await?;
+        let insert = |family: Family, rule: Vec<String>| {
+            let program = self.programs.of(family).to_string();
+            async move {
+                let args: Vec<String> = ["-I", CHAIN]
+                    .map(String::from)
+                    .into_iter()
+                    .chain(rule)
+                    .collect();
+                netfilter(&program, netns, &args).await
+            }
+        };
+        insert(Family::V4, rule.clone())
+            .await
+            .map_err(|e| error(format!("{}: {e}", target.name)))?;
+        if let Some(rule6) = rule6
+            && let Err(e) = insert(Family::V6, rule6.clone()).await
+        {
+            // Both or neither: take the IPv4 rule out again.
+            let _ = delete_everywhere(&self.programs.v4, netns, rule).await;
+            return Err(error(format!("{}: {e}", target.name)));
+        }
+        Ok(())
+    }
+
+    /// Whether the inserted rules matched traffic within `CONFIRM_WITHIN`.
+    async fn check_effect(&mut self, target: &Target, undo: &Undo) -> Confirmation {
+        let Undo::Firewall { rule, .. } = undo else {
+            return Confirmation::Effective;
+        };
+        let (Ok(place), Some(comment)) = (port_target(target), comment_of(rule)) else {
+            return Confirmation::Effective;
+        };
+        let netns = match self.namespace_of(&place).await {
+            Ok(netns) => netns,
+            Err(e) => return Confirmation::Unverified(format!("cannot read its counters: {e}")),
+        };
+        let until = tokio::time::Instant::now() + CONFIRM_WITHIN;
+        loop {
+            let mut matched = 0;
+            for family in Family::BOTH {
+                let args = ["-v", "-S", CHAIN].map(String::from);
+                if let Ok(listing) = netfilter(self.programs.of(family), netns, &args).await {
+                    matched += packets(&listing, comment);
+                }
+            }
+            if matched > 0 {
+                return Confirmation::Effective;
+            }
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let proc_dir = netns.map_or("/proc/self".to_string(), |pid| format!("/proc/{pid}"));
+        let listener = ["tcp", "tcp6"].iter().any(|table| {
+            std::fs::read_to_string(format!("{proc_dir}/net/{table}"))
+                .is_ok_and(|text| listens(&text, place.port))
+        });
+        let there = match &place.container {
+            Some(_) => format!("port {} in {}", place.port, target.name),
+            None => format!("port {} on loopback", place.port),
+        };
+        if listener {
+            Confirmation::Unverified(format!(
+                "no packet to {there} reached the rule within {CONFIRM_WITHIN:?} (nothing sent there yet)"
+            ))
+        } else {
+            Confirmation::Ineffective(format!(
+                "nothing listens on {there} and no packet reached the rule within \
+                 {CONFIRM_WITHIN:?}: it cannot match the platform's traffic (wrong port?)"
+            ))
+        }
+    }
+}
+
+impl FaultBackend for FirewallBackend {
+    /// A loss must be a share iptables can express.
+    fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
+        match *action {
+            Action::Loss { percent } => check_loss(percent).map(drop),
+            Action::Partition | Action::Reject => Ok(()),
+            ref other => Err(format!("{other:?} is not a packet action")),
+        }
+    }
+
+    async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+        self.find(selector).await
+    }
+
+    /// Held until the rules are deleted; the fault is gone with them.
+    async fn plan(
+        &mut self,
+        target: &Target,
+        fault: &FaultSpec,
+        _occasion: Occasion,
+    ) -> Result<Planned, ChaosError> {
+        Ok(Planned::held(self.undo_for(target, &fault.action)?))
+    }
+
+    async fn apply(
+        &mut self,
+        target: &Target,
+        action: &Action,
+        planned: &Planned,
+    ) -> Result<(), ChaosError> {
+        self.insert(target, action, &planned.undo).await
+    }
+
+    async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirmation {
+        self.check_effect(target, &planned.undo).await
+    }
+}
+
+/// Whether this process is root and can list INPUT in both families.
+async fn check_available(programs: &Programs) -> Result<(), String> {
+    const NEED: &str = "packet faults need root, iptables and ip6tables";
+    if !is_root() {
+        return Err(format!("{NEED}: loadgen is not running as root"));
+    }
+    for family in Family::BOTH {
+        netfilter(programs.of(family), None, &["-S", CHAIN].map(String::from))
+            .await
+            .map_err(|e| format!("{NEED}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn nsenter_available() -> Result<(), String> {
+    let ran = Command::new("nsenter").arg("--version").output().await;
+    match ran {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => Err("packet faults in a container need nsenter (util-linux)".into()),
+    }
+}
+
+/// One iptables call, on the host or inside the network namespace of process `netns`.
+async fn netfilter(program: &str, netns: Option<i32>, args: &[String]) -> Result<String, String> {
+    let mut command = match netns {
+        Some(pid) => {
+            let mut c = Command::new("nsenter");
+            c.args(["-t", &pid.to_string(), "-n", program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    let described = format!(
+        "{}{program} {}",
+        netns.map_or(String::new(), |pid| format!("nsenter -t {pid} -n ")),
+        args.join(" ")
+    );
+    let output = command
+        .args(["-w", LOCK_WAIT])
+        .args(args)
+        // Out of the terminal's process group (a second Ctrl-C cannot cut a rule change
+        // short); killed if its deadline drops it.
+        .process_group(0)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run `{described}`: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{described}` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The effective user id from /proc (no unsafe call needed).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Where a firewall target's rules go; anything that is not a packet target is refused.
+fn port_target(target: &Target) -> Result<PortTarget, ChaosError> {
+    let refused = || {
+        ChaosError::Refused(format!(
+            "{} ({}) is not a TCP port on loopback or in a container",
+            target.name, target.id
+        ))
+    };
+    if target.backend != BackendKind::Firewall {
+        return Err(refused());
+    }
+    let (container, port) = match target.id.split_once("/tcp/") {
+        Some((container, port)) if !container.is_empty() && !container.contains('/') => {
+            (Some(container.to_string()), port)
+        }
+        Some(_) => return Err(refused()),
+        None => (None, target.id.strip_prefix("tcp/").ok_or_else(refused)?),
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(refused)?;
+    Ok(PortTarget { container, port })
+}
+
+/// Deletes `rule` and any other rule with its comment; Ok when none is left.
+async fn delete_everywhere(
+    program: &str,
+    netns: Option<i32>,
+    rule: &[String],
+) -> Result<(), String> {
+    let comment = comment_of(rule).unwrap_or_default();
+    let listed = || listed_with(program, netns, comment);
+    let delete = |args: Vec<String>| async move {
+        let args: Vec<String> = ["-D", CHAIN]
+            .map(String::from)
+            .into_iter()
+            .chain(args)
+            .collect();
+        netfilter(program, netns, &args).await.map(drop)
+    };
+    let mut deleted = delete(rule.to_vec()).await;
+    // Whatever -D said, the rule is recovered when no rule with its comment is left; one
+    // that -D did not match (rewritten by hand?) is deleted as `iptables -S` shows it.
+    if let Ok(left) = listed().await {
+        for args in left {
+            if let Err(e) = delete(args).await {
+                deleted = Err(e);
+            }
+        }
+    }
+    let by_hand = format!(
+        "delete it by hand with `{program} -D {CHAIN} {}`",
+        rule.join(" ")
+    );
+    match listed().await {
+        Ok(left) if left.is_empty() => Ok(()),
+        Ok(left) => Err(format!(
+            "{} rule(s) with its comment are still in {CHAIN} ({}); {by_hand}",
+            left.len(),
+            deleted.err().unwrap_or_else(|| "deleted once".into())
+        )),
+        Err(e) => Err(format!(
+            "{}; {e}; {by_hand}",
+            deleted.err().unwrap_or_else(|| "deleted".into())
+        )),
+    }
+}
+
+/// The rules with `comment`, each as its arguments after `-A INPUT`.
+async fn listed_with(
+    program: &str,
+    netns: Option<i32>,
+    comment: &str,
+) -> Result<Vec<Vec<String>>, String> {
+    let listing = netfilter(program, netns, &["-S", CHAIN].map(String::from)).await?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| parse_listed(line, comment))
+        .collect())
+}
+
+/// Deletes the rules. Idempotent: a rule that is no longer there, or whose container is
+/// gone or stopped (its namespace went with it), counts as recovered.
+pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+    recover_with(&Programs::default(), undo).await
+}
+
+pub async fn recover_with(programs: &Programs, undo: &Undo) -> Result<(), ChaosError> {
+    let Undo::Firewall {
+        rule,
+        rule6,
+        container,
+    } = undo
+    else {
+        return Ok(());
+    };
+    let scope = match container {
+        Some(_) => Scope::Namespace,
+        None => Scope::Loopback,
+    };
+    let rules: Vec<(Family, &Vec<String>)> = std::iter::once((Family::V4, rule))
+        .chain(rule6.iter().map(|r| (Family::V6, r)))
+        .collect();
+    for (family, rule) in &rules {
+        if !is_ours(rule, scope, *family) {
+            return Err(ChaosError::Refused(format!(
+                "the ledger's rule {rule:?} is not a loadgen packet rule; not touching it"
+            )));
+        }
+    }
+    let netns = match container {
+        None => None,
+        Some(ContainerRef { host, id }) => {
+            match DockerBackend::connect(host.as_deref())
+                .await?
+                .pid_of(id)
+                .await?
+            {
+                Some(pid) => Some(pid),
+                None => return Ok(()),
+            }
+        }
+    };
+    let mut problems = Vec::new();
+    for (family, rule) in rules {
+        if let Err(e) = delete_everywhere(programs.of(family), netns, rule).await {
+            problems.push(e);
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(error(problems.join("; ")))
+    }
+}
+
+fn error(message: String) -> ChaosError {
+    ChaosError::Backend {
+        backend: "firewall",
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(id: &str) -> Target {
+        Target {
+            backend: BackendKind::Firewall,
+            id: id.into(),
+            name: "port x".into(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn targets_decode_to_loopback_or_a_container_and_nothing_else() {
+        assert_eq!(
+            port_target(&target("tcp/8080")).unwrap(),
+            PortTarget {
+                container: None,
+                port: 8080
+            }
+        );
+        assert_eq!(
+            port_target(&target("abc123/tcp/5432")).unwrap(),
+            PortTarget {
+                container: Some("abc123".into()),
+                port: 5432
+            }
+        );
+        for bad in ["10.0.0.1/5432", "tcp/0", "a/b/tcp/1", "/tcp/80", "tcp/x"] {
+            assert!(
+                matches!(port_target(&target(bad)), Err(ChaosError::Refused(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undo_holds_both_families_with_one_fresh_comment() {
+        let backend = FirewallBackend::default();
+        let undo = backend
+            .undo_for(&target("tcp/8080"), &Action::Partition)
+            .unwrap();
+        let Undo::Firewall {
+            rule,
+            rule6: Some(rule6),
+            container: None,
+        } = &undo
+        else {
+            panic!("{undo:?}");
+        };
+        assert!(
+            rule.join(" ")
+                .contains("-d 127.0.0.0/8 -p tcp --dport 8080")
+        );
+        assert!(rule6.join(" ").contains("-d ::1/128 -p tcp --dport 8080"));
+        assert_eq!(comment_of(rule), comment_of(rule6));
+        // Two undos never share a comment.
+        let other = backend
+            .undo_for(&target("tcp/8080"), &Action::Partition)
+            .unwrap();
+        assert_ne!(undo, other);
+        let inside = backend
+            .undo_for(&target("c0ffee/tcp/5432"), &Action::Reject)
+            .unwrap();
+        let Undo::Firewall {
+            rule,
+            container: Some(container),
+            ..
+        } = inside
+        else {
+            panic!("not in a container");
+        };
+        assert_eq!(container.id, "c0ffee");
+        assert!(!rule.contains(&"lo".to_string()), "{rule:?}");
+    }
+
+    #[test]
+    fn an_older_ledgers_rule_reads_as_ipv4_on_loopback() {
+        let undo: Undo = serde_json::from_str(
+            r#"{"backend":"firewall","rule":["-i","lo","-d","127.0.0.0/8","-p","tcp","--dport","80","-m","comment","--comment","loadgen:x","-j","DROP"]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            undo,
+            Undo::Firewall {
+                rule6: None,
+                container: None,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_missing_iptables_is_a_clear_error_and_a_foreign_rule_is_never_deleted() {
+        let missing = Programs {
+            v4: "/nonexistent/iptables".into(),
+            v6: "/nonexistent/ip6tables".into(),
+        };
+        let mut backend = FirewallBackend::new(missing.clone(), None);
+        let message = backend
+            .find(&Selector::Port { port: 5432 })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("packet faults need root, iptables and ip6tables"),
+            "{message}"
+        );
+        let foreign = Undo::Firewall {
+            rule: vec!["-p".into(), "tcp".into(), "-j".into(), "DROP".into()],
+            rule6: None,
+            container: None,
+        };
+        assert!(matches!(
+            recover_with(&missing, &foreign).await,
+            Err(ChaosError::Refused(_))
+        ));
+        // A namespace rule is refused on the host, where it would match every interface.
+        let rule = rule_for(Scope::Namespace, Family::V4, 80, &Action::Partition, "x").unwrap();
+        let misplaced = Undo::Firewall {
+            rule,
+            rule6: None,
+            container: None,
+        };
+        assert!(matches!(
+            recover_with(&missing, &misplaced).await,
+            Err(ChaosError::Refused(_))
+        ));
+    }
+}
