@@ -17,13 +17,24 @@ use crate::support::{
     run_ok, spawn_run, steady_get,
 };
 
-/// The INPUT rules (`iptables -S INPUT` lines) loadgen made for `port`.
+const PROGRAMS: [&str; 2] = ["iptables", "ip6tables"];
+
+/// The INPUT rules loadgen made for `port`, in both families (`iptables -S INPUT` and
+/// `ip6tables -S INPUT` lines, each after its program's name).
 fn rules_for(port: u16) -> Vec<String> {
-    listed(port).expect("iptables -S INPUT runs")
+    PROGRAMS
+        .iter()
+        .flat_map(|program| {
+            listed(program, port)
+                .unwrap_or_else(|| panic!("{program} -S INPUT runs"))
+                .into_iter()
+                .map(move |line| format!("{program}: {line}"))
+        })
+        .collect()
 }
 
-fn listed(port: u16) -> Option<Vec<String>> {
-    let output = Command::new("iptables")
+fn listed(program: &str, port: u16) -> Option<Vec<String>> {
+    let output = Command::new(program)
         .args(["-w", "5", "-S", "INPUT"])
         .output()
         .ok()
@@ -46,20 +57,33 @@ struct RuleGuard {
 
 impl Drop for RuleGuard {
     fn drop(&mut self) {
-        for line in listed(self.port).unwrap_or_default() {
-            if let Some(spec) = line.strip_prefix("-A INPUT ") {
-                let _ = Command::new("iptables")
-                    .args(["-w", "5", "-D", "INPUT"])
-                    .args(spec.split_whitespace().map(|w| w.trim_matches('"')))
-                    .status();
+        for program in PROGRAMS {
+            for line in listed(program, self.port).unwrap_or_default() {
+                if let Some(spec) = line.strip_prefix("-A INPUT ") {
+                    let _ = Command::new(program)
+                        .args(["-w", "5", "-D", "INPUT"])
+                        .args(spec.split_whitespace().map(|w| w.trim_matches('"')))
+                        .status();
+                }
             }
         }
     }
 }
 
 fn scenario(port: u16, run: &str, request_timeout: &str, fault: &str) -> String {
-    let load = steady_get(
+    scenario_at(
         &format!("http://127.0.0.1:{port}"),
+        port,
+        run,
+        request_timeout,
+        fault,
+    )
+}
+
+/// The drill against `base_url`, with a fault on `port` (not necessarily the target's).
+fn scenario_at(base_url: &str, port: u16, run: &str, request_timeout: &str, fault: &str) -> String {
+    let load = steady_get(
+        base_url,
         &format!(
             "connect_timeout = \"{request_timeout}\"\nrequest_timeout = \"{request_timeout}\"\n"
         ),
@@ -201,7 +225,7 @@ fn start_long_partition(workspace: &Workspace, port: u16) -> (KillOnDrop, PathBu
     );
     let child = KillOnDrop(spawn_run(&file, &workspace.out()));
     assert!(
-        eventually(Duration::from_secs(10), || rules_for(port).len() == 1),
+        eventually(Duration::from_secs(10), || rules_for(port).len() == 2),
         "the partition rule never appeared"
     );
     (child, workspace.out())
@@ -236,7 +260,12 @@ fn kill_9_mid_partition_leaves_the_rule_and_loadgen_recover_removes_it() {
     let port = server.addr.port();
     let _guard = RuleGuard { port };
     let (mut child, out) = start_long_partition(&workspace, port);
-    let rule = rules_for(port).remove(0);
+    let rules = rules_for(port);
+    assert!(
+        rules[1].starts_with("ip6tables: ") && rules[1].contains("-d ::1/128 -i lo -p tcp"),
+        "{rules:?}"
+    );
+    let rule = &rules[0];
     assert!(
         rule.contains("-d 127.0.0.0/8 -i lo -p tcp") && rule.ends_with("-j DROP"),
         "{rule}"
@@ -255,8 +284,8 @@ fn kill_9_mid_partition_leaves_the_rule_and_loadgen_recover_removes_it() {
     child.0.wait().unwrap();
     assert_eq!(
         rules_for(port).len(),
-        1,
-        "nothing could delete the rule after kill -9"
+        2,
+        "nothing could delete the rules (IPv4 and IPv6) after kill -9"
     );
 
     recover_twice(&only_entry(&out), "cut");
@@ -423,4 +452,139 @@ fn without_root_a_packet_fault_is_refused_before_any_traffic() {
     assert!(!out.exists(), "no run directory");
     assert!(server.seen().is_empty(), "nothing was sent");
     assert!(rules_for(port).is_empty());
+}
+
+/// Seconds of the run ending before `from_ms` or starting at `to_ms` or later: (requests,
+/// errors) summed.
+fn outside(rows: &[(u64, u64, u64)], from_ms: u64, to_ms: u64) -> (u64, u64) {
+    rows.iter()
+        .filter(|(second, _, _)| (second + 1) * 1000 <= from_ms || second * 1000 >= to_ms)
+        .fold((0, 0), |(r, e), (_, requests, errors)| {
+            (r + requests, e + errors)
+        })
+}
+
+#[test]
+fn over_ipv6_loopback_a_reject_resets_requests_and_both_families_are_clean_after() {
+    let workspace = Workspace::new();
+    let server = TestServer::start_v6();
+    let port = server.addr.port();
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    let _guard = RuleGuard { port };
+    let file = workspace.write(
+        "reject6.toml",
+        &scenario_at(
+            &format!("http://[::1]:{port}"),
+            port,
+            "6s",
+            "2s",
+            "action = \"reject\"\nat = \"1500ms\"\nduration = \"2s\"",
+        ),
+    );
+    let (run_dir, summary) = run_ok(&options(&file, &workspace.out()));
+    let kinds: Vec<&str> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["started", "applied", "recovered", "ended"],
+        "{:?}",
+        summary.faults.events
+    );
+    // Applied means seen working: its rule matched packets (no "unverified" note).
+    assert_eq!(
+        summary.faults.events[1].message, None,
+        "{:?}",
+        summary.faults.events
+    );
+
+    // Over ::1 the requests in the window were reset at once (an IPv4-only rule would
+    // let every one of them through) ...
+    let by_class = &summary.totals.errors_by_class;
+    let fast = by_class.get("connect_refused").copied().unwrap_or(0)
+        + by_class.get("reset").copied().unwrap_or(0);
+    assert!(fast >= 10, "errors by class: {by_class:?}");
+    assert_eq!(fast, summary.totals.errors, "errors by class: {by_class:?}");
+    // ... and never reached the server, which saw exactly the others.
+    assert_eq!(
+        server.seen().len() as u64,
+        summary.totals.requests - summary.totals.errors
+    );
+    // Outside the fault's window (a second of margin after it) every request succeeded.
+    let failover = &summary.failover[0];
+    let (requests, errors) = outside(
+        &per_second(&run_dir),
+        failover.start_ms,
+        failover.end_ms + 1000,
+    );
+    assert!(requests >= 30, "{requests}");
+    assert_eq!(errors, 0);
+    assert_eq!(rules_for(port), Vec::<String>::new());
+    let ledger = std::fs::read_to_string(run_dir.join("faults.ledger.jsonl")).unwrap();
+    assert!(ledger.contains("::1/128"), "{ledger}");
+}
+
+#[test]
+fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    // A port nobody listens on: bound, then closed.
+    let wrong = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _guard = RuleGuard { port: wrong };
+    let file = workspace.write(
+        "wrong-port.toml",
+        &scenario_at(
+            &format!("http://{}", server.addr),
+            wrong,
+            "4s",
+            "2s",
+            "action = \"partition\"\nat = \"1s\"\nduration = \"2s\"",
+        ),
+    );
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    let (code, reasons) = loadgen::exit::for_run(&summary, false);
+    assert_eq!(code, 1, "{reasons:?}");
+    let failed = summary
+        .faults
+        .events
+        .iter()
+        .find(|e| e.kind.as_str() == "failed")
+        .unwrap_or_else(|| panic!("{:?}", summary.faults.events));
+    let message = failed.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("ineffective") && message.contains(&format!("port {wrong}")),
+        "{message}"
+    );
+    assert!(
+        !summary
+            .faults
+            .events
+            .iter()
+            .any(|e| e.kind.as_str() == "applied"),
+        "an ineffective rule is not reported applied: {:?}",
+        summary.faults.events
+    );
+    let occurrence = &summary.faults.occurrences[0];
+    assert_eq!(
+        occurrence.status,
+        loadgen::chaos::runner::OccurrenceStatus::NotRun
+    );
+    assert!(
+        occurrence
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("ineffective"),
+        "{occurrence:?}"
+    );
+    // The load itself went through, and the rule did not stay.
+    assert_eq!(summary.totals.errors, 0);
+    assert_eq!(rules_for(wrong), Vec::<String>::new());
 }

@@ -53,7 +53,16 @@ impl TestServer {
         Self::start_with(None)
     }
 
+    /// A server on IPv6 loopback (`[::1]:PORT`).
+    pub fn start_v6() -> TestServer {
+        Self::spawn("[::1]:0", None)
+    }
+
     pub fn start_with(stall: Option<Stall>) -> TestServer {
+        Self::spawn("127.0.0.1:0", stall)
+    }
+
+    fn spawn(bind: &'static str, stall: Option<Stall>) -> TestServer {
         let state = Arc::new(State {
             stall,
             ..State::default()
@@ -68,7 +77,7 @@ impl TestServer {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = TcpListener::bind(bind).await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 loop {
                     tokio::select! {
