@@ -539,3 +539,114 @@ fn a_docker_daemon_that_never_answers_recovery_gives_up_at_its_deadline_and_exit
         "the ledger says so: {ledger}"
     );
 }
+
+/// The loadgen rules in the network namespace of the container's first process, both
+/// families (`nsenter -t PID -n iptables -S INPUT`).
+fn rules_inside(container: &Container) -> Vec<String> {
+    let (_, pid) = docker(&["inspect", "--format", "{{.State.Pid}}", &container.id]);
+    let pid = pid.trim().to_string();
+    ["iptables", "ip6tables"]
+        .iter()
+        .flat_map(|program| {
+            let out = std::process::Command::new("nsenter")
+                .args(["-t", &pid, "-n", program, "-w", "5", "-S", "INPUT"])
+                .output()
+                .expect("nsenter runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|line| line.contains("loadgen:"))
+                .map(|line| format!("{program}: {line}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_reject_inside_a_containers_namespace_breaks_its_published_port_then_is_gone() {
+    let container = Container::start("loadgen-it-netns");
+    let workspace = Workspace::new();
+    let scenario = drill(
+        container.port,
+        &container.name,
+        "reject",
+        "7s",
+        "at = \"1500ms\"\nduration = \"2s\"",
+    )
+    .replace(
+        &format!("target = {{ container = \"{}\" }}", container.name),
+        &format!(
+            "target = {{ container = \"{}\", port = 8080 }}",
+            container.name
+        ),
+    );
+    assert!(scenario.contains("port = 8080 }"), "{scenario}");
+    let file = workspace.write("netns.toml", &scenario);
+    let run_options = options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || run_ok(&run_options));
+    // While it holds, the rule is inside the container, not on the host, and the
+    // published port (through docker-proxy on 127.0.0.1) gets no answer.
+    assert!(
+        eventually(Duration::from_secs(10), || rules_inside(&container).len()
+            == 2),
+        "no rule appeared inside the container"
+    );
+    assert!(!container.answers(), "the published port still answers");
+    let (run_dir, summary) = runner.join().unwrap();
+    let kinds: Vec<&str> = summary
+        .faults
+        .events
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["started", "applied", "recovered", "ended"],
+        "{:?}",
+        summary.faults.events
+    );
+    assert_eq!(
+        summary.faults.events[1].message, None,
+        "applied and seen matching traffic: {:?}",
+        summary.faults.events
+    );
+    assert!(
+        summary.faults.events[0]
+            .target
+            .as_deref()
+            .is_some_and(|t| t.contains(&format!("{}:8080", container.name))),
+        "{:?}",
+        summary.faults.events
+    );
+    assert!(summary.totals.errors >= 10, "{:?}", summary.totals);
+    // After the fault (a second of margin) everything answers again, and nothing is left.
+    let failover = &summary.failover[0];
+    let mut reader = csv::Reader::from_path(run_dir.join("series.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (second, scope, requests, errors) = (
+        column("second"),
+        column("scope"),
+        column("requests"),
+        column("errors"),
+    );
+    let (after_requests, after_errors) = reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[scope] == "all")
+        .filter(|r| r[second].parse::<u64>().unwrap() * 1000 >= failover.end_ms + 1000)
+        .fold((0u64, 0u64), |(q, e), r| {
+            (
+                q + r[requests].parse::<u64>().unwrap(),
+                e + r[errors].parse::<u64>().unwrap(),
+            )
+        });
+    assert!(after_requests >= 10, "{after_requests}");
+    assert_eq!(after_errors, 0);
+    assert_eq!(rules_inside(&container), Vec::<String>::new());
+    assert!(container.answers());
+}
