@@ -12,6 +12,7 @@ pub mod engine;
 pub mod exit;
 pub mod metrics;
 pub mod output;
+pub mod platform;
 pub mod report;
 pub mod run;
 pub mod safety;

@@ -12,9 +12,9 @@ use super::lifecycle::{Candidate, Confirmation, FaultBackend, Occasion, Planned}
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
 use super::spec::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
-use super::stack::state_path;
 use super::undo::Undo;
 use super::{ChaosError, Target};
+use crate::platform::{self, local::state_path};
 
 pub struct Backends {
     process: ProcessBackend,
@@ -45,11 +45,13 @@ pub fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
 
 impl Backends {
     pub fn new(plan: &ChaosPlan) -> Backends {
+        let docker =
+            || DockerFaults::new(plan.docker_host.clone(), platform::container_scope(plan));
         Backends {
             process: ProcessBackend::new(state_path(plan.stack_state.as_deref())),
-            network: NetworkBackend::new(state_path(plan.stack_state.as_deref())),
-            firewall: FirewallBackend::new(Programs::default(), plan.docker_host.clone()),
-            docker: DockerFaults::new(plan.docker_host.clone()),
+            network: NetworkBackend::new(platform::proxy_source(plan)),
+            firewall: FirewallBackend::new(Programs::default(), docker()),
+            docker: docker(),
             kube: KubeFaults::new(plan.kube_api.clone(), plan.kube_namespaces.clone()),
         }
     }

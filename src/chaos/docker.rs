@@ -13,28 +13,37 @@ use bollard::query_parameters::{
 
 use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
+use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
-use super::stack::glob_match;
 use super::undo::{DockerUndo, Undo};
 use super::{ChaosError, Target};
 
 /// The Docker backend as the timeline drives it: connected to the Engine on first use.
 pub struct DockerFaults {
     host: Option<String>,
+    /// A `key=value` label every container target must carry (the platform's scope).
+    scope: Option<String>,
     connected: Option<DockerBackend>,
 }
 
 impl DockerFaults {
-    pub fn new(host: Option<String>) -> DockerFaults {
+    pub fn new(host: Option<String>, scope: Option<String>) -> DockerFaults {
         DockerFaults {
             host,
+            scope,
             connected: None,
         }
     }
 
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
     pub async fn engine(&mut self) -> Result<&DockerBackend, ChaosError> {
         if self.connected.is_none() {
-            self.connected = Some(DockerBackend::connect(self.host.as_deref()).await?);
+            let mut backend = DockerBackend::connect(self.host.as_deref()).await?;
+            backend.scope = self.scope.clone();
+            self.connected = Some(backend);
         }
         Ok(self.connected.as_ref().expect("connected above"))
     }
@@ -90,6 +99,8 @@ impl FaultBackend for DockerFaults {
 pub struct DockerBackend {
     docker: Docker,
     host: Option<String>,
+    /// A `key=value` label every container it resolves must carry.
+    scope: Option<String>,
 }
 
 impl DockerBackend {
@@ -106,15 +117,20 @@ impl DockerBackend {
         Ok(DockerBackend {
             docker,
             host: host.map(str::to_string),
+            scope: None,
         })
     }
 
     /// Containers the selector names, sorted by name, each with whether it is up
     /// (running, not paused).
     pub async fn resolve(&self, selector: &Selector) -> Result<Vec<(Target, bool)>, ChaosError> {
-        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        let mut labels: Vec<String> = self.scope.iter().cloned().collect();
         if let Selector::ContainerLabel { label } = selector {
-            filters.insert("label".into(), vec![label.clone()]);
+            labels.push(label.clone());
+        }
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        if !labels.is_empty() {
+            filters.insert("label".into(), labels);
         }
         let options = ListContainersOptions {
             all: true,

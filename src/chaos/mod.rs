@@ -29,7 +29,6 @@ pub mod recover;
 pub mod registry;
 pub mod runner;
 pub mod spec;
-pub mod stack;
 pub mod undo;
 
 use std::collections::BTreeMap;

@@ -1,38 +1,39 @@
 //! The network backend: `{ proxy = "name" }` targets are fault proxies (`loadgen proxy`)
-//! that run in their own processes — the local stack puts one between the backends and
-//! Postgres — listed in the stack's state file with their control API. A fault is a
+//! that run in their own processes — the local stack and the Compose platform put one
+//! between the backends and Postgres — listed by the platform adapter with their control
+//! API (`platform::ProxySource`). A fault is a
 //! `PUT /fault` on that API; its undo is a `DELETE /fault`, which needs nothing but the
 //! address, so `loadgen recover` can clear a proxy after a crashed run.
 
 use std::io::ErrorKind;
-use std::path::PathBuf;
 
 use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
+use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
-use super::stack::{StackState, glob_match};
 use super::undo::Undo;
 use super::{ChaosError, Target};
+use crate::platform::ProxySource;
 
 pub struct NetworkBackend {
-    /// The stack state file, read at every resolve (a restarted stack has new ports).
-    state_file: PathBuf,
+    /// Where the platform lists its proxies, read at every resolve (a restarted stack has
+    /// new ports).
+    source: ProxySource,
 }
 
 impl NetworkBackend {
-    pub fn new(state_file: PathBuf) -> NetworkBackend {
-        NetworkBackend { state_file }
+    pub fn new(source: ProxySource) -> NetworkBackend {
+        NetworkBackend { source }
     }
 
     /// The stack's proxies whose name matches, sorted by name. A proxy is a link, not a
     /// replica: it counts as up.
-    fn find(&self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+    async fn find(&self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         let Selector::Proxy { name } = selector else {
             return Err(error(format!("{selector} is not a proxy selector")));
         };
-        let stack = StackState::load(&self.state_file).map_err(error)?;
-        let mut found: Vec<(Target, bool)> = stack
-            .proxies
+        let links = self.source.links().await.map_err(error)?;
+        let mut found: Vec<(Target, bool)> = links
             .iter()
             .filter(|link| glob_match(name, &link.name))
             .map(|link| {
@@ -57,7 +58,7 @@ impl FaultBackend for NetworkBackend {
     }
 
     async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
-        self.find(selector)
+        self.find(selector).await
     }
 
     /// Held until cleared; the undo is the control API's address alone.

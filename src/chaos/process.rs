@@ -8,10 +8,11 @@ use nix::unistd::Pid;
 
 use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
+use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
-use super::stack::{StackState, glob_match};
 use super::undo::{BackendName, ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
+use crate::platform::local::StackState;
 
 pub struct ProcessBackend {
     /// The stack state file; read again at every use, since a restart changes PIDs.

@@ -11,6 +11,10 @@ pub use super::guard::{Guard, MaxUnavailable};
 /// The scenario's `[chaos]` settings and its `[[fault]]` list.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosPlan {
+    /// The platform under test: where proxies and containers are found.
+    pub platform: crate::platform::PlatformKind,
+    /// With `platform = "compose"`: the project whose containers faults may touch.
+    pub compose_project: Option<String>,
     /// The local stack's state file (process targets, proxies).
     pub stack_state: Option<PathBuf>,
     /// Docker Engine endpoint (`unix:///var/run/docker.sock` by default).
@@ -37,6 +41,8 @@ pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 impl Default for ChaosPlan {
     fn default() -> Self {
         ChaosPlan {
+            platform: Default::default(),
+            compose_project: None,
             stack_state: None,
             docker_host: None,
             kube_api: None,
@@ -291,9 +297,33 @@ impl FaultSpec {
     }
 }
 
+/// `*` matches any run of characters, `?` one; everything else itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("backend-*", "backend-2"));
+        assert!(glob_match("b?ck*", "backend"));
+        assert!(!glob_match("backend-*", "postgres"));
+        assert!(glob_match("postgres", "postgres"));
+    }
 
     #[test]
     fn modes_count_and_occurrences_repeat() {

@@ -13,6 +13,7 @@ use super::validate::typed;
 use crate::chaos::spec::{
     Action, BackendKind, ChaosPlan, FaultSpec, Guard, MaxUnavailable, Mode, Selector,
 };
+use crate::platform::PlatformKind;
 
 pub fn validate_chaos(
     chaos: Option<&Spanned<RawChaos>>,
@@ -22,7 +23,38 @@ pub fn validate_chaos(
 ) -> ChaosPlan {
     let default = RawChaos::default();
     let raw = chaos.map_or(&default, |c| c.get_ref());
+    let platform = match raw
+        .platform
+        .as_ref()
+        .map(|p| (p.get_ref().as_str(), p.span()))
+    {
+        None | Some(("local", _)) => PlatformKind::Local,
+        Some(("compose", _)) => PlatformKind::Compose,
+        Some(("kubernetes", _)) => PlatformKind::Kubernetes,
+        Some((other, span)) => {
+            diagnostics.push(
+                span,
+                format!(
+                    "unknown platform `{other}` (expected \"local\", \"compose\" or \"kubernetes\")"
+                ),
+            );
+            PlatformKind::Local
+        }
+    };
+    match (&raw.compose_project, platform) {
+        (None, PlatformKind::Compose) => diagnostics.push(
+            raw.platform.as_ref().map_or(0..0, |p| p.span()),
+            "`platform = \"compose\"` needs `compose_project` (the project whose containers faults may touch)",
+        ),
+        (Some(project), PlatformKind::Local | PlatformKind::Kubernetes) => diagnostics.push(
+            project.span(),
+            "`compose_project` only applies with `platform = \"compose\"`",
+        ),
+        _ => {}
+    }
     let mut plan = ChaosPlan {
+        platform,
+        compose_project: raw.compose_project.as_ref().map(|p| p.get_ref().clone()),
         stack_state: raw.stack_state.as_ref().map(|s| base_dir.join(s.get_ref())),
         docker_host: raw.docker_host.clone(),
         kube_api: raw.kube_api.clone(),
@@ -561,5 +593,58 @@ at = "1s"
         );
         let errors = plan("required = \"no\"\n").unwrap_err();
         assert!(errors[0].starts_with("f.toml:18:12:"), "{errors:?}");
+    }
+
+    #[test]
+    fn max_unavailable_takes_a_count_or_a_percentage() {
+        use crate::chaos::spec::MaxUnavailable;
+        let count = plan("max_unavailable = 2\n").unwrap();
+        assert_eq!(
+            count.chaos.faults[0].guard.max_unavailable,
+            MaxUnavailable::Count(2)
+        );
+        let share = plan("max_unavailable = \"50%\"\n").unwrap();
+        assert_eq!(
+            share.chaos.faults[0].guard.max_unavailable,
+            MaxUnavailable::Percent(50.0)
+        );
+        let errors = plan("max_unavailable = \"half\"\n").unwrap_err();
+        assert!(
+            errors[0].starts_with("f.toml:18:19: `max_unavailable`:"),
+            "{errors:?}"
+        );
+        assert!(plan("max_unavailable = \"0%\"\n").is_err());
+    }
+
+    #[test]
+    fn a_compose_platform_names_its_project_and_scopes_container_ports() {
+        let source = SCENARIO
+            .replace(
+                "[[fault]]",
+                "[chaos]\nplatform = \"compose\"\ncompose_project = \"drill\"\n[[fault]]",
+            )
+            .replace(
+                "action = \"kill\"\ntarget = { pidfile = \"x.pid\" }",
+                "action = \"reject\"\ntarget = { container = \"*nginx*\", port = 8080 }",
+            );
+        let plan = crate::scenario::from_source(&source, Path::new("f.toml"), Path::new("."))
+            .unwrap_or_else(|d| panic!("{:?}", d.headlines()));
+        assert_eq!(plan.chaos.platform, crate::platform::PlatformKind::Compose);
+        assert_eq!(
+            crate::platform::container_scope(&plan.chaos).as_deref(),
+            Some("com.docker.compose.project=drill")
+        );
+        assert_eq!(
+            plan.chaos.faults[0].selector,
+            crate::chaos::spec::Selector::ContainerPort {
+                container: "*nginx*".into(),
+                port: 8080
+            }
+        );
+        let missing = SCENARIO.replace("[[fault]]", "[chaos]\nplatform = \"compose\"\n[[fault]]");
+        let errors = crate::scenario::from_source(&missing, Path::new("f.toml"), Path::new("."))
+            .unwrap_err()
+            .headlines();
+        assert!(errors[0].contains("needs `compose_project`"), "{errors:?}");
     }
 }

@@ -144,6 +144,8 @@ pub enum RawExtract {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChaos {
+    pub platform: Option<Spanned<String>>,
+    pub compose_project: Option<Spanned<String>>,
     pub stack_state: Option<Spanned<String>>,
     pub docker_host: Option<String>,
     pub kube_api: Option<String>,

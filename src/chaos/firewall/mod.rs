@@ -71,12 +71,11 @@ pub struct FirewallBackend {
     /// Whether root and both programs were found, checked once per backend.
     checked: Option<Result<(), String>>,
     docker: DockerFaults,
-    docker_host: Option<String>,
 }
 
 impl Default for FirewallBackend {
     fn default() -> Self {
-        FirewallBackend::new(Programs::default(), None)
+        FirewallBackend::new(Programs::default(), DockerFaults::new(None, None))
     }
 }
 
@@ -98,12 +97,12 @@ impl PortTarget {
 }
 
 impl FirewallBackend {
-    pub fn new(programs: Programs, docker_host: Option<String>) -> FirewallBackend {
+    /// `docker`: how containers of `{ container, port }` targets are found (and scoped).
+    pub fn new(programs: Programs, docker: DockerFaults) -> FirewallBackend {
         FirewallBackend {
             programs,
             checked: None,
-            docker: DockerFaults::new(docker_host.clone()),
-            docker_host,
+            docker,
         }
     }
 
@@ -170,7 +169,7 @@ impl FirewallBackend {
             rule: rule(Family::V4)?,
             rule6: Some(rule(Family::V6)?),
             container: place.container.map(|id| ContainerRef {
-                host: self.docker_host.clone(),
+                host: self.docker.host().map(str::to_string),
                 id,
             }),
         })
@@ -651,7 +650,7 @@ mod tests {
             v4: "/nonexistent/iptables".into(),
             v6: "/nonexistent/ip6tables".into(),
         };
-        let mut backend = FirewallBackend::new(missing.clone(), None);
+        let mut backend = FirewallBackend::new(missing.clone(), DockerFaults::new(None, None));
         let message = backend
             .find(&Selector::Port { port: 5432 })
             .await

@@ -1,5 +1,6 @@
-//! The local stack's state file (written by `docker/local/stack.sh up`): which instances run
-//! where, so process faults can find their targets and restart them.
+//! The local stack adapter: its state file (written by `docker/local/stack.sh up`) says
+//! which instances run where and which links go through a fault proxy, so process faults
+//! find their targets and restart them, and `{ proxy = … }` faults find their proxies.
 
 use std::path::{Path, PathBuf};
 
@@ -33,12 +34,7 @@ pub struct Instance {
     pub port: Option<u16>,
 }
 
-/// A link the stack routes through a loadgen fault proxy.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProxyLink {
-    pub name: String,
-    pub control: String,
-}
+pub use super::ProxyLink;
 
 impl StackState {
     pub fn load(path: &Path) -> Result<StackState, String> {
@@ -126,33 +122,4 @@ pub fn state_path(configured: Option<&Path>) -> PathBuf {
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("LOADGEN_STACK_STATE").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(".stack/state.json"))
-}
-
-/// `*` matches any run of characters, `?` one; everything else itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("backend-*", "backend-2"));
-        assert!(glob_match("b?ck*", "backend"));
-        assert!(!glob_match("backend-*", "postgres"));
-        assert!(glob_match("postgres", "postgres"));
-    }
 }
