@@ -916,3 +916,124 @@ async fn a_deployment_is_healthy_again_when_its_rollout_is_done() {
             .unwrap()
     );
 }
+
+/// A scale-down and a pod delete on one deployment share its `max_unavailable`: while
+/// `api` (3 replicas) is scaled to 2, its pod list shows 2 Ready pods and nothing down,
+/// yet one replica is down — a delete allowed 1 is refused before any call, one allowed
+/// 67% (2 of 3) goes ahead. The fake API shrinks its pod list (recorded JSON, minus the
+/// last pod) while the scale holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_and_a_delete_on_one_deployment_never_exceed_max_unavailable() {
+    let replicas = Arc::new(Mutex::new(3u64));
+    let scaled = replicas.clone();
+    let mut two_pods: serde_json::Value = serde_json::from_str(&fixture("pods-api.json")).unwrap();
+    two_pods["items"].as_array_mut().unwrap().pop();
+    let two_pods = two_pods.to_string();
+    let api = FakeApi::start(move |call| {
+        let watching = call.params().get("watch").map(String::as_str) == Some("true");
+        match (call.method.as_str(), call.path.as_str()) {
+            ("GET", PODS) if watching => Reply::Watch(
+                Vec::new(),
+                Duration::from_millis(50),
+                Arc::new(AtomicUsize::new(0)),
+            ),
+            ("GET", PODS) if *scaled.lock().unwrap() == 2 => Reply::Json(200, two_pods.clone()),
+            ("GET", PODS) => ok("pods-api.json"),
+            ("GET", SCALE) => ok("scale-api.json"),
+            ("PATCH", SCALE) => {
+                let wanted = call.json()["spec"]["replicas"].as_u64().unwrap();
+                *scaled.lock().unwrap() = wanted;
+                ok("scale-api.json")
+            }
+            ("DELETE", p) if p.starts_with(PODS) => ok("pod-deleted.json"),
+            _ => not_found(),
+        }
+    })
+    .await;
+    let server = crate::server::TestServer::start();
+    let workspace = crate::support::Workspace::new();
+    let load = crate::support::steady_get(&server.url(), "", 20, "5s", "/hello");
+    let file = workspace.write(
+        "drill.toml",
+        &format!(
+            r#"name = "shared-budget"
+{load}[chaos]
+kube_api = "{}"
+kube_namespaces = ["shop"]
+
+[[fault]]
+name = "scale api"
+action = "scale"
+replicas = 2
+target = {{ deployment = "api", namespace = "shop" }}
+at = "1s"
+duration = "3s"
+required = false
+
+[[fault]]
+name = "delete within one"
+action = "delete"
+target = {{ pods = "app=api", namespace = "shop" }}
+at = "2s"
+required = false
+
+[[fault]]
+name = "delete within two thirds"
+action = "delete"
+target = {{ pods = "app=api", namespace = "shop" }}
+max_unavailable = "67%"
+at = "2500ms"
+required = false
+"#,
+            api.url()
+        ),
+    );
+    let run_options = crate::support::options(&file, &workspace.out());
+    let runner = std::thread::spawn(move || crate::support::run_ok(&run_options));
+    let (_, summary) = tokio::task::spawn_blocking(move || runner.join().unwrap())
+        .await
+        .unwrap();
+    let occurrence = |name: &str| {
+        summary
+            .faults
+            .occurrences
+            .iter()
+            .find(|o| o.fault == name)
+            .unwrap_or_else(|| panic!("{name}: {:?}", summary.faults.occurrences))
+            .clone()
+    };
+    let refused = occurrence("delete within one");
+    assert_eq!(
+        refused.status,
+        loadgen::chaos::runner::OccurrenceStatus::NotRun,
+        "{refused:?}"
+    );
+    let reason = refused.reason.unwrap_or_default();
+    assert!(
+        reason.contains("refused")
+            && reason.contains("with 1 already down exceeds max_unavailable = 1"),
+        "{reason}"
+    );
+    let allowed = occurrence("delete within two thirds");
+    assert_eq!(allowed.targets.len(), 1, "{allowed:?}");
+    assert_eq!(
+        occurrence("scale api").targets.len(),
+        1,
+        "{:?}",
+        summary.faults.occurrences
+    );
+    // Exactly one pod was deleted, between the scale down and the scale back.
+    let mutating = api.mutating();
+    let deletes: Vec<&String> = mutating
+        .iter()
+        .filter(|c| c.starts_with("DELETE"))
+        .collect();
+    assert_eq!(deletes.len(), 1, "{mutating:?}");
+    assert_eq!(
+        mutating.iter().filter(|c| c.starts_with("PATCH")).count(),
+        2,
+        "{mutating:?}"
+    );
+    assert!(mutating[0].starts_with("PATCH") && mutating[2].starts_with("PATCH"));
+    assert_eq!(*replicas.lock().unwrap(), 3, "scaled back");
+}
