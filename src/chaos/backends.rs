@@ -14,7 +14,7 @@ use super::process::ProcessBackend;
 use super::spec::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
 use super::undo::Undo;
 use super::{ChaosError, Target};
-use crate::platform::{self, local::state_path};
+use crate::platform;
 
 pub struct Backends {
     process: ProcessBackend,
@@ -48,7 +48,7 @@ impl Backends {
         let docker =
             || DockerFaults::new(plan.docker_host.clone(), platform::container_scope(plan));
         Backends {
-            process: ProcessBackend::new(state_path(plan.stack_state.as_deref())),
+            process: ProcessBackend::new(platform::ProcessInstances::new(plan)),
             network: NetworkBackend::new(platform::proxy_source(plan)),
             firewall: FirewallBackend::new(Programs::default(), docker()),
             docker: docker(),

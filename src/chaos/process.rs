@@ -1,7 +1,8 @@
 //! Local processes: kill (SIGKILL), terminate (SIGTERM), pause (SIGSTOP → SIGCONT), restart.
-//! Targets come from the local stack's state file or a PID file. A killed instance is
-//! brought back through the stack; a PID is only ever signalled if its start time still
-//! matches the one recorded, so a reused PID is never hit.
+//! Targets come from the platform adapter (`platform::ProcessInstances`) or a PID file. A
+//! killed instance is brought back by the platform (`platform::start_again`); a PID is only
+//! ever signalled if its start time still matches the one recorded, so a reused PID is
+//! never hit.
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -10,55 +11,36 @@ use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
 use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
-use super::undo::{BackendName, ProcessUndo, Restart, Undo};
+use super::undo::{ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
-use crate::platform::local::StackState;
+use crate::platform::{self, ProcessInstances};
 
 pub struct ProcessBackend {
-    /// The stack state file; read again at every use, since a restart changes PIDs.
-    state_file: std::path::PathBuf,
-    stack: Option<StackState>,
-    stack_error: Option<String>,
+    /// The platform's instances, read again at every use (a restart changes PIDs).
+    instances: ProcessInstances,
 }
 
 impl ProcessBackend {
-    pub fn new(state_file: std::path::PathBuf) -> ProcessBackend {
-        let mut backend = ProcessBackend {
-            state_file,
-            stack: None,
-            stack_error: None,
-        };
+    pub fn new(instances: ProcessInstances) -> ProcessBackend {
+        let mut backend = ProcessBackend { instances };
         backend.reload();
         backend
     }
 
     fn reload(&mut self) {
-        match StackState::load(&self.state_file) {
-            Ok(stack) => {
-                self.stack = Some(stack);
-                self.stack_error = None;
-            }
-            Err(e) => {
-                self.stack = None;
-                self.stack_error = Some(e);
-            }
-        }
+        self.instances.reload();
     }
 
     fn find(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         self.reload();
         let found: Vec<(String, i32)> = match selector {
-            Selector::Process { name } => {
-                let stack = self
-                    .stack
-                    .as_ref()
-                    .ok_or_else(|| backend_error(self.stack_error.clone().unwrap_or_default()))?;
-                stack
-                    .instances()
-                    .into_iter()
-                    .filter(|(n, _)| glob_match(name, n))
-                    .collect()
-            }
+            Selector::Process { name } => self
+                .instances
+                .list()
+                .map_err(backend_error)?
+                .into_iter()
+                .filter(|(n, _)| glob_match(name, n))
+                .collect(),
             Selector::PidFile { path } => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     backend_error(format!("cannot read PID file {}: {e}", path.display()))
@@ -109,16 +91,9 @@ impl ProcessBackend {
         })
     }
 
-    /// How the stack starts instance `name` again, if it can: only its backends.
+    /// How the platform starts instance `name` again, if it can.
     fn restart_for(&self, name: &str) -> Option<Restart> {
-        let stack = self.stack.as_ref()?;
-        stack.instance(name)?;
-        let instance = BackendName::try_from(name.to_string()).ok()?;
-        Some(Restart::Stack {
-            script: stack.script(),
-            state_dir: stack.state_dir.clone(),
-            instance,
-        })
+        self.instances.restart_for(name)
     }
 
     /// Why `action` on `target` cannot be allowed, if it cannot: a `restart`, or a kill
@@ -204,11 +179,7 @@ impl ProcessBackend {
         };
         let port = match pid_file {
             Some(_) => None,
-            None => self
-                .stack
-                .as_ref()
-                .and_then(|s| s.instance(&target.name))
-                .and_then(|(_, port)| port),
+            None => self.instances.get(&target.name).and_then(|(_, port)| port),
         };
         ProcessHealth {
             name: target.name.clone(),
@@ -231,11 +202,7 @@ impl ProcessBackend {
             Some(path) => std::fs::read_to_string(path)
                 .ok()
                 .and_then(|t| t.trim().parse::<i32>().ok()),
-            None => self
-                .stack
-                .as_ref()
-                .and_then(|s| s.instance(&check.name))
-                .map(|(pid, _)| pid),
+            None => self.instances.get(&check.name).map(|(pid, _)| pid),
         };
         let current = current_pid
             .filter(|pid| *pid != check.pid)
@@ -338,41 +305,10 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
             Err(ChaosError::NoTarget(_)) => Ok(()),
             Err(e) => Err(e),
         },
-        ProcessUndo::Restart(Restart::LegacyCommand { command }) => Err(backend_error(format!(
-            "this ledger's restart is a command line ({}), a shape this loadgen never runs; \
-             start the instance by hand (docker/local/stack.sh start-backend NAME)",
-            command.join(" ")
-        ))),
-        ProcessUndo::Restart(Restart::Stack {
-            script,
-            state_dir,
-            instance,
-        }) => {
+        ProcessUndo::Restart(restart) => {
             // Make sure the old process is really gone first (SIGTERM may take a moment).
             wait_gone(*pid, *start_time).await;
-            // The stack script starts only what is down, so running it again (at the run's
-            // end, then on every `loadgen recover`) never restarts a running instance.
-            let output = tokio::process::Command::new("bash")
-                .arg(script)
-                .args(["start-backend", instance.as_str(), "--state-dir"])
-                .arg(state_dir)
-                // Its own process group: a second Ctrl-C at the terminal cannot kill a
-                // restart half done; the deadline (`backends::within`) kills it on drop.
-                .process_group(0)
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(|e| backend_error(format!("cannot run {}: {e}", script.display())))?;
-            if output.status.success() {
-                Ok(())
-            } else {
-                Err(backend_error(format!(
-                    "`{} start-backend {}` failed: {}",
-                    script.display(),
-                    instance.as_str(),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                )))
-            }
+            platform::start_again(restart).await.map_err(backend_error)
         }
         ProcessUndo::None => Ok(()),
     }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::chaos::undo::{BackendName, Restart};
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct StackState {
     pub state_dir: PathBuf,
@@ -122,4 +124,47 @@ pub fn state_path(configured: Option<&Path>) -> PathBuf {
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("LOADGEN_STACK_STATE").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(".stack/state.json"))
+}
+
+/// How the stack starts instance `name` again, if it can: only its backends (`backend-N`,
+/// the instances `stack.sh start-backend` starts).
+pub fn restart_for(stack: &StackState, name: &str) -> Option<Restart> {
+    stack.instance(name)?;
+    let instance = BackendName::try_from(name.to_string()).ok()?;
+    Some(Restart::Stack {
+        script: stack.script(),
+        state_dir: stack.state_dir.clone(),
+        instance,
+    })
+}
+
+/// `bash SCRIPT start-backend INSTANCE --state-dir STATE_DIR`. The stack script starts only
+/// what is down, so running it again (at the run's end, then on every `loadgen recover`)
+/// never restarts a running instance.
+pub async fn start_backend(
+    script: &Path,
+    state_dir: &Path,
+    instance: &BackendName,
+) -> Result<(), String> {
+    let output = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(["start-backend", instance.as_str(), "--state-dir"])
+        .arg(state_dir)
+        // Its own process group: a second Ctrl-C at the terminal cannot kill a restart
+        // half done; the deadline (`backends::within`) kills it on drop.
+        .process_group(0)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} start-backend {}` failed: {}",
+            script.display(),
+            instance.as_str(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
 }

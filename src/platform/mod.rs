@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::chaos::spec::ChaosPlan;
+use crate::chaos::undo::Restart;
 
 /// `[chaos] platform`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,5 +88,68 @@ pub fn container_scope(plan: &ChaosPlan) -> Option<String> {
     match plan.platform {
         PlatformKind::Compose => plan.compose_project.as_deref().map(compose::project_filter),
         PlatformKind::Local | PlatformKind::Kubernetes => None,
+    }
+}
+
+/// The platform's processes, as the process backend asks for them: each instance by name
+/// with its PID and port, and how one is started again. Only the local stack runs its
+/// instances as processes; on another platform the list is its error.
+pub struct ProcessInstances {
+    kind: PlatformKind,
+    state_file: PathBuf,
+    current: Result<local::StackState, String>,
+}
+
+impl ProcessInstances {
+    pub fn new(plan: &ChaosPlan) -> ProcessInstances {
+        ProcessInstances {
+            kind: plan.platform,
+            state_file: local::state_path(plan.stack_state.as_deref()),
+            current: Err("not read yet".into()),
+        }
+    }
+
+    /// Reads the instances again.
+    pub fn reload(&mut self) {
+        self.current = match self.kind {
+            PlatformKind::Local => local::StackState::load(&self.state_file),
+            other => Err(format!(
+                "the {other:?} platform runs no local processes: target its containers or pods"
+            )),
+        };
+    }
+
+    /// Every instance: (name, PID).
+    pub fn list(&self) -> Result<Vec<(String, i32)>, String> {
+        self.current
+            .as_ref()
+            .map(|s| s.instances())
+            .map_err(Clone::clone)
+    }
+
+    /// The PID and port of instance `name` now.
+    pub fn get(&self, name: &str) -> Option<(i32, Option<u16>)> {
+        self.current.as_ref().ok()?.instance(name)
+    }
+
+    /// How instance `name` is started again, if the platform can.
+    pub fn restart_for(&self, name: &str) -> Option<Restart> {
+        local::restart_for(self.current.as_ref().ok()?, name)
+    }
+}
+
+/// Starts an instance again from its undo record alone (also from `loadgen recover`).
+pub async fn start_again(restart: &Restart) -> Result<(), String> {
+    match restart {
+        Restart::Stack {
+            script,
+            state_dir,
+            instance,
+        } => local::start_backend(script, state_dir, instance).await,
+        Restart::LegacyCommand { command } => Err(format!(
+            "this ledger's restart is a command line ({}), a shape this loadgen never runs; \
+             start the instance by hand (docker/local/stack.sh start-backend NAME)",
+            command.join(" ")
+        )),
     }
 }
