@@ -13,8 +13,8 @@ use bollard::query_parameters::{
 
 use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
+use super::spec::{glob_match, is_container_id};
 use super::undo::{DockerUndo, Undo};
 use super::{ChaosError, Target};
 
@@ -153,7 +153,8 @@ impl DockerBackend {
                 .unwrap_or_else(|| id.clone());
             let wanted = match selector {
                 Selector::Container { name: pattern } => {
-                    glob_match(pattern, &name) || id.starts_with(pattern.as_str())
+                    glob_match(pattern, &name)
+                        || (is_container_id(pattern) && id.starts_with(pattern.as_str()))
                 }
                 Selector::ContainerLabel { .. } => true,
                 _ => false,

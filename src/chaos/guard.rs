@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Target;
+use super::spec::{BackendKind, glob_match};
+
 /// How many of a replica set may be down at once.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
@@ -96,6 +99,25 @@ pub fn check(guard: &Guard, fleet: Fleet, wanted: usize, noun: &str) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// Whether `target` is one `[chaos] allow_targets` lets faults touch: with patterns, a
+/// process or container (also a port inside a container) must match one by name; proxies,
+/// loopback ports and Kubernetes objects are limited elsewhere (their own lists, the
+/// namespaces). Without patterns, everything the selector finds.
+pub fn allowed_target(patterns: &[String], target: &Target) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    let name = match target.backend {
+        BackendKind::Process | BackendKind::Docker => target.name.as_str(),
+        BackendKind::Firewall if target.id.contains("/tcp/") => target
+            .name
+            .rsplit_once(':')
+            .map_or(target.name.as_str(), |(container, _)| container),
+        BackendKind::Firewall | BackendKind::Proxy | BackendKind::Kube => return true,
+    };
+    patterns.iter().any(|p| glob_match(p, name))
 }
 
 /// What an active fault holds down beyond what a listing shows: a deployment scaled from
@@ -228,6 +250,38 @@ mod tests {
         let two = guard(MaxUnavailable::Count(2), false);
         assert!(check(&two, fleet(4, held), 1, "pod").is_ok());
         assert!(check(&two, fleet(4, held), 2, "pod").is_err());
+    }
+
+    #[test]
+    fn allow_targets_limit_processes_and_containers_by_name() {
+        let target = |backend, id: &str, name: &str| Target {
+            backend,
+            id: id.into(),
+            name: name.into(),
+            labels: Default::default(),
+        };
+        let only = ["backend-*".to_string()];
+        assert!(allowed_target(&[], &target(BackendKind::Docker, "x", "db")));
+        assert!(allowed_target(
+            &only,
+            &target(BackendKind::Process, "7", "backend-2")
+        ));
+        assert!(!allowed_target(
+            &only,
+            &target(BackendKind::Process, "8", "postgres")
+        ));
+        assert!(!allowed_target(
+            &only,
+            &target(BackendKind::Docker, "ab", "postgres-1")
+        ));
+        let inside = target(BackendKind::Firewall, "ab/tcp/80", "backend-1:80");
+        assert!(allowed_target(&only, &inside));
+        let db = target(BackendKind::Firewall, "cd/tcp/5432", "postgres:5432");
+        assert!(!allowed_target(&only, &db));
+        assert!(allowed_target(
+            &only,
+            &target(BackendKind::Firewall, "tcp/80", "port 80")
+        ));
     }
 
     #[test]

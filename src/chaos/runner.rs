@@ -300,6 +300,7 @@ impl Timeline {
             &candidates,
             group.as_deref(),
             &self.active,
+            &self.plan.allow_targets,
             &mut self.rng,
         ) {
             Ok(chosen) => chosen,
@@ -738,6 +739,7 @@ fn choose(
     candidates: &[(Target, bool)],
     group: Option<&[(Target, bool)]>,
     active: &[Active],
+    allow_targets: &[String],
     rng: &mut SmallRng,
 ) -> Result<Vec<Target>, (EventKind, String)> {
     if candidates.is_empty() {
@@ -746,10 +748,23 @@ fn choose(
             ChaosError::NoTarget(fault.selector.to_string()).to_string(),
         ));
     }
+    let allowed = |t: &Target| guard::allowed_target(allow_targets, t);
+    if !candidates.iter().any(|(t, _)| allowed(t)) {
+        let names: Vec<&str> = candidates.iter().map(|(t, _)| t.name.as_str()).collect();
+        return Err((
+            EventKind::Refused,
+            format!(
+                "{} matched only targets outside [chaos] allow_targets ({}): {}",
+                fault.selector,
+                allow_targets.join(", "),
+                names.join(", ")
+            ),
+        ));
+    }
     let busy = |t: &Target| active.iter().any(|a| a.target.id == t.id);
     let up: Vec<&Target> = candidates
         .iter()
-        .filter(|(t, up)| *up && !busy(t))
+        .filter(|(t, up)| *up && !busy(t) && allowed(t))
         .map(|(t, _)| t)
         .collect();
     let wanted = fault.mode.count(up.len());
@@ -832,8 +847,15 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                 };
                 // A fault whose undo cannot run for a target it may hit is refused too.
                 let refusal = backends.refusal(fault, &candidates);
-                let chosen = choose(fault, &candidates, group.as_deref(), &[], &mut rng)
-                    .and_then(|hit| refusal.map_or(Ok(hit), |m| Err((EventKind::Refused, m))));
+                let chosen = choose(
+                    fault,
+                    &candidates,
+                    group.as_deref(),
+                    &[],
+                    &plan.allow_targets,
+                    &mut rng,
+                )
+                .and_then(|hit| refusal.map_or(Ok(hit), |m| Err((EventKind::Refused, m))));
                 match chosen {
                     Ok(hit) => Verdict::Hits {
                         matched,

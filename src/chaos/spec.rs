@@ -23,8 +23,9 @@ pub struct ChaosPlan {
     pub kube_api: Option<String>,
     /// Kubernetes namespaces faults may touch. Empty: none.
     pub kube_namespaces: Vec<String>,
-    /// Glob patterns of process / container names faults may touch. Empty: any target the
-    /// selector finds in the local stack; Docker targets then need a name match anyway.
+    /// Glob patterns of process / container names faults may touch (enforced when targets
+    /// are chosen: a fault that matches only others is refused). Empty: whatever the
+    /// selector finds.
     pub allow_targets: Vec<String>,
     /// After a fault ends, how long the platform gets to settle before "steady state"
     /// resumes for SLO windows (default 10 s).
@@ -295,6 +296,12 @@ impl FaultSpec {
         }
         out
     }
+}
+
+/// Whether `text` names a container by id: 12 or more hex digits (a prefix of the 64).
+/// Shorter strings are names only, so `a` can never match one container in sixteen.
+pub fn is_container_id(text: &str) -> bool {
+    text.len() >= 12 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `*` matches any run of characters, `?` one; everything else itself.

@@ -265,6 +265,37 @@ fn select(
         );
         return None;
     }
+    // A selector that could match anything, or one container in sixteen by accident.
+    let named = [
+        ("process", &raw.process),
+        ("container", &raw.container),
+        ("label", &raw.label),
+        ("proxy", &raw.proxy),
+        ("pods", &raw.pods),
+        ("deployment", &raw.deployment),
+    ];
+    for (what, value) in named {
+        if let Some(value) = value
+            && value.trim().is_empty()
+        {
+            diagnostics.push(
+                target.span(),
+                format!("`{what}` is empty: it would match everything; name what to hit"),
+            );
+            return None;
+        }
+    }
+    if let Some(container) = &raw.container
+        && container.chars().count() < 2
+    {
+        diagnostics.push(
+            target.span(),
+            format!(
+                "container `{container}` is neither a name (2 or more characters) nor an id (12 or more hex digits)"
+            ),
+        );
+        return None;
+    }
     if in_container {
         let (container, port) = (
             raw.container.clone().unwrap_or_default(),
@@ -646,5 +677,25 @@ at = "1s"
             .unwrap_err()
             .headlines();
         assert!(errors[0].contains("needs `compose_project`"), "{errors:?}");
+    }
+
+    #[test]
+    fn selectors_that_could_match_anything_are_errors() {
+        for target in [
+            "{ container = \"\" }",
+            "{ container = \"a\" }",
+            "{ process = \"\" }",
+            "{ label = \"\" }",
+        ] {
+            let fault = format!(
+                "[[fault]]\nname = \"x\"\naction = \"kill\"\ntarget = {target}\nat = \"1s\"\n"
+            );
+            let errors = plan(&fault).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with("f.toml:21:10:")
+                    && (e.contains("is empty") || e.contains("neither a name"))),
+                "{target}: {errors:?}"
+            );
+        }
     }
 }

@@ -650,3 +650,53 @@ fn a_reject_inside_a_containers_namespace_breaks_its_published_port_then_is_gone
     assert_eq!(rules_inside(&container), Vec::<String>::new());
     assert!(container.answers());
 }
+
+#[test]
+fn allow_targets_keep_faults_off_containers_they_do_not_name() {
+    let container = Container::start("loadgen-it-allow");
+    let workspace = Workspace::new();
+    let with_allow = |patterns: &str| {
+        drill(
+            container.port,
+            &container.name,
+            "stop",
+            "2s",
+            "at = \"1s\"\nduration = \"1s\"",
+        )
+        .replace(
+            "[[fault]]",
+            &format!("[chaos]\nallow_targets = [{patterns}]\n[[fault]]"),
+        )
+    };
+    let outside = workspace.write("outside.toml", &with_allow("\"loadgen-it-other-*\""));
+    let dry = crate::support::loadgen(&["run", outside.to_str().unwrap(), "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("outside [chaos] allow_targets (loadgen-it-other-*): loadgen-it-allow"),
+        "{stdout}"
+    );
+    // A real run is refused before any traffic, and the container is never touched.
+    let run = crate::support::loadgen(&[
+        "run",
+        outside.to_str().unwrap(),
+        "--out",
+        workspace.out().to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(container.state(), "running");
+    let inside = workspace.write("inside.toml", &with_allow("\"loadgen-it-*\""));
+    let dry = crate::support::loadgen(&["run", inside.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stdout)
+    );
+}
