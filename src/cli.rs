@@ -368,16 +368,16 @@ fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {
         );
         match line.verdict {
             Verdict::Hits { matched, hit } => {
-                println!("  matches: {}", matched.join(", "));
-                println!("  would hit: {}", hit.join(", "));
+                say(&format!("  matches: {}\n", matched.join(", ")));
+                say(&format!("  would hit: {}\n", hit.join(", ")));
             }
             Verdict::Refused(message) => {
                 bad += 1;
-                println!("  REFUSED: {message}");
+                say(&format!("  REFUSED: {message}\n"));
             }
             Verdict::Error(message) => {
                 bad += 1;
-                println!("  ERROR: {message}");
+                say(&format!("  ERROR: {message}\n"));
             }
         }
     }
@@ -465,10 +465,10 @@ fn recover_command(run_dir: Option<PathBuf>) -> u8 {
             }
             Ok(report) => {
                 for line in &report.recovered {
-                    println!("recovered: {line}");
+                    say(&format!("recovered: {line}\n"));
                 }
                 for line in &report.failed {
-                    eprintln!("NOT recovered: {line}");
+                    warn(&format!("NOT recovered: {line}\n"));
                 }
                 if report.recovered.is_empty() && report.failed.is_empty() {
                     println!("nothing to recover in {}", run_dir.display());

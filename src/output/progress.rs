@@ -73,7 +73,7 @@ impl Progress {
         match self {
             Progress::Quiet => {}
             Progress::Plain { .. } => super::warn(&format!("{message}\n")),
-            Progress::Live(bar) => bar.println(message),
+            Progress::Live(bar) => bar.println(super::printable(message)),
         }
     }
 

@@ -69,7 +69,8 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         ))
     })?;
     // The scenario as run, so the report can show it and be re-rendered later.
-    let _ = std::fs::copy(&plan.source, run_dir.join("scenario.toml"));
+    // As written, references kept and secrets redacted: the run directory holds none.
+    let _ = std::fs::write(run_dir.join("scenario.toml"), &plan.redacted_source);
     let series = SeriesWriter::create(&run_dir, SystemTime::now()).map_err(|e| {
         RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
     })?;

@@ -98,9 +98,10 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
         for step in &journey.steps {
             let body = match &step.body {
                 BodyPlan::None => String::new(),
-                BodyPlan::Json(t) => format!(" json {}", t.source),
-                BodyPlan::Form(t) => format!(" form {}", t.source),
-                BodyPlan::Raw(t) => format!(" body {}", t.source),
+                // Sizes, not contents: a body may carry secrets (`secrets.rs`).
+                BodyPlan::Json(t) => format!(" json ({} bytes)", t.source.len()),
+                BodyPlan::Form(t) => format!(" form ({} bytes)", t.source.len()),
+                BodyPlan::Raw(t) => format!(" body ({} bytes)", t.source.len()),
             };
             let extracts: Vec<&str> = step.extract.iter().map(|e| e.variable.as_str()).collect();
             let _ = writeln!(

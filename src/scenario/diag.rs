@@ -17,6 +17,8 @@ pub struct Diagnostics {
     file: String,
     source: String,
     items: Vec<Diagnostic>,
+    /// Lines holding a secret value: never quoted in a message.
+    secret_lines: std::collections::BTreeSet<usize>,
 }
 
 impl Diagnostics {
@@ -24,6 +26,7 @@ impl Diagnostics {
         Diagnostics {
             file: file.into(),
             source: source.into(),
+            secret_lines: Default::default(),
             items: Vec::new(),
         }
     }
@@ -75,6 +78,17 @@ impl Diagnostics {
     }
 }
 
+impl Diagnostics {
+    /// Never quotes the lines these byte ranges (secret values) are on.
+    pub fn hide(&mut self, spans: &[std::ops::Range<usize>]) {
+        for span in spans {
+            let (first, _) = self.line_col(span.start);
+            let (last, _) = self.line_col(span.end.saturating_sub(1).max(span.start));
+            self.secret_lines.extend(first..=last);
+        }
+    }
+}
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for diagnostic in self.sorted() {
@@ -87,6 +101,10 @@ impl fmt::Display for Diagnostics {
             let text = self.source.lines().nth(line - 1).unwrap_or("");
             let gutter = line.to_string().len();
             writeln!(f, "{:gutter$} |", "")?;
+            if self.secret_lines.contains(&line) {
+                writeln!(f, "{line} | (this line holds a secret: not shown)")?;
+                continue;
+            }
             writeln!(f, "{line} | {text}")?;
             let span_chars = self.source[diagnostic.span.start.min(self.source.len())
                 ..diagnostic.span.end.min(self.source.len())]

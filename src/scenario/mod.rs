@@ -12,6 +12,7 @@ mod faults;
 mod journeys;
 pub mod plan;
 mod raw;
+pub mod secrets;
 mod slos;
 pub mod template;
 pub mod units;

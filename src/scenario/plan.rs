@@ -17,6 +17,8 @@ pub struct Plan {
     pub name: String,
     pub description: Option<String>,
     pub source: PathBuf,
+    /// The file as written with its secrets redacted (`secrets.rs`): the copy a run keeps.
+    pub redacted_source: String,
     pub seed: u64,
     pub target: TargetPlan,
     pub load: LoadPlan,

@@ -27,6 +27,11 @@ pub struct RawScenario {
     /// Top-level keys present in the file, so "missing" is not reported for a section that
     /// is present but malformed.
     pub seen: Vec<String>,
+    /// Keys whose values are secrets besides the documented ones (`redact = [...]`).
+    pub redact: Vec<String>,
+    /// The file as written with every secret value redacted (`secrets.rs`): what a run
+    /// directory keeps.
+    pub redacted: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,7 +237,7 @@ pub enum RawMode {
 /// Parses the document and each part of it, collecting every error into `diagnostics`.
 /// `None` when the file is not valid TOML (the syntax errors are recorded).
 pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario> {
-    let (document, syntax_errors) = DeTable::parse_recoverable(source);
+    let (mut document, syntax_errors) = DeTable::parse_recoverable(source);
     for error in &syntax_errors {
         diagnostics.push(
             error.span().unwrap_or(0..0),
@@ -245,6 +250,18 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
     }
 
     let mut raw = RawScenario::default();
+    if let Some((_, value)) = document
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "redact")
+    {
+        raw.redact = part(value, diagnostics).unwrap_or_default();
+    }
+    // Redacted from the file as written (references still `${NAME}`), then expanded.
+    let secrets = super::secrets::secret_spans(document.get_ref(), &raw.redact);
+    raw.redacted = super::secrets::redact_spans(source, &secrets);
+    diagnostics.hide(&secrets);
+    super::secrets::expand(&mut document, &|name| std::env::var(name).ok(), diagnostics);
     for (key, value) in document.get_ref().iter() {
         let span = key.span();
         raw.seen.push(key.get_ref().to_string());
@@ -259,10 +276,11 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
             "chaos" => raw.chaos = part(value, diagnostics),
             "fault" => raw.faults = each(value, "fault", diagnostics),
             "slo" => raw.slos = each(value, "slo", diagnostics),
+            "redact" => {}
             other => diagnostics.push(
                 span,
                 format!(
-                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault, slo)"
+                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault, slo, redact)"
                 ),
             ),
         }

@@ -74,6 +74,7 @@ pub fn validate(
         name,
         description: raw.description,
         source: source_path.to_path_buf(),
+        redacted_source: raw.redacted,
         seed: raw.seed.unwrap_or_else(rand::random),
         target: target?,
         load: load?,

@@ -16,6 +16,7 @@ pub mod outputs;
 mod report;
 mod runs;
 mod schedule;
+mod secrets;
 mod server;
 mod stock_scenarios;
 mod stop;
