@@ -71,6 +71,7 @@ impl FaultBackend for NetworkBackend {
         fault_for(&fault.action)?;
         Ok(Planned::held(Undo::Proxy {
             control: target.id.clone(),
+            owner: Some(run_owner().to_string()),
         }))
     }
 
@@ -78,13 +79,24 @@ impl FaultBackend for NetworkBackend {
         &mut self,
         target: &Target,
         action: &Action,
-        _planned: &Planned,
+        planned: &Planned,
     ) -> Result<(), ChaosError> {
         let fault = fault_for(action)?;
-        remote_set(&target.id, &fault)
+        let owner = match &planned.undo {
+            Undo::Proxy { owner, .. } => owner.as_deref(),
+            _ => None,
+        };
+        remote_set(&target.id, &fault, owner)
             .await
             .map_err(|e| error(format!("{}: {e}", target.name)))
     }
+}
+
+/// This run's owner token (one per loadgen process): the faults it sets on a proxy are
+/// its own, and another run's token can neither change nor clear them.
+pub fn run_owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| format!("{:032x}", rand::random::<u128>()))
 }
 
 /// The proxy fault a scenario action stands for. Both directions: a scenario's latency is
@@ -128,14 +140,15 @@ fn durations_of(action: &Action) -> Vec<(&'static str, std::time::Duration)> {
 
 /// Clears the proxy's fault. A proxy that is no longer running holds no fault: recovered.
 pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
-    let Undo::Proxy { control } = undo else {
+    let Undo::Proxy { control, owner } = undo else {
         return Ok(());
     };
-    match remote_clear(control).await {
+    match remote_clear(control, owner.as_deref()).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
         Err(e) => Err(error(format!(
-            "{e}; clear it by hand with `curl -X DELETE {control}/fault`, or stop that proxy"
+            "{e}; clear it by hand with `curl -X DELETE -H 'X-Loadgen-Owner: {}' {control}/fault`, or stop that proxy",
+            owner.as_deref().unwrap_or("")
         ))),
     }
 }

@@ -31,6 +31,10 @@ pub enum Undo {
     Proxy {
         /// The proxy's control API (`http://127.0.0.1:PORT`).
         control: String,
+        /// The run's owner token: only it may change or clear the fault it set. Older
+        /// ledgers have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     Firewall {
         /// The IPv4 rule's exact iptables arguments after `-I INPUT` (and so after

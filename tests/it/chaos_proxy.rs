@@ -411,13 +411,24 @@ fn shutdown_closes_live_connections_and_the_port() {
 
 /// One request with `Connection: close`; the status code and body.
 fn http(control: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(control, &format!("Host: {control}\r\n"), method, path, body)
+}
+
+/// `http` with `headers` (each line ending in CRLF) instead of the Host line.
+fn http_with(
+    control: SocketAddr,
+    headers: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(control).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: control\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -488,10 +499,70 @@ fn control_api_drives_the_proxy() {
     // What `loadgen recover` does with a proxy's undo record.
     proxy.set(Fault::Blackhole).unwrap();
     runtime
-        .block_on(remote_clear(&format!("http://{control}")))
+        .block_on(remote_clear(&format!("http://{control}"), None))
         .unwrap();
     assert_eq!(proxy.current(), None);
 
     let public = runtime.block_on(serve_control(proxy.handle(), "0.0.0.0:0".parse().unwrap()));
     assert!(public.unwrap_err().to_string().contains("loopback"));
+}
+
+#[test]
+fn the_control_api_refuses_foreign_hosts_and_other_runs_tokens() {
+    let server = TestServer::start();
+    let runtime = runtime();
+    let proxy = proxy_to(&runtime, server.addr);
+    let (control, _task) = runtime
+        .block_on(serve_control(
+            proxy.handle(),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    let put = r#"{"kind":"blackhole"}"#;
+    // A page that reached the port by DNS rebinding names its own host: refused, unchanged.
+    let (status, body) = http_with(control, "Host: evil.example\r\n", "PUT", "/fault", put);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        http_with(control, "", "GET", "/fault", "").0,
+        403,
+        "no Host at all"
+    );
+    assert_eq!(proxy.current(), None);
+    for host in ["localhost:9", "127.0.0.9:1", "[::1]:80"] {
+        let line = format!("Host: {host}\r\n");
+        assert_eq!(
+            http_with(control, &line, "GET", "/fault", "").0,
+            200,
+            "{host}"
+        );
+    }
+
+    // Run A sets a fault with its token; run B's token can neither clear nor replace it.
+    let url = format!("http://{control}");
+    runtime
+        .block_on(loadgen::chaos::proxy::remote_set(
+            &url,
+            &Fault::Blackhole,
+            Some("run-a"),
+        ))
+        .unwrap();
+    let cleared = runtime.block_on(remote_clear(&url, Some("run-b")));
+    assert!(
+        cleared.as_ref().unwrap_err().to_string().contains("409"),
+        "{cleared:?}"
+    );
+    let replaced = runtime.block_on(loadgen::chaos::proxy::remote_set(
+        &url,
+        &Fault::Reset,
+        Some("run-b"),
+    ));
+    assert!(replaced.is_err());
+    assert!(
+        runtime.block_on(remote_clear(&url, None)).is_err(),
+        "no token"
+    );
+    assert_eq!(proxy.current(), Some(Fault::Blackhole));
+    // Its owner (a run, or `loadgen recover` with the ledger's token) can.
+    runtime.block_on(remote_clear(&url, Some("run-a"))).unwrap();
+    assert_eq!(proxy.current(), None);
 }

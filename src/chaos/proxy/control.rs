@@ -4,8 +4,14 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /fault` | 200, the fault in force as JSON (`fault.rs`), or `null` |
-//! | `PUT /fault` | 200 and the fault now in force; 400 `{"error": …}` for a bad body |
-//! | `DELETE /fault` | 204 once the proxy is clean and listening; 503 if the listener a `refuse` closed cannot be bound again within 2 s; idempotent |
+//! | `PUT /fault` | 200 and the fault now in force; 400 `{"error": …}` for a bad body; 409 when the fault in force is another owner's |
+//! | `DELETE /fault` | 204 once the proxy is clean and listening; 503 if the listener a `refuse` closed cannot be bound again within 2 s; 409 as for PUT; idempotent |
+//!
+//! Every request must be addressed to loopback (`Host: 127.0.0.1:…`, `[::1]`, `localhost`;
+//! else 403), so a web page cannot reach the API through DNS rebinding. A `PUT` with an
+//! `X-Loadgen-Owner` token makes the fault that token's: only the same token may then
+//! change or clear it (a run sets one per run and keeps it in its ledger, so `loadgen
+//! recover` can).
 //! | `GET /stats` | 200, `Stats` as JSON |
 //!
 //! It has no authentication, so it only binds loopback addresses.
@@ -85,7 +91,47 @@ pub async fn serve_control(
     Ok((local, task))
 }
 
+/// The header a run's requests carry its owner token in.
+pub const OWNER_HEADER: &str = "x-loadgen-owner";
+
+/// Whether a request's `Host` names this host's loopback (`127.x.y.z`, `[::1]`,
+/// `localhost`, any port): a page that reached the API by DNS rebinding names its own.
+fn loopback_host(request: &Request<Incoming>) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn route(proxy: &ProxyHandle, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !loopback_host(&request) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the control API answers only requests addressed to loopback (Host)".into(),
+        );
+    }
+    let owner = request
+        .headers()
+        .get(OWNER_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
     let method = request.method().clone();
     match (method, request.uri().path()) {
         (Method::GET, "/fault") => json(StatusCode::OK, &proxy.current()),
@@ -103,15 +149,23 @@ async fn route(proxy: &ProxyHandle, request: Request<Incoming>) -> Response<Full
                 Ok(fault) => fault,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
             };
-            match proxy.set(fault) {
+            if let Err(e) = fault.validate() {
+                return error(StatusCode::BAD_REQUEST, format!("bad fault: {e}"));
+            }
+            match proxy.change_as(owner.as_deref(), Some(fault)) {
                 Ok(()) => json(StatusCode::OK, &fault),
-                Err(e) => error(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
+                Err(message) => error(StatusCode::CONFLICT, message),
             }
         }
-        (Method::DELETE, "/fault") => match proxy.clear_and_wait(REOPEN_WAIT).await {
-            Ok(()) => respond(StatusCode::NO_CONTENT, Bytes::new()),
-            Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
-        },
+        (Method::DELETE, "/fault") => {
+            if let Err(message) = proxy.change_as(owner.as_deref(), None) {
+                return error(StatusCode::CONFLICT, message);
+            }
+            match proxy.clear_and_wait(REOPEN_WAIT).await {
+                Ok(()) => respond(StatusCode::NO_CONTENT, Bytes::new()),
+                Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+            }
+        }
         (Method::GET, "/stats") => json(StatusCode::OK, &proxy.stats()),
         (_, "/fault") => not_allowed("GET, PUT, DELETE"),
         (_, "/stats") => not_allowed("GET"),
@@ -159,21 +213,27 @@ fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 
 /// Puts `fault` in force on the proxy whose control API is at `control` (`http://IP:PORT`
 /// or `IP:PORT`): how a run's timeline drives a proxy it did not start (`loadgen proxy`).
-pub async fn remote_set(control: &str, fault: &Fault) -> io::Result<()> {
+/// `owner`: the run's token; only it may then change or clear the fault.
+pub async fn remote_set(control: &str, fault: &Fault, owner: Option<&str>) -> io::Result<()> {
     let body = serde_json::to_vec(fault).map_err(io::Error::other)?;
-    exchange(control, Method::PUT, Bytes::from(body)).await
+    exchange(control, Method::PUT, Bytes::from(body), owner).await
 }
 
 /// Clears the fault of the proxy whose control API is at `control`: what `loadgen recover`
 /// does with a proxy's undo record. A proxy that is gone answers `ConnectionRefused`, which
 /// the caller may count as recovered.
-pub async fn remote_clear(control: &str) -> io::Result<()> {
-    exchange(control, Method::DELETE, Bytes::new()).await
+pub async fn remote_clear(control: &str, owner: Option<&str>) -> io::Result<()> {
+    exchange(control, Method::DELETE, Bytes::new(), owner).await
 }
 
 /// One request to `/fault`, bounded by `CLIENT_TIMEOUT`; any non-2xx answer is an error
 /// carrying the proxy's message.
-async fn exchange(control: &str, method: Method, body: Bytes) -> io::Result<()> {
+async fn exchange(
+    control: &str,
+    method: Method,
+    body: Bytes,
+    owner: Option<&str>,
+) -> io::Result<()> {
     let addr = parse_control(control)?;
     let what = format!("{control}: {method} /fault");
     let call = async {
@@ -182,13 +242,15 @@ async fn exchange(control: &str, method: Method, body: Bytes) -> io::Result<()> 
             .await
             .map_err(io::Error::other)?;
         let driver = tokio::spawn(connection);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method.clone())
             .uri("/fault")
             .header(http::header::HOST, addr.to_string())
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(io::Error::other)?;
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(owner) = owner {
+            request = request.header(OWNER_HEADER, owner);
+        }
+        let request = request.body(Full::new(body)).map_err(io::Error::other)?;
         let result = async {
             let response = sender
                 .send_request(request)

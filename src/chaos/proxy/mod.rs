@@ -95,6 +95,9 @@ struct Shared {
     /// until it is bound again after).
     listening: watch::Sender<bool>,
     counters: Counters,
+    /// Who set the fault in force through the control API (a run's owner token), if anyone
+    /// did: only they may change or clear it there.
+    owner: std::sync::Mutex<Option<String>>,
     /// Cancelled by `shutdown` or drop: stops accepting, closes connections and the control API.
     stop: CancellationToken,
 }
@@ -133,6 +136,33 @@ impl ProxyHandle {
                 self.shared.local
             )),
         }
+    }
+
+    /// Changes the fault on behalf of `owner` (`None`: clear), if the fault in force is
+    /// not another owner's: `Err` names why not. An unowned fault (set in-process, or
+    /// without a token) may be changed by anyone who can reach the API.
+    pub fn change_as(&self, owner: Option<&str>, fault: Option<Fault>) -> Result<(), String> {
+        let mut held = self.shared.owner.lock().unwrap_or_else(|p| p.into_inner());
+        if self.current().is_some()
+            && let Some(holder) = held.as_deref()
+            && Some(holder) != owner
+        {
+            return Err(
+                "the fault in force belongs to another run (its owner token is in that run's ledger)"
+                    .to_string(),
+            );
+        }
+        match fault {
+            Some(fault) => {
+                self.set(fault).map_err(|e| format!("bad fault: {e}"))?;
+                *held = owner.map(str::to_string);
+            }
+            None => {
+                self.clear();
+                *held = None;
+            }
+        }
+        Ok(())
     }
 
     pub fn current(&self) -> Option<Fault> {
@@ -175,6 +205,7 @@ impl Proxy {
             fault: watch::Sender::new(None),
             listening: watch::Sender::new(true),
             counters: Counters::default(),
+            owner: std::sync::Mutex::new(None),
             stop: CancellationToken::new(),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
