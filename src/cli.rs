@@ -95,15 +95,22 @@ enum Command {
         /// The real service, HOST:PORT (allow-listed: loopback unless --allow-host).
         #[arg(long)]
         upstream: String,
-        /// Where the control API listens (loopback).
+        /// Where the control API listens (loopback). It has no authentication.
         #[arg(long, default_value = "127.0.0.1:0")]
         control: SocketAddr,
         /// Write the bound addresses here (JSON) once ready; removed on exit.
         #[arg(long)]
         ready_file: Option<PathBuf>,
-        /// Another host or network the upstream may be on (repeatable).
+        /// Another host or network the upstream may be on (repeatable); a host name is
+        /// allowed by name, whatever it resolves to (e.g. a Compose service: postgres).
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
+        /// Let --listen and --control bind non-loopback addresses (0.0.0.0). Only for a proxy
+        /// running inside a container's own network namespace: the container network is
+        /// the boundary, and the host must publish the ports on 127.0.0.1 only (as
+        /// docker/docker-compose.yml does). Never on a host's own network.
+        #[arg(long)]
+        container_network: bool,
     },
     /// Print the resolved plan: load over time, journey mix, steps. Sends nothing.
     Plan {
@@ -189,12 +196,14 @@ where
             control,
             ready_file,
             allow_hosts,
+            container_network,
         } => proxy_command(DaemonOptions {
             listen,
             upstream,
             control,
             ready_file,
             allow_hosts,
+            container_network,
         }),
         Command::Report { run_dir } => report_command(&run_dir),
         Command::Compare {

@@ -3,20 +3,24 @@
 # but no registry (no `docker pull`, no `FROM`): every image is a `docker import` of a
 # tarball assembled from this host's Debian binaries.
 #
-#   local-images.sh build [--tag TAG] [--backend-bin PATH]
+#   local-images.sh build [--tag TAG] [--backend-bin PATH] [--loadgen-bin PATH]
 #   local-images.sh remove [--tag TAG]
 #   local-images.sh configs   # regenerate nginx.conf and prometheus.yml beside this script
 #                             # from docker/nginx and docker/prometheus's templates
 #
-# Images: loadgen-local/{postgres,redis,backend,nginx,prometheus}:TAG (TAG defaults to
-# "latest"; docker-compose.local.yml reads it from LOCAL_IMAGE_TAG). Each holds
+# Images: loadgen-local/{postgres,redis,backend,loadgen,nginx,prometheus}:TAG (TAG defaults
+# to "latest"; docker-compose.local.yml reads it from LOCAL_IMAGE_TAG). Each holds
 #   - busybox-static as /bin/sh and its applets (wget for healthchecks, mkdir, ...),
 #   - /etc/passwd and /etc/group with the non-root users the services run as
 #     (postgres, redis, nginx, app, nobody), /etc/nsswitch.conf, /tmp,
 #   - the service's host binaries plus every library `ldd` lists (cp --parents -L), and
 #     the data files it needs (Postgres: its share/ and lib/ trees and the time zones).
 # The backend binary is --backend-bin (default: $PLATFORM_BACKEND_BIN, else
-# target/release/platform-backend); it must be built on this host (same glibc).
+# target/release/platform-backend); the loadgen binary is --loadgen-bin (default:
+# $LOADGEN_BIN, else target/release/loadgen). Both must be built on this host (same glibc).
+# loadgen-local/loadgen is loadgen itself (entrypoint `loadgen`, user app, /out writable),
+# like docker/Dockerfile.loadgen: the Compose platform runs it as `loadgen proxy` in front
+# of Postgres, and anything else may run other subcommands in it.
 #
 # Host packages: busybox-static, postgresql(-15), redis-server (+ redis-tools), nginx,
 # prometheus, docker.io.
@@ -27,8 +31,9 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 
 TAG="latest"
 BACKEND_BIN="${PLATFORM_BACKEND_BIN:-$REPO_ROOT/target/release/platform-backend}"
+LOADGEN_BIN="${LOADGEN_BIN:-$REPO_ROOT/target/release/loadgen}"
 PG_BIN="/usr/lib/postgresql/15/bin"
-IMAGES=(postgres redis backend nginx prometheus)
+IMAGES=(postgres redis backend loadgen nginx prometheus)
 OWNED=()
 
 log() { printf 'local-images: %s\n' "$*" >&2; }
@@ -170,6 +175,16 @@ rootfs_backend() {
   cp -L "$BACKEND_BIN" "$root/usr/local/bin/platform-backend"
 }
 
+rootfs_loadgen() {
+  local root="$1"
+  [[ -x "$LOADGEN_BIN" ]] || die "loadgen binary $LOADGEN_BIN not found (cargo build --release -p loadgen, or --loadgen-bin)"
+  add_libs "$root" "$LOADGEN_BIN"
+  cp -L "$LOADGEN_BIN" "$root/usr/local/bin/loadgen"
+  # Where runs write their reports when a directory is mounted there (as the Dockerfile).
+  mkdir -p "$root/out"
+  OWNED+=("1000:1000 out")
+}
+
 rootfs_nginx() {
   local root="$1"
   add_bins "$root" /usr/sbin/nginx
@@ -242,6 +257,13 @@ import_backend() {
   local path="$2"
   import_image backend "$1" "ENV $path" "USER app" "WORKDIR /home/app" \
     'ENTRYPOINT ["/usr/local/bin/platform-backend"]' "EXPOSE 8080"
+}
+
+import_loadgen() {
+  local path="$2"
+  # No fixed command: `docker run IMAGE proxy ...`, `... run SCENARIO`; bare, it prints help.
+  import_image loadgen "$1" "ENV $path" "USER app" "WORKDIR /home/app" \
+    'ENTRYPOINT ["/usr/local/bin/loadgen"]' 'CMD ["--help"]'
 }
 
 import_nginx() {
@@ -317,6 +339,7 @@ main() {
     case "$1" in
       --tag) TAG="${2:?--tag needs a value}"; shift 2 ;;
       --backend-bin) BACKEND_BIN="${2:?--backend-bin needs a value}"; shift 2 ;;
+      --loadgen-bin) LOADGEN_BIN="${2:?--loadgen-bin needs a value}"; shift 2 ;;
       -h|--help) usage ;;
       *) die "unknown argument $1" ;;
     esac

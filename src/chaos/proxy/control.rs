@@ -14,7 +14,10 @@
 //! recover` can).
 //! | `GET /stats` | 200, `Stats` as JSON |
 //!
-//! It has no authentication, so it only binds loopback addresses.
+//! It has no authentication, so it only binds loopback addresses — except in `loadgen proxy
+//! --container-network` (`daemon.rs`), a proxy alone in its container, where it binds the
+//! container's private network and the host reaches it through a port published on
+//! 127.0.0.1.
 
 use std::convert::Infallible;
 use std::io;
@@ -56,6 +59,16 @@ pub async fn serve_control(
             ),
         ));
     }
+    serve_control_on_any_address(proxy, listen).await
+}
+
+/// [`serve_control`] without the loopback check: only for `loadgen proxy
+/// --container-network`, whose checks (`daemon::check`) decided that `listen` may be the
+/// container's own network.
+pub(super) async fn serve_control_on_any_address(
+    proxy: ProxyHandle,
+    listen: SocketAddr,
+) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {

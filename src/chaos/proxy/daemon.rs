@@ -4,7 +4,12 @@
 //! by `loadgen recover`, or by hand with curl.
 //!
 //! It only forwards to allow-listed hosts (default loopback) and only listens on loopback:
-//! the control API has no authentication.
+//! the control API has no authentication. The one exception is `--container-network`, for
+//! a proxy that is the only process of its own container (the Compose platform's
+//! `postgres-proxy`): there loopback is the container's alone, so the listeners bind the
+//! container's private network instead. What reaches them is then whatever shares that
+//! network — the project's own services — and, from the host, only the ports Compose
+//! publishes, which it publishes on 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +17,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::control::serve_control_on_any_address;
 use super::{Proxy, serve_control};
 use crate::safety::AllowList;
 
@@ -27,6 +33,11 @@ pub struct DaemonOptions {
     pub ready_file: Option<PathBuf>,
     /// Hosts the upstream may be on (default: loopback).
     pub allow_hosts: Vec<String>,
+    /// `--container-network`: `listen` and `control` may be non-loopback addresses (e.g.
+    /// 0.0.0.0), because this process runs inside a container's own network namespace.
+    /// Off by default, and nothing else is relaxed: the upstream is still checked against
+    /// the allow-list.
+    pub container_network: bool,
 }
 
 /// What the proxy announces when it is ready: on stdout (one JSON line) and in the ready
@@ -43,9 +54,9 @@ pub struct Ready {
 pub fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
     let mut problems = Vec::new();
     for (flag, addr) in [("--listen", options.listen), ("--control", options.control)] {
-        if !addr.ip().is_loopback() {
+        if !addr.ip().is_loopback() && !options.container_network {
             problems.push(format!(
-                "{flag} {addr}: the proxy only listens on loopback addresses"
+                "{flag} {addr}: the proxy only listens on loopback addresses (inside a container's own network, pass --container-network)"
             ));
         }
     }
@@ -105,7 +116,11 @@ pub async fn serve(options: DaemonOptions, upstream: SocketAddr) -> std::io::Res
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let proxy = Proxy::start(options.listen, upstream).await?;
-    let (control, control_task) = serve_control(proxy.handle(), options.control).await?;
+    let (control, control_task) = if options.container_network {
+        serve_control_on_any_address(proxy.handle(), options.control).await?
+    } else {
+        serve_control(proxy.handle(), options.control).await?
+    };
     let ready = Ready {
         listen: proxy.local_addr(),
         upstream,
@@ -143,7 +158,100 @@ mod tests {
             control: control.parse().unwrap(),
             ready_file: None,
             allow_hosts: vec![],
+            container_network: false,
         }
+    }
+
+    /// The Compose platform's postgres-proxy: `loadgen proxy --container-network --listen
+    /// 0.0.0.0:5432 --control 0.0.0.0:9000 --upstream postgres:5432 --allow-host postgres`.
+    fn in_a_container(listen: &str, control: &str) -> DaemonOptions {
+        DaemonOptions {
+            container_network: true,
+            ..options(listen, "127.0.0.1:5432", control)
+        }
+    }
+
+    #[test]
+    fn by_default_the_proxy_refuses_every_address_but_loopback() {
+        for (listen, control) in [
+            ("0.0.0.0:5432", "127.0.0.1:0"),
+            ("127.0.0.1:0", "0.0.0.0:9000"),
+            ("[::]:5432", "127.0.0.1:0"),
+        ] {
+            let problems = check(&options(listen, "127.0.0.1:5432", control)).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].contains("only listens on loopback addresses"),
+                "{problems:?}"
+            );
+            assert!(problems[0].contains("--container-network"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn container_network_allows_binding_the_containers_network() {
+        let upstream = check(&in_a_container("0.0.0.0:5432", "0.0.0.0:9000")).unwrap();
+        assert_eq!(upstream, "127.0.0.1:5432".parse().unwrap());
+        assert!(check(&in_a_container("[::]:5432", "172.18.0.5:9000")).is_ok());
+    }
+
+    #[test]
+    fn container_network_leaves_the_upstream_allow_list_alone() {
+        let options = DaemonOptions {
+            upstream: "10.1.2.3:5432".into(),
+            ..in_a_container("0.0.0.0:5432", "0.0.0.0:9000")
+        };
+        let problems = check(&options).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("`10.1.2.3` is outside the allow-list"),
+            "{problems:?}"
+        );
+        // A Compose service name is allowed by name: whatever private address the project
+        // network gave it (here, a name that resolves to loopback).
+        let by_name = DaemonOptions {
+            upstream: "localhost:5432".into(),
+            allow_hosts: vec!["localhost".into()],
+            ..in_a_container("0.0.0.0:5432", "0.0.0.0:9000")
+        };
+        assert!(check(&by_name).is_ok());
+    }
+
+    /// The flag reaches the control API too: it serves on 0.0.0.0 (which the default
+    /// `serve_control` refuses).
+    #[tokio::test]
+    async fn a_container_proxy_serves_its_control_api_on_the_containers_network() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy::start(
+            "127.0.0.1:0".parse().unwrap(),
+            upstream.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            serve_control(proxy.handle(), "0.0.0.0:0".parse().unwrap())
+                .await
+                .is_err()
+        );
+        let (control, task) =
+            serve_control_on_any_address(proxy.handle(), "0.0.0.0:0".parse().unwrap())
+                .await
+                .unwrap();
+        assert!(control.ip().is_unspecified(), "{control}");
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", control.port()))
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /fault HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("null"), "{answer}");
+        proxy.shutdown().await;
+        task.await.unwrap();
     }
 
     #[test]

@@ -1,21 +1,28 @@
 //! The Docker Compose platform (docker/docker-compose.yml) on images built here without a
 //! registry (docker/compose/local-images.sh + docker-compose.local.yml): it comes up
-//! healthy, the smoke scenario passes through its nginx, every request loadgen counted
-//! reached exactly one of the three backends, and `down -v` leaves nothing behind.
+//! healthy, the smoke scenario passes through its nginx (and its Postgres fault proxy),
+//! every request loadgen counted reached exactly one of the three backends, a latency fault
+//! on the proxy slows a database read by at least its latency and clearing it restores
+//! it, and `down -v` leaves nothing behind.
 //!
 //! Needs docker-compose and a reachable Docker daemon (`.ci/run` installs and starts
 //! them); without them it fails and says so, as the container-fault tests do.
 
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{exclusive_blocking, loadgen, only_run, repo_root, summary};
+use crate::fixture::{
+    exclusive_blocking, fresh_debug_loadgen, loadgen, only_run, repo_root, summary,
+};
 
 const BACKENDS: [&str; 3] = ["backend-1", "backend-2", "backend-3"];
+/// The container port of postgres-proxy's control API (its `loadgen.proxy.control` label).
+const PROXY_CONTROL_PORT: &str = "9000";
 
 /// Output of a finished command.
 struct Ran {
@@ -159,11 +166,44 @@ impl Project {
         cmd
     }
 
-    fn images(&self, action: &str) -> Ran {
+    fn images(&self, action: &str, loadgen_bin: Option<&Path>) -> Ran {
         let mut cmd = Command::new(repo_root().join("docker/compose/local-images.sh"));
         cmd.args([action, "--tag", &self.tag])
             .args(["--backend-bin", env!("CARGO_BIN_EXE_platform-backend")]);
+        if let Some(bin) = loadgen_bin {
+            cmd.arg("--loadgen-bin").arg(bin);
+        }
         run(cmd, Duration::from_secs(180))
+    }
+
+    /// The host address Docker published a service's container port on.
+    fn port(&self, service: &str, port: &str) -> String {
+        let ran = run(
+            self.compose(&["port", service, port]),
+            Duration::from_secs(30),
+        );
+        assert!(ran.ok, "compose port {service} {port}: {}", ran.stderr);
+        let addr = ran.stdout.trim().to_string();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "{service}:{port} is published on loopback only: {addr:?}"
+        );
+        addr
+    }
+
+    /// GET on postgres-proxy's control API (published on loopback) -> its JSON answer.
+    fn proxy_get(&self, path: &str) -> Value {
+        let url = format!(
+            "http://{}{path}",
+            self.port("postgres-proxy", PROXY_CONTROL_PORT)
+        );
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET {url} failed");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("GET {url}: {e}: {:?}", out.stdout))
     }
 
     fn logs(&self) -> String {
@@ -235,7 +275,7 @@ impl Drop for Project {
         if !self.down {
             self.take_down();
         }
-        let ran = self.images("remove");
+        let ran = self.images("remove", None);
         if !ran.ok {
             eprintln!("removing the local images failed: {}", ran.stderr);
         }
@@ -267,7 +307,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     let started = Instant::now();
     let mut project = Project::new();
 
-    let built = project.images("build");
+    let built = project.images("build", Some(&loadgen_binary()));
     assert!(built.ok, "local-images.sh build failed:\n{}", built.stderr);
     eprintln!("compose: images built after {:?}", started.elapsed());
 
@@ -306,6 +346,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     }
     eprintln!("compose: {base_url} ready after {:?}", started.elapsed());
 
+    let proxy_before = project.proxy_get("/stats");
     let before: Vec<u64> = BACKENDS.iter().map(|b| project.served(b)).collect();
     let out = std::env::temp_dir().join(format!("loadgen-compose-out-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -348,6 +389,21 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     }
     assert_eq!(instances.len(), 3, "{instances:?}");
 
+    // The backends reach Postgres only through postgres-proxy: each holds pooled
+    // connections to it, and the smoke's queries went through it (a few health checks alone
+    // send well under 10 kB).
+    let proxy_after = project.proxy_get("/stats");
+    let sent = |s: &Value| s["bytes_upstream"].as_u64().unwrap();
+    assert!(
+        proxy_after["active"].as_u64().unwrap() >= 3,
+        "{proxy_after}"
+    );
+    assert!(
+        sent(&proxy_after) >= sent(&proxy_before) + 10_000,
+        "Postgres traffic through the proxy during smoke: {proxy_before} -> {proxy_after}"
+    );
+    assert_eq!(proxy_after["upstream_failures"], 0, "{proxy_after}");
+
     // Prometheus (published on loopback too) scrapes all three backends.
     let prometheus = run(
         project.compose(&["port", "prometheus", "9090"]),
@@ -385,6 +441,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
         started.elapsed()
     );
 
+    proxy_drill(&project, &base_url);
     drill(&project, &base_url);
 
     assert!(project.take_down(), "compose down failed");
@@ -397,6 +454,206 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
         );
     }
     eprintln!("compose: down, nothing left, after {:?}", started.elapsed());
+}
+
+/// The loadgen binary the loadgen image gets (postgres-proxy runs it): the debug one
+/// `cargo test --workspace` built beside the backend, when it is newer than loadgen's
+/// sources; else a release build, as docker/local/stack.sh does.
+fn loadgen_binary() -> PathBuf {
+    if let Some(bin) = fresh_debug_loadgen() {
+        return bin;
+    }
+    // target/debug/platform-backend -> target/
+    let target = Path::new(env!("CARGO_BIN_EXE_platform-backend"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "loadgen",
+            "--bin",
+            "loadgen",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(repo_root())
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "cargo build --release -p loadgen failed");
+    target.join("release/loadgen")
+}
+
+/// A latency fault on postgres-proxy, set by loadgen's Compose platform from the proxy's
+/// labels (`{ proxy = "postgres" }`), while a database read runs at 20/s: its p50 rises by
+/// at least the injected latency over the steady state (before and after the fault) and is
+/// back near it after the fault is cleared; the proxy holds no fault afterwards.
+fn proxy_drill(project: &Project, base_url: &str) {
+    // What loadgen's Compose platform finds the proxy by.
+    let labels = run(
+        {
+            let mut cmd = Command::new("docker");
+            cmd.args([
+                "inspect",
+                "--format",
+                "{{json .Config.Labels}}",
+                &format!("{}_postgres-proxy_1", project.name),
+            ]);
+            cmd
+        },
+        Duration::from_secs(20),
+    );
+    assert!(labels.ok, "{}", labels.stderr);
+    let labels: Value = serde_json::from_str(labels.stdout.trim()).unwrap();
+    assert_eq!(labels["loadgen.proxy"], "postgres", "{labels}");
+    assert_eq!(
+        labels["loadgen.proxy.control"], PROXY_CONTROL_PORT,
+        "{labels}"
+    );
+    assert_eq!(
+        project.proxy_get("/fault"),
+        Value::Null,
+        "the proxy starts clean"
+    );
+
+    let dir = tempfile::Builder::new()
+        .prefix("loadgen-compose-slow-db-")
+        .tempdir()
+        .unwrap();
+    // GET /api/courses/{id} is one Postgres query on every request (no cache): with 150 ms
+    // each way on the link, every read pays at least 300 ms.
+    let scenario = dir.path().join("compose-slow-db.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "compose-slow-db"
+seed = 7
+
+[target]
+base_url = "{base_url}"
+connect_timeout = "2s"
+request_timeout = "5s"
+
+[load]
+model = "open"
+start_rate = "20/s"
+max_in_flight = 200
+[[load.stage]]
+duration = "20s"
+rate = "20/s"
+
+[data.generator.course]
+kind = "int"
+min = 1
+max = 20
+
+[[journey]]
+name = "read"
+[[journey.step]]
+name = "course"
+url = "/api/courses/{{{{course}}}}"
+expect = 200
+
+[chaos]
+platform = "compose"
+compose_project = "{project}"
+settle = "2s"
+
+[[fault]]
+name = "slow-db"
+action = "latency"
+latency = "150ms"
+target = {{ proxy = "postgres" }}
+at = "6s"
+duration = "6s"
+
+[[slo]]
+name = "steady"
+objective = "p50 < 100ms"
+window = "steady"
+
+[[slo]]
+name = "during"
+objective = "p50 >= 150ms"
+window = "fault:slow-db"
+
+[[slo]]
+name = "after"
+objective = "p50 < 100ms"
+window = "after"
+"#,
+            project = project.name,
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let code = loadgen(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        out.is_dir(),
+        "loadgen exited {code} before the run began (does it know [chaos] platform = \"compose\"?)"
+    );
+    let summary = summary(&only_run(&out));
+    let kinds: Vec<&str> = summary["faults"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["started", "applied", "recovered", "ended"],
+        "{:#}",
+        summary["faults"]
+    );
+    assert_eq!(
+        summary["faults"]["occurrences"][0]["status"], "happened",
+        "{:#}",
+        summary["faults"]
+    );
+    assert_eq!(summary["totals"]["errors"], 0, "slower is not broken");
+    let p50 = |window: &str| -> u64 {
+        let verdict = summary["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == window)
+            .unwrap_or_else(|| panic!("no verdict {window}: {:#}", summary["slos"]));
+        assert!(
+            verdict["requests"].as_u64().unwrap() >= 60,
+            "{window}: {verdict:#}"
+        );
+        verdict["measured"][0]["value"].as_f64().unwrap() as u64
+    };
+    let (steady, during, after) = (p50("steady"), p50("during"), p50("after"));
+    eprintln!(
+        "compose slow-db: p50 {steady} µs steady, {during} µs during 150 ms of latency, {after} µs after (p99 before {} µs)",
+        summary["failover"][0]["p99_before_us"]
+    );
+    assert!(
+        during >= steady + 150_000,
+        "p50 steady {steady} µs, during {during} µs"
+    );
+    // Back near the steady state: far below the 300 ms a fault left in place would add.
+    assert!(
+        after < steady + 50_000,
+        "p50 steady {steady} µs, after {after} µs"
+    );
+    assert_eq!(code, 0, "{:#}", summary["slos"]);
+    assert_eq!(
+        project.proxy_get("/fault"),
+        Value::Null,
+        "the fault is cleared"
+    );
 }
 
 /// scenarios/compose-drill.toml against the project (its selectors narrowed to this project's

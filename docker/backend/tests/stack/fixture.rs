@@ -39,14 +39,20 @@ pub fn stack_sh(args: &[&str], extra_env: &[(&str, &str)]) -> Output {
     // `cargo test --workspace` built beside the backend, unless it is older than loadgen's
     // sources (`cargo test -p platform-backend` does not rebuild it); then stack.sh builds
     // a release one.
-    let loadgen = Path::new(env!("CARGO_BIN_EXE_platform-backend")).with_file_name("loadgen");
-    if is_fresh(&loadgen) {
+    if let Some(loadgen) = fresh_debug_loadgen() {
         cmd.env("LOADGEN_BIN", loadgen);
     }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
     cmd.output().expect("running docker/local/stack.sh")
+}
+
+/// The debug loadgen binary `cargo test --workspace` built beside the backend, if it is
+/// newer than every source of the loadgen package.
+pub fn fresh_debug_loadgen() -> Option<PathBuf> {
+    let loadgen = Path::new(env!("CARGO_BIN_EXE_platform-backend")).with_file_name("loadgen");
+    is_fresh(&loadgen).then_some(loadgen)
 }
 
 /// Whether `binary` exists and is newer than every source of the loadgen package.
