@@ -34,6 +34,10 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The operator policy a scenario may only narrow (default: LOADGEN_POLICY, else
+    /// /etc/loadgen/policy.toml when it exists).
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,8 +191,8 @@ where
         }
     };
     match cli.command {
-        Command::Validate { file } => validate(&file),
-        Command::Plan { file, overrides } => plan(file, overrides),
+        Command::Validate { file } => validate(&file, cli.policy.as_deref()),
+        Command::Plan { file, overrides } => plan(file, overrides, cli.policy),
         Command::Recover { run_dir } => recover_command(run_dir),
         Command::Proxy {
             listen,
@@ -232,6 +236,7 @@ where
             dry_run,
             RunOptions {
                 scenario: file,
+                policy: cli.policy,
                 target: overrides.target,
                 out,
                 seed: overrides.seed,
@@ -243,8 +248,15 @@ where
     }
 }
 
-fn validate(file: &std::path::Path) -> u8 {
-    match scenario::load(file) {
+fn validate(file: &std::path::Path, policy: Option<&std::path::Path>) -> u8 {
+    let policy = match crate::policy::find(policy) {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::BAD_INPUT;
+        }
+    };
+    match scenario::load_with(file, policy.as_ref()) {
         Ok(plan) => {
             println!(
                 "{}: ok ({} journeys, {} steps)",
@@ -265,8 +277,9 @@ fn validate(file: &std::path::Path) -> u8 {
     }
 }
 
-fn plan(file: PathBuf, overrides: Overrides) -> u8 {
+fn plan(file: PathBuf, overrides: Overrides, policy: Option<PathBuf>) -> u8 {
     let options = RunOptions {
+        policy,
         scenario: file,
         target: overrides.target,
         seed: overrides.seed,

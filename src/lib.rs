@@ -13,6 +13,7 @@ pub mod exit;
 pub mod metrics;
 pub mod output;
 pub mod platform;
+pub mod policy;
 pub mod report;
 pub mod run;
 pub mod safety;

@@ -60,6 +60,31 @@ impl AllowList {
         &self.entries
     }
 
+    /// Whether `entry` (an IP, a CIDR network or a host name, as an allow-list writes it)
+    /// lies within this list: a network inside one of its networks, a name it names.
+    pub fn covers(&self, entry: &str) -> bool {
+        let entry = entry.trim();
+        let net = entry
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from));
+        match net {
+            Some(net) => self.entries.iter().any(|e| match e {
+                AllowEntry::Net(mine) => mine.contains(&net),
+                AllowEntry::Host(_) => false,
+            }),
+            None => self.allows_name(entry),
+        }
+    }
+
+    /// Whether every entry of `self` lies within `other`.
+    pub fn within(&self, other: &AllowList) -> bool {
+        self.entries.iter().all(|e| match e {
+            AllowEntry::Net(net) => other.covers(&net.to_string()),
+            AllowEntry::Host(name) => other.covers(name),
+        })
+    }
+
     fn allows_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.entries.iter().any(|e| match e {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::docker::DockerFaults;
 use super::effect::HealthCheck;
 use super::firewall::{FirewallBackend, Programs};
-use super::kube::KubeFaults;
+use super::kube::{KubeFaults, Pin};
 use super::lifecycle::{Candidate, Confirmation, FaultBackend, Occasion, Planned};
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
@@ -43,6 +43,14 @@ pub fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
     }
 }
 
+/// The cluster the plan may touch (its `kube_context` / `kube_server`).
+pub fn kube_pin(plan: &ChaosPlan) -> Pin {
+    Pin {
+        context: plan.kube_context.clone(),
+        server: plan.kube_server.clone(),
+    }
+}
+
 impl Backends {
     pub fn new(plan: &ChaosPlan) -> Backends {
         let docker =
@@ -52,7 +60,11 @@ impl Backends {
             network: NetworkBackend::new(platform::proxy_source(plan)),
             firewall: FirewallBackend::new(Programs::default(), docker()),
             docker: docker(),
-            kube: KubeFaults::new(plan.kube_api.clone(), plan.kube_namespaces.clone()),
+            kube: KubeFaults::new(
+                plan.kube_api.clone(),
+                kube_pin(plan),
+                plan.kube_namespaces.clone(),
+            ),
         }
     }
 

@@ -259,15 +259,19 @@ impl Timeline {
         if selectors.is_empty() {
             return Vec::new();
         }
-        let kube = match super::kube::KubeBackend::connect(self.plan.kube_api.as_deref()).await {
-            Ok(kube) => kube,
-            Err(e) => {
-                self.report
-                    .readiness
-                    .push(serde_json::json!({ "error": e.to_string() }));
-                return Vec::new();
-            }
-        };
+        let pin = super::backends::kube_pin(&self.plan);
+        let kube =
+            match super::kube::KubeBackend::connect_pinned(self.plan.kube_api.as_deref(), &pin)
+                .await
+            {
+                Ok(kube) => kube,
+                Err(e) => {
+                    self.report
+                        .readiness
+                        .push(serde_json::json!({ "error": e.to_string() }));
+                    return Vec::new();
+                }
+            };
         selectors
             .into_iter()
             .map(|selector| {
@@ -300,7 +304,7 @@ impl Timeline {
             &candidates,
             group.as_deref(),
             &self.active,
-            &self.plan.allow_targets,
+            (&self.plan.allow_targets, &self.plan.policy_targets),
             &mut self.rng,
         ) {
             Ok(chosen) => chosen,
@@ -739,7 +743,7 @@ fn choose(
     candidates: &[(Target, bool)],
     group: Option<&[(Target, bool)]>,
     active: &[Active],
-    allow_targets: &[String],
+    (allow_targets, policy_targets): (&[String], &[String]),
     rng: &mut SmallRng,
 ) -> Result<Vec<Target>, (EventKind, String)> {
     if candidates.is_empty() {
@@ -748,15 +752,30 @@ fn choose(
             ChaosError::NoTarget(fault.selector.to_string()).to_string(),
         ));
     }
-    let allowed = |t: &Target| guard::allowed_target(allow_targets, t);
+    let allowed = |t: &Target| {
+        guard::allowed_target(allow_targets, t) && guard::allowed_target(policy_targets, t)
+    };
     if !candidates.iter().any(|(t, _)| allowed(t)) {
         let names: Vec<&str> = candidates.iter().map(|(t, _)| t.name.as_str()).collect();
+        let mut limits = Vec::new();
+        if !allow_targets.is_empty() {
+            limits.push(format!(
+                "[chaos] allow_targets ({})",
+                allow_targets.join(", ")
+            ));
+        }
+        if !policy_targets.is_empty() {
+            limits.push(format!(
+                "the operator policy's targets ({})",
+                policy_targets.join(", ")
+            ));
+        }
         return Err((
             EventKind::Refused,
             format!(
-                "{} matched only targets outside [chaos] allow_targets ({}): {}",
+                "{} matched only targets outside {}: {}",
                 fault.selector,
-                allow_targets.join(", "),
+                limits.join(" and "),
                 names.join(", ")
             ),
         ));
@@ -824,7 +843,10 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
         let verdict = match resolved {
             // Packet faults that cannot be made here (no root, no iptables) stop the run
             // before any traffic rather than fail at their injection.
-            Err(e) if fault.selector.backend() == super::spec::BackendKind::Firewall => {
+            Err(e)
+                if fault.selector.backend() == super::spec::BackendKind::Firewall
+                    || matches!(e, ChaosError::Refused(_)) =>
+            {
                 Verdict::Refused(e.to_string())
             }
             Err(e) => Verdict::Error(e.to_string()),
@@ -852,7 +874,7 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                     &candidates,
                     group.as_deref(),
                     &[],
-                    &plan.allow_targets,
+                    (&plan.allow_targets, &plan.policy_targets),
                     &mut rng,
                 )
                 .and_then(|hit| refusal.map_or(Ok(hit), |m| Err((EventKind::Refused, m))));

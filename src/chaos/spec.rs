@@ -23,6 +23,14 @@ pub struct ChaosPlan {
     pub kube_api: Option<String>,
     /// Kubernetes namespaces faults may touch. Empty: none.
     pub kube_namespaces: Vec<String>,
+    /// The kubeconfig context the run must be on (the scenario's, else the policy's): a
+    /// shell pointed at another cluster is refused before any call.
+    pub kube_context: Option<String>,
+    /// The API server the run must talk to (scenario's, else the policy's).
+    pub kube_server: Option<String>,
+    /// The operator policy's process / container name globs: a target must match one (as
+    /// well as `allow_targets`). Empty: no policy limit.
+    pub policy_targets: Vec<String>,
     /// Glob patterns of process / container names faults may touch (enforced when targets
     /// are chosen: a fault that matches only others is refused). Empty: whatever the
     /// selector finds.
@@ -48,6 +56,9 @@ impl Default for ChaosPlan {
             docker_host: None,
             kube_api: None,
             kube_namespaces: Vec::new(),
+            kube_context: None,
+            kube_server: None,
+            policy_targets: Vec::new(),
             allow_targets: Vec::new(),
             settle: Duration::from_secs(10),
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,

@@ -21,6 +21,8 @@ pub use supervisor::Phase;
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub scenario: PathBuf,
+    /// `--policy`: the operator policy (else `LOADGEN_POLICY`, else /etc/loadgen/policy.toml).
+    pub policy: Option<PathBuf>,
     pub target: Option<String>,
     pub out: PathBuf,
     pub seed: Option<u64>,
@@ -61,10 +63,12 @@ pub struct RunOutcome {
 /// Loads the scenario and applies `--target`, `--seed`, `--duration`; checks the target
 /// against the allow-list. Sends nothing.
 pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
-    let mut plan = scenario::load(&options.scenario).map_err(|e| match e {
-        ScenarioError::Invalid(d) => RunError::BadInput(d.to_string()),
-        other => RunError::BadInput(other.to_string()),
-    })?;
+    let policy = crate::policy::find(options.policy.as_deref()).map_err(RunError::BadInput)?;
+    let mut plan =
+        scenario::load_with(&options.scenario, policy.as_ref()).map_err(|e| match e {
+            ScenarioError::Invalid(d) => RunError::BadInput(d.to_string()),
+            other => RunError::BadInput(other.to_string()),
+        })?;
     if let Some(target) = &options.target {
         plan.target.base =
             BaseUrl::parse(target).map_err(|e| RunError::BadInput(format!("--target: {e}")))?;
@@ -85,6 +89,14 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         .allow
         .resolve(&base.host, base.port)
         .map_err(RunError::BadInput)?;
+    if let Some((allow, at)) = &plan.target.policy_allow {
+        allow.resolve(&base.host, base.port).map_err(|e| {
+            RunError::BadInput(format!("{e} — refused by the operator policy {at}"))
+        })?;
+    }
+    if policy.is_none() {
+        warnings.extend(widened(&plan));
+    }
     plan.target.base.resolved = Some(address);
     let seed = options.seed.unwrap_or(plan.seed);
     let workers = options
@@ -97,6 +109,35 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         workers,
         warnings,
     })
+}
+
+/// Without an operator policy, what the scenario allows itself beyond the defaults
+/// (loopback, no namespaces), said before the first request.
+fn widened(plan: &Plan) -> Vec<String> {
+    let mut notes = Vec::new();
+    if plan.target.allow != crate::safety::AllowList::default() {
+        let hosts: Vec<String> = plan
+            .target
+            .allow
+            .entries()
+            .iter()
+            .map(|e| match e {
+                crate::safety::AllowEntry::Net(n) => n.to_string(),
+                crate::safety::AllowEntry::Host(h) => h.clone(),
+            })
+            .collect();
+        notes.push(format!(
+            "no operator policy: the scenario itself allows hosts {} (beyond loopback only)",
+            hosts.join(", ")
+        ));
+    }
+    if !plan.chaos.kube_namespaces.is_empty() {
+        notes.push(format!(
+            "no operator policy: the scenario itself lets faults touch Kubernetes namespaces {}",
+            plan.chaos.kube_namespaces.join(", ")
+        ));
+    }
+    notes
 }
 
 /// The fault occurrences a `--duration` cut leaves past the end of the run: they will not

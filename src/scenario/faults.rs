@@ -58,7 +58,20 @@ pub fn validate_chaos(
         stack_state: raw.stack_state.as_ref().map(|s| base_dir.join(s.get_ref())),
         docker_host: raw.docker_host.clone(),
         kube_api: raw.kube_api.clone(),
-        kube_namespaces: raw.kube_namespaces.clone(),
+        kube_namespaces: raw
+            .kube_namespaces
+            .iter()
+            .map(|n| n.get_ref().clone())
+            .collect(),
+        kube_context: raw
+            .kube_context
+            .as_ref()
+            .map(|c| c.get_ref().trim().to_string()),
+        kube_server: raw
+            .kube_server
+            .as_ref()
+            .map(|s| s.get_ref().trim().to_string()),
+        policy_targets: Vec::new(),
         allow_targets: raw.allow_targets.clone(),
         settle: typed(
             raw.settle.as_ref(),

@@ -11,6 +11,7 @@ pub mod diag;
 mod faults;
 mod journeys;
 pub mod plan;
+mod policy_check;
 mod raw;
 pub mod secrets;
 mod slos;
@@ -22,6 +23,8 @@ use std::path::Path;
 
 pub use diag::Diagnostics;
 pub use plan::Plan;
+
+use crate::policy::Policy;
 
 /// Why a scenario could not become a plan.
 #[derive(Debug, thiserror::Error)]
@@ -37,23 +40,47 @@ pub enum ScenarioError {
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
+    load_with(path, None)
+}
+
+/// Reads and validates a scenario file within the operator's `policy`.
+pub fn load_with(path: &Path, policy: Option<&Policy>) -> Result<Plan, ScenarioError> {
     let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    from_source(&source, path, base_dir).map_err(ScenarioError::Invalid)
+    from_source_with(&source, path, base_dir, policy).map_err(ScenarioError::Invalid)
 }
 
 /// Validates scenario text; `path` names it in diagnostics, `base_dir` anchors feeder files.
 pub fn from_source(source: &str, path: &Path, base_dir: &Path) -> Result<Plan, Diagnostics> {
+    from_source_with(source, path, base_dir, None)
+}
+
+/// `from_source` within `policy`: what lies outside it is an error too, and the plan
+/// carries what the policy limits at run time (hosts, targets, the Kubernetes pin).
+pub fn from_source_with(
+    source: &str,
+    path: &Path,
+    base_dir: &Path,
+    policy: Option<&Policy>,
+) -> Result<Plan, Diagnostics> {
     let mut diagnostics = Diagnostics::new(path.display().to_string(), source);
     let Some(raw) = raw::parse(source, &mut diagnostics) else {
         return Err(diagnostics);
     };
+    if let Some(policy) = policy {
+        policy_check::check(&raw, base_dir, policy, &mut diagnostics);
+    }
     let plan = validate::validate(raw, path, base_dir, &mut diagnostics);
     match plan {
-        Some(plan) if diagnostics.is_empty() => Ok(plan),
+        Some(mut plan) if diagnostics.is_empty() => {
+            if let Some(policy) = policy {
+                plan.apply_policy(policy);
+            }
+            Ok(plan)
+        }
         _ => Err(diagnostics),
     }
 }

@@ -39,6 +39,9 @@ pub struct TargetPlan {
     pub allow: AllowList,
     /// Extra trusted certificates (PEM) for https, as written: relative to the scenario file.
     pub ca_file: Option<std::path::PathBuf>,
+    /// The operator policy's allow-list and where it is written: the target (also one
+    /// given by `--target`) must pass it as well as `allow`.
+    pub policy_allow: Option<(AllowList, String)>,
     /// The response header that names the serving instance (default `X-Instance`): responses
     /// are counted per value, for failover's "where the traffic went".
     pub instance_header: http::HeaderName,
@@ -353,6 +356,26 @@ pub enum GeneratorKind {
 }
 
 impl Plan {
+    /// Carries what the operator policy limits at run time (validation has checked the
+    /// rest): its hosts, its target names, its Kubernetes pin where the scenario has none.
+    pub fn apply_policy(&mut self, policy: &crate::policy::Policy) {
+        self.target.policy_allow = policy.allow_hosts.as_ref().map(|(list, limit)| {
+            (
+                list.clone(),
+                format!("{} ({})", policy.file.display(), limit.at),
+            )
+        });
+        if let Some(targets) = &policy.targets {
+            self.chaos.policy_targets = targets.values();
+        }
+        if self.chaos.kube_context.is_none() {
+            self.chaos.kube_context = policy.kube_context.as_ref().map(|e| e.value.clone());
+        }
+        if self.chaos.kube_server.is_none() {
+            self.chaos.kube_server = policy.kube_server.as_ref().map(|e| e.value.clone());
+        }
+    }
+
     pub fn step_count(&self) -> usize {
         self.journeys.iter().map(|j| j.steps.len()).sum()
     }

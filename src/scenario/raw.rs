@@ -154,8 +154,11 @@ pub struct RawChaos {
     pub stack_state: Option<Spanned<String>>,
     pub docker_host: Option<String>,
     pub kube_api: Option<String>,
+    /// The kubeconfig context a run must be on / the API server it must talk to.
+    pub kube_context: Option<Spanned<String>>,
+    pub kube_server: Option<Spanned<String>>,
     #[serde(default)]
-    pub kube_namespaces: Vec<String>,
+    pub kube_namespaces: Vec<Spanned<String>>,
     #[serde(default)]
     pub allow_targets: Vec<String>,
     pub settle: Option<Spanned<String>>,

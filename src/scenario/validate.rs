@@ -195,6 +195,7 @@ fn validate_target(
     };
     Some(TargetPlan {
         ca_file,
+        policy_allow: None,
         instance_header: instance_header?,
         base: base?,
         connect_timeout: connect_timeout?,

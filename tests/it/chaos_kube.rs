@@ -1037,3 +1037,76 @@ required = false
     assert!(mutating[0].starts_with("PATCH") && mutating[2].starts_with("PATCH"));
     assert_eq!(*replicas.lock().unwrap(), 3, "scaled back");
 }
+
+/// A shell pointed at another cluster: the kubeconfig's current context is `prod` (whose
+/// server is the fake API), the scenario pins `staging`. The run is refused before any
+/// request reaches the API server, and nothing is sent to the target either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_context_other_than_the_pinned_one_is_refused_before_any_call() {
+    let api = FakeApi::start(|_| ok("pods-api.json")).await;
+    let server = crate::server::TestServer::start();
+    let workspace = crate::support::Workspace::new();
+    let kubeconfig = workspace.write(
+        "kubeconfig",
+        &format!(
+            r#"apiVersion: v1
+kind: Config
+current-context: prod
+contexts:
+- name: prod
+  context: {{ cluster: prod, user: admin }}
+- name: staging
+  context: {{ cluster: staging, user: admin }}
+clusters:
+- name: prod
+  cluster: {{ server: "{}" }}
+- name: staging
+  cluster: {{ server: "http://127.0.0.1:1" }}
+users:
+- name: admin
+  user: {{ token: "t" }}
+"#,
+            api.url()
+        ),
+    );
+    let load = crate::support::steady_get(&server.url(), "", 5, "2s", "/hello");
+    let file = workspace.write(
+        "pinned.toml",
+        &format!(
+            r#"name = "pinned"
+{load}[chaos]
+kube_context = "staging"
+kube_namespaces = ["shop"]
+
+[[fault]]
+name = "delete api pod"
+action = "delete"
+target = {{ pods = "app=api", namespace = "shop" }}
+at = "1s"
+"#
+        ),
+    );
+    let out = workspace.out();
+    let ran = tokio::task::spawn_blocking(move || {
+        crate::support::loadgen_command()
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["run", file.to_str().unwrap(), "--quiet", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("current context is `prod`, not the pinned `staging`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        api.lines(),
+        Vec::<String>::new(),
+        "no call reached the API server"
+    );
+    assert!(server.seen().is_empty(), "no traffic either");
+}

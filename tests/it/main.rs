@@ -13,6 +13,7 @@ mod compare;
 mod latency;
 mod outcome;
 pub mod outputs;
+mod policy;
 mod report;
 mod runs;
 mod schedule;

@@ -22,3 +22,24 @@ fn every_stock_scenario_validates() {
         dir.display()
     );
 }
+
+/// The nightly gate's scenario lies within the policy its workflow ships
+/// (docker/ci/policy.toml), and that policy still refuses what it is there to refuse.
+#[test]
+fn the_nightly_scenario_lies_within_the_nightly_policy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let policy = loadgen::policy::load(&root.join("docker/ci/policy.toml")).unwrap();
+    let soak = root.join("scenarios/soak.toml");
+    if let Err(error) = loadgen::scenario::load_with(&soak, Some(&policy)) {
+        panic!("scenarios/soak.toml is outside docker/ci/policy.toml:\n{error}");
+    }
+    let workflow = std::fs::read_to_string(root.join("docker/ci/nightly.yml")).unwrap();
+    assert!(workflow.contains("--policy docker/ci/policy.toml"));
+    assert!(policy.host_outside("10.0.0.0/8").is_some());
+    assert!(
+        policy
+            .kube_namespaces
+            .as_ref()
+            .is_some_and(|n| n.entries.is_empty())
+    );
+}

@@ -4,7 +4,7 @@
 //! Connects to the API server on first use.
 
 use super::guard::KubeGuard;
-use super::{KubeAction, KubeBackend, KubeFault, Pick, PodSelector};
+use super::{KubeAction, KubeBackend, KubeFault, Pick, Pin, PodSelector};
 use crate::chaos::effect::HealthCheck;
 use crate::chaos::guard::{HeldDown, equality_labels};
 use crate::chaos::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
@@ -14,22 +14,26 @@ use crate::chaos::{ChaosError, Target};
 
 pub struct KubeFaults {
     api: Option<String>,
+    pin: Pin,
     namespaces: Vec<String>,
     connected: Option<KubeBackend>,
 }
 
 impl KubeFaults {
-    pub fn new(api: Option<String>, namespaces: Vec<String>) -> KubeFaults {
+    pub fn new(api: Option<String>, pin: Pin, namespaces: Vec<String>) -> KubeFaults {
         KubeFaults {
             api,
+            pin,
             namespaces,
             connected: None,
         }
     }
 
+    /// The cluster, connected on first use — once the pin agrees with it.
     pub async fn cluster(&mut self) -> Result<&KubeBackend, ChaosError> {
         if self.connected.is_none() {
-            self.connected = Some(KubeBackend::connect(self.api.as_deref()).await?);
+            self.connected =
+                Some(KubeBackend::connect_pinned(self.api.as_deref(), &self.pin).await?);
         }
         Ok(self.connected.as_ref().expect("connected above"))
     }

@@ -17,12 +17,14 @@
 mod actions;
 pub mod faults;
 pub mod guard;
+pub mod pin;
 pub mod select;
 pub mod timeline;
 
 pub use actions::{Applied, KubeAction, KubeFault, KubeUndo, Prepared, Recovered, Step};
 pub use faults::KubeFaults;
 pub use guard::{KubeGuard, MaxUnavailable};
+pub use pin::Pin;
 pub use select::{Pick, PodInfo, PodSelector};
 pub use timeline::{Dip, PodReady, ReadinessPoint, ReadinessTimeline};
 
@@ -49,6 +51,12 @@ pub struct KubeBackend {
 impl KubeBackend {
     /// Connects through `api` (an explicit URL such as `http://127.0.0.1:8001` from
     /// `kubectl proxy`, or a test server), or else kubeconfig / the in-cluster service account.
+    /// `connect`, once `pin` agrees with where it would go (no call is made otherwise).
+    pub async fn connect_pinned(api: Option<&str>, pin: &Pin) -> Result<KubeBackend, ChaosError> {
+        pin.check(api)?;
+        KubeBackend::connect(api).await
+    }
+
     pub async fn connect(api: Option<&str>) -> Result<KubeBackend, ChaosError> {
         let mut config = match api {
             Some(url) => {

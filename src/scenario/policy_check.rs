@@ -1,0 +1,159 @@
+//! The operator policy (`crate::policy`) applied to a scenario as written: every value the
+//! scenario uses to reach beyond itself — hosts it allows, namespaces, process and
+//! container names, labels, files it reads — must lie within the policy. A refusal names
+//! the scenario's position (the diagnostic) and the policy's (in the message).
+
+use std::path::Path;
+
+use super::diag::Diagnostics;
+use super::raw::{RawScenario, RawSelector};
+use crate::chaos::spec::glob_match;
+use crate::policy::{Limit, Policy};
+
+/// Records a diagnostic for every part of `raw` outside `policy`.
+pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &mut Diagnostics) {
+    if let Some(target) = &raw.target {
+        let target = target.get_ref();
+        for host in target.allow_hosts.iter().flatten() {
+            if let Some(limit) = policy.host_outside(host.get_ref()) {
+                diagnostics.push(
+                    host.span(),
+                    outside("host", host.get_ref(), "allow_hosts", limit),
+                );
+            }
+        }
+        if let Some(file) = &target.ca_file {
+            check_path(base_dir, file.get_ref(), file.span(), policy, diagnostics);
+        }
+    }
+    for feeder in raw.data.feeder.values() {
+        let file = &feeder.get_ref().file;
+        check_path(base_dir, file.get_ref(), file.span(), policy, diagnostics);
+    }
+    if let Some(chaos) = &raw.chaos {
+        let span = chaos.span();
+        let chaos = chaos.get_ref();
+        if let Some(limit) = &policy.kube_namespaces {
+            for namespace in &chaos.kube_namespaces {
+                if !limit
+                    .entries
+                    .iter()
+                    .any(|e| &e.value == namespace.get_ref())
+                {
+                    diagnostics.push(
+                        namespace.span(),
+                        outside("namespace", namespace.get_ref(), "kube_namespaces", limit),
+                    );
+                }
+            }
+        }
+        if let Some(limit) = &policy.targets {
+            for pattern in &chaos.allow_targets {
+                if !within_patterns(pattern, limit) {
+                    diagnostics.push(
+                        span.clone(),
+                        outside("target pattern", pattern, "targets", limit),
+                    );
+                }
+            }
+        }
+        if let Some(state) = &chaos.stack_state {
+            check_path(base_dir, state.get_ref(), state.span(), policy, diagnostics);
+        }
+        for (mine, theirs, what) in [
+            (&chaos.kube_context, &policy.kube_context, "kube_context"),
+            (&chaos.kube_server, &policy.kube_server, "kube_server"),
+        ] {
+            if let (Some(mine), Some(theirs)) = (mine, theirs)
+                && mine.get_ref().trim() != theirs.value
+            {
+                diagnostics.push(
+                    mine.span(),
+                    format!(
+                        "{what} `{}` differs from the operator policy's `{}` ({})",
+                        mine.get_ref(),
+                        theirs.value,
+                        theirs.at
+                    ),
+                );
+            }
+        }
+    }
+    for fault in &raw.faults {
+        let target = &fault.get_ref().target;
+        check_selector(
+            target.get_ref(),
+            target.span(),
+            base_dir,
+            policy,
+            diagnostics,
+        );
+    }
+}
+
+fn check_selector(
+    selector: &RawSelector,
+    span: std::ops::Range<usize>,
+    base_dir: &Path,
+    policy: &Policy,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(limit) = &policy.targets {
+        for name in [&selector.process, &selector.container]
+            .into_iter()
+            .flatten()
+        {
+            if !within_patterns(name, limit) {
+                diagnostics.push(span.clone(), outside("target", name, "targets", limit));
+            }
+        }
+    }
+    if let (Some(label), Some(limit)) = (&selector.label, &policy.labels)
+        && !limit.entries.iter().any(|e| &e.value == label)
+    {
+        diagnostics.push(span.clone(), outside("label", label, "labels", limit));
+    }
+    if let Some(pidfile) = &selector.pidfile {
+        check_path(base_dir, pidfile, span, policy, diagnostics);
+    }
+}
+
+/// Whether a scenario's name or glob lies within one of the policy's globs: its text
+/// matches one (`backend-1` and `backend-*` both lie within `backend-*`; `*` does not).
+fn within_patterns(pattern: &str, limit: &Limit) -> bool {
+    limit.entries.iter().any(|e| glob_match(&e.value, pattern))
+}
+
+fn check_path(
+    base_dir: &Path,
+    written: &str,
+    span: std::ops::Range<usize>,
+    policy: &Policy,
+    diagnostics: &mut Diagnostics,
+) {
+    let path = base_dir.join(written);
+    let absolute = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    if let Some(limit) = policy.path_outside(&absolute) {
+        diagnostics.push(
+            span,
+            outside("file", &absolute.display().to_string(), "data dirs", limit),
+        );
+    }
+}
+
+fn outside(what: &str, value: &str, list: &str, limit: &Limit) -> String {
+    let allowed: Vec<&str> = limit.entries.iter().map(|e| e.value.as_str()).collect();
+    format!(
+        "{what} `{value}` is outside the operator policy's {list} ({}: {})",
+        limit.at,
+        if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        }
+    )
+}
