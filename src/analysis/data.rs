@@ -25,6 +25,12 @@ pub struct Counts {
     pub p50_us: u64,
     pub p95_us: u64,
     pub p99_us: u64,
+    /// The `all` row's extras (0 elsewhere and in older files).
+    pub max_us: u64,
+    pub failed_p99_us: u64,
+    pub in_flight: u64,
+    pub scheduled: u64,
+    pub lag_p99_us: u64,
 }
 
 impl Counts {
@@ -64,6 +70,13 @@ pub fn for_each_row(
         required("p99_us")?,
     );
     let (p50, p95, dropped) = (column("p50_us"), column("p95_us"), column("dropped"));
+    let (max, failed_p99, in_flight, scheduled, lag_p99) = (
+        column("max_us"),
+        column("failed_p99_us"),
+        column("in_flight"),
+        column("scheduled"),
+        column("lag_p99_us"),
+    );
     let classes: Vec<Option<usize>> = ErrorClass::ALL.iter().map(|c| column(c.name())).collect();
     let mut record = csv::StringRecord::new();
     loop {
@@ -94,6 +107,11 @@ pub fn for_each_row(
             p50_us: optional(p50)?,
             p95_us: optional(p95)?,
             p99_us: number(p99)?,
+            max_us: optional(max)?,
+            failed_p99_us: optional(failed_p99)?,
+            in_flight: optional(in_flight)?,
+            scheduled: optional(scheduled)?,
+            lag_p99_us: optional(lag_p99)?,
             ..Counts::default()
         };
         for (index, col) in classes.iter().enumerate() {
@@ -154,16 +172,27 @@ pub struct ChartSeries {
     points: Vec<ChartPoint>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ChartPoint {
     /// The bucket's first second.
     pub second: u64,
     pub requests: f64,
     pub errors: f64,
     pub dropped: f64,
+    /// Arrivals the open model scheduled (per second, like the counts).
+    pub scheduled: f64,
     pub p50_us: u64,
     pub p95_us: u64,
     pub p99_us: u64,
+    pub max_us: u64,
+    /// p99 of the failed requests' latency.
+    pub failed_p99_us: u64,
+    /// Requests in flight at the second's end (the bucket's highest).
+    pub in_flight: u64,
+    /// p99 of how late arrivals left after their intended time.
+    pub lag_p99_us: u64,
+    /// Responses per second by the instance that served them (`[target] instance_header`).
+    pub instances: std::collections::BTreeMap<String, f64>,
 }
 
 impl ChartSeries {
@@ -186,12 +215,16 @@ impl ChartSeries {
             point.requests /= seconds;
             point.errors /= seconds;
             point.dropped /= seconds;
+            point.scheduled /= seconds;
+            for served in point.instances.values_mut() {
+                *served /= seconds;
+            }
         }
         self.points
     }
 
-    /// One second of the "all" scope; seconds arrive in ascending order.
-    pub fn add(&mut self, second: u64, counts: &Counts) {
+    /// The point `second` belongs to; seconds arrive in ascending order.
+    fn point(&mut self, second: u64) -> &mut ChartPoint {
         let bucket = second / self.width * self.width;
         if self.points.last().is_none_or(|p| p.second != bucket) {
             self.points.push(ChartPoint {
@@ -199,13 +232,32 @@ impl ChartSeries {
                 ..ChartPoint::default()
             });
         }
-        let point = self.points.last_mut().expect("pushed above");
+        self.points.last_mut().expect("pushed above")
+    }
+
+    /// One second of the "all" scope.
+    pub fn add(&mut self, second: u64, counts: &Counts) {
+        let point = self.point(second);
         point.requests += counts.requests as f64;
         point.errors += counts.errors as f64;
         point.dropped += counts.dropped as f64;
+        point.scheduled += counts.scheduled as f64;
         point.p50_us = point.p50_us.max(counts.p50_us);
         point.p95_us = point.p95_us.max(counts.p95_us);
         point.p99_us = point.p99_us.max(counts.p99_us);
+        point.max_us = point.max_us.max(counts.max_us);
+        point.failed_p99_us = point.failed_p99_us.max(counts.failed_p99_us);
+        point.in_flight = point.in_flight.max(counts.in_flight);
+        point.lag_p99_us = point.lag_p99_us.max(counts.lag_p99_us);
+    }
+
+    /// One second of an `instance:NAME` scope: the responses that instance served.
+    pub fn add_instance(&mut self, second: u64, instance: &str, served: u64) {
+        *self
+            .point(second)
+            .instances
+            .entry(instance.to_string())
+            .or_default() += served as f64;
     }
 }
 

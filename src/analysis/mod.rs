@@ -90,6 +90,8 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> 
         meter.counts(second, tag, counts);
         if tag == "all" {
             chart.add(second, counts);
+        } else if let Some(instance) = tag.strip_prefix("instance:") {
+            chart.add_instance(second, instance, counts.requests);
         }
     })?;
     data::for_each_interval(run_dir, |second, tag, histogram| {

@@ -95,6 +95,24 @@ pub struct Measured {
     pub value: Option<f64>,
     pub value_text: String,
     pub passed: bool,
+    /// How far the value is from the threshold, relative to it: positive inside the
+    /// objective, negative past it (`None` without a value or a zero threshold). The report
+    /// names the objective with the smallest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+}
+
+/// `(threshold − value) / threshold` for an upper bound, the reverse for a lower one.
+fn margin(condition: &crate::slo::Condition, value: f64) -> Option<f64> {
+    let threshold = condition.threshold;
+    if threshold == 0.0 || !value.is_finite() {
+        return None;
+    }
+    let headroom = match condition.op {
+        crate::slo::Op::Lt | crate::slo::Op::Le => threshold - value,
+        crate::slo::Op::Gt | crate::slo::Op::Ge => value - threshold,
+    };
+    Some(headroom / threshold.abs())
 }
 
 /// Counts and successes' latencies of one scope over a set of seconds.
@@ -343,6 +361,7 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
                 value,
                 value_text,
                 passed: value.is_some_and(|v| c.holds(v)),
+                margin: value.and_then(|v| margin(c, v)),
             }
         })
         .collect();
@@ -461,6 +480,9 @@ fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
                 |v| format!("{:.1}s", v / 1000.0),
             ),
             passed,
+            margin: value
+                .filter(|_| within_ms > 0)
+                .map(|v| (within_ms as f64 - v) / within_ms as f64),
         }],
         spec: slo.clone(),
     }
@@ -496,6 +518,7 @@ fn unjudged(slo: &SloSpec, window: &str, status: VerdictStatus, why: &str) -> Sl
             value: None,
             value_text: why.into(),
             passed: false,
+            margin: None,
         }],
         spec: slo.clone(),
     }

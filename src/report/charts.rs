@@ -1,7 +1,10 @@
 //! Charts as inline SVG (plotters' SVG backend): no script, no external asset. Fault
 //! intervals are shaded and numbered; the names are in the report's fault table, so no text
-//! from the run ever goes into the SVG unescaped.
+//! from the run goes into the SVG but instance names, which plotters escapes. Colours are
+//! the Okabe–Ito palette (distinguishable with every common colour-vision deficiency).
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::analysis::data::ChartPoint;
@@ -9,108 +12,179 @@ use crate::analysis::windows::Interval;
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 300;
-const FAULT_FILL: RGBColor = RGBColor(255, 170, 120);
 
-struct Point {
-    second: f64,
-    requests: f64,
-    errors: f64,
-    dropped: f64,
-    p50: f64,
-    p95: f64,
-    p99: f64,
+/// Okabe & Ito (2008), "Color Universal Design".
+pub const OKABE_ITO: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(240, 228, 66),  // yellow
+    RGBColor(0, 0, 0),       // black
+];
+const BLUE: RGBColor = OKABE_ITO[0];
+const ORANGE: RGBColor = OKABE_ITO[1];
+const GREEN: RGBColor = OKABE_ITO[2];
+const VERMILLION: RGBColor = OKABE_ITO[3];
+const SKY: RGBColor = OKABE_ITO[4];
+const PURPLE: RGBColor = OKABE_ITO[5];
+const INK: RGBColor = OKABE_ITO[7];
+const FAULT_FILL: RGBColor = RGBColor(200, 200, 200);
+
+type Line = (String, RGBColor, Vec<(f64, f64)>);
+
+fn line(
+    label: &str,
+    color: RGBColor,
+    chart: &[ChartPoint],
+    y: impl Fn(&ChartPoint) -> f64,
+) -> Line {
+    (
+        label.to_string(),
+        color,
+        chart.iter().map(|p| (p.second as f64, y(p))).collect(),
+    )
 }
 
-fn points(chart: &[ChartPoint]) -> Vec<Point> {
-    chart
-        .iter()
-        .map(|c| Point {
-            second: c.second as f64,
-            requests: c.requests,
-            errors: c.errors,
-            dropped: c.dropped,
-            p50: c.p50_us as f64 / 1000.0,
-            p95: c.p95_us as f64 / 1000.0,
-            p99: c.p99_us as f64 / 1000.0,
-        })
-        .collect()
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
-/// Requests, errors and dropped arrivals per second of intended start (a point's mean when
-/// a point spans several seconds).
+/// Requests sent, arrivals scheduled, errors and arrivals dropped, per second of intended
+/// start (a point's mean when it spans several seconds).
 pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
-    let data = points(chart);
-    draw(
-        "requests / s",
-        &[
-            (
-                "requests/s",
-                BLUE,
-                data.iter().map(|p| (p.second, p.requests)).collect(),
-            ),
-            (
-                "errors/s",
-                RED,
-                data.iter().map(|p| (p.second, p.errors)).collect(),
-            ),
-            (
-                "dropped/s",
-                MAGENTA,
-                data.iter().map(|p| (p.second, p.dropped)).collect(),
-            ),
-        ],
-        faults,
-    )
+    let mut lines = vec![
+        line("sent/s", BLUE, chart, |p| p.requests),
+        line("errors/s", VERMILLION, chart, |p| p.errors),
+        line("dropped/s", PURPLE, chart, |p| p.dropped),
+    ];
+    if chart.iter().any(|p| p.scheduled > 0.0) {
+        lines.insert(1, line("scheduled/s", SKY, chart, |p| p.scheduled));
+    }
+    linear("requests / s", &lines, faults)
 }
 
-/// p50 / p95 / p99 per second, in milliseconds (a point's worst second when it spans
-/// several).
+/// p50 / p95 / p99 / max of successful responses and p99 of failures, in milliseconds on a
+/// logarithmic axis, so a multi-second spike does not flatten every other second (a point's
+/// worst second when it spans several).
 pub fn latency(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
-    let data: Vec<Point> = points(chart)
-        .into_iter()
-        .filter(|p| p.requests > 0.0)
+    let served: Vec<ChartPoint> = chart.iter().filter(|p| p.requests > 0.0).cloned().collect();
+    let mut lines = vec![
+        line("p50", GREEN, &served, |p| ms(p.p50_us)),
+        line("p95", BLUE, &served, |p| ms(p.p95_us)),
+        line("p99", ORANGE, &served, |p| ms(p.p99_us)),
+        line("max", INK, &served, |p| ms(p.max_us)),
+    ];
+    if chart.iter().any(|p| p.failed_p99_us > 0) {
+        lines.push(line("failed p99", VERMILLION, chart, |p| {
+            ms(p.failed_p99_us)
+        }));
+    }
+    logarithmic("latency ms (log)", &lines, faults)
+}
+
+/// Responses per second by the instance that served them, stacked: a killed instance's band
+/// drops to zero while the others widen.
+pub fn instances(chart: &[ChartPoint], faults: &[Interval]) -> Result<Option<String>, String> {
+    let mut names: Vec<&String> = chart.iter().flat_map(|p| p.instances.keys()).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    // Cumulative tops, one band per instance in name order.
+    let bands: Vec<Line> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let points = chart
+                .iter()
+                .map(|p| {
+                    let below: f64 = names[..=i]
+                        .iter()
+                        .map(|n| p.instances.get(*n).copied().unwrap_or(0.0))
+                        .sum();
+                    (p.second as f64, below)
+                })
+                .collect();
+            (name.to_string(), OKABE_ITO[i % OKABE_ITO.len()], points)
+        })
         .collect();
-    draw(
-        "latency ms",
+    stacked("responses / s by instance", &bands, faults).map(Some)
+}
+
+/// Requests in flight and how late arrivals left (p99, ms): the generator's own health.
+pub fn generator(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
+    linear(
+        "in flight · lateness ms",
         &[
-            (
-                "p50",
-                GREEN,
-                data.iter().map(|p| (p.second, p.p50)).collect(),
-            ),
-            (
-                "p95",
-                BLUE,
-                data.iter().map(|p| (p.second, p.p95)).collect(),
-            ),
-            ("p99", RED, data.iter().map(|p| (p.second, p.p99)).collect()),
+            line("in flight", BLUE, chart, |p| p.in_flight as f64),
+            line("lateness p99 ms", ORANGE, chart, |p| ms(p.lag_p99_us)),
         ],
         faults,
     )
 }
 
-type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
-
-/// One time chart: the lines over seconds, fault bands shaded behind them, a legend.
-fn draw(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, String> {
+fn extent(lines: &[Line]) -> (f64, f64, f64) {
     let max_x = lines
         .iter()
         .flat_map(|(_, _, points)| points.iter().map(|(x, _)| x + 1.0))
         .fold(1.0, f64::max);
-    let max_y = lines
-        .iter()
-        .flat_map(|(_, _, points)| points.iter().map(|(_, y)| *y))
-        .fold(1.0, f64::max)
-        * 1.1;
+    let ys = || lines.iter().flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y));
+    let max_y = ys().fold(1.0, f64::max) * 1.1;
+    let min_y = ys().filter(|y| *y > 0.0).fold(f64::INFINITY, f64::min);
+    (max_x, max_y, if min_y.is_finite() { min_y } else { 0.1 })
+}
+
+fn canvas(svg: &mut String) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String> {
+    let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    Ok(root)
+}
+
+fn linear(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, String> {
+    let (max_x, max_y, _) = extent(lines);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let root = canvas(&mut svg)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..max_x, 0.0..max_y)
+            .map_err(|e| e.to_string())?;
+        mesh(&mut chart, y_desc)?;
+        shade(&mut chart, faults, 0.0, max_y)?;
+        draw_lines(&mut chart, lines)?;
+        legend(&mut chart)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+fn logarithmic(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, String> {
+    let (max_x, max_y, min_y) = extent(lines);
+    let lines: Vec<Line> = lines
+        .iter()
+        .map(|(l, c, p)| {
+            (
+                l.clone(),
+                *c,
+                p.iter().copied().filter(|(_, y)| *y > 0.0).collect(),
+            )
+        })
+        .collect();
+    let floor = (min_y / 2.0).max(0.001);
+    let mut svg = String::new();
+    {
+        let root = canvas(&mut svg)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max_x, (floor..max_y.max(floor * 10.0)).log_scale())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -118,8 +192,23 @@ fn draw(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, Str
             .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
-        shade(&mut chart, faults, max_y)?;
-        for (label, color, points) in lines {
+        for (index, fault) in faults.iter().enumerate() {
+            let (start, end) = band(fault);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(start, floor), (end, max_y)],
+                    FAULT_FILL.mix(0.45).filled(),
+                )))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("F{}", index + 1),
+                    (start, max_y * 0.8),
+                    ("sans-serif", 14).into_font().color(&BLACK),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        for (label, color, points) in &lines {
             let color = *color;
             chart
                 .draw_series(LineSeries::new(
@@ -127,7 +216,7 @@ fn draw(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, Str
                     color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
-                .label(*label)
+                .label(label.clone())
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
                 });
@@ -143,20 +232,92 @@ fn draw(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, Str
     Ok(svg)
 }
 
-type Chart<'a, 'b> = ChartContext<
-    'a,
-    SVGBackend<'b>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
+fn stacked(y_desc: &str, bands: &[Line], faults: &[Interval]) -> Result<String, String> {
+    let (max_x, max_y, _) = extent(bands);
+    let mut svg = String::new();
+    {
+        let root = canvas(&mut svg)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max_x, 0.0..max_y)
+            .map_err(|e| e.to_string())?;
+        mesh(&mut chart, y_desc)?;
+        shade(&mut chart, faults, 0.0, max_y)?;
+        // Top band first: each lower one is painted over the one above it.
+        for (label, color, points) in bands.iter().rev() {
+            let color = *color;
+            chart
+                .draw_series(AreaSeries::new(
+                    points.iter().copied(),
+                    0.0,
+                    color.mix(0.85),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
+        }
+        legend(&mut chart)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
 
-fn shade(chart: &mut Chart<'_, '_>, faults: &[Interval], max_y: f64) -> Result<(), String> {
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Result<(), String> {
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+fn draw_lines(chart: &mut Chart<'_, '_>, lines: &[Line]) -> Result<(), String> {
+    for (label, color, points) in lines {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    Ok(())
+}
+
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+fn band(fault: &Interval) -> (f64, f64) {
+    let start = fault.start_ms as f64 / 1000.0;
+    (start, (fault.end_ms as f64 / 1000.0).max(start + 0.3))
+}
+
+fn shade(
+    chart: &mut Chart<'_, '_>,
+    faults: &[Interval],
+    min_y: f64,
+    max_y: f64,
+) -> Result<(), String> {
     for (index, fault) in faults.iter().enumerate() {
-        let start = fault.start_ms as f64 / 1000.0;
-        let end = (fault.end_ms as f64 / 1000.0).max(start + 0.3);
+        let (start, end) = band(fault);
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(start, 0.0), (end, max_y)],
-                FAULT_FILL.mix(0.35).filled(),
+                [(start, min_y), (end, max_y)],
+                FAULT_FILL.mix(0.45).filled(),
             )))
             .map_err(|e| e.to_string())?;
         chart

@@ -110,6 +110,41 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
         .map_err(|e| format!("rendering junit.xml: {e}"))
 }
 
+/// The judged objective with the smallest margin (the closest to failing, or the furthest
+/// past it): (name, window, what was measured, margin).
+fn closest_objective(summary: &Summary) -> Option<(String, String, String, f64)> {
+    summary
+        .slos
+        .iter()
+        .flat_map(|v| {
+            v.measured.iter().filter_map(move |m| {
+                m.margin.map(|margin| {
+                    (
+                        v.name.clone(),
+                        v.window.clone(),
+                        format!(
+                            "{} {} against {} {}",
+                            m.metric, m.value_text, m.op, m.threshold
+                        ),
+                        margin,
+                    )
+                })
+            })
+        })
+        .min_by(|a, b| a.3.total_cmp(&b.3))
+}
+
+/// The numbers behind every time chart, as JSON for a `<script type="application/json">`
+/// block (never executed): what tests and reviewers check the pictures against. `<` is
+/// escaped, so no instance name can close the block.
+fn chart_data(chart: &[ChartPoint], chart_width: u64) -> String {
+    let data = serde_json::json!({
+        "seconds_per_point": chart_width,
+        "points": chart,
+    });
+    data.to_string().replace('<', "\\u003c")
+}
+
 fn render_html(
     run_dir: &Path,
     summary: &Summary,
@@ -122,6 +157,10 @@ fn render_html(
     ));
     let throughput_svg = charts::throughput(chart, &faults)?;
     let latency_svg = charts::latency(chart, &faults)?;
+    let instances_svg = charts::instances(chart, &faults)?;
+    let generator_svg = charts::generator(chart, &faults)?;
+    let chart_data = chart_data(chart, chart_width);
+    let closest = closest_objective(summary);
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
     // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
     let (exit_code, outcome_reasons) = exit::for_run(summary, false);
@@ -145,6 +184,10 @@ fn render_html(
                 faults => Value::from(Serde(&faults)),
                 throughput_svg,
                 latency_svg,
+                instances_svg,
+                generator_svg,
+                chart_data,
+                closest,
                 chart_width,
                 scenario_text,
                 host,

@@ -124,11 +124,17 @@ fn a_drill_is_judged_per_window_and_reported() {
 
     // HTML: self-contained, charts inline, the injected markup inert.
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 2, "two inline charts");
-    assert!(
-        !html.contains("<script"),
-        "no script at all, and the step name's stays text"
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "throughput, latency and generator charts inline (no instance header here)"
     );
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "no executable script: one JSON data block, and the step name's stays text"
+    );
+    assert!(html.contains(r#"<script type="application/json" id="chart-data">"#));
     assert!(
         html.contains("get &lt;script&gt;alert(1)&lt;"),
         "the step name is shown, escaped"
@@ -287,4 +293,103 @@ fn malformed_objectives_are_reported_with_their_position() {
         "{lines:#?}"
     );
     assert_eq!(lines.len(), 3, "{lines:#?}");
+}
+
+/// The numbers behind the report's charts (its `chart-data` JSON block) are the run's own:
+/// per second, the instance series are series.csv's instance rows and add up to every
+/// response, and in-flight and dropped are the `all` rows'.
+#[test]
+fn the_charts_carry_the_runs_own_numbers() {
+    let server = crate::server::TestServer::start();
+    let workspace = crate::support::Workspace::new();
+    let file = workspace.write(
+        "instances.toml",
+        &format!(
+            r#"name = "by-instance"
+[target]
+base_url = "{}"
+[load]
+model = "open"
+[[load.stage]]
+duration = "4s"
+rate = "40/s"
+[[journey]]
+name = "alpha"
+weight = 2
+[[journey.step]]
+name = "a"
+url = "/by/alpha"
+[[journey]]
+name = "beta"
+[[journey.step]]
+name = "b"
+url = "/by/beta"
+"#,
+            server.url()
+        ),
+    );
+    let (run_dir, summary) =
+        crate::support::run_ok(&crate::support::options(&file, &workspace.out()));
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let start = html
+        .find(r#"<script type="application/json" id="chart-data">"#)
+        .expect("the chart data block");
+    let body = &html[start..];
+    let body = &body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()];
+    let data: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(data["seconds_per_point"], 1);
+    let points = data["points"].as_array().unwrap();
+
+    // series.csv, per second: the all row and the instance rows.
+    let mut reader = csv::Reader::from_path(run_dir.join("series.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (second, scope, requests) = (column("second"), column("scope"), column("requests"));
+    let (in_flight, dropped, errors) = (column("in_flight"), column("dropped"), column("errors"));
+    let mut all = std::collections::BTreeMap::new();
+    let mut by_instance: std::collections::BTreeMap<(u64, String), f64> = Default::default();
+    for row in reader.records().map(|r| r.unwrap()) {
+        let s: u64 = row[second].parse().unwrap();
+        let n = |i: usize| row[i].parse::<f64>().unwrap_or(0.0);
+        if &row[scope] == "all" {
+            all.insert(s, (n(requests), n(errors), n(in_flight), n(dropped)));
+        } else if let Some(name) = row[scope].strip_prefix("instance:") {
+            by_instance.insert((s, name.to_string()), n(requests));
+        }
+    }
+    assert_eq!(points.len(), all.len(), "one point per second of the run");
+    let mut served_total = 0.0;
+    for point in points {
+        let s = point["second"].as_u64().unwrap();
+        let (requests, errors, in_flight, dropped) = all[&s];
+        let instances = point["instances"].as_object().unwrap();
+        for (name, value) in instances {
+            assert_eq!(
+                value.as_f64(),
+                by_instance.get(&(s, name.clone())).copied(),
+                "second {s}, {name}"
+            );
+        }
+        let served: f64 = instances.values().map(|v| v.as_f64().unwrap()).sum();
+        assert_eq!(
+            served,
+            requests - errors,
+            "second {s}: every response named its instance"
+        );
+        assert_eq!(point["requests"].as_f64(), Some(requests), "second {s}");
+        assert_eq!(point["in_flight"].as_f64(), Some(in_flight), "second {s}");
+        assert_eq!(point["dropped"].as_f64(), Some(dropped), "second {s}");
+        served_total += served;
+    }
+    // The per-second series add up to the run's totals, and both instances served.
+    let totals = &summary.totals.instances;
+    assert_eq!(
+        served_total as u64,
+        totals.values().sum::<u64>(),
+        "{totals:?}"
+    );
+    assert_eq!(totals.len(), 2, "{totals:?}");
+    assert!(totals["alpha"] > totals["beta"], "{totals:?}");
+    assert!(html.contains(r#"<figure id="chart-instances">"#));
+    assert!(html.contains(r#"<section id="at-a-glance">"#));
 }

@@ -191,6 +191,14 @@ async fn handle(
         .collect();
     let response = match (method.as_str(), segments.as_slice()) {
         ("GET", ["hello"]) => text(StatusCode::OK, "hello"),
+        // A response "served by" NAME, as a platform's instance header says.
+        ("GET", ["by", name]) => {
+            let mut response = text(StatusCode::OK, "served");
+            if let Ok(value) = name.parse() {
+                response.headers_mut().insert("x-instance", value);
+            }
+            response
+        }
         ("GET", ["work"]) => {
             stall_if_due(&state).await;
             text(StatusCode::OK, "done")
