@@ -211,6 +211,45 @@ impl Action {
     }
 }
 
+impl std::fmt::Display for Action {
+    /// How `loadgen plan` and the reports name an action.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: &Duration| format!("{}ms", d.as_millis());
+        match self {
+            Action::Kill => write!(f, "kill (SIGKILL)"),
+            Action::Terminate => write!(f, "terminate (SIGTERM)"),
+            Action::Pause => write!(f, "pause (SIGSTOP, then SIGCONT)"),
+            Action::Restart => write!(f, "restart"),
+            Action::ContainerKill { signal } => write!(f, "container kill ({signal})"),
+            Action::ContainerStop => write!(f, "container stop"),
+            Action::ContainerPause => write!(f, "container pause"),
+            Action::ContainerRestart => write!(f, "container restart"),
+            Action::ContainerDisconnect { network } => write!(f, "disconnect from {network}"),
+            Action::DeletePod { grace: None } => write!(f, "delete pod"),
+            Action::DeletePod { grace: Some(g) } => write!(f, "delete pod (grace {})", ms(g)),
+            Action::EvictPod => write!(f, "evict pod"),
+            Action::Scale { replicas } => write!(f, "scale to {replicas}"),
+            Action::RolloutRestart => write!(f, "rollout restart"),
+            Action::Latency { delay, jitter } if jitter.is_zero() => {
+                write!(f, "latency {} each way", ms(delay))
+            }
+            Action::Latency { delay, jitter } => {
+                write!(f, "latency {} ± {} each way", ms(delay), ms(jitter))
+            }
+            Action::Bandwidth { bytes_per_second } => {
+                write!(f, "bandwidth {} KiB/s", bytes_per_second / 1024)
+            }
+            Action::Reset => write!(f, "reset connections"),
+            Action::Blackhole => write!(f, "blackhole"),
+            Action::SlowClose { delay } => write!(f, "slow close ({})", ms(delay)),
+            Action::Refuse => write!(f, "refuse connections"),
+            Action::Loss { percent } => write!(f, "lose {percent}% of packets"),
+            Action::Partition => write!(f, "partition (drop every packet)"),
+            Action::Reject => write!(f, "reject (TCP reset)"),
+        }
+    }
+}
+
 /// Which targets a fault looks at.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -283,6 +322,18 @@ pub enum Mode {
     Random,
     Count(u32),
     Percent(f64),
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::One => write!(f, "the first match"),
+            Mode::All => write!(f, "every match"),
+            Mode::Random => write!(f, "one match at random"),
+            Mode::Count(n) => write!(f, "{n} matches"),
+            Mode::Percent(p) => write!(f, "{p}% of the matches"),
+        }
+    }
 }
 
 impl Mode {

@@ -60,6 +60,25 @@ pub struct Row {
     /// Relative change (current / base − 1); 0 when the base is 0.
     pub change: f64,
     pub regressed: bool,
+    /// For people: the metric's name and both values with their unit (ms, %, req/s).
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub base_text: String,
+    #[serde(default)]
+    pub current_text: String,
+}
+
+/// A metric's name for people and a value of it with its unit.
+fn shown(metric: &str, value: f64) -> (&'static str, String) {
+    match metric {
+        "rps" => ("throughput", format!("{value:.1} req/s")),
+        "error_rate_%" => ("error rate", format!("{value:.2}%")),
+        "p50_us" => ("p50", format!("{:.1} ms", value / 1000.0)),
+        "p95_us" => ("p95", format!("{:.1} ms", value / 1000.0)),
+        "p99_us" => ("p99", format!("{:.1} ms", value / 1000.0)),
+        _ => ("?", format!("{value}")),
+    }
 }
 
 struct Figures {
@@ -111,9 +130,13 @@ pub fn compare(
             continue;
         };
         let mut row = |metric: &str, base: f64, current: f64, regressed: bool| {
+            let (label, base_text) = shown(metric, base);
             rows.push(Row {
                 scope: now.scope.clone(),
                 metric: metric.into(),
+                label: label.into(),
+                base_text,
+                current_text: shown(metric, current).1,
                 base,
                 current,
                 change: if base > 0.0 {
@@ -206,19 +229,24 @@ pub fn table(comparison: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<40} {:<13} {:>12} {:>12} {:>8}",
+        "  {:<40} {:<11} {:>14} {:>14} {:>8}",
         "scope", "metric", "base", "current", "change"
     );
     for row in &comparison.rows {
         let _ = writeln!(
             out,
-            "{:<40} {:<13} {:>12.1} {:>12.1} {:>7.1}%{}",
+            "{} {:<40} {:<11} {:>14} {:>14} {:>+7.1}%{}",
+            if row.regressed { "✗" } else { " " },
             row.scope,
-            row.metric,
-            row.base,
-            row.current,
+            row.label,
+            row.base_text,
+            row.current_text,
             row.change * 100.0,
-            if row.regressed { "  REGRESSION" } else { "" }
+            if row.regressed {
+                "  beyond tolerance"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(

@@ -27,7 +27,45 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
     describe_load(plan, &mut out);
     let _ = writeln!(out);
     describe_journeys(plan, &mut out);
+    describe_slos(plan, &mut out);
     out
+}
+
+/// The objectives the run will be judged on, each with its scope and window.
+fn describe_slos(plan: &Plan, out: &mut String) {
+    let _ = writeln!(out);
+    if plan.slos.is_empty() {
+        let _ = writeln!(
+            out,
+            "slos      none: the run is judged on its outcome alone"
+        );
+        return;
+    }
+    let _ = writeln!(out, "slos      (judged on the saved data after the run)");
+    for slo in &plan.slos {
+        let mut extra = Vec::new();
+        if let Some(after) = slo.abort_after {
+            extra.push(format!(
+                "aborts the run after {} failing",
+                format_duration(after)
+            ));
+        }
+        if slo.on_no_data == crate::slo::OnNoData::Allow {
+            extra.push("no data allowed".to_string());
+        }
+        let _ = writeln!(
+            out,
+            "  {}  [{} · {}]{}",
+            slo.objective,
+            slo.scope,
+            slo.window,
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", extra.join(", "))
+            }
+        );
+    }
 }
 
 fn describe_load(plan: &Plan, out: &mut String) {
@@ -136,7 +174,7 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
     for feeder in &plan.feeders {
         let _ = writeln!(
             out,
-            "feeder    {}: {} rows ({:?}), columns {}",
+            "feeder    {}: {} rows ({}), columns {}",
             feeder.name,
             feeder.rows.len(),
             feeder.order,
@@ -144,7 +182,7 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
         );
     }
     for generator in &plan.generators {
-        let _ = writeln!(out, "generator {}: {:?}", generator.name, generator.kind);
+        let _ = writeln!(out, "generator {}: {}", generator.name, generator.kind);
     }
     if !plan.chaos.faults.is_empty() {
         let _ = writeln!(out);
@@ -156,7 +194,7 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
             for (start, end) in fault.occurrences() {
                 let _ = writeln!(
                     out,
-                    "  {:>8} → {:<8} {:?} on {} ({:?}, max_unavailable {}{})  `{}`",
+                    "  {:>8} → {:<8} {} on {} ({}, max_unavailable {}{})  `{}`",
                     format_duration(start),
                     end.map_or_else(
                         || if fault.action.is_instantaneous() {

@@ -342,6 +342,35 @@ pub enum FeederOrder {
     Unique,
 }
 
+impl std::fmt::Display for FeederOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeederOrder::Sequential => "in order",
+            FeederOrder::Random => "at random",
+            FeederOrder::Unique => "each row once",
+        })
+    }
+}
+
+impl std::fmt::Display for GeneratorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GeneratorKind::Uuid => write!(f, "a random UUID"),
+            GeneratorKind::Int { min, max } => write!(f, "an integer from {min} to {max}"),
+            GeneratorKind::Pick(values) => {
+                let shown: Vec<String> = values
+                    .iter()
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                write!(f, "one of {} values ({})", values.len(), shown.join(", "))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Generator {
     pub name: String,

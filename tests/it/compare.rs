@@ -96,6 +96,23 @@ fn an_unchanged_target_passes_and_a_slower_one_fails_the_gate() {
         regressed.contains(&"all p99_us".to_string()),
         "{regressed:?}"
     );
+    // The terminal speaks in units and marks what moved beyond tolerance.
+    let output = crate::support::loadgen_command()
+        .args(["compare", base.to_str().unwrap(), slower.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{table}");
+    let p99 = table
+        .lines()
+        .find(|l| l.contains(" all ") && l.contains(" p99 "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        p99.starts_with('✗') && p99.contains(" ms") && p99.ends_with("beyond tolerance"),
+        "{p99}"
+    );
+    assert!(table.contains(" req/s"), "{table}");
+    assert!(!table.contains("_us"), "no raw metric names: {table}");
 }
 
 #[test]
