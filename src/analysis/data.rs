@@ -278,9 +278,18 @@ impl Counts {
 /// run's (`metrics::stats::check_config`), is an error naming the line.
 pub fn for_each_interval(
     run_dir: &Path,
+    visit: impl FnMut(u64, &str, &Histogram<u64>),
+) -> Result<(), String> {
+    for_each_histogram(&run_dir.join("histograms/intervals.hlog"), visit)
+}
+
+/// Every (start second, tag, histogram) of an interval-log file (`intervals.hlog`, or the
+/// whole-run `totals.hlog`), checked as `for_each_interval` checks them.
+pub fn for_each_histogram(
+    path: &Path,
     mut visit: impl FnMut(u64, &str, &Histogram<u64>),
 ) -> Result<(), String> {
-    let path = run_dir.join("histograms/intervals.hlog");
+    let path = path.to_path_buf();
     let file =
         std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut deserializer = Deserializer::new();

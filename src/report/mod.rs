@@ -3,6 +3,7 @@
 //! Used at the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
 
 mod charts;
+pub(crate) mod spectrum;
 
 use std::path::Path;
 
@@ -137,10 +138,11 @@ fn closest_objective(summary: &Summary) -> Option<(String, String, String, f64)>
 /// The numbers behind every time chart, as JSON for a `<script type="application/json">`
 /// block (never executed): what tests and reviewers check the pictures against. `<` is
 /// escaped, so no instance name can close the block.
-fn chart_data(chart: &[ChartPoint], chart_width: u64) -> String {
+fn chart_data(chart: &[ChartPoint], chart_width: u64, spectra: &[spectrum::Spectrum]) -> String {
     let data = serde_json::json!({
         "seconds_per_point": chart_width,
         "points": chart,
+        "spectra": spectra,
     });
     data.to_string().replace('<', "\\u003c")
 }
@@ -159,7 +161,28 @@ fn render_html(
     let latency_svg = charts::latency(chart, &faults)?;
     let instances_svg = charts::instances(chart, &faults)?;
     let generator_svg = charts::generator(chart, &faults)?;
-    let chart_data = chart_data(chart, chart_width);
+    let step_names: Vec<String> = summary
+        .journeys
+        .iter()
+        .flat_map(|j| {
+            j.steps
+                .iter()
+                .map(move |s| format!("{}/{}", j.name, s.name))
+        })
+        .collect();
+    let spectra = spectrum::read(run_dir, &step_names)?;
+    // Overall first, then up to seven steps (the palette's size).
+    let shown: Vec<(String, &spectrum::Spectrum)> = spectra
+        .iter()
+        .take(8)
+        .map(|s| (s.scope.clone(), s))
+        .collect();
+    let spectrum_svg = if shown.is_empty() {
+        None
+    } else {
+        Some(spectrum::chart(&shown)?)
+    };
+    let chart_data = chart_data(chart, chart_width, &spectra);
     let closest = closest_objective(summary);
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
     // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
@@ -187,6 +210,7 @@ fn render_html(
                 instances_svg,
                 generator_svg,
                 chart_data,
+                spectrum_svg,
                 closest,
                 chart_width,
                 scenario_text,

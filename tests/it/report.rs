@@ -126,8 +126,8 @@ fn a_drill_is_judged_per_window_and_reported() {
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
-        3,
-        "throughput, latency and generator charts inline (no instance header here)"
+        4,
+        "throughput, latency, spectrum and generator charts inline (no instance header here)"
     );
     assert_eq!(
         html.matches("<script").count(),
@@ -392,4 +392,34 @@ url = "/by/beta"
     assert!(totals["alpha"] > totals["beta"], "{totals:?}");
     assert!(html.contains(r#"<figure id="chart-instances">"#));
     assert!(html.contains(r#"<section id="at-a-glance">"#));
+
+    // The spectrum's percentiles are the summary's, overall and per step.
+    let spectra = data["spectra"].as_array().unwrap();
+    let at = |scope: &str, percentile: f64| {
+        spectra
+            .iter()
+            .find(|s| s["scope"] == scope)
+            .and_then(|s| {
+                s["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["percentile"].as_f64() == Some(percentile))
+            })
+            .and_then(|p| p["latency_us"].as_u64())
+    };
+    assert_eq!(
+        at("all", 99.0),
+        Some(summary.totals.latency_us.p99),
+        "{spectra:?}"
+    );
+    assert_eq!(at("all", 50.0), Some(summary.totals.latency_us.p50));
+    let alpha = &summary
+        .journeys
+        .iter()
+        .find(|j| j.name == "alpha")
+        .unwrap()
+        .steps[0];
+    assert_eq!(at("alpha/a", 99.0), Some(alpha.latency_us.p99));
+    assert!(html.contains(r#"<figure id="chart-spectrum">"#));
 }
