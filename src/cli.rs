@@ -530,7 +530,8 @@ fn compare_command(
     if show_table {
         print!("{}", crate::compare::table(&comparison));
     }
-    if let Err(message) = crate::compare::write(out.unwrap_or(current), &comparison) {
+    let spectra = crate::compare::spectra(base, current);
+    if let Err(message) = crate::compare::write(out.unwrap_or(current), &comparison, spectra) {
         eprintln!("error: {message}");
         return exit::COULD_NOT_RUN;
     }

@@ -210,7 +210,32 @@ pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
 }
 
 /// Writes comparison.json and comparison.html into `out`.
-pub fn write(out: &Path, comparison: &Comparison) -> Result<(), String> {
+/// The base and current runs' overall latency spectra on one chart (SVG), and the numbers
+/// behind it (JSON for a non-executed data block); `None` when a run has no histogram.
+pub fn spectra(base_dir: &Path, current_dir: &Path) -> Option<(String, String)> {
+    let all = |dir: &Path| {
+        crate::report::spectrum::read(dir, &[])
+            .ok()?
+            .into_iter()
+            .find(|s| s.scope == "all")
+    };
+    let (base, current) = (all(base_dir)?, all(current_dir)?);
+    let svg = crate::report::spectrum::chart(&[
+        ("base".to_string(), &base),
+        ("current".to_string(), &current),
+    ])
+    .ok()?;
+    let json = serde_json::json!({ "base": base, "current": current })
+        .to_string()
+        .replace('<', "\\u003c");
+    Some((svg, json))
+}
+
+pub fn write(
+    out: &Path,
+    comparison: &Comparison,
+    spectra: Option<(String, String)>,
+) -> Result<(), String> {
     let json = serde_json::to_vec_pretty(comparison).map_err(|e| e.to_string())?;
     write_atomic(&out.join("comparison.json"), &json)
         .map_err(|e| format!("writing comparison.json: {e}"))?;
@@ -219,7 +244,10 @@ pub fn write(out: &Path, comparison: &Comparison) -> Result<(), String> {
         .expect("the comparison template parses");
     let html = env
         .get_template("comparison.html")
-        .and_then(|t| t.render(context! { c => Serde(comparison) }))
+        .and_then(|t| {
+            let (spectrum_svg, spectrum_data) = spectra.unzip();
+            t.render(context! { c => Serde(comparison), spectrum_svg, spectrum_data })
+        })
         .map_err(|e| format!("rendering comparison.html: {e}"))?;
     write_atomic(&out.join("comparison.html"), html.as_bytes())
         .map_err(|e| format!("writing comparison.html: {e}"))

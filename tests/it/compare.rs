@@ -112,6 +112,31 @@ fn an_unchanged_target_passes_and_a_slower_one_fails_the_gate() {
         "{p99}"
     );
     assert!(table.contains(" req/s"), "{table}");
+    // comparison.html draws both runs' spectra on one chart, with the numbers behind it.
+    let html = std::fs::read_to_string(slower.join("comparison.html")).unwrap();
+    assert!(html.contains(r#"<figure id="chart-spectrum">"#));
+    let start = html
+        .find(r#"<script type="application/json" id="spectrum-data">"#)
+        .unwrap();
+    let body = &html[start..];
+    let body = &body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()];
+    let spectra: serde_json::Value = serde_json::from_str(body).unwrap();
+    for (side, dir) in [("base", &base), ("current", &slower)] {
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        let p99 = spectra[side]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["percentile"] == 99.0)
+            .map(|p| p["latency_us"].clone());
+        assert_eq!(
+            p99,
+            Some(summary["totals"]["latency_us"]["p99"].clone()),
+            "{side}"
+        );
+    }
     assert!(!table.contains("_us"), "no raw metric names: {table}");
 }
 
