@@ -193,6 +193,16 @@ pub struct ChartPoint {
     pub lag_p99_us: u64,
     /// Responses per second by the instance that served them (`[target] instance_header`).
     pub instances: std::collections::BTreeMap<String, f64>,
+    /// Per step (by its index in the plan, `step:N`): requests per second and the
+    /// bucket's worst p50 / p99 of successes.
+    pub steps: std::collections::BTreeMap<usize, StepPoint>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StepPoint {
+    pub requests: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
 }
 
 impl ChartSeries {
@@ -218,6 +228,9 @@ impl ChartSeries {
             point.scheduled /= seconds;
             for served in point.instances.values_mut() {
                 *served /= seconds;
+            }
+            for step in point.steps.values_mut() {
+                step.requests /= seconds;
             }
         }
         self.points
@@ -249,6 +262,14 @@ impl ChartSeries {
         point.failed_p99_us = point.failed_p99_us.max(counts.failed_p99_us);
         point.in_flight = point.in_flight.max(counts.in_flight);
         point.lag_p99_us = point.lag_p99_us.max(counts.lag_p99_us);
+    }
+
+    /// One second of a `step:N` scope.
+    pub fn add_step(&mut self, second: u64, index: usize, counts: &Counts) {
+        let step = self.point(second).steps.entry(index).or_default();
+        step.requests += counts.requests as f64;
+        step.p50_us = step.p50_us.max(counts.p50_us);
+        step.p99_us = step.p99_us.max(counts.p99_us);
     }
 
     /// One second of an `instance:NAME` scope: the responses that instance served.

@@ -92,6 +92,8 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> 
             chart.add(second, counts);
         } else if let Some(instance) = tag.strip_prefix("instance:") {
             chart.add_instance(second, instance, counts.requests);
+        } else if let Some(index) = tag.strip_prefix("step:").and_then(|i| i.parse().ok()) {
+            chart.add_step(second, index, counts);
         }
     })?;
     data::for_each_interval(run_dir, |second, tag, histogram| {

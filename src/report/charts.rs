@@ -48,6 +48,12 @@ fn line(
     )
 }
 
+/// `color` halfway to white: a step's p50 beside its p99.
+fn lighter(RGBColor(r, g, b): RGBColor) -> RGBColor {
+    let half = |c: u8| c + (255 - c) / 2;
+    RGBColor(half(r), half(g), half(b))
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -81,6 +87,32 @@ pub fn latency(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, Stri
         lines.push(line("failed p99", VERMILLION, chart, |p| {
             ms(p.failed_p99_us)
         }));
+    }
+    logarithmic("latency ms (log)", &lines, faults)
+}
+
+/// p99 and p50 of each of a journey's steps per second (`steps`: index and name), on a log
+/// axis: where a journey's time goes, and which step a fault hurt.
+pub fn steps(
+    chart: &[ChartPoint],
+    steps: &[(usize, String)],
+    faults: &[Interval],
+) -> Result<String, String> {
+    let mut lines = Vec::new();
+    for (n, (index, name)) in steps.iter().enumerate() {
+        let color = OKABE_ITO[n % OKABE_ITO.len()];
+        let served: Vec<&ChartPoint> = chart
+            .iter()
+            .filter(|p| p.steps.get(index).is_some_and(|s| s.requests > 0.0))
+            .collect();
+        let series = |pick: fn(&crate::analysis::data::StepPoint) -> u64| -> Vec<(f64, f64)> {
+            served
+                .iter()
+                .map(|p| (p.second as f64, ms(pick(&p.steps[index]))))
+                .collect()
+        };
+        lines.push((format!("{name} p99"), color, series(|s| s.p99_us)));
+        lines.push((format!("{name} p50"), lighter(color), series(|s| s.p50_us)));
     }
     logarithmic("latency ms (log)", &lines, faults)
 }

@@ -183,6 +183,20 @@ fn render_html(
         Some(spectrum::chart(&shown)?)
     };
     let chart_data = chart_data(chart, chart_width, &spectra);
+    // One latency chart per journey, its steps' lines (the report folds them away).
+    let mut index = 0;
+    let mut journey_charts = Vec::new();
+    for journey in &summary.journeys {
+        let steps: Vec<(usize, String)> = journey
+            .steps
+            .iter()
+            .map(|s| {
+                index += 1;
+                (index - 1, s.name.clone())
+            })
+            .collect();
+        journey_charts.push((journey.name.clone(), charts::steps(chart, &steps, &faults)?));
+    }
     let closest = closest_objective(summary);
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
     // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
@@ -211,6 +225,7 @@ fn render_html(
                 generator_svg,
                 chart_data,
                 spectrum_svg,
+                journey_charts,
                 closest,
                 chart_width,
                 scenario_text,

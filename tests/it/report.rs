@@ -126,8 +126,8 @@ fn a_drill_is_judged_per_window_and_reported() {
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
-        4,
-        "throughput, latency, spectrum and generator charts inline (no instance header here)"
+        5,
+        "throughput, latency, one journey's, spectrum and generator charts inline (no instance header here)"
     );
     assert_eq!(
         html.matches("<script").count(),
@@ -422,4 +422,14 @@ url = "/by/beta"
         .steps[0];
     assert_eq!(at("alpha/a", 99.0), Some(alpha.latency_us.p99));
     assert!(html.contains(r#"<figure id="chart-spectrum">"#));
+    // Each journey's steps over time, folded away; the step series add up to every request.
+    assert_eq!(html.matches(r#"<details class="journey">"#).count(), 2);
+    for point in points {
+        let steps = point["steps"].as_object().unwrap();
+        let sent: f64 = steps
+            .values()
+            .map(|s| s["requests"].as_f64().unwrap())
+            .sum();
+        assert_eq!(Some(sent), point["requests"].as_f64(), "{point}");
+    }
 }
