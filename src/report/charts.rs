@@ -67,7 +67,7 @@ pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, S
         line("dropped/s", PURPLE, chart, |p| p.dropped),
     ];
     if chart.iter().any(|p| p.scheduled > 0.0) {
-        lines.insert(1, line("scheduled/s", SKY, chart, |p| p.scheduled));
+        lines.insert(1, line("arrivals scheduled/s", SKY, chart, |p| p.scheduled));
     }
     linear("requests / s", &lines, faults)
 }

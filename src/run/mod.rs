@@ -115,7 +115,11 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
 /// (loopback, no namespaces), said before the first request.
 fn widened(plan: &Plan) -> Vec<String> {
     let mut notes = Vec::new();
-    if plan.target.allow != crate::safety::AllowList::default() {
+    if !plan
+        .target
+        .allow
+        .within(&crate::safety::AllowList::default())
+    {
         let hosts: Vec<String> = plan
             .target
             .allow

@@ -169,4 +169,28 @@ fn without_a_policy_loadgen_says_what_the_scenario_widened() {
         ),
         "{text}"
     );
+    // A list inside loopback widens nothing, and is not called out.
+    let narrow = workspace.write(
+        "narrow.toml",
+        &steady_get(
+            &server.url(),
+            "allow_hosts = [\"127.0.0.1\"]\n",
+            5,
+            "1s",
+            "/hello",
+        ),
+    );
+    let ran = loadgen_command()
+        .env_remove("LOADGEN_POLICY")
+        .args([
+            "run",
+            narrow.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = stderr(&ran);
+    assert_eq!(ran.status.code(), Some(0), "{text}");
+    assert!(!text.contains("no operator policy"), "{text}");
 }
