@@ -69,7 +69,14 @@ pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, S
     if chart.iter().any(|p| p.scheduled > 0.0) {
         lines.insert(1, line("arrivals scheduled/s", SKY, chart, |p| p.scheduled));
     }
-    linear("requests / s", &lines, faults)
+    // Every second with a dropped arrival is marked, however few: the generator could not
+    // keep its schedule there.
+    let dropped: Vec<(f64, f64)> = chart
+        .iter()
+        .filter(|p| p.dropped > 0.0)
+        .map(|p| (p.second as f64, p.dropped))
+        .collect();
+    linear_marked("requests / s", &lines, &dropped, faults)
 }
 
 /// p50 / p95 / p99 / max of successful responses and p99 of failures, in milliseconds on a
@@ -177,6 +184,16 @@ fn canvas(svg: &mut String) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String
 }
 
 fn linear(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, String> {
+    linear_marked(y_desc, lines, &[], faults)
+}
+
+/// `linear` with `marks` drawn as crosses over the lines.
+fn linear_marked(
+    y_desc: &str,
+    lines: &[Line],
+    marks: &[(f64, f64)],
+    faults: &[Interval],
+) -> Result<String, String> {
     let (max_x, max_y, _) = extent(lines);
     let mut svg = String::new();
     {
@@ -190,6 +207,17 @@ fn linear(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<String, S
         mesh(&mut chart, y_desc)?;
         shade(&mut chart, faults, 0.0, max_y)?;
         draw_lines(&mut chart, lines)?;
+        if !marks.is_empty() {
+            chart
+                .draw_series(
+                    marks
+                        .iter()
+                        .map(|(x, y)| Cross::new((*x, *y), 5, PURPLE.stroke_width(2))),
+                )
+                .map_err(|e| e.to_string())?
+                .label("second with dropped arrivals")
+                .legend(|(x, y)| Cross::new((x + 8, y), 5, PURPLE.stroke_width(2)));
+        }
         legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }

@@ -101,12 +101,26 @@ objective = "availability >= 99.9%"
             url = server.url()
         ),
     );
-    let (code, _, summary) = binary_run(&scenario, &workspace.out());
+    let (code, run_dir, summary) = binary_run(&scenario, &workspace.out());
     assert_eq!(
         code,
         Some(1),
         "availability failed through dropped arrivals"
     );
+    // The report marks the seconds that dropped arrivals, and its data says which.
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("second with dropped arrivals"));
+    let start = html.find(r#"id="chart-data">"#).unwrap();
+    let data = &html[start + r#"id="chart-data">"#.len()..];
+    let data: serde_json::Value =
+        serde_json::from_str(&data[..data.find("</script>").unwrap()]).unwrap();
+    let dropped: f64 = data["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["dropped"].as_f64().unwrap())
+        .sum();
+    assert_eq!(dropped as u64, summary.totals.dropped);
     let totals = &summary.totals;
     eprintln!(
         "capped: {} sent, {} dropped, availability {:?}",
