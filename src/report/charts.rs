@@ -154,12 +154,15 @@ pub fn instances(chart: &[ChartPoint], faults: &[Interval]) -> Result<Option<Str
     stacked("responses / s by instance", &bands, faults).map(Some)
 }
 
-/// Requests in flight and how late arrivals left (p99, ms): the generator's own health.
+/// Journeys in flight (the active users) and how late arrivals left (p99, ms): the
+/// generator's own health.
 pub fn generator(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
     linear(
         "in flight · lateness ms",
         &[
-            line("in flight", BLUE, chart, |p| p.in_flight as f64),
+            line("journeys in flight (active users)", BLUE, chart, |p| {
+                p.in_flight as f64
+            }),
             line("lateness p99 ms", ORANGE, chart, |p| ms(p.lag_p99_us)),
         ],
         faults,
