@@ -43,3 +43,22 @@ fn the_nightly_scenario_lies_within_the_nightly_policy() {
             .is_some_and(|n| n.entries.is_empty())
     );
 }
+
+/// `loadgen plan` speaks like the report: no Rust debug forms (`Int { min: 1, max: 10 }`,
+/// `Pick([String(…)])`, `Latency { delay: … }`), and it lists the SLOs it will judge.
+#[test]
+fn loadgen_plan_prints_no_debug_forms_and_lists_the_slos() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    for name in ["peak.toml", "smoke.toml", "soak.toml"] {
+        let output = crate::support::loadgen_command()
+            .args(["plan", dir.join(name).to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{name}: {text}");
+        for debug in [" { ", "([", "Some(", "String(", "Number("] {
+            assert!(!text.contains(debug), "{name} prints `{debug}`:\n{text}");
+        }
+        assert!(text.contains("\nslos "), "{name}: no SLO list:\n{text}");
+    }
+}
