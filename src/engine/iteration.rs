@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::http::{ClientConfig, Connection, Response};
 use crate::metrics::{ErrorClass, Recorder};
 use crate::scenario::plan::{
-    BodyPlan, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, Plan, StepPlan,
+    BodyPlan, CheckKind, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, Plan, StepPlan,
 };
 use crate::scenario::template::Values;
 
@@ -364,7 +364,8 @@ async fn run_step<'c>(
             let keep_body = step
                 .extract
                 .iter()
-                .any(|e| !matches!(e.source, ExtractSource::Header(_)));
+                .any(|e| !matches!(e.source, ExtractSource::Header(_)))
+                || step.checks.iter().any(|c| c.reads_body());
             match ctx.client.send(connection, request, keep_body).await {
                 Ok(response) => {
                     if let Some(instance) = response
@@ -376,7 +377,16 @@ async fn run_step<'c>(
                             .borrow_mut()
                             .served_by(pending.second, instance);
                     }
-                    check_response(step, &response, values)
+                    check_response(step, &response, values).map_err(|failure| {
+                        if let Failure::Check(index) = failure {
+                            ctx.recorder.borrow_mut().check_failed(
+                                step.global_index,
+                                pending.second,
+                                index,
+                            );
+                        }
+                        failure.class()
+                    })
                 }
                 Err(class) => Err(class),
             }
@@ -438,17 +448,60 @@ fn build_request(
     Ok(request)
 }
 
-/// Checks the status and performs the step's extractions into the iteration's slots.
+/// Why a response did not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Class(ErrorClass),
+    /// The step's check with this index said no.
+    Check(u16),
+}
+
+impl Failure {
+    fn class(self) -> ErrorClass {
+        match self {
+            Failure::Class(class) => class,
+            Failure::Check(_) => ErrorClass::CheckFailed,
+        }
+    }
+}
+
+impl From<ErrorClass> for Failure {
+    fn from(class: ErrorClass) -> Failure {
+        Failure::Class(class)
+    }
+}
+
+/// Checks the status and the step's checks, then performs its extractions into the
+/// iteration's slots.
 fn check_response(
     step: &StepPlan,
     response: &Response,
     values: &mut IterationValues<'_>,
-) -> Result<(), ErrorClass> {
+) -> Result<(), Failure> {
     let status = response.status.as_u16();
     if !step.expect.matches(status) {
-        return Err(ErrorClass::for_status(status));
+        return Err(ErrorClass::for_status(status).into());
     }
     let mut body: Option<Value> = None;
+    for (index, check) in step.checks.iter().enumerate() {
+        let passed = match &check.kind {
+            CheckKind::Json { pointer, expected } => parsed(&mut body, &response.body)
+                .ok()
+                .and_then(|json| json.pointer(pointer))
+                .is_some_and(|found| found == expected),
+            CheckKind::BodyContains(text) => {
+                String::from_utf8_lossy(&response.body).contains(text.as_str())
+            }
+            CheckKind::Header { name, pattern } => response
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| crate::chaos::spec::glob_match(pattern, v)),
+        };
+        if !passed {
+            return Err(Failure::Check(index as u16));
+        }
+    }
     for extraction in &step.extract {
         let value = match &extraction.source {
             ExtractSource::Header(name) => response
@@ -465,7 +518,7 @@ fn check_response(
                 .cloned(),
         };
         match value {
-            Some(Value::Null) | None => return Err(ErrorClass::ExtractionFailed),
+            Some(Value::Null) | None => return Err(ErrorClass::ExtractionFailed.into()),
             Some(value) => values.slots[extraction.slot] = Slot::Value(value),
         }
     }

@@ -23,6 +23,8 @@ pub enum ErrorClass {
     UnexpectedStatus,
     /// A value the step extracts was missing from the response.
     ExtractionFailed,
+    /// A response check of the step (`check = { json, body_contains, header }`) failed.
+    CheckFailed,
     /// The response body was larger than `max_body`.
     BodyTooLarge,
     /// The rendered request was not valid HTTP (e.g. a header value with a newline).
@@ -36,7 +38,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     pub const ALL: [ErrorClass; Self::COUNT] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
@@ -47,6 +49,7 @@ impl ErrorClass {
         ErrorClass::Http5xx,
         ErrorClass::UnexpectedStatus,
         ErrorClass::ExtractionFailed,
+        ErrorClass::CheckFailed,
         ErrorClass::BodyTooLarge,
         ErrorClass::InvalidRequest,
         ErrorClass::FeederExhausted,
@@ -69,6 +72,7 @@ impl ErrorClass {
             ErrorClass::Http5xx => "http_5xx",
             ErrorClass::UnexpectedStatus => "unexpected_status",
             ErrorClass::ExtractionFailed => "extraction_failed",
+            ErrorClass::CheckFailed => "check_failed",
             ErrorClass::BodyTooLarge => "body_too_large",
             ErrorClass::InvalidRequest => "invalid_request",
             ErrorClass::FeederExhausted => "feeder_exhausted",

@@ -141,6 +141,15 @@ impl Recorder {
         self.roll(completed_at);
     }
 
+    /// Counts which of a step's checks failed a request (its outcome, `check_failed`, is
+    /// recorded by `request`), in the second it was meant to start in.
+    pub fn check_failed(&mut self, step: usize, second: u64, check: u16) {
+        *self.slot(second).snapshot.steps[step]
+            .checks_failed
+            .entry(check)
+            .or_default() += 1;
+    }
+
     /// Counts a response by the instance that served it, in the second it was meant to
     /// start in.
     pub fn served_by(&mut self, second: u64, instance: &str) {

@@ -84,6 +84,9 @@ pub struct RequestStats {
     pub completed: u64,
     /// Latencies above the histogram ceiling (1 h), recorded as the ceiling.
     pub saturated: u64,
+    /// A step's failed response checks, by the check's index in the step (`check_failed`
+    /// requests, split by which check said no). Empty for other scopes.
+    pub checks_failed: std::collections::BTreeMap<u16, u64>,
 }
 
 impl RequestStats {
@@ -126,6 +129,9 @@ impl RequestStats {
         }
         merge_histogram(&mut self.latency, &other.latency);
         merge_histogram(&mut self.failed_latency, &other.failed_latency);
+        for (check, count) in &other.checks_failed {
+            *self.checks_failed.entry(*check).or_default() += count;
+        }
     }
 }
 

@@ -150,6 +150,10 @@ pub struct StepSummary {
     pub errors_by_class: BTreeMap<String, u64>,
     pub latency_us: Percentiles,
     pub failed_latency_us: Percentiles,
+    /// `check_failed` requests by the check that said no (its label, as `loadgen plan`
+    /// shows it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks_failed: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,11 +210,21 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
                 steps
                     .into_iter()
                     .map(|step| {
-                        step_summary(
+                        let mut summary = step_summary(
                             step.name.clone(),
                             step.global_index,
                             &totals.steps[step.global_index],
-                        )
+                        );
+                        summary.checks_failed = totals.steps[step.global_index]
+                            .checks_failed
+                            .iter()
+                            .filter_map(|(index, count)| {
+                                step.checks
+                                    .get(*index as usize)
+                                    .map(|check| (check.label.clone(), *count))
+                            })
+                            .collect();
+                        summary
                     })
                     .collect()
             })
@@ -309,6 +323,7 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
         errors_by_class: by_class(&stats.errors),
         latency_us: Percentiles::of(stats.latency.as_ref()),
         failed_latency_us: Percentiles::of(stats.failed_latency.as_ref()),
+        checks_failed: BTreeMap::new(),
     }
 }
 

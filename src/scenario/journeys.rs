@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::diag::Diagnostics;
 use super::plan::{
-    BodyPlan, ExtractSource, Extraction, Feeder, Generator, JourneyPlan, StatusMatcher, StepPlan,
-    Think,
+    BodyPlan, Check, CheckKind, ExtractSource, Extraction, Feeder, Generator, JourneyPlan,
+    StatusMatcher, StepPlan, Think,
 };
 use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
 use super::template::{Escape, Source, Template, TemplateError};
@@ -260,6 +260,7 @@ fn validate_step(
             None
         }
     };
+    let checks = validate_checks(raw, diagnostics);
     // Extractions are defined after the step's own templates are compiled: a step cannot
     // read what it extracts itself.
     let extract = validate_extractions(raw, slots, diagnostics);
@@ -275,10 +276,80 @@ fn validate_step(
         headers,
         body: body?,
         expect: expect?,
+        checks,
         extract,
         think,
         repeat: repeat?,
     })
+}
+
+/// `check = { … }`: each kind's entries, in the order written (json, body_contains, header).
+fn validate_checks(raw: &RawStep, diagnostics: &mut Diagnostics) -> Vec<Check> {
+    let Some(check) = &raw.check else {
+        return Vec::new();
+    };
+    let span = check.span();
+    let spec = check.get_ref();
+    let mut checks = Vec::new();
+    for (pointer, expected) in spec.json.iter().flatten() {
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            diagnostics.push(
+                span.clone(),
+                format!("check json key `{pointer}` is not a JSON pointer (write it \"/a/b\")"),
+            );
+            continue;
+        }
+        let expected = match serde_json::to_value(expected) {
+            Ok(value) => value,
+            Err(e) => {
+                diagnostics.push(span.clone(), format!("check json `{pointer}`: {e}"));
+                continue;
+            }
+        };
+        checks.push(Check {
+            label: format!("json {pointer} = {expected}"),
+            kind: CheckKind::Json {
+                pointer: pointer.clone(),
+                expected,
+            },
+        });
+    }
+    if let Some(text) = &spec.body_contains {
+        if text.is_empty() {
+            diagnostics.push(
+                span.clone(),
+                "check body_contains is empty: it would always pass",
+            );
+        } else {
+            checks.push(Check {
+                label: format!("body contains {text:?}"),
+                kind: CheckKind::BodyContains(text.clone()),
+            });
+        }
+    }
+    for (name, pattern) in spec.header.iter().flatten() {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) => checks.push(Check {
+                label: format!("header {name} ~ {pattern}"),
+                kind: CheckKind::Header {
+                    name: header,
+                    pattern: pattern.clone(),
+                },
+            }),
+            Err(_) => diagnostics.push(
+                span.clone(),
+                format!("check header `{name}` is not a valid header name"),
+            ),
+        }
+    }
+    if checks.is_empty()
+        && spec.json.is_none()
+        && spec.body_contains.is_none()
+        && spec.header.is_none()
+    {
+        diagnostics.push(span, "`check` names no check (json, body_contains, header)");
+    }
+    checks
 }
 
 /// A step repeated more often than this is a journey of its own (or a typo).

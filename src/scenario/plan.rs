@@ -265,10 +265,40 @@ pub struct StepPlan {
     pub headers: Vec<(HeaderName, Template)>,
     pub body: BodyPlan,
     pub expect: StatusMatcher,
+    /// Response checks besides the status, in the order written; the first that fails
+    /// makes the request `check_failed`.
+    pub checks: Vec<Check>,
     pub extract: Vec<Extraction>,
     pub think: Option<Think>,
     /// Rounds in a row (1: once). Each round is a request of its own, then its think time.
     pub repeat: u32,
+}
+
+/// One response check, with how reports name it.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub label: String,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum CheckKind {
+    /// The JSON body's value at `pointer` equals `expected`.
+    Json {
+        pointer: String,
+        expected: serde_json::Value,
+    },
+    /// The body (as UTF-8, lossily) contains the text.
+    BodyContains(String),
+    /// The header is present and its value matches the glob (`*`, `?`).
+    Header { name: HeaderName, pattern: String },
+}
+
+impl Check {
+    /// Whether the check needs the response body kept.
+    pub fn reads_body(&self) -> bool {
+        !matches!(self.kind, CheckKind::Header { .. })
+    }
 }
 
 #[derive(Debug, Clone)]

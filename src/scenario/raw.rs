@@ -124,6 +124,7 @@ pub struct RawStep {
     pub form: Option<Spanned<BTreeMap<String, String>>>,
     pub body: Option<Spanned<String>>,
     pub expect: Option<Spanned<RawExpect>>,
+    pub check: Option<Spanned<RawCheck>>,
     #[serde(default)]
     pub extract: BTreeMap<String, Spanned<RawExtract>>,
     pub think: Option<Spanned<String>>,
@@ -219,6 +220,15 @@ pub struct RawSelector {
     pub namespace: Option<String>,
     pub proxy: Option<String>,
     pub port: Option<u16>,
+}
+
+/// `check = { json = { "/status" = "confirmed" }, body_contains = "…", header = { … } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub json: Option<BTreeMap<String, toml::Value>>,
+    pub body_contains: Option<String>,
+    pub header: Option<BTreeMap<String, String>>,
 }
 
 /// `max_unavailable = 2` or `max_unavailable = "50%"`.

@@ -9,6 +9,7 @@ mod chaos_network;
 mod chaos_process;
 mod chaos_proxy;
 mod chaos_recover;
+mod checks;
 mod compare;
 mod latency;
 mod outcome;
