@@ -48,6 +48,9 @@ method = "POST"
 url = "/api/members"
 json = {{ name = "bo" }}
 check = {{ body_contains = "tok-", json = {{ "/echo/name" = "bo" }} }}
+[[slo]]
+objective = "p99 < 1s"
+scope = "passing"
 "#,
             server.url()
         ),
