@@ -29,6 +29,8 @@ pub struct ClientConfig {
     pub max_body: u64,
     /// Set for https targets: every connection does a TLS handshake first.
     pub tls: Option<TlsTarget>,
+    /// Sent as `Accept-Encoding` unless the request has its own (`[target] compression`).
+    pub accept_encoding: Option<HeaderValue>,
 }
 
 /// One keep-alive HTTP/1.1 connection; its driver runs as a task on the same worker.
@@ -97,6 +99,12 @@ impl ClientConfig {
         request
             .headers_mut()
             .insert(http::header::HOST, self.host.clone());
+        if let Some(encodings) = &self.accept_encoding {
+            request
+                .headers_mut()
+                .entry(http::header::ACCEPT_ENCODING)
+                .or_insert_with(|| encodings.clone());
+        }
         let exchange = async {
             if connection.as_ref().is_none_or(|c| c.sender.is_closed()) {
                 *connection = Some(self.connect().await?);
@@ -110,6 +118,17 @@ impl ClientConfig {
             let response = sender.send_request(request).await.map_err(classify_hyper)?;
             let (parts, body) = response.into_parts();
             let body = read_body(body, self.max_body, keep_body).await?;
+            // Kept bodies are read decoded (extraction and checks see the JSON, not gzip);
+            // `max_body` bounds the inflated bytes too, so a bomb stops at the limit.
+            let body = if keep_body {
+                decode(
+                    body,
+                    parts.headers.get(http::header::CONTENT_ENCODING),
+                    self.max_body,
+                )?
+            } else {
+                body
+            };
             Ok(Response {
                 status: parts.status,
                 headers: parts.headers,
@@ -147,6 +166,45 @@ where
         let _ = connection.await;
     });
     Ok(Connection { sender })
+}
+
+/// What a request offers in `Accept-Encoding` when the target has `compression` on.
+pub const ACCEPT_ENCODING: &str = "gzip, br, zstd";
+
+/// `body` decoded per its `Content-Encoding` (gzip, deflate, br, zstd; none or identity:
+/// as is), reading at most `limit` decoded bytes: past it, `BodyTooLarge`, never more held in
+/// memory than the limit. A body that does not decode is `Io`.
+pub fn decode(
+    body: Bytes,
+    encoding: Option<&HeaderValue>,
+    limit: u64,
+) -> Result<Bytes, ErrorClass> {
+    use std::io::Read;
+    let Some(encoding) = encoding.and_then(|v| v.to_str().ok()) else {
+        return Ok(body);
+    };
+    let encoding = encoding.trim().to_ascii_lowercase();
+    let compressed: &[u8] = &body;
+    let reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(compressed)),
+        "br" => Box::new(brotli_decompressor::Decompressor::new(compressed, 8192)),
+        "zstd" => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(compressed).map_err(|_| ErrorClass::Io)?,
+        ),
+        // An encoding we did not offer: leave the bytes as they came.
+        _ => return Ok(body),
+    };
+    let mut decoded = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut decoded)
+        .map_err(|_| ErrorClass::Io)?;
+    if decoded.len() as u64 > limit {
+        return Err(ErrorClass::BodyTooLarge);
+    }
+    Ok(Bytes::from(decoded))
 }
 
 /// Reads the body to its end (so the connection can be reused), refusing more than

@@ -22,6 +22,9 @@ pub fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunErro
         connect_timeout: target.connect_timeout,
         request_timeout: target.request_timeout,
         max_body: target.max_body,
+        accept_encoding: target
+            .compression
+            .then(|| http::HeaderValue::from_static(crate::engine::http::ACCEPT_ENCODING)),
         tls: match target.base.tls {
             false => None,
             true => {

@@ -35,6 +35,8 @@ pub struct TargetPlan {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_body: u64,
+    /// Offer gzip, br and zstd (`Accept-Encoding`) and decode what comes back (default on).
+    pub compression: bool,
     pub headers: HeaderMap,
     pub allow: AllowList,
     /// Extra trusted certificates (PEM) for https, as written: relative to the scenario file.

@@ -41,6 +41,8 @@ pub struct RawTarget {
     pub connect_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
     pub max_body: Option<Spanned<String>>,
+    /// Offer compressed responses and decode them (default true).
+    pub compression: Option<bool>,
     pub allow_hosts: Option<Vec<Spanned<String>>>,
     /// PEM certificates to trust for an https target, besides the public roots.
     pub ca_file: Option<Spanned<String>>,

@@ -201,6 +201,7 @@ fn validate_target(
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,
         max_body: max_body?,
+        compression: raw.compression.unwrap_or(true),
         headers,
         allow: allow?,
     })

@@ -11,6 +11,7 @@ mod chaos_proxy;
 mod chaos_recover;
 mod checks;
 mod compare;
+mod compression;
 mod latency;
 mod outcome;
 pub mod outputs;

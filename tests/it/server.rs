@@ -168,6 +168,12 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let accepts = request
+        .headers()
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let body = request
         .into_body()
         .collect()
@@ -191,6 +197,38 @@ async fn handle(
         .collect();
     let response = match (method.as_str(), segments.as_slice()) {
         ("GET", ["hello"]) => text(StatusCode::OK, "hello"),
+        // A JSON body in ENCODING, only to a client that offers it (406 otherwise).
+        ("GET", ["encoded", encoding]) => {
+            let json = format!(
+                r#"{{"token":"{encoding}-token","padding":"{}"}}"#,
+                "x".repeat(512)
+            );
+            let encoded = match *encoding {
+                "gzip" => Some(gzip(json.as_bytes())),
+                "br" => Some(brotli_encode(json.as_bytes())),
+                // A zstd frame that inflates to 2 GiB of zeros from ~64 KB.
+                "bomb" => Some(zstd_rle_bomb(2 << 30)),
+                _ => None,
+            };
+            let wanted = if *encoding == "bomb" {
+                "zstd"
+            } else {
+                encoding
+            };
+            match encoded {
+                Some(bytes) if accepts.split(',').any(|e| e.trim() == wanted) => {
+                    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+                    response
+                        .headers_mut()
+                        .insert("content-encoding", wanted.parse().unwrap());
+                    response
+                        .headers_mut()
+                        .insert("content-type", "application/json".parse().unwrap());
+                    response
+                }
+                _ => text(StatusCode::NOT_ACCEPTABLE, "encoding not offered"),
+            }
+        }
         // A response "served by" NAME, as a platform's instance header says.
         ("GET", ["by", name]) => {
             let mut response = text(StatusCode::OK, "served");
@@ -251,6 +289,37 @@ async fn stall_if_due(state: &State) {
     if now >= begins && now < ends {
         tokio::time::sleep(ends - now).await;
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn brotli_encode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &Default::default()).unwrap();
+    out
+}
+
+/// A zstd frame of `total` zero bytes made of RLE blocks (4 bytes per 128 KiB): a
+/// decompression bomb built by hand, with no compressor.
+fn zstd_rle_bomb(total: u64) -> Vec<u8> {
+    const BLOCK: u64 = 128 * 1024;
+    // Magic; frame header: no content size, no checksum, no dictionary; window 2^17.
+    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 7 << 3];
+    let blocks = total.div_ceil(BLOCK);
+    for i in 0..blocks {
+        let size = BLOCK.min(total - i * BLOCK);
+        let last = u64::from(i + 1 == blocks);
+        // Block header (3 bytes, little endian): last flag, type 1 (RLE), size.
+        let header = last | (1 << 1) | (size << 3);
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.push(0); // the byte repeated
+    }
+    frame
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
