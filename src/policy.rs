@@ -12,6 +12,8 @@
 //! kube_namespaces = ["staging"]
 //! targets = ["backend-*"]             # process / container name globs faults may touch
 //! labels = ["platform.role=backend"]  # container labels `{ label = … }` may select
+//! max_unavailable = 1                 # no fault's max_unavailable may exceed this count
+//! allow_last = false                  # no fault may take the last ready target down
 //! [data]
 //! dirs = ["/srv/drills"]              # feeders, PID files, stack state, CA files live here
 //!                                     # (relative: to the policy file's directory)
@@ -60,6 +62,10 @@ pub struct Policy {
     pub targets: Option<Limit>,
     pub labels: Option<Limit>,
     pub data_dirs: Option<Limit>,
+    /// The largest `max_unavailable` (a count) a fault may set.
+    pub max_unavailable: Option<(u32, String)>,
+    /// Whether a fault may set `allow_last = true`.
+    pub allow_last: Option<(bool, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +90,8 @@ struct RawChaos {
     kube_namespaces: Option<Spanned<Vec<Spanned<String>>>>,
     targets: Option<Spanned<Vec<Spanned<String>>>>,
     labels: Option<Spanned<Vec<Spanned<String>>>>,
+    max_unavailable: Option<Spanned<u32>>,
+    allow_last: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +188,14 @@ pub fn load(path: &Path) -> Result<Policy, String> {
         targets: limit(&chaos.targets),
         labels: limit(&chaos.labels),
         data_dirs,
+        max_unavailable: chaos
+            .max_unavailable
+            .as_ref()
+            .map(|m| (*m.get_ref(), at(m.span()))),
+        allow_last: chaos
+            .allow_last
+            .as_ref()
+            .map(|a| (*a.get_ref(), at(a.span()))),
     })
 }
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::diag::Diagnostics;
-use super::raw::{RawScenario, RawSelector};
+use super::raw::{RawFault, RawMaxUnavailable, RawScenario, RawSelector};
 use crate::chaos::spec::glob_match;
 use crate::policy::{Limit, Policy};
 
@@ -88,6 +88,7 @@ pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &
             policy,
             diagnostics,
         );
+        check_guard(fault, policy, diagnostics);
     }
 }
 
@@ -115,6 +116,32 @@ fn check_selector(
     }
     if let Some(pidfile) = &selector.pidfile {
         check_path(base_dir, pidfile, span, policy, diagnostics);
+    }
+}
+
+/// A fault's guardrails may be no looser than the policy's: `max_unavailable` (a count at
+/// most the policy's; a percentage only without a cap) and `allow_last`.
+fn check_guard(fault: &toml::Spanned<RawFault>, policy: &Policy, diagnostics: &mut Diagnostics) {
+    let raw = fault.get_ref();
+    if let (Some((cap, at)), Some(wanted)) = (&policy.max_unavailable, &raw.max_unavailable) {
+        let looser = match wanted.get_ref() {
+            RawMaxUnavailable::Count(n) => n > cap,
+            RawMaxUnavailable::Percent(_) => true,
+        };
+        if looser {
+            diagnostics.push(
+                wanted.span(),
+                format!(
+                    "max_unavailable is looser than the operator policy's {cap} ({at}); a capped policy takes counts only"
+                ),
+            );
+        }
+    }
+    if let (Some((false, at)), Some(true)) = (&policy.allow_last, raw.allow_last) {
+        diagnostics.push(
+            fault.span(),
+            format!("allow_last = true is forbidden by the operator policy ({at})"),
+        );
     }
 }
 

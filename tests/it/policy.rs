@@ -194,3 +194,47 @@ fn without_a_policy_loadgen_says_what_the_scenario_widened() {
     assert_eq!(ran.status.code(), Some(0), "{text}");
     assert!(!text.contains("no operator policy"), "{text}");
 }
+
+#[test]
+fn a_faults_guardrails_may_be_no_looser_than_the_policys() {
+    let workspace = Workspace::new();
+    let policy = workspace.write(
+        "caps.toml",
+        "[chaos]\nmax_unavailable = 1\nallow_last = false\n",
+    );
+    let fault = |guard: &str| {
+        format!(
+            "{}[[fault]]\nname = \"kill\"\naction = \"kill\"\ntarget = {{ process = \"backend-1\" }}\nat = \"1s\"\n{guard}\n",
+            steady_get("http://127.0.0.1:9", "", 5, "2s", "/hello")
+        )
+    };
+    let validate = |name: &str, text: &str| {
+        let file = workspace.write(name, text);
+        loadgen_command()
+            .args(["validate", file.to_str().unwrap(), "--policy"])
+            .arg(&policy)
+            .output()
+            .unwrap()
+    };
+    let loose = validate(
+        "loose.toml",
+        &fault("max_unavailable = 2\nallow_last = true"),
+    );
+    let text = stderr(&loose);
+    assert_eq!(loose.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(
+            "loose.toml:20:19: error: max_unavailable is looser than the operator policy's 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("caps.toml:2:19"), "{text}");
+    assert!(
+        text.contains("allow_last = true is forbidden by the operator policy"),
+        "{text}"
+    );
+    let share = validate("share.toml", &fault("max_unavailable = \"50%\""));
+    assert_eq!(share.status.code(), Some(2), "{}", stderr(&share));
+    let within = validate("within.toml", &fault("max_unavailable = 1"));
+    assert_eq!(within.status.code(), Some(0), "{}", stderr(&within));
+}
