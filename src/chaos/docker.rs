@@ -121,6 +121,11 @@ impl DockerBackend {
         })
     }
 
+    /// The Engine API client itself (platform adapters list containers with it).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// Containers the selector names, sorted by name, each with whether it is up
     /// (running, not paused).
     pub async fn resolve(&self, selector: &Selector) -> Result<Vec<(Target, bool)>, ChaosError> {

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use bollard::Docker;
 use bollard::query_parameters::ListContainersOptions;
 
 use super::ProxyLink;
@@ -24,7 +23,10 @@ pub fn project_filter(project: &str) -> String {
 
 /// The project's running proxies, sorted by name.
 pub async fn proxies(docker_host: Option<&str>, project: &str) -> Result<Vec<ProxyLink>, String> {
-    let docker = connect(docker_host).await?;
+    let backend = crate::chaos::docker::DockerBackend::connect(docker_host)
+        .await
+        .map_err(|e| e.to_string())?;
+    let docker = backend.client();
     let filters: HashMap<String, Vec<String>> = [(
         "label".to_string(),
         vec![project_filter(project), PROXY_LABEL.to_string()],
@@ -66,19 +68,4 @@ pub async fn proxies(docker_host: Option<&str>, project: &str) -> Result<Vec<Pro
     }
     links.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(links)
-}
-
-async fn connect(host: Option<&str>) -> Result<Docker, String> {
-    let docker = match host {
-        Some(h) if h.starts_with("unix://") => {
-            Docker::connect_with_unix(h, 30, bollard::API_DEFAULT_VERSION)
-        }
-        Some(h) => Docker::connect_with_http(h, 30, bollard::API_DEFAULT_VERSION),
-        None => Docker::connect_with_local_defaults(),
-    }
-    .map_err(|e| format!("Docker Engine: {e}"))?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|e| format!("Docker Engine: {e}"))
 }
