@@ -86,6 +86,10 @@ enum Command {
         /// $XDG_STATE_HOME/loadgen, else ~/.local/state/loadgen — and under reports/ with
         /// unrecovered faults).
         run_dir: Option<PathBuf>,
+        /// How long each recovery may take, retries included, before it is listed as not
+        /// recovered (default 30s, as a scenario's backend_timeout).
+        #[arg(long, value_parser = duration_flag)]
+        timeout: Option<Duration>,
     },
     /// Check a scenario and report every error; sends nothing.
     Validate { file: PathBuf },
@@ -193,7 +197,10 @@ where
     match cli.command {
         Command::Validate { file } => validate(&file, cli.policy.as_deref()),
         Command::Plan { file, overrides } => plan(file, overrides, cli.policy),
-        Command::Recover { run_dir } => recover_command(run_dir),
+        Command::Recover { run_dir, timeout } => recover_command(
+            run_dir,
+            timeout.unwrap_or(crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT),
+        ),
         Command::Proxy {
             listen,
             upstream,
@@ -443,7 +450,7 @@ fn proxy_command(options: DaemonOptions) -> u8 {
 /// `loadgen recover [RUN_DIR]`: exit 0 when everything is recovered (or nothing was left),
 /// 4 when anything may still be applied: an undo failed, or a ledger or the run registry
 /// could not be read or written.
-fn recover_command(run_dir: Option<PathBuf>) -> u8 {
+fn recover_command(run_dir: Option<PathBuf>, deadline: Duration) -> u8 {
     use crate::chaos::recover::{find_runs, recover_run};
     let runs = match run_dir {
         Some(run_dir) => vec![run_dir],
@@ -480,7 +487,7 @@ fn recover_command(run_dir: Option<PathBuf>) -> u8 {
     let mut code = exit::OK;
     for run_dir in &runs {
         println!("recovering {}", run_dir.display());
-        match runtime.block_on(recover_run(run_dir)) {
+        match runtime.block_on(recover_run(run_dir, deadline)) {
             Err(message) => {
                 eprintln!("error: {message}");
                 code = exit::FAULT_NOT_RECOVERED;

@@ -4,11 +4,11 @@
 //! (`registry.rs`) with something to undo, then any under `./reports`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::backends::recover_within;
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
 use super::registry;
-use super::spec::DEFAULT_BACKEND_TIMEOUT;
 
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -26,9 +26,11 @@ fn ledger_problem(path: &Path, doing: &str, e: &std::io::Error) -> String {
     )
 }
 
-/// Recovers every entry of `run_dir`'s ledger that is not recovered yet, last to first.
-/// `Err`: the ledger could not be read or opened for writing (a human must look).
-pub async fn recover_run(run_dir: &Path) -> Result<RecoverReport, String> {
+/// Recovers every entry of `run_dir`'s ledger that is not recovered yet, last to first,
+/// each within `deadline` (`loadgen recover --timeout`; the ledger does not carry the
+/// scenario's `backend_timeout`). `Err`: the ledger could not be read or opened for writing
+/// (a human must look).
+pub async fn recover_run(run_dir: &Path, deadline: Duration) -> Result<RecoverReport, String> {
     let path = run_dir.join(LEDGER_FILE);
     let entries = read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
     let mut ledger = Ledger::create(run_dir).map_err(|e| ledger_problem(&path, "append to", &e))?;
@@ -46,8 +48,7 @@ pub async fn recover_run(run_dir: &Path) -> Result<RecoverReport, String> {
                 continue;
             }
         };
-        // The ledger does not carry the scenario's `backend_timeout`: the default bounds it.
-        let outcome = recover_within(&record.undo, DEFAULT_BACKEND_TIMEOUT).await;
+        let outcome = recover_within(&record.undo, deadline).await;
         let what = format!(
             "{} on {} ({})",
             record.fault, record.target.name, record.target.id
@@ -140,6 +141,7 @@ pub fn find_runs(reports: &Path) -> Found {
 mod tests {
     use super::*;
     use crate::chaos::ledger::tests::record;
+    use crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT;
 
     #[test]
     fn entries_are_undone_last_to_first_and_only_once() {
@@ -161,7 +163,9 @@ mod tests {
             .build()
             .unwrap();
 
-        let report = runtime.block_on(recover_run(dir.path())).unwrap();
+        let report = runtime
+            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT))
+            .unwrap();
         let names: Vec<&str> = report
             .recovered
             .iter()
@@ -169,7 +173,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["third", "second", "first"], "{report:?}");
         assert!(!has_unrecovered(dir.path()));
-        let again = runtime.block_on(recover_run(dir.path())).unwrap();
+        let again = runtime
+            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT))
+            .unwrap();
         assert!(
             again.recovered.is_empty() && again.failed.is_empty(),
             "{again:?}"

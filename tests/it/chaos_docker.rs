@@ -524,7 +524,6 @@ fn a_docker_daemon_that_never_answers_recovery_gives_up_at_its_deadline_and_exit
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(container.state(), "paused", "nothing reached the engine");
-    let _ = docker(&["unpause", &container.id]);
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(
         stderr.contains("container fault") && stderr.contains("no answer within 2s"),
@@ -538,6 +537,35 @@ fn a_docker_daemon_that_never_answers_recovery_gives_up_at_its_deadline_and_exit
         ledger.contains("recover_failed"),
         "the ledger says so: {ledger}"
     );
+
+    // `loadgen recover --timeout` bounds each recovery too: still hanging, it gives up
+    // after 1 s and says so (exit 4); once the daemon answers, recovery succeeds and the
+    // container runs again.
+    let recover = |timeout: &str| {
+        let started = Instant::now();
+        let output = crate::support::loadgen_command()
+            .args(["recover", run_dir.to_str().unwrap(), "--timeout", timeout])
+            .output()
+            .unwrap();
+        (output, started.elapsed())
+    };
+    let (hung, took) = recover("1s");
+    let said = String::from_utf8_lossy(&hung.stderr);
+    assert_eq!(hung.status.code(), Some(4), "{said}");
+    assert!(said.contains("no answer within 1s"), "{said}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(container.state(), "paused");
+    socket
+        .hang
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let (answered, _) = recover("10s");
+    assert_eq!(
+        answered.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    assert!(container.wait_for_state("running", Duration::from_secs(10)));
 }
 
 /// The loadgen rules in the network namespace of the container's first process, both
