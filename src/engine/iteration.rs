@@ -360,37 +360,30 @@ async fn run_step<'c>(
         }
     };
     let outcome = match build_request(ctx, step, values) {
-        Ok(request) => {
-            let keep_body = step
-                .extract
-                .iter()
-                .any(|e| !matches!(e.source, ExtractSource::Header(_)))
-                || step.checks.iter().any(|c| c.reads_body());
-            match ctx.client.send(connection, request, keep_body).await {
-                Ok(response) => {
-                    if let Some(instance) = response
-                        .headers
-                        .get(&ctx.plan.target.instance_header)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        ctx.recorder
-                            .borrow_mut()
-                            .served_by(pending.second, instance);
-                    }
-                    check_response(step, &response, values).map_err(|failure| {
-                        if let Failure::Check(index) = failure {
-                            ctx.recorder.borrow_mut().check_failed(
-                                step.global_index,
-                                pending.second,
-                                index,
-                            );
-                        }
-                        failure.class()
-                    })
+        Ok(request) => match ctx.client.send(connection, request, step.keeps_body).await {
+            Ok(response) => {
+                if let Some(instance) = response
+                    .headers
+                    .get(&ctx.plan.target.instance_header)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    ctx.recorder
+                        .borrow_mut()
+                        .served_by(pending.second, instance);
                 }
-                Err(class) => Err(class),
+                check_response(step, &response, values).map_err(|failure| {
+                    if let Failure::Check(index) = failure {
+                        ctx.recorder.borrow_mut().check_failed(
+                            step.global_index,
+                            pending.second,
+                            index,
+                        );
+                    }
+                    failure.class()
+                })
             }
-        }
+            Err(class) => Err(class),
+        },
         Err(class) => Err(class),
     };
     let done = Instant::now();

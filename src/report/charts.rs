@@ -33,7 +33,7 @@ const PURPLE: RGBColor = OKABE_ITO[5];
 const INK: RGBColor = OKABE_ITO[7];
 const FAULT_FILL: RGBColor = RGBColor(200, 200, 200);
 
-type Line = (String, RGBColor, Vec<(f64, f64)>);
+pub(super) type Line = (String, RGBColor, Vec<(f64, f64)>);
 
 fn line(
     label: &str,
@@ -208,7 +208,7 @@ fn linear_marked(
             .build_cartesian_2d(0.0..max_x, 0.0..max_y)
             .map_err(|e| e.to_string())?;
         mesh(&mut chart, y_desc)?;
-        shade(&mut chart, faults, 0.0, max_y)?;
+        shade(&mut chart, faults, (0.0, max_y), max_y * 0.97)?;
         draw_lines(&mut chart, lines)?;
         if !marks.is_empty() {
             chart
@@ -221,7 +221,7 @@ fn linear_marked(
                 .label("second with dropped arrivals")
                 .legend(|(x, y)| Cross::new((x + 8, y), 5, PURPLE.stroke_width(2)));
         }
-        legend(&mut chart)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -255,41 +255,9 @@ fn logarithmic(y_desc: &str, lines: &[Line], faults: &[Interval]) -> Result<Stri
             .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
-        for (index, fault) in faults.iter().enumerate() {
-            let (start, end) = band(fault);
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(start, floor), (end, max_y)],
-                    FAULT_FILL.mix(0.45).filled(),
-                )))
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("F{}", index + 1),
-                    (start, max_y * 0.8),
-                    ("sans-serif", 14).into_font().color(&BLACK),
-                )))
-                .map_err(|e| e.to_string())?;
-        }
-        for (label, color, points) in &lines {
-            let color = *color;
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        shade(&mut chart, faults, (floor, max_y), max_y * 0.8)?;
+        draw_lines(&mut chart, &lines)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -307,7 +275,7 @@ fn stacked(y_desc: &str, bands: &[Line], faults: &[Interval]) -> Result<String, 
             .build_cartesian_2d(0.0..max_x, 0.0..max_y)
             .map_err(|e| e.to_string())?;
         mesh(&mut chart, y_desc)?;
-        shade(&mut chart, faults, 0.0, max_y)?;
+        shade(&mut chart, faults, (0.0, max_y), max_y * 0.97)?;
         // Top band first: each lower one is painted over the one above it.
         for (label, color, points) in bands.iter().rev() {
             let color = *color;
@@ -323,13 +291,15 @@ fn stacked(y_desc: &str, bands: &[Line], faults: &[Interval]) -> Result<String, 
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        legend(&mut chart)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
 }
 
-type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+/// A chart over seconds (or any f64 axis) and an f64 axis, linear or logarithmic.
+pub(super) type Chart<'a, 'b, X = RangedCoordf64, Y = RangedCoordf64> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>;
 
 fn mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Result<(), String> {
     chart
@@ -340,7 +310,14 @@ fn mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn draw_lines(chart: &mut Chart<'_, '_>, lines: &[Line]) -> Result<(), String> {
+pub(super) fn draw_lines<X, Y>(
+    chart: &mut Chart<'_, '_, X, Y>,
+    lines: &[Line],
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for (label, color, points) in lines {
         let color = *color;
         chart
@@ -355,9 +332,17 @@ fn draw_lines(chart: &mut Chart<'_, '_>, lines: &[Line]) -> Result<(), String> {
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
+pub(super) fn legend<'a, 'b: 'a, X, Y>(
+    chart: &mut Chart<'a, 'b, X, Y>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -369,11 +354,12 @@ fn band(fault: &Interval) -> (f64, f64) {
     (start, (fault.end_ms as f64 / 1000.0).max(start + 0.3))
 }
 
-fn shade(
-    chart: &mut Chart<'_, '_>,
+/// The fault bands from `min_y` to `max_y`, each labelled F1, F2… at `label_y`.
+fn shade<Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'_, '_, RangedCoordf64, Y>,
     faults: &[Interval],
-    min_y: f64,
-    max_y: f64,
+    (min_y, max_y): (f64, f64),
+    label_y: f64,
 ) -> Result<(), String> {
     for (index, fault) in faults.iter().enumerate() {
         let (start, end) = band(fault);
@@ -386,7 +372,7 @@ fn shade(
         chart
             .draw_series(std::iter::once(Text::new(
                 format!("F{}", index + 1),
-                (start, max_y * 0.97),
+                (start, label_y),
                 ("sans-serif", 14).into_font().color(&BLACK),
             )))
             .map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::charts::OKABE_ITO;
+use super::charts::{self, OKABE_ITO};
 use crate::analysis::data::for_each_histogram;
 
 /// One scope's spectrum.
@@ -130,30 +130,21 @@ pub fn chart(spectra: &[(String, &Spectrum)]) -> Result<String, String> {
             })
             .draw()
             .map_err(|e| e.to_string())?;
-        for (index, (label, spectrum)) in spectra.iter().enumerate() {
-            let color = OKABE_ITO[index % OKABE_ITO.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    spectrum
-                        .points
-                        .iter()
-                        .filter(|p| p.latency_us > 0)
-                        .map(|p| (x_of(p.percentile), p.latency_us as f64 / 1000.0)),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let lines: Vec<charts::Line> = spectra
+            .iter()
+            .enumerate()
+            .map(|(index, (label, spectrum))| {
+                let points = spectrum
+                    .points
+                    .iter()
+                    .filter(|p| p.latency_us > 0)
+                    .map(|p| (x_of(p.percentile), p.latency_us as f64 / 1000.0))
+                    .collect();
+                (label.clone(), OKABE_ITO[index % OKABE_ITO.len()], points)
+            })
+            .collect();
+        charts::draw_lines(&mut chart, &lines)?;
+        charts::legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)

@@ -276,6 +276,10 @@ fn validate_step(
         headers,
         body: body?,
         expect: expect?,
+        keeps_body: extract
+            .iter()
+            .any(|e| !matches!(e.source, ExtractSource::Header(_)))
+            || checks.iter().any(Check::reads_body),
         checks,
         extract,
         think,

@@ -653,25 +653,11 @@ fn a_reject_inside_a_containers_namespace_breaks_its_published_port_then_is_gone
     assert!(summary.totals.errors >= 10, "{:?}", summary.totals);
     // After the fault (a second of margin) everything answers again, and nothing is left.
     let failover = &summary.failover[0];
-    let mut reader = csv::Reader::from_path(run_dir.join("series.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
-    let (second, scope, requests, errors) = (
-        column("second"),
-        column("scope"),
-        column("requests"),
-        column("errors"),
-    );
-    let (after_requests, after_errors) = reader
-        .records()
-        .map(|r| r.unwrap())
-        .filter(|r| &r[scope] == "all")
-        .filter(|r| r[second].parse::<u64>().unwrap() * 1000 >= failover.end_ms + 1000)
-        .fold((0u64, 0u64), |(q, e), r| {
-            (
-                q + r[requests].parse::<u64>().unwrap(),
-                e + r[errors].parse::<u64>().unwrap(),
-            )
+    let (after_requests, after_errors) = crate::support::per_second(&run_dir)
+        .into_iter()
+        .filter(|(second, _, _)| second * 1000 >= failover.end_ms + 1000)
+        .fold((0, 0), |(q, e), (_, requests, errors)| {
+            (q + requests, e + errors)
         });
     assert!(after_requests >= 10, "{after_requests}");
     assert_eq!(after_errors, 0);

@@ -7,14 +7,14 @@
 //! a port of its own, and a guard deletes whatever rule for that port is left, whatever
 //! happens.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::server::TestServer;
 use crate::support::{
-    KillOnDrop, Workspace, eventually, loadgen, only_entry, options, recover_twice, run_binary,
-    run_ok, spawn_run, steady_get,
+    KillOnDrop, Workspace, eventually, loadgen, only_entry, options, per_second, recover_twice,
+    run_binary, run_ok, spawn_run, steady_get,
 };
 
 const PROGRAMS: [&str; 2] = ["iptables", "ip6tables"];
@@ -102,31 +102,6 @@ allow_last = true
 {fault}
 "#
     )
-}
-
-/// Per second of the run: (second, requests, errors), from series.csv's "all" rows.
-fn per_second(run_dir: &Path) -> Vec<(u64, u64, u64)> {
-    let mut reader = csv::Reader::from_path(run_dir.join("series.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
-    let (second, scope, requests, errors) = (
-        column("second"),
-        column("scope"),
-        column("requests"),
-        column("errors"),
-    );
-    reader
-        .records()
-        .map(|r| r.unwrap())
-        .filter(|r| &r[scope] == "all")
-        .map(|r| {
-            (
-                r[second].parse().unwrap(),
-                r[requests].parse().unwrap(),
-                r[errors].parse().unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -115,12 +115,7 @@ fn an_unchanged_target_passes_and_a_slower_one_fails_the_gate() {
     // comparison.html draws both runs' spectra on one chart, with the numbers behind it.
     let html = std::fs::read_to_string(slower.join("comparison.html")).unwrap();
     assert!(html.contains(r#"<figure id="chart-spectrum">"#));
-    let start = html
-        .find(r#"<script type="application/json" id="spectrum-data">"#)
-        .unwrap();
-    let body = &html[start..];
-    let body = &body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()];
-    let spectra: serde_json::Value = serde_json::from_str(body).unwrap();
+    let spectra = crate::support::json_block(&html, "spectrum-data");
     for (side, dir) in [("base", &base), ("current", &slower)] {
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())

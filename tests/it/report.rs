@@ -331,12 +331,7 @@ url = "/by/beta"
     let (run_dir, summary) =
         crate::support::run_ok(&crate::support::options(&file, &workspace.out()));
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
-    let start = html
-        .find(r#"<script type="application/json" id="chart-data">"#)
-        .expect("the chart data block");
-    let body = &html[start..];
-    let body = &body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()];
-    let data: serde_json::Value = serde_json::from_str(body).unwrap();
+    let data = crate::support::json_block(&html, "chart-data");
     assert_eq!(data["seconds_per_point"], 1);
     let points = data["points"].as_array().unwrap();
 

@@ -238,3 +238,40 @@ pub fn binary_run(file: &Path, out: &Path) -> (Option<i32>, PathBuf, Summary) {
         serde_json::from_str(&text).unwrap(),
     )
 }
+
+/// The JSON of a page's `<script type="application/json" id="ID">` data block (the numbers
+/// behind report.html's and comparison.html's charts).
+pub fn json_block(html: &str, id: &str) -> serde_json::Value {
+    let open = format!(r#"<script type="application/json" id="{id}">"#);
+    let start = html
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {id} block in the page"))
+        + open.len();
+    let body = &html[start..];
+    serde_json::from_str(&body[..body.find("</script>").expect("the block ends")]).unwrap()
+}
+
+/// Per second of the run: (second, requests, errors), from series.csv's "all" rows.
+pub fn per_second(run_dir: &Path) -> Vec<(u64, u64, u64)> {
+    let mut reader = csv::Reader::from_path(run_dir.join("series.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (second, scope, requests, errors) = (
+        column("second"),
+        column("scope"),
+        column("requests"),
+        column("errors"),
+    );
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[scope] == "all")
+        .map(|r| {
+            (
+                r[second].parse().unwrap(),
+                r[requests].parse().unwrap(),
+                r[errors].parse().unwrap(),
+            )
+        })
+        .collect()
+}

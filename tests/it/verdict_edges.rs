@@ -110,10 +110,7 @@ objective = "availability >= 99.9%"
     // The report marks the seconds that dropped arrivals, and its data says which.
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(html.contains("second with dropped arrivals"));
-    let start = html.find(r#"id="chart-data">"#).unwrap();
-    let data = &html[start + r#"id="chart-data">"#.len()..];
-    let data: serde_json::Value =
-        serde_json::from_str(&data[..data.find("</script>").unwrap()]).unwrap();
+    let data = crate::support::json_block(&html, "chart-data");
     let dropped: f64 = data["points"]
         .as_array()
         .unwrap()
