@@ -165,6 +165,10 @@ struct Overrides {
     /// Base URL of the target, overriding the scenario's [target] base_url.
     #[arg(long, env = "LOADGEN_TARGET")]
     target: Option<String>,
+    /// PEM certificates to trust for an https target (a staging CA), over the scenario's
+    /// ca_file. Against the local stack its CA is found without it.
+    #[arg(long, env = "LOADGEN_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Seed for every random choice (default: the scenario's, else random and reported).
     #[arg(long)]
     seed: Option<u64>,
@@ -245,6 +249,7 @@ where
                 scenario: file,
                 policy: cli.policy,
                 target: overrides.target,
+                ca_file: overrides.ca_file,
                 out,
                 seed: overrides.seed,
                 duration: overrides.duration,

@@ -11,15 +11,16 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request};
-use http_body_util::Full;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use super::http::{ClientConfig, Connection, Response};
+use super::cookies::Jar;
+use super::http::{Client, Connection, Origin, Response, Route};
 use crate::metrics::{ErrorClass, Recorder};
 use crate::scenario::plan::{
-    BodyPlan, CheckKind, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, Plan, StepPlan,
+    BodyPlan, CheckKind, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan,
+    Plan, StepPlan,
 };
 use crate::scenario::template::Values;
 
@@ -44,12 +45,11 @@ impl SharedCounters {
 /// What every task on one worker thread reads.
 pub struct WorkerContext {
     pub plan: Arc<Plan>,
-    pub client: ClientConfig,
+    /// The worker's HTTP client and its connections (idle HTTP/1.1, shared HTTP/2).
+    pub client: Client,
     pub recorder: RefCell<Recorder>,
     pub shared: Arc<SharedCounters>,
     pub seed: u64,
-    /// Idle keep-alive connections between open-model arrivals.
-    pub idle: RefCell<Vec<Connection>>,
     total_weight: u64,
     prefix: Bytes,
 }
@@ -57,7 +57,7 @@ pub struct WorkerContext {
 impl WorkerContext {
     pub fn new(
         plan: Arc<Plan>,
-        client: ClientConfig,
+        client: Client,
         recorder: Recorder,
         shared: Arc<SharedCounters>,
         seed: u64,
@@ -70,10 +70,48 @@ impl WorkerContext {
             recorder: RefCell::new(recorder),
             shared,
             seed,
-            idle: RefCell::new(Vec::new()),
             total_weight,
             prefix,
         }
+    }
+}
+
+/// One client's state between its requests: the connection it holds, its cookies and the
+/// source address it sends from. A closed-model user keeps its session across iterations
+/// (as a browser keeps its connection and cookies); an open-model iteration has its own.
+pub struct Session {
+    held: Option<Connection>,
+    jar: Option<Jar>,
+    source: Option<std::net::IpAddr>,
+    /// A closed-model user's: the held connection stays with it between iterations.
+    carried: bool,
+}
+
+/// Salt of the RNG that picks source addresses, so adding `source_addrs` to a scenario
+/// does not change which journeys and values a seed replays.
+const SOURCE_SALT: u64 = 0x5EED_AD0D_5A17_0001;
+
+impl Session {
+    fn new(ctx: &WorkerContext, pick: u64, carried: bool) -> Session {
+        let pool = &ctx.plan.target.source_addrs;
+        let source = (!pool.is_empty())
+            .then(|| pool[iteration_rng(ctx.seed ^ SOURCE_SALT, pick).random_range(0..pool.len())]);
+        Session {
+            held: None,
+            jar: ctx.plan.target.cookies.then(Jar::default),
+            source,
+            carried,
+        }
+    }
+
+    /// A closed-model user's session: one source address for all its iterations.
+    pub fn user(ctx: &WorkerContext, vu: u64) -> Session {
+        Session::new(ctx, vu, true)
+    }
+
+    /// An open-model iteration's session.
+    pub fn arrival(ctx: &WorkerContext, number: u64) -> Session {
+        Session::new(ctx, number, false)
     }
 }
 
@@ -107,7 +145,7 @@ pub struct IterationEnd {
 /// request's latency is measured from it, so time spent waiting to send counts.
 pub async fn run_iteration(
     ctx: &WorkerContext,
-    connection: &mut Option<Connection>,
+    session: &mut Session,
     number: u64,
     vu: u64,
     arrival: Option<Arrival>,
@@ -129,10 +167,27 @@ pub async fn run_iteration(
         armed: true,
     };
 
+    if journey.connection == ConnectionMode::Keep && session.held.is_none() && !session.carried {
+        // An open-model arrival reuses one of the worker's idle keep-alive connections, as a
+        // browser population behind a few proxies would.
+        session.held = ctx.client.take_idle(session.source);
+    }
     let outcome = match fill_slots(ctx, journey, &mut rng, vu, number) {
-        Ok(mut values) => run_steps(ctx, journey, &mut values, connection, &mut rng, arrival).await,
+        Ok(mut values) => {
+            values.refresh_cookies(ctx, session);
+            run_steps(ctx, journey, &mut values, session, &mut rng, arrival).await
+        }
         Err(class) => Err((class, Duration::ZERO)),
     };
+    match journey.connection {
+        ConnectionMode::New => session.held = None,
+        ConnectionMode::Keep if !session.carried => {
+            if let Some(connection) = session.held.take() {
+                ctx.client.put_idle(session.source, connection);
+            }
+        }
+        ConnectionMode::Keep | ConnectionMode::Pool => {}
+    }
     guard.armed = false;
     let now = Instant::now();
     ctx.recorder.borrow_mut().journey_finished(
@@ -227,6 +282,21 @@ struct IterationValues<'p> {
     iteration: u64,
     /// The round of the step being sent (`{{repeat}}`).
     round: u32,
+    /// The jar's values of the plan's `cookie_names`, refreshed when a response sets one.
+    cookies: Vec<Option<String>>,
+}
+
+impl IterationValues<'_> {
+    fn refresh_cookies(&mut self, ctx: &WorkerContext, session: &Session) {
+        if self.plan.cookie_names.is_empty() {
+            return;
+        }
+        let Some(jar) = &session.jar else { return };
+        let url = request_url(&ctx.client.config.origin, "/");
+        for (value, name) in self.cookies.iter_mut().zip(&self.plan.cookie_names) {
+            *value = url.as_ref().and_then(|url| jar.value(url, name));
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +331,10 @@ impl Values for IterationValues<'_> {
 
     fn repeat(&self) -> u32 {
         self.round
+    }
+
+    fn cookie(&self, index: usize) -> Option<&str> {
+        self.cookies.get(index)?.as_deref()
     }
 }
 
@@ -312,6 +386,7 @@ fn fill_slots<'p>(
         vu,
         iteration,
         round: 0,
+        cookies: vec![None; plan.cookie_names.len()],
     })
 }
 
@@ -322,14 +397,14 @@ async fn run_steps<'c>(
     ctx: &'c WorkerContext,
     journey: &JourneyPlan,
     values: &mut IterationValues<'_>,
-    connection: &mut Option<Connection>,
+    session: &mut Session,
     rng: &mut SmallRng,
     mut arrival: Option<(Arrival, Pending<'c>)>,
 ) -> Result<(), StepFailure> {
     for step in &journey.steps {
         for round in 0..step.repeat {
             values.round = round;
-            run_step(ctx, step, values, connection, rng, arrival.take()).await?;
+            run_step(ctx, journey, step, values, session, rng, arrival.take()).await?;
         }
     }
     Ok(())
@@ -340,9 +415,10 @@ async fn run_steps<'c>(
 /// request is meant to start the moment the journey is ready to send it.
 async fn run_step<'c>(
     ctx: &'c WorkerContext,
+    journey: &JourneyPlan,
     step: &StepPlan,
     values: &mut IterationValues<'_>,
-    connection: &mut Option<Connection>,
+    session: &mut Session,
     rng: &mut SmallRng,
     arrival: Option<(Arrival, Pending<'c>)>,
 ) -> Result<(), StepFailure> {
@@ -359,31 +435,32 @@ async fn run_step<'c>(
             (now, Pending::new(ctx, now))
         }
     };
-    let outcome = match build_request(ctx, step, values) {
-        Ok(request) => match ctx.client.send(connection, request, step.keeps_body).await {
-            Ok(response) => {
-                if let Some(instance) = response
-                    .headers
-                    .get(&ctx.plan.target.instance_header)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    ctx.recorder
-                        .borrow_mut()
-                        .served_by(pending.second, instance);
-                }
-                check_response(step, &response, values).map_err(|failure| {
-                    if let Failure::Check(index) = failure {
-                        ctx.recorder.borrow_mut().check_failed(
-                            step.global_index,
-                            pending.second,
-                            index,
-                        );
-                    }
-                    failure.class()
-                })
+    let route = Route {
+        mode: journey.connection,
+        source: session.source,
+    };
+    let outcome = match follow(ctx, step, values, session, route, pending.second).await {
+        Ok(response) => {
+            if let Some(instance) = response
+                .headers
+                .get(&ctx.plan.target.instance_header)
+                .and_then(|v| v.to_str().ok())
+            {
+                ctx.recorder
+                    .borrow_mut()
+                    .served_by(pending.second, instance);
             }
-            Err(class) => Err(class),
-        },
+            check_response(step, &response, values).map_err(|failure| {
+                if let Failure::Check(index) = failure {
+                    ctx.recorder.borrow_mut().check_failed(
+                        step.global_index,
+                        pending.second,
+                        index,
+                    );
+                }
+                failure.class()
+            })
+        }
         Err(class) => Err(class),
     };
     let done = Instant::now();
@@ -413,11 +490,155 @@ async fn run_step<'c>(
     Ok(())
 }
 
+/// Sends a step's request and follows its redirects (up to `[target] redirects`, each hop
+/// checked against the allow-lists), carrying cookies both ways; returns the final
+/// response. Every hop is counted as a request with outcome `redirect`; a step whose
+/// `expect` names the 3xx is not followed. The caller records the final outcome.
+async fn follow(
+    ctx: &WorkerContext,
+    step: &StepPlan,
+    values: &mut IterationValues<'_>,
+    session: &mut Session,
+    route: Route,
+    second: u64,
+) -> Result<Response, ErrorClass> {
+    let base = &ctx.client.config.origin;
+    let mut request = build_request(ctx, step, values)?;
+    let mut origin: Option<Origin> = None;
+    let mut hops = 0;
+    loop {
+        let at = origin.as_ref().unwrap_or(base);
+        let url = match &session.jar {
+            Some(jar) if !jar.is_empty() => request_url(at, request_path(&request)),
+            _ => None,
+        };
+        if let (Some(jar), Some(url)) = (&session.jar, &url)
+            && let Some(cookies) = jar.header(url)
+        {
+            request.headers_mut().insert(http::header::COOKIE, cookies);
+        }
+        // The URI's bytes are shared, not copied: kept for cookies and redirects.
+        let uri = request.uri().clone();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let response = ctx
+            .client
+            .send(
+                &mut session.held,
+                route,
+                origin.as_ref(),
+                request,
+                step.keeps_body,
+            )
+            .await?;
+        if let Some(jar) = &mut session.jar
+            && response.headers.contains_key(http::header::SET_COOKIE)
+            && let Some(url) = url.clone().or_else(|| request_url(at, path))
+            && jar.store(&response.headers, &url)
+        {
+            values.refresh_cookies(ctx, session);
+        }
+        let status = response.status.as_u16();
+        let Some(location) = response
+            .headers
+            .get(http::header::LOCATION)
+            .filter(|_| is_redirect(status) && !step.expect.matches(status))
+            .filter(|_| hops < ctx.plan.target.redirects)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(response);
+        };
+        let from = request_url(at, path).ok_or(ErrorClass::Io)?;
+        // A hop outside the allow-list is this response's failure: nothing more is sent.
+        let (next, next_path) = redirect_target(ctx, &from, location)?;
+        ctx.recorder
+            .borrow_mut()
+            .redirect(step.global_index, second, Instant::now());
+        hops += 1;
+        request = build_request(ctx, step, values)?;
+        *request.uri_mut() =
+            http::Uri::from_maybe_shared(Bytes::from(next_path)).map_err(|_| ErrorClass::Io)?;
+        // 303 (and 301/302 after a POST, as browsers do) turn the request into a GET
+        // without a body; 307 and 308 repeat it as it was.
+        let method = request.method().clone();
+        if status == 303 && method != http::Method::HEAD
+            || matches!(status, 301 | 302) && method == http::Method::POST
+        {
+            *request.method_mut() = http::Method::GET;
+            *request.body_mut() = Bytes::new();
+            request.headers_mut().remove(http::header::CONTENT_TYPE);
+            request.headers_mut().remove(http::header::CONTENT_LENGTH);
+        }
+        origin = (!next.same_as(base)).then_some(next);
+    }
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+fn request_path(request: &Request<Bytes>) -> &str {
+    request.uri().path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The URL a request goes to, for the cookie jar's domain and path rules.
+fn request_url(origin: &Origin, path: &str) -> Option<url::Url> {
+    let authority = origin.authority.to_str().ok()?;
+    url::Url::parse(&format!("{}://{authority}{path}", origin.scheme())).ok()
+}
+
+/// Where a `Location` leads: its origin (checked against the scenario's allow-list and the
+/// operator policy, resolved here so a refused host is never connected to) and the
+/// path-and-query to ask for there.
+fn redirect_target(
+    ctx: &WorkerContext,
+    from: &url::Url,
+    location: &str,
+) -> Result<(Origin, String), ErrorClass> {
+    let next = from
+        .join(location)
+        .map_err(|_| ErrorClass::RedirectRefused)?;
+    let tls = match next.scheme() {
+        "http" => false,
+        "https" => true,
+        _ => return Err(ErrorClass::RedirectRefused),
+    };
+    let host = match next.host().ok_or(ErrorClass::RedirectRefused)? {
+        url::Host::Ipv6(ip) => ip.to_string(),
+        other => other.to_string(),
+    };
+    let port = next
+        .port_or_known_default()
+        .ok_or(ErrorClass::RedirectRefused)?;
+    let base = &ctx.client.config.origin;
+    let addr = if base.tls == tls && base.port == port && base.host.eq_ignore_ascii_case(&host) {
+        base.addr
+    } else {
+        let target = &ctx.plan.target;
+        let addr = target
+            .allow
+            .resolve(&host, port)
+            .map_err(|_| ErrorClass::RedirectRefused)?;
+        if let Some((policy, _)) = &target.policy_allow {
+            policy
+                .resolve(&host, port)
+                .map_err(|_| ErrorClass::RedirectRefused)?;
+        }
+        addr
+    };
+    let origin = Origin::new(tls, &host, port, addr).map_err(|_| ErrorClass::RedirectRefused)?;
+    let mut path = next.path().to_string();
+    if let Some(query) = next.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    Ok((origin, path))
+}
+
 fn build_request(
     ctx: &WorkerContext,
     step: &StepPlan,
     values: &IterationValues<'_>,
-) -> Result<Request<Full<Bytes>>, ErrorClass> {
+) -> Result<Request<Bytes>, ErrorClass> {
     let mut target = Vec::with_capacity(ctx.prefix.len() + step.path.source.len() + 16);
     target.extend_from_slice(&ctx.prefix);
     step.path.render_into(values, &mut target);
@@ -427,7 +648,7 @@ fn build_request(
         BodyPlan::None => Bytes::new(),
         BodyPlan::Raw(t) | BodyPlan::Json(t) | BodyPlan::Form(t) => Bytes::from(t.render(values)),
     };
-    let mut request = Request::new(Full::new(body));
+    let mut request = Request::new(body);
     *request.method_mut() = step.method.clone();
     *request.uri_mut() = uri;
     if !ctx.plan.target.headers.is_empty() {

@@ -11,6 +11,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
 
+use crate::scenario::plan::Protocol;
+
 /// What every connection of a run needs to speak TLS to the target.
 #[derive(Clone)]
 pub struct TlsTarget {
@@ -29,7 +31,13 @@ impl std::fmt::Debug for TlsTarget {
 
 impl TlsTarget {
     /// Builds the client configuration once per run. `ca_file` holds PEM certificates.
-    pub fn new(host: &str, ca_file: Option<&Path>) -> Result<TlsTarget, String> {
+    /// `protocol` decides what ALPN offers: `auto` both h2 and http/1.1 (the server picks),
+    /// `h2` only h2, `http1` only http/1.1.
+    pub fn new(
+        host: &str,
+        ca_file: Option<&Path>,
+        protocol: Protocol,
+    ) -> Result<TlsTarget, String> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_file {
@@ -54,8 +62,11 @@ impl TlsTarget {
             .map_err(|e| format!("TLS: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        // The engine speaks HTTP/1.1 only: say so, so the server does not pick h2.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = match protocol {
+            Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Protocol::H2 | Protocol::H2c => vec![b"h2".to_vec()],
+            Protocol::Http1 => vec![b"http/1.1".to_vec()],
+        };
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("`{host}` cannot be checked against a certificate"))?;
         Ok(TlsTarget {

@@ -15,9 +15,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::drive::{drive_arrivals, drive_vus};
-use super::http::ClientConfig;
+use super::http::{Client, ClientConfig};
 use super::iteration::{
-    Arrival, IterationEnd, SharedCounters, WorkerContext, first_step_of, run_iteration,
+    Arrival, IterationEnd, Session, SharedCounters, WorkerContext, first_step_of, run_iteration,
 };
 use super::schedule::{ArrivalSchedule, vu_changes};
 use crate::metrics::{Recorder, WorkerReport};
@@ -62,7 +62,7 @@ pub async fn run(setup: WorkerSetup) {
     );
     let ctx = Rc::new(WorkerContext::new(
         plan.clone(),
-        setup.client.clone(),
+        Client::new(setup.client.clone()),
         recorder,
         setup.shared.clone(),
         setup.seed,
@@ -103,15 +103,10 @@ pub async fn run(setup: WorkerSetup) {
                     let ctx = ctx.clone();
                     tasks.spawn_local(async move {
                         let _in_flight = InFlight::enter(&ctx, true);
-                        // Arrivals reuse the worker's idle keep-alive connections, as a
-                        // browser population behind a few proxies would.
-                        let mut connection = ctx.idle.borrow_mut().pop();
+                        let mut session = Session::arrival(&ctx, k);
                         let arrival = Arrival { due, second };
-                        run_iteration(&ctx, &mut connection, k, setup.index as u64, Some(arrival))
+                        run_iteration(&ctx, &mut session, k, setup.index as u64, Some(arrival))
                             .await;
-                        if let Some(connection) = connection.filter(|c| !c.is_closed()) {
-                            ctx.idle.borrow_mut().push(connection);
-                        }
                     });
                 },
             )
@@ -136,13 +131,13 @@ pub async fn run(setup: WorkerSetup) {
                     let (ctx, target, running, stop) =
                         (ctx.clone(), target.clone(), running.clone(), stop.clone());
                     tasks.spawn_local(async move {
-                        let mut connection = None;
+                        let mut session = Session::user(&ctx, vu as u64);
                         while vu < target.get() && !stop.is_cancelled() {
                             let began = Instant::now();
                             let end = {
                                 let _in_flight = InFlight::enter(&ctx, false);
                                 let number = ctx.shared.iterations.fetch_add(1, Ordering::Relaxed);
-                                run_iteration(&ctx, &mut connection, number, vu as u64, None).await
+                                run_iteration(&ctx, &mut session, number, vu as u64, None).await
                             };
                             let next = next_iteration_at(&ctx.plan, began, end);
                             if next > Instant::now() {

@@ -11,8 +11,17 @@ pub enum ErrorClass {
     ConnectTimeout,
     /// Any other failure to connect (unreachable network, no route…).
     ConnectError,
+    /// A redirect pointed outside the allow-list (or to a scheme other than http/https):
+    /// not followed, no connection made.
+    RedirectRefused,
     /// The connection was reset or closed before the response was complete.
     Reset,
+    /// HTTP/2: the server sent GOAWAY and the stream was not processed to its end.
+    GoAway,
+    /// HTTP/2: the server reset the stream (RST_STREAM) for a reason other than refusing it.
+    StreamReset,
+    /// HTTP/2: the server refused the stream before processing it (REFUSED_STREAM).
+    RefusedStream,
     /// No complete response within `request_timeout`.
     RequestTimeout,
     /// An unexpected 4xx status.
@@ -38,12 +47,16 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 19;
     pub const ALL: [ErrorClass; Self::COUNT] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
         ErrorClass::ConnectError,
+        ErrorClass::RedirectRefused,
         ErrorClass::Reset,
+        ErrorClass::GoAway,
+        ErrorClass::StreamReset,
+        ErrorClass::RefusedStream,
         ErrorClass::RequestTimeout,
         ErrorClass::Http4xx,
         ErrorClass::Http5xx,
@@ -66,7 +79,11 @@ impl ErrorClass {
             ErrorClass::ConnectRefused => "connect_refused",
             ErrorClass::ConnectTimeout => "connect_timeout",
             ErrorClass::ConnectError => "connect_error",
+            ErrorClass::RedirectRefused => "redirect_refused",
             ErrorClass::Reset => "reset",
+            ErrorClass::GoAway => "goaway",
+            ErrorClass::StreamReset => "stream_reset",
+            ErrorClass::RefusedStream => "refused_stream",
             ErrorClass::RequestTimeout => "request_timeout",
             ErrorClass::Http4xx => "http_4xx",
             ErrorClass::Http5xx => "http_5xx",

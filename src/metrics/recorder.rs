@@ -141,6 +141,19 @@ impl Recorder {
         self.roll(completed_at);
     }
 
+    /// A redirect a step followed: a request the server answered (3xx), counted with
+    /// outcome `redirect` in the second the step was meant to start in, with no latency of
+    /// its own (the step's latency runs to its final response).
+    pub fn redirect(&mut self, step: usize, second: u64, completed_at: Instant) {
+        let snapshot = &mut self.slot(second).snapshot;
+        snapshot.overall.redirected();
+        snapshot.steps[step].redirected();
+        let done = self.second_of(completed_at);
+        let snapshot = &mut self.slot(done).snapshot;
+        snapshot.overall.completed += 1;
+        snapshot.steps[step].completed += 1;
+    }
+
     /// Counts which of a step's checks failed a request (its outcome, `check_failed`, is
     /// recorded by `request`), in the second it was meant to start in.
     pub fn check_failed(&mut self, step: usize, second: u64, check: u16) {

@@ -77,6 +77,9 @@ pub struct RequestStats {
     /// apart so fast failures do not pull the percentiles of an outage down.
     pub failed_latency: Option<Histogram<u64>>,
     pub requests: u64,
+    /// Of `requests`, redirects followed (outcome `redirect`: neither a success with a
+    /// latency nor an error).
+    pub redirects: u64,
     pub errors: ErrorCounts,
     pub dropped: u64,
     /// Requests that completed in this second (keyed by completion, not intended start):
@@ -105,6 +108,12 @@ impl RequestStats {
         }
     }
 
+    /// A redirect hop: a request the server answered, counted but not timed.
+    pub fn redirected(&mut self) {
+        self.requests += 1;
+        self.redirects += 1;
+    }
+
     pub fn error_total(&self) -> u64 {
         self.errors.iter().sum()
     }
@@ -121,6 +130,7 @@ impl RequestStats {
 
     pub fn merge(&mut self, other: &RequestStats) {
         self.requests += other.requests;
+        self.redirects += other.redirects;
         self.dropped += other.dropped;
         self.completed += other.completed;
         self.saturated += other.saturated;

@@ -16,7 +16,7 @@ use crate::slo::SloSpec;
 /// 3: outcomes keyed by intended start, successes' and failures' latency apart, dropped
 /// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed
 /// `no_data`), fault occurrences with effect windows.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
@@ -102,8 +102,11 @@ pub struct ScenarioInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Totals {
-    /// Requests sent: what the server saw.
+    /// Requests sent: what the server saw (redirect hops included).
     pub requests: u64,
+    /// Of `requests`, redirects followed: answered 3xx, counted, not timed.
+    #[serde(default)]
+    pub redirects: u64,
     /// Arrivals dropped at the in-flight cap: failed attempts that were never sent.
     pub dropped: u64,
     pub errors: u64,
@@ -143,6 +146,9 @@ pub struct StepSummary {
     pub name: String,
     pub index: usize,
     pub requests: u64,
+    /// Of `requests`, redirects followed.
+    #[serde(default)]
+    pub redirects: u64,
     /// Arrivals dropped at the cap that would have started with this step.
     pub dropped: u64,
     pub errors: u64,
@@ -269,6 +275,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         duration_s: round3(facts.duration_s),
         totals: Totals {
             requests: overall.requests,
+            redirects: overall.redirects,
             dropped: overall.dropped,
             errors: overall.error_total(),
             error_rate: rate(overall.failed_attempts(), overall.attempts()),
@@ -317,6 +324,7 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
         name,
         index,
         requests: stats.requests,
+        redirects: stats.redirects,
         dropped: stats.dropped,
         errors: stats.error_total(),
         error_rate: rate(stats.failed_attempts(), stats.attempts()),

@@ -25,6 +25,12 @@ pub struct StackState {
     pub prometheus: Option<Instance>,
     #[serde(default)]
     pub proxies: Vec<ProxyLink>,
+    /// The https URL nginx serves the platform on, and the CA that signed its certificate
+    /// (made fresh at each start).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +130,16 @@ pub fn state_path(configured: Option<&Path>) -> PathBuf {
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("LOADGEN_STACK_STATE").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(".stack/state.json"))
+}
+
+/// The CA of the local stack whose https URL is `target`, when that stack is up: the
+/// platform adapter hands its certificate's CA to a drill against it, so no flag is needed.
+pub fn ca_file_for(target: &str, configured: Option<&Path>) -> Option<PathBuf> {
+    let state = StackState::load(&state_path(configured)).ok()?;
+    let served = state.base_url.as_deref()?.trim_end_matches('/');
+    (served == target.trim_end_matches('/'))
+        .then_some(state.ca_file)
+        .flatten()
 }
 
 /// How the stack starts instance `name` again, if it can: only its backends (`backend-N`,

@@ -24,6 +24,8 @@ pub struct RunOptions {
     /// `--policy`: the operator policy (else `LOADGEN_POLICY`, else /etc/loadgen/policy.toml).
     pub policy: Option<PathBuf>,
     pub target: Option<String>,
+    /// `--ca-file` (or `LOADGEN_CA_FILE`): PEM certificates to trust for an https target.
+    pub ca_file: Option<PathBuf>,
     pub out: PathBuf,
     pub seed: Option<u64>,
     pub duration: Option<Duration>,
@@ -84,6 +86,9 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         warnings.extend(cut_off_faults(&plan, duration));
     }
     let base = &plan.target.base;
+    if let Some(why) = plan.target.protocol.mismatch(base.tls) {
+        return Err(RunError::BadInput(format!("target {base}: protocol {why}")));
+    }
     let address = plan
         .target
         .allow

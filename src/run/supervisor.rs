@@ -54,8 +54,8 @@ enum Stopped {
 
 pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
     let plan = prepared.plan.clone();
-    let client = checks::client(&plan, options)?;
-    checks::target(&client, &plan.target.base).await?;
+    let mut client = checks::client(&plan, options)?;
+    checks::target(&mut client, &plan).await?;
     checks::faults(&plan).await?;
 
     // From here until the last recovery, a signal is the supervisor's to handle (installed

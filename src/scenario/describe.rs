@@ -22,6 +22,23 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
         format_duration(plan.target.request_timeout),
         plan.target.max_body
     );
+    let target = &plan.target;
+    let _ = writeln!(
+        out,
+        "client    protocol {}; cookies {}; redirects {}; compression {}{}",
+        target.protocol.name(),
+        if target.cookies { "on" } else { "off" },
+        target.redirects,
+        if target.compression { "on" } else { "off" },
+        match target.source_addrs.as_slice() {
+            [] => String::new(),
+            [one] => format!("; from {one}"),
+            [first, .., last] => format!(
+                "; from {} addresses {first}…{last}",
+                target.source_addrs.len()
+            ),
+        }
+    );
     let _ = writeln!(out, "seed      {seed}");
     let _ = writeln!(out);
     describe_load(plan, &mut out);
@@ -132,7 +149,11 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
     let _ = writeln!(out, "journeys  (share of iterations)");
     for journey in &plan.journeys {
         let share = 100.0 * f64::from(journey.weight) / f64::from(total_weight.max(1));
-        let _ = writeln!(out, "  {:>5.1}%  {}", share, journey.name);
+        let connection = match journey.connection {
+            crate::scenario::plan::ConnectionMode::Keep => String::new(),
+            other => format!("  (connection {})", other.name()),
+        };
+        let _ = writeln!(out, "  {:>5.1}%  {}{connection}", share, journey.name);
         for step in &journey.steps {
             let body = match &step.body {
                 BodyPlan::None => String::new(),

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::diag::Diagnostics;
 use super::plan::{
-    BodyPlan, Check, CheckKind, ExtractSource, Extraction, Feeder, Generator, JourneyPlan,
-    StatusMatcher, StepPlan, Think,
+    BodyPlan, Check, CheckKind, ConnectionMode, ExtractSource, Extraction, Feeder, Generator,
+    JourneyPlan, StatusMatcher, StepPlan, Think,
 };
 use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
 use super::template::{Escape, Source, Template, TemplateError};
@@ -22,8 +22,9 @@ pub fn validate_journeys(
     feeders: &[Feeder],
     generators: &[Generator],
     diagnostics: &mut Diagnostics,
-) -> Vec<JourneyPlan> {
+) -> (Vec<JourneyPlan>, Vec<String>) {
     let mut plans = Vec::new();
+    let mut cookie_names = Vec::new();
     let mut seen = HashMap::new();
     let mut global_index = 0;
     for journey in journeys {
@@ -63,7 +64,20 @@ pub fn validate_journeys(
                         }
                     }
                 });
-        let mut slots = Slots::new(feeders, generators);
+        let connection = header
+            .connection
+            .as_ref()
+            .map_or(
+                ConnectionMode::default(),
+                |mode| match ConnectionMode::parse(mode.get_ref()) {
+                    Ok(mode) => mode,
+                    Err(message) => {
+                        diagnostics.push(mode.span(), message);
+                        ConnectionMode::default()
+                    }
+                },
+            );
+        let mut slots = Slots::new(feeders, generators, &mut cookie_names);
         let mut steps = Vec::new();
         let mut step_names = BTreeSet::new();
         for step in &journey.steps {
@@ -86,13 +100,14 @@ pub fn validate_journeys(
             name,
             weight,
             pacing,
+            connection,
             steps,
             slot_count: slots.count,
             feeder_slots: slots.feeder_slots,
             generator_slots: slots.generator_slots,
         });
     }
-    plans
+    (plans, cookie_names)
 }
 
 /// Names visible to one journey's templates and the slot each occupies.
@@ -103,13 +118,20 @@ struct Slots<'a> {
     variables: HashMap<String, usize>,
     feeder_slots: Vec<(usize, usize)>,
     generator_slots: Vec<(usize, usize)>,
+    /// Cookie names read by `{{cookie.NAME}}`, across every journey.
+    cookies: &'a mut Vec<String>,
 }
 
 impl<'a> Slots<'a> {
-    fn new(feeders: &'a [Feeder], generators: &'a [Generator]) -> Self {
+    fn new(
+        feeders: &'a [Feeder],
+        generators: &'a [Generator],
+        cookies: &'a mut Vec<String>,
+    ) -> Self {
         Slots {
             feeders,
             generators,
+            cookies,
             count: 0,
             variables: HashMap::new(),
             feeder_slots: Vec::new(),
@@ -128,6 +150,23 @@ impl<'a> Slots<'a> {
             "iteration" => return Ok(Source::Iteration),
             "repeat" => return Ok(Source::Repeat),
             _ => {}
+        }
+        if let Some(cookie) = name.strip_prefix("cookie.") {
+            if cookie.is_empty()
+                || !cookie
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b';' && b != b'=')
+            {
+                return Err(format!("`{cookie}` is not a cookie name"));
+            }
+            let index = match self.cookies.iter().position(|c| c == cookie) {
+                Some(index) => index,
+                None => {
+                    self.cookies.push(cookie.to_string());
+                    self.cookies.len() - 1
+                }
+            };
+            return Ok(Source::Cookie(index));
         }
         if let Some((feeder_name, column)) = name.split_once('.') {
             let Some(index) = self.feeders.iter().position(|f| f.name == feeder_name) else {
@@ -430,7 +469,9 @@ fn validate_extractions(
 ) -> Vec<Extraction> {
     let mut extractions = Vec::new();
     for (variable, spec) in &raw.extract {
-        if matches!(variable.as_str(), "vu" | "iteration") || variable.contains('.') {
+        if crate::scenario::validate::RESERVED_NAMES.contains(&variable.as_str())
+            || variable.contains('.')
+        {
             diagnostics.push(
                 spec.span(),
                 format!("`{variable}` cannot be a variable name (reserved or contains a dot)"),

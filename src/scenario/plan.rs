@@ -25,6 +25,8 @@ pub struct Plan {
     pub journeys: Vec<JourneyPlan>,
     pub feeders: Vec<Feeder>,
     pub generators: Vec<Generator>,
+    /// The cookie names templates read (`{{cookie.NAME}}`), indexed by `Source::Cookie`.
+    pub cookie_names: Vec<String>,
     pub chaos: ChaosPlan,
     pub slos: Vec<SloSpec>,
 }
@@ -47,6 +49,95 @@ pub struct TargetPlan {
     /// The response header that names the serving instance (default `X-Instance`): responses
     /// are counted per value, for failover's "where the traffic went".
     pub instance_header: http::HeaderName,
+    /// Which HTTP version to speak; `Auto` is settled per scheme and ALPN before the run.
+    pub protocol: Protocol,
+    /// A cookie jar per closed-model user (across its iterations) or per open-model
+    /// iteration.
+    pub cookies: bool,
+    /// Redirects followed per step; 0 follows none.
+    pub redirects: u32,
+    /// Local addresses connections bind to (empty: the kernel picks).
+    pub source_addrs: Vec<std::net::IpAddr>,
+}
+
+/// The HTTP version a target is spoken to with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// https: offer h2 and http/1.1 by ALPN and use what the server picks; http: HTTP/1.1.
+    Auto,
+    Http1,
+    /// HTTP/2 over TLS (ALPN `h2` only).
+    H2,
+    /// HTTP/2 over plain TCP with prior knowledge.
+    H2c,
+}
+
+impl Protocol {
+    pub fn parse(text: &str) -> Result<Protocol, String> {
+        match text {
+            "auto" => Ok(Protocol::Auto),
+            "http1" => Ok(Protocol::Http1),
+            "h2" => Ok(Protocol::H2),
+            "h2c" => Ok(Protocol::H2c),
+            other => Err(format!(
+                "`{other}` is not a protocol: auto, http1, h2 or h2c"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::Http1 => "http1",
+            Protocol::H2 => "h2",
+            Protocol::H2c => "h2c",
+        }
+    }
+
+    /// Why this protocol cannot be spoken over the scheme, if it cannot.
+    pub fn mismatch(self, tls: bool) -> Option<&'static str> {
+        match (self, tls) {
+            (Protocol::H2, false) => Some("`h2` needs an https:// base_url (use `h2c` over http)"),
+            (Protocol::H2c, true) => Some("`h2c` is HTTP/2 without TLS: use `h2` for https"),
+            _ => None,
+        }
+    }
+}
+
+/// How a journey holds its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionMode {
+    /// Held across the journey's think times; a closed-model user carries it into its next
+    /// iteration, an open-model iteration hands it back to the worker's idle pool at its end
+    /// (a browser's keep-alive).
+    #[default]
+    Keep,
+    /// Taken from the worker's idle pool for each request and returned after the response,
+    /// so think times hold no connection (a fleet of API clients behind a pool).
+    Pool,
+    /// A fresh connection for each iteration, closed at its end.
+    New,
+}
+
+impl ConnectionMode {
+    pub fn parse(text: &str) -> Result<ConnectionMode, String> {
+        match text {
+            "keep" => Ok(ConnectionMode::Keep),
+            "pool" => Ok(ConnectionMode::Pool),
+            "new" => Ok(ConnectionMode::New),
+            other => Err(format!(
+                "`{other}` is not a connection mode: keep, pool or new"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectionMode::Keep => "keep",
+            ConnectionMode::Pool => "pool",
+            ConnectionMode::New => "new",
+        }
+    }
 }
 
 /// An `http(s)://host:port/prefix` base URL, split once so the hot path only appends paths.
@@ -248,6 +339,7 @@ pub struct JourneyPlan {
     /// Closed model: an iteration starts no sooner than this after the same user's
     /// previous one started, think times included.
     pub pacing: Option<Duration>,
+    pub connection: ConnectionMode,
     pub steps: Vec<StepPlan>,
     /// Number of variable slots an iteration of this journey needs (see `template::Slot`).
     pub slot_count: usize,

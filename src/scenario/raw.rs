@@ -48,6 +48,14 @@ pub struct RawTarget {
     pub ca_file: Option<Spanned<String>>,
     /// The response header naming the instance that served a request.
     pub instance_header: Option<Spanned<String>>,
+    /// `auto`, `http1`, `h2` or `h2c` (default `auto`).
+    pub protocol: Option<Spanned<String>>,
+    /// Keep a cookie jar per user (closed model) or per iteration (open model); default true.
+    pub cookies: Option<bool>,
+    /// Redirects followed per step (default 5; 0 follows none).
+    pub redirects: Option<Spanned<u32>>,
+    /// Local addresses connections bind to: addresses and `first-last` ranges.
+    pub source_addrs: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
 }
@@ -112,6 +120,8 @@ pub struct RawJourneyHeader {
     pub weight: Option<Spanned<u32>>,
     /// Closed model: an iteration starts no sooner than this after the same user's last.
     pub pacing: Option<Spanned<String>>,
+    /// `keep`, `pool` or `new`: how the journey holds its connection (default `keep`).
+    pub connection: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,6 +20,9 @@ pub enum Source {
     /// Which round of a repeated step this request is (0, 1, …; 0 for a step without
     /// `repeat`).
     Repeat,
+    /// The value of a cookie in the jar for the target (`{{cookie.NAME}}`), by its index in
+    /// the plan's cookie names; empty when the jar has none.
+    Cookie(usize),
 }
 
 /// How a value is written where a reference stands.
@@ -64,6 +67,10 @@ pub trait Values {
     fn vu(&self) -> u64;
     fn iteration(&self) -> u64;
     fn repeat(&self) -> u32;
+    /// The jar's value of cookie `index` (of the plan's `cookie_names`) for the target.
+    fn cookie(&self, _index: usize) -> Option<&str> {
+        None
+    }
 }
 
 // Characters that would change a URL's structure if inserted as they are. `/` is kept so a
@@ -177,6 +184,13 @@ fn write_value(values: &dyn Values, source: Source, escape: Escape, out: &mut Ve
         Source::Vu => return write_text(&values.vu().to_string(), escape, out),
         Source::Iteration => return write_text(&values.iteration().to_string(), escape, out),
         Source::Repeat => return write_text(&values.repeat().to_string(), escape, out),
+        Source::Cookie(index) => {
+            return match values.cookie(index) {
+                Some(text) => write_text(text, escape, out),
+                None if escape == Escape::JsonValue => out.extend_from_slice(b"null"),
+                None => {}
+            };
+        }
     };
     let Some(value) = value else {
         if escape == Escape::JsonValue {

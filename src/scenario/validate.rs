@@ -11,12 +11,15 @@ use super::diag::Diagnostics;
 use super::faults::validate_chaos;
 use super::journeys::validate_journeys;
 use super::plan::{
-    BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, RateStage, TargetPlan, VuStage,
+    BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, Protocol, RateStage, TargetPlan, VuStage,
 };
 use super::raw::{RawData, RawLoad, RawScenario, RawTarget};
 use super::slos::validate_slos;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::safety::AllowList;
+
+/// Names templates give a meaning of their own: no feeder or generator may take them.
+pub const RESERVED_NAMES: [&str; 4] = ["vu", "iteration", "repeat", "cookie"];
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +66,8 @@ pub fn validate(
     if raw.journeys.is_empty() && !raw.seen.iter().any(|k| k == "journey") {
         diagnostics.push(0..0, "a scenario needs at least one [[journey]]");
     }
-    let journeys = validate_journeys(&raw.journeys, &feeders, &generators, diagnostics);
+    let (journeys, cookie_names) =
+        validate_journeys(&raw.journeys, &feeders, &generators, diagnostics);
     let chaos = validate_chaos(raw.chaos.as_ref(), &raw.faults, base_dir, diagnostics);
     let slos = validate_slos(&raw.slos, &journeys, &chaos.faults, diagnostics);
 
@@ -81,6 +85,7 @@ pub fn validate(
         journeys,
         feeders,
         generators,
+        cookie_names,
         chaos,
         slos,
     })
@@ -193,7 +198,55 @@ fn validate_target(
             }
         },
     };
+    let protocol = raw.protocol.as_ref().map_or(Some(Protocol::Auto), |text| {
+        let parsed = Protocol::parse(text.get_ref());
+        match (parsed, &base) {
+            (Err(message), _) => {
+                diagnostics.push(text.span(), message);
+                None
+            }
+            (Ok(protocol), Some(base)) if protocol.mismatch(base.tls).is_some() => {
+                diagnostics.push(text.span(), protocol.mismatch(base.tls).unwrap_or_default());
+                None
+            }
+            (Ok(protocol), _) => Some(protocol),
+        }
+    });
+    let redirects = match &raw.redirects {
+        Some(n) if *n.get_ref() > MAX_REDIRECTS => {
+            diagnostics.push(n.span(), format!("`redirects` is at most {MAX_REDIRECTS}"));
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => Some(DEFAULT_REDIRECTS),
+    };
+    let mut source_addrs = Some(Vec::new());
+    for entry in raw.source_addrs.iter().flatten() {
+        match parse_address_range(entry.get_ref()) {
+            Ok(range) => {
+                if let Some(all) = &mut source_addrs {
+                    all.extend(range);
+                }
+            }
+            Err(message) => {
+                diagnostics.push(entry.span(), message);
+                source_addrs = None;
+            }
+        }
+    }
+    if let Some(list) = &raw.source_addrs
+        && list.is_empty()
+    {
+        diagnostics.push(
+            raw.base_url.span(),
+            "`source_addrs` is empty: leave it out to let the kernel pick",
+        );
+    }
     Some(TargetPlan {
+        protocol: protocol?,
+        cookies: raw.cookies.unwrap_or(true),
+        redirects: redirects?,
+        source_addrs: source_addrs?,
         ca_file,
         policy_allow: None,
         instance_header: instance_header?,
@@ -205,6 +258,55 @@ fn validate_target(
         headers,
         allow: allow?,
     })
+}
+
+/// Redirects a step follows unless `redirects` says otherwise (browsers allow 20; five is
+/// what a real journey needs and keeps a loop from multiplying load).
+const DEFAULT_REDIRECTS: u32 = 5;
+const MAX_REDIRECTS: u32 = 20;
+/// The most addresses `source_addrs` may name: a /16's worth.
+const MAX_SOURCE_ADDRS: usize = 65_536;
+
+/// `127.0.0.2` or `127.0.0.2-127.0.0.250` (same family, first ≤ last), as addresses.
+pub fn parse_address_range(text: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::IpAddr;
+    let parse = |part: &str| {
+        part.trim()
+            .parse::<IpAddr>()
+            .map_err(|_| format!("`{text}` is not an IP address or a first-last range"))
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let one = parse(text)?;
+            (one, one)
+        }
+    };
+    let (a, b) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+        _ => {
+            return Err(format!(
+                "`{text}`: both ends of a range must be the same family"
+            ));
+        }
+    };
+    if a > b {
+        return Err(format!(
+            "`{text}`: the range's first address is after its last"
+        ));
+    }
+    if b - a >= MAX_SOURCE_ADDRS as u128 {
+        return Err(format!(
+            "`{text}` names more than {MAX_SOURCE_ADDRS} addresses"
+        ));
+    }
+    Ok((a..=b)
+        .map(|n| match first {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(n)),
+        })
+        .collect())
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -347,6 +449,13 @@ fn validate_data(
 ) -> (Vec<Feeder>, Vec<Generator>) {
     let mut feeders = Vec::new();
     for (name, raw) in &data.feeder {
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            diagnostics.push(
+                raw.span(),
+                format!("`{name}` is a reserved name (`{{{{{name}.…}}}}` means something else); name the feeder otherwise"),
+            );
+            continue;
+        }
         match load_feeder(name, raw.get_ref(), base_dir) {
             Ok(feeder) => feeders.push(feeder),
             Err(messages) => {
@@ -358,6 +467,13 @@ fn validate_data(
     }
     let mut generators = Vec::new();
     for (name, raw) in &data.generator {
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            diagnostics.push(
+                raw.span(),
+                format!("`{name}` is a reserved name; name the generator otherwise"),
+            );
+            continue;
+        }
         if data.feeder.contains_key(name) {
             diagnostics.push(
                 raw.span(),

@@ -17,6 +17,7 @@ fn each_check_kind_fails_as_check_failed_with_the_check_named() {
 base_url = "{}"
 [load]
 model = "open"
+start_rate = "40/s"
 [[load.stage]]
 duration = "2s"
 rate = "40/s"

@@ -120,3 +120,52 @@ url = "/hello"
     assert!(message.contains("outside the allow-list"), "{message}");
     assert!(server.seen().is_empty());
 }
+
+const BAD_CLIENTS: &str = r#"name = "clients"
+[target]
+base_url = "http://127.0.0.1:9"
+protocol = "h3"
+redirects = 99
+source_addrs = ["127.0.0.9-127.0.0.2", "::1-127.0.0.3", "not-an-ip"]
+[data.feeder.cookie]
+file = "members.csv"
+[load]
+model = "open"
+[[load.stage]]
+duration = "1s"
+rate = "1/s"
+[[journey]]
+name = "j"
+connection = "sometimes"
+[[journey.step]]
+name = "a"
+url = "/x"
+headers = { X = "{{cookie.}}" }
+extract = { cookie = "/id" }
+"#;
+
+#[test]
+fn client_fields_are_validated_with_positions() {
+    let diagnostics =
+        scenario::from_source(BAD_CLIENTS, Path::new("c.toml"), Path::new(".")).unwrap_err();
+    let lines = diagnostics.headlines();
+    let expected = [
+        "c.toml:4:12: `h3` is not a protocol",
+        "c.toml:5:13: `redirects` is at most 20",
+        "c.toml:6:17: `127.0.0.9-127.0.0.2`: the range's first address is after its last",
+        "c.toml:6:40: `::1-127.0.0.3`: both ends of a range must be the same family",
+        "c.toml:6:57: `not-an-ip` is not an IP address",
+        "c.toml:7:1: `cookie` is a reserved name",
+        "c.toml:16:14: `sometimes` is not a connection mode",
+        "c.toml:20:18: `` is not a cookie name",
+        "c.toml:21:22: `cookie` cannot be a variable name",
+    ];
+    for prefix in expected {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix)),
+            "missing `{prefix}` in:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{}", lines.join("\n"));
+}

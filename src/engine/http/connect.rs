@@ -1,0 +1,99 @@
+//! Opening a connection: TCP (bound to a source address when the target has a pool of
+//! them), TLS with ALPN for https, then the HTTP handshake of the version the server agreed
+//! to. Connect timeout covers all of it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::{Connection, h1, h2};
+use crate::engine::tls::TlsTarget;
+use crate::metrics::ErrorClass;
+use crate::scenario::plan::Protocol;
+
+/// What a connection is opened with.
+pub struct Dial<'a> {
+    pub addr: SocketAddr,
+    /// The TLS connector and the name the certificate must carry; `None` for plain TCP.
+    pub tls: Option<(&'a TlsTarget, ServerName<'static>)>,
+    pub protocol: Protocol,
+    pub source: Option<IpAddr>,
+    pub timeout: Duration,
+}
+
+/// An open byte stream before HTTP, and whether TLS agreed on h2.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// What ALPN settled (`None` over plain TCP or when the server chose nothing).
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
+        }
+    }
+}
+
+impl Dial<'_> {
+    /// TCP and TLS, without HTTP: the pre-flight probe (which wants the reason in words).
+    pub async fn open(&self) -> Result<Stream, (ErrorClass, String)> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let connect = async {
+            let socket = match self.addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4(),
+                SocketAddr::V6(_) => TcpSocket::new_v6(),
+            }?;
+            if let Some(source) = self.source {
+                socket.bind(SocketAddr::new(source, 0))?;
+            }
+            socket.connect(self.addr).await
+        };
+        let stream = match tokio::time::timeout_at(deadline, connect).await {
+            Err(_) => return Err((ErrorClass::ConnectTimeout, "connect timed out".into())),
+            Ok(Err(error)) => return Err((super::classify::connect(&error), error.to_string())),
+            Ok(Ok(stream)) => stream,
+        };
+        // Requests are small and latency is what we measure: do not let Nagle batch them.
+        let _ = stream.set_nodelay(true);
+        let Some((tls, name)) = &self.tls else {
+            return Ok(Stream::Plain(stream));
+        };
+        // The TLS handshake counts against the connect timeout: it is part of connecting.
+        match tokio::time::timeout_at(deadline, tls.connector.connect(name.clone(), stream)).await {
+            Err(_) => Err((ErrorClass::ConnectTimeout, "TLS handshake timed out".into())),
+            Ok(Err(error)) => Err((ErrorClass::ConnectError, format!("TLS: {error}"))),
+            Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
+        }
+    }
+
+    /// A connection ready for requests: HTTP/2 when the protocol is h2c or ALPN chose h2,
+    /// HTTP/1.1 otherwise.
+    pub async fn connect(&self) -> Result<Connection, ErrorClass> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let stream = self.open().await.map_err(|(class, _)| class)?;
+        let multiplexed = match self.protocol {
+            Protocol::H2c => true,
+            _ => stream.alpn() == Some(b"h2"),
+        };
+        if self.protocol == Protocol::H2 && !multiplexed {
+            // The scenario asked for h2 and the server would not speak it.
+            return Err(ErrorClass::ConnectError);
+        }
+        let handshake = async {
+            match (stream, multiplexed) {
+                (Stream::Plain(s), false) => h1::handshake(s).await.map(Connection::H1),
+                (Stream::Tls(s), false) => h1::handshake(*s).await.map(Connection::H1),
+                (Stream::Plain(s), true) => h2::handshake(s).await.map(Connection::H2),
+                (Stream::Tls(s), true) => h2::handshake(*s).await.map(Connection::H2),
+            }
+        };
+        tokio::time::timeout_at(deadline, handshake)
+            .await
+            .unwrap_or(Err(ErrorClass::ConnectTimeout))
+    }
+}

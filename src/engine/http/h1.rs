@@ -1,0 +1,68 @@
+//! HTTP/1.1 on one connection, driven by hyper: one request at a time, keep-alive.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::body::Collector;
+use super::{Origin, classify};
+use crate::metrics::ErrorClass;
+
+pub struct H1 {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+/// The handshake on a connected stream; the connection's driver runs as a task on this
+/// worker's (current-thread) runtime and ends when the sender is dropped or the peer closes.
+pub async fn handshake<S>(stream: S) -> Result<H1, ErrorClass>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ErrorClass::ConnectError)?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    Ok(H1 { sender })
+}
+
+impl H1 {
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Whether the connection can take a request now; false when the server closed the
+    /// idle keep-alive connection.
+    pub async fn ready(&mut self) -> bool {
+        self.sender.ready().await.is_ok()
+    }
+
+    pub async fn exchange(
+        &mut self,
+        origin: &Origin,
+        mut request: Request<Bytes>,
+        mut body: Collector,
+    ) -> Result<(http::response::Parts, Bytes), ErrorClass> {
+        request
+            .headers_mut()
+            .insert(http::header::HOST, origin.authority.clone());
+        let response = self
+            .sender
+            .send_request(request.map(Full::new))
+            .await
+            .map_err(classify::hyper)?;
+        let (parts, mut incoming): (_, Incoming) = response.into_parts();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(classify::hyper)?;
+            if let Ok(data) = frame.into_data() {
+                body.push(data)?;
+            }
+        }
+        Ok((parts, body.finish()))
+    }
+}

@@ -1,0 +1,138 @@
+//! HTTP/2 on one connection, with the `h2` crate directly: it tells how many streams the
+//! server allows and how many are open, so a worker's journeys can share a connection up to
+//! the server's limit and open another past it, and its errors say GOAWAY, RST_STREAM or
+//! REFUSED_STREAM.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::Request;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::body::Collector;
+use super::{Origin, classify};
+use crate::metrics::ErrorClass;
+
+/// A handle on an HTTP/2 connection; clones share it (one per concurrent journey).
+#[derive(Clone)]
+pub struct H2 {
+    sender: SendRequest<Bytes>,
+    /// Set by the connection's driver when it ends (GOAWAY, reset, closed).
+    closed: Rc<Cell<bool>>,
+    /// Streams open on it now (ours: h2 counts them only behind an unstable feature).
+    active: Rc<Cell<usize>>,
+}
+
+/// The right to open one stream: counted as active until it is dropped.
+pub struct Stream {
+    sender: SendRequest<Bytes>,
+    _slot: Slot,
+}
+
+struct Slot(Rc<Cell<usize>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+pub async fn handshake<S>(stream: S) -> Result<H2, ErrorClass>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (sender, connection) = h2::client::Builder::new()
+        // A load generator reads what it asked for: no server push.
+        .enable_push(false)
+        .handshake(stream)
+        .await
+        .map_err(|_| ErrorClass::ConnectError)?;
+    let closed = Rc::new(Cell::new(false));
+    let flag = closed.clone();
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+        flag.set(true);
+    });
+    Ok(H2 {
+        sender,
+        closed,
+        active: Rc::new(Cell::new(0)),
+    })
+}
+
+impl H2 {
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Whether another stream fits under the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub fn has_capacity(&self) -> bool {
+        !self.is_closed() && self.active.get() < self.sender.current_max_send_streams()
+    }
+
+    /// A sender for one new stream, once the connection can open it; `None` when the
+    /// connection cannot take new streams at all (going away or gone) — nothing reached the
+    /// server, so the caller may use a fresh connection.
+    pub async fn ready(&self) -> Option<Stream> {
+        // Counted before waiting, so journeys arriving meanwhile see the room taken.
+        self.active.set(self.active.get() + 1);
+        let slot = Slot(self.active.clone());
+        match self.sender.clone().ready().await {
+            Ok(sender) => Some(Stream {
+                sender,
+                _slot: slot,
+            }),
+            Err(_) => {
+                self.closed.set(true);
+                None
+            }
+        }
+    }
+}
+
+/// One request on its own stream: the URI carries scheme and authority (`:scheme`,
+/// `:authority`), and the headers HTTP/2 forbids are left out.
+pub async fn exchange(
+    stream: Stream,
+    origin: &Origin,
+    request: Request<Bytes>,
+    mut body: Collector,
+) -> Result<(http::response::Parts, Bytes), ErrorClass> {
+    let (mut parts, payload) = request.into_parts();
+    parts.uri = origin.absolute(&parts.uri)?;
+    for name in CONNECTION_SPECIFIC {
+        parts.headers.remove(name);
+    }
+    let end = payload.is_empty();
+    let Stream { mut sender, _slot } = stream;
+    let (response, mut sending) = sender
+        .send_request(Request::from_parts(parts, ()), end)
+        .map_err(|e| classify::h2(&e))?;
+    if !end {
+        sending
+            .send_data(payload, true)
+            .map_err(|e| classify::h2(&e))?;
+    }
+    let response = response.await.map_err(|e| classify::h2(&e))?;
+    let (parts, mut incoming) = response.into_parts();
+    while let Some(data) = incoming.data().await {
+        let data = data.map_err(|e| classify::h2(&e))?;
+        // Give the flow-control window back, or a large body stalls the stream.
+        let _ = incoming.flow_control().release_capacity(data.len());
+        body.push(data)?;
+    }
+    Ok((parts, body.finish()))
+}
+
+/// Headers of HTTP/1.1's connection management, which HTTP/2 forbids (RFC 9113 §8.2.2);
+/// `Host` becomes `:authority`.
+const CONNECTION_SPECIFIC: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];

@@ -1,0 +1,423 @@
+//! The clients browsers really are: HTTP/2 (ALPN, h2c, fallback), cookies, redirects,
+//! source addresses and connection behaviour — each against a real server on port 0 whose
+//! own counts are checked against loadgen's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::support::{Workspace, options, run_binary, run_ok};
+use crate::web::{Speaks, WebServer};
+
+/// A scenario against `server` with `target` lines, a load block and journeys.
+fn scenario(server: &WebServer, tls: bool, target: &str, load: &str, journeys: &str) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let ca = if tls {
+        "ca_file = \"server.pem\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "name = \"clients\"\nseed = 7\n[target]\nbase_url = \"{scheme}://{}\"\n{ca}{target}\n[load]\n{load}\n{journeys}",
+        server.addr
+    )
+}
+
+const CLOSED_8: &str = "model = \"closed\"\nstart_vus = 8\nramp_down = \"2s\"\n[[load.stage]]\nduration = \"2s\"\nvus = 8\n";
+
+const SLOW: &str =
+    "[[journey]]\nname = \"slow\"\n[[journey.step]]\nname = \"slow\"\nurl = \"/slow\"\n";
+
+fn run_against(server: &WebServer, text: &str) -> loadgen::output::summary::Summary {
+    let workspace = Workspace::new();
+    workspace.write("server.pem", &server.cert_pem);
+    let file = workspace.write("clients.toml", text);
+    run_ok(&options(&file, &workspace.out())).1
+}
+
+fn versions(server: &WebServer) -> BTreeSet<String> {
+    server
+        .hits()
+        .iter()
+        .map(|h| format!("{:?}", h.version))
+        .collect()
+}
+
+#[test]
+fn h2_over_tls_shares_a_connection_between_a_workers_journeys() {
+    let server = WebServer::start(Speaks::TlsH2);
+    let summary = run_against(&server, &scenario(&server, true, "", CLOSED_8, SLOW));
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    assert!(summary.totals.requests > 50, "{:?}", summary.totals);
+    assert_eq!(
+        server.hits().len() as u64,
+        summary.totals.requests,
+        "every request loadgen counted is a stream the server served"
+    );
+    assert_eq!(versions(&server), BTreeSet::from(["HTTP/2.0".to_string()]));
+    assert!(
+        server.max_concurrent() >= 2,
+        "journeys share a connection: at most {} stream(s) at once",
+        server.max_concurrent()
+    );
+    // Two workers (threads), each with one shared connection (8 users, 64 streams allowed),
+    // plus the pre-flight's handshake.
+    assert!(
+        server.connections() <= 1 + 2,
+        "{} connections",
+        server.connections()
+    );
+}
+
+#[test]
+fn h2c_speaks_http2_by_prior_knowledge() {
+    let server = WebServer::start(Speaks::H2c);
+    let text = scenario(&server, false, "protocol = \"h2c\"", CLOSED_8, SLOW);
+    let summary = run_against(&server, &text);
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    assert_eq!(server.hits().len() as u64, summary.totals.requests);
+    assert_eq!(versions(&server), BTreeSet::from(["HTTP/2.0".to_string()]));
+    assert!(server.max_concurrent() >= 2);
+}
+
+#[test]
+fn auto_falls_back_to_http1_when_the_server_offers_no_h2() {
+    let server = WebServer::start(Speaks::TlsHttp1);
+    let summary = run_against(&server, &scenario(&server, true, "", CLOSED_8, SLOW));
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    assert_eq!(server.hits().len() as u64, summary.totals.requests);
+    assert_eq!(versions(&server), BTreeSet::from(["HTTP/1.1".to_string()]));
+    // HTTP/1.1: one connection per user, one request at a time on each.
+    assert_eq!(server.max_concurrent(), 1);
+    assert_eq!(
+        server.connections(),
+        1 + 8,
+        "the pre-flight's, then one per user"
+    );
+}
+
+#[test]
+fn plain_http_auto_is_http1_and_h2_over_http_is_refused() {
+    let server = WebServer::start(Speaks::Http1);
+    let summary = run_against(&server, &scenario(&server, false, "", CLOSED_8, SLOW));
+    assert_eq!(versions(&server), BTreeSet::from(["HTTP/1.1".to_string()]));
+    assert_eq!(server.hits().len() as u64, summary.totals.requests);
+
+    let workspace = Workspace::new();
+    let text = scenario(&server, false, "protocol = \"h2\"", CLOSED_8, SLOW);
+    let file = workspace.write("h2.toml", &text);
+    let output = run_binary(&file, &workspace.out());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("h2.toml:5:") && stderr.contains("https"),
+        "{stderr}"
+    );
+}
+
+/// A user who signs in once: the first step reads the session it may already have.
+const SIGN_IN: &str = r#"[[journey]]
+name = "member"
+[[journey.step]]
+name = "me-before"
+url = "/app/me"
+expect = [200, 401]
+[[journey.step]]
+name = "sign-in"
+url = "/signin"
+[[journey.step]]
+name = "me"
+url = "/app/me"
+headers = { X-Session = "{{cookie.session}}" }
+think = "1.2s"
+[[journey.step]]
+name = "elsewhere"
+url = "/other"
+"#;
+
+#[test]
+fn a_session_cookie_goes_back_on_its_path_until_it_expires_and_a_user_keeps_it() {
+    let server = WebServer::start(Speaks::Http1);
+    let load = "model = \"closed\"\nstart_vus = 2\nramp_down = \"3s\"\n[[load.stage]]\nduration = \"4s\"\nvus = 2\n";
+    let summary = run_against(&server, &scenario(&server, false, "", load, SIGN_IN));
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    let hits = server.hits();
+    assert_eq!(hits.len() as u64, summary.totals.requests);
+    let me: Vec<_> = hits.iter().filter(|h| h.path == "/app/me").collect();
+    let before_with_session = me
+        .iter()
+        .filter(|h| {
+            h.session_header.is_none()
+                && h.cookie
+                    .as_deref()
+                    .is_some_and(|c| c.contains("session=s3cr3t"))
+        })
+        .count();
+    let iterations = hits.iter().filter(|h| h.path == "/signin").count();
+    assert!(iterations >= 4, "{iterations} iterations");
+    // Every user's first iteration starts without the cookie; every later one has it.
+    assert_eq!(before_with_session, iterations - 2, "{me:#?}");
+    for hit in me.iter().filter(|h| h.session_header.is_some()) {
+        assert!(
+            hit.cookie
+                .as_deref()
+                .unwrap_or("")
+                .contains("session=s3cr3t"),
+            "{hit:?}"
+        );
+        assert_eq!(
+            hit.session_header.as_deref(),
+            Some("s3cr3t"),
+            "{{{{cookie.session}}}}"
+        );
+    }
+    for hit in hits.iter().filter(|h| h.path == "/other") {
+        let cookie = hit.cookie.as_deref().unwrap_or("");
+        assert!(
+            !cookie.contains("session="),
+            "Path=/app kept it off /other: {hit:?}"
+        );
+        assert!(
+            !cookie.contains("short="),
+            "Max-Age=1 expired during the 1.2 s think: {hit:?}"
+        );
+    }
+    let first_me = hits
+        .iter()
+        .position(|h| h.path == "/app/me" && h.session_header.is_some())
+        .unwrap();
+    assert!(
+        hits[first_me]
+            .cookie
+            .as_deref()
+            .unwrap()
+            .contains("short=1"),
+        "before expiry it went"
+    );
+}
+
+#[test]
+fn an_open_model_iteration_starts_with_an_empty_jar_and_cookies_can_be_off() {
+    let server = WebServer::start(Speaks::Http1);
+    let load = "model = \"open\"\nstart_rate = \"4/s\"\nramp_down = \"3s\"\n[[load.stage]]\nduration = \"2s\"\nrate = \"4/s\"\n";
+    let summary = run_against(&server, &scenario(&server, false, "", load, SIGN_IN));
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    let first: Vec<_> = server
+        .hits()
+        .into_iter()
+        .filter(|h| h.path == "/app/me" && h.session_header.is_none())
+        .collect();
+    assert!(!first.is_empty());
+    assert!(first.iter().all(|h| h.cookie.is_none()), "{first:#?}");
+
+    let server = WebServer::start(Speaks::Http1);
+    let summary = run_against(
+        &server,
+        &scenario(&server, false, "cookies = false", load, SIGN_IN),
+    );
+    assert!(server.hits().iter().all(|h| h.cookie.is_none()));
+    let me = &summary.journeys[0].steps[2];
+    assert_eq!(
+        me.errors, me.requests,
+        "without a jar the session never comes back: {me:?}"
+    );
+}
+
+const HOPS: &str = "[[journey]]\nname = \"hops\"\n[[journey.step]]\nname = \"chain\"\nurl = \"/hop/3\"\ncheck = { body_contains = \"arrived\" }\n";
+
+const OPEN_5: &str =
+    "model = \"open\"\nstart_rate = \"10/s\"\n[[load.stage]]\nduration = \"2s\"\nrate = \"10/s\"\n";
+
+#[test]
+fn a_redirect_chain_is_followed_and_counted_hop_by_hop() {
+    let server = WebServer::start(Speaks::Http1);
+    let summary = run_against(&server, &scenario(&server, false, "", OPEN_5, HOPS));
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    let step = &summary.journeys[0].steps[0];
+    let finals = server.counts()["/hop/0"];
+    assert!(finals >= 15, "{step:?}");
+    assert_eq!(
+        step.redirects,
+        3 * finals,
+        "three hops before each final response"
+    );
+    assert_eq!(step.requests, 4 * finals);
+    assert_eq!(
+        server.hits().len() as u64,
+        summary.totals.requests,
+        "counts are the server's"
+    );
+    assert_eq!(summary.totals.redirects, step.redirects);
+
+    // Not followed: a step that expects the 302, or a target with redirects = 0.
+    let server = WebServer::start(Speaks::Http1);
+    let expects = HOPS.replace("check = { body_contains = \"arrived\" }", "expect = 302");
+    let summary = run_against(&server, &scenario(&server, false, "", OPEN_5, &expects));
+    assert_eq!(
+        (summary.totals.errors, summary.totals.redirects),
+        (0, 0),
+        "{:?}",
+        summary.totals
+    );
+    assert_eq!(
+        server.counts(),
+        BTreeMap::from([("/hop/3".to_string(), summary.totals.requests)])
+    );
+    let server = WebServer::start(Speaks::Http1);
+    let summary = run_against(
+        &server,
+        &scenario(&server, false, "redirects = 0", OPEN_5, HOPS),
+    );
+    assert_eq!(
+        summary.totals.errors, summary.totals.requests,
+        "{:?}",
+        summary.totals
+    );
+    assert_eq!(
+        summary.totals.errors_by_class.get("unexpected_status"),
+        Some(&summary.totals.requests)
+    );
+}
+
+#[test]
+fn a_redirect_outside_the_allow_list_is_refused_and_never_connected() {
+    // A listener on another loopback address, outside allow_hosts = ["127.0.0.1"].
+    let outside = TcpListener::bind("127.0.0.3:0").unwrap();
+    outside.set_nonblocking(true).unwrap();
+    let port = outside.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let server = WebServer::start(Speaks::Http1);
+    let journeys = format!(
+        "[[journey]]\nname = \"away\"\n[[journey.step]]\nname = \"away\"\nurl = \"/away?to=127.0.0.3:{port}\"\n"
+    );
+    let text = scenario(
+        &server,
+        false,
+        "allow_hosts = [\"127.0.0.1\"]",
+        OPEN_5,
+        &journeys,
+    );
+    let summary = run_against(&server, &text);
+    while outside.accept().is_ok() {
+        accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        0,
+        "no connection to the refused host"
+    );
+    assert!(summary.totals.requests >= 15);
+    assert_eq!(
+        summary.totals.errors_by_class.get("redirect_refused"),
+        Some(&summary.totals.requests),
+        "{:?}",
+        summary.totals
+    );
+    assert_eq!(server.hits().len() as u64, summary.totals.requests);
+
+    // Allowed, the same hop is followed to the other address.
+    let text = scenario(
+        &server,
+        false,
+        "allow_hosts = [\"127.0.0.0/8\"]",
+        OPEN_5,
+        &journeys,
+    );
+    let before = server.hits().len() as u64;
+    let summary = run_against(&server, &text);
+    let mut followed = 0;
+    while outside.accept().is_ok() {
+        followed += 1;
+    }
+    assert!(followed > 0, "the allowed hop connected");
+    assert_eq!(
+        summary.totals.redirects,
+        server.hits().len() as u64 - before
+    );
+}
+
+fn peers(server: &WebServer) -> BTreeSet<IpAddr> {
+    server.hits().iter().map(|h| h.peer).collect()
+}
+
+#[test]
+fn source_addrs_spread_connections_over_the_pool_and_must_be_local() {
+    let server = WebServer::start(Speaks::Http1);
+    let load = "model = \"open\"\nstart_rate = \"40/s\"\n[[load.stage]]\nduration = \"2s\"\nrate = \"40/s\"\n";
+    let target = "source_addrs = [\"127.0.0.2-127.0.0.9\"]";
+    let summary = run_against(&server, &scenario(&server, false, target, load, SLOW));
+    assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
+    let pool: BTreeSet<IpAddr> = (2..=9).map(|n| IpAddr::from([127, 0, 0, n])).collect();
+    let seen = peers(&server);
+    assert!(seen.is_subset(&pool), "{seen:?}");
+    assert!(
+        seen.len() >= 6,
+        "iterations pick addresses from the pool: {seen:?}"
+    );
+
+    // A closed-model user sends from one address all run long.
+    let server = WebServer::start(Speaks::Http1);
+    let one_user =
+        "model = \"closed\"\nstart_vus = 1\n[[load.stage]]\nduration = \"1s\"\nvus = 1\n";
+    run_against(&server, &scenario(&server, false, target, one_user, SLOW));
+    assert_eq!(peers(&server).len(), 1);
+
+    let workspace = Workspace::new();
+    let text = scenario(
+        &server,
+        false,
+        "source_addrs = [\"192.0.2.10\"]",
+        one_user,
+        SLOW,
+    );
+    let file = workspace.write("far.toml", &text);
+    let output = run_binary(&file, &workspace.out());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("192.0.2.10 is not an address of this host"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn connection_modes_keep_pool_and_new_open_what_they_say() {
+    let journeys = |mode: &str| {
+        format!(
+            "[[journey]]\nname = \"j\"\nconnection = \"{mode}\"\n[[journey.step]]\nname = \"a\"\nurl = \"/a\"\nthink = \"50ms\"\n[[journey.step]]\nname = \"b\"\nurl = \"/b\"\n"
+        )
+    };
+    let load =
+        "model = \"closed\"\nstart_vus = 4\n[[load.stage]]\nduration = \"1500ms\"\nvus = 4\n";
+    let connections_per_iteration = |mode: &str| {
+        let server = WebServer::start(Speaks::Http1);
+        let summary = run_against(
+            &server,
+            &scenario(&server, false, "", load, &journeys(mode)),
+        );
+        assert_eq!(summary.totals.errors, 0, "{mode}: {:?}", summary.totals);
+        let iterations = server.counts()["/a"];
+        let by_connection: BTreeSet<u64> = server.hits().iter().map(|h| h.connection).collect();
+        // The pre-flight probe's connection carries no request.
+        (
+            server.connections() - 1,
+            iterations,
+            by_connection.len() as u64,
+        )
+    };
+    let (keep, iterations, _) = connections_per_iteration("keep");
+    assert!(iterations >= 20);
+    assert_eq!(keep, 4, "keep: one connection per user");
+    let (new, iterations, used) = connections_per_iteration("new");
+    assert_eq!(
+        (new, used),
+        (iterations, iterations),
+        "new: one connection per iteration"
+    );
+    let (pool, _, _) = connections_per_iteration("pool");
+    assert!(
+        pool <= 4,
+        "pool: think times hold none, so at most one per concurrent request ({pool})"
+    );
+}
