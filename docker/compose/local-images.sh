@@ -23,7 +23,7 @@
 # of Postgres, and anything else may run other subcommands in it.
 #
 # Host packages: busybox-static, postgresql(-15), redis-server (+ redis-tools), nginx,
-# prometheus, docker.io.
+# openssl, prometheus, docker.io.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -187,7 +187,10 @@ rootfs_loadgen() {
 
 rootfs_nginx() {
   local root="$1"
-  add_bins "$root" /usr/sbin/nginx
+  # openssl makes the throwaway TLS certificate at start (docker/nginx/make-tls.sh); it
+  # reads no system config (the script writes its own).
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+  add_bins "$root" /usr/sbin/nginx "$(command -v openssl)"
   mkdir -p "$root/etc/nginx"
 }
 
@@ -269,7 +272,7 @@ import_loadgen() {
 import_nginx() {
   local path="$2"
   import_image nginx "$1" "ENV $path" "USER nginx" 'CMD ["nginx", "-g", "daemon off;"]' \
-    "EXPOSE 8080"
+    "EXPOSE 8080" "EXPOSE 8081" "EXPOSE 8443"
 }
 
 import_prometheus() {
@@ -301,13 +304,18 @@ cmd_configs() {
 # GENERATED from docker/nginx/nginx.conf.template for the Compose setup (the test
 # docker/backend/tests/stack/compose.rs fails if the two drift apart; regenerate with
 # docker/compose/local-images.sh configs). Placeholders:
-#   NGINX_LISTEN=8080  RATE_LIMIT=off  ACCESS_LOG="/dev/stdout upstream"
+#   NGINX_HTTPS_LISTEN=8443  NGINX_H2C_LISTEN=8081  NGINX_HTTP_LISTEN=8080
+#   TLS_CERTIFICATE=/tmp/nginx/tls/server.pem  TLS_CERTIFICATE_KEY=/tmp/nginx/tls/server.key
+#   (made when the container starts, see docker/docker-compose.yml)
+#   RATE_LIMIT=off  ACCESS_LOG="/dev/stdout upstream"
 #   UPSTREAM_SERVERS=backend-1:8080 .. backend-3:8080 (max_fails=2 fail_timeout=5s)
 # Paths are relative to the prefix nginx is started with (-p /tmp/nginx/, see
 # docker/docker-compose.yml). Upstream names are resolved once, at start.
 #
 EOF
-    render "$REPO_ROOT/docker/nginx/nginx.conf.template" NGINX_LISTEN=8080 \
+    render "$REPO_ROOT/docker/nginx/nginx.conf.template" NGINX_HTTPS_LISTEN=8443 \
+      NGINX_H2C_LISTEN=8081 NGINX_HTTP_LISTEN=8080 \
+      TLS_CERTIFICATE=/tmp/nginx/tls/server.pem TLS_CERTIFICATE_KEY=/tmp/nginx/tls/server.key \
       UPSTREAM_SERVERS="$servers" RATE_LIMIT=off ACCESS_LOG="/dev/stdout upstream"
   } >"$SCRIPT_DIR/nginx.conf"
   {

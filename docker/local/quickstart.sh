@@ -5,8 +5,9 @@
 #
 # Installs the Debian packages the local stack needs (if missing), builds loadgen and the
 # reference backend (release), starts the local stack (docker/local/stack.sh), runs
-# scenarios/peak.toml against it for 60 s (the whole 10 minutes with --full), always stops
-# the stack again, and prints where the report is. The exit code is loadgen's.
+# scenarios/peak.toml against it for 60 s (the whole 10 minutes with --full) over TLS and
+# HTTP/2 (its base_url, trusting the stack's throwaway CA with --ca-file), always stops the
+# stack again, and prints where the report is. The exit code is loadgen's.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,8 +23,11 @@ esac
 
 say() { printf '\n== %s\n' "$*"; }
 
+# A top-level string of the stack's state.json.
+state_value() { sed -n "s/^  \"$1\": *\"\([^\"]*\)\".*/\1/p" "$STATE_DIR/state.json"; }
+
 install_packages() {
-  local packages=(nginx postgresql redis-server prometheus curl iproute2) missing=() p
+  local packages=(nginx openssl postgresql redis-server prometheus curl iproute2) missing=() p
   for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
@@ -53,16 +57,18 @@ main() {
   # Stop the stack however this script ends (success, failure, Ctrl-C).
   trap '"$STACK" down --state-dir "$STATE_DIR" || true' EXIT
   PLATFORM_BACKEND_BIN="$target/release/platform-backend" "$STACK" up --state-dir "$STATE_DIR"
-  local base_url
-  base_url="$(sed -n 's/.*"base_url": *"\([^"]*\)".*/\1/p' "$STATE_DIR/state.json")"
-  [[ -n "$base_url" ]] || { echo "no base_url in $STATE_DIR/state.json" >&2; exit 3; }
+  local base_url ca_file
+  # nginx's TLS listener (HTTP/2), whose certificate the stack's throwaway CA signed.
+  base_url="$(state_value base_url)"
+  ca_file="$(state_value ca_file)"
+  [[ -n "$base_url" && -n "$ca_file" ]] || { echo "no base_url or ca_file in $STATE_DIR/state.json" >&2; exit 3; }
 
   say "running scenarios/peak.toml against $base_url ${DURATION[*]:-(full length)}"
   local out="$REPO_ROOT/reports" rc=0
   # The drill's process faults find (and restart) the backends through the state file.
   LOADGEN_STACK_STATE="$STATE_DIR/state.json" \
     "$target/release/loadgen" run "$REPO_ROOT/scenarios/peak.toml" --target "$base_url" \
-    "${DURATION[@]}" --out "$out" || rc=$?
+    --ca-file "$ca_file" "${DURATION[@]}" --out "$out" || rc=$?
 
   local run
   run="$(ls -td "$out"/*/ 2>/dev/null | head -n 1)"

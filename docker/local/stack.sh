@@ -10,6 +10,8 @@
 #
 # Every process listens on 127.0.0.1 on a port picked free at start. When everything
 # answers its readiness check, `up` writes DIR/state.json (ports, PIDs, URLs) for loadgen.
+# nginx listens three times: TLS with HTTP/2 ("base_url", certificate signed by a CA made
+# for this start, "ca_file"), h2c by prior knowledge ("h2c_url") and HTTP/1.1 ("http_url").
 # `down` stops everything (SIGTERM, then SIGKILL after a bounded wait) and removes DIR.
 #
 # Postgres is reached through a loadgen fault proxy (`loadgen proxy`), listed in state.json
@@ -37,7 +39,7 @@ log() { printf 'stack: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,16p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$SCRIPT" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -231,24 +233,49 @@ start_backend() {
 }
 http_ok() { curl -sf -o /dev/null --max-time 2 "$1"; }
 
+# Throwaway TLS material for this start: a CA and a server certificate for 127.0.0.1 and
+# localhost, signed by it (docker/nginx/make-tls.sh). The CA's key is gone once it signed;
+# DIR/tls/ca.pem is what clients trust (state.json's "ca_file"). The key is mode 600: as
+# root, nginx's master reads it before its workers switch to nobody.
+make_tls() {
+  log "tls: a throwaway CA and a certificate for 127.0.0.1 in $STATE_DIR/tls"
+  rm -rf "$STATE_DIR/tls"
+  "$REPO_ROOT/docker/nginx/make-tls.sh" "$STATE_DIR/tls" IP:127.0.0.1 DNS:localhost \
+    >"$(log_file tls)" 2>&1 || { show_log tls; die "making the TLS certificate failed"; }
+}
+
+# nginx's readiness: each of its three listeners answers /nginx-health in its protocol
+# (TLS verified against the stack's CA, h2c by prior knowledge, plain HTTP/1.1).
+nginx_ready() {
+  local https="$1" h2c="$2" http="$3"
+  curl -sf -o /dev/null --max-time 2 --cacert "$STATE_DIR/tls/ca.pem" "https://127.0.0.1:$https/nginx-health" &&
+    curl -sf -o /dev/null --max-time 2 --http2-prior-knowledge "http://127.0.0.1:$h2c/nginx-health" &&
+    http_ok "http://127.0.0.1:$http/nginx-health"
+}
+
 start_nginx() {
-  local port servers="" name
-  port="$(free_port)"
+  local port h2c http servers="" name
+  port="$(free_port)"; h2c="$(free_port)"; http="$(free_port)"
   mkdir -p "$STATE_DIR/nginx/logs" "$STATE_DIR/nginx/temp"
   for name in $(backend_names); do
     servers+="server 127.0.0.1:$(read_port "$name") max_fails=2 fail_timeout=5s;"$'\n        '
   done
+  make_tls
   render "$REPO_ROOT/docker/nginx/nginx.conf.template" >"$STATE_DIR/nginx/nginx.conf" \
-    NGINX_LISTEN="127.0.0.1:$port" UPSTREAM_SERVERS="$servers" RATE_LIMIT="$RATE_LIMIT" \
-    ACCESS_LOG="logs/access.log upstream buffer=64k flush=1s"
-  log "nginx: start on 127.0.0.1:$port (rate limit $RATE_LIMIT)"
+    NGINX_HTTPS_LISTEN="127.0.0.1:$port" NGINX_H2C_LISTEN="127.0.0.1:$h2c" \
+    NGINX_HTTP_LISTEN="127.0.0.1:$http" TLS_CERTIFICATE="$STATE_DIR/tls/server.pem" \
+    TLS_CERTIFICATE_KEY="$STATE_DIR/tls/server.key" UPSTREAM_SERVERS="$servers" \
+    RATE_LIMIT="$RATE_LIMIT" ACCESS_LOG="logs/access.log upstream buffer=64k flush=1s"
+  log "nginx: start on 127.0.0.1:$port (TLS, h2), :$h2c (h2c), :$http (HTTP/1.1) (rate limit $RATE_LIMIT)"
   local args=(-p "$STATE_DIR/nginx/" -c nginx.conf -e "$STATE_DIR/nginx/logs/error.log"
     -g "daemon off; pid $STATE_DIR/nginx/nginx.pid;")
   nginx -t -q "${args[@]}" >"$(log_file nginx)" 2>&1 || { show_log nginx; die "nginx rejected its config"; }
   setsid nginx "${args[@]}" </dev/null >>"$(log_file nginx)" 2>&1 &
   record nginx $! nginx
   echo "$port" >"$STATE_DIR/run/nginx.port"
-  wait_ready "nginx" nginx http_ok "http://127.0.0.1:$port/nginx-health"
+  echo "$h2c" >"$STATE_DIR/run/nginx-h2c.port"
+  echo "$http" >"$STATE_DIR/run/nginx-http.port"
+  wait_ready "nginx" nginx nginx_ready "$port" "$h2c" "$http"
 }
 
 start_prometheus() {
@@ -286,15 +313,21 @@ backend_names() {
 
 # Writes state.json atomically (temp file + rename): loadgen may read it at any time.
 write_state() {
-  local pg redis nginx prom name first=1 tmp="$STATE_DIR/state.json.tmp"
+  local pg redis nginx h2c http prom name first=1 tmp="$STATE_DIR/state.json.tmp"
   pg="$(read_port postgres)"; redis="$(read_port redis)"; nginx="$(read_port nginx)"; prom="$(read_port prometheus)"
+  h2c="$(read_port nginx-h2c)"; http="$(read_port nginx-http)"
   {
     printf '{\n  "version": 1,\n'
-    printf '  "base_url": "http://127.0.0.1:%s",\n' "$nginx"
+    # nginx's three listeners: TLS with h2/http1.1 (trust ca_file), h2c, plain HTTP/1.1.
+    printf '  "base_url": "https://127.0.0.1:%s",\n' "$nginx"
+    printf '  "http_url": "http://127.0.0.1:%s",\n' "$http"
+    printf '  "h2c_url": "http://127.0.0.1:%s",\n' "$h2c"
+    printf '  "ca_file": "%s",\n' "$STATE_DIR/tls/ca.pem"
     printf '  "state_dir": "%s",\n' "$STATE_DIR"
     # loadgen restarts instances it killed through this script (process faults).
     printf '  "stack_script": "%s",\n' "$(realpath "${BASH_SOURCE[0]}")"
-    printf '  "nginx": {"port": %s, "pid": %s},\n' "$nginx" "$(read_pid nginx)"
+    printf '  "nginx": {"port": %s, "h2c_port": %s, "http_port": %s, "pid": %s},\n' \
+      "$nginx" "$h2c" "$http" "$(read_pid nginx)"
     printf '  "postgres": {"port": %s, "pid": %s, "url": "postgres://platform@127.0.0.1:%s/platform"},\n' \
       "$pg" "$(read_pid postgres)" "$pg"
     printf '  "redis": {"port": %s, "pid": %s, "url": "redis://127.0.0.1:%s"},\n' "$redis" "$(read_pid redis)" "$redis"
@@ -342,7 +375,7 @@ cmd_up() {
     die "$STATE_DIR exists, is not empty and is not a stack state dir; pick another --state-dir"
   fi
   local tool
-  for tool in ss curl redis-server redis-cli nginx prometheus setsid; do
+  for tool in ss curl openssl redis-server redis-cli nginx prometheus setsid; do
     command -v "$tool" >/dev/null || die "$tool not found (see docker/local/quickstart.sh for the packages)"
   done
   local bin; bin="$(backend_bin)"
@@ -428,8 +461,11 @@ cmd_down() {
   for name in $(all_components); do
     [[ -n "$(read_port "$name")" ]] && ports+=("$(read_port "$name")")
   done
-  # The proxy's control API has a port of its own.
+  # The proxy's control API and nginx's h2c and HTTP/1.1 listeners have ports of their own.
   [[ -s "$STATE_DIR/run/postgres-proxy.control" ]] && ports+=("$(cat "$STATE_DIR/run/postgres-proxy.control")")
+  for name in nginx-h2c nginx-http; do
+    [[ -n "$(read_port "$name")" ]] && ports+=("$(read_port "$name")")
+  done
   rm -rf "$STATE_DIR"
   local port busy=()
   for port in "${ports[@]}"; do

@@ -63,6 +63,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::members::router())
+        .merge(routes::session::router())
         .merge(routes::courses::router())
         .merge(routes::video::router())
         .merge(routes::payments::router())

@@ -11,6 +11,10 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: no or unknown bearer token.
     Unauthorized,
+    /// 401: no live session cookie.
+    NotSignedIn,
+    /// 401: sign-in with a member id and token that do not belong together.
+    BadCredentials,
     /// 402: the payment was declined.
     PaymentDeclined(serde_json::Value),
     /// 403: authenticated, but not allowed to act on this resource.
@@ -37,6 +41,16 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a valid `Authorization: Bearer <token>` header is required".into(),
+            ),
+            ApiError::NotSignedIn => (
+                StatusCode::UNAUTHORIZED,
+                "not_signed_in",
+                "a valid session cookie is required: sign in with POST /api/session".into(),
+            ),
+            ApiError::BadCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "no member has this member_id and token".into(),
             ),
             ApiError::PaymentDeclined(body) => {
                 return (StatusCode::PAYMENT_REQUIRED, Json(body)).into_response();

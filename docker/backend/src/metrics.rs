@@ -32,6 +32,9 @@ pub enum Business {
     ExchangeAccepted,
     ExchangeConfirmed,
     MemberCreated,
+    SignedIn,
+    SignInRejected,
+    SignedOut,
 }
 
 #[derive(Default)]
@@ -48,6 +51,9 @@ pub struct Metrics {
     exchanges_accepted: AtomicU64,
     exchanges_confirmed: AtomicU64,
     members_created: AtomicU64,
+    signed_in: AtomicU64,
+    sign_ins_rejected: AtomicU64,
+    signed_out: AtomicU64,
     in_flight: AtomicU64,
 }
 
@@ -83,6 +89,9 @@ impl Metrics {
             Business::ExchangeAccepted => &self.exchanges_accepted,
             Business::ExchangeConfirmed => &self.exchanges_confirmed,
             Business::MemberCreated => &self.members_created,
+            Business::SignedIn => &self.signed_in,
+            Business::SignInRejected => &self.sign_ins_rejected,
+            Business::SignedOut => &self.signed_out,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -207,6 +216,22 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "platform_ayni_exchanges_total{{stage=\"{stage}\"}} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP platform_sessions_total Session cookie events: sign-ins, refused sign-ins, sign-outs."
+        );
+        let _ = writeln!(out, "# TYPE platform_sessions_total counter");
+        for (event, value) in [
+            ("signed_in", &self.signed_in),
+            ("rejected", &self.sign_ins_rejected),
+            ("signed_out", &self.signed_out),
+        ] {
+            let _ = writeln!(
+                out,
+                "platform_sessions_total{{event=\"{event}\"}} {}",
                 value.load(Ordering::Relaxed)
             );
         }

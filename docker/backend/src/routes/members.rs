@@ -27,7 +27,7 @@ struct NewMember {
 }
 
 /// Public view of a member: never includes the token.
-const MEMBER_JSON: &str =
+pub const MEMBER_JSON: &str =
     "jsonb_build_object('id', id, 'name', name, 'balance', balance, 'created_at', created_at)";
 
 async fn create(

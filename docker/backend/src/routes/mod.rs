@@ -6,6 +6,7 @@ pub mod courses;
 pub mod health;
 pub mod members;
 pub mod payments;
+pub mod session;
 pub mod video;
 
 use axum::Json;

@@ -470,3 +470,222 @@ async fn ayni_journey() {
     );
     assert_eq!(balance(receiver).await, 88);
 }
+
+/// The `session` cookie's value from a `Set-Cookie` header, and the header's attributes.
+fn session_cookie(set_cookie: &str) -> (String, Vec<String>) {
+    let mut parts = set_cookie.split(';').map(str::trim);
+    let value = parts
+        .next()
+        .and_then(|p| p.strip_prefix("session="))
+        .unwrap_or_else(|| panic!("not the session cookie: {set_cookie}"))
+        .to_string();
+    (value, parts.map(String::from).collect())
+}
+
+/// Seconds Redis keeps the session `token` alive (-2: no such key).
+fn session_ttl(token: &str) -> i64 {
+    let url = stack().state()["redis"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "TTL", &format!("platform:session:v1:{token}")])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A backend counter summed over every instance's /metrics.
+async fn counter(c: &reqwest::Client, line: &str) -> u64 {
+    let mut total = 0;
+    for b in stack().state()["backends"].as_array().unwrap() {
+        let text = c
+            .get(format!("{}/metrics", b["url"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+    }
+    total
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_session_cookie_that_me_needs_and_sign_out_ends_it() {
+    let _g = shared().await;
+    let s = stack();
+    let c = http();
+    let (member, token) = new_member(&c, "Cookie Tester").await;
+    let signed_in_before = counter(&c, "platform_sessions_total{event=\"signed_in\"}").await;
+
+    // Without a cookie (a bearer token does not count here): 401 with a JSON error.
+    for req in [
+        c.get(s.url("/api/me")),
+        c.get(s.url("/api/me")).bearer_auth(&token),
+        c.get(s.url("/api/me"))
+            .header("cookie", "session=not-a-session"),
+        c.get(s.url("/api/me"))
+            .header("cookie", format!("session={}", "0".repeat(64))),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        instance(&resp);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "not_signed_in", "{body}");
+    }
+
+    // A wrong token, or an unknown member: 401, and no cookie.
+    for body in [
+        json!({ "member_id": member, "token": "wrong" }),
+        json!({ "member_id": -1, "token": token }),
+    ] {
+        let resp = c
+            .post(s.url("/api/session"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{body}");
+        assert!(resp.headers().get("set-cookie").is_none());
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["error"],
+            "bad_credentials"
+        );
+    }
+
+    let resp = c
+        .post(s.url("/api/session"))
+        .json(&json!({ "member_id": member, "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let signed_in: Value = resp.json().await.unwrap();
+    assert_eq!(signed_in["id"], member, "{signed_in}");
+    assert!(signed_in.get("token").is_none() && signed_in.get("auth").is_none());
+    let (session, attributes) = session_cookie(&set_cookie);
+    assert_eq!(session.len(), 64, "{set_cookie}");
+    assert_ne!(session, token, "a session token of its own");
+    // Over plain HTTP (nginx says X-Forwarded-Proto: http): not Secure.
+    assert_eq!(
+        attributes,
+        ["Path=/api", "HttpOnly", "SameSite=Lax", "Max-Age=3600"],
+        "{set_cookie}"
+    );
+    // Kept in Redis for as long as the cookie lives.
+    let ttl = session_ttl(&session);
+    assert!((3590..=3600).contains(&ttl), "Redis TTL {ttl}");
+
+    // The cookie alone signs the member in, on whichever instance nginx picks (the session
+    // lives in Redis, shared by all).
+    let cookie = format!("theme=dark; session={session}");
+    let mut seen = BTreeSet::new();
+    for _ in 0..12 {
+        let resp = c
+            .get(s.url("/api/me"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        seen.insert(instance(&resp));
+        let me: Value = resp.json().await.unwrap();
+        assert_eq!(me["id"], member);
+        assert_eq!(me["name"], "Cookie Tester");
+    }
+    assert!(seen.len() >= 2, "only {seen:?} answered");
+    assert!(
+        counter(&c, "platform_sessions_total{event=\"signed_in\"}").await > signed_in_before,
+        "the sign-in is counted"
+    );
+
+    // Sign-out: 204, the cookie expired, the session gone from Redis; the old cookie is
+    // worth nothing any more. Signing out again is harmless.
+    for _ in 0..2 {
+        let resp = c
+            .delete(s.url("/api/session"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let expired = resp.headers()["set-cookie"].to_str().unwrap();
+        assert_eq!(
+            session_cookie(expired),
+            (
+                String::new(),
+                ["Path=/api", "HttpOnly", "SameSite=Lax", "Max-Age=0"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+    }
+    assert_eq!(session_ttl(&session), -2, "the session is gone from Redis");
+    let resp = c
+        .get(s.url("/api/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "not_signed_in"
+    );
+}
+
+/// The same through nginx's TLS listener over HTTP/2, with curl's cookie jar: the cookie is
+/// `Secure` there, the jar sends it back, and forgets it at sign-out.
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_secure_and_the_jar_carries_it() {
+    let _g = shared().await;
+    let s = stack();
+    let (member, token) = new_member(&http(), "TLS Cookie Tester").await;
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("jar");
+    let jar = jar.to_str().unwrap();
+    let ca = s.ca_file.to_str().unwrap();
+    let https = |method: &str, path: &str, extra: &[&str]| {
+        let url = format!("{}{path}", s.base_url);
+        let mut args = vec!["--cacert", ca, "-b", jar, "-c", jar, "-X", method];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        crate::fixture::curl(&args)
+    };
+
+    let body = json!({ "member_id": member, "token": token }).to_string();
+    let signed_in = https(
+        "POST",
+        "/api/session",
+        &["-H", "content-type: application/json", "--data", &body],
+    );
+    assert_eq!(signed_in.status, 201, "{signed_in:?}");
+    assert_eq!(signed_in.version, "2", "TLS with h2 by ALPN");
+    let (session, attributes) = session_cookie(signed_in.header("set-cookie").unwrap());
+    assert_eq!(session.len(), 64);
+    assert_eq!(
+        attributes,
+        [
+            "Path=/api",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=3600",
+            "Secure"
+        ]
+    );
+
+    let me = https("GET", "/api/me", &[]);
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.json()["id"], member);
+    let out = https("DELETE", "/api/session", &[]);
+    assert_eq!(out.status, 204, "{out:?}");
+    let after = https("GET", "/api/me", &[]);
+    assert_eq!(after.status, 401, "the jar dropped the expired cookie");
+    assert_eq!(session_ttl(&session), -2);
+}

@@ -27,7 +27,7 @@ async fn balance_is_conserved_under_concurrent_exchanges() {
         let amount = 5 + (i * 13) % 40;
         let (provider, receiver) = (members[p].clone(), members[r].clone());
         let c = c.clone();
-        let base = s.base_url.clone();
+        let base = s.http_url.clone();
         tokio::spawn(async move {
             let ex: Value = c
                 .post(format!("{base}/api/ayni/exchanges"))

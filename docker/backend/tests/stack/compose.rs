@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::fixture::{
-    exclusive_blocking, fresh_debug_loadgen, loadgen, only_run, repo_root, summary,
+    curl, exclusive_blocking, fresh_debug_loadgen, loadgen, only_run, repo_root, summary,
 };
 
 const BACKENDS: [&str; 3] = ["backend-1", "backend-2", "backend-3"];
@@ -345,6 +345,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("compose: {base_url} ready after {:?}", started.elapsed());
+    tls_h2_and_gzip(&project);
 
     let proxy_before = project.proxy_get("/stats");
     let before: Vec<u64> = BACKENDS.iter().map(|b| project.served(b)).collect();
@@ -454,6 +455,59 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
         );
     }
     eprintln!("compose: down, nothing left, after {:?}", started.elapsed());
+}
+
+/// nginx's TLS listener (8443, published on loopback) serves h2 under the certificate the
+/// container made at its start, trusted through the CA read out of the container; its h2c
+/// listener (8081) speaks HTTP/2 by prior knowledge; JSON comes back gzip when asked.
+fn tls_h2_and_gzip(project: &Project) {
+    let ca = run(
+        project.compose(&["exec", "-T", "nginx", "cat", "/tmp/nginx/tls/ca.pem"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        ca.ok && ca.stdout.contains("BEGIN CERTIFICATE"),
+        "the CA: {}",
+        ca.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.stdout).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
+
+    let https = format!("https://{}", project.port("nginx", "8443"));
+    let ready = curl(&["--cacert", ca_file, &format!("{https}/health/ready")]);
+    assert_eq!(
+        (ready.status, ready.version.as_str()),
+        (200, "2"),
+        "{ready:?}"
+    );
+    assert!(ready.header("x-instance").is_some(), "{ready:?}");
+    let untrusted = curl(&[&format!("{https}/nginx-health")]);
+    assert_eq!(untrusted.exit, Some(60), "{untrusted:?}");
+
+    let h2c = format!("http://{}", project.port("nginx", "8081"));
+    let reply = curl(&["--http2-prior-knowledge", &format!("{h2c}/health/ready")]);
+    assert_eq!(
+        (reply.status, reply.version.as_str()),
+        (200, "2"),
+        "{reply:?}"
+    );
+
+    let courses = curl(&[
+        "--cacert",
+        ca_file,
+        "-H",
+        "Accept-Encoding: gzip",
+        &format!("{https}/api/courses"),
+    ]);
+    assert_eq!(courses.status, 200, "{courses:?}");
+    assert_eq!(
+        courses.header("content-encoding"),
+        Some("gzip"),
+        "{courses:?}"
+    );
+    eprintln!("compose: TLS (h2), h2c and gzip answer");
 }
 
 /// The loadgen binary the loadgen image gets (postgres-proxy runs it): the debug one
@@ -800,7 +854,11 @@ fn the_compose_configs_are_the_local_templates_rendered() {
     let expected = render(
         &template,
         &[
-            ("NGINX_LISTEN", "8080"),
+            ("NGINX_HTTPS_LISTEN", "8443"),
+            ("NGINX_H2C_LISTEN", "8081"),
+            ("NGINX_HTTP_LISTEN", "8080"),
+            ("TLS_CERTIFICATE", "/tmp/nginx/tls/server.pem"),
+            ("TLS_CERTIFICATE_KEY", "/tmp/nginx/tls/server.key"),
             ("UPSTREAM_SERVERS", &servers),
             ("RATE_LIMIT", "off"),
             ("ACCESS_LOG", "/dev/stdout upstream"),

@@ -34,11 +34,12 @@ fn the_smoke_scenario_passes_and_the_backends_saw_every_request() {
     let dir = tempfile_dir("smoke");
     let out = dir.path();
     let before = served(stack);
+    // nginx's plain HTTP/1.1 listener, until `loadgen run --ca-file` can trust the stack's CA.
     let code = loadgen(&[
         "run",
         repo_root().join("scenarios/smoke.toml").to_str().unwrap(),
         "--target",
-        &stack.base_url,
+        &stack.http_url,
         "--out",
         out.to_str().unwrap(),
         "--quiet",
@@ -268,7 +269,7 @@ action = "latency"
 latency = "100ms"
 target = {{ proxy = "postgres" }}
 "#,
-            url = stack.base_url,
+            url = stack.http_url,
             state = stack.state_dir.join("state.json").display(),
         ),
     );

@@ -49,7 +49,7 @@ async fn killing_a_backend_mid_burst() {
     let end = start + BEFORE + AFTER;
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        let (c, samples, base) = (c.clone(), samples.clone(), s.base_url.clone());
+        let (c, samples, base) = (c.clone(), samples.clone(), s.http_url.clone());
         workers.push(tokio::spawn(async move {
             let mut local = Vec::new();
             let mut i = 0usize;

@@ -10,7 +10,14 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct Stack {
     pub state_dir: PathBuf,
+    /// nginx's TLS listener (h2 and http/1.1 by ALPN), its certificate signed by `ca_file`.
     pub base_url: String,
+    /// nginx's plain HTTP/1.1 listener: for clients that speak no TLS (reqwest here).
+    pub http_url: String,
+    /// nginx's cleartext HTTP/2 listener (prior knowledge).
+    pub h2c_url: String,
+    /// The throwaway CA the stack made at start.
+    pub ca_file: PathBuf,
 }
 
 static STACK: OnceLock<Stack> = OnceLock::new();
@@ -163,8 +170,17 @@ pub fn stack() -> &'static Stack {
             String::from_utf8_lossy(&out.stderr)
         );
         let state = read_state(&dir);
+        let url = |key: &str| {
+            state[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} in state.json"))
+                .to_string()
+        };
         Stack {
-            base_url: state["base_url"].as_str().expect("base_url").to_string(),
+            base_url: url("base_url"),
+            http_url: url("http_url"),
+            h2c_url: url("h2c_url"),
+            ca_file: PathBuf::from(url("ca_file")),
             state_dir: dir,
         }
     })
@@ -180,8 +196,9 @@ impl Stack {
         read_state(&self.state_dir)
     }
 
+    /// `path` on the plain HTTP/1.1 listener (what the reqwest client here speaks).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
+        format!("{}{path}", self.http_url)
     }
 
     pub fn restart_backend(&self, name: &str) {
@@ -212,6 +229,76 @@ impl Stack {
             .expect("connecting to Postgres");
         tokio::spawn(conn);
         client
+    }
+}
+
+/// What curl got back: status, protocol version ("1.1", "2"), headers (names in lower
+/// case, in order) and the body as received (not decoded).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// curl's exit code and message (e.g. 60 for an untrusted certificate).
+    pub exit: Option<i32>,
+    pub error: String,
+}
+
+impl Reply {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One request with curl (which speaks TLS, HTTP/2 and h2c here, and has a cookie jar):
+/// `args` are curl's, the URL among them. Status 0 when no HTTP response came back.
+pub fn curl(args: &[&str]) -> Reply {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--noproxy", "*", "-D"])
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{response_code} %{http_version}"])
+        .args(args)
+        .output()
+        .expect("running curl");
+    let written = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut fields = written.split_whitespace();
+    let status = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let version = fields.next().unwrap_or("").to_string();
+    let head = std::fs::read_to_string(&head).unwrap_or_default();
+    // The last response's block (after any 1xx), without its status line.
+    let block = head
+        .trim_end()
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let headers = block
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        version,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+        exit: out.status.code(),
+        error: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     }
 }
 

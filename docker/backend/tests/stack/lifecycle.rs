@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::fixture::{
-    exclusive_blocking, pid_alive, port_listening, read_state, stack_sh, temp_state_dir,
+    curl, exclusive_blocking, pid_alive, port_listening, read_state, stack_sh, temp_state_dir,
 };
 
 /// (pid, port) of every process recorded in a state dir's run/ records.
@@ -44,6 +44,26 @@ fn assert_all_gone(dir: &Path, procs: &[(String, i64, Option<u16>)]) {
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
+/// With `--rate-limit`, one client's budget (100/min, a burst of 20) is spent on any of
+/// nginx's three listeners and then refused (429) on all of them.
+fn assert_rate_limited(state: &serde_json::Value) {
+    let ca = state["ca_file"].as_str().unwrap();
+    let h2c = format!("{}/health/live", state["h2c_url"].as_str().unwrap());
+    let statuses: Vec<u16> = (0..25)
+        .map(|_| curl(&["--http2-prior-knowledge", &h2c]).status)
+        .collect();
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (20..=22).contains(&allowed) && statuses.iter().all(|s| [200, 429].contains(s)),
+        "a burst of 20 (plus what 100/min refills): {statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let https = format!("{}/health/live", state["base_url"].as_str().unwrap());
+    let http = format!("{}/health/live", state["http_url"].as_str().unwrap());
+    assert_eq!(curl(&["--cacert", ca, &https]).status, 429);
+    assert_eq!(curl(&[&http]).status, 429);
+}
+
 /// Runs `down` on the test's own stack however the test ends.
 struct Down(String);
 impl Drop for Down {
@@ -60,7 +80,12 @@ fn up_down_twice_and_down_after_failed_up() {
     let _down = Down(d.clone());
 
     for round in 1..=2 {
-        let out = stack_sh(&["up", "--state-dir", &d, "--backends", "2"], &[]);
+        // The second round with nginx's optional rate limit on.
+        let mut up = vec!["up", "--state-dir", &d, "--backends", "2"];
+        if round == 2 {
+            up.push("--rate-limit");
+        }
+        let out = stack_sh(&up, &[]);
         assert!(
             out.status.success(),
             "round {round} up:\n{}",
@@ -69,7 +94,7 @@ fn up_down_twice_and_down_after_failed_up() {
         let state = read_state(&dir);
         assert_eq!(state["backends"].as_array().unwrap().len(), 2);
         // up again: reports it is running, changes nothing.
-        let again = stack_sh(&["up", "--state-dir", &d, "--backends", "2"], &[]);
+        let again = stack_sh(&up, &[]);
         assert!(again.status.success());
         assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
         assert_eq!(read_state(&dir), state);
@@ -80,6 +105,10 @@ fn up_down_twice_and_down_after_failed_up() {
             String::from_utf8_lossy(&status.stdout)
         );
 
+        if round == 2 {
+            assert_rate_limited(&state);
+        }
+
         let procs = recorded(&dir);
         assert!(procs.len() >= 6, "{procs:?}");
         let down = stack_sh(&["down", "--state-dir", &d], &[]);
@@ -89,6 +118,11 @@ fn up_down_twice_and_down_after_failed_up() {
             String::from_utf8_lossy(&down.stderr)
         );
         assert_all_gone(&dir, &procs);
+        // nginx's h2c and HTTP/1.1 listeners have ports of their own.
+        for key in ["h2c_port", "http_port"] {
+            let port = state["nginx"][key].as_u64().unwrap() as u16;
+            assert!(!port_listening(port), "nginx {key} {port} still open");
+        }
     }
 
     // A backend that refuses its configuration (exit 2) makes `up` fail half-way, with

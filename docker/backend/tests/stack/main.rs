@@ -14,4 +14,5 @@ mod durability;
 mod failover;
 mod fixture;
 mod lifecycle;
+mod nginx;
 mod payments;
