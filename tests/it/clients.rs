@@ -71,6 +71,31 @@ fn h2_over_tls_shares_a_connection_between_a_workers_journeys() {
 }
 
 #[test]
+fn a_reset_stream_is_its_own_class_and_the_connection_lives_on() {
+    let server = WebServer::start(Speaks::TlsH2);
+    let journeys = format!(
+        "{SLOW}[[journey]]\nname = \"reset\"\n[[journey.step]]\nname = \"reset\"\nurl = \"/reset\"\n"
+    );
+    let summary = run_against(&server, &scenario(&server, true, "", CLOSED_8, &journeys));
+    let reset = &summary.journeys[1].steps[0];
+    assert!(reset.requests > 5, "{reset:?}");
+    assert_eq!(
+        reset.errors_by_class.get("stream_reset"),
+        Some(&reset.requests),
+        "{reset:?}"
+    );
+    assert_eq!(
+        summary.journeys[0].steps[0].errors, 0,
+        "the other streams were unharmed"
+    );
+    assert_eq!(server.hits().len() as u64, summary.totals.requests);
+    assert!(
+        server.connections() <= 1 + 2,
+        "a reset stream keeps its connection"
+    );
+}
+
+#[test]
 fn h2c_speaks_http2_by_prior_knowledge() {
     let server = WebServer::start(Speaks::H2c);
     let text = scenario(&server, false, "protocol = \"h2c\"", CLOSED_8, SLOW);

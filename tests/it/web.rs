@@ -4,7 +4,6 @@
 //! on one connection, so tests check loadgen's counts against what the server saw.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -187,7 +186,7 @@ impl Drop for Open {
 async fn handle(
     conn: Conn,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let now_open = conn.open.fetch_add(1, Ordering::Relaxed) + 1;
     let _open = Open(conn.open.clone());
     conn.state
@@ -235,6 +234,9 @@ async fn handle(
             headers.append("set-cookie", "short=1; Path=/; Max-Age=1".parse().unwrap());
             response
         }
+        // A handler that fails: HTTP/2 resets the stream (RST_STREAM), HTTP/1.1 drops the
+        // connection.
+        "/reset" => return Err(std::io::Error::other("reset on purpose")),
         "/app/me" if has_session => plain(StatusCode::OK, "{\"member\":7}"),
         "/app/me" => plain(StatusCode::UNAUTHORIZED, "{\"error\":\"sign in\"}"),
         "/away" => {

@@ -107,6 +107,7 @@ fn up_down_twice_and_down_after_failed_up() {
 
         if round == 2 {
             assert_rate_limited(&state);
+            crate::population::population_passes_the_limiter(&state, &dir);
         }
 
         let procs = recorded(&dir);

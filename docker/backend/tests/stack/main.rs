@@ -16,3 +16,4 @@ mod fixture;
 mod lifecycle;
 mod nginx;
 mod payments;
+mod population;
