@@ -446,3 +446,110 @@ fn connection_modes_keep_pool_and_new_open_what_they_say() {
         "pool: think times hold none, so at most one per concurrent request ({pool})"
     );
 }
+
+/// A bare HTTP/2 server (h2c) that can misbehave on purpose: `/refuse` is answered with
+/// RST_STREAM(REFUSED_STREAM), `/goaway` takes the whole connection down with
+/// GOAWAY(INTERNAL_ERROR) while the stream waits; anything else is 200. Counts streams and
+/// connections.
+struct RudeH2 {
+    addr: std::net::SocketAddr,
+    streams: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl RudeH2 {
+    fn start() -> RudeH2 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (streams, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (s, c) = (streams.clone(), connections.clone());
+        runtime.spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        s.fetch_add(1, Ordering::Relaxed);
+                        match request.uri().path() {
+                            "/refuse" => respond.send_reset(h2::Reason::REFUSED_STREAM),
+                            "/goaway" => {
+                                connection.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+                                // Drive the GOAWAY out, then the connection ends.
+                                let _ = std::future::poll_fn(|cx| connection.poll_closed(cx)).await;
+                                return;
+                            }
+                            _ => {
+                                let response = http::Response::new(());
+                                if let Ok(mut body) = respond.send_response(response, false) {
+                                    let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RudeH2 {
+            addr,
+            streams,
+            connections,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn refused_streams_and_goaway_are_classes_of_their_own() {
+    let server = RudeH2::start();
+    let text = format!(
+        "name = \"rude\"\nseed = 3\n[target]\nbase_url = \"http://{}\"\nprotocol = \"h2c\"\n[load]\n{OPEN_5}\n\
+         [[journey]]\nname = \"fine\"\n[[journey.step]]\nname = \"fine\"\nurl = \"/\"\n\
+         [[journey]]\nname = \"refuse\"\n[[journey.step]]\nname = \"refuse\"\nurl = \"/refuse\"\n\
+         [[journey]]\nname = \"goaway\"\n[[journey.step]]\nname = \"goaway\"\nurl = \"/goaway\"\n",
+        server.addr
+    );
+    let workspace = Workspace::new();
+    let file = workspace.write("rude.toml", &text);
+    let summary = run_ok(&options(&file, &workspace.out())).1;
+    let step = |j: usize| &summary.journeys[j].steps[0];
+    assert_eq!(step(0).errors, 0, "{:?}", step(0));
+    assert!(
+        step(1).requests > 0 && step(2).requests > 0,
+        "{:?}",
+        summary.journeys
+    );
+    assert_eq!(
+        step(1).errors_by_class.get("refused_stream"),
+        Some(&step(1).requests),
+        "{:?}",
+        step(1)
+    );
+    assert_eq!(
+        step(2).errors_by_class.get("goaway"),
+        Some(&step(2).requests),
+        "{:?}",
+        step(2)
+    );
+    assert_eq!(
+        server.streams.load(Ordering::Relaxed),
+        summary.totals.requests
+    );
+    assert!(
+        server.connections.load(Ordering::Relaxed) > step(2).requests,
+        "each GOAWAY cost a connection; the next request opened a fresh one"
+    );
+}

@@ -232,6 +232,8 @@ async fn handle(
                     .unwrap(),
             );
             headers.append("set-cookie", "short=1; Path=/; Max-Age=1".parse().unwrap());
+            // Only ever sent back over TLS.
+            headers.append("set-cookie", "tls_only=1; Path=/; Secure".parse().unwrap());
             response
         }
         // A handler that fails: HTTP/2 resets the stream (RST_STREAM), HTTP/1.1 drops the

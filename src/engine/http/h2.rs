@@ -23,11 +23,15 @@ pub struct H2 {
     closed: Rc<Cell<bool>>,
     /// Streams open on it now (ours: h2 counts them only behind an unstable feature).
     active: Rc<Cell<usize>>,
+    /// How the connection ended, once it has: a stream cut off by it reports only a broken
+    /// pipe, so this is where a GOAWAY is seen.
+    ended: Rc<Cell<Option<ErrorClass>>>,
 }
 
 /// The right to open one stream: counted as active until it is dropped.
 pub struct Stream {
     sender: SendRequest<Bytes>,
+    ended: Rc<Cell<Option<ErrorClass>>>,
     _slot: Slot,
 }
 
@@ -50,15 +54,19 @@ where
         .await
         .map_err(|_| ErrorClass::ConnectError)?;
     let closed = Rc::new(Cell::new(false));
-    let flag = closed.clone();
+    let ended = Rc::new(Cell::new(None));
+    let (flag, how) = (closed.clone(), ended.clone());
     tokio::task::spawn_local(async move {
-        let _ = connection.await;
+        if let Err(error) = connection.await {
+            how.set(Some(classify::h2(&error)));
+        }
         flag.set(true);
     });
     Ok(H2 {
         sender,
         closed,
         active: Rc::new(Cell::new(0)),
+        ended,
     })
 }
 
@@ -82,6 +90,7 @@ impl H2 {
         match self.sender.clone().ready().await {
             Ok(sender) => Some(Stream {
                 sender,
+                ended: self.ended.clone(),
                 _slot: slot,
             }),
             Err(_) => {
@@ -106,19 +115,26 @@ pub async fn exchange(
         parts.headers.remove(name);
     }
     let end = payload.is_empty();
-    let Stream { mut sender, _slot } = stream;
+    let Stream {
+        mut sender,
+        ended,
+        _slot,
+    } = stream;
+    // A stream that broke because its connection went away carries the connection's reason.
+    let classify = |error: &h2::Error| match (error.is_io(), ended.get()) {
+        (true, Some(connection)) => connection,
+        _ => classify::h2(error),
+    };
     let (response, mut sending) = sender
         .send_request(Request::from_parts(parts, ()), end)
-        .map_err(|e| classify::h2(&e))?;
+        .map_err(|e| classify(&e))?;
     if !end {
-        sending
-            .send_data(payload, true)
-            .map_err(|e| classify::h2(&e))?;
+        sending.send_data(payload, true).map_err(|e| classify(&e))?;
     }
-    let response = response.await.map_err(|e| classify::h2(&e))?;
+    let response = response.await.map_err(|e| classify(&e))?;
     let (parts, mut incoming) = response.into_parts();
     while let Some(data) = incoming.data().await {
-        let data = data.map_err(|e| classify::h2(&e))?;
+        let data = data.map_err(|e| classify(&e))?;
         // Give the flow-control window back, or a large body stalls the stream.
         let _ = incoming.flow_control().release_capacity(data.len());
         body.push(data)?;
