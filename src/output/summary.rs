@@ -42,6 +42,10 @@ pub struct Summary {
     pub aborted_because: Option<String>,
     pub scenario: ScenarioInfo,
     pub target: String,
+    /// The HTTP version spoken to the target (`http1`, `h2`, `h2c`); empty in a summary of
+    /// schema 3.
+    #[serde(default)]
+    pub protocol: String,
     pub model: String,
     pub workers: usize,
     pub started_at: String,
@@ -200,6 +204,8 @@ pub struct RunFacts<'a> {
     pub ended_by: EndReason,
     pub faults: ChaosReport,
     pub aborted_because: Option<String>,
+    /// The HTTP version the run spoke: `http1`, `h2` or `h2c`.
+    pub protocol: &'static str,
 }
 
 pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
@@ -268,6 +274,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             seed: facts.seed,
         },
         target: plan.target.base.to_string(),
+        protocol: facts.protocol.to_string(),
         model: plan.load.model.name().to_string(),
         workers: facts.workers,
         started_at: facts.started_at,

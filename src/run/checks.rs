@@ -37,9 +37,7 @@ pub fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunErro
         connect_timeout: target.connect_timeout,
         request_timeout: target.request_timeout,
         max_body: target.max_body,
-        accept_encoding: target
-            .compression
-            .then(|| http::HeaderValue::from_static(crate::engine::http::ACCEPT_ENCODING)),
+        accept_encoding: target.compression.clone(),
         tls,
         protocol: target.protocol,
         // h2c and h2 are HTTP/2 from the start; `auto` over TLS learns it at pre-flight.

@@ -84,6 +84,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         })?),
     };
     let (reports_tx, reports) = mpsc::unbounded_channel();
+    let protocol = client.spoken();
     let engine = Engine::start(
         plan.clone(),
         client,
@@ -121,6 +122,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         engine_stop: engine.stop.clone(),
         engine_kill: engine.kill.clone(),
         run_dir,
+        protocol,
     };
 
     supervisor.run(reports, engine.start + planned).await;
@@ -151,6 +153,8 @@ struct Supervisor {
     engine_stop: tokio_util::sync::CancellationToken,
     engine_kill: tokio_util::sync::CancellationToken,
     run_dir: PathBuf,
+    /// What the pre-flight settled: `http1`, `h2` or `h2c`.
+    protocol: &'static str,
 }
 
 impl Supervisor {
@@ -312,6 +316,7 @@ impl Supervisor {
                 ended_by,
                 faults,
                 aborted_because,
+                protocol: self.protocol,
             },
             self.aggregator.totals(),
         );

@@ -29,7 +29,11 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
         target.protocol.name(),
         if target.cookies { "on" } else { "off" },
         target.redirects,
-        if target.compression { "on" } else { "off" },
+        target
+            .compression
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("off"),
         match target.source_addrs.as_slice() {
             [] => String::new(),
             [one] => format!("; from {one}"),

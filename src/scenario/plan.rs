@@ -37,8 +37,9 @@ pub struct TargetPlan {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_body: u64,
-    /// Offer gzip, br and zstd (`Accept-Encoding`) and decode what comes back (default on).
-    pub compression: bool,
+    /// The `Accept-Encoding` offered (default `gzip, br, zstd`; `None`: compression off);
+    /// what comes back in gzip, deflate, br or zstd is decoded.
+    pub compression: Option<http::HeaderValue>,
     pub headers: HeaderMap,
     pub allow: AllowList,
     /// Extra trusted certificates (PEM) for https, as written: relative to the scenario file.

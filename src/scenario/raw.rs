@@ -41,8 +41,9 @@ pub struct RawTarget {
     pub connect_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
     pub max_body: Option<Spanned<String>>,
-    /// Offer compressed responses and decode them (default true).
-    pub compression: Option<bool>,
+    /// Offer compressed responses and decode them (default true), or the exact
+    /// `Accept-Encoding` to offer.
+    pub compression: Option<Spanned<RawCompression>>,
     pub allow_hosts: Option<Vec<Spanned<String>>>,
     /// PEM certificates to trust for an https target, besides the public roots.
     pub ca_file: Option<Spanned<String>>,
@@ -58,6 +59,13 @@ pub struct RawTarget {
     pub source_addrs: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCompression {
+    On(bool),
+    Offer(String),
 }
 
 #[derive(Debug, Deserialize)]

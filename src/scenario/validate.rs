@@ -13,7 +13,7 @@ use super::journeys::validate_journeys;
 use super::plan::{
     BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, Protocol, RateStage, TargetPlan, VuStage,
 };
-use super::raw::{RawData, RawLoad, RawScenario, RawTarget};
+use super::raw::{RawCompression, RawData, RawLoad, RawScenario, RawTarget};
 use super::slos::validate_slos;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::safety::AllowList;
@@ -212,6 +212,32 @@ fn validate_target(
             (Ok(protocol), _) => Some(protocol),
         }
     });
+    let compression = match raw.compression.as_ref().map(|c| (c.get_ref(), c.span())) {
+        None | Some((RawCompression::On(true), _)) => Some(Some(HeaderValue::from_static(
+            crate::engine::http::ACCEPT_ENCODING,
+        ))),
+        Some((RawCompression::On(false), _)) => Some(None),
+        Some((RawCompression::Offer(text), span)) => {
+            let known = ["gzip", "x-gzip", "deflate", "br", "zstd", "identity"];
+            let unknown: Vec<&str> = text
+                .split(',')
+                .map(|part| part.split(';').next().unwrap_or("").trim())
+                .filter(|coding| !known.contains(&coding.to_ascii_lowercase().as_str()))
+                .collect();
+            match (unknown.as_slice(), HeaderValue::from_str(text)) {
+                ([], Ok(value)) => Some(Some(value)),
+                _ => {
+                    diagnostics.push(
+                        span,
+                        format!(
+                            "`{text}`: compression offers a list of gzip, deflate, br, zstd (with optional ;q=), or is true or false"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
     let redirects = match &raw.redirects {
         Some(n) if *n.get_ref() > MAX_REDIRECTS => {
             diagnostics.push(n.span(), format!("`redirects` is at most {MAX_REDIRECTS}"));
@@ -254,7 +280,7 @@ fn validate_target(
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,
         max_body: max_body?,
-        compression: raw.compression.unwrap_or(true),
+        compression: compression?,
         headers,
         allow: allow?,
     })

@@ -56,6 +56,7 @@ fn h2_over_tls_shares_a_connection_between_a_workers_journeys() {
         "every request loadgen counted is a stream the server served"
     );
     assert_eq!(versions(&server), BTreeSet::from(["HTTP/2.0".to_string()]));
+    assert_eq!(summary.protocol, "h2", "the summary says what was spoken");
     assert!(
         server.max_concurrent() >= 2,
         "journeys share a connection: at most {} stream(s) at once",
@@ -113,6 +114,7 @@ fn auto_falls_back_to_http1_when_the_server_offers_no_h2() {
     assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
     assert_eq!(server.hits().len() as u64, summary.totals.requests);
     assert_eq!(versions(&server), BTreeSet::from(["HTTP/1.1".to_string()]));
+    assert_eq!(summary.protocol, "http1");
     // HTTP/1.1: one connection per user, one request at a time on each.
     assert_eq!(server.max_concurrent(), 1);
     assert_eq!(

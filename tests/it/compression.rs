@@ -81,6 +81,22 @@ url = "/hello?t={{{{token}}}}"
         "406 for every encoded request: {:?}",
         summary.totals.errors_by_class
     );
+
+    // An offer of its own: gzip only, so the brotli journey's first step is refused.
+    let gzip_only = workspace.write(
+        "gzip.toml",
+        &scenario(&server.url(), "compression = \"gzip\"", &journeys),
+    );
+    let (_, summary) = run_ok(&options(&gzip_only, &workspace.out()));
+    let by_name = |name: &str| summary.journeys.iter().find(|j| j.name == name).unwrap();
+    assert_eq!(by_name("gzip").steps[0].errors, 0, "{:?}", by_name("gzip"));
+    let br = &by_name("br").steps[0];
+    assert!(br.requests > 0);
+    assert_eq!(
+        br.errors_by_class.get("http_4xx"),
+        Some(&br.requests),
+        "{br:?}"
+    );
 }
 
 /// The loadgen binary's peak resident memory (VmHWM), polled until it exits.

@@ -127,6 +127,7 @@ base_url = "http://127.0.0.1:9"
 protocol = "h3"
 redirects = 99
 source_addrs = ["127.0.0.9-127.0.0.2", "::1-127.0.0.3", "not-an-ip"]
+compression = "gzip, lzma"
 [data.feeder.cookie]
 file = "members.csv"
 [load]
@@ -155,10 +156,11 @@ fn client_fields_are_validated_with_positions() {
         "c.toml:6:17: `127.0.0.9-127.0.0.2`: the range's first address is after its last",
         "c.toml:6:40: `::1-127.0.0.3`: both ends of a range must be the same family",
         "c.toml:6:57: `not-an-ip` is not an IP address",
-        "c.toml:7:1: `cookie` is a reserved name",
-        "c.toml:16:14: `sometimes` is not a connection mode",
-        "c.toml:20:18: `` is not a cookie name",
-        "c.toml:21:22: `cookie` cannot be a variable name",
+        "c.toml:7:15: `gzip, lzma`: compression offers a list of gzip",
+        "c.toml:8:1: `cookie` is a reserved name",
+        "c.toml:17:14: `sometimes` is not a connection mode",
+        "c.toml:21:18: `` is not a cookie name",
+        "c.toml:22:22: `cookie` cannot be a variable name",
     ];
     for prefix in expected {
         assert!(

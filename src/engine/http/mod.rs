@@ -160,6 +160,15 @@ impl ClientConfig {
         })
     }
 
+    /// The HTTP version the run speaks, as reports name it.
+    pub fn spoken(&self) -> &'static str {
+        match (self.multiplex, self.origin.tls) {
+            (false, _) => "http1",
+            (true, true) => "h2",
+            (true, false) => "h2c",
+        }
+    }
+
     /// Connects (and does the TLS handshake for https) without speaking HTTP: the
     /// pre-flight check. Returns whether ALPN agreed on h2, or why it failed in words.
     pub async fn probe(&self, source: Option<IpAddr>) -> Result<bool, String> {
