@@ -156,6 +156,7 @@ fn write_run(args: &Args) -> Result<(), String> {
             ended_by: EndReason::Plan,
             faults,
             aborted_because: None,
+            protocol: "http1",
         },
         &totals,
     );
