@@ -3,7 +3,6 @@
 //! the public web roots plus the scenario's `ca_file` (a staging CA, a self-signed cert);
 //! there is no "skip verification" switch — trust the certificate instead.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
@@ -29,32 +28,47 @@ impl std::fmt::Debug for TlsTarget {
     }
 }
 
+/// Certificates to trust besides the public roots.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// A PEM file (`ca_file`, `--ca-file`, the local stack's CA).
+    File(std::path::PathBuf),
+    /// PEM text a platform adapter read, and where from.
+    Pem { pem: String, from: String },
+}
+
+impl std::fmt::Display for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trust::File(path) => write!(f, "ca_file {}", path.display()),
+            Trust::Pem { from, .. } => write!(f, "the CA of {from}"),
+        }
+    }
+}
+
 impl TlsTarget {
-    /// Builds the client configuration once per run. `ca_file` holds PEM certificates.
-    /// `protocol` decides what ALPN offers: `auto` both h2 and http/1.1 (the server picks),
-    /// `h2` only h2, `http1` only http/1.1.
-    pub fn new(
-        host: &str,
-        ca_file: Option<&Path>,
-        protocol: Protocol,
-    ) -> Result<TlsTarget, String> {
+    /// Builds the client configuration once per run; `trust` adds certificates to the
+    /// public roots. `protocol` decides what ALPN offers: `auto` both h2 and http/1.1 (the
+    /// server picks), `h2` only h2, `http1` only http/1.1.
+    pub fn new(host: &str, trust: Option<&Trust>, protocol: Protocol) -> Result<TlsTarget, String> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        if let Some(trust) = trust {
+            let what = trust.to_string();
+            let certs: Vec<CertificateDer<'static>> = match trust {
+                Trust::File(path) => CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("{what}: {e}"))?
+                    .collect::<Result<_, _>>(),
+                Trust::Pem { pem, .. } => {
+                    CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>()
+                }
+            }
+            .map_err(|e| format!("{what}: {e}"))?;
             if certs.is_empty() {
-                return Err(format!(
-                    "ca_file {}: no PEM certificate in it",
-                    path.display()
-                ));
+                return Err(format!("{what}: no PEM certificate in it"));
             }
             for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("{what}: {e}"))?;
             }
         }
         let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))

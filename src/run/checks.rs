@@ -1,18 +1,19 @@
 //! Pre-flight: the HTTP client for the target, and the checks made before anything is
 //! sent — the target accepts connections, every fault's guardrails allow it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{RunError, RunOptions};
 use crate::chaos::runner::{Verdict, preflight as preflight_faults};
 use crate::engine::ClientConfig;
 use crate::engine::http::Origin;
-use crate::engine::tls::TlsTarget;
+use crate::engine::tls::{TlsTarget, Trust};
+use crate::platform::{PlatformKind, compose, local};
 use crate::scenario::Plan;
 use crate::scenario::plan::Protocol;
 
 /// The client configuration for the plan's (already resolved) target.
-pub fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunError> {
+pub async fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunError> {
     let target = &plan.target;
     let address = target.base.resolved.expect("prepare resolved the target");
     let origin = Origin::new(
@@ -25,9 +26,9 @@ pub fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunErro
     let tls = match target.base.tls {
         false => None,
         true => {
-            let ca_file = ca_file(plan, options);
+            let trust = trust(plan, options).await?;
             Some(
-                TlsTarget::new(&target.base.host, ca_file.as_deref(), target.protocol)
+                TlsTarget::new(&target.base.host, trust.as_ref(), target.protocol)
                     .map_err(RunError::BadInput)?,
             )
         }
@@ -45,26 +46,39 @@ pub fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunErro
     })
 }
 
-/// The CA file to trust: `--ca-file` (or `LOADGEN_CA_FILE`), else the scenario's `ca_file`
-/// (relative to the scenario file, like data files), else the one the local reference stack
-/// made for the very target being run against.
-fn ca_file(plan: &Plan, options: &RunOptions) -> Option<PathBuf> {
+/// The certificates to trust besides the public roots: `--ca-file` (or `LOADGEN_CA_FILE`),
+/// else the scenario's `ca_file` (relative to the scenario file, like data files), else
+/// what the platform adapter knows: the local stack's CA for the very URL it serves, the
+/// Compose project's CA read out of its container.
+async fn trust(plan: &Plan, options: &RunOptions) -> Result<Option<Trust>, RunError> {
     if let Some(file) = &options.ca_file {
-        return Some(file.clone());
+        return Ok(Some(Trust::File(file.clone())));
     }
     if let Some(file) = &plan.target.ca_file {
-        return Some(
-            options
-                .scenario
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(file),
-        );
+        let base = options.scenario.parent().unwrap_or(Path::new("."));
+        return Ok(Some(Trust::File(base.join(file))));
     }
-    crate::platform::local::ca_file_for(
-        &plan.target.base.to_string(),
-        plan.chaos.stack_state.as_deref(),
-    )
+    let chaos = &plan.chaos;
+    match chaos.platform {
+        PlatformKind::Compose => {
+            let project = chaos.compose_project.as_deref().unwrap_or_default();
+            let pem = compose::ca_pem(chaos.docker_host.as_deref(), project)
+                .await
+                .map_err(|e| RunError::CouldNotRun(format!("the platform's CA: {e}")))?;
+            Ok(pem.map(|pem| Trust::Pem {
+                pem,
+                from: format!("Compose project {project}"),
+            }))
+        }
+        // A Kubernetes platform's CA is the operator's to give (`--ca-file`): the adapter
+        // knows only the API server's.
+        PlatformKind::Kubernetes => Ok(None),
+        PlatformKind::Local => Ok(local::ca_file_for(
+            &plan.target.base.to_string(),
+            chaos.stack_state.as_deref(),
+        )
+        .map(Trust::File)),
+    }
 }
 
 /// Resolves every fault's targets against the live environment before any traffic: a fault

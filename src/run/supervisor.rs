@@ -54,7 +54,7 @@ enum Stopped {
 
 pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
     let plan = prepared.plan.clone();
-    let mut client = checks::client(&plan, options)?;
+    let mut client = checks::client(&plan, options).await?;
     checks::target(&mut client, &plan).await?;
     checks::faults(&plan).await?;
 

@@ -97,6 +97,26 @@ fn a_reset_stream_is_its_own_class_and_the_connection_lives_on() {
 }
 
 #[test]
+fn past_the_servers_stream_limit_another_connection_opens() {
+    // 2 streams per connection, 4 users per worker: each worker needs 2 connections.
+    let server = WebServer::start_with_streams(Speaks::TlsH2, 2);
+    let summary = run_against(&server, &scenario(&server, true, "", CLOSED_8, SLOW));
+    assert_eq!(
+        summary.totals.errors, 0,
+        "no stream was refused: {:?}",
+        summary.totals
+    );
+    assert_eq!(server.hits().len() as u64, summary.totals.requests);
+    assert_eq!(
+        server.max_concurrent(),
+        2,
+        "never more streams than the server allows"
+    );
+    let used: BTreeSet<u64> = server.hits().iter().map(|h| h.connection).collect();
+    assert_eq!(used.len(), 4, "two workers × two connections: {used:?}");
+}
+
+#[test]
 fn h2c_speaks_http2_by_prior_knowledge() {
     let server = WebServer::start(Speaks::H2c);
     let text = scenario(&server, false, "protocol = \"h2c\"", CLOSED_8, SLOW);
@@ -462,14 +482,7 @@ struct RudeH2 {
 
 impl RudeH2 {
     fn start() -> RudeH2 {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = crate::support::server_runtime(1);
         let addr = listener.local_addr().unwrap();
         let (streams, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (s, c) = (streams.clone(), connections.clone());

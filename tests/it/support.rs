@@ -275,3 +275,35 @@ pub fn per_second(run_dir: &Path) -> Vec<(u64, u64, u64)> {
         })
         .collect()
 }
+
+/// A runtime of `threads` workers for a test server, and a listener on 127.0.0.1:0 in it.
+pub fn server_runtime(threads: usize) -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    (runtime, listener)
+}
+
+/// A TLS server configuration with a fresh self-signed certificate for 127.0.0.1, offering
+/// `alpn`, and the certificate's PEM (what a scenario's `ca_file` trusts).
+pub fn self_signed_tls(alpn: &[&[u8]]) -> (tokio_rustls::rustls::ServerConfig, String) {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls::{ServerConfig, crypto::ring};
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(certified.key_pair.serialize_pem().as_bytes()).unwrap();
+    let mut config =
+        ServerConfig::builder_with_provider(std::sync::Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (config, certified.cert.pem())
+}

@@ -11,10 +11,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{ServerConfig, crypto::ring};
 
 use crate::support::{Workspace, loadgen, options, run_binary, run_ok};
 
@@ -29,25 +26,9 @@ struct TlsServer {
 
 impl TlsServer {
     fn start() -> TlsServer {
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert_pem = certified.cert.pem();
-        let key =
-            PrivateKeyDer::from_pem_slice(certified.key_pair.serialize_pem().as_bytes()).unwrap();
-        let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
+        let (config, cert_pem) = crate::support::self_signed_tls(&[]);
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = crate::support::server_runtime(1);
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicU64::new(0));
         let counter = served.clone();

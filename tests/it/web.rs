@@ -15,11 +15,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{ServerConfig, crypto::ring};
 
 /// How the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,29 +59,18 @@ pub struct WebServer {
 
 impl WebServer {
     pub fn start(speaks: Speaks) -> WebServer {
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert_pem = certified.cert.pem();
-        let key =
-            PrivateKeyDer::from_pem_slice(certified.key_pair.serialize_pem().as_bytes()).unwrap();
-        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-        config.alpn_protocols = match speaks {
-            Speaks::TlsH2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-            _ => vec![b"http/1.1".to_vec()],
+        Self::start_with_streams(speaks, 64)
+    }
+
+    /// An HTTP/2 server that announces at most `streams` concurrent streams per connection.
+    pub fn start_with_streams(speaks: Speaks, streams: u32) -> WebServer {
+        let alpn: &[&[u8]] = match speaks {
+            Speaks::TlsH2 => &[b"h2", b"http/1.1"],
+            _ => &[b"http/1.1"],
         };
+        let (config, cert_pem) = crate::support::self_signed_tls(alpn);
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = crate::support::server_runtime(2);
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let shared = state.clone();
@@ -102,6 +88,7 @@ impl WebServer {
                         connection,
                         peer: peer.ip(),
                         open,
+                        streams,
                     };
                     match speaks {
                         Speaks::Http1 => serve(conn, stream, false).await,
@@ -154,17 +141,19 @@ struct Conn {
     connection: u64,
     peer: IpAddr,
     open: Arc<AtomicUsize>,
+    streams: u32,
 }
 
 async fn serve<S>(conn: Conn, stream: S, h2: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let streams = conn.streams;
     let service = service_fn(move |request| handle(conn.clone(), request));
     let io = TokioIo::new(stream);
     if h2 {
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .max_concurrent_streams(64)
+            .max_concurrent_streams(streams)
             .serve_connection(io, service)
             .await;
     } else {

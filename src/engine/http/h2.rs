@@ -47,12 +47,13 @@ pub async fn handshake<S>(stream: S) -> Result<H2, ErrorClass>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (sender, connection) = h2::client::Builder::new()
+    let (sender, mut connection) = h2::client::Builder::new()
         // A load generator reads what it asked for: no server push.
         .enable_push(false)
         .handshake(stream)
         .await
         .map_err(|_| ErrorClass::ConnectError)?;
+    let mut ping = connection.ping_pong().ok_or(ErrorClass::ConnectError)?;
     let closed = Rc::new(Cell::new(false));
     let ended = Rc::new(Cell::new(None));
     let (flag, how) = (closed.clone(), ended.clone());
@@ -62,6 +63,13 @@ where
         }
         flag.set(true);
     });
+    // The server's SETTINGS come before its answer to a PING: once the PONG is in, the
+    // stream limit is the server's, not the default of 100 the client assumes before — so
+    // the journeys sharing this connection never open more streams than it allows (the
+    // excess would be refused).
+    ping.ping(h2::Ping::opaque())
+        .await
+        .map_err(|_| ErrorClass::ConnectError)?;
     Ok(H2 {
         sender,
         closed,

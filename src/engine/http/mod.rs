@@ -226,13 +226,19 @@ impl Client {
         if let Connection::H1(c) = connection
             && !c.is_closed()
         {
-            self.pools
-                .borrow_mut()
-                .idle
-                .entry(source)
-                .or_default()
-                .push(c);
+            self.pool_idle(source, c);
         }
+    }
+
+    fn pool_idle(&self, source: Option<IpAddr>, connection: h1::H1) {
+        let mut pools = self.pools.borrow_mut();
+        pools.idle.entry(source).or_default().push(connection);
+    }
+
+    fn share(&self, source: Option<IpAddr>, connection: h2::H2) {
+        let mut pools = self.pools.borrow_mut();
+        let shared = pools.shared.entry(source).or_default();
+        shared.connections.push(connection);
     }
 
     /// Sends `request` (a path-only URI) to the target, or to `origin` for a redirect that
@@ -351,13 +357,7 @@ impl Client {
             .connect()
             .await?;
         if let (Connection::H2(c), false) = (&connection, route.mode == ConnectionMode::New) {
-            self.pools
-                .borrow_mut()
-                .shared
-                .entry(route.source)
-                .or_default()
-                .connections
-                .push(c.clone());
+            self.share(route.source, c.clone());
         }
         Ok(connection)
     }
@@ -405,21 +405,9 @@ impl Client {
                 .await;
             drop(opening);
             match connection? {
-                Connection::H2(c) => self
-                    .pools
-                    .borrow_mut()
-                    .shared
-                    .entry(source)
-                    .or_default()
-                    .connections
-                    .push(c),
+                Connection::H2(c) => self.share(source, c),
                 Connection::H1(c) => {
-                    self.pools
-                        .borrow_mut()
-                        .idle
-                        .entry(source)
-                        .or_default()
-                        .push(c);
+                    self.pool_idle(source, c);
                     return Ok(None);
                 }
             }

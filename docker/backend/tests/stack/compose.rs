@@ -346,6 +346,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     }
     eprintln!("compose: {base_url} ready after {:?}", started.elapsed());
     tls_h2_and_gzip(&project);
+    drill_over_tls(&project);
 
     let proxy_before = project.proxy_get("/stats");
     let before: Vec<u64> = BACKENDS.iter().map(|b| project.served(b)).collect();
@@ -508,6 +509,54 @@ fn tls_h2_and_gzip(project: &Project) {
         "{courses:?}"
     );
     eprintln!("compose: TLS (h2), h2c and gzip answer");
+}
+
+/// A drill over TLS and HTTP/2 that is told nothing about the certificate: loadgen's Compose
+/// platform reads the project's CA out of the container labelled `loadgen.ca`.
+fn drill_over_tls(project: &Project) {
+    let https = format!("https://{}", project.port("nginx", "8443"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tls.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "compose-tls"
+[target]
+base_url = "{https}"
+[load]
+model = "open"
+start_rate = "20/s"
+[[load.stage]]
+duration = "3s"
+rate = "20/s"
+[[journey]]
+name = "catalogue"
+[[journey.step]]
+name = "courses"
+url = "/api/courses"
+check = {{ header = {{ content-encoding = "gzip" }} }}
+[chaos]
+platform = "compose"
+compose_project = "{project}"
+"#,
+            project = project.name
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let code = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let summary = summary(&only_run(&out));
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(summary["totals"]["errors"], 0, "{:#}", summary["totals"]);
+    assert_eq!(summary["protocol"], "h2", "ALPN agreed on h2");
+    assert!(summary["totals"]["requests"].as_u64().unwrap() >= 50);
+    eprintln!("compose: a drill over TLS + h2 trusted the project's CA through the adapter");
 }
 
 /// The loadgen binary the loadgen image gets (postgres-proxy runs it): the debug one
