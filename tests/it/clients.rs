@@ -30,10 +30,23 @@ const SLOW: &str =
     "[[journey]]\nname = \"slow\"\n[[journey.step]]\nname = \"slow\"\nurl = \"/slow\"\n";
 
 fn run_against(server: &WebServer, text: &str) -> loadgen::output::summary::Summary {
+    run_dir_against(server, text).2
+}
+
+/// The run, with the workspace that holds its directory (dropped: gone).
+fn run_dir_against(
+    server: &WebServer,
+    text: &str,
+) -> (
+    Workspace,
+    std::path::PathBuf,
+    loadgen::output::summary::Summary,
+) {
     let workspace = Workspace::new();
     workspace.write("server.pem", &server.cert_pem);
     let file = workspace.write("clients.toml", text);
-    run_ok(&options(&file, &workspace.out())).1
+    let (dir, summary) = run_ok(&options(&file, &workspace.out()));
+    (workspace, dir, summary)
 }
 
 fn versions(server: &WebServer) -> BTreeSet<String> {
@@ -47,9 +60,15 @@ fn versions(server: &WebServer) -> BTreeSet<String> {
 #[test]
 fn h2_over_tls_shares_a_connection_between_a_workers_journeys() {
     let server = WebServer::start(Speaks::TlsH2);
-    let summary = run_against(&server, &scenario(&server, true, "", CLOSED_8, SLOW));
+    let (_workspace, run_dir, summary) =
+        run_dir_against(&server, &scenario(&server, true, "", CLOSED_8, SLOW));
     assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
     assert!(summary.totals.requests > 50, "{:?}", summary.totals);
+    let report = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        report.contains("over HTTP&#x2f;2 (TLS)"),
+        "the report says what was spoken"
+    );
     assert_eq!(
         server.hits().len() as u64,
         summary.totals.requests,
