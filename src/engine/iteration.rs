@@ -505,6 +505,8 @@ async fn follow(
     let base = &ctx.client.config.origin;
     let mut request = build_request(ctx, step, values)?;
     let mut origin: Option<Origin> = None;
+    // The path of the redirect hop being sent (`None`: the step's own).
+    let mut hop_path: Option<String> = None;
     let mut hops = 0;
     loop {
         let at = origin.as_ref().unwrap_or(base);
@@ -517,9 +519,6 @@ async fn follow(
         {
             request.headers_mut().insert(http::header::COOKIE, cookies);
         }
-        // The URI's bytes are shared, not copied: kept for cookies and redirects.
-        let uri = request.uri().clone();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let response = ctx
             .client
             .send(
@@ -530,24 +529,31 @@ async fn follow(
                 step.keeps_body,
             )
             .await?;
+        // The request went into `send`; its path is needed again only for a cookie or a
+        // redirect, so it is rendered again then rather than kept for every request.
+        let sent_path = |values: &IterationValues<'_>| match &hop_path {
+            Some(path) => path.clone(),
+            None => render_path(ctx, step, values),
+        };
         if let Some(jar) = &mut session.jar
             && response.headers.contains_key(http::header::SET_COOKIE)
-            && let Some(url) = url.clone().or_else(|| request_url(at, path))
+            && let Some(url) = url.clone().or_else(|| request_url(at, &sent_path(values)))
             && jar.store(&response.headers, &url)
         {
             values.refresh_cookies(ctx, session);
         }
         let status = response.status.as_u16();
+        if !is_redirect(status) || step.expect.matches(status) || hops >= ctx.plan.target.redirects {
+            return Ok(response);
+        }
         let Some(location) = response
             .headers
             .get(http::header::LOCATION)
-            .filter(|_| is_redirect(status) && !step.expect.matches(status))
-            .filter(|_| hops < ctx.plan.target.redirects)
             .and_then(|v| v.to_str().ok())
         else {
             return Ok(response);
         };
-        let from = request_url(at, path).ok_or(ErrorClass::Io)?;
+        let from = request_url(at, &sent_path(values)).ok_or(ErrorClass::Io)?;
         // A hop outside the allow-list is this response's failure: nothing more is sent.
         let (next, next_path) = redirect_target(ctx, &from, location)?;
         ctx.recorder
@@ -555,8 +561,9 @@ async fn follow(
             .redirect(step.global_index, second, Instant::now());
         hops += 1;
         request = build_request(ctx, step, values)?;
-        *request.uri_mut() =
-            http::Uri::from_maybe_shared(Bytes::from(next_path)).map_err(|_| ErrorClass::Io)?;
+        *request.uri_mut() = http::Uri::from_maybe_shared(Bytes::from(next_path.clone()))
+            .map_err(|_| ErrorClass::Io)?;
+        hop_path = Some(next_path);
         // 303 (and 301/302 after a POST, as browsers do) turn the request into a GET
         // without a body; 307 and 308 repeat it as it was.
         let method = request.method().clone();
@@ -632,6 +639,14 @@ fn redirect_target(
         path.push_str(query);
     }
     Ok((origin, path))
+}
+
+/// The step's path as `build_request` renders it (prefix included).
+fn render_path(ctx: &WorkerContext, step: &StepPlan, values: &IterationValues<'_>) -> String {
+    let mut target = Vec::with_capacity(ctx.prefix.len() + step.path.source.len() + 16);
+    target.extend_from_slice(&ctx.prefix);
+    step.path.render_into(values, &mut target);
+    String::from_utf8_lossy(&target).into_owned()
 }
 
 fn build_request(
