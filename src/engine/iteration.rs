@@ -543,7 +543,8 @@ async fn follow(
             values.refresh_cookies(ctx, session);
         }
         let status = response.status.as_u16();
-        if !is_redirect(status) || step.expect.matches(status) || hops >= ctx.plan.target.redirects {
+        if !is_redirect(status) || step.expect.matches(status) || hops >= ctx.plan.target.redirects
+        {
             return Ok(response);
         }
         let Some(location) = response
