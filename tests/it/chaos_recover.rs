@@ -75,7 +75,15 @@ http.server.ThreadingHTTPServer((host, int(port)), Ready).serve_forever()
             ),
         );
         write("backend-1.port", format!("{port}\n"));
-        for service in ["postgres", "postgres-proxy", "redis", "nginx", "prometheus"] {
+        for service in [
+            "postgres",
+            "postgres-proxy",
+            "redis",
+            "nginx",
+            "nginx-h2c",
+            "nginx-http",
+            "prometheus",
+        ] {
             write(&format!("{service}.port"), "0\n".into());
             write(&format!("{service}.pid"), "0 absent\n".into());
         }
