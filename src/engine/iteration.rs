@@ -618,7 +618,7 @@ fn redirect_target(
         .port_or_known_default()
         .ok_or(ErrorClass::RedirectRefused)?;
     let base = &ctx.client.config.origin;
-    let addr = if base.tls == tls && base.port == port && base.host.eq_ignore_ascii_case(&host) {
+    let addr = if base.is(tls, &host, port) {
         base.addr
     } else {
         let target = &ctx.plan.target;

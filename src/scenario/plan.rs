@@ -184,23 +184,25 @@ impl BaseUrl {
         })
     }
 
-    fn default_port(&self) -> u16 {
-        if self.tls { 443 } else { 80 }
-    }
-
     /// The value of the Host header: the host as written, with the port unless it is the
     /// scheme's default.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == self.default_port() {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        authority(self.tls, &self.host, self.port)
+    }
+}
+
+/// `host[:port]` as `Host` and `:authority` carry it: an IPv6 host in brackets, the port
+/// left out when it is the scheme's default (443 with `tls`, else 80).
+pub fn authority(tls: bool, host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == if tls { 443 } else { 80 } {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 

@@ -129,20 +129,20 @@ pub async fn exchange(
         _slot,
     } = stream;
     // A stream that broke because its connection went away carries the connection's reason.
-    let classify = |error: &h2::Error| match (error.is_io(), ended.get()) {
+    let class_of = |error: &h2::Error| match (error.is_io(), ended.get()) {
         (true, Some(connection)) => connection,
         _ => classify::h2(error),
     };
     let (response, mut sending) = sender
         .send_request(Request::from_parts(parts, ()), end)
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| class_of(&e))?;
     if !end {
-        sending.send_data(payload, true).map_err(|e| classify(&e))?;
+        sending.send_data(payload, true).map_err(|e| class_of(&e))?;
     }
-    let response = response.await.map_err(|e| classify(&e))?;
+    let response = response.await.map_err(|e| class_of(&e))?;
     let (parts, mut incoming) = response.into_parts();
     while let Some(data) = incoming.data().await {
-        let data = data.map_err(|e| classify(&e))?;
+        let data = data.map_err(|e| class_of(&e))?;
         // Give the flow-control window back, or a large body stalls the stream.
         let _ = incoming.flow_control().release_capacity(data.len());
         body.push(data)?;

@@ -43,17 +43,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(tls: bool, host: &str, port: u16, addr: SocketAddr) -> Result<Origin, String> {
-        let default_port = if tls { 443 } else { 80 };
-        let bracketed = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
-        let authority = if port == default_port {
-            bracketed
-        } else {
-            format!("{bracketed}:{port}")
-        };
+        let authority = crate::scenario::plan::authority(tls, host, port);
         Ok(Origin {
             tls,
             host: host.to_string(),
@@ -85,9 +75,12 @@ impl Origin {
 
     /// The same scheme, host and port: a redirect within it reuses the run's connections.
     pub fn same_as(&self, other: &Origin) -> bool {
-        self.tls == other.tls
-            && self.port == other.port
-            && self.host.eq_ignore_ascii_case(&other.host)
+        self.is(other.tls, &other.host, other.port)
+    }
+
+    /// Whether this origin is `scheme://host:port` (`tls` for https).
+    pub fn is(&self, tls: bool, host: &str, port: u16) -> bool {
+        self.tls == tls && self.port == port && self.host.eq_ignore_ascii_case(host)
     }
 }
 
@@ -112,15 +105,6 @@ pub struct ClientConfig {
 pub enum Connection {
     H1(h1::H1),
     H2(h2::H2),
-}
-
-impl Connection {
-    pub fn is_closed(&self) -> bool {
-        match self {
-            Connection::H1(c) => c.is_closed(),
-            Connection::H2(c) => c.is_closed(),
-        }
-    }
 }
 
 /// The parts of a response a step looks at.
@@ -261,11 +245,11 @@ impl Client {
         let collector = Collector::new(self.config.max_body, keep_body);
         let exchange = async {
             let (parts, body) = match origin {
-                Some(origin) if !origin.same_as(&self.config.origin) => {
+                Some(origin) => {
                     self.one_off(origin, route.source, request, collector)
                         .await?
                 }
-                _ => self.exchange(held, route, request, collector).await?,
+                None => self.exchange(held, route, request, collector).await?,
             };
             // Kept bodies are read decoded (extraction and checks see the JSON, not gzip);
             // `max_body` bounds the inflated bytes too, so a bomb stops at the limit.
@@ -317,27 +301,20 @@ impl Client {
         };
         // A kept connection the server has since closed (idle keep-alive timeout, GOAWAY):
         // one fresh try — nothing was sent on it.
-        let sender = loop {
+        let result = loop {
             match &mut connection {
                 Connection::H1(c) => {
                     if !c.is_closed() && c.ready().await {
-                        break None;
+                        break c.exchange(origin, request, collector).await;
                     }
                 }
                 Connection::H2(c) => {
                     if let Some(stream) = c.ready().await {
-                        break Some(stream);
+                        break h2::exchange(stream, origin, request, collector).await;
                     }
                 }
             }
             connection = self.connect(route).await?;
-        };
-        let result = match (&mut connection, sender) {
-            (Connection::H1(c), _) => c.exchange(origin, request, collector).await,
-            (Connection::H2(_), Some(sender)) => {
-                h2::exchange(sender, origin, request, collector).await
-            }
-            (Connection::H2(_), None) => unreachable!("an HTTP/2 connection is used once ready"),
         };
         if result.is_ok() {
             match route.mode {
