@@ -57,14 +57,6 @@ PER_CONN=$((STREAMS / CONNECTIONS))
 # while loadgen opened a further connection; the comparison would no longer be like for like.
 ((PER_CONN <= 128)) || die "at most 128 streams per connection (nginx's http2_max_concurrent_streams)"
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat wants a positive integer, not '$REPEAT'"
-if [[ "$DURATION" =~ ^([1-9][0-9]*)(s?)$ ]]; then
-  DUR_S="${BASH_REMATCH[1]}"
-elif [[ "$DURATION" =~ ^([1-9][0-9]*)m$ ]]; then
-  DUR_S=$((BASH_REMATCH[1] * 60))
-else
-  die "--duration wants seconds or minutes (\"10s\", \"2m\"), not '$DURATION'"
-fi
-DUR="${DUR_S}s"
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 for tool in "${TOOL_LIST[@]}"; do
   case "$tool" in h2load | oha | loadgen) ;; *) die "unknown tool '$tool'" ;; esac
@@ -72,32 +64,19 @@ done
 wants() { [[ ",$TOOLS," == *",$1,"* ]]; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 LOADGEN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen"
 OUT_DIR="$ROOT/bench/out"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/loadgen-h2.XXXXXX")"
 NGINX_PID=""
-cleanup() {
-  if [[ -n "$NGINX_PID" ]]; then
-    kill "$NGINX_PID" 2>/dev/null || true
-    wait "$NGINX_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------- installs
 
-apt_install() {
-  say "installing $* from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq "$@" >/dev/null 2>&1; then
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq "$@" >/dev/null
-  fi
-}
 
 declare -A AVAILABLE=()
 
@@ -151,9 +130,6 @@ ensure_tools() {
 
 # ------------------------------------------------------------------------------- nginx
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 # One worker, access log off, cleartext HTTP/2 only on PORT (prior knowledge: this listener
 # does not speak HTTP/1.1), 128 concurrent streams per connection, and keepalive_requests /
@@ -222,9 +198,6 @@ nginx_status() {
 }
 
 # CPU seconds the nginx worker has used so far (user + system).
-nginx_cpu() {
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$NGINX_WORKER/stat"
-}
 
 # --------------------------------------------------------------------------- the tools
 #

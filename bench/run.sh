@@ -48,20 +48,14 @@ die() { say "$*"; exit 2; }
 
 [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "--connections wants a positive integer, not '$CONNECTIONS'"
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat wants a positive integer, not '$REPEAT'"
-if [[ "$DURATION" =~ ^([1-9][0-9]*)(s?)$ ]]; then
-  DUR_S="${BASH_REMATCH[1]}"
-elif [[ "$DURATION" =~ ^([1-9][0-9]*)m$ ]]; then
-  DUR_S=$((BASH_REMATCH[1] * 60))
-else
-  die "--duration wants seconds or minutes (\"10s\", \"2m\"), not '$DURATION'"
-fi
-DUR="${DUR_S}s"
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 for tool in "${TOOL_LIST[@]}"; do
   case "$tool" in wrk | oha | goose | loadgen | loadgen-mix) ;; *) die "unknown tool '$tool'" ;; esac
 done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 LOADGEN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen"
 GOOSE_DIR="$ROOT/bench/goose"
 GOOSE_BIN="$GOOSE_DIR/target/release/goose-bench"
@@ -70,26 +64,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/loadgen-bench.XXXXXX")"
 NGINX_PID=""
-cleanup() {
-  if [[ -n "$NGINX_PID" ]]; then
-    kill "$NGINX_PID" 2>/dev/null || true
-    wait "$NGINX_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------- installs
 
-apt_install() {
-  say "installing $* from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq "$@" >/dev/null 2>&1; then
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq "$@" >/dev/null
-  fi
-}
 
 declare -A AVAILABLE=()
 
@@ -144,9 +123,6 @@ ensure_tools() {
 
 # ------------------------------------------------------------------------------- nginx
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 start_nginx() {
   PORT="$(free_port)"
@@ -176,9 +152,6 @@ nginx_requests() {
 }
 
 # CPU seconds the nginx worker has used so far (user + system).
-nginx_cpu() {
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$NGINX_WORKER/stat"
-}
 
 # --------------------------------------------------------------------------- the tools
 #
