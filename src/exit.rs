@@ -63,6 +63,9 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
         failed.push(format!("{verdicts} SLO verdict(s) failed"));
     }
     failed.extend(summary.fault_problems.iter().cloned());
+    if let Some(verify) = &summary.verify {
+        failed.extend(verify.problems());
+    }
     if baseline_regressed {
         failed.push("the baseline gate found a regression".into());
     }

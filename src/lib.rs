@@ -19,3 +19,4 @@ pub mod run;
 pub mod safety;
 pub mod scenario;
 pub mod slo;
+pub mod verify;

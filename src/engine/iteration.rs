@@ -237,6 +237,25 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// Counts a request dropped before its outcome came (the run's hard stop) as abandoned.
+struct CutOff<'a> {
+    ctx: &'a WorkerContext,
+    step: usize,
+    second: u64,
+    armed: bool,
+}
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.ctx
+                .recorder
+                .borrow_mut()
+                .abandoned(self.step, self.second);
+        }
+    }
+}
+
 /// Records an iteration that was dropped mid-way (the run's hard stop) as interrupted.
 struct Unfinished<'a> {
     ctx: &'a WorkerContext,
@@ -348,15 +367,7 @@ fn fill_slots<'p>(
     let plan = &*ctx.plan;
     let mut slots = vec![Slot::Empty; journey.slot_count];
     for &(generator, slot) in &journey.generator_slots {
-        slots[slot] = Slot::Value(match &plan.generators[generator].kind {
-            GeneratorKind::Uuid => Value::String(
-                uuid::Builder::from_random_bytes(rng.random())
-                    .into_uuid()
-                    .to_string(),
-            ),
-            GeneratorKind::Int { min, max } => Value::from(rng.random_range(*min..=*max)),
-            GeneratorKind::Pick(values) => values[rng.random_range(0..values.len())].clone(),
-        });
+        slots[slot] = Slot::Value(generate(&plan.generators[generator].kind, rng));
     }
     for &(feeder_index, slot) in &journey.feeder_slots {
         let feeder = &plan.feeders[feeder_index];
@@ -388,6 +399,19 @@ fn fill_slots<'p>(
         round: 0,
         cookies: vec![None; plan.cookie_names.len()],
     })
+}
+
+/// A generator's next value.
+pub fn generate(kind: &GeneratorKind, rng: &mut SmallRng) -> Value {
+    match kind {
+        GeneratorKind::Uuid => Value::String(
+            uuid::Builder::from_random_bytes(rng.random())
+                .into_uuid()
+                .to_string(),
+        ),
+        GeneratorKind::Int { min, max } => Value::from(rng.random_range(*min..=*max)),
+        GeneratorKind::Pick(values) => values[rng.random_range(0..values.len())].clone(),
+    }
 }
 
 /// A failed step: its class and its think time (what the closed model waits at least).
@@ -439,6 +463,15 @@ async fn run_step<'c>(
         mode: journey.connection,
         source: session.source,
     };
+    // Dropped before its outcome is recorded (the hard stop), the request is counted as
+    // abandoned: it may have reached the server. Declared after `pending`, so it is
+    // counted before the second is released.
+    let mut cut_off = CutOff {
+        ctx,
+        step: step.global_index,
+        second: pending.second,
+        armed: true,
+    };
     let outcome = match follow(ctx, step, values, session, route, pending.second).await {
         Ok(response) => {
             if let Some(instance) = response
@@ -464,13 +497,26 @@ async fn run_step<'c>(
         Err(class) => Err(class),
     };
     let done = Instant::now();
-    ctx.recorder.borrow_mut().request(
-        step.global_index,
-        pending.second,
-        done.saturating_duration_since(intended),
-        outcome,
-        done,
-    );
+    cut_off.armed = false;
+    {
+        let mut recorder = ctx.recorder.borrow_mut();
+        recorder.request(
+            step.global_index,
+            pending.second,
+            done.saturating_duration_since(intended),
+            outcome,
+            done,
+        );
+        // An acknowledged write: what it wrote, for reading back after the run.
+        if let (Ok(()), Some(record)) = (outcome, &step.record) {
+            recorder.ack(
+                record.kind,
+                step.global_index,
+                done,
+                record.body.render(values),
+            );
+        }
+    }
     drop(pending);
     let pause = step.think.map(|think| {
         if think.min == think.max {

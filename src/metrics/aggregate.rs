@@ -104,6 +104,7 @@ mod tests {
             snapshot,
             in_flight: 0,
             finished: next == u64::MAX,
+            acks: Vec::new(),
         }
     }
 

@@ -98,6 +98,37 @@ impl ErrorClass {
         }
     }
 
+    /// Whether a request that failed this way may still have changed the platform: the
+    /// server may have received and processed it, and only the answer failed or was not
+    /// the expected one (a timeout, a reset, a 5xx, an unexpected 2xx/3xx, a body that did
+    /// not check out). Not: nothing was sent (connect failures, a refused redirect hop, an
+    /// invalid request, an exhausted feeder), HTTP/2 REFUSED_STREAM (the server guarantees
+    /// it did nothing), or a 4xx (the server refused the request). A count of writes is
+    /// bounded above by the acknowledged ones plus these.
+    pub fn may_have_committed(self) -> bool {
+        match self {
+            ErrorClass::ConnectRefused
+            | ErrorClass::ConnectTimeout
+            | ErrorClass::ConnectError
+            | ErrorClass::RedirectRefused
+            | ErrorClass::RefusedStream
+            | ErrorClass::Http4xx
+            | ErrorClass::InvalidRequest
+            | ErrorClass::FeederExhausted => false,
+            ErrorClass::Reset
+            | ErrorClass::GoAway
+            | ErrorClass::StreamReset
+            | ErrorClass::RequestTimeout
+            | ErrorClass::Http5xx
+            | ErrorClass::UnexpectedStatus
+            | ErrorClass::ExtractionFailed
+            | ErrorClass::CheckFailed
+            | ErrorClass::BodyTooLarge
+            | ErrorClass::Interrupted
+            | ErrorClass::Io => true,
+        }
+    }
+
     /// The class of an unexpected status code.
     pub fn for_status(status: u16) -> ErrorClass {
         match status {

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::error_class::ErrorClass;
 use super::stats::{Snapshot, count_instance};
+use crate::verify::acks::Ack;
 
 /// One worker's interval: everything it recorded for run second `second`.
 #[derive(Debug)]
@@ -35,6 +36,9 @@ pub struct WorkerReport {
     pub snapshot: Snapshot,
     pub in_flight: usize,
     pub finished: bool,
+    /// Writes acknowledged since the worker's last report (steps with `record`), for
+    /// acks.jsonl: handed over with the report, never one message per request.
+    pub acks: Vec<Ack>,
 }
 
 /// A second not yet handed over.
@@ -58,6 +62,8 @@ pub struct Recorder {
     next_due: Rc<Cell<Option<Instant>>>,
     /// Journeys this worker is running right now.
     pub in_flight: usize,
+    /// Acknowledged writes not yet handed over.
+    acks: Vec<Ack>,
 }
 
 impl Recorder {
@@ -78,6 +84,7 @@ impl Recorder {
             tx,
             next_due: Rc::new(Cell::new(None)),
             in_flight: 0,
+            acks: Vec::new(),
         }
     }
 
@@ -152,6 +159,24 @@ impl Recorder {
         let snapshot = &mut self.slot(done).snapshot;
         snapshot.overall.completed += 1;
         snapshot.steps[step].completed += 1;
+    }
+
+    /// A request cut off in flight at the hard stop, in the second it was meant to start in.
+    pub fn abandoned(&mut self, step: usize, second: u64) {
+        let snapshot = &mut self.slot(second).snapshot;
+        snapshot.overall.abandoned += 1;
+        snapshot.steps[step].abandoned += 1;
+    }
+
+    /// A write the platform acknowledged (a step with `record` passed): `body` is the
+    /// rendered record, stamped here with when it came.
+    pub fn ack(&mut self, kind: usize, step: usize, at: Instant, body: Vec<u8>) {
+        self.acks.push(Ack {
+            kind: kind as u16,
+            step: step as u32,
+            at_ms: at.saturating_duration_since(self.start).as_millis() as u64,
+            body,
+        });
     }
 
     /// Counts which of a step's checks failed a request (its outcome, `check_failed`, is
@@ -255,6 +280,7 @@ impl Recorder {
             snapshot,
             in_flight: self.in_flight,
             finished,
+            acks: std::mem::take(&mut self.acks),
         });
         self.base = complete_before;
     }

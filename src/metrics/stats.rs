@@ -90,6 +90,10 @@ pub struct RequestStats {
     /// A step's failed response checks, by the check's index in the step (`check_failed`
     /// requests, split by which check said no). Empty for other scopes.
     pub checks_failed: std::collections::BTreeMap<u16, u64>,
+    /// Requests cut off in flight at the hard stop (ramp-down over, a second interrupt):
+    /// sent or about to be, never answered, so counted neither as requests nor errors.
+    /// They may have reached the server.
+    pub abandoned: u64,
 }
 
 impl RequestStats {
@@ -134,6 +138,7 @@ impl RequestStats {
         self.dropped += other.dropped;
         self.completed += other.completed;
         self.saturated += other.saturated;
+        self.abandoned += other.abandoned;
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors.iter()) {
             *mine += theirs;
         }

@@ -12,11 +12,15 @@ use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
 use crate::scenario::Plan;
 use crate::slo::SloSpec;
+use crate::verify::judge::VerifySummary;
+use crate::verify::plan::VerifySpecs;
 
 /// 3: outcomes keyed by intended start, successes' and failures' latency apart, dropped
 /// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed
-/// `no_data`), fault occurrences with effect windows.
-pub const SCHEMA_VERSION: u32 = 4;
+/// `no_data`), fault occurrences with effect windows. 4: redirects, HTTP/2 error classes.
+/// 5: requests abandoned at the hard stop; acknowledged writes verified (`verify_specs`,
+/// `verify`).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
@@ -72,13 +76,24 @@ pub struct Summary {
     /// target was not healthy again. Empty until judged.
     #[serde(default)]
     pub fault_problems: Vec<String>,
+    /// What verification reads back and compares, as the scenario said: what `loadgen
+    /// report` judges. Absent when the scenario records nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_specs: Option<VerifySpecs>,
+    /// Verification judged: every acknowledged write read back, counts and invariants.
+    /// Absent until judged, and when the scenario records nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySummary>,
 }
 
 impl Summary {
-    /// The drill's verdict on the platform: every objective met and every planned fault
-    /// happened and healed (completeness and recovery are judged apart).
+    /// The drill's verdict on the platform: every objective met, every planned fault
+    /// happened and healed, and nothing acknowledged was lost (completeness and recovery
+    /// are judged apart).
     pub fn drill_passed(&self) -> bool {
-        self.slo_passed && self.fault_problems.is_empty()
+        self.slo_passed
+            && self.fault_problems.is_empty()
+            && self.verify.as_ref().is_none_or(|v| v.passed)
     }
 }
 
@@ -124,6 +139,10 @@ pub struct Totals {
     pub failed_latency_us: Percentiles,
     /// Latencies above the histograms' 1 h ceiling (recorded as 1 h).
     pub saturated: u64,
+    /// Requests cut off in flight at the hard stop: not in `requests` (no outcome), but
+    /// they may have reached the server.
+    #[serde(default)]
+    pub abandoned: u64,
     /// Responses per value of the target's instance header (`[target] instance_header`,
     /// default `X-Instance`; empty when the target sends none): at most 64 names, the rest
     /// under "(other)".
@@ -155,6 +174,9 @@ pub struct StepSummary {
     pub redirects: u64,
     /// Arrivals dropped at the cap that would have started with this step.
     pub dropped: u64,
+    /// Requests cut off in flight at the hard stop (not in `requests`).
+    #[serde(default)]
+    pub abandoned: u64,
     pub errors: u64,
     pub error_rate: f64,
     pub errors_by_class: BTreeMap<String, u64>,
@@ -179,8 +201,14 @@ pub struct GeneratorSummary {
     pub warning: Option<String>,
 }
 
-/// The files of every run directory, relative to it.
-fn run_files() -> BTreeMap<String, String> {
+/// The files of the run directory, relative to it: every run's, and verification's when
+/// the scenario `verifies`.
+fn run_files(verifies: bool) -> BTreeMap<String, String> {
+    let verification = [
+        ("acks", crate::verify::acks::ACKS_FILE),
+        ("verify_checks", crate::verify::run::CHECKS_FILE),
+        ("verify_facts", crate::verify::run::FACTS_FILE),
+    ];
     [
         ("series", "series.csv"),
         ("intervals", "histograms/intervals.hlog"),
@@ -190,6 +218,7 @@ fn run_files() -> BTreeMap<String, String> {
         ("scenario", "scenario.toml"),
     ]
     .into_iter()
+    .chain(verification.into_iter().filter(|_| verifies))
     .map(|(key, file)| (key.to_string(), file.to_string()))
     .collect()
 }
@@ -291,11 +320,12 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             latency_us: Percentiles::of(overall.latency.as_ref()),
             failed_latency_us: Percentiles::of(overall.failed_latency.as_ref()),
             saturated: overall.saturated,
+            abandoned: overall.abandoned,
             instances: totals.instances.clone(),
         },
         journeys,
         generator: generator_summary(totals, Percentiles::of(overall.latency.as_ref()).p50),
-        files: run_files(),
+        files: run_files(!plan.verify.is_empty()),
         scopes,
         faults: facts.faults,
         settle_ms: plan.chaos.settle.as_millis() as u64,
@@ -304,6 +334,8 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         // Nothing says passed before the verdicts exist.
         slo_passed: false,
         fault_problems: Vec::new(),
+        verify_specs: (!plan.verify.is_empty()).then(|| plan.verify.specs()),
+        verify: None,
     }
 }
 
@@ -333,6 +365,7 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
         requests: stats.requests,
         redirects: stats.redirects,
         dropped: stats.dropped,
+        abandoned: stats.abandoned,
         errors: stats.error_total(),
         error_rate: rate(stats.failed_attempts(), stats.attempts()),
         errors_by_class: by_class(&stats.errors),

@@ -7,6 +7,8 @@ use std::fmt::Write;
 use super::summary::Summary;
 use crate::analysis::verdicts::VerdictStatus;
 use crate::chaos::runner::OccurrenceStatus;
+use crate::verify::judge::{VerifySummary, id_text};
+use crate::verify::run::Status;
 
 /// ✓ passed, ✗ fails the run, – allowed (`no_data` / `not_run` the scenario accepts).
 pub fn mark(passed: bool, fails: bool) -> &'static str {
@@ -99,7 +101,92 @@ pub fn render(summary: &Summary) -> String {
         };
         let _ = writeln!(out, "{line}");
     }
+    if let Some(verify) = &summary.verify {
+        render_verify(verify, &mut out);
+    }
     out
+}
+
+/// Acknowledged writes: a line per kind, count and invariant; the ids of writes that
+/// failed their read-back (the first 20 of each kind; summary.json lists more).
+fn render_verify(verify: &VerifySummary, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "acknowledged writes ({} verification request(s), not in the totals):",
+        verify.requests
+    );
+    if verify.status != Status::Complete {
+        let _ = writeln!(
+            out,
+            "  ✗ verification {}: {}",
+            verify.status.name(),
+            verify.reason.as_deref().unwrap_or_default()
+        );
+    }
+    for kind in &verify.kinds {
+        let passed = kind.status == VerdictStatus::Pass;
+        let _ = writeln!(
+            out,
+            "  {} {}: {} acknowledged, {} verified, {} missing, {} mismatched, {} unverifiable{}",
+            mark(passed, kind.fails_run()),
+            kind.name,
+            kind.acknowledged,
+            kind.verified,
+            kind.missing,
+            kind.mismatched,
+            kind.unverifiable,
+            if passed {
+                String::new()
+            } else {
+                format!(" — {}", kind.reason_text)
+            }
+        );
+        let listed = [
+            ("missing", &kind.missing_writes),
+            ("mismatched", &kind.mismatched_writes),
+            ("unverifiable", &kind.unverifiable_writes),
+        ];
+        for (what, writes) in listed {
+            for write in writes.iter().take(20) {
+                let _ = writeln!(
+                    out,
+                    "      {what} {} (acknowledged at {}{}){}",
+                    id_text(&write.id),
+                    seconds(write.at_ms),
+                    write
+                        .during
+                        .as_deref()
+                        .map(|f| format!(", during {f}"))
+                        .unwrap_or_default(),
+                    write
+                        .detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    for count in &verify.counts {
+        let passed = count.status == VerdictStatus::Pass;
+        let _ = writeln!(
+            out,
+            "  {} count {}: {}",
+            mark(passed, !passed),
+            count.name,
+            count.reason_text
+        );
+    }
+    for invariant in &verify.invariants {
+        let passed = invariant.status == VerdictStatus::Pass;
+        let _ = writeln!(
+            out,
+            "  {} invariant {}: {}",
+            mark(passed, !passed),
+            invariant.name,
+            invariant.reason_text
+        );
+    }
 }
 
 fn seconds(ms: u64) -> String {

@@ -47,6 +47,17 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
     summary.slo_passed = analysis.passed;
     summary.judged = true;
     summary.fault_problems = analysis.fault_problems;
+    if let Some(specs) = &summary.verify_specs {
+        let uncertain = uncertain_by_step(summary);
+        summary.verify = Some(crate::verify::judge::judge(
+            run_dir,
+            &crate::verify::judge::Inputs {
+                specs,
+                uncertain_by_step: &uncertain,
+                occurrences: &summary.faults.occurrences,
+            },
+        )?);
+    }
 
     let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
     write_atomic(&run_dir.join("summary.json"), &json)
@@ -58,6 +69,29 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
     write_atomic(&run_dir.join("report.html"), html.as_bytes())
         .map_err(|e| format!("writing report.html: {e}"))?;
     Ok(())
+}
+
+/// Per global step: requests that may have changed the platform without acknowledging it
+/// (failed in a way `ErrorClass::may_have_committed` names, or cut off at the hard stop).
+fn uncertain_by_step(summary: &Summary) -> Vec<u64> {
+    let mut by_step = Vec::new();
+    for step in summary.journeys.iter().flat_map(|j| &j.steps) {
+        if by_step.len() <= step.index {
+            by_step.resize(step.index + 1, 0);
+        }
+        let failed: u64 = step
+            .errors_by_class
+            .iter()
+            .filter(|(name, _)| {
+                crate::metrics::ErrorClass::ALL
+                    .iter()
+                    .any(|c| c.name() == name.as_str() && c.may_have_committed())
+            })
+            .map(|(_, count)| count)
+            .sum();
+        by_step[step.index] = failed + step.abandoned;
+    }
+    by_step
 }
 
 fn environment() -> Environment<'static> {
@@ -81,8 +115,22 @@ fn environment() -> Environment<'static> {
 fn render_junit(summary: &Summary) -> Result<String, String> {
     let env = environment();
     let occurrences = &summary.faults.occurrences;
-    let failures =
-        summary.slos.iter().filter(|v| v.fails_run()).count() + summary.fault_problems.len();
+    let verify = summary.verify.as_ref();
+    let verify_cases = verify.map_or(0, |v| v.kinds.len() + v.counts.len() + v.invariants.len());
+    let verify_failures = verify.map_or(0, |v| {
+        v.kinds.iter().filter(|k| k.fails_run()).count()
+            + v.counts
+                .iter()
+                .filter(|c| c.status != VerdictStatus::Pass)
+                .count()
+            + v.invariants
+                .iter()
+                .filter(|i| i.status != VerdictStatus::Pass)
+                .count()
+    });
+    let failures = summary.slos.iter().filter(|v| v.fails_run()).count()
+        + summary.fault_problems.len()
+        + verify_failures;
     let skipped = summary
         .slos
         .iter()
@@ -91,11 +139,17 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
         + occurrences
             .iter()
             .filter(|o| o.status == OccurrenceStatus::NotRun && !o.required)
-            .count();
+            .count()
+        + verify.map_or(0, |v| {
+            v.kinds
+                .iter()
+                .filter(|k| k.status == VerdictStatus::NoData && !k.fails_run())
+                .count()
+        });
     // The run's outcome is a test case of its own, decided by the one exit-code function:
     // an interrupted run or an unrecovered fault fails the suite even if every verdict passed.
     let (exit_code, outcome_reasons) = exit::for_run(summary, false);
-    let tests = summary.slos.len() + occurrences.len() + 1;
+    let tests = summary.slos.len() + occurrences.len() + verify_cases + 1;
     let failures = failures + usize::from(exit_code != exit::OK);
     env.get_template("junit.xml")
         .and_then(|t| {

@@ -7,9 +7,12 @@
 //!    instant nothing more is injected;
 //! 4. **recover**: everything still applied is put back at once, while in-flight journeys
 //!    drain (not after them); signals stay handled until it ends;
-//! 5. **judge**: summary.json is first written `"judged": false` with the objectives, then
+//! 5. **verify**: once every fault has ended and `[chaos] settle` has passed, every write the
+//!    platform acknowledged (acks.jsonl) is read back and its counts and invariants asked
+//!    again (`verify/`); a signal stops it;
+//! 6. **judge**: summary.json is first written `"judged": false` with the objectives, then
 //!    the analysis judges it;
-//! 6. **write**: summary.json whole again, junit.xml, report.html.
+//! 7. **write**: summary.json whole again, junit.xml, report.html.
 //!
 //! Pre-flight happens before the supervisor exists (nothing can need recovering yet); from
 //! the run on, `Phase` is its state.
@@ -33,6 +36,7 @@ use crate::output::series::{SeriesWriter, write_totals};
 use crate::output::summary::{self, EndReason, RunFacts, Summary};
 use crate::output::{create_run_dir, write_atomic};
 use crate::slo::live::AbortWatch;
+use crate::verify::acks::AckLog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -43,6 +47,8 @@ pub enum Phase {
     /// The engine has drained; the last recoveries finish. (Judging follows in `judge`,
     /// which answers signals itself: one ends judging, not the run.)
     Recover,
+    /// Every fault has ended: acknowledged writes are read back.
+    Verify,
 }
 
 /// Why the load ended before its plan did.
@@ -57,6 +63,10 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     let mut client = checks::client(&plan, options).await?;
     checks::target(&mut client, &plan).await?;
     checks::faults(&plan).await?;
+    // The counts and invariants before the load: one that cannot be read stops the run here.
+    let baseline = crate::verify::run::baseline(&client, &plan, prepared.seed)
+        .await
+        .map_err(|e| RunError::CouldNotRun(format!("verification's pre-flight: {e}")))?;
 
     // From here until the last recovery, a signal is the supervisor's to handle (installed
     // before the run directory exists, so a signal after it appears is never fatal).
@@ -83,8 +93,18 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
             ))
         })?),
     };
+    let acks = match plan.verify.kinds.is_empty() {
+        true => None,
+        false => {
+            let kinds: Vec<String> = plan.verify.kinds.iter().map(|k| k.name.clone()).collect();
+            Some(AckLog::create(&run_dir, &kinds).map_err(|e| {
+                RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
+            })?)
+        }
+    };
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let protocol = client.spoken();
+    let verify_client = client.clone();
     let engine = Engine::start(
         plan.clone(),
         client,
@@ -114,6 +134,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         aggregator: Aggregator::new(prepared.workers, plan.step_count(), plan.journeys.len()),
         abort_watch: AbortWatch::new(&plan.slos, &plan.step_names()),
         series: Some(series),
+        acks,
         write_error: None,
         stopped: None,
         abandoned: false,
@@ -123,14 +144,27 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         engine_kill: engine.kill.clone(),
         run_dir,
         protocol,
+        verify_cancel: tokio_util::sync::CancellationToken::new(),
     };
 
     supervisor.run(reports, engine.start + planned).await;
     let elapsed = engine.start.elapsed();
+    let engine_start = engine.start;
     let workers_ok = tokio::task::spawn_blocking(move || engine.join())
         .await
         .unwrap_or(false);
     let faults = supervisor.recover(chaos).await;
+    supervisor
+        .verify(
+            &plan,
+            verify_client,
+            &prepared,
+            engine_start,
+            baseline,
+            &faults,
+            workers_ok,
+        )
+        .await;
     let summary = supervisor.write_unjudged(&prepared, started_wall, elapsed, workers_ok, faults);
     supervisor.judge(summary).await
 }
@@ -144,6 +178,10 @@ struct Supervisor {
     abort_watch: AbortWatch,
     /// Taken when the series is finished.
     series: Option<SeriesWriter>,
+    /// acks.jsonl, while the load runs (when a step records what it wrote).
+    acks: Option<AckLog>,
+    /// Stops verification (a signal).
+    verify_cancel: tokio_util::sync::CancellationToken,
     write_error: Option<std::io::Error>,
     stopped: Option<Stopped>,
     /// A second interrupt skipped the recoveries not begun.
@@ -183,7 +221,12 @@ impl Supervisor {
         self.controls.drained.cancel();
     }
 
-    fn accept(&mut self, report: crate::metrics::WorkerReport) {
+    fn accept(&mut self, mut report: crate::metrics::WorkerReport) {
+        if let Some(log) = self.acks.as_mut()
+            && let Err(e) = log.append(&std::mem::take(&mut report.acks))
+        {
+            self.write_error.get_or_insert(e);
+        }
         for second in self.aggregator.accept(report) {
             self.progress.second(&second, self.planned);
             if self.stopped.is_none()
@@ -210,6 +253,7 @@ impl Supervisor {
     fn stop(&mut self, why: Stopped) {
         self.stopped.get_or_insert(why);
         self.engine_stop.cancel();
+        self.verify_cancel.cancel();
         self.stop_injecting();
     }
 
@@ -225,7 +269,7 @@ impl Supervisor {
             Asked::Abandon(signal) => {
                 // Once the engine has drained there are no requests left to abandon.
                 let requests = match self.phase {
-                    Phase::Recover => "",
+                    Phase::Recover | Phase::Verify => "",
                     Phase::Run | Phase::Stop => "abandoning requests in flight and ",
                 };
                 self.progress.note(&format!(
@@ -271,6 +315,95 @@ impl Supervisor {
             )],
             ..ChaosReport::default()
         })
+    }
+
+    /// Verify: acknowledged writes read back once every fault has ended and the platform
+    /// has settled, still answering signals (one stops it: the run is then interrupted).
+    /// A run stopped before it (a signal, a harness failure) does not verify; verify.json
+    /// says so.
+    #[allow(clippy::too_many_arguments)]
+    async fn verify(
+        &mut self,
+        plan: &crate::scenario::Plan,
+        config: crate::engine::ClientConfig,
+        prepared: &Prepared,
+        start: tokio::time::Instant,
+        baseline: crate::verify::run::Baseline,
+        faults: &ChaosReport,
+        workers_ok: bool,
+    ) {
+        if let Some(log) = self.acks.take()
+            && let Err(e) = log.finish()
+        {
+            self.write_error.get_or_insert(e);
+        }
+        if plan.verify.is_empty() {
+            return;
+        }
+        self.phase = Phase::Verify;
+        let skip = match (&self.stopped, workers_ok) {
+            (_, false) => Some("a worker thread failed".to_string()),
+            (Some(Stopped::Signal(signal)), true) => {
+                Some(format!("the run was stopped by {}", signal.name()))
+            }
+            _ if self.abandoned => Some("recovery was skipped".to_string()),
+            _ => None,
+        };
+        if let Some(reason) = skip {
+            if let Err(e) = crate::verify::run::skipped(&self.run_dir, &reason) {
+                self.write_error.get_or_insert(std::io::Error::other(e));
+            }
+            return;
+        }
+        // The platform gets `settle` after the last fault's effect ended.
+        let last_end = faults
+            .occurrences
+            .iter()
+            .filter_map(|o| o.ended_ms.or(o.started_ms))
+            .max();
+        let not_before = last_end.map_or_else(tokio::time::Instant::now, |ms| {
+            start + Duration::from_millis(ms) + plan.chaos.settle
+        });
+        self.progress.note(&format!(
+            "verifying what the platform acknowledged (at most {}/s){}",
+            plan.verify.rate,
+            match not_before.checked_duration_since(tokio::time::Instant::now()) {
+                Some(wait) if !wait.is_zero() =>
+                    format!(", after {:.1} s of settle", wait.as_secs_f64()),
+                _ => String::new(),
+            }
+        ));
+        let run_dir = self.run_dir.clone();
+        let verification = crate::verify::run::run(crate::verify::run::Setup {
+            plan,
+            config,
+            run_dir: &run_dir,
+            seed: prepared.seed,
+            start,
+            not_before,
+            baseline,
+            cancel: self.verify_cancel.clone(),
+        });
+        tokio::pin!(verification);
+        let facts = loop {
+            tokio::select! {
+                done = &mut verification => break done,
+                asked = self.signals.next() => self.on_signal(asked),
+            }
+        };
+        match facts {
+            Ok(facts) => self.progress.note(&format!(
+                "verification {}: {} request(s)",
+                match facts.status {
+                    crate::verify::run::Status::Complete => "done",
+                    _ => "stopped",
+                },
+                facts.requests
+            )),
+            Err(e) => {
+                self.write_error.get_or_insert(std::io::Error::other(e));
+            }
+        }
     }
 
     /// The figures as they stand, written `"judged": false` with the objectives, so a run

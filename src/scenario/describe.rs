@@ -49,7 +49,69 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
     let _ = writeln!(out);
     describe_journeys(plan, &mut out);
     describe_slos(plan, &mut out);
+    describe_verify(plan, &mut out);
     out
+}
+
+/// What is read back after the run, and compared before and after it.
+fn describe_verify(plan: &Plan, out: &mut String) {
+    let verify = &plan.verify;
+    if verify.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "verify    after the load, every fault's end and the settle time; at most {}/s",
+        verify.rate
+    );
+    let steps = plan.step_names();
+    for kind in &verify.kinds {
+        let by: Vec<String> = kind
+            .recorded_by
+            .iter()
+            .map(|i| format!("{}/{}", steps[*i].0, steps[*i].1))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {}: recorded by {}; read back with {} {} (present {}, absent {}){}{}",
+            kind.name,
+            by.join(", "),
+            kind.check.method,
+            kind.check.path.source,
+            kind.check.expect,
+            kind.check.absent,
+            if kind.check.checks.is_empty() {
+                String::new()
+            } else {
+                let labels: Vec<&str> =
+                    kind.check.checks.iter().map(|c| c.label.as_str()).collect();
+                format!("; checks {}", labels.join(", "))
+            },
+            if kind.on_unverifiable == crate::verify::plan::OnUnverifiable::Allow {
+                "; unverifiable allowed"
+            } else {
+                ""
+            }
+        );
+    }
+    for count in &verify.counts {
+        let _ = writeln!(
+            out,
+            "  count `{}`: {} — its change over the run within the acknowledged {} (+ unanswered requests)",
+            count.name,
+            count.probe.describe(),
+            verify.kinds[count.kind].name
+        );
+    }
+    for invariant in &verify.invariants {
+        let _ = writeln!(
+            out,
+            "  invariant `{}`: {} — the same before the load and after verification",
+            invariant.name,
+            invariant.probe.describe()
+        );
+    }
 }
 
 /// The objectives the run will be judged on, each with its scope and window.
@@ -179,10 +241,15 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
                     String::new()
                 },
                 step.expect,
-                if extracts.is_empty() {
-                    String::new()
-                } else {
-                    format!("  extract {}", extracts.join(", "))
+                match (extracts.is_empty(), &step.record) {
+                    (true, None) => String::new(),
+                    (false, None) => format!("  extract {}", extracts.join(", ")),
+                    (true, Some(r)) => format!("  record {}", plan.verify.kinds[r.kind].name),
+                    (false, Some(r)) => format!(
+                        "  extract {}  record {}",
+                        extracts.join(", "),
+                        plan.verify.kinds[r.kind].name
+                    ),
                 },
                 step.think.map_or(String::new(), |t| if t.min == t.max {
                     format!("  think {}", format_duration(t.min))

@@ -21,6 +21,7 @@ pub fn validate_journeys(
     journeys: &[RawJourney],
     feeders: &[Feeder],
     generators: &[Generator],
+    kinds: &[String],
     diagnostics: &mut Diagnostics,
 ) -> (Vec<JourneyPlan>, Vec<String>) {
     let mut plans = Vec::new();
@@ -91,7 +92,7 @@ pub fn validate_journeys(
                     ),
                 );
             }
-            if let Some(plan) = validate_step(raw, global_index, &mut slots, diagnostics) {
+            if let Some(plan) = validate_step(raw, global_index, &mut slots, kinds, diagnostics) {
                 steps.push(plan);
             }
             global_index += 1;
@@ -150,6 +151,11 @@ impl<'a> Slots<'a> {
             "iteration" => return Ok(Source::Iteration),
             "repeat" => return Ok(Source::Repeat),
             _ => {}
+        }
+        if name == "ack" || name.starts_with("ack.") {
+            return Err(format!(
+                "`{{{{{name}}}}}` is only for [[verify]] templates (the write being read back)"
+            ));
         }
         if let Some(cookie) = name.strip_prefix("cookie.") {
             if cookie.is_empty()
@@ -228,6 +234,7 @@ fn validate_step(
     raw: &RawStep,
     global_index: usize,
     slots: &mut Slots<'_>,
+    kinds: &[String],
     diagnostics: &mut Diagnostics,
 ) -> Option<StepPlan> {
     let before = diagnostics.len();
@@ -303,6 +310,10 @@ fn validate_step(
     // Extractions are defined after the step's own templates are compiled: a step cannot
     // read what it extracts itself.
     let extract = validate_extractions(raw, slots, diagnostics);
+    // A record reads what the step itself extracts (the id the response gave).
+    let record = raw.record.as_ref().map(|record| {
+        super::verify::validate_record(record, kinds, &mut |name| slots.resolve(name), diagnostics)
+    });
 
     if diagnostics.len() > before {
         return None;
@@ -323,6 +334,7 @@ fn validate_step(
         extract,
         think,
         repeat: repeat?,
+        record: record.flatten(),
     })
 }
 
@@ -486,17 +498,7 @@ fn validate_extractions(
             continue;
         }
         let source = match spec.get_ref() {
-            RawExtract::Path(path) if path.is_empty() || path.starts_with('/') => {
-                Ok(ExtractSource::JsonPointer(path.clone()))
-            }
-            RawExtract::Path(path) if path.starts_with('$') => {
-                serde_json_path::JsonPath::parse(path)
-                    .map(ExtractSource::JsonPath)
-                    .map_err(|e| format!("`{path}` is not a valid JSONPath: {e}"))
-            }
-            RawExtract::Path(path) => Err(format!(
-                "`{path}` is neither a JSON pointer (starting with `/`) nor a JSONPath (starting with `$`)"
-            )),
+            RawExtract::Path(path) => json_extraction(path),
             RawExtract::Header { header } => HeaderName::from_bytes(header.as_bytes())
                 .map(ExtractSource::Header)
                 .map_err(|_| format!("`{header}` is not a valid header name")),
@@ -523,6 +525,21 @@ fn validate_extractions(
     extractions
 }
 
+/// A JSON pointer (`/a/0`) or a JSONPath (`$.a[0]`) into a response body.
+pub(super) fn json_extraction(path: &str) -> Result<ExtractSource, String> {
+    if path.is_empty() || path.starts_with('/') {
+        Ok(ExtractSource::JsonPointer(path.to_string()))
+    } else if path.starts_with('$') {
+        serde_json_path::JsonPath::parse(path)
+            .map(ExtractSource::JsonPath)
+            .map_err(|e| format!("`{path}` is not a valid JSONPath: {e}"))
+    } else {
+        Err(format!(
+            "`{path}` is neither a JSON pointer (starting with `/`) nor a JSONPath (starting with `$`)"
+        ))
+    }
+}
+
 fn compile_text(
     text: &Spanned<String>,
     escape: Escape,
@@ -542,7 +559,7 @@ fn compile_text(
 
 /// Maps a byte range inside a string value to the file, when the string is written plainly
 /// (no escapes) so offsets match; otherwise the whole string's span.
-fn inner_span(text: &Spanned<String>, range: Range<usize>) -> Range<usize> {
+pub(super) fn inner_span(text: &Spanned<String>, range: Range<usize>) -> Range<usize> {
     let span = text.span();
     let value = text.get_ref();
     let literal_len = value.len() + 2;
@@ -553,7 +570,7 @@ fn inner_span(text: &Spanned<String>, range: Range<usize>) -> Range<usize> {
     }
 }
 
-fn parse_expect(expect: &RawExpect) -> Result<StatusMatcher, String> {
+pub(super) fn parse_expect(expect: &RawExpect) -> Result<StatusMatcher, String> {
     let code = |c: u16| {
         if (100..=599).contains(&c) {
             Ok((c, c))

@@ -18,6 +18,7 @@ mod slos;
 pub mod template;
 pub mod units;
 mod validate;
+mod verify;
 
 use std::path::Path;
 

@@ -29,6 +29,8 @@ pub struct Plan {
     pub cookie_names: Vec<String>,
     pub chaos: ChaosPlan,
     pub slos: Vec<SloSpec>,
+    /// Acknowledged writes to read back after the run, totals and invariants to compare.
+    pub verify: crate::verify::plan::VerifyPlan,
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +374,9 @@ pub struct StepPlan {
     pub think: Option<Think>,
     /// Rounds in a row (1: once). Each round is a request of its own, then its think time.
     pub repeat: u32,
+    /// What an acknowledged response of this step wrote (`record = {…}`), for
+    /// verification after the run.
+    pub record: Option<crate::verify::plan::RecordPlan>,
 }
 
 /// One response check, with how reports name it.

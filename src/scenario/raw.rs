@@ -24,6 +24,10 @@ pub struct RawScenario {
     pub chaos: Option<Spanned<RawChaos>>,
     pub faults: Vec<Spanned<RawFault>>,
     pub slos: Vec<Spanned<RawSlo>>,
+    /// `[[verify]]` tables (or one `[verify]` table holding only counts and invariants).
+    pub verify: Vec<Spanned<RawVerify>>,
+    /// `verify_rate = "200/s"`: check requests per second at most.
+    pub verify_rate: Option<Spanned<String>>,
     /// Top-level keys present in the file, so "missing" is not reported for a section that
     /// is present but malformed.
     pub seen: Vec<String>,
@@ -150,6 +154,67 @@ pub struct RawStep {
     pub think: Option<Spanned<String>>,
     /// Send the step this many times in a row (`{{repeat}}` is the round: 0, 1, …).
     pub repeat: Option<Spanned<u32>>,
+    /// What an acknowledged response wrote, to read back after the run.
+    pub record: Option<Spanned<RawRecord>>,
+}
+
+/// `record = { kind = "enrolment", id = "{{enrolment_id}}", fields = { course = "{{course}}" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    pub kind: Spanned<String>,
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// One `[[verify]]`: how to read back each recorded write of `kind`, and (nested
+/// `[[verify.count]]`, `[[verify.invariant]]`) the totals and invariants to compare.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub kind: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub expect: Option<Spanned<RawExpect>>,
+    /// Statuses that mean "not there" (default [404, 410]).
+    pub absent: Option<Spanned<RawExpect>>,
+    pub check: Option<Spanned<RawCheck>>,
+    /// "fail" (default) or "allow": whether writes that could not be checked fail the run.
+    pub on_unverifiable: Option<Spanned<String>>,
+    /// "fail" (default) or "allow": whether a kind nothing acknowledged fails the run.
+    pub on_no_data: Option<Spanned<String>>,
+    #[serde(default)]
+    pub count: Vec<Spanned<RawCount>>,
+    #[serde(default)]
+    pub invariant: Vec<Spanned<RawInvariant>>,
+}
+
+/// `[[verify.count]]`: a total the platform reports, compared with the acknowledged count.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCount {
+    pub name: Option<Spanned<String>>,
+    /// Defaults to the enclosing `[[verify]]`'s kind.
+    pub kind: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    pub extract: Spanned<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[[verify.invariant]]`: a value read before the load and after verification, which
+/// must not have changed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInvariant {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub extract: Spanned<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,11 +374,13 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
             "chaos" => raw.chaos = part(value, diagnostics),
             "fault" => raw.faults = each(value, "fault", diagnostics),
             "slo" => raw.slos = each(value, "slo", diagnostics),
+            "verify" => raw.verify = verify_tables(value, diagnostics),
+            "verify_rate" => raw.verify_rate = part(value, diagnostics),
             "redact" => {}
             other => diagnostics.push(
                 span,
                 format!(
-                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault, slo, redact)"
+                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault, slo, verify, verify_rate, redact)"
                 ),
             ),
         }
@@ -357,6 +424,21 @@ fn each<T: for<'de> Deserialize<'de>>(
             part::<T>(item, diagnostics).map(|parsed| Spanned::new(item.span(), parsed))
         })
         .collect()
+}
+
+/// `[[verify]]` is an array of tables; a file with only `[[verify.count]]` or
+/// `[[verify.invariant]]` makes `verify` one table, read as one entry without a kind.
+fn verify_tables(
+    value: &Spanned<DeValue<'_>>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<Spanned<RawVerify>> {
+    if value.get_ref().as_table().is_some() {
+        return part::<RawVerify>(value, diagnostics)
+            .map(|parsed| Spanned::new(value.span(), parsed))
+            .into_iter()
+            .collect();
+    }
+    each(value, "verify", diagnostics)
 }
 
 fn journeys(value: &Spanned<DeValue<'_>>, diagnostics: &mut Diagnostics) -> Vec<RawJourney> {

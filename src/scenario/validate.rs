@@ -19,7 +19,7 @@ use super::units::{parse_duration, parse_rate, parse_size};
 use crate::safety::AllowList;
 
 /// Names templates give a meaning of their own: no feeder or generator may take them.
-pub const RESERVED_NAMES: [&str; 4] = ["vu", "iteration", "repeat", "cookie"];
+pub const RESERVED_NAMES: [&str; 5] = ["vu", "iteration", "repeat", "cookie", "ack"];
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,8 +66,16 @@ pub fn validate(
     if raw.journeys.is_empty() && !raw.seen.iter().any(|k| k == "journey") {
         diagnostics.push(0..0, "a scenario needs at least one [[journey]]");
     }
+    let kinds = super::verify::kind_names(&raw.verify);
     let (journeys, cookie_names) =
-        validate_journeys(&raw.journeys, &feeders, &generators, diagnostics);
+        validate_journeys(&raw.journeys, &feeders, &generators, &kinds, diagnostics);
+    let verify = super::verify::validate_verify(
+        &raw.verify,
+        raw.verify_rate.as_ref(),
+        &journeys,
+        &generators,
+        diagnostics,
+    );
     let chaos = validate_chaos(raw.chaos.as_ref(), &raw.faults, base_dir, diagnostics);
     let slos = validate_slos(&raw.slos, &journeys, &chaos.faults, diagnostics);
 
@@ -88,6 +96,7 @@ pub fn validate(
         cookie_names,
         chaos,
         slos,
+        verify,
     })
 }
 

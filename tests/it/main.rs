@@ -28,4 +28,5 @@ mod support;
 mod tls;
 mod validation;
 mod verdict_edges;
+mod verify;
 mod web;

@@ -39,6 +39,22 @@ struct State {
     members: AtomicU64,
     first_work: Mutex<Option<Instant>>,
     stall: Option<Stall>,
+    store: Mutex<Store>,
+}
+
+/// A write store for verification tests: `POST /store/items {"value": V}` answers 201
+/// `{"id", "value"}` and keeps it — except a value starting `lose` (acknowledged, not kept:
+/// its id is in `lost`), `alter` (kept with `!` appended: changed behind the client's
+/// back) or `commit-500` (kept, answered 500). `GET /store/items/{id}` reads it back (404
+/// when absent), `GET /store/count` counts what is kept, `GET /store/total` is a value
+/// only `POST /store/bump` changes.
+#[derive(Default)]
+pub struct Store {
+    next: u64,
+    items: BTreeMap<u64, serde_json::Value>,
+    pub lost: Vec<u64>,
+    pub altered: Vec<u64>,
+    pub total: i64,
 }
 
 pub struct TestServer {
@@ -113,6 +129,12 @@ impl TestServer {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Ids the store acknowledged without keeping, and ids it changed after acknowledging.
+    pub fn lost_and_altered(&self) -> (Vec<u64>, Vec<u64>) {
+        let store = self.state.store.lock().unwrap();
+        (store.lost.clone(), store.altered.clone())
     }
 
     /// Requests seen per "METHOD /path-without-query-or-ids" route.
@@ -265,6 +287,58 @@ async fn handle(
         ("GET", ["slow", ms]) => {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
             text(StatusCode::OK, "slow")
+        }
+        ("POST", ["store", "items"]) => {
+            let value = serde_json::from_str::<serde_json::Value>(&body_text)
+                .ok()
+                .and_then(|b| b.get("value").cloned())
+                .unwrap_or(serde_json::Value::Null);
+            let text_value = value.as_str().unwrap_or("").to_string();
+            let mut store = state.store.lock().unwrap();
+            store.next += 1;
+            let id = store.next;
+            let acknowledged = serde_json::json!({"id": id, "value": value});
+            if text_value.starts_with("lose") {
+                store.lost.push(id);
+            } else if text_value.starts_with("alter") {
+                store.altered.push(id);
+                store
+                    .items
+                    .insert(id, serde_json::Value::String(format!("{text_value}!")));
+            } else {
+                store.items.insert(id, value);
+            }
+            if text_value.starts_with("commit-500") {
+                json(StatusCode::INTERNAL_SERVER_ERROR, &acknowledged)
+            } else {
+                json(StatusCode::CREATED, &acknowledged)
+            }
+        }
+        ("GET", ["store", "items", id]) => {
+            let store = state.store.lock().unwrap();
+            match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| store.items.get(&id).map(|v| (id, v)))
+            {
+                Some((id, value)) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({"id": id, "value": value}),
+                ),
+                None => text(StatusCode::NOT_FOUND, "no such item"),
+            }
+        }
+        ("GET", ["store", "count"]) => {
+            let kept = state.store.lock().unwrap().items.len();
+            json(StatusCode::OK, &serde_json::json!({"items": kept}))
+        }
+        ("GET", ["store", "total"]) => {
+            let total = state.store.lock().unwrap().total;
+            json(StatusCode::OK, &serde_json::json!({"total": total}))
+        }
+        ("POST", ["store", "bump"]) => {
+            state.store.lock().unwrap().total += 1;
+            text(StatusCode::OK, "bumped")
         }
         ("GET", ["status", code]) => text(
             StatusCode::from_u16(code.parse().unwrap_or(500))

@@ -68,6 +68,7 @@ pub fn router(state: Shared) -> Router {
         .merge(routes::video::router())
         .merge(routes::payments::router())
         .merge(routes::ayni::router())
+        .merge(routes::stats::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

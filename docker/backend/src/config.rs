@@ -5,6 +5,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+#[cfg(feature = "lossy")]
+use std::path::PathBuf;
 
 /// Validated settings of one backend instance.
 #[derive(Debug, Clone)]
@@ -21,6 +23,20 @@ pub struct Config {
     pub segment_bytes: usize,
     /// `DB_POOL_SIZE`: Postgres connections per instance (default 16).
     pub db_pool_size: usize,
+    /// `LOSSY_WRITES` + `LOSSY_LOG`: the test-only lossy mode, when both are set.
+    #[cfg(feature = "lossy")]
+    pub lossy: Option<Lossy>,
+}
+
+/// Test-only: acknowledge a fraction of new enrolments and payments but roll them back,
+/// so a drill harness can prove it notices writes that were acknowledged yet lost.
+#[cfg(feature = "lossy")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lossy {
+    /// `LOSSY_WRITES`: the probability, in (0, 1], that one such write is lost.
+    pub fraction: f64,
+    /// `LOSSY_LOG`: every lost write is appended here as `<kind> <id>`.
+    pub log: PathBuf,
 }
 
 /// All the problems found in the environment, one per line.
@@ -106,6 +122,10 @@ impl Config {
             &mut problems,
         );
         let db_pool_size = optional_number(&lookup, "DB_POOL_SIZE", 16, 1..=512, &mut problems);
+        #[cfg(feature = "lossy")]
+        let lossy = lossy(&lookup, &mut problems);
+        #[cfg(not(feature = "lossy"))]
+        refuse_lossy(&lookup, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError(problems));
@@ -117,6 +137,8 @@ impl Config {
             instance_name: instance_name.expect("checked"),
             segment_bytes,
             db_pool_size,
+            #[cfg(feature = "lossy")]
+            lossy,
         })
     }
 }
@@ -140,6 +162,57 @@ fn optional_number(
                 range.end()
             ));
             default
+        }
+    }
+}
+
+/// `LOSSY_WRITES` and `LOSSY_LOG`, which go together: losing writes without a record of
+/// which ones would leave a drill nothing to check its findings against.
+#[cfg(feature = "lossy")]
+fn lossy(lookup: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Option<Lossy> {
+    let log = lookup("LOSSY_LOG");
+    let Some(raw) = lookup("LOSSY_WRITES") else {
+        if log.is_some() {
+            problems.push("LOSSY_LOG is set without LOSSY_WRITES: set both or neither".into());
+        }
+        return None;
+    };
+    // Both comparisons are false for NaN, so it is refused along with 0 and infinity.
+    let fraction = match raw.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Some(f),
+        _ => {
+            problems.push(format!(
+                "LOSSY_WRITES={raw:?} must be a fraction above 0 and at most 1 (e.g. 0.01)"
+            ));
+            None
+        }
+    };
+    let log = match log.as_deref().map(str::trim) {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => {
+            problems.push(
+                "LOSSY_WRITES needs LOSSY_LOG, the file that lists every write it loses".into(),
+            );
+            None
+        }
+    };
+    Some(Lossy {
+        fraction: fraction?,
+        log: log?,
+    })
+}
+
+/// A build without the `lossy` feature has no lossy mode: asking for one is a mistake
+/// (most likely a shipped binary started with a test's environment), not something to
+/// ignore silently. Compiled into tests as well: `cargo test` always builds with the
+/// feature (see Cargo.toml), so this is the only way its tests can run.
+#[cfg(any(test, not(feature = "lossy")))]
+fn refuse_lossy(lookup: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+    for name in ["LOSSY_WRITES", "LOSSY_LOG"] {
+        if lookup(name).is_some() {
+            problems.push(format!(
+                "{name} needs a build with the test-only `lossy` feature"
+            ));
         }
     }
 }
@@ -200,5 +273,78 @@ mod tests {
         let mut pairs = GOOD.to_vec();
         pairs.push(("SEGMENT_BYTES", "0"));
         assert!(Config::from_lookup(lookup(&pairs)).is_err());
+    }
+
+    /// What a build without the feature says (its wiring into `from_lookup` is checked by
+    /// starting a default build with LOSSY_WRITES set: it exits 2 with this message).
+    #[test]
+    fn without_the_feature_lossy_settings_are_refused() {
+        let mut problems = Vec::new();
+        refuse_lossy(&lookup(GOOD), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        refuse_lossy(
+            &lookup(&[("LOSSY_WRITES", "0.5"), ("LOSSY_LOG", "/tmp/lost.log")]),
+            &mut problems,
+        );
+        assert_eq!(
+            problems,
+            [
+                "LOSSY_WRITES needs a build with the test-only `lossy` feature",
+                "LOSSY_LOG needs a build with the test-only `lossy` feature",
+            ]
+        );
+    }
+
+    #[cfg(feature = "lossy")]
+    fn with_lossy(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut pairs = GOOD.to_vec();
+        pairs.extend_from_slice(extra);
+        Config::from_lookup(lookup(&pairs))
+    }
+
+    #[cfg(feature = "lossy")]
+    #[test]
+    fn lossy_is_off_unless_asked_for() {
+        assert_eq!(with_lossy(&[]).unwrap().lossy, None);
+    }
+
+    #[cfg(feature = "lossy")]
+    #[test]
+    fn lossy_takes_a_fraction_and_a_log() {
+        for (raw, fraction) in [("1", 1.0), ("0.25", 0.25), (" 1e-3 ", 0.001)] {
+            let c = with_lossy(&[("LOSSY_WRITES", raw), ("LOSSY_LOG", "/tmp/lost.log")]).unwrap();
+            assert_eq!(
+                c.lossy,
+                Some(Lossy {
+                    fraction,
+                    log: PathBuf::from("/tmp/lost.log")
+                }),
+                "{raw}"
+            );
+        }
+    }
+
+    #[cfg(feature = "lossy")]
+    #[test]
+    fn lossy_fraction_must_be_above_zero_and_at_most_one() {
+        for raw in ["0", "-0.5", "1.01", "NaN", "inf", "half", ""] {
+            let err =
+                with_lossy(&[("LOSSY_WRITES", raw), ("LOSSY_LOG", "/tmp/lost.log")]).unwrap_err();
+            assert!(
+                err.to_string().contains("LOSSY_WRITES") && err.0.len() == 1,
+                "{raw:?}: {err}"
+            );
+        }
+    }
+
+    #[cfg(feature = "lossy")]
+    #[test]
+    fn lossy_writes_and_log_go_together() {
+        let err = with_lossy(&[("LOSSY_WRITES", "0.5")]).unwrap_err();
+        assert!(err.to_string().contains("needs LOSSY_LOG"), "{err}");
+        let err = with_lossy(&[("LOSSY_WRITES", "0.5"), ("LOSSY_LOG", " ")]).unwrap_err();
+        assert!(err.to_string().contains("needs LOSSY_LOG"), "{err}");
+        let err = with_lossy(&[("LOSSY_LOG", "/tmp/lost.log")]).unwrap_err();
+        assert!(err.to_string().contains("without LOSSY_WRITES"), "{err}");
     }
 }

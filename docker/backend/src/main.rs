@@ -3,12 +3,9 @@
 //! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a dependency stays
 //! unreachable at start or the server fails, 2 when the configuration is bad.
 
-mod app;
-mod config;
-mod db;
-mod error;
-mod metrics;
-mod routes;
+#[cfg(feature = "lossy")]
+use platform_backend::lossy;
+use platform_backend::{app, db};
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -20,7 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Config;
+use platform_backend::config::Config;
 
 /// How long to keep retrying Postgres and Redis at start (they may start alongside us).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
@@ -35,6 +32,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything is connected: an unusable LOSSY_LOG is a configuration problem too.
+    #[cfg(feature = "lossy")]
+    if let Some(settings) = &config.lossy
+        && let Err(e) = lossy::start(settings, &config.instance_name)
+    {
+        eprintln!("platform-backend: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

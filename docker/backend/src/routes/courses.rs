@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use redis::AsyncCommands;
 use serde_json::Value;
 
-use super::one_json;
+use super::{insert_json, one_json};
 use crate::app::{Member, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Business;
@@ -93,7 +93,7 @@ async fn enrol(
     member: Member,
     Path(course): Path<i32>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let client = state.db.get().await?;
+    let mut client = state.db.get().await?;
     let exists = client
         .query_opt("SELECT 1 FROM courses WHERE id = $1", &[&course])
         .await?;
@@ -104,10 +104,10 @@ async fn enrol(
         "INSERT INTO enrolments (member_id, course_id) VALUES ($1, $2)
          ON CONFLICT (member_id, course_id) DO NOTHING RETURNING {ENROLMENT_JSON}"
     );
-    match client.query_opt(&sql, &[&member.id, &course]).await? {
-        Some(row) => {
+    match insert_json(&mut client, "enrolment", &sql, &[&member.id, &course]).await? {
+        Some(enrolment) => {
             state.metrics.count(Business::Enrolment);
-            Ok((StatusCode::CREATED, Json(row.get(0))))
+            Ok((StatusCode::CREATED, Json(enrolment)))
         }
         None => Err(ApiError::Conflict(format!(
             "member {} is already enrolled in course {course}",

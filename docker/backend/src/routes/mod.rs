@@ -7,6 +7,7 @@ pub mod health;
 pub mod members;
 pub mod payments;
 pub mod session;
+pub mod stats;
 pub mod video;
 
 use axum::Json;
@@ -24,4 +25,23 @@ pub async fn one_json(
     let row = client.query_opt(sql, params).await?;
     row.map(|r| Json(r.get::<_, Value>(0)))
         .ok_or(ApiError::NotFound(what))
+}
+
+/// Runs `sql`, an `INSERT … RETURNING <json>` of at most one row that creates a `kind`
+/// (`enrolment`, `payment`), and returns that JSON. In a test-only `lossy` build with
+/// `LOSSY_WRITES` set, the insert may be rolled back and returned all the same.
+pub async fn insert_json(
+    client: &mut deadpool_postgres::Object,
+    kind: &'static str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> ApiResult<Option<Value>> {
+    #[cfg(feature = "lossy")]
+    if let Some(lossy) = crate::lossy::active().filter(|l| l.drops_next()) {
+        return lossy.insert_then_roll_back(client, kind, sql, params).await;
+    }
+    // Only the lossy mode says what it lost.
+    #[cfg(not(feature = "lossy"))]
+    let _ = kind;
+    Ok(client.query_opt(sql, params).await?.map(|row| row.get(0)))
 }

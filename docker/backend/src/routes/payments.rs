@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::one_json;
+use super::{insert_json, one_json};
 use crate::app::{Member, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Business;
@@ -65,7 +65,7 @@ async fn create(
     if card.len() < 4 || card.len() > 19 || !card.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::BadRequest("card must be 4 to 19 digits".into()));
     }
-    let client = state.db.get().await?;
+    let mut client = state.db.get().await?;
     let price: i32 = client
         .query_opt(
             "SELECT price_cents FROM courses WHERE id = $1",
@@ -86,8 +86,8 @@ async fn create(
     );
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&member.id, &body.course_id, &amount, &card, &key];
-    if let Some(row) = client.query_opt(&insert, &params).await? {
-        return Ok((StatusCode::CREATED, Json(row.get::<_, Value>(0))).into_response());
+    if let Some(payment) = insert_json(&mut client, "payment", &insert, &params).await? {
+        return Ok((StatusCode::CREATED, Json(payment)).into_response());
     }
     // The key was used before (or concurrently, and that insert has committed by now:
     // ON CONFLICT waits for it). Return the original if the request matches it.

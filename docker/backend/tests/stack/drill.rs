@@ -50,12 +50,25 @@ fn the_smoke_scenario_passes_and_the_backends_saw_every_request() {
     assert_eq!(summary["totals"]["errors"], 0, "{:#}", summary["totals"]);
     let requests = summary["totals"]["requests"].as_u64().unwrap();
     assert!(requests > 200, "{requests}");
+    // Every acknowledged enrolment, payment and exchange read back; verification's
+    // requests are counted apart from the run's.
+    let verify = &summary["verify"];
+    assert_eq!(verify["passed"], true, "{verify:#}");
+    let verified: u64 = verify["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["verified"].as_u64().unwrap())
+        .sum();
+    assert!(verified > 20, "{verify:#}");
+    let verify_requests = verify["requests"].as_u64().unwrap();
     // nginx retries idempotent requests on another instance only after a failure; with no
-    // failure, every request loadgen counted reached exactly one backend.
+    // failure, every request loadgen counted, the run's and verification's, reached exactly
+    // one backend.
     assert_eq!(
         after - before,
-        requests,
-        "backends served {} requests, loadgen counted {requests}",
+        requests + verify_requests,
+        "backends served {} requests, loadgen counted {requests} + {verify_requests} verifying",
         after - before
     );
     assert!(

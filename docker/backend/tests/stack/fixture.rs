@@ -1,9 +1,11 @@
 //! The shared stack: brought up once per test binary, brought down at process exit.
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -346,4 +348,149 @@ pub fn port_listening(port: u16) -> bool {
         Duration::from_millis(300),
     )
     .is_ok()
+}
+
+/// One more backend instance (the binary cargo built for this test run) on the shared
+/// stack's Postgres and Redis, beside the stack's own instances: not behind nginx, not in
+/// state.json. For tests that need a backend configured differently, e.g. `LOSSY_WRITES`.
+/// Killed when dropped.
+pub struct ExtraBackend {
+    child: Child,
+    url: String,
+    /// Its stderr, kept for failure messages and for tests that check what it logged.
+    stderr: PathBuf,
+    /// Held open: the backend must never find its stdout closed.
+    _stdout: BufReader<ChildStdout>,
+    _dir: tempfile::TempDir,
+}
+
+impl ExtraBackend {
+    /// Starts instance `name` with `env` on top of the stack's settings, and returns once it
+    /// listens and answers `/health/ready`. Call it from the test's own thread: the
+    /// instance is also killed when the thread that started it ends (so a test process
+    /// killed outright leaves none behind), and the guard normally outlives that.
+    pub fn spawn(name: &str, env: &[(&str, &str)]) -> ExtraBackend {
+        let state = stack().state();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("extra-backend-{name}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-backend"));
+        cmd.env("BACKEND_LISTEN", "127.0.0.1:0")
+            .env("DATABASE_URL", backend_database_url(&state))
+            .env(
+                "REDIS_URL",
+                state["redis"]["url"].as_str().expect("redis url"),
+            )
+            .env("INSTANCE_NAME", name)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        // SAFETY: prctl(2) is async-signal-safe, and nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = cmd.spawn().expect("starting platform-backend");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut backend = match listening_on(&mut stdout) {
+            Some(addr) => ExtraBackend {
+                child,
+                url: format!("http://{addr}"),
+                stderr,
+                _stdout: stdout,
+                _dir: dir,
+            },
+            None => {
+                let status = child.wait().unwrap();
+                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("backend {name} never listened ({status}); its stderr:\n{log}");
+            }
+        };
+        backend.wait_ready(name);
+        backend
+    }
+
+    /// Where it listens, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Polls `/health/ready` until it answers 200. Bounded, and it panics early when
+    /// the process exits, so a broken start fails the test instead of hanging it.
+    fn wait_ready(&mut self, name: &str) {
+        let url = format!("{}/health/ready", self.url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = curl(&["--max-time", "2", &url]);
+            if reply.status == 200 {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("backend {name} exited ({status}):\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "backend {name} not ready after 30 s: {} {}\n{}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ExtraBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in the backend's `listening on IP:PORT` line, or None if it exits first
+/// (it gives up on its dependencies within 60 s, so this cannot block for ever).
+fn listening_on(stdout: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdout.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            return Some(addr.to_string());
+        }
+    }
+}
+
+/// The Postgres URL the stack's own backends use: through the stack's fault proxy when it
+/// has one, so a drill's faults on the database link reach an extra instance too.
+fn backend_database_url(state: &Value) -> String {
+    let direct = state["postgres"]["url"].as_str().expect("postgres url");
+    let proxy = state["proxies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "postgres")
+        .and_then(|p| p["listen"].as_str());
+    // postgres://user@HOST:PORT/db: swap HOST:PORT for the proxy's.
+    match (proxy, direct.split_once('@')) {
+        (Some(listen), Some((user, rest))) => {
+            let db = rest.split_once('/').map_or("", |(_, db)| db);
+            format!("{user}@{listen}/{db}")
+        }
+        _ => direct.to_string(),
+    }
 }

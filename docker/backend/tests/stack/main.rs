@@ -17,3 +17,5 @@ mod lifecycle;
 mod nginx;
 mod payments;
 mod population;
+mod stats;
+mod verify;

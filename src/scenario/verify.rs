@@ -1,0 +1,652 @@
+//! `record = {…}` on steps and `[[verify]]` (with `[[verify.count]]` and
+//! `[[verify.invariant]]`) → `VerifyPlan`: kinds checked against the steps that record them,
+//! `{{ack.…}}` references against the fields those records carry, every error positioned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use http::{HeaderName, HeaderValue, Method};
+use toml::Spanned;
+
+use super::diag::Diagnostics;
+use super::journeys::{inner_span, json_extraction, parse_expect};
+use super::plan::{Generator, JourneyPlan, StatusMatcher};
+use super::raw::{RawCheck, RawCount, RawRecord, RawVerify};
+use super::template::{Escape, Source, Template, TemplateError};
+use super::units::parse_rate;
+use crate::slo::OnNoData;
+use crate::verify::plan::{
+    CheckRequest, CountPlan, DEFAULT_RATE, FieldCheck, FieldCheckKind, InvariantPlan, KindPlan,
+    OnUnverifiable, Probe, RecordPlan, VerifyPlan,
+};
+
+/// The most check requests per second `verify_rate` may ask for.
+const MAX_RATE: f64 = 100_000.0;
+
+/// The kinds `[[verify]]` tables read back, in order (before journeys are validated, so a
+/// step's `record` can name them).
+pub fn kind_names(verify: &[Spanned<RawVerify>]) -> Vec<String> {
+    verify
+        .iter()
+        .filter_map(|v| v.get_ref().kind.as_ref().map(|k| k.get_ref().clone()))
+        .collect()
+}
+
+/// A step's `record`: compiled with the step's own names (what it extracts included) into
+/// the `{"fields": {…}, "id": …}` object an acknowledged response writes to acks.jsonl.
+pub fn validate_record(
+    raw: &Spanned<RawRecord>,
+    kinds: &[String],
+    resolve: &mut dyn FnMut(&str) -> Result<Source, String>,
+    diagnostics: &mut Diagnostics,
+) -> Option<RecordPlan> {
+    let record = raw.get_ref();
+    let before = diagnostics.len();
+    let kind = kinds.iter().position(|k| k == record.kind.get_ref());
+    if kind.is_none() {
+        diagnostics.push(
+            record.kind.span(),
+            format!(
+                "no [[verify]] reads back kind `{}`: add one with kind = \"{}\" and the url that reads a write by its id",
+                record.kind.get_ref(),
+                record.kind.get_ref()
+            ),
+        );
+    }
+    let id = toml::Value::String(record.id.get_ref().clone());
+    match Template::json(&id, resolve) {
+        Ok(template) if template.is_static() => diagnostics.push(
+            record.id.span(),
+            "`id` is the same for every write: reference what the response said, e.g. \"{{enrolment_id}}\"",
+        ),
+        Ok(_) => {}
+        Err(errors) => push_errors(diagnostics, &record.id, errors),
+    }
+    let mut fields = toml::Table::new();
+    for (name, value) in &record.fields {
+        if !is_field_name(name) {
+            diagnostics.push(
+                value.span(),
+                format!("`{name}` is not a field name (letters, digits, `_` and `-`)"),
+            );
+        }
+        if let Err(errors) = Template::json(value.get_ref(), resolve) {
+            for error in errors {
+                diagnostics.push(value.span(), error.message);
+            }
+        }
+        fields.insert(name.clone(), value.get_ref().clone());
+    }
+    if diagnostics.len() > before {
+        return None;
+    }
+    let mut object = toml::Table::new();
+    object.insert("id".into(), id);
+    object.insert("fields".into(), toml::Value::Table(fields));
+    let body = Template::json(&toml::Value::Table(object), resolve).ok()?;
+    Some(RecordPlan {
+        kind: kind?,
+        body,
+        fields: record.fields.keys().cloned().collect(),
+    })
+}
+
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub fn validate_verify(
+    verify: &[Spanned<RawVerify>],
+    rate: Option<&Spanned<String>>,
+    journeys: &[JourneyPlan],
+    generators: &[Generator],
+    diagnostics: &mut Diagnostics,
+) -> VerifyPlan {
+    let kind_names = kind_names(verify);
+    let mut plan = VerifyPlan {
+        rate: verify_rate(rate, diagnostics),
+        ..VerifyPlan::default()
+    };
+    let mut seen_kinds = BTreeSet::new();
+    for entry in verify {
+        let raw = entry.get_ref();
+        if let Some(kind) = &raw.kind
+            && !seen_kinds.insert(kind.get_ref().clone())
+        {
+            diagnostics.push(
+                kind.span(),
+                format!(
+                    "kind `{}` is read back by another [[verify]] already",
+                    kind.get_ref()
+                ),
+            );
+        }
+        match (&raw.kind, &raw.url) {
+            (Some(kind), Some(url)) => {
+                let index = kind_names
+                    .iter()
+                    .position(|k| k == kind.get_ref())
+                    .expect("every kind with a url is in kind_names");
+                if let Some(kind_plan) =
+                    validate_kind(raw, kind, url, index, journeys, generators, diagnostics)
+                {
+                    plan.kinds.push(kind_plan);
+                }
+            }
+            (Some(kind), None) => diagnostics.push(
+                kind.span(),
+                format!(
+                    "[[verify]] for kind `{}` needs the `url` that reads one write back (\"/api/…/{{{{ack.id}}}}\")",
+                    kind.get_ref()
+                ),
+            ),
+            (None, Some(url)) => diagnostics.push(
+                url.span(),
+                "[[verify]] with a `url` needs the `kind` of write it reads back",
+            ),
+            (None, None) => {
+                if raw.count.is_empty() && raw.invariant.is_empty() {
+                    diagnostics.push(
+                        entry.span(),
+                        "[[verify]] needs a kind and url, or [[verify.count]] / [[verify.invariant]] tables",
+                    );
+                }
+                refuse_check_keys(raw, diagnostics);
+            }
+        }
+    }
+    // Counts and invariants name kinds by index, known only once every kind is in.
+    let mut names = BTreeSet::new();
+    for entry in verify {
+        let raw = entry.get_ref();
+        for count in &raw.count {
+            if let Some(plan_count) = validate_count(count, raw, &plan.kinds, diagnostics) {
+                let span = count
+                    .get_ref()
+                    .name
+                    .as_ref()
+                    .map_or(count.span(), |n| n.span());
+                unique_name(&plan_count.name, span, &mut names, diagnostics);
+                plan.counts.push(plan_count);
+            }
+        }
+        for invariant in &raw.invariant {
+            let raw = invariant.get_ref();
+            if let Some(probe) = validate_probe(&raw.url, &raw.extract, &raw.headers, diagnostics) {
+                let name = raw.name.get_ref().clone();
+                unique_name(&name, raw.name.span(), &mut names, diagnostics);
+                plan.invariants.push(InvariantPlan { name, probe });
+            }
+        }
+    }
+    plan
+}
+
+fn unique_name(
+    name: &str,
+    span: std::ops::Range<usize>,
+    names: &mut BTreeSet<String>,
+    diagnostics: &mut Diagnostics,
+) {
+    if !names.insert(name.to_string()) {
+        diagnostics.push(
+            span,
+            format!("another count or invariant is named `{name}` already"),
+        );
+    }
+}
+
+fn verify_rate(rate: Option<&Spanned<String>>, diagnostics: &mut Diagnostics) -> f64 {
+    let Some(rate) = rate else {
+        return DEFAULT_RATE;
+    };
+    match parse_rate(rate.get_ref()) {
+        Ok(r) if r > 0.0 && r <= MAX_RATE => r,
+        Ok(_) => {
+            diagnostics.push(
+                rate.span(),
+                format!("`verify_rate` must be above 0/s and at most {MAX_RATE}/s"),
+            );
+            DEFAULT_RATE
+        }
+        Err(message) => {
+            diagnostics.push(rate.span(), message);
+            DEFAULT_RATE
+        }
+    }
+}
+
+/// A `[[verify]]` without a kind holds only counts and invariants: the keys of a check
+/// request would be ignored, so they are errors.
+fn refuse_check_keys(raw: &RawVerify, diagnostics: &mut Diagnostics) {
+    let given = [
+        raw.method.as_ref().map(|v| ("method", v.span())),
+        raw.expect.as_ref().map(|v| ("expect", v.span())),
+        raw.absent.as_ref().map(|v| ("absent", v.span())),
+        raw.check.as_ref().map(|v| ("check", v.span())),
+        raw.on_unverifiable
+            .as_ref()
+            .map(|v| ("on_unverifiable", v.span())),
+        raw.on_no_data.as_ref().map(|v| ("on_no_data", v.span())),
+    ];
+    for (key, span) in given.into_iter().flatten() {
+        diagnostics.push(
+            span,
+            format!("`{key}` belongs to a [[verify]] with a kind and url"),
+        );
+    }
+    if let Some((name, value)) = raw.headers.iter().next() {
+        diagnostics.push(
+            value.span(),
+            format!("header `{name}` belongs to a [[verify]] with a kind and url"),
+        );
+    }
+}
+
+/// The names a check request's templates may read.
+struct CheckSlots<'a> {
+    fields: &'a [String],
+    /// Fields some record of the kind lacks: a reference to one is an error.
+    partial: &'a BTreeSet<String>,
+    generators: &'a [Generator],
+    generator_slots: Vec<(usize, usize)>,
+}
+
+impl CheckSlots<'_> {
+    fn resolve(&mut self, name: &str) -> Result<Source, String> {
+        if name == "ack.id" {
+            return Ok(Source::Slot(0));
+        }
+        if let Some(field) = name.strip_prefix("ack.fields.") {
+            return match self.fields.iter().position(|f| f == field) {
+                Some(index) => Ok(Source::Slot(1 + index)),
+                None if self.partial.contains(field) => Err(format!(
+                    "not every `record` of this kind has field `{field}`: a write without it could not be checked"
+                )),
+                None => Err(format!(
+                    "no `record` of this kind has field `{field}` (fields: {})",
+                    if self.fields.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.fields.join(", ")
+                    }
+                )),
+            };
+        }
+        if let Some(index) = self.generators.iter().position(|g| g.name == name) {
+            let slot = match self.generator_slots.iter().find(|(g, _)| *g == index) {
+                Some((_, slot)) => *slot,
+                None => {
+                    let slot = 1 + self.fields.len() + self.generator_slots.len();
+                    self.generator_slots.push((index, slot));
+                    slot
+                }
+            };
+            return Ok(Source::Slot(slot));
+        }
+        Err(format!(
+            "unknown reference `{name}`: a [[verify]] template reads {{{{ack.id}}}}, {{{{ack.fields.NAME}}}} and generators"
+        ))
+    }
+}
+
+fn validate_kind(
+    raw: &RawVerify,
+    kind: &Spanned<String>,
+    url: &Spanned<String>,
+    index: usize,
+    journeys: &[JourneyPlan],
+    generators: &[Generator],
+    diagnostics: &mut Diagnostics,
+) -> Option<KindPlan> {
+    let before = diagnostics.len();
+    let records: Vec<(usize, &[String])> = journeys
+        .iter()
+        .flat_map(|j| j.steps.iter())
+        .filter_map(|step| {
+            step.record
+                .as_ref()
+                .filter(|r| r.kind == index)
+                .map(|r| (step.global_index, r.fields.as_slice()))
+        })
+        .collect();
+    if records.is_empty() {
+        diagnostics.push(
+            kind.span(),
+            format!(
+                "no step records kind `{}`: add record = {{ kind = \"{}\", id = \"{{{{…}}}}\" }} to the step whose response acknowledges the write",
+                kind.get_ref(),
+                kind.get_ref()
+            ),
+        );
+    }
+    // The fields every record carries; the others some record lacks.
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    let mut common: Option<BTreeSet<String>> = None;
+    for (_, fields) in &records {
+        let set: BTreeSet<String> = fields.iter().cloned().collect();
+        all.extend(set.iter().cloned());
+        common = Some(match common {
+            None => set,
+            Some(common) => common.intersection(&set).cloned().collect(),
+        });
+    }
+    let fields: Vec<String> = common.unwrap_or_default().into_iter().collect();
+    let partial: BTreeSet<String> = all
+        .difference(&fields.iter().cloned().collect())
+        .cloned()
+        .collect();
+    let mut slots = CheckSlots {
+        fields: &fields,
+        partial: &partial,
+        generators,
+        generator_slots: Vec::new(),
+    };
+
+    let method = match &raw.method {
+        None => Method::GET,
+        Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "HEAD" => Method::HEAD,
+            other => {
+                diagnostics.push(
+                    m.span(),
+                    format!(
+                        "a check reads, it never writes: `method` is GET or HEAD, not `{other}`"
+                    ),
+                );
+                Method::GET
+            }
+        },
+    };
+    if !url.get_ref().starts_with('/') {
+        diagnostics.push(
+            url.span(),
+            "`url` is a path on the target and must start with `/`",
+        );
+    }
+    let path = compile(url, Escape::Url, &mut slots, diagnostics);
+    if path.as_ref().is_some_and(Template::is_static) {
+        diagnostics.push(
+            url.span(),
+            "`url` reads the same thing for every write: put {{ack.id}} in it",
+        );
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &raw.headers {
+        let header = HeaderName::from_bytes(name.as_bytes());
+        if header.is_err() {
+            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
+        }
+        let template = compile(value, Escape::Text, &mut slots, diagnostics);
+        if let (Ok(header), Some(template)) = (header, template) {
+            headers.push((header, template));
+        }
+    }
+    let statuses = |value: &Option<Spanned<super::raw::RawExpect>>,
+                    default: StatusMatcher,
+                    diagnostics: &mut Diagnostics| match value {
+        None => Some(default),
+        Some(v) => match parse_expect(v.get_ref()) {
+            Ok(matcher) => Some(matcher),
+            Err(message) => {
+                diagnostics.push(v.span(), message);
+                None
+            }
+        },
+    };
+    let expect = statuses(
+        &raw.expect,
+        StatusMatcher::Ranges(vec![(200, 200)]),
+        diagnostics,
+    );
+    let absent = statuses(
+        &raw.absent,
+        StatusMatcher::Ranges(vec![(404, 404), (410, 410)]),
+        diagnostics,
+    );
+    if let (Some(expect), Some(absent)) = (&expect, &absent)
+        && let Some(both) = (100..=599).find(|s| expect.matches(*s) && absent.matches(*s))
+    {
+        let span = raw.absent.as_ref().map_or(kind.span(), |a| a.span());
+        diagnostics.push(
+            span,
+            format!("status {both} cannot mean both present (`expect`) and absent (`absent`)"),
+        );
+    }
+    let checks = raw
+        .check
+        .as_ref()
+        .map(|check| field_checks(check, &mut slots, diagnostics))
+        .unwrap_or_default();
+    let on_unverifiable = match raw.on_unverifiable.as_ref() {
+        None => OnUnverifiable::Fail,
+        Some(v) => match v.get_ref().as_str() {
+            "fail" => OnUnverifiable::Fail,
+            "allow" => OnUnverifiable::Allow,
+            other => {
+                diagnostics.push(
+                    v.span(),
+                    format!("`on_unverifiable` is \"fail\" or \"allow\", not `{other}`"),
+                );
+                OnUnverifiable::Fail
+            }
+        },
+    };
+    let on_no_data = match raw.on_no_data.as_ref() {
+        None => OnNoData::Fail,
+        Some(v) => match v.get_ref().as_str() {
+            "fail" => OnNoData::Fail,
+            "allow" => OnNoData::Allow,
+            other => {
+                diagnostics.push(
+                    v.span(),
+                    format!("`on_no_data` is \"fail\" or \"allow\", not `{other}`"),
+                );
+                OnNoData::Fail
+            }
+        },
+    };
+    if diagnostics.len() > before {
+        return None;
+    }
+    let slot_count = 1 + fields.len() + slots.generator_slots.len();
+    Some(KindPlan {
+        name: kind.get_ref().clone(),
+        recorded_by: records.iter().map(|(step, _)| *step).collect(),
+        check: CheckRequest {
+            method,
+            path: path?,
+            headers,
+            expect: expect?,
+            absent: absent?,
+            checks,
+            slot_count,
+            generator_slots: slots.generator_slots,
+        },
+        fields,
+        on_unverifiable,
+        on_no_data,
+    })
+}
+
+/// `check = { json = { POINTER = template }, body_contains = template, header = { NAME = glob } }`.
+fn field_checks(
+    check: &Spanned<RawCheck>,
+    slots: &mut CheckSlots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<FieldCheck> {
+    let span = check.span();
+    let spec = check.get_ref();
+    let mut checks = Vec::new();
+    for (pointer, expected) in spec.json.iter().flatten() {
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            diagnostics.push(
+                span.clone(),
+                format!("check json key `{pointer}` is not a JSON pointer (write it \"/a/b\")"),
+            );
+            continue;
+        }
+        match Template::json(expected, &mut |name| slots.resolve(name)) {
+            Ok(template) => checks.push(FieldCheck {
+                label: format!("json {pointer} = {}", template.source),
+                kind: FieldCheckKind::Json {
+                    pointer: pointer.clone(),
+                    expected: template,
+                },
+            }),
+            Err(errors) => {
+                for error in errors {
+                    diagnostics.push(span.clone(), error.message);
+                }
+            }
+        }
+    }
+    if let Some(text) = &spec.body_contains {
+        match Template::compile(text, Escape::Text, &mut |name| slots.resolve(name)) {
+            Ok(_) if text.is_empty() => diagnostics.push(
+                span.clone(),
+                "check body_contains is empty: it would always pass",
+            ),
+            Ok(template) => checks.push(FieldCheck {
+                label: format!("body contains {text:?}"),
+                kind: FieldCheckKind::BodyContains(template),
+            }),
+            Err(errors) => {
+                for error in errors {
+                    diagnostics.push(span.clone(), error.message);
+                }
+            }
+        }
+    }
+    for (name, pattern) in spec.header.iter().flatten() {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) => checks.push(FieldCheck {
+                label: format!("header {name} ~ {pattern}"),
+                kind: FieldCheckKind::Header {
+                    name: header,
+                    pattern: pattern.clone(),
+                },
+            }),
+            Err(_) => diagnostics.push(
+                span.clone(),
+                format!("check header `{name}` is not a valid header name"),
+            ),
+        }
+    }
+    if spec.json.is_none() && spec.body_contains.is_none() && spec.header.is_none() {
+        diagnostics.push(span, "`check` names no check (json, body_contains, header)");
+    }
+    checks
+}
+
+fn validate_count(
+    count: &Spanned<RawCount>,
+    parent: &RawVerify,
+    kinds: &[KindPlan],
+    diagnostics: &mut Diagnostics,
+) -> Option<CountPlan> {
+    let raw = count.get_ref();
+    let kind = match raw.kind.as_ref().or(parent.kind.as_ref()) {
+        Some(kind) => match kinds.iter().position(|k| &k.name == kind.get_ref()) {
+            Some(index) => Some(index),
+            None => {
+                // An unknown kind of the parent is reported there already.
+                if raw.kind.is_some() {
+                    diagnostics.push(
+                        kind.span(),
+                        format!("no [[verify]] reads back kind `{}`", kind.get_ref()),
+                    );
+                }
+                None
+            }
+        },
+        None => {
+            diagnostics.push(
+                count.span(),
+                "[[verify.count]] needs the `kind` whose acknowledged writes it counts",
+            );
+            None
+        }
+    };
+    let probe = validate_probe(&raw.url, &raw.extract, &raw.headers, diagnostics);
+    let kind = kind?;
+    Some(CountPlan {
+        name: raw.name.as_ref().map_or_else(
+            || format!("{} count", kinds[kind].name),
+            |n| n.get_ref().clone(),
+        ),
+        kind,
+        probe: probe?,
+    })
+}
+
+/// A count's or an invariant's request: a fixed path (it is asked twice and must mean the
+/// same both times) and a JSON extraction.
+fn validate_probe(
+    url: &Spanned<String>,
+    extract: &Spanned<String>,
+    headers: &BTreeMap<String, Spanned<String>>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Probe> {
+    let before = diagnostics.len();
+    if !url.get_ref().starts_with('/') {
+        diagnostics.push(
+            url.span(),
+            "`url` is a path on the target and must start with `/`",
+        );
+    } else if url.get_ref().contains("{{") {
+        diagnostics.push(
+            url.span(),
+            "this `url` is asked before the load and after verification: it takes no {{…}} references",
+        );
+    } else if url.get_ref().parse::<http::uri::PathAndQuery>().is_err() {
+        diagnostics.push(url.span(), "`url` is not a valid path");
+    }
+    let extraction = json_extraction(extract.get_ref());
+    if let Err(message) = &extraction {
+        diagnostics.push(extract.span(), message.clone());
+    }
+    let mut parsed = Vec::new();
+    for (name, value) in headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.get_ref()),
+        ) {
+            (Ok(name), Ok(value)) => parsed.push((name, value)),
+            _ => diagnostics.push(value.span(), format!("`{name}` is not a valid header")),
+        }
+    }
+    if diagnostics.len() > before {
+        return None;
+    }
+    Some(Probe {
+        path: url.get_ref().clone(),
+        headers: parsed,
+        extract: extraction.ok()?,
+        extract_text: extract.get_ref().clone(),
+    })
+}
+
+fn compile(
+    text: &Spanned<String>,
+    escape: Escape,
+    slots: &mut CheckSlots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Template> {
+    match Template::compile(text.get_ref(), escape, &mut |name| slots.resolve(name)) {
+        Ok(template) => Some(template),
+        Err(errors) => {
+            push_errors(diagnostics, text, errors);
+            None
+        }
+    }
+}
+
+fn push_errors(diagnostics: &mut Diagnostics, text: &Spanned<String>, errors: Vec<TemplateError>) {
+    for TemplateError { range, message } in errors {
+        diagnostics.push(inner_span(text, range), message);
+    }
+}
