@@ -145,6 +145,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         run_dir,
         protocol,
         verify_cancel: tokio_util::sync::CancellationToken::new(),
+        verify_inputs: Some((verify_client, baseline)),
     };
 
     supervisor.run(reports, engine.start + planned).await;
@@ -155,15 +156,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         .unwrap_or(false);
     let faults = supervisor.recover(chaos).await;
     supervisor
-        .verify(
-            &plan,
-            verify_client,
-            &prepared,
-            engine_start,
-            baseline,
-            &faults,
-            workers_ok,
-        )
+        .verify(&plan, prepared.seed, engine_start, &faults, workers_ok)
         .await;
     let summary = supervisor.write_unjudged(&prepared, started_wall, elapsed, workers_ok, faults);
     supervisor.judge(summary).await
@@ -182,6 +175,8 @@ struct Supervisor {
     acks: Option<AckLog>,
     /// Stops verification (a signal).
     verify_cancel: tokio_util::sync::CancellationToken,
+    /// What verification starts from: the run's client and the pre-flight readings.
+    verify_inputs: Option<(crate::engine::ClientConfig, crate::verify::run::Baseline)>,
     write_error: Option<std::io::Error>,
     stopped: Option<Stopped>,
     /// A second interrupt skipped the recoveries not begun.
@@ -321,14 +316,11 @@ impl Supervisor {
     /// has settled, still answering signals (one stops it: the run is then interrupted).
     /// A run stopped before it (a signal, a harness failure) does not verify; verify.json
     /// says so.
-    #[allow(clippy::too_many_arguments)]
     async fn verify(
         &mut self,
         plan: &crate::scenario::Plan,
-        config: crate::engine::ClientConfig,
-        prepared: &Prepared,
+        seed: u64,
         start: tokio::time::Instant,
-        baseline: crate::verify::run::Baseline,
         faults: &ChaosReport,
         workers_ok: bool,
     ) {
@@ -337,6 +329,9 @@ impl Supervisor {
         {
             self.write_error.get_or_insert(e);
         }
+        let Some((config, baseline)) = self.verify_inputs.take() else {
+            return;
+        };
         if plan.verify.is_empty() {
             return;
         }
@@ -378,7 +373,7 @@ impl Supervisor {
             plan,
             config,
             run_dir: &run_dir,
-            seed: prepared.seed,
+            seed,
             start,
             not_before,
             baseline,

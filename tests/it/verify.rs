@@ -402,3 +402,54 @@ url = "/store/{{ack.id}}"
         "{lines:?}"
     );
 }
+
+#[test]
+fn ctrl_c_during_verification_stops_it_and_the_run_is_incomplete() {
+    use crate::support::{eventually, only_entry, spawn_run};
+    let server = TestServer::start();
+    let ws = Workspace::new();
+    // ~30 writes read back at 3 a second: about ten seconds of verification to interrupt.
+    let text = scenario(&server.url(), r#"["ok"]"#, 10, READ_BACK)
+        .replace("seed = 11", "seed = 11\nverify_rate = \"3/s\"");
+    let file = ws.write("writes.toml", &text);
+    let out = ws.out();
+    let mut child = crate::support::KillOnDrop(spawn_run(&file, &out));
+    // verify.jsonl is created when the read-backs begin.
+    assert!(eventually(std::time::Duration::from_secs(30), || {
+        std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .is_some_and(|d| d.path().join("verify.jsonl").exists())
+    }));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "an interrupted run is incomplete");
+    let run_dir = only_entry(&out);
+    let summary: loadgen::output::summary::Summary =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary.ended_by,
+        loadgen::output::summary::EndReason::Interrupted
+    );
+    let verify = verify_of(&summary);
+    assert_eq!(verify.status, Status::Interrupted);
+    let kind = &verify.kinds[0];
+    assert!(kind.unchecked > 0, "{kind:#?}");
+    assert_eq!(
+        kind.verified + kind.unchecked,
+        kind.acknowledged,
+        "every acknowledged write is either read back or counted unchecked"
+    );
+    let reads = server
+        .counts()
+        .get("GET /store/items/{id}")
+        .copied()
+        .unwrap_or(0);
+    assert!(reads < kind.acknowledged, "it stopped reading: {reads}");
+}
