@@ -347,11 +347,8 @@ fn validate_checks(raw: &RawStep, diagnostics: &mut Diagnostics) -> Vec<Check> {
     let spec = check.get_ref();
     let mut checks = Vec::new();
     for (pointer, expected) in spec.json.iter().flatten() {
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            diagnostics.push(
-                span.clone(),
-                format!("check json key `{pointer}` is not a JSON pointer (write it \"/a/b\")"),
-            );
+        if let Err(message) = check_pointer(pointer) {
+            diagnostics.push(span.clone(), message);
             continue;
         }
         let expected = match serde_json::to_value(expected) {
@@ -383,18 +380,15 @@ fn validate_checks(raw: &RawStep, diagnostics: &mut Diagnostics) -> Vec<Check> {
         }
     }
     for (name, pattern) in spec.header.iter().flatten() {
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(header) => checks.push(Check {
-                label: format!("header {name} ~ {pattern}"),
+        match header_check(name, pattern) {
+            Ok((label, name)) => checks.push(Check {
+                label,
                 kind: CheckKind::Header {
-                    name: header,
+                    name,
                     pattern: pattern.clone(),
                 },
             }),
-            Err(_) => diagnostics.push(
-                span.clone(),
-                format!("check header `{name}` is not a valid header name"),
-            ),
+            Err(message) => diagnostics.push(span.clone(), message),
         }
     }
     if checks.is_empty()
@@ -405,6 +399,24 @@ fn validate_checks(raw: &RawStep, diagnostics: &mut Diagnostics) -> Vec<Check> {
         diagnostics.push(span, "`check` names no check (json, body_contains, header)");
     }
     checks
+}
+
+/// A `check = { json = { POINTER = … } }` key: a JSON pointer ("" is the whole body).
+pub(super) fn check_pointer(pointer: &str) -> Result<(), String> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "check json key `{pointer}` is not a JSON pointer (write it \"/a/b\")"
+        ))
+    }
+}
+
+/// A `check = { header = { NAME = glob } }` entry: its label and header name.
+pub(super) fn header_check(name: &str, pattern: &str) -> Result<(String, HeaderName), String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map(|header| (format!("header {name} ~ {pattern}"), header))
+        .map_err(|_| format!("check header `{name}` is not a valid header name"))
 }
 
 /// A step repeated more often than this is a journey of its own (or a typo).

@@ -7,6 +7,7 @@ use super::diag::Diagnostics;
 use super::plan::JourneyPlan;
 use super::raw::RawSlo;
 use super::units::parse_duration;
+use super::validate::allows;
 use crate::chaos::spec::FaultSpec;
 use crate::slo::{OnNoData, Recovery, SloSpec, Window, parse_objective};
 
@@ -106,16 +107,9 @@ pub fn validate_slos(
                 "`abort` applies to whole-run objectives (no `window`, no `recovery`)",
             );
         }
-        let on_no_data = match raw.on_no_data.as_ref().map(|v| (v, v.get_ref().as_str())) {
-            None | Some((_, "fail")) => OnNoData::Fail,
-            Some((_, "allow")) => OnNoData::Allow,
-            Some((value, other)) => {
-                diagnostics.push(
-                    value.span(),
-                    format!("`on_no_data` is \"fail\" or \"allow\", not `{other}`"),
-                );
-                OnNoData::Fail
-            }
+        let on_no_data = match allows(raw.on_no_data.as_ref(), "on_no_data", diagnostics) {
+            true => OnNoData::Allow,
+            false => OnNoData::Fail,
         };
         if diagnostics.len() == before {
             out.push(SloSpec {

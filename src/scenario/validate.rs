@@ -100,6 +100,25 @@ pub fn validate(
     })
 }
 
+/// A `"fail"` (the default) or `"allow"` setting such as `on_no_data`: whether it allows.
+pub(super) fn allows(
+    value: Option<&Spanned<String>>,
+    key: &str,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    match value.map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "fail")) => false,
+        Some((_, "allow")) => true,
+        Some((value, other)) => {
+            diagnostics.push(
+                value.span(),
+                format!("`{key}` is \"fail\" or \"allow\", not `{other}`"),
+            );
+            false
+        }
+    }
+}
+
 /// Parses an optional spanned string with `parse`, recording an error at its span.
 pub(super) fn typed<T>(
     value: Option<&Spanned<String>>,

@@ -8,11 +8,12 @@ use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::diag::Diagnostics;
-use super::journeys::{inner_span, json_extraction, parse_expect};
+use super::journeys::{check_pointer, header_check, inner_span, json_extraction, parse_expect};
 use super::plan::{Generator, JourneyPlan, StatusMatcher};
 use super::raw::{RawCheck, RawCount, RawRecord, RawVerify};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_rate;
+use super::validate::allows;
 use crate::slo::OnNoData;
 use crate::verify::plan::{
     CheckRequest, CountPlan, DEFAULT_RATE, FieldCheck, FieldCheckKind, InvariantPlan, KindPlan,
@@ -421,33 +422,14 @@ fn validate_kind(
         .as_ref()
         .map(|check| field_checks(check, &mut slots, diagnostics))
         .unwrap_or_default();
-    let on_unverifiable = match raw.on_unverifiable.as_ref() {
-        None => OnUnverifiable::Fail,
-        Some(v) => match v.get_ref().as_str() {
-            "fail" => OnUnverifiable::Fail,
-            "allow" => OnUnverifiable::Allow,
-            other => {
-                diagnostics.push(
-                    v.span(),
-                    format!("`on_unverifiable` is \"fail\" or \"allow\", not `{other}`"),
-                );
-                OnUnverifiable::Fail
-            }
-        },
+    let on_unverifiable = match allows(raw.on_unverifiable.as_ref(), "on_unverifiable", diagnostics)
+    {
+        true => OnUnverifiable::Allow,
+        false => OnUnverifiable::Fail,
     };
-    let on_no_data = match raw.on_no_data.as_ref() {
-        None => OnNoData::Fail,
-        Some(v) => match v.get_ref().as_str() {
-            "fail" => OnNoData::Fail,
-            "allow" => OnNoData::Allow,
-            other => {
-                diagnostics.push(
-                    v.span(),
-                    format!("`on_no_data` is \"fail\" or \"allow\", not `{other}`"),
-                );
-                OnNoData::Fail
-            }
-        },
+    let on_no_data = match allows(raw.on_no_data.as_ref(), "on_no_data", diagnostics) {
+        true => OnNoData::Allow,
+        false => OnNoData::Fail,
     };
     if diagnostics.len() > before {
         return None;
@@ -482,11 +464,8 @@ fn field_checks(
     let spec = check.get_ref();
     let mut checks = Vec::new();
     for (pointer, expected) in spec.json.iter().flatten() {
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            diagnostics.push(
-                span.clone(),
-                format!("check json key `{pointer}` is not a JSON pointer (write it \"/a/b\")"),
-            );
+        if let Err(message) = check_pointer(pointer) {
+            diagnostics.push(span.clone(), message);
             continue;
         }
         match Template::json(expected, &mut |name| slots.resolve(name)) {
@@ -522,18 +501,15 @@ fn field_checks(
         }
     }
     for (name, pattern) in spec.header.iter().flatten() {
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(header) => checks.push(FieldCheck {
-                label: format!("header {name} ~ {pattern}"),
+        match header_check(name, pattern) {
+            Ok((label, name)) => checks.push(FieldCheck {
+                label,
                 kind: FieldCheckKind::Header {
-                    name: header,
+                    name,
                     pattern: pattern.clone(),
                 },
             }),
-            Err(_) => diagnostics.push(
-                span.clone(),
-                format!("check header `{name}` is not a valid header name"),
-            ),
+            Err(message) => diagnostics.push(span.clone(), message),
         }
     }
     if spec.json.is_none() && spec.body_contains.is_none() && spec.header.is_none() {
