@@ -453,3 +453,39 @@ fn ctrl_c_during_verification_stops_it_and_the_run_is_incomplete() {
         .unwrap_or(0);
     assert!(reads < kind.acknowledged, "it stopped reading: {reads}");
 }
+
+#[test]
+fn requests_cut_off_at_the_hard_stop_are_counted_abandoned_as_the_server_saw_them() {
+    let server = TestServer::start();
+    let ws = Workspace::new();
+    // Every answer takes 5 s; the ramp-down ends 1 s after the last arrival: every request
+    // is still in flight at the hard stop. They reached the server (which may have acted
+    // on them), so a count of writes must allow for them.
+    let text = format!(
+        r#"name = "cut"
+[target]
+base_url = "{}"
+request_timeout = "10s"
+[load]
+model = "open"
+start_rate = "5/s"
+ramp_down = "1s"
+[[load.stage]]
+duration = "2s"
+rate = "5/s"
+[[journey]]
+name = "slow"
+[[journey.step]]
+name = "slow"
+url = "/slow/5000"
+"#,
+        server.url()
+    );
+    let file = ws.write("cut.toml", &text);
+    let (_, summary) = run_ok(&options(&file, &ws.out()));
+    let seen = server.seen().len() as u64;
+    assert!(seen >= 8, "{seen}");
+    assert_eq!(summary.totals.requests, 0, "no request was answered");
+    assert_eq!(summary.totals.abandoned, seen);
+    assert_eq!(summary.journeys[0].steps[0].abandoned, seen);
+}
