@@ -245,15 +245,10 @@ fn read_facts(run_dir: &Path) -> Result<Facts, String> {
     let path = run_dir.join(FACTS_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{FACTS_FILE}: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Facts {
-            status: Status::NotRun,
-            reason: Some("the run ended before verification (no verify.json)".into()),
-            requests: 0,
-            retries: 0,
-            started_ms: 0,
-            ended_ms: 0,
-            probes: Vec::new(),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Facts::nothing(
+            Status::NotRun,
+            Some("the run ended before verification (no verify.json)".into()),
+        )),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }

@@ -70,6 +70,21 @@ pub struct Facts {
     pub probes: Vec<ProbeFacts>,
 }
 
+impl Facts {
+    /// Facts of a verification that sent nothing (yet).
+    pub fn nothing(status: Status, reason: Option<String>) -> Facts {
+        Facts {
+            status,
+            reason,
+            requests: 0,
+            retries: 0,
+            started_ms: 0,
+            ended_ms: 0,
+            probes: Vec::new(),
+        }
+    }
+}
+
 /// A count's or an invariant's two readings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProbeFacts {
@@ -162,12 +177,6 @@ async fn verify(setup: Setup<'_>) -> Result<Facts, String> {
     let checker = Checker::new(&client, plan, setup.seed, cancel.clone());
     let since = |at: Instant| at.saturating_duration_since(start).as_millis() as u64;
     let mut facts = Facts {
-        status: Status::Complete,
-        reason: None,
-        requests: 0,
-        retries: 0,
-        started_ms: since(Instant::now()),
-        ended_ms: 0,
         probes: plan
             .verify
             .probes()
@@ -178,6 +187,7 @@ async fn verify(setup: Setup<'_>) -> Result<Facts, String> {
                 ..ProbeFacts::default()
             })
             .collect(),
+        ..Facts::nothing(Status::Complete, None)
     };
     let settled = tokio::select! {
         _ = sleep_until(setup.not_before) => true,
@@ -216,15 +226,7 @@ async fn verify(setup: Setup<'_>) -> Result<Facts, String> {
 
 /// verify.json for a run that does not verify (stopped first), so judging says why.
 pub fn skipped(run_dir: &Path, reason: &str) -> Result<Facts, String> {
-    let facts = Facts {
-        status: Status::Skipped,
-        reason: Some(reason.to_string()),
-        requests: 0,
-        retries: 0,
-        started_ms: 0,
-        ended_ms: 0,
-        probes: Vec::new(),
-    };
+    let facts = Facts::nothing(Status::Skipped, Some(reason.to_string()));
     write_facts(run_dir, &facts)?;
     Ok(facts)
 }
