@@ -35,15 +35,15 @@ fn smoke_at(rate: u32, seconds: u32, extra: &str) -> String {
     format!("{stock}\n{extra}")
 }
 
-/// Runs `text` against `target`; returns the exit code, the run directory and its dir.
-fn run(tag: &str, text: &str, target: &str) -> (u8, PathBuf, tempfile::TempDir) {
+/// A scenario file with smoke's feeder beside it (feeder paths are relative to the
+/// scenario), in a temp dir; returns the dir, the file and the `--out` directory.
+fn scenario_file(tag: &str, text: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("loadgen-verify-{tag}-"))
         .tempdir()
         .unwrap();
     let scenario = dir.path().join(format!("{tag}.toml"));
     std::fs::write(&scenario, text).unwrap();
-    // Feeder paths are relative to the scenario: smoke's members.csv.
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::copy(
         repo_root().join("scenarios/data/members.csv"),
@@ -51,7 +51,12 @@ fn run(tag: &str, text: &str, target: &str) -> (u8, PathBuf, tempfile::TempDir) 
     )
     .unwrap();
     let out = dir.path().join("out");
-    let code = loadgen(&[
+    (dir, scenario, out)
+}
+
+/// `loadgen run SCENARIO --target TARGET --out OUT --quiet`, in-process: its exit code.
+fn run_to(scenario: &Path, target: &str, out: &Path) -> u8 {
+    loadgen(&[
         "run",
         scenario.to_str().unwrap(),
         "--target",
@@ -59,7 +64,13 @@ fn run(tag: &str, text: &str, target: &str) -> (u8, PathBuf, tempfile::TempDir) 
         "--out",
         out.to_str().unwrap(),
         "--quiet",
-    ]);
+    ])
+}
+
+/// Runs `text` against `target`; returns the exit code, the run directory and its dir.
+fn run(tag: &str, text: &str, target: &str) -> (u8, PathBuf, tempfile::TempDir) {
+    let (dir, scenario, out) = scenario_file(tag, text);
+    let code = run_to(&scenario, target, &out);
     (code, only_run(&out), dir)
 }
 
@@ -269,31 +280,12 @@ among = {{ process = "backend-*" }}
 fn an_enrolment_changed_behind_the_runs_back_is_mismatched_not_missing() {
     let stack = stack();
     let _g = exclusive_blocking();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
+    let (_dir, scenario, out) = scenario_file("changed", &smoke_at(12, 6, ""));
     // While the load runs, three acknowledged enrolments are moved to another course
     // straight in Postgres, as a buggy job or a bad migration would.
     let changed = std::thread::scope(|scope| {
         let changer = scope.spawn(|| change_enrolments_when_acknowledged(&out, 3));
-        let text = smoke_at(12, 6, "");
-        let scenario = dir.path().join("smoke.toml");
-        std::fs::write(&scenario, text).unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::copy(
-            repo_root().join("scenarios/data/members.csv"),
-            dir.path().join("data/members.csv"),
-        )
-        .unwrap();
-        let code = loadgen(&[
-            "run",
-            scenario.to_str().unwrap(),
-            "--target",
-            &stack.http_url,
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        assert_eq!(code, 1);
+        assert_eq!(run_to(&scenario, &stack.http_url, &out), 1);
         changer.join().unwrap()
     });
     let summary = summary(&only_run(&out));
