@@ -785,13 +785,7 @@ fn check_response(
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| Value::String(v.to_string())),
-            ExtractSource::JsonPointer(pointer) => {
-                parsed(&mut body, &response.body)?.pointer(pointer).cloned()
-            }
-            ExtractSource::JsonPath(path) => path
-                .query(parsed(&mut body, &response.body)?)
-                .first()
-                .cloned(),
+            json => json.in_json(parsed(&mut body, &response.body)?).cloned(),
         };
         match value {
             Some(Value::Null) | None => return Err(ErrorClass::ExtractionFailed.into()),

@@ -456,6 +456,18 @@ pub enum ExtractSource {
     Header(HeaderName),
 }
 
+impl ExtractSource {
+    /// The value a JSON extraction finds in `json` (the first JSONPath match); `None` for a
+    /// header extraction, which reads no body.
+    pub fn in_json<'a>(&self, json: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        match self {
+            ExtractSource::JsonPointer(pointer) => json.pointer(pointer),
+            ExtractSource::JsonPath(path) => path.query(json).first(),
+            ExtractSource::Header(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Think {
     pub min: Duration,

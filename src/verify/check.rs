@@ -273,12 +273,7 @@ fn first_difference(kind: &KindPlan, response: &Response, values: &SlotValues) -
 
 fn extract(source: &ExtractSource, body: &Bytes) -> Option<Value> {
     let json: Value = serde_json::from_slice(body).ok()?;
-    let value = match source {
-        ExtractSource::JsonPointer(pointer) => json.pointer(pointer).cloned(),
-        ExtractSource::JsonPath(path) => path.query(&json).first().cloned(),
-        ExtractSource::Header(_) => None,
-    };
-    value.filter(|v| !v.is_null())
+    source.in_json(&json).filter(|v| !v.is_null()).cloned()
 }
 
 /// A check's template values: slot 0 the write's id, then its fields, then generators.
