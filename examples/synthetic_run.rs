@@ -119,7 +119,8 @@ fn write_run(args: &Args) -> Result<(), String> {
     let request_timeout = plan.target.request_timeout;
     let (steps, journeys) = (plan.step_count(), plan.journeys.len());
     let mut totals = Snapshot::new(steps, journeys);
-    let mut series = SeriesWriter::create(dir, SystemTime::now()).map_err(io)?;
+    // Synthetic requests, not iterations: no planned arrivals to account for.
+    let mut series = SeriesWriter::create(dir, SystemTime::now(), None, journeys).map_err(io)?;
     for second in 0..args.seconds {
         let mut snapshot = Snapshot::new(steps, journeys);
         let requests = args.rps * rng.random_range(90..=110) / 100;
@@ -131,14 +132,17 @@ fn write_run(args: &Args) -> Result<(), String> {
             record(&mut totals, &request);
         }
         series
-            .write_second(&Second {
-                second,
-                snapshot,
-                in_flight: rng.random_range(5..40),
-            })
+            .write_second(
+                &Second {
+                    second,
+                    snapshot,
+                    in_flight: rng.random_range(5..40),
+                },
+                &[],
+            )
             .map_err(io)?;
     }
-    series.finish().map_err(io)?;
+    series.finish(&[]).map_err(io)?;
     let duration = Duration::from_secs(args.seconds);
     write_totals(dir, &totals, duration).map_err(io)?;
 
@@ -157,6 +161,7 @@ fn write_run(args: &Args) -> Result<(), String> {
             faults,
             aborted_because: None,
             protocol: "http1",
+            planned: Default::default(),
         },
         &totals,
     );

@@ -4,10 +4,11 @@
 //! Precedence, highest first: 4 > 3 > 1 > 0. Exit 2 (bad input) is decided before a run
 //! exists, so it never comes from a summary.
 
-use crate::output::summary::{EndReason, Summary};
+use crate::output::summary::{EndReason, RunVerdict, Summary};
 
 /// 0: the drill passed: the run completed, every objective met, every fault happened and
-/// healed, and the baseline gate (if any) passed.
+/// healed, and the baseline gate (if any) passed. A run without objectives: its load was
+/// delivered and at least one request succeeded.
 pub const OK: u8 = 0;
 /// 1: the drill failed: an SLO verdict, a fault that did not happen or did not heal, an
 /// abort objective, or the baseline gate.
@@ -16,7 +17,8 @@ pub const SLO_FAILED: u8 = 1;
 /// was sent.
 pub const BAD_INPUT: u8 = 2;
 /// 3: the run could not complete — target unreachable at start, interrupted, harness
-/// failure, not judged.
+/// failure (also: its own accounting of the planned iterations does not add up), not
+/// judged.
 pub const COULD_NOT_RUN: u8 = 3;
 /// 4: a fault could not be recovered; a human must act (the message says what to undo).
 pub const FAULT_NOT_RECOVERED: u8 = 4;
@@ -46,6 +48,15 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
             )],
         );
     }
+    if let Some(accounting) = summary.accounting.as_ref().filter(|a| !a.balanced) {
+        return (
+            COULD_NOT_RUN,
+            vec![format!(
+                "loadgen's own accounting of the planned iterations does not add up (a defect of loadgen, not of the target; please report it): {}",
+                accounting.problems.join("; ")
+            )],
+        );
+    }
     if !summary.judged {
         return (
             COULD_NOT_RUN,
@@ -63,6 +74,9 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
         failed.push(format!("{verdicts} SLO verdict(s) failed"));
     }
     failed.extend(summary.fault_problems.iter().cloned());
+    if summary.slo_specs.is_empty() {
+        failed.extend(without_objectives(summary));
+    }
     if let Some(verify) = &summary.verify {
         failed.extend(verify.problems());
     }
@@ -73,6 +87,35 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
         (OK, failed)
     } else {
         (SLO_FAILED, failed)
+    }
+}
+
+/// A run with no objectives passes nothing: it exits 0 only when its load was delivered
+/// and at least one request succeeded.
+fn without_objectives(summary: &Summary) -> Vec<String> {
+    let mut failed = Vec::new();
+    if let Some(delivery) = summary.delivery.as_ref().filter(|d| !d.delivered) {
+        failed.push(format!("load_not_delivered: {}", delivery.describe()));
+    }
+    let t = &summary.totals;
+    if t.requests.saturating_sub(t.errors + t.redirects) == 0 {
+        failed.push(format!(
+            "no_successful_response: none of the {} requests succeeded, and the run has no objectives to judge",
+            t.requests
+        ));
+    }
+    failed
+}
+
+/// The run's verdict in one word, from its exit code (without a baseline gate).
+pub fn verdict(summary: &Summary) -> RunVerdict {
+    if !summary.judged {
+        return RunVerdict::Unjudged;
+    }
+    match for_run(summary, false).0 {
+        OK if summary.slo_specs.is_empty() => RunVerdict::NoObjectives,
+        OK => RunVerdict::Pass,
+        _ => RunVerdict::Fail,
     }
 }
 

@@ -10,8 +10,8 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 use std::io::BufRead;
 
-use crate::metrics::ErrorClass;
 use crate::metrics::stats::check_config;
+use crate::metrics::{ErrorClass, NotStarted, NotStartedCounts};
 
 /// One scope's counts in one second (of intended start).
 #[derive(Debug, Clone, Default)]
@@ -31,6 +31,41 @@ pub struct Counts {
     pub in_flight: u64,
     pub scheduled: u64,
     pub lag_p99_us: u64,
+    /// The iteration accounting of `all` and `journey:N` rows (schema 6): iterations
+    /// planned (open: the schedule's; closed: begun), started, not started by reason,
+    /// interrupted. `None` in older files and in other rows.
+    pub iterations: Option<IterationCounts>,
+}
+
+/// One row's iterations meant to start in its second (and interrupted in it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IterationCounts {
+    pub planned: u64,
+    pub started: u64,
+    pub not_started: NotStartedCounts,
+    pub interrupted: u64,
+}
+
+impl IterationCounts {
+    pub fn add(&mut self, other: &IterationCounts) {
+        self.planned += other.planned;
+        self.started += other.started;
+        for (a, b) in self.not_started.iter_mut().zip(other.not_started.iter()) {
+            *a += b;
+        }
+        self.interrupted += other.interrupted;
+    }
+
+    /// What does not add up in `planned = started + dropped + not_started`, if anything.
+    pub fn imbalance(&self, dropped: u64) -> Option<String> {
+        let not_started: u64 = self.not_started.iter().sum();
+        (self.planned != self.started + dropped + not_started).then(|| {
+            format!(
+                "planned {} ≠ started {} + dropped {dropped} + not started {not_started}",
+                self.planned, self.started
+            )
+        })
+    }
 }
 
 impl Counts {
@@ -42,6 +77,9 @@ impl Counts {
             *a += b;
         }
         self.p99_us = self.p99_us.max(other.p99_us);
+        if let Some(theirs) = &other.iterations {
+            self.iterations.get_or_insert_default().add(theirs);
+        }
     }
 }
 
@@ -78,6 +116,9 @@ pub fn for_each_row(
         column("lag_p99_us"),
     );
     let classes: Vec<Option<usize>> = ErrorClass::ALL.iter().map(|c| column(c.name())).collect();
+    let (planned, started, interrupted) =
+        (column("planned"), column("started"), column("interrupted"));
+    let reasons: Vec<Option<usize>> = NotStarted::ALL.iter().map(|r| column(r.column())).collect();
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
@@ -116,6 +157,20 @@ pub fn for_each_row(
         };
         for (index, col) in classes.iter().enumerate() {
             counts.by_class[index] = optional(*col)?;
+        }
+        // Only rows that fill the iteration columns carry them (step and instance rows
+        // leave them empty).
+        if let Some(planned) = planned.filter(|i| !record.get(*i).unwrap_or_default().is_empty()) {
+            let mut iterations = IterationCounts {
+                planned: number(planned)?,
+                started: optional(started)?,
+                interrupted: optional(interrupted)?,
+                ..IterationCounts::default()
+            };
+            for (index, col) in reasons.iter().enumerate() {
+                iterations.not_started[index] = optional(*col)?;
+            }
+            counts.iterations = Some(iterations);
         }
         visit(
             number(second)?,
@@ -181,6 +236,10 @@ pub struct ChartPoint {
     pub dropped: f64,
     /// Arrivals the open model scheduled (per second, like the counts).
     pub scheduled: f64,
+    /// Iterations planned (open: the schedule's arrivals; closed: begun), and of those
+    /// the ones that never started, per second of intended start (schema 6 files).
+    pub planned: f64,
+    pub not_started: f64,
     pub p50_us: u64,
     pub p95_us: u64,
     pub p99_us: u64,
@@ -226,6 +285,8 @@ impl ChartSeries {
             point.errors /= seconds;
             point.dropped /= seconds;
             point.scheduled /= seconds;
+            point.planned /= seconds;
+            point.not_started /= seconds;
             for served in point.instances.values_mut() {
                 *served /= seconds;
             }
@@ -255,6 +316,10 @@ impl ChartSeries {
         point.errors += counts.errors as f64;
         point.dropped += counts.dropped as f64;
         point.scheduled += counts.scheduled as f64;
+        if let Some(iterations) = &counts.iterations {
+            point.planned += iterations.planned as f64;
+            point.not_started += iterations.not_started.iter().sum::<u64>() as f64;
+        }
         point.p50_us = point.p50_us.max(counts.p50_us);
         point.p95_us = point.p95_us.max(counts.p95_us);
         point.p99_us = point.p99_us.max(counts.p99_us);

@@ -3,6 +3,7 @@
 //! `loadgen report` can redo it later without re-running.
 
 pub mod data;
+pub mod delivery;
 pub mod failover;
 pub mod verdicts;
 pub mod windows;
@@ -27,7 +28,14 @@ pub struct Analysis {
     /// Fault occurrences that fail the run whatever the objectives say: a required one that
     /// did not happen, one whose target was not healthy again.
     pub fault_problems: Vec<String>,
+    /// Seconds of series.csv whose iterations do not add up (`planned = started + dropped
+    /// + not_started`), the first few; loadgen's own defect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounting_problems: Vec<String>,
 }
+
+/// How many unbalanced rows are named; the rest are counted.
+const ACCOUNTING_PROBLEMS_NAMED: usize = 10;
 
 /// Why planned fault occurrences fail the run, one line each.
 pub fn fault_problems(occurrences: &[Occurrence]) -> Vec<String> {
@@ -85,7 +93,19 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> 
     let mut judge = verdicts::Judge::new(&intervals, inputs, run_seconds);
     let mut meter = failover::Meter::new(&happened, inputs.settle_ms, run_seconds);
     let mut chart = data::ChartSeries::new(run_seconds);
+    let mut accounting_problems = Vec::new();
+    let mut unbalanced_rows = 0u64;
     data::for_each_row(run_dir, |second, tag, counts| {
+        if let Some(why) = counts
+            .iterations
+            .as_ref()
+            .and_then(|i| i.imbalance(counts.dropped))
+        {
+            unbalanced_rows += 1;
+            if accounting_problems.len() < ACCOUNTING_PROBLEMS_NAMED {
+                accounting_problems.push(format!("series.csv second {second}, {tag}: {why}"));
+            }
+        }
         judge.counts(second, tag, counts);
         meter.counts(second, tag, counts);
         if tag == "all" {
@@ -102,16 +122,43 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> 
     })?;
     let slos = judge.finish();
     let passed = !slos.iter().any(|v| v.fails_run());
+    if unbalanced_rows > ACCOUNTING_PROBLEMS_NAMED as u64 {
+        accounting_problems.push(format!(
+            "and {} more rows",
+            unbalanced_rows - ACCOUNTING_PROBLEMS_NAMED as u64
+        ));
+    }
     Ok(Analyzed {
         analysis: Analysis {
             slos,
             failover: meter.finish(),
             passed,
             fault_problems: fault_problems(inputs.occurrences),
+            accounting_problems,
         },
         chart_width: chart.width,
         chart: chart.finish(),
     })
+}
+
+/// The rows whose iterations a scope's load rests on: the run's (`all`), or its journey's
+/// (for a journey or one of its steps).
+pub fn load_tags(scope: &str, steps: &[(String, String)]) -> Vec<String> {
+    if scope == "all" {
+        return vec!["all".into()];
+    }
+    let journey = scope.split_once('/').map_or(scope, |(j, _)| j);
+    let mut journeys: Vec<&str> = Vec::new();
+    for (name, _) in steps {
+        if journeys.last() != Some(&name.as_str()) {
+            journeys.push(name);
+        }
+    }
+    journeys
+        .iter()
+        .position(|name| *name == journey)
+        .map(|index| vec![format!("journey:{index}")])
+        .unwrap_or_default()
 }
 
 /// The hlog tags a scope covers: "all", every step of a journey, or one step.

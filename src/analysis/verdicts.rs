@@ -4,10 +4,12 @@
 //!
 //! Every verdict is judged on data or fails with its reason: a window without requests is
 //! `no_data` (fails unless the objective allows it), a fault that never happened makes its
-//! windows `not_run` (fails unless the fault is not required), a window where the
-//! generator dropped more than 1 % of its attempts fails as `generator_saturated`, and a
-//! latency objective over requests none of which succeeded fails as
-//! `no_successful_response`. Requests belong to the second they were meant to start in.
+//! windows `not_run` (fails unless the fault is not required), a window where more than
+//! 1 % of the iterations meant to start were dropped or never started fails as
+//! `load_not_delivered` (`analysis::delivery`, judged on the rows of the objective's
+//! journeys, or of the run for `all`), and a latency objective over requests none of which
+//! succeeded fails as `no_successful_response`. Requests belong to the second they were
+//! meant to start in.
 
 use std::collections::BTreeMap;
 
@@ -15,17 +17,15 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::data::Counts;
+use super::delivery::Delivery;
 use super::windows::{Interval, WindowInstance, instances};
-use super::{Inputs, scope_tags};
+use super::{Inputs, load_tags, scope_tags};
+use crate::metrics::NotStartedCounts;
 use crate::metrics::stats::new_histogram;
 use crate::slo::{Condition, Observed, OnNoData, SloSpec, format_value};
 
 /// Seconds the conditions must hold in a row to count as recovered.
 pub const STABLE_SECONDS: u64 = 3;
-
-/// The share of a window's attempts the generator may drop before no verdict over that
-/// window can be trusted.
-pub const MAX_DROPPED_SHARE: f64 = 0.01;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,7 +44,11 @@ pub enum VerdictStatus {
 pub enum VerdictReason {
     NoData,
     NotRun,
-    /// More than 1 % of the window's attempts were dropped at the in-flight cap.
+    /// More than 1 % of the iterations meant to start in the window were dropped at the
+    /// in-flight cap or never started (`analysis::delivery`).
+    LoadNotDelivered,
+    /// Summaries before schema 6: more than 1 % of the window's attempts were dropped at
+    /// the in-flight cap (now part of `load_not_delivered`). Never produced.
     GeneratorSaturated,
     /// A latency objective over requests none of which succeeded.
     NoSuccessfulResponse,
@@ -115,12 +119,46 @@ fn margin(condition: &crate::slo::Condition, value: f64) -> Option<f64> {
     Some(headroom / threshold.abs())
 }
 
-/// Counts and successes' latencies of one scope over a set of seconds.
+/// Counts and successes' latencies of one scope over a set of seconds, and the iterations
+/// of its journeys (whether the load it rests on was delivered).
 #[derive(Default)]
 struct Accumulator {
     counts: Counts,
     histogram: Option<Histogram<u64>>,
     seconds: u64,
+    load: Load,
+}
+
+/// The iterations of a window's journeys: planned, dropped, not started.
+#[derive(Default)]
+struct Load {
+    planned: u64,
+    dropped: u64,
+    not_started: NotStartedCounts,
+}
+
+impl Load {
+    fn add(&mut self, counts: &Counts) {
+        match &counts.iterations {
+            Some(iterations) => {
+                self.planned += iterations.planned;
+                for (a, b) in self
+                    .not_started
+                    .iter_mut()
+                    .zip(iterations.not_started.iter())
+                {
+                    *a += b;
+                }
+            }
+            // A series.csv before schema 6: the arrivals that came due stand for planned.
+            None => self.planned += counts.scheduled,
+        }
+        self.dropped += counts.dropped;
+    }
+
+    fn judge(&self) -> Delivery {
+        Delivery::judge(self.planned, self.dropped, &self.not_started)
+    }
 }
 
 impl Accumulator {
@@ -149,14 +187,33 @@ struct RecoveryJob<'a> {
     interval: &'a Interval,
     anchor_ms: u64,
     per_second: BTreeMap<u64, Accumulator>,
-    tags: Vec<String>,
+    tags: Tags,
 }
 
 struct Job {
     slo: usize,
-    tags: Vec<String>,
+    tags: Tags,
     window: WindowInstance,
     acc: Accumulator,
+}
+
+/// The rows an objective reads: its scope's (`all` or its steps') for requests and
+/// latencies, its journeys' (or `all`) for the load it rests on.
+#[derive(Clone)]
+struct Tags {
+    scope: Vec<String>,
+    load: Vec<String>,
+}
+
+impl Tags {
+    fn feed(&self, acc: &mut Accumulator, tag: &str, counts: &Counts) {
+        if self.scope.iter().any(|t| t == tag) {
+            acc.counts.add(counts);
+        }
+        if self.load.iter().any(|t| t == tag) {
+            acc.load.add(counts);
+        }
+    }
 }
 
 /// Every objective's windows, fed from analysis's one pass over the run's files: counts
@@ -179,7 +236,10 @@ impl<'a> Judge<'a> {
             unjudged: Vec::new(),
         };
         for (index, slo) in inputs.slos.iter().enumerate() {
-            let tags = scope_tags(&slo.scope, inputs.steps);
+            let tags = Tags {
+                scope: scope_tags(&slo.scope, inputs.steps),
+                load: load_tags(&slo.scope, inputs.steps),
+            };
             match slo.recovery {
                 Some(recovery) => {
                     judge.plan_recoveries(index, recovery, intervals, tags, run_seconds)
@@ -195,7 +255,7 @@ impl<'a> Judge<'a> {
         index: usize,
         recovery: crate::slo::Recovery,
         intervals: &'a [Interval],
-        tags: Vec<String>,
+        tags: Tags,
         run_seconds: u64,
     ) {
         let slo = &self.slos[index];
@@ -259,7 +319,7 @@ impl<'a> Judge<'a> {
         index: usize,
         intervals: &[Interval],
         settle_ms: u64,
-        tags: Vec<String>,
+        tags: Tags,
         run_seconds: u64,
     ) {
         let slo = &self.slos[index];
@@ -296,15 +356,13 @@ impl<'a> Judge<'a> {
     /// One row of `series.csv`.
     pub fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
         for job in &mut self.jobs {
-            if job.window.contains(second) && job.tags.iter().any(|t| t == tag) {
-                job.acc.counts.add(counts);
+            if job.window.contains(second) {
+                job.tags.feed(&mut job.acc, tag, counts);
             }
         }
         for job in &mut self.recoveries {
-            if job.tags.iter().any(|t| t == tag)
-                && let Some(acc) = job.per_second.get_mut(&second)
-            {
-                acc.counts.add(counts);
+            if let Some(acc) = job.per_second.get_mut(&second) {
+                job.tags.feed(acc, tag, counts);
             }
         }
     }
@@ -313,12 +371,12 @@ impl<'a> Judge<'a> {
     /// any objective's latency).
     pub fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
         for job in &mut self.jobs {
-            if job.window.contains(second) && job.tags.iter().any(|t| t == tag) {
+            if job.window.contains(second) && job.tags.scope.iter().any(|t| t == tag) {
                 add(&mut job.acc.histogram, histogram);
             }
         }
         for job in &mut self.recoveries {
-            if job.tags.iter().any(|t| t == tag)
+            if job.tags.scope.iter().any(|t| t == tag)
                 && let Some(acc) = job.per_second.get_mut(&second)
             {
                 add(&mut acc.histogram, histogram);
@@ -365,25 +423,24 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
             }
         })
         .collect();
-    let share = observed.dropped_share();
-    let (status, reason, reason_text) = if observed.attempts() == 0 {
+    let load = acc.load.judge();
+    let (status, reason, reason_text) = if observed.attempts() == 0 && load.expected == 0 {
         (
             VerdictStatus::NoData,
             Some(VerdictReason::NoData),
             Some("no request was meant to start in this window".to_string()),
         )
-    } else if share > MAX_DROPPED_SHARE {
+    } else if !load.delivered {
         (
             VerdictStatus::Fail,
-            Some(VerdictReason::GeneratorSaturated),
-            Some(format!(
-                "{} of {} attempts ({:.1} %) were dropped at the in-flight cap (limit {:.0} %): \
-                 the load was not delivered, so no objective over this window can be judged",
-                observed.dropped,
-                observed.attempts(),
-                share * 100.0,
-                MAX_DROPPED_SHARE * 100.0
-            )),
+            Some(VerdictReason::LoadNotDelivered),
+            Some(load.describe()),
+        )
+    } else if observed.attempts() == 0 {
+        (
+            VerdictStatus::NoData,
+            Some(VerdictReason::NoData),
+            Some("no request was meant to start in this window".to_string()),
         )
     } else if measured.iter().all(|m| m.passed) {
         (VerdictStatus::Pass, None, None)
@@ -446,12 +503,37 @@ fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
     let requests = job.per_second.values().map(|a| a.counts.requests).sum();
     let attempts: u64 = job.per_second.values().map(|a| a.counts.attempts()).sum();
     let dropped = attempts - requests;
-    let status = if attempts == 0 {
-        VerdictStatus::NoData
+    let mut load = Load::default();
+    for acc in job.per_second.values() {
+        load.planned += acc.load.planned;
+        load.dropped += acc.load.dropped;
+        for (a, b) in load.not_started.iter_mut().zip(acc.load.not_started.iter()) {
+            *a += b;
+        }
+    }
+    let load = load.judge();
+    let (status, reason, reason_text) = if attempts == 0 && load.expected == 0 {
+        (
+            VerdictStatus::NoData,
+            Some(VerdictReason::NoData),
+            Some("no request was meant to start in the recovery span".to_string()),
+        )
+    } else if !load.delivered {
+        (
+            VerdictStatus::Fail,
+            Some(VerdictReason::LoadNotDelivered),
+            Some(load.describe()),
+        )
+    } else if attempts == 0 {
+        (
+            VerdictStatus::NoData,
+            Some(VerdictReason::NoData),
+            Some("no request was meant to start in the recovery span".to_string()),
+        )
     } else if passed {
-        VerdictStatus::Pass
+        (VerdictStatus::Pass, None, None)
     } else {
-        VerdictStatus::Fail
+        (VerdictStatus::Fail, None, None)
     };
     SloVerdict {
         name: slo.name.clone(),
@@ -465,9 +547,8 @@ fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
         ),
         status,
         allowed: status == VerdictStatus::NoData && slo.on_no_data == OnNoData::Allow,
-        reason: (status == VerdictStatus::NoData).then_some(VerdictReason::NoData),
-        reason_text: (status == VerdictStatus::NoData)
-            .then(|| "no request was meant to start in the recovery span".to_string()),
+        reason,
+        reason_text,
         requests,
         dropped,
         measured: vec![Measured {

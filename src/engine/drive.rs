@@ -18,8 +18,11 @@ use super::schedule::ArrivalSchedule;
 /// Fires `launch(k, due)` for arrivals `first, first + stride, …` at their due times.
 /// An arrival already late fires at once (its lateness is the caller's to record); nothing
 /// is skipped to catch up. Before waiting for an arrival its due instant is published in
-/// `next_due` (the recorder keeps that second open); returns early when `stop` is
-/// cancelled.
+/// `next_due` (the recorder keeps that second open). When `stop` is cancelled it returns
+/// early, first calling `stopped(k)` with the first arrival it did not launch — while
+/// `next_due` still holds that arrival's second open, so the caller records where its
+/// share stopped before any second it covers is final.
+#[allow(clippy::too_many_arguments)]
 pub async fn drive_arrivals(
     schedule: &ArrivalSchedule,
     start: Instant,
@@ -28,22 +31,31 @@ pub async fn drive_arrivals(
     stop: &CancellationToken,
     next_due: &Cell<Option<Instant>>,
     mut launch: impl FnMut(u64, Instant),
+    stopped: impl FnOnce(u64),
 ) {
     let alarm = Alarm::new();
     let mut k = first;
+    let mut unlaunched = None;
     while let Some(offset) = schedule.offset(k) {
         let due = start + offset;
         next_due.set(Some(due));
         if due > Instant::now() {
             tokio::select! {
                 _ = alarm.wait_until(due) => {}
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => {
+                    unlaunched = Some(k);
+                    break;
+                }
             }
         } else if stop.is_cancelled() {
+            unlaunched = Some(k);
             break;
         }
         launch(k, due);
         k += stride;
+    }
+    if let Some(k) = unlaunched {
+        stopped(k);
     }
     next_due.set(None);
 }

@@ -11,16 +11,17 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request};
+use rand::Rng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::cookies::Jar;
 use super::http::{Client, Connection, Origin, Response, Route};
-use crate::metrics::{ErrorClass, Recorder};
+use super::mix::{JourneyMix, iteration_rng};
+use crate::metrics::{ErrorClass, NotStarted, Recorder};
 use crate::scenario::plan::{
     BodyPlan, CheckKind, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan,
-    Plan, StepPlan,
+    OnExhausted, Plan, StepPlan,
 };
 use crate::scenario::template::Values;
 
@@ -50,7 +51,7 @@ pub struct WorkerContext {
     pub recorder: RefCell<Recorder>,
     pub shared: Arc<SharedCounters>,
     pub seed: u64,
-    total_weight: u64,
+    mix: JourneyMix,
     prefix: Bytes,
 }
 
@@ -62,7 +63,7 @@ impl WorkerContext {
         shared: Arc<SharedCounters>,
         seed: u64,
     ) -> WorkerContext {
-        let total_weight = plan.journeys.iter().map(|j| u64::from(j.weight)).sum();
+        let mix = JourneyMix::of(&plan.journeys);
         let prefix = Bytes::from(plan.target.base.prefix.clone());
         WorkerContext {
             plan,
@@ -70,7 +71,7 @@ impl WorkerContext {
             recorder: RefCell::new(recorder),
             shared,
             seed,
-            total_weight,
+            mix,
             prefix,
         }
     }
@@ -115,16 +116,6 @@ impl Session {
     }
 }
 
-/// The RNG of iteration `number`: a pure function of the run's seed and the number, so the
-/// same seed replays the same journeys, generator values and think times.
-pub fn iteration_rng(seed: u64, number: u64) -> SmallRng {
-    // SplitMix64 finalizer: neighbouring numbers get unrelated streams.
-    let mut z = seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    SmallRng::seed_from_u64(z ^ (z >> 31))
-}
-
 /// An open-model arrival handed to its iteration: when it was due, and the second its
 /// first request is charged to (held open by the recorder since the launch).
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +130,8 @@ pub struct IterationEnd {
     pub journey: usize,
     /// `Some`: it failed; the failed step's think time (zero without one).
     pub failed_think: Option<Duration>,
+    /// It never started (a `unique` feeder had no row left).
+    pub not_started: bool,
 }
 
 /// Runs iteration `number`. `arrival` is the open model's scheduled start: the first
@@ -154,12 +147,36 @@ pub async fn run_iteration(
     // however this iteration ends.
     let arrival = arrival.map(|a| (a, Pending::adopt(ctx, a.second)));
     let mut rng = iteration_rng(ctx.seed, number);
-    let journey_index = pick_journey(&ctx.plan.journeys, ctx.total_weight, &mut rng);
+    let journey_index = ctx.mix.pick(&mut rng);
     let journey = &ctx.plan.journeys[journey_index];
     let started = arrival.as_ref().map_or_else(Instant::now, |(a, _)| a.due);
+    // The second this iteration was meant to start in: the arrival's (held open), or for a
+    // closed-model user, now (never final yet).
+    let second = match &arrival {
+        Some((a, _)) => a.second,
+        None => {
+            let mut recorder = ctx.recorder.borrow_mut();
+            let second = recorder.second_of(started);
+            recorder.iteration_begun(journey_index, second);
+            second
+        }
+    };
+    let mut values = match fill_slots(ctx, journey, &mut rng, vu, number, second) {
+        Ok(values) => values,
+        Err(why) => {
+            ctx.recorder
+                .borrow_mut()
+                .journey_not_started(journey_index, second, why);
+            return IterationEnd {
+                journey: journey_index,
+                failed_think: None,
+                not_started: true,
+            };
+        }
+    };
     ctx.recorder
         .borrow_mut()
-        .journey_started(journey_index, Instant::now());
+        .journey_started(journey_index, second);
     let mut guard = Unfinished {
         ctx,
         journey: journey_index,
@@ -172,13 +189,8 @@ pub async fn run_iteration(
         // browser population behind a few proxies would.
         session.held = ctx.client.take_idle(session.source);
     }
-    let outcome = match fill_slots(ctx, journey, &mut rng, vu, number) {
-        Ok(mut values) => {
-            values.refresh_cookies(ctx, session);
-            run_steps(ctx, journey, &mut values, session, &mut rng, arrival).await
-        }
-        Err(class) => Err((class, Duration::ZERO)),
-    };
+    values.refresh_cookies(ctx, session);
+    let outcome = run_steps(ctx, journey, &mut values, session, &mut rng, arrival).await;
     match journey.connection {
         ConnectionMode::New => session.held = None,
         ConnectionMode::Keep if !session.carried => {
@@ -199,13 +211,13 @@ pub async fn run_iteration(
     IterationEnd {
         journey: journey_index,
         failed_think: outcome.err().map(|(_, think)| think),
+        not_started: false,
     }
 }
 
 /// The journey and first step an iteration would run: what a dropped arrival is charged to.
 pub fn first_step_of(ctx: &WorkerContext, number: u64) -> (usize, usize) {
-    let mut rng = iteration_rng(ctx.seed, number);
-    let journey = pick_journey(&ctx.plan.journeys, ctx.total_weight, &mut rng);
+    let journey = ctx.mix.journey_of(ctx.seed, number);
     let first = ctx.plan.journeys[journey]
         .steps
         .first()
@@ -268,29 +280,13 @@ impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         if self.armed {
             let now = Instant::now();
-            self.ctx.recorder.borrow_mut().journey_finished(
+            self.ctx.recorder.borrow_mut().journey_interrupted(
                 self.journey,
                 now.saturating_duration_since(self.started),
-                Err(ErrorClass::Interrupted),
                 now,
             );
         }
     }
-}
-
-fn pick_journey(journeys: &[JourneyPlan], total_weight: u64, rng: &mut SmallRng) -> usize {
-    if journeys.len() == 1 {
-        return 0;
-    }
-    let mut ticket = rng.random_range(0..total_weight);
-    for (index, journey) in journeys.iter().enumerate() {
-        let weight = u64::from(journey.weight);
-        if ticket < weight {
-            return index;
-        }
-        ticket -= weight;
-    }
-    journeys.len() - 1
 }
 
 /// The values an iteration's templates read.
@@ -357,13 +353,16 @@ impl Values for IterationValues<'_> {
     }
 }
 
+/// The iteration's values: its generators' draws and its feeders' rows. A `unique`
+/// feeder with no row left either wraps around or keeps the iteration from starting.
 fn fill_slots<'p>(
     ctx: &'p WorkerContext,
     journey: &JourneyPlan,
     rng: &mut SmallRng,
     vu: u64,
     iteration: u64,
-) -> Result<IterationValues<'p>, ErrorClass> {
+    second: u64,
+) -> Result<IterationValues<'p>, NotStarted> {
     let plan = &*ctx.plan;
     let mut slots = vec![Slot::Empty; journey.slot_count];
     for &(generator, slot) in &journey.generator_slots {
@@ -371,24 +370,31 @@ fn fill_slots<'p>(
     }
     for &(feeder_index, slot) in &journey.feeder_slots {
         let feeder = &plan.feeders[feeder_index];
-        let rows = feeder.rows.len();
+        let rows = feeder.rows.len() as u64;
         let row = match feeder.order {
             FeederOrder::Random => rng.random_range(0..rows),
             FeederOrder::Sequential => {
-                (ctx.shared.feeder_cursors[feeder_index].fetch_add(1, Ordering::Relaxed)
-                    % rows as u64) as usize
+                ctx.shared.feeder_cursors[feeder_index].fetch_add(1, Ordering::Relaxed) % rows
             }
             FeederOrder::Unique => {
                 let next = ctx.shared.feeder_cursors[feeder_index].fetch_add(1, Ordering::Relaxed);
-                if next >= rows as u64 {
-                    return Err(ErrorClass::FeederExhausted);
+                if next >= rows {
+                    let wraps = feeder.on_exhausted == OnExhausted::Wrap;
+                    ctx.recorder
+                        .borrow_mut()
+                        .feeder_ran_out(feeder_index, second, wraps);
+                    match feeder.on_exhausted {
+                        OnExhausted::Wrap => {}
+                        OnExhausted::Fail => return Err(NotStarted::FeederExhausted),
+                        OnExhausted::StopJourney => return Err(NotStarted::JourneyStopped),
+                    }
                 }
-                next as usize
+                next % rows
             }
         };
         slots[slot] = Slot::Row {
             feeder: feeder_index,
-            row,
+            row: row as usize,
         };
     }
     Ok(IterationValues {

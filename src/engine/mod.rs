@@ -5,6 +5,8 @@ pub mod cookies;
 pub mod drive;
 pub mod http;
 pub mod iteration;
+pub mod mix;
+pub mod planned;
 pub mod schedule;
 pub mod tls;
 mod worker;

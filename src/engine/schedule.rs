@@ -4,7 +4,34 @@
 
 use std::time::Duration;
 
-use crate::scenario::plan::{RateStage, VuStage};
+use crate::scenario::plan::{LoadModel, RateStage, VuStage};
+
+/// Why a load plan would start nothing at all — no arrival, no virtual user — or `None`.
+/// Such a plan is bad input: a run of it would send nothing and prove nothing.
+pub fn starts_nothing(model: &LoadModel) -> Option<String> {
+    let end = model.total_duration();
+    match model {
+        LoadModel::Open { start_rate, stages } => {
+            (ArrivalSchedule::new(*start_rate, stages).total() == 0).then(|| {
+                format!(
+                    "this load plan schedules no arrival in its {:.1}s: every stage's rate (and start_rate) is zero, or too low to reach one arrival",
+                    end.as_secs_f64()
+                )
+            })
+        }
+        LoadModel::Closed { start_vus, stages } => {
+            let joins = vu_changes(*start_vus, stages)
+                .into_iter()
+                .any(|(at, count)| count > 0 && at < end);
+            (!joins).then(|| {
+                format!(
+                    "this load plan starts no virtual user in its {:.1}s: a ramping user joins when the ramp reaches its number, and a ramp from {start_vus} reaches its first user only at the end of the run; set `start_vus`, or hold the stage's `vus` in a further stage",
+                    end.as_secs_f64()
+                )
+            })
+        }
+    }
+}
 
 /// Open model. The cumulative number of arrivals due by time `t` is `N(t) = ∫ rate`; arrival
 /// `k` (from 0) is due at the `t` where `N(t) = k`. A stage ramps its rate linearly.
@@ -147,6 +174,47 @@ pub fn vu_changes(start_vus: usize, stages: &[VuStage]) -> Vec<(Duration, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_that_starts_nothing_is_named() {
+        let ramp_to_one = LoadModel::Closed {
+            start_vus: 0,
+            stages: vec![VuStage {
+                duration: Duration::from_secs(1),
+                vus: 1,
+            }],
+        };
+        assert!(
+            starts_nothing(&ramp_to_one)
+                .unwrap()
+                .contains("no virtual user")
+        );
+        let held = LoadModel::Closed {
+            start_vus: 0,
+            stages: vec![
+                VuStage {
+                    duration: Duration::from_secs(1),
+                    vus: 1,
+                },
+                VuStage {
+                    duration: Duration::from_secs(1),
+                    vus: 1,
+                },
+            ],
+        };
+        assert_eq!(starts_nothing(&held), None);
+        let idle = LoadModel::Open {
+            start_rate: 0.0,
+            stages: vec![rate(5, 0.0)],
+        };
+        assert!(starts_nothing(&idle).unwrap().contains("no arrival"));
+        // 0 → 1/s over 1 s plans half an arrival: the first one, due at once.
+        let half = LoadModel::Open {
+            start_rate: 0.0,
+            stages: vec![rate(1, 1.0)],
+        };
+        assert_eq!(starts_nothing(&half), None);
+    }
 
     fn rate(seconds: u64, rate: f64) -> RateStage {
         RateStage {

@@ -109,6 +109,7 @@ pub async fn run(setup: WorkerSetup) {
                             .await;
                     });
                 },
+                |unlaunched| ctx.recorder.borrow_mut().arrivals_stopped(unlaunched),
             )
             .await;
         }
@@ -192,14 +193,23 @@ async fn tick(ctx: Rc<WorkerContext>, start: Instant) {
     }
 }
 
+/// The least a closed-model user waits after an iteration that could not start (a
+/// `unique` feeder out of rows), however small `failure_backoff` is: such an iteration
+/// ends at once, and a user must not spin on it.
+const NOT_STARTED_PAUSE: Duration = Duration::from_millis(10);
+
 /// When a closed-model user may start its next iteration: at once after a success,
-/// after at least the failed step's think time and `failure_backoff` after a failure, and
-/// never sooner than the journey's `pacing` after the previous iteration began.
+/// after at least the failed step's think time and `failure_backoff` after a failure (or
+/// an iteration that could not start), and never sooner than the journey's `pacing` after
+/// the previous iteration began.
 fn next_iteration_at(plan: &Plan, began: Instant, end: IterationEnd) -> Instant {
     let now = Instant::now();
     let mut next = now;
     if let Some(think) = end.failed_think {
         next = now + think.max(plan.load.failure_backoff);
+    }
+    if end.not_started {
+        next = next.max(now + NOT_STARTED_PAUSE);
     }
     if let Some(pacing) = plan.journeys[end.journey].pacing {
         next = next.max(began + pacing);

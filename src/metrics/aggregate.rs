@@ -22,6 +22,8 @@ pub struct Aggregator {
     pending: BTreeMap<u64, Second>,
     totals: Snapshot,
     in_flight: Vec<usize>,
+    /// Per worker: the first arrival it did not launch because the run stopped.
+    arrivals_stopped_from: Vec<Option<u64>>,
 }
 
 impl Aggregator {
@@ -33,6 +35,7 @@ impl Aggregator {
             pending: BTreeMap::new(),
             totals: Snapshot::new(steps, journeys),
             in_flight: vec![0; workers],
+            arrivals_stopped_from: vec![None; workers],
         }
     }
 
@@ -48,6 +51,9 @@ impl Aggregator {
         entry.snapshot.merge(&report.snapshot);
         entry.in_flight += report.in_flight;
         self.complete_before[report.worker] = report.complete_before;
+        if report.arrivals_stopped_from.is_some() {
+            self.arrivals_stopped_from[report.worker] = report.arrivals_stopped_from;
+        }
         self.drain_complete()
     }
 
@@ -84,6 +90,12 @@ impl Aggregator {
     pub fn totals(&self) -> &Snapshot {
         &self.totals
     }
+
+    /// Per worker, the first arrival it did not launch because the run stopped (known
+    /// before any second that arrival is due in is handed out).
+    pub fn arrivals_stopped_from(&self) -> &[Option<u64>] {
+        &self.arrivals_stopped_from
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +117,7 @@ mod tests {
             in_flight: 0,
             finished: next == u64::MAX,
             acks: Vec::new(),
+            arrivals_stopped_from: None,
         }
     }
 

@@ -38,16 +38,12 @@ pub enum ErrorClass {
     BodyTooLarge,
     /// The rendered request was not valid HTTP (e.g. a header value with a newline).
     InvalidRequest,
-    /// A `unique` feeder ran out of rows before the journey could start.
-    FeederExhausted,
-    /// The run ended (ramp-down over, abort) while the journey was still running.
-    Interrupted,
     /// Any other I/O or protocol error.
     Io,
 }
 
 impl ErrorClass {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 17;
     pub const ALL: [ErrorClass; Self::COUNT] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
@@ -65,8 +61,6 @@ impl ErrorClass {
         ErrorClass::CheckFailed,
         ErrorClass::BodyTooLarge,
         ErrorClass::InvalidRequest,
-        ErrorClass::FeederExhausted,
-        ErrorClass::Interrupted,
         ErrorClass::Io,
     ];
 
@@ -92,8 +86,6 @@ impl ErrorClass {
             ErrorClass::CheckFailed => "check_failed",
             ErrorClass::BodyTooLarge => "body_too_large",
             ErrorClass::InvalidRequest => "invalid_request",
-            ErrorClass::FeederExhausted => "feeder_exhausted",
-            ErrorClass::Interrupted => "interrupted",
             ErrorClass::Io => "io",
         }
     }
@@ -102,7 +94,7 @@ impl ErrorClass {
     /// server may have received and processed it, and only the answer failed or was not
     /// the expected one (a timeout, a reset, a 5xx, an unexpected 2xx/3xx, a body that did
     /// not check out). Not: nothing was sent (connect failures, a refused redirect hop, an
-    /// invalid request, an exhausted feeder), HTTP/2 REFUSED_STREAM (the server guarantees
+    /// invalid request), HTTP/2 REFUSED_STREAM (the server guarantees
     /// it did nothing), or a 4xx (the server refused the request). A count of writes is
     /// bounded above by the acknowledged ones plus these.
     pub fn may_have_committed(self) -> bool {
@@ -113,8 +105,7 @@ impl ErrorClass {
             | ErrorClass::RedirectRefused
             | ErrorClass::RefusedStream
             | ErrorClass::Http4xx
-            | ErrorClass::InvalidRequest
-            | ErrorClass::FeederExhausted => false,
+            | ErrorClass::InvalidRequest => false,
             ErrorClass::Reset
             | ErrorClass::GoAway
             | ErrorClass::StreamReset
@@ -124,7 +115,6 @@ impl ErrorClass {
             | ErrorClass::ExtractionFailed
             | ErrorClass::CheckFailed
             | ErrorClass::BodyTooLarge
-            | ErrorClass::Interrupted
             | ErrorClass::Io => true,
         }
     }

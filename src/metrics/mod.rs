@@ -3,10 +3,12 @@
 
 pub mod aggregate;
 pub mod error_class;
+pub mod not_started;
 pub mod recorder;
 pub mod stats;
 
 pub use aggregate::{Aggregator, Second};
 pub use error_class::{ErrorClass, ErrorCounts};
+pub use not_started::{NotStarted, NotStartedCounts};
 pub use recorder::{Recorder, WorkerReport};
 pub use stats::{Percentiles, Snapshot};

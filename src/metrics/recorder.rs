@@ -23,6 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::error_class::ErrorClass;
+use super::not_started::NotStarted;
 use super::stats::{Snapshot, count_instance};
 use crate::verify::acks::Ack;
 
@@ -39,6 +40,10 @@ pub struct WorkerReport {
     /// Writes acknowledged since the worker's last report (steps with `record`), for
     /// acks.jsonl: handed over with the report, never one message per request.
     pub acks: Vec<Ack>,
+    /// Open model: the first of this worker's arrivals it did not launch because the run
+    /// stopped; every later one of its share was not launched either. Set before any
+    /// second it covers is handed over, so the accounting knows it in time.
+    pub arrivals_stopped_from: Option<u64>,
 }
 
 /// A second not yet handed over.
@@ -64,6 +69,8 @@ pub struct Recorder {
     pub in_flight: usize,
     /// Acknowledged writes not yet handed over.
     acks: Vec<Ack>,
+    /// See `WorkerReport::arrivals_stopped_from`.
+    arrivals_stopped_from: Option<u64>,
 }
 
 impl Recorder {
@@ -85,6 +92,7 @@ impl Recorder {
             next_due: Rc::new(Cell::new(None)),
             in_flight: 0,
             acks: Vec::new(),
+            arrivals_stopped_from: None,
         }
     }
 
@@ -194,11 +202,40 @@ impl Recorder {
         count_instance(&mut self.slot(second).snapshot.instances, instance, 1);
     }
 
-    pub fn journey_started(&mut self, journey: usize, at: Instant) {
-        let second = self.second_of(at);
+    /// A closed-model user began an iteration of `journey` (the closed model's `planned`):
+    /// it goes on to start, or not, in the same second.
+    pub fn iteration_begun(&mut self, journey: usize, second: u64) {
+        self.slot(second).snapshot.journeys[journey].begun += 1;
+    }
+
+    /// An iteration got its data and goes on to its first step, in the second it was meant
+    /// to start in.
+    pub fn journey_started(&mut self, journey: usize, second: u64) {
         self.slot(second).snapshot.journeys[journey].started += 1;
     }
 
+    /// A planned iteration that will not start, in the second it was meant to start in.
+    pub fn journey_not_started(&mut self, journey: usize, second: u64, why: NotStarted) {
+        self.slot(second).snapshot.journeys[journey].not_started[why.index()] += 1;
+    }
+
+    /// An iteration found `feeder` past its last row: it did not start (`wrapped`
+    /// false), or took a row again from the first (true).
+    pub fn feeder_ran_out(&mut self, feeder: usize, second: u64, wrapped: bool) {
+        let counts = self
+            .slot(second)
+            .snapshot
+            .feeders
+            .entry(feeder as u16)
+            .or_default();
+        if wrapped {
+            counts.wrapped += 1;
+        } else {
+            counts.exhausted += 1;
+        }
+    }
+
+    /// A started iteration ended (completed, or failed at a step), in the second it ended.
     pub fn journey_finished(
         &mut self,
         journey: usize,
@@ -209,6 +246,18 @@ impl Recorder {
         let second = self.second_of(at);
         self.slot(second).snapshot.journeys[journey].finish(duration, outcome);
         self.roll(at);
+    }
+
+    /// A started iteration cut off at the hard stop, in the second it was cut off.
+    pub fn journey_interrupted(&mut self, journey: usize, duration: Duration, at: Instant) {
+        let second = self.second_of(at);
+        self.slot(second).snapshot.journeys[journey].interrupt(duration);
+    }
+
+    /// Open model: this worker launches nothing from its arrival `from` on (the run
+    /// stopped). Call before the second that arrival is due in can be handed over.
+    pub fn arrivals_stopped(&mut self, from: u64) {
+        self.arrivals_stopped_from.get_or_insert(from);
     }
 
     /// An arrival came due and was launched (its second is held open by `pend`).
@@ -281,6 +330,7 @@ impl Recorder {
             in_flight: self.in_flight,
             finished,
             acks: std::mem::take(&mut self.acks),
+            arrivals_stopped_from: self.arrivals_stopped_from,
         });
         self.base = complete_before;
     }

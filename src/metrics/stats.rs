@@ -13,6 +13,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::error_class::{ErrorClass, ErrorCounts};
+use super::not_started::NotStartedCounts;
 
 /// Lowest discernible value: 1 µs.
 pub const HISTOGRAM_LOWEST_US: u64 = 1;
@@ -150,17 +151,32 @@ impl RequestStats {
     }
 }
 
-/// Iterations of one journey, keyed by the second they ended in.
+/// Iterations of one journey. The accounting identity holds for every journey, second
+/// and total: `planned = started + dropped + not_started` (where the open model's
+/// `planned` comes from the schedule and the closed model's is `begun`), and in the
+/// totals `started = completed + failed + interrupted`.
+///
+/// `begun`, `started`, `not_started` and `dropped` are keyed by the iteration's intended
+/// start (the arrival's scheduled second; a closed-model user's moment of beginning);
+/// `completed`, `failed` and `interrupted` by the second the iteration ended in, so a
+/// second is not held open for a journey's whole length.
 #[derive(Debug, Clone, Default)]
 pub struct JourneyStats {
+    /// Closed model: iterations users began (the closed model's `planned`). Open: 0.
+    pub begun: u64,
+    /// Iterations that got their data and went on to their first step.
     pub started: u64,
-    pub completed: u64,
-    pub failed: u64,
+    /// Iterations planned or begun that never started, by reason.
+    pub not_started: NotStartedCounts,
     /// Arrivals of this journey the generator dropped at the in-flight cap (never started).
     pub dropped: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Started iterations cut off at the hard stop (ramp-down over, a second interrupt).
+    pub interrupted: u64,
     /// Why iterations stopped early, by the class of the failing step.
     pub failed_by: ErrorCounts,
-    /// Duration of finished iterations (completed or failed), think time included.
+    /// Duration of ended iterations (completed, failed or interrupted), think time included.
     pub duration: Option<Histogram<u64>>,
 }
 
@@ -176,10 +192,29 @@ impl JourneyStats {
         record(&mut self.duration, micros(duration));
     }
 
+    pub fn interrupt(&mut self, duration: Duration) {
+        self.interrupted += 1;
+        record(&mut self.duration, micros(duration));
+    }
+
+    pub fn not_started_total(&self) -> u64 {
+        self.not_started.iter().sum()
+    }
+
+    /// Iterations ended, however.
+    pub fn ended(&self) -> u64 {
+        self.completed + self.failed + self.interrupted
+    }
+
     pub fn merge(&mut self, other: &JourneyStats) {
+        self.begun += other.begun;
         self.started += other.started;
+        for (mine, theirs) in self.not_started.iter_mut().zip(other.not_started.iter()) {
+            *mine += theirs;
+        }
         self.completed += other.completed;
         self.failed += other.failed;
+        self.interrupted += other.interrupted;
         self.dropped += other.dropped;
         for (mine, theirs) in self.failed_by.iter_mut().zip(other.failed_by.iter()) {
             *mine += theirs;
@@ -228,6 +263,18 @@ pub struct Snapshot {
     pub generator: GeneratorStats,
     /// Responses per `X-Instance` header value: which backend served the traffic.
     pub instances: std::collections::BTreeMap<String, u64>,
+    /// `unique` feeders that ran out, by the feeder's index in the plan (empty, and no
+    /// allocation, while none has).
+    pub feeders: std::collections::BTreeMap<u16, FeederCounts>,
+}
+
+/// A `unique` feeder past its last row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeederCounts {
+    /// Iterations that found no row left and did not start.
+    pub exhausted: u64,
+    /// Rows handed out again from the first (`on_exhausted = "wrap"`).
+    pub wrapped: u64,
 }
 
 impl Snapshot {
@@ -238,6 +285,7 @@ impl Snapshot {
             journeys: vec![JourneyStats::default(); journeys],
             generator: GeneratorStats::default(),
             instances: std::collections::BTreeMap::new(),
+            feeders: std::collections::BTreeMap::new(),
         }
     }
 
@@ -252,6 +300,11 @@ impl Snapshot {
         self.generator.merge(&other.generator);
         for (instance, count) in &other.instances {
             count_instance(&mut self.instances, instance, *count);
+        }
+        for (feeder, counts) in &other.feeders {
+            let mine = self.feeders.entry(*feeder).or_default();
+            mine.exhausted += counts.exhausted;
+            mine.wrapped += counts.wrapped;
         }
     }
 }

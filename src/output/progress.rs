@@ -77,6 +77,14 @@ impl Progress {
         }
     }
 
+    /// A warning: a note, and under `--quiet` still a line on stderr.
+    pub fn warn(&self, message: &str) {
+        match self {
+            Progress::Quiet => super::warn(&format!("warning: {message}\n")),
+            _ => self.note(&format!("warning: {message}")),
+        }
+    }
+
     pub fn finish(self) {
         if let Progress::Live(bar) = self {
             bar.finish_and_clear();

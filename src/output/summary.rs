@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::delivery::Delivery;
 use crate::analysis::{Failover, SloVerdict};
 use crate::chaos::runner::ChaosReport;
 use crate::metrics::stats::{JourneyStats, RequestStats};
-use crate::metrics::{ErrorClass, ErrorCounts, Percentiles, Snapshot};
+use crate::metrics::{
+    ErrorClass, ErrorCounts, NotStarted, NotStartedCounts, Percentiles, Snapshot,
+};
+use crate::output::series::PlannedTotals;
 use crate::scenario::Plan;
 use crate::slo::SloSpec;
 use crate::verify::judge::VerifySummary;
@@ -19,8 +23,12 @@ use crate::verify::plan::VerifySpecs;
 /// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed
 /// `no_data`), fault occurrences with effect windows. 4: redirects, HTTP/2 error classes.
 /// 5: requests abandoned at the hard stop; acknowledged writes verified (`verify_specs`,
-/// `verify`).
-pub const SCHEMA_VERSION: u32 = 5;
+/// `verify`). 6: every planned iteration accounted for (`totals.iterations`, per journey
+/// `planned`, `not_started`, `interrupted`; `accounting`; `delivery`), `verdict` (with
+/// `no_objectives`), verdict reason `load_not_delivered` (was `generator_saturated`);
+/// error classes `feeder_exhausted` and `interrupted` are no longer request or journey
+/// failures (they became `not_started` and `interrupted`).
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
@@ -84,6 +92,142 @@ pub struct Summary {
     /// Absent until judged, and when the scenario records nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySummary>,
+    /// Whether every planned iteration is accounted for: `planned = started + dropped +
+    /// not_started` per journey, and `started = completed + failed + interrupted`. Absent
+    /// in summaries before schema 6. Not balanced is loadgen's own defect (exit 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<Accounting>,
+    /// Whether the run delivered the load it planned (the whole run; windows are judged
+    /// the same way). Absent in summaries before schema 6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    /// The run's verdict, as its exit code has it (without a baseline gate):
+    /// `unjudged` until judged.
+    #[serde(default)]
+    pub verdict: RunVerdict,
+    /// The `unique` feeders: how many rows they had and what became of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeders: Vec<FeederSummary>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeederSummary {
+    pub name: String,
+    pub rows: u64,
+    /// `fail`, `stop_journey` or `wrap`.
+    pub on_exhausted: String,
+    /// Iterations that found no row left (and did not start).
+    pub exhausted: u64,
+    /// Rows handed out again from the first (`wrap`).
+    pub wrapped: u64,
+}
+
+impl Summary {
+    /// What became of the planned iterations, in one line: "4 of 10 iterations started:
+    /// 6 not started (feeder `skus` exhausted); 4 completed, 0 failed".
+    pub fn iterations_line(&self) -> String {
+        let i = &self.totals.iterations;
+        let mut line = format!("{} of {} iterations started", i.started, i.planned);
+        let mut short = Vec::new();
+        for (reason, count) in &i.not_started {
+            let why = match reason.as_str() {
+                "feeder_exhausted" => {
+                    self.feeders_named(|f| f.exhausted > 0 && f.on_exhausted == "fail", "exhausted")
+                }
+                "journey_stopped" => self.feeders_named(
+                    |f| f.exhausted > 0 && f.on_exhausted == "stop_journey",
+                    "used up, its journeys stopped",
+                ),
+                "stopped" => "due after the run stopped".to_string(),
+                other => other.to_string(),
+            };
+            short.push(format!("{count} not started, {why}"));
+        }
+        if i.dropped > 0 {
+            short.push(format!("{} dropped at the in-flight cap", i.dropped));
+        }
+        if !short.is_empty() {
+            line.push_str(": ");
+            line.push_str(&short.join("; "));
+        }
+        line.push_str(&format!("; {} completed, {} failed", i.completed, i.failed));
+        if i.interrupted > 0 {
+            line.push_str(&format!(", {} interrupted", i.interrupted));
+        }
+        line
+    }
+
+    fn feeders_named(&self, which: impl Fn(&FeederSummary) -> bool, what: &str) -> String {
+        let names: Vec<String> = self
+            .feeders
+            .iter()
+            .filter(|f| which(f))
+            .map(|f| format!("`{}` ({} rows)", f.name, f.rows))
+            .collect();
+        match names.len() {
+            0 => format!("a feeder {what}"),
+            1 => format!("feeder {} {what}", names[0]),
+            _ => format!("feeders {} {what}", names.join(", ")),
+        }
+    }
+}
+
+/// The run's verdict in one word, for people and CI tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunVerdict {
+    /// Exit 0 with objectives judged.
+    Pass,
+    /// Exit 0, and nothing to judge: the run had no objectives (only that its load was
+    /// delivered and some request succeeded).
+    NoObjectives,
+    /// Any other exit code.
+    Fail,
+    #[default]
+    Unjudged,
+}
+
+impl RunVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunVerdict::Pass => "pass",
+            RunVerdict::NoObjectives => "no_objectives",
+            RunVerdict::Fail => "fail",
+            RunVerdict::Unjudged => "unjudged",
+        }
+    }
+}
+
+/// The accounting identity, checked over the totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accounting {
+    pub balanced: bool,
+    /// What does not add up, one line per journey and identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// Iterations: what was planned and what became of it. Open model: `planned` is the
+/// schedule's arrivals; closed model: the iterations users began.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Iterations {
+    pub planned: u64,
+    pub started: u64,
+    /// Arrivals dropped at the in-flight cap.
+    pub dropped: u64,
+    /// Planned iterations that never started, by reason (`feeder_exhausted`,
+    /// `journey_stopped`, `stopped`); only reasons that happened.
+    pub not_started: BTreeMap<String, u64>,
+    pub completed: u64,
+    pub failed: u64,
+    /// Started iterations cut off at the hard stop.
+    pub interrupted: u64,
+}
+
+impl Iterations {
+    pub fn not_started_total(&self) -> u64 {
+        self.not_started.values().sum()
+    }
 }
 
 impl Summary {
@@ -143,6 +287,9 @@ pub struct Totals {
     /// they may have reached the server.
     #[serde(default)]
     pub abandoned: u64,
+    /// Every planned iteration and what became of it (schema 6).
+    #[serde(default)]
+    pub iterations: Iterations,
     /// Responses per value of the target's instance header (`[target] instance_header`,
     /// default `X-Instance`; empty when the target sends none): at most 64 names, the rest
     /// under "(other)".
@@ -154,11 +301,20 @@ pub struct Totals {
 pub struct JourneySummary {
     pub name: String,
     pub weight: u32,
+    /// Open model: the schedule's arrivals of this journey; closed: iterations begun.
+    #[serde(default)]
+    pub planned: u64,
     pub started: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Started iterations cut off at the hard stop.
+    #[serde(default)]
+    pub interrupted: u64,
     /// Arrivals of this journey dropped at the in-flight cap (never started).
     pub dropped: u64,
+    /// Planned iterations that never started, by reason (only reasons that happened).
+    #[serde(default)]
+    pub not_started: BTreeMap<String, u64>,
     pub failed_by_class: BTreeMap<String, u64>,
     pub duration_us: Percentiles,
     pub steps: Vec<StepSummary>,
@@ -235,18 +391,21 @@ pub struct RunFacts<'a> {
     pub aborted_because: Option<String>,
     /// The HTTP version the run spoke: `http1`, `h2` or `h2c`.
     pub protocol: &'static str,
+    /// The open model's planned arrivals per journey, from the schedule (empty: closed).
+    pub planned: PlannedTotals,
 }
 
 pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     let plan = facts.plan;
     let elapsed = facts.duration_s.max(1e-9);
+    let accounts = journey_accounts(&facts.planned, totals);
     let mut steps = plan.journeys.iter().flat_map(|j| j.steps.iter());
     let journeys = plan
         .journeys
         .iter()
-        .zip(&totals.journeys)
-        .map(|(journey, stats)| {
-            journey_summary(journey.name.clone(), journey.weight, stats, {
+        .zip(&accounts)
+        .map(|(journey, account)| {
+            journey_summary(journey.name.clone(), journey.weight, account, {
                 let steps: Vec<_> = steps.by_ref().take(journey.steps.len()).collect();
                 steps
                     .into_iter()
@@ -271,6 +430,16 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             })
         })
         .collect();
+    let iterations = total_iterations(&accounts);
+    let finished = facts.ended_by != EndReason::HarnessFailure;
+    let accounting = check_accounting(plan, &accounts, finished);
+    let mut not_started = [0; NotStarted::COUNT];
+    for account in &accounts {
+        for (total, n) in not_started.iter_mut().zip(account.not_started.iter()) {
+            *total += n;
+        }
+    }
+    let delivery = Delivery::judge(iterations.planned, iterations.dropped, &not_started);
 
     let mut scopes = BTreeMap::new();
     scopes.insert("all".to_string(), "every request".to_string());
@@ -321,6 +490,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             failed_latency_us: Percentiles::of(overall.failed_latency.as_ref()),
             saturated: overall.saturated,
             abandoned: overall.abandoned,
+            iterations,
             instances: totals.instances.clone(),
         },
         journeys,
@@ -336,22 +506,131 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         fault_problems: Vec::new(),
         verify_specs: (!plan.verify.is_empty()).then(|| plan.verify.specs()),
         verify: None,
+        accounting: Some(accounting),
+        delivery: Some(delivery),
+        verdict: RunVerdict::Unjudged,
+        feeders: feeder_summaries(plan, totals),
     }
+}
+
+fn feeder_summaries(plan: &Plan, totals: &Snapshot) -> Vec<FeederSummary> {
+    plan.feeders
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.order == crate::scenario::plan::FeederOrder::Unique)
+        .map(|(index, feeder)| {
+            let counts = totals
+                .feeders
+                .get(&(index as u16))
+                .copied()
+                .unwrap_or_default();
+            FeederSummary {
+                name: feeder.name.clone(),
+                rows: feeder.rows.len() as u64,
+                on_exhausted: feeder.on_exhausted.name().to_string(),
+                exhausted: counts.exhausted,
+                wrapped: counts.wrapped,
+            }
+        })
+        .collect()
+}
+
+/// One journey's iterations, every term as counted at its source, `planned` from the
+/// schedule (open model) or as begun (closed), `stopped` from where workers stopped.
+struct JourneyAccount<'a> {
+    stats: &'a JourneyStats,
+    planned: u64,
+    not_started: NotStartedCounts,
+}
+
+fn journey_accounts<'a>(planned: &PlannedTotals, totals: &'a Snapshot) -> Vec<JourneyAccount<'a>> {
+    totals
+        .journeys
+        .iter()
+        .enumerate()
+        .map(|(index, stats)| {
+            let mut not_started = stats.not_started;
+            not_started[NotStarted::Stopped.index()] +=
+                planned.stopped.get(index).copied().unwrap_or(0);
+            JourneyAccount {
+                stats,
+                planned: planned.planned.get(index).copied().unwrap_or(stats.begun),
+                not_started,
+            }
+        })
+        .collect()
+}
+
+fn total_iterations(accounts: &[JourneyAccount<'_>]) -> Iterations {
+    let mut not_started = [0; NotStarted::COUNT];
+    let mut iterations = Iterations::default();
+    for account in accounts {
+        let stats = account.stats;
+        iterations.planned += account.planned;
+        iterations.started += stats.started;
+        iterations.dropped += stats.dropped;
+        iterations.completed += stats.completed;
+        iterations.failed += stats.failed;
+        iterations.interrupted += stats.interrupted;
+        for (total, n) in not_started.iter_mut().zip(account.not_started.iter()) {
+            *total += n;
+        }
+    }
+    iterations.not_started = by_reason(&not_started);
+    iterations
+}
+
+/// The two identities per journey. `finished`: every worker ended its iterations (after
+/// a worker thread failed, started iterations may have no end).
+fn check_accounting(plan: &Plan, accounts: &[JourneyAccount<'_>], finished: bool) -> Accounting {
+    let mut problems = Vec::new();
+    for (journey, account) in plan.journeys.iter().zip(accounts) {
+        let stats = account.stats;
+        let not_started: u64 = account.not_started.iter().sum();
+        if account.planned != stats.started + stats.dropped + not_started {
+            problems.push(format!(
+                "journey `{}`: planned {} ≠ started {} + dropped {} + not started {}",
+                journey.name, account.planned, stats.started, stats.dropped, not_started
+            ));
+        }
+        if finished && stats.started != stats.ended() {
+            problems.push(format!(
+                "journey `{}`: started {} ≠ completed {} + failed {} + interrupted {}",
+                journey.name, stats.started, stats.completed, stats.failed, stats.interrupted
+            ));
+        }
+    }
+    Accounting {
+        balanced: problems.is_empty(),
+        problems,
+    }
+}
+
+pub fn by_reason(counts: &NotStartedCounts) -> BTreeMap<String, u64> {
+    NotStarted::ALL
+        .iter()
+        .filter(|r| counts[r.index()] > 0)
+        .map(|r| (r.name().to_string(), counts[r.index()]))
+        .collect()
 }
 
 fn journey_summary(
     name: String,
     weight: u32,
-    stats: &JourneyStats,
+    account: &JourneyAccount<'_>,
     steps: Vec<StepSummary>,
 ) -> JourneySummary {
+    let stats = account.stats;
     JourneySummary {
         name,
         weight,
+        planned: account.planned,
         started: stats.started,
         completed: stats.completed,
         failed: stats.failed,
+        interrupted: stats.interrupted,
         dropped: stats.dropped,
+        not_started: by_reason(&account.not_started),
         failed_by_class: by_class(&stats.failed_by),
         duration_us: Percentiles::of(stats.duration.as_ref()),
         steps,

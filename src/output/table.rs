@@ -27,20 +27,42 @@ pub fn render(summary: &Summary) -> String {
             "  [INCOMPLETE RUN]"
         }
     );
+    let not_delivered = summary.delivery.as_ref().is_some_and(|d| !d.delivered);
+    let _ = writeln!(
+        out,
+        "{}{}",
+        summary.iterations_line(),
+        if not_delivered {
+            "  [LOAD NOT DELIVERED]"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(
         out,
         "{:<40} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "journey / step", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"
     );
     for journey in &summary.journeys {
+        let mut iterations = format!(
+            "{} of {} started, {} completed, {} failed",
+            journey.started, journey.planned, journey.completed, journey.failed
+        );
+        if journey.interrupted > 0 {
+            iterations.push_str(&format!(", {} interrupted", journey.interrupted));
+        }
+        for (reason, count) in &journey.not_started {
+            iterations.push_str(&format!(", {count} not started ({reason})"));
+        }
+        if journey.dropped > 0 {
+            iterations.push_str(&format!(", {} dropped", journey.dropped));
+        }
         let _ = writeln!(
             out,
-            "{:<40} {:>9} {:>8}   ({} completed, {} failed)",
+            "{:<40} {:>9} {:>8}   ({iterations})",
             clip(&journey.name, 40),
             journey.started,
             journey.failed,
-            journey.completed,
-            journey.failed
         );
         for step in &journey.steps {
             let l = &step.latency_us;

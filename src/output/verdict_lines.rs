@@ -23,6 +23,11 @@ pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
     if !summary.slos.is_empty() {
         let _ = writeln!(out, "verdicts:");
+    } else if summary.judged && summary.slo_specs.is_empty() {
+        let _ = writeln!(
+            out,
+            "no objectives: the scenario states no [[slo]], so nothing is judged PASS; the run exits 0 only if its load was delivered and some request succeeded"
+        );
     }
     for v in &summary.slos {
         let measured: Vec<String> = v

@@ -66,15 +66,20 @@ pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, S
         line("errors/s", VERMILLION, chart, |p| p.errors),
         line("dropped/s", PURPLE, chart, |p| p.dropped),
     ];
-    if chart.iter().any(|p| p.scheduled > 0.0) {
+    if chart.iter().any(|p| p.planned > 0.0) {
+        lines.insert(1, line("iterations planned/s", SKY, chart, |p| p.planned));
+    } else if chart.iter().any(|p| p.scheduled > 0.0) {
         lines.insert(1, line("arrivals scheduled/s", SKY, chart, |p| p.scheduled));
     }
-    // Every second with a dropped arrival is marked, however few: the generator could not
-    // keep its schedule there.
+    if chart.iter().any(|p| p.not_started > 0.0) {
+        lines.push(line("not started/s", ORANGE, chart, |p| p.not_started));
+    }
+    // Every second with a dropped or unstarted iteration is marked, however few: the load
+    // planned for it was not all delivered.
     let dropped: Vec<(f64, f64)> = chart
         .iter()
-        .filter(|p| p.dropped > 0.0)
-        .map(|p| (p.second as f64, p.dropped))
+        .filter(|p| p.dropped + p.not_started > 0.0)
+        .map(|p| (p.second as f64, p.dropped + p.not_started))
         .collect();
     linear_marked("requests / s", &lines, &dropped, faults)
 }

@@ -47,6 +47,15 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
     summary.slo_passed = analysis.passed;
     summary.judged = true;
     summary.fault_problems = analysis.fault_problems;
+    if !analysis.accounting_problems.is_empty() {
+        let accounting = summary.accounting.get_or_insert_default();
+        accounting.balanced = false;
+        for problem in analysis.accounting_problems {
+            if !accounting.problems.contains(&problem) {
+                accounting.problems.push(problem);
+            }
+        }
+    }
     if let Some(specs) = &summary.verify_specs {
         let uncertain = uncertain_by_step(summary);
         summary.verify = Some(crate::verify::judge::judge(
@@ -59,6 +68,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
         )?);
     }
 
+    summary.verdict = exit::verdict(summary);
     let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
     write_atomic(&run_dir.join("summary.json"), &json)
         .map_err(|e| format!("writing summary.json: {e}"))?;
@@ -150,6 +160,8 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
     // an interrupted run or an unrecovered fault fails the suite even if every verdict passed.
     let (exit_code, outcome_reasons) = exit::for_run(summary, false);
     let tests = summary.slos.len() + occurrences.len() + verify_cases + 1;
+    // The run's case is skipped when there is nothing to judge and nothing failed.
+    let skipped = skipped + usize::from(exit_code == exit::OK && summary.slo_specs.is_empty());
     let failures = failures + usize::from(exit_code != exit::OK);
     env.get_template("junit.xml")
         .and_then(|t| {
@@ -160,6 +172,7 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
                 tests,
                 exit_code,
                 outcome_reasons,
+                iterations_line => summary.iterations_line(),
             })
         })
         .map_err(|e| format!("rendering junit.xml: {e}"))
@@ -255,10 +268,10 @@ fn render_html(
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
     // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
     let (exit_code, outcome_reasons) = exit::for_run(summary, false);
-    let verdict = if exit_code == exit::OK {
-        "PASS"
-    } else {
-        "FAIL"
+    let (verdict, badge) = match (exit_code == exit::OK, summary.slo_specs.is_empty()) {
+        (true, true) => ("NO OBJECTIVES", "none"),
+        (true, false) => ("PASS", "pass"),
+        (false, _) => ("FAIL", "fail"),
     };
     let host = std::fs::read_to_string("/etc/hostname")
         .unwrap_or_default()
@@ -270,6 +283,8 @@ fn render_html(
             t.render(context! {
                 s => Value::from(Serde(summary)),
                 verdict,
+                badge,
+                iterations_line => summary.iterations_line(),
                 exit_code,
                 outcome_reasons,
                 faults => Value::from(Serde(&faults)),

@@ -83,6 +83,12 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
             ));
         }
         plan.load.model.truncate(duration);
+        if let Some(why) = crate::engine::schedule::starts_nothing(&plan.load.model) {
+            return Err(RunError::BadInput(format!(
+                "--duration {:.1}s: {why}",
+                duration.as_secs_f64()
+            )));
+        }
         warnings.extend(cut_off_faults(&plan, duration));
     }
     let base = &plan.target.base;

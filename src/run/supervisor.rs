@@ -30,9 +30,12 @@ use super::{Prepared, RunError, RunOptions, RunOutcome, checks};
 use crate::chaos::ledger::Ledger;
 use crate::chaos::runner::{ChaosReport, Controls, FaultEvent, Timeline};
 use crate::engine::Engine;
+use crate::engine::mix::JourneyMix;
+use crate::engine::planned::PlannedArrivals;
+use crate::engine::schedule::ArrivalSchedule;
 use crate::metrics::Aggregator;
 use crate::output::progress::Progress;
-use crate::output::series::{SeriesWriter, write_totals};
+use crate::output::series::{PlannedTotals, SeriesWriter, write_totals};
 use crate::output::summary::{self, EndReason, RunFacts, Summary};
 use crate::output::{create_run_dir, write_atomic};
 use crate::slo::live::AbortWatch;
@@ -81,9 +84,24 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     // The scenario as run, so the report can show it and be re-rendered later.
     // As written, references kept and secrets redacted: the run directory holds none.
     let _ = std::fs::write(run_dir.join("scenario.toml"), &plan.redacted_source);
-    let series = SeriesWriter::create(&run_dir, SystemTime::now()).map_err(|e| {
-        RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
-    })?;
+    let planned_arrivals = match &plan.load.model {
+        crate::scenario::plan::LoadModel::Open { start_rate, stages } => {
+            Some(PlannedArrivals::new(
+                ArrivalSchedule::new(*start_rate, stages),
+                JourneyMix::of(&plan.journeys),
+                prepared.seed,
+                prepared.workers,
+            ))
+        }
+        crate::scenario::plan::LoadModel::Closed { .. } => None,
+    };
+    let series = SeriesWriter::create(
+        &run_dir,
+        SystemTime::now(),
+        planned_arrivals,
+        plan.journeys.len(),
+    )
+    .map_err(|e| RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display())))?;
     let ledger = match plan.chaos.faults.is_empty() {
         true => None,
         false => Some(Ledger::create(&run_dir).map_err(|e| {
@@ -146,6 +164,8 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         protocol,
         verify_cancel: tokio_util::sync::CancellationToken::new(),
         verify_inputs: Some((verify_client, baseline)),
+        plan: plan.clone(),
+        feeders_noted: Vec::new(),
     };
 
     supervisor.run(reports, engine.start + planned).await;
@@ -188,6 +208,9 @@ struct Supervisor {
     run_dir: PathBuf,
     /// What the pre-flight settled: `http1`, `h2` or `h2c`.
     protocol: &'static str,
+    plan: Arc<crate::scenario::Plan>,
+    /// Feeders whose running out has been said.
+    feeders_noted: Vec<usize>,
 }
 
 impl Supervisor {
@@ -223,6 +246,7 @@ impl Supervisor {
             self.write_error.get_or_insert(e);
         }
         for second in self.aggregator.accept(report) {
+            self.note_feeders(&second);
             self.progress.second(&second, self.planned);
             if self.stopped.is_none()
                 && let Some(reason) = self.abort_watch.second(&second)
@@ -231,9 +255,48 @@ impl Supervisor {
                     .note(&format!("aborting: {reason}; recovering faults"));
                 self.stop(Stopped::Abort(reason));
             }
-            if let Some(Err(e)) = self.series.as_mut().map(|s| s.write_second(&second)) {
+            let stopped_from = self.aggregator.arrivals_stopped_from();
+            if let Some(Err(e)) = self
+                .series
+                .as_mut()
+                .map(|s| s.write_second(&second, stopped_from))
+            {
                 self.write_error.get_or_insert(e);
             }
+        }
+    }
+
+    /// Says once per feeder, as soon as its second is final, that a `unique` feeder ran
+    /// out: its iterations no longer start, or it wraps around.
+    fn note_feeders(&mut self, second: &crate::metrics::Second) {
+        for (feeder, counts) in &second.snapshot.feeders {
+            let index = usize::from(*feeder);
+            if self.feeders_noted.contains(&index) {
+                continue;
+            }
+            self.feeders_noted.push(index);
+            let Some(feeder) = self.plan.feeders.get(index) else {
+                continue;
+            };
+            let what = if counts.wrapped > 0 {
+                "wraps around: its rows are used again from the first (on_exhausted = \"wrap\")"
+            } else {
+                match feeder.on_exhausted {
+                    crate::scenario::plan::OnExhausted::StopJourney => {
+                        "is used up: its journeys' later iterations do not start (on_exhausted = \"stop_journey\")"
+                    }
+                    _ => {
+                        "is exhausted: later iterations that need a row do not start, and that is load not delivered (on_exhausted = \"fail\")"
+                    }
+                }
+            };
+            let text = format!(
+                "feeder `{}` ({} rows) {what}",
+                feeder.name,
+                feeder.rows.len()
+            );
+            // A warning, so said under --quiet too (on stderr, as prepare's warnings are).
+            self.progress.warn(&text);
         }
     }
 
@@ -412,18 +475,28 @@ impl Supervisor {
         faults: ChaosReport,
     ) -> Summary {
         for second in self.aggregator.flush() {
-            if let Some(Err(e)) = self.series.as_mut().map(|s| s.write_second(&second)) {
+            let stopped_from = self.aggregator.arrivals_stopped_from();
+            if let Some(Err(e)) = self
+                .series
+                .as_mut()
+                .map(|s| s.write_second(&second, stopped_from))
+            {
                 self.write_error.get_or_insert(e);
             }
         }
         std::mem::replace(&mut self.progress, Progress::Quiet).finish();
         let series = self.series.take().expect("the series is finished once");
-        if let Err(e) = series
-            .finish()
-            .and_then(|_| write_totals(&self.run_dir, self.aggregator.totals(), elapsed))
-        {
-            self.write_error.get_or_insert(e);
-        }
+        let planned = match series
+            .finish(self.aggregator.arrivals_stopped_from())
+            .and_then(|planned| {
+                write_totals(&self.run_dir, self.aggregator.totals(), elapsed).map(|_| planned)
+            }) {
+            Ok(planned) => planned,
+            Err(e) => {
+                self.write_error.get_or_insert(e);
+                PlannedTotals::default()
+            }
+        };
         let ended_by = match (&self.stopped, workers_ok && self.aggregator.all_finished()) {
             (_, false) => EndReason::HarnessFailure,
             (Some(Stopped::Abort(_)), true) => EndReason::Aborted,
@@ -445,6 +518,7 @@ impl Supervisor {
                 faults,
                 aborted_because,
                 protocol: self.protocol,
+                planned,
             },
             self.aggregator.totals(),
         );

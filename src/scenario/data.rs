@@ -4,23 +4,19 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::plan::{Feeder, FeederOrder, GeneratorKind};
+use super::plan::{Feeder, FeederOrder, GeneratorKind, OnExhausted};
 use super::raw::{RawFeeder, RawGenerator};
 
-/// Reads a feeder's rows. Errors are messages for the `file` key's position.
-pub fn load_feeder(name: &str, raw: &RawFeeder, base_dir: &Path) -> Result<Feeder, Vec<String>> {
+/// Reads a feeder's rows; `order` and `on_exhausted` were read (and positioned) by the
+/// caller. Errors are messages for the `file` key's position.
+pub fn load_feeder(
+    name: &str,
+    raw: &RawFeeder,
+    order: FeederOrder,
+    on_exhausted: OnExhausted,
+    base_dir: &Path,
+) -> Result<Feeder, Vec<String>> {
     let mut errors = Vec::new();
-    let order = match raw.order.as_ref().map(|o| o.get_ref().as_str()) {
-        None | Some("sequential") => FeederOrder::Sequential,
-        Some("random") => FeederOrder::Random,
-        Some("unique") => FeederOrder::Unique,
-        Some(other) => {
-            errors.push(format!(
-                "unknown feeder order `{other}` (expected sequential, random or unique)"
-            ));
-            FeederOrder::Sequential
-        }
-    };
     let path = base_dir.join(raw.file.get_ref());
     let loaded = match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => read_csv(&path),
@@ -40,6 +36,7 @@ pub fn load_feeder(name: &str, raw: &RawFeeder, base_dir: &Path) -> Result<Feede
                 columns,
                 rows,
                 order,
+                on_exhausted,
             });
         }
         Ok(_) => {}

@@ -480,6 +480,42 @@ pub struct Feeder {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<serde_json::Value>>,
     pub order: FeederOrder,
+    /// What an iteration does when a `unique` feeder has no row left for it.
+    pub on_exhausted: OnExhausted,
+}
+
+/// When a `unique` feeder has no row left (`on_exhausted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    /// The iteration does not start (`not_started: feeder_exhausted`), and that counts as
+    /// load the run failed to deliver (`load_not_delivered` past 1 %).
+    Fail,
+    /// The iteration does not start (`not_started: journey_stopped`): reported, and no
+    /// window fails for it — the journey simply has no more work.
+    StopJourney,
+    /// Rows are used again from the first, as `sequential` does (warned the first time).
+    Wrap,
+}
+
+impl OnExhausted {
+    pub fn parse(text: &str) -> Result<OnExhausted, String> {
+        match text {
+            "fail" => Ok(OnExhausted::Fail),
+            "stop_journey" => Ok(OnExhausted::StopJourney),
+            "wrap" => Ok(OnExhausted::Wrap),
+            other => Err(format!(
+                "unknown on_exhausted `{other}` (expected \"fail\", \"stop_journey\" or \"wrap\")"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnExhausted::Fail => "fail",
+            OnExhausted::StopJourney => "stop_journey",
+            OnExhausted::Wrap => "wrap",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -487,6 +523,19 @@ pub enum FeederOrder {
     Sequential,
     Random,
     Unique,
+}
+
+impl FeederOrder {
+    pub fn parse(text: &str) -> Result<FeederOrder, String> {
+        match text {
+            "sequential" => Ok(FeederOrder::Sequential),
+            "random" => Ok(FeederOrder::Random),
+            "unique" => Ok(FeederOrder::Unique),
+            other => Err(format!(
+                "unknown feeder order `{other}` (expected \"sequential\", \"random\" or \"unique\")"
+            )),
+        }
+    }
 }
 
 impl std::fmt::Display for FeederOrder {

@@ -108,6 +108,7 @@ pub struct RawData {
 pub struct RawFeeder {
     pub file: Spanned<String>,
     pub order: Option<Spanned<String>>,
+    pub on_exhausted: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,8 @@ use super::diag::Diagnostics;
 use super::faults::validate_chaos;
 use super::journeys::validate_journeys;
 use super::plan::{
-    BaseUrl, Feeder, Generator, LoadModel, LoadPlan, Plan, Protocol, RateStage, TargetPlan, VuStage,
+    BaseUrl, Feeder, FeederOrder, Generator, LoadModel, LoadPlan, OnExhausted, Plan, Protocol,
+    RateStage, TargetPlan, VuStage,
 };
 use super::raw::{RawCompression, RawData, RawLoad, RawScenario, RawTarget};
 use super::slos::validate_slos;
@@ -488,6 +489,11 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
         diagnostics.push(load.span(), "the load stages add up to zero seconds");
         return None;
     }
+    if let Some(why) = crate::engine::schedule::starts_nothing(&model) {
+        let at = raw.stage.last().map_or(load.span(), |s| s.span());
+        diagnostics.push(at, why);
+        return None;
+    }
     Some(LoadPlan {
         model,
         max_in_flight: max_in_flight?,
@@ -510,7 +516,32 @@ fn validate_data(
             );
             continue;
         }
-        match load_feeder(name, raw.get_ref(), base_dir) {
+        let feeder = raw.get_ref();
+        let order = typed(
+            feeder.order.as_ref(),
+            FeederOrder::Sequential,
+            FeederOrder::parse,
+            diagnostics,
+        );
+        let on_exhausted = typed(
+            feeder.on_exhausted.as_ref(),
+            OnExhausted::Fail,
+            OnExhausted::parse,
+            diagnostics,
+        );
+        if let (Some(order), Some(given)) = (order, &feeder.on_exhausted)
+            && order != FeederOrder::Unique
+        {
+            diagnostics.push(
+                given.span(),
+                "`on_exhausted` applies to `order = \"unique\"` only (a sequential or random feeder never runs out)",
+            );
+        }
+        // A bad value is already reported; the feeder is still read, so the journeys that
+        // use it are not reported as naming an unknown feeder.
+        let order = order.unwrap_or(FeederOrder::Sequential);
+        let on_exhausted = on_exhausted.unwrap_or(OnExhausted::Fail);
+        match load_feeder(name, feeder, order, on_exhausted, base_dir) {
             Ok(feeder) => feeders.push(feeder),
             Err(messages) => {
                 for message in messages {

@@ -37,6 +37,7 @@ async fn ramping_arrivals_fire_at_their_planned_instants() {
         |k, due| {
             fired.push((k, Instant::now() - start, due - start));
         },
+        |k| panic!("never stopped, yet stopped at {k}"),
     )
     .await;
     assert_eq!(fired.len(), 30);
@@ -78,6 +79,7 @@ async fn workers_split_arrivals_by_stride() {
         &CancellationToken::new(),
         &Cell::new(None),
         |k, due| mine.push((k, (due - start).as_millis())),
+        |_| {},
     )
     .await;
     assert_eq!(mine, vec![(1, 100), (4, 400), (7, 700)]);
@@ -95,8 +97,24 @@ async fn stop_ends_the_arrivals_at_once() {
     });
     let mut count = 0;
     let next_due = Cell::new(None);
-    drive_arrivals(&schedule, start, 0, 1, &stop, &next_due, |_, _| count += 1).await;
+    let mut stopped_at = None;
+    drive_arrivals(
+        &schedule,
+        start,
+        0,
+        1,
+        &stop,
+        &next_due,
+        |_, _| count += 1,
+        |k| {
+            // Said while the first unlaunched arrival's second is still held open.
+            assert!(next_due.get().is_some());
+            stopped_at = Some(k);
+        },
+    )
+    .await;
     assert_eq!(next_due.get(), None, "a stopped clock holds no second open");
+    assert_eq!(stopped_at, Some(5), "the first arrival not launched");
     assert_eq!(count, 5, "arrivals at 0, 100, 200, 300, 400 ms only");
     assert!(Instant::now() - start < Duration::from_millis(460));
 }
