@@ -223,7 +223,7 @@ fn linear_marked(
                         .map(|(x, y)| Cross::new((*x, *y), 5, PURPLE.stroke_width(2))),
                 )
                 .map_err(|e| e.to_string())?
-                .label("second with dropped arrivals")
+                .label("second with dropped arrivals or iterations not started")
                 .legend(|(x, y)| Cross::new((x + 8, y), 5, PURPLE.stroke_width(2)));
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;

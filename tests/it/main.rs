@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per concern. Every run goes to a real HTTP
 //! server on 127.0.0.1:0 and the harness's counts are checked against what it saw.
 
+mod accounting;
 mod binary;
 mod chaos_docker;
 mod chaos_firewall;
@@ -13,6 +14,7 @@ mod checks;
 mod clients;
 mod compare;
 mod compression;
+mod faulty;
 mod latency;
 mod outcome;
 pub mod outputs;

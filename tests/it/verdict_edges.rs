@@ -146,7 +146,13 @@ objective = "availability >= 99.9%"
     assert!((totals.error_rate - expected_rate).abs() < 1e-9);
     let verdict = &summary.slos[0];
     assert_eq!(verdict.status, VerdictStatus::Fail, "{verdict:?}");
-    assert_eq!(verdict.reason, Some(VerdictReason::GeneratorSaturated));
+    assert_eq!(verdict.reason, Some(VerdictReason::LoadNotDelivered));
+    // Every planned arrival is accounted for: 250 planned, each sent or dropped.
+    let iterations = &summary.totals.iterations;
+    assert_eq!(iterations.planned, 250);
+    assert_eq!(iterations.started + iterations.dropped, 250);
+    assert_eq!(iterations.dropped, totals.dropped);
+    assert!(summary.accounting.as_ref().unwrap().balanced);
     assert_eq!(verdict.dropped, totals.dropped);
     let availability = verdict.measured[0].value.unwrap();
     assert!(
