@@ -170,3 +170,58 @@ fn a_baseline_of_another_schema_version_is_refused_before_anything_is_sent() {
     assert!(String::from_utf8_lossy(&gate.stderr).contains("Re-baseline"));
     assert_eq!(server.seen().len(), sent, "nothing was sent");
 }
+
+/// A baseline a loadgen of the previous summary schema (5) wrote — committed as it wrote
+/// it, from the same scenario — is still read: the gate compares against it, and the
+/// comparison covers the steps both runs have.
+#[test]
+fn a_baseline_of_the_previous_schema_is_still_compared() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-v5");
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        base["schema_version"], 5,
+        "the fixture is of the previous schema"
+    );
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = std::fs::read_to_string(fixture.join("scenario.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:18080", &server.url());
+    let file = workspace.write("v5.toml", &scenario);
+    let (code, current) = run(
+        &workspace,
+        file.to_str().unwrap(),
+        &["--baseline", fixture.to_str().unwrap()],
+    );
+    assert!(
+        matches!(code, Some(0) | Some(1)),
+        "the gate ran (exit {code:?}), it did not refuse the baseline"
+    );
+    let comparison: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(current.join("comparison.json")).unwrap())
+            .unwrap();
+    let scopes: Vec<&str> = comparison["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scope"].as_str().unwrap())
+        .collect();
+    for scope in ["all", "browse/home", "browse/missing"] {
+        assert!(scopes.contains(&scope), "{scope} compared: {scopes:?}");
+    }
+    let output = crate::support::loadgen_command()
+        .args([
+            "compare",
+            fixture.to_str().unwrap(),
+            current.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(output.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

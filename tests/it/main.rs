@@ -16,6 +16,7 @@ mod compare;
 mod compression;
 mod faulty;
 mod latency;
+mod no_false_green;
 mod outcome;
 pub mod outputs;
 mod policy;
