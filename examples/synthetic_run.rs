@@ -26,6 +26,7 @@ use loadgen::chaos::runner::ChaosReport;
 use loadgen::chaos::spec::{FaultSpec, Selector};
 use loadgen::metrics::stats::Snapshot;
 use loadgen::metrics::{ErrorClass, Second};
+use loadgen::output::run_plan::RunPlan;
 use loadgen::output::series::{SeriesWriter, write_totals};
 use loadgen::output::summary::{self, EndReason, RunFacts};
 use loadgen::output::write_atomic;
@@ -150,17 +151,21 @@ fn write_run(args: &Args) -> Result<(), String> {
         occurrences: occurrences(&plan.chaos.faults, duration),
         ..ChaosReport::default()
     };
+    let run_plan = RunPlan::of(
+        &plan,
+        seed,
+        WORKERS,
+        "http1",
+        jiff::Timestamp::now().to_string(),
+    );
+    run_plan.write(dir).map_err(io)?;
     let summary = summary::build(
         RunFacts {
-            plan: &plan,
-            seed,
-            workers: WORKERS,
-            started_at: jiff::Timestamp::now().to_string(),
+            plan: &run_plan,
             duration_s: duration.as_secs_f64(),
             ended_by: EndReason::Plan,
             faults,
             aborted_because: None,
-            protocol: "http1",
             planned: Default::default(),
         },
         &totals,

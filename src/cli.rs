@@ -555,17 +555,33 @@ fn compare_command(
 }
 
 fn report_command(run_dir: &std::path::Path) -> u8 {
-    let mut summary = match crate::compare::read_summary(run_dir) {
+    let killed = !run_dir.join("summary.json").exists()
+        && run_dir.join(crate::output::run_plan::PLAN_FILE).exists();
+    let read = if killed {
+        // loadgen was killed before it wrote the summary: rebuilt from the run's files.
+        crate::report::killed::rebuild(run_dir)
+    } else {
+        crate::compare::read_summary(run_dir)
+    };
+    let mut summary = match read {
         Ok(summary) => summary,
         Err(message) => {
             eprintln!("error: {message}");
             return exit::BAD_INPUT;
         }
     };
+    if killed {
+        println!(
+            "no summary.json: loadgen was killed before it wrote one; judging from plan.json, series.csv, the interval log and the fault ledger"
+        );
+    }
     // Judged again from the objectives the summary carries, never from earlier verdicts:
     // a run killed before it was judged gets its verdicts here.
     match crate::report::finalize(run_dir, &mut summary) {
         Ok(()) => {
+            if killed {
+                print!("{}", table::render(&summary));
+            }
             print!("{}", verdict_lines::render(&summary));
             println!("rendered {}", run_dir.join("report.html").display());
             finish(&summary, run_dir, exit::OK)

@@ -38,6 +38,10 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
     let incomplete = match &summary.ended_by {
         EndReason::Interrupted => Some("the run was interrupted".to_string()),
         EndReason::HarnessFailure => Some("a worker thread of the harness failed".to_string()),
+        EndReason::Killed => Some(
+            "loadgen was killed before it wrote the run's summary (judged afterwards from the run directory's files)"
+                .to_string(),
+        ),
         EndReason::Plan | EndReason::Aborted => None,
     };
     if let Some(why) = incomplete {

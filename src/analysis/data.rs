@@ -90,7 +90,9 @@ pub fn for_each_row(
     mut visit: impl FnMut(u64, &str, &Counts),
 ) -> Result<(), String> {
     let path = run_dir.join("series.csv");
-    let mut reader = csv::Reader::from_path(&path)
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let headers = reader
         .headers()
@@ -119,12 +121,23 @@ pub fn for_each_row(
     let (planned, started, interrupted) =
         (column("planned"), column("started"), column("interrupted"));
     let reasons: Vec<Option<usize>> = NotStarted::ALL.iter().map(|r| column(r.column())).collect();
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+    // A last line cut short (loadgen killed mid-write: the file does not end its line) is
+    // skipped: the rows before it are whole, since each second is flushed after its rows.
+    let torn_tail = !ends_with_newline(&path)?;
+    let mut records = reader.records().peekable();
+    while let Some(record) = records.next() {
+        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+        if torn_tail && records.peek().is_none() {
+            return Ok(());
+        }
+        if record.len() != headers.len() {
+            return Err(format!(
+                "{}:{}: a row of {} fields, the header has {}",
+                path.display(),
+                record.position().map_or(0, |p| p.line()),
+                record.len(),
+                headers.len()
+            ));
         }
         let line = record.position().map_or(0, |p| p.line());
         let number = |i: usize| -> Result<u64, String> {
@@ -178,6 +191,26 @@ pub fn for_each_row(
             &counts,
         );
     }
+    Ok(())
+}
+
+/// Whether a file's last byte ends a line (an empty file does).
+fn ends_with_newline(path: &Path) -> Result<bool, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let length = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if length == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(length - 1))
+        .and_then(|_| file.read_exact(&mut last))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(last[0] == b'\n')
 }
 
 /// The last second `series.csv` has a row for, read from the file's tail (rows are written
@@ -382,6 +415,7 @@ pub fn for_each_histogram(
     let mut line = String::new();
     let mut reader = std::io::BufReader::new(file);
     let mut number = 0usize;
+    let mut torn: Option<String> = None;
     loop {
         line.clear();
         let read = reader
@@ -393,6 +427,15 @@ pub fn for_each_histogram(
         number += 1;
         let at = |why: String| format!("{}:{number}: {why}", path.display());
         if line.starts_with('#') || line.starts_with('"') || line.trim().is_empty() {
+            continue;
+        }
+        // A last line cut short (loadgen killed mid-write) is skipped; one followed by
+        // another entry is an error.
+        if let Some(earlier) = torn.take() {
+            return Err(earlier);
+        }
+        if !line.ends_with('\n') {
+            torn = Some(at("a line cut short".into()));
             continue;
         }
         let Some(entry) = IntervalLogIterator::new(line.as_bytes()).next() else {

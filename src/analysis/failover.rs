@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::data::Counts;
-use super::verdicts::STABLE_SECONDS;
+use super::verdicts::first_stable;
 use super::windows::{Interval, WindowInstance, instances, seconds_of};
 use crate::metrics::ErrorClass;
 use crate::metrics::stats::new_histogram;
@@ -246,18 +246,13 @@ impl<'a> Meter<'a> {
                     .find(|s| self.all(*s).failed() == 0)
                     .unwrap_or(run_seconds)
             });
-            // Seconds without a request neither confirm nor refute; near the run's end
-            // fewer than three seconds may remain, and those that do must all be healthy.
-            let busy: Vec<u64> = (start..run_seconds)
-                .filter(|s| self.all(*s).attempts() > 0)
-                .collect();
-            let recovered = (0..busy.len())
-                .find(|&i| {
-                    busy[i..(i + STABLE_SECONDS as usize).min(busy.len())]
-                        .iter()
-                        .all(|s| healthy(self.all(*s)))
-                })
-                .map(|i| (busy[i] * 1000).saturating_sub(interval.start_ms));
+            // Back: three seconds in a row inside the run, each with an attempt, each
+            // healthy (the recovery verdicts' one rule).
+            let recovered = first_stable(start, run_seconds, |s| {
+                let second = self.all(s);
+                (second.attempts() > 0).then(|| healthy(second))
+            })
+            .map(|s| (s * 1000).saturating_sub(interval.start_ms));
             let failed = &sums.failed;
             out.push(Failover {
                 instances_before: sums.instances_before.clone(),

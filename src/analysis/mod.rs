@@ -2,6 +2,7 @@
 //! from what the run saved (series.csv, intervals.hlog, the fault events) — so
 //! `loadgen report` can redo it later without re-running.
 
+pub mod abort;
 pub mod data;
 pub mod delivery;
 pub mod failover;

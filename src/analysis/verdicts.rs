@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::abort::AbortReplay;
 use super::data::Counts;
 use super::delivery::Delivery;
 use super::windows::{Interval, WindowInstance, instances};
@@ -26,6 +27,31 @@ use crate::slo::{Condition, Observed, OnNoData, SloSpec, format_value};
 
 /// Seconds the conditions must hold in a row to count as recovered.
 pub const STABLE_SECONDS: u64 = 3;
+
+/// The first second `s` in `from..end` that begins `STABLE_SECONDS` seconds in a row each
+/// with at least one attempt (`state(s)` is `Some`) and each healthy (`Some(true)`): the
+/// moment something is back. A second without an attempt breaks the streak (it proves
+/// nothing), and seconds at or past `end` were not observed, so no streak ends there: one
+/// clean second before the run ends is not a recovery. Recovery verdicts and the failover
+/// figures both say "back" through this one function.
+pub fn first_stable(
+    from: u64,
+    end: u64,
+    mut state: impl FnMut(u64) -> Option<bool>,
+) -> Option<u64> {
+    let mut streak: Option<u64> = None;
+    for second in from..end {
+        if state(second) == Some(true) {
+            let start = *streak.get_or_insert(second);
+            if second + 1 - start >= STABLE_SECONDS {
+                return Some(start);
+            }
+        } else {
+            streak = None;
+        }
+    }
+    None
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +78,29 @@ pub enum VerdictReason {
     GeneratorSaturated,
     /// A latency objective over requests none of which succeeded.
     NoSuccessfulResponse,
+    /// Too little evidence for a condition (the evidence rule: a percentile pX needs
+    /// ⌈1/(1 − X)⌉ successful responses, …; a recovery three observed seconds in a row):
+    /// status `no_data`.
+    InsufficientEvidence,
+}
+
+/// What a verdict rests on: the seconds it covers, the attempts in them (requests sent and
+/// arrivals dropped) and the successful responses among them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub seconds: u64,
+    pub attempts: u64,
+    pub successes: u64,
+}
+
+impl Evidence {
+    /// "60 s, 1200 attempts, 1198 successful"
+    pub fn describe(&self) -> String {
+        format!(
+            "{} s, {} attempts, {} successful",
+            self.seconds, self.attempts, self.successes
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +125,9 @@ pub struct SloVerdict {
     /// Arrivals dropped at the in-flight cap in the window.
     #[serde(default)]
     pub dropped: u64,
+    /// What the verdict rests on (summaries before schema 6: zero).
+    #[serde(default)]
+    pub evidence: Evidence,
     pub measured: Vec<Measured>,
     pub spec: SloSpec,
 }
@@ -186,6 +238,13 @@ struct RecoveryJob<'a> {
     slo: usize,
     interval: &'a Interval,
     anchor_ms: u64,
+    /// The first second searched (the anchor's).
+    first: u64,
+    /// The second the search must reach to be conclusive: the anchor plus `within` plus
+    /// `STABLE_SECONDS`.
+    deadline: u64,
+    /// The first second not observed: the deadline, or the run's end if it came first.
+    observed_end: u64,
     per_second: BTreeMap<u64, Accumulator>,
     tags: Tags,
 }
@@ -225,6 +284,8 @@ pub struct Judge<'a> {
     recoveries: Vec<RecoveryJob<'a>>,
     /// Verdicts settled without data: windows that did not occur, faults that did not run.
     unjudged: Vec<(usize, SloVerdict)>,
+    /// `abort = true` objectives' watch, replayed second by second.
+    aborts: Vec<AbortReplay>,
 }
 
 impl<'a> Judge<'a> {
@@ -234,12 +295,21 @@ impl<'a> Judge<'a> {
             jobs: Vec::new(),
             recoveries: Vec::new(),
             unjudged: Vec::new(),
+            aborts: Vec::new(),
         };
         for (index, slo) in inputs.slos.iter().enumerate() {
             let tags = Tags {
                 scope: scope_tags(&slo.scope, inputs.steps),
                 load: load_tags(&slo.scope, inputs.steps),
             };
+            if slo.abort_after.is_some() {
+                judge.aborts.push(AbortReplay::new(
+                    index,
+                    slo,
+                    tags.scope.clone(),
+                    run_seconds,
+                ));
+            }
             match slo.recovery {
                 Some(recovery) => {
                     judge.plan_recoveries(index, recovery, intervals, tags, run_seconds)
@@ -293,9 +363,10 @@ impl<'a> Judge<'a> {
                 interval.start_ms
             };
             let first = anchor_ms / 1000;
-            let last =
+            let deadline =
                 (anchor_ms + recovery.within.as_millis() as u64).div_ceil(1000) + STABLE_SECONDS;
-            let per_second = (first..last.min(run_seconds))
+            let observed_end = deadline.min(run_seconds).max(first);
+            let per_second = (first..observed_end)
                 .map(|s| {
                     let acc = Accumulator {
                         seconds: 1,
@@ -308,6 +379,9 @@ impl<'a> Judge<'a> {
                 slo: index,
                 interval,
                 anchor_ms,
+                first,
+                deadline,
+                observed_end,
                 per_second,
                 tags: tags.clone(),
             });
@@ -365,6 +439,9 @@ impl<'a> Judge<'a> {
                 job.tags.feed(acc, tag, counts);
             }
         }
+        for replay in &mut self.aborts {
+            replay.counts(second, tag, counts);
+        }
     }
 
     /// One histogram of `intervals.hlog` (successes' latencies; `failed:` tags are not
@@ -382,6 +459,9 @@ impl<'a> Judge<'a> {
                 add(&mut acc.histogram, histogram);
             }
         }
+        for replay in &mut self.aborts {
+            replay.histogram(second, tag, histogram);
+        }
     }
 
     /// The verdicts, in the scenario's order of objectives.
@@ -394,6 +474,9 @@ impl<'a> Judge<'a> {
         }
         for job in self.recoveries {
             verdicts.push((job.slo, recovery_verdict(&slos[job.slo], &job)));
+        }
+        for replay in self.aborts {
+            verdicts.push((replay.slo, replay.finish()));
         }
         verdicts.sort_by_key(|(index, _)| *index);
         verdicts.into_iter().map(|(_, v)| v).collect()
@@ -442,12 +525,10 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
             Some(VerdictReason::NoData),
             Some("no request was meant to start in this window".to_string()),
         )
-    } else if measured.iter().all(|m| m.passed) {
-        (VerdictStatus::Pass, None, None)
     } else if slo
         .conditions
         .iter()
-        .any(|c| c.metric.is_latency() && observed.value(c.metric).is_none())
+        .any(|c| c.metric.is_latency() && observed.successes() == 0)
     {
         (
             VerdictStatus::Fail,
@@ -457,6 +538,14 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
                 observed.requests
             )),
         )
+    } else if let Some(short) = too_little(slo, &observed) {
+        (
+            VerdictStatus::NoData,
+            Some(VerdictReason::InsufficientEvidence),
+            Some(short),
+        )
+    } else if measured.iter().all(|m| m.passed) {
+        (VerdictStatus::Pass, None, None)
     } else {
         (VerdictStatus::Fail, None, None)
     };
@@ -471,28 +560,41 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
         reason_text,
         requests: acc.counts.requests,
         dropped: acc.counts.dropped,
+        evidence: Evidence {
+            seconds: observed.seconds,
+            attempts: observed.attempts(),
+            successes: observed.successes(),
+        },
         measured,
         spec: slo.clone(),
     }
 }
 
+/// Every condition the window has too little evidence to judge, or `None`.
+fn too_little(slo: &SloSpec, observed: &crate::slo::Observed<'_>) -> Option<String> {
+    let short: Vec<String> = slo
+        .conditions
+        .iter()
+        .filter_map(|c| observed.too_little_for(c.metric))
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "too little evidence to judge: {} (docs/slo.md, the evidence rule)",
+            short.join("; ")
+        )
+    })
+}
+
 fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
     let recovery = slo.recovery.expect("a recovery job");
-    // Seconds without an attempt neither confirm nor refute; at the run's end fewer than
-    // three seconds may be left, and those that are must all hold.
-    let seconds: Vec<(&u64, &Accumulator)> = job
-        .per_second
-        .iter()
-        .filter(|(_, a)| a.counts.attempts() > 0)
-        .collect();
-    let recovered_at = (0..seconds.len())
-        .find(|&i| {
-            seconds[i..(i + STABLE_SECONDS as usize).min(seconds.len())]
-                .iter()
-                .all(|(_, a)| a.holds(&slo.conditions))
-        })
-        .map(|i| *seconds[i].0);
     let within_ms = recovery.within.as_millis() as u64;
+    // Three seconds in a row, each with an attempt, each holding, all inside the run.
+    let recovered_at = first_stable(job.first, job.observed_end, |second| {
+        job.per_second
+            .get(&second)
+            .filter(|a| a.counts.attempts() > 0)
+            .map(|a| a.holds(&slo.conditions))
+    });
     let (value, passed) = match recovered_at {
         Some(second) => {
             let after = (second * 1000).saturating_sub(job.anchor_ms);
@@ -500,6 +602,9 @@ fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
         }
         None => (None, false),
     };
+    // Not back, and the run ended before `within` plus three seconds could be watched:
+    // too little evidence either way.
+    let cut_short = recovered_at.is_none() && job.observed_end < job.deadline;
     let requests = job.per_second.values().map(|a| a.counts.requests).sum();
     let attempts: u64 = job.per_second.values().map(|a| a.counts.attempts()).sum();
     let dropped = attempts - requests;
@@ -532,9 +637,30 @@ fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
         )
     } else if passed {
         (VerdictStatus::Pass, None, None)
+    } else if cut_short {
+        (
+            VerdictStatus::NoData,
+            Some(VerdictReason::InsufficientEvidence),
+            Some(format!(
+                "the run ended at {} s, before {:.1} s ({} + {:.1} s + {STABLE_SECONDS} s in a row) could be watched, and it was not back by then",
+                job.observed_end,
+                (job.deadline) as f64,
+                if recovery.from_end {
+                    "the fault's end"
+                } else {
+                    "the fault's start"
+                },
+                within_ms as f64 / 1000.0,
+            )),
+        )
     } else {
         (VerdictStatus::Fail, None, None)
     };
+    let successes = job
+        .per_second
+        .values()
+        .map(|a| a.histogram.as_ref().map_or(0, |h| h.len()))
+        .sum();
     SloVerdict {
         name: slo.name.clone(),
         objective: slo.objective.clone(),
@@ -551,6 +677,11 @@ fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
         reason_text,
         requests,
         dropped,
+        evidence: Evidence {
+            seconds: job.observed_end.saturating_sub(job.first),
+            attempts,
+            successes,
+        },
         measured: vec![Measured {
             metric: "recovery".into(),
             op: "<=".into(),
@@ -592,6 +723,7 @@ fn unjudged(slo: &SloSpec, window: &str, status: VerdictStatus, why: &str) -> Sl
         reason_text: Some(why.into()),
         requests: 0,
         dropped: 0,
+        evidence: Evidence::default(),
         measured: vec![Measured {
             metric: "-".into(),
             op: String::new(),

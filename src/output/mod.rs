@@ -2,6 +2,7 @@
 //! histograms, the live progress line and the final table.
 
 pub mod progress;
+pub mod run_plan;
 pub mod series;
 pub mod summary;
 pub mod table;

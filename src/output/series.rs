@@ -179,7 +179,11 @@ impl SeriesWriter {
             ));
             self.csv.write_record(&row)?;
         }
-        self.write_histograms(second.second, s)
+        self.write_histograms(second.second, s)?;
+        // On disk each second, so a run killed at any moment leaves every final second
+        // for `loadgen report` to judge (one write of each file a second).
+        self.csv.flush()?;
+        self.hlog.flush()
     }
 
     /// The `all` and journey rows of a second no worker reported: its planned arrivals and

@@ -13,8 +13,8 @@ use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{
     ErrorClass, ErrorCounts, NotStarted, NotStartedCounts, Percentiles, Snapshot,
 };
+use crate::output::run_plan::RunPlan;
 use crate::output::series::PlannedTotals;
-use crate::scenario::Plan;
 use crate::slo::SloSpec;
 use crate::verify::judge::VerifySummary;
 use crate::verify::plan::VerifySpecs;
@@ -162,7 +162,7 @@ impl Summary {
             .feeders
             .iter()
             .filter(|f| which(f))
-            .map(|f| format!("`{}` ({} rows)", f.name, f.rows))
+            .map(|f| format!("`{}` ({})", f.name, rows(f.rows)))
             .collect();
         match names.len() {
             0 => format!("a feeder {what}"),
@@ -253,6 +253,10 @@ pub enum EndReason {
     Interrupted,
     /// A worker thread failed.
     HarnessFailure,
+    /// loadgen itself was killed (SIGKILL, a crash) before it wrote this summary: it was
+    /// rebuilt by `loadgen report` from plan.json, series.csv, the interval log and the
+    /// fault ledger.
+    Killed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -366,6 +370,7 @@ fn run_files(verifies: bool) -> BTreeMap<String, String> {
         ("verify_facts", crate::verify::run::FACTS_FILE),
     ];
     [
+        ("plan", crate::output::run_plan::PLAN_FILE),
         ("series", "series.csv"),
         ("intervals", "histograms/intervals.hlog"),
         ("totals", "histograms/totals.hlog"),
@@ -381,16 +386,12 @@ fn run_files(verifies: bool) -> BTreeMap<String, String> {
 
 /// What the run knows besides its statistics.
 pub struct RunFacts<'a> {
-    pub plan: &'a Plan,
-    pub seed: u64,
-    pub workers: usize,
-    pub started_at: String,
+    /// What it set out to do (plan.json).
+    pub plan: &'a RunPlan,
     pub duration_s: f64,
     pub ended_by: EndReason,
     pub faults: ChaosReport,
     pub aborted_because: Option<String>,
-    /// The HTTP version the run spoke: `http1`, `h2` or `h2c`.
-    pub protocol: &'static str,
     /// The open model's planned arrivals per journey, from the schedule (empty: closed).
     pub planned: PlannedTotals,
 }
@@ -399,35 +400,30 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     let plan = facts.plan;
     let elapsed = facts.duration_s.max(1e-9);
     let accounts = journey_accounts(&facts.planned, totals);
-    let mut steps = plan.journeys.iter().flat_map(|j| j.steps.iter());
     let journeys = plan
         .journeys
         .iter()
         .zip(&accounts)
         .map(|(journey, account)| {
-            journey_summary(journey.name.clone(), journey.weight, account, {
-                let steps: Vec<_> = steps.by_ref().take(journey.steps.len()).collect();
-                steps
-                    .into_iter()
-                    .map(|step| {
-                        let mut summary = step_summary(
-                            step.name.clone(),
-                            step.global_index,
-                            &totals.steps[step.global_index],
-                        );
-                        summary.checks_failed = totals.steps[step.global_index]
-                            .checks_failed
-                            .iter()
-                            .filter_map(|(index, count)| {
-                                step.checks
-                                    .get(*index as usize)
-                                    .map(|check| (check.label.clone(), *count))
-                            })
-                            .collect();
-                        summary
-                    })
-                    .collect()
-            })
+            let steps = journey
+                .steps
+                .iter()
+                .map(|step| {
+                    let stats = &totals.steps[step.index];
+                    let mut summary = step_summary(step.name.clone(), step.index, stats);
+                    summary.checks_failed = stats
+                        .checks_failed
+                        .iter()
+                        .filter_map(|(index, count)| {
+                            step.checks
+                                .get(*index as usize)
+                                .map(|label| (label.clone(), *count))
+                        })
+                        .collect();
+                    summary
+                })
+                .collect();
+            journey_summary(journey.name.clone(), journey.weight, account, steps)
         })
         .collect();
     let iterations = total_iterations(&accounts);
@@ -450,7 +446,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         );
         for step in &journey.steps {
             scopes.insert(
-                format!("step:{}", step.global_index),
+                format!("step:{}", step.index),
                 format!("{} / {}", journey.name, step.name),
             );
         }
@@ -463,20 +459,20 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         complete: facts.ended_by == EndReason::Plan,
         ended_by: facts.ended_by,
         judged: false,
-        slo_specs: plan.slos.clone(),
+        slo_specs: plan.slo_specs.clone(),
         aborted_because: facts.aborted_because,
         scenario: ScenarioInfo {
             name: plan.name.clone(),
-            file: plan.source.display().to_string(),
+            file: plan.file.clone(),
             description: plan.description.clone(),
-            seed: facts.seed,
+            seed: plan.seed,
         },
-        target: plan.target.base.to_string(),
-        protocol: facts.protocol.to_string(),
-        model: plan.load.model.name().to_string(),
-        workers: facts.workers,
-        started_at: facts.started_at,
-        planned_duration_s: plan.load.model.total_duration().as_secs_f64(),
+        target: plan.target.clone(),
+        protocol: plan.protocol.clone(),
+        model: plan.load.model.clone(),
+        workers: plan.workers,
+        started_at: plan.started_at.clone(),
+        planned_duration_s: plan.load.duration_s,
         duration_s: round3(facts.duration_s),
         totals: Totals {
             requests: overall.requests,
@@ -495,16 +491,16 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         },
         journeys,
         generator: generator_summary(totals, Percentiles::of(overall.latency.as_ref()).p50),
-        files: run_files(!plan.verify.is_empty()),
+        files: run_files(plan.verify_specs.is_some()),
         scopes,
         faults: facts.faults,
-        settle_ms: plan.chaos.settle.as_millis() as u64,
+        settle_ms: plan.settle_ms,
         slos: Vec::new(),
         failover: Vec::new(),
         // Nothing says passed before the verdicts exist.
         slo_passed: false,
         fault_problems: Vec::new(),
-        verify_specs: (!plan.verify.is_empty()).then(|| plan.verify.specs()),
+        verify_specs: plan.verify_specs.clone(),
         verify: None,
         accounting: Some(accounting),
         delivery: Some(delivery),
@@ -513,11 +509,11 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     }
 }
 
-fn feeder_summaries(plan: &Plan, totals: &Snapshot) -> Vec<FeederSummary> {
+fn feeder_summaries(plan: &RunPlan, totals: &Snapshot) -> Vec<FeederSummary> {
     plan.feeders
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.order == crate::scenario::plan::FeederOrder::Unique)
+        .filter(|(_, f)| f.order == "unique")
         .map(|(index, feeder)| {
             let counts = totals
                 .feeders
@@ -526,8 +522,8 @@ fn feeder_summaries(plan: &Plan, totals: &Snapshot) -> Vec<FeederSummary> {
                 .unwrap_or_default();
             FeederSummary {
                 name: feeder.name.clone(),
-                rows: feeder.rows.len() as u64,
-                on_exhausted: feeder.on_exhausted.name().to_string(),
+                rows: feeder.rows,
+                on_exhausted: feeder.on_exhausted.clone(),
                 exhausted: counts.exhausted,
                 wrapped: counts.wrapped,
             }
@@ -582,7 +578,7 @@ fn total_iterations(accounts: &[JourneyAccount<'_>]) -> Iterations {
 
 /// The two identities per journey. `finished`: every worker ended its iterations (after
 /// a worker thread failed, started iterations may have no end).
-fn check_accounting(plan: &Plan, accounts: &[JourneyAccount<'_>], finished: bool) -> Accounting {
+fn check_accounting(plan: &RunPlan, accounts: &[JourneyAccount<'_>], finished: bool) -> Accounting {
     let mut problems = Vec::new();
     for (journey, account) in plan.journeys.iter().zip(accounts) {
         let stats = account.stats;
@@ -603,6 +599,15 @@ fn check_accounting(plan: &Plan, accounts: &[JourneyAccount<'_>], finished: bool
     Accounting {
         balanced: problems.is_empty(),
         problems,
+    }
+}
+
+/// "1 row", "4 rows".
+pub fn rows(n: u64) -> String {
+    if n == 1 {
+        "1 row".into()
+    } else {
+        format!("{n} rows")
     }
 }
 

@@ -45,6 +45,9 @@ pub fn render(summary: &Summary) -> String {
         if !measured.is_empty() {
             let _ = write!(line, ": {}", measured.join("; "));
         }
+        if v.evidence != Default::default() {
+            let _ = write!(line, " · {}", v.evidence.describe());
+        }
         if v.status != VerdictStatus::Pass && v.status != VerdictStatus::Fail {
             let status = serde_json::to_value(v.status).unwrap_or_default();
             let _ = write!(

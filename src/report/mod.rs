@@ -3,6 +3,7 @@
 //! Used at the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
 
 mod charts;
+pub mod killed;
 pub(crate) mod spectrum;
 
 use std::path::Path;
@@ -179,8 +180,9 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
 }
 
 /// The judged objective with the smallest margin (the closest to failing, or the furthest
-/// past it): (name, window, what was measured, margin).
-fn closest_objective(summary: &Summary) -> Option<(String, String, String, f64)> {
+/// past its threshold): (headline, name, window, what was measured, how far from the
+/// threshold in words).
+fn closest_objective(summary: &Summary) -> Option<(String, String, String, String, String)> {
     summary
         .slos
         .iter()
@@ -195,11 +197,40 @@ fn closest_objective(summary: &Summary) -> Option<(String, String, String, f64)>
                             m.metric, m.value_text, m.op, m.threshold
                         ),
                         margin,
+                        m.op.clone(),
                     )
                 })
             })
         })
         .min_by(|a, b| a.3.total_cmp(&b.3))
+        .map(|(name, window, measured, margin, op)| {
+            let headline = if margin >= 0.0 {
+                "Closest to its threshold"
+            } else {
+                "Furthest past its threshold"
+            };
+            (
+                headline.to_string(),
+                name,
+                window,
+                measured,
+                margin_text(&op, margin),
+            )
+        })
+}
+
+/// A margin in words, never a signed number a reader must decode: `margin` is relative to
+/// the threshold, positive inside the objective (below an upper limit, above a floor),
+/// negative past it.
+pub fn margin_text(op: &str, margin: f64) -> String {
+    let upper = op.starts_with('<');
+    let percent = format!("{:.1} %", margin.abs() * 100.0);
+    match (margin >= 0.0, upper) {
+        (true, true) => format!("{percent} below the limit"),
+        (true, false) => format!("{percent} above the floor"),
+        (false, true) => format!("{percent} over the limit"),
+        (false, false) => format!("{percent} under the floor"),
+    }
 }
 
 /// The numbers behind every time chart, as JSON for a `<script type="application/json">`
@@ -302,4 +333,18 @@ fn render_html(
             })
         })
         .map_err(|e| format!("rendering report.html: {e}"))
+}
+
+#[cfg(test)]
+mod margin_tests {
+    use super::margin_text;
+
+    #[test]
+    fn a_margin_reads_the_same_whatever_its_sign() {
+        // error_rate 30 % against < 1 %: (1 − 30) / 1.
+        assert_eq!(margin_text("<", -29.0), "2900.0 % over the limit");
+        assert_eq!(margin_text("<=", 0.25), "25.0 % below the limit");
+        assert_eq!(margin_text(">=", 0.001), "0.1 % above the floor");
+        assert_eq!(margin_text(">", -0.5), "50.0 % under the floor");
+    }
 }

@@ -35,6 +35,7 @@ use crate::engine::planned::PlannedArrivals;
 use crate::engine::schedule::ArrivalSchedule;
 use crate::metrics::Aggregator;
 use crate::output::progress::Progress;
+use crate::output::run_plan::RunPlan;
 use crate::output::series::{PlannedTotals, SeriesWriter, write_totals};
 use crate::output::summary::{self, EndReason, RunFacts, Summary};
 use crate::output::{create_run_dir, write_atomic};
@@ -131,6 +132,29 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         reports_tx,
     )
     .map_err(|e| RunError::CouldNotRun(format!("cannot start worker threads: {e}")))?;
+    // What the run sets out to do, on disk before the first arrival is due (the engine's
+    // clock starts a few milliseconds from now): a run killed at any moment can be judged.
+    let engine_wall = jiff::Timestamp::now()
+        .checked_add(
+            jiff::SignedDuration::try_from(
+                engine
+                    .start
+                    .saturating_duration_since(tokio::time::Instant::now()),
+            )
+            .unwrap_or_default(),
+        )
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    let run_plan = RunPlan::of(
+        &plan,
+        prepared.seed,
+        prepared.workers,
+        protocol,
+        engine_wall.to_string(),
+    );
+    run_plan.write(&run_dir).map_err(|e| {
+        engine.stop.cancel();
+        RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display()))
+    })?;
     let controls = Controls::default();
     let (live_tx, live_events) = mpsc::unbounded_channel::<FaultEvent>();
     let chaos = ledger.map(|ledger| {
@@ -161,7 +185,6 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         engine_stop: engine.stop.clone(),
         engine_kill: engine.kill.clone(),
         run_dir,
-        protocol,
         verify_cancel: tokio_util::sync::CancellationToken::new(),
         verify_inputs: Some((verify_client, baseline)),
         plan: plan.clone(),
@@ -178,7 +201,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     supervisor
         .verify(&plan, prepared.seed, engine_start, &faults, workers_ok)
         .await;
-    let summary = supervisor.write_unjudged(&prepared, started_wall, elapsed, workers_ok, faults);
+    let summary = supervisor.write_unjudged(&run_plan, elapsed, workers_ok, faults);
     supervisor.judge(summary).await
 }
 
@@ -206,8 +229,6 @@ struct Supervisor {
     engine_stop: tokio_util::sync::CancellationToken,
     engine_kill: tokio_util::sync::CancellationToken,
     run_dir: PathBuf,
-    /// What the pre-flight settled: `http1`, `h2` or `h2c`.
-    protocol: &'static str,
     plan: Arc<crate::scenario::Plan>,
     /// Feeders whose running out has been said.
     feeders_noted: Vec<usize>,
@@ -291,9 +312,9 @@ impl Supervisor {
                 }
             };
             let text = format!(
-                "feeder `{}` ({} rows) {what}",
+                "feeder `{}` ({}) {what}",
                 feeder.name,
-                feeder.rows.len()
+                crate::output::summary::rows(feeder.rows.len() as u64)
             );
             // A warning, so said under --quiet too (on stderr, as prepare's warnings are).
             self.progress.warn(&text);
@@ -468,8 +489,7 @@ impl Supervisor {
     /// killed while it is judged leaves what to judge (`loadgen report` finishes the job).
     fn write_unjudged(
         &mut self,
-        prepared: &Prepared,
-        started_wall: jiff::Timestamp,
+        run_plan: &RunPlan,
         elapsed: Duration,
         workers_ok: bool,
         faults: ChaosReport,
@@ -509,15 +529,11 @@ impl Supervisor {
         };
         let summary = summary::build(
             RunFacts {
-                plan: &prepared.plan,
-                seed: prepared.seed,
-                workers: prepared.workers,
-                started_at: started_wall.to_string(),
+                plan: run_plan,
                 duration_s: elapsed.as_secs_f64(),
                 ended_by,
                 faults,
                 aborted_because,
-                protocol: self.protocol,
                 planned,
             },
             self.aggregator.totals(),

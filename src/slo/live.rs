@@ -15,7 +15,43 @@ struct Watched {
     spec: SloSpec,
     /// Global step indices of the scope; empty for "all".
     steps: Vec<usize>,
-    failing_since: Option<u64>,
+    streak: Streak,
+}
+
+/// One abort objective's failing streak, second by second: the one rule both the live
+/// watch (which stops the run) and the judged `abort watch` verdict (replayed from the run
+/// directory by analysis) follow. A second without an attempt neither breaks nor extends a
+/// streak; a second where the objective holds ends it; the streak trips once it spans
+/// `grace` (at least one second).
+#[derive(Debug, Clone)]
+pub struct Streak {
+    grace_s: u64,
+    since: Option<u64>,
+}
+
+impl Streak {
+    pub fn new(grace: std::time::Duration) -> Streak {
+        Streak {
+            grace_s: grace.as_secs().max(1),
+            since: None,
+        }
+    }
+
+    /// Second `second`'s state (`None`: no attempt; else whether the objective held);
+    /// `Some((first, last))` when the failing streak has now lasted the grace period.
+    pub fn second(&mut self, second: u64, held: Option<bool>) -> Option<(u64, u64)> {
+        match held {
+            None => None,
+            Some(true) => {
+                self.since = None;
+                None
+            }
+            Some(false) => {
+                let since = *self.since.get_or_insert(second);
+                (second + 1 - since >= self.grace_s).then_some((since, second))
+            }
+        }
+    }
 }
 
 impl AbortWatch {
@@ -26,8 +62,8 @@ impl AbortWatch {
             .filter(|s| s.abort_after.is_some())
             .map(|spec| Watched {
                 steps: scope_steps(&spec.scope, steps),
+                streak: Streak::new(spec.abort_after.expect("only abort objectives are watched")),
                 spec: spec.clone(),
-                failing_since: None,
             })
             .collect();
         AbortWatch { watched }
@@ -45,24 +81,18 @@ impl AbortWatch {
                 }
                 merged
             };
-            if stats.attempts() == 0 {
-                continue;
-            }
-            if watched.spec.conditions.iter().all(|c| holds(c, &stats)) {
-                watched.failing_since = None;
-                continue;
-            }
-            let since = *watched.failing_since.get_or_insert(second.second);
-            let grace = watched
-                .spec
-                .abort_after
-                .expect("only abort objectives are watched");
-            if second.second + 1 - since >= grace.as_secs().max(1) {
+            let held = (stats.attempts() > 0)
+                .then(|| watched.spec.conditions.iter().all(|c| holds(c, &stats)));
+            if let Some((since, last)) = watched.streak.second(second.second, held) {
+                let grace = watched
+                    .spec
+                    .abort_after
+                    .expect("only abort objectives are watched");
                 return Some(format!(
                     "objective `{}` ({}) failed for {} s in a row (abort grace {} s)",
                     watched.spec.name,
                     watched.spec.objective,
-                    second.second + 1 - since,
+                    last + 1 - since,
                     grace.as_secs()
                 ));
             }

@@ -19,9 +19,56 @@ pub struct Observed<'a> {
     pub latency: Option<&'a Histogram<u64>>,
 }
 
+/// The least evidence a metric's value needs before it can pass or fail an objective
+/// (docs/slo.md, "The evidence rule"): a percentile pX needs ⌈1/(1 − X)⌉ successful
+/// responses (below that the percentile is the slowest response, or an interpolation
+/// between two), max and mean one; error rate and availability one attempt; a rate one
+/// second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Successes(u64),
+    Attempts(u64),
+    Seconds(u64),
+}
+
+impl Metric {
+    pub fn needs(self) -> Needs {
+        match self {
+            Metric::P50 => Needs::Successes(2),
+            Metric::P90 => Needs::Successes(10),
+            Metric::P95 => Needs::Successes(20),
+            Metric::P99 => Needs::Successes(100),
+            Metric::P999 => Needs::Successes(1_000),
+            Metric::Max | Metric::Mean => Needs::Successes(1),
+            Metric::ErrorRate | Metric::Availability => Needs::Attempts(1),
+            Metric::Rps => Needs::Seconds(1),
+        }
+    }
+}
+
 impl Observed<'_> {
     pub fn attempts(&self) -> u64 {
         self.requests + self.dropped
+    }
+
+    /// Successful responses: the latency histogram's count.
+    pub fn successes(&self) -> u64 {
+        self.latency.map_or(0, |h| h.len())
+    }
+
+    /// Why `metric` cannot be judged on what was observed, or `None` when it can.
+    pub fn too_little_for(&self, metric: Metric) -> Option<String> {
+        let (have, need, what) = match metric.needs() {
+            Needs::Successes(n) => (self.successes(), n, "successful responses"),
+            Needs::Attempts(n) => (self.attempts(), n, "attempts"),
+            Needs::Seconds(n) => (self.seconds, n, "seconds"),
+        };
+        (have < need).then(|| {
+            format!(
+                "{} needs at least {need} {what}, the window has {have}",
+                metric.name()
+            )
+        })
     }
 
     /// The metric's value, or `None` when there is nothing to measure: no attempt at all,
@@ -46,19 +93,25 @@ impl Observed<'_> {
             Metric::Rps => (self.seconds > 0).then(|| self.requests as f64 / self.seconds as f64),
         }
     }
-
-    /// The share of attempts the generator dropped, 0..1.
-    pub fn dropped_share(&self) -> f64 {
-        if self.attempts() == 0 {
-            0.0
-        } else {
-            self.dropped as f64 / self.attempts() as f64
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_percentile_needs_one_over_its_tail_in_successes() {
+        use super::{Metric, Needs};
+        for (metric, quantile) in [
+            (Metric::P50, 0.5),
+            (Metric::P90, 0.9),
+            (Metric::P95, 0.95),
+            (Metric::P99, 0.99),
+            (Metric::P999, 0.999),
+        ] {
+            let needed = (1.0_f64 / (1.0 - quantile)).round() as u64;
+            assert_eq!(metric.needs(), Needs::Successes(needed), "{metric:?}");
+        }
+    }
+
     use super::*;
     use crate::metrics::stats::new_histogram;
 
@@ -76,7 +129,13 @@ mod tests {
         assert_eq!(observed.value(Metric::Availability), Some(90.0));
         assert_eq!(observed.value(Metric::ErrorRate), Some(10.0));
         assert_eq!(observed.value(Metric::Rps), Some(45.0));
-        assert!((observed.dropped_share() - 0.1).abs() < 1e-12);
+        assert_eq!(observed.successes(), 1);
+        assert!(observed.too_little_for(Metric::ErrorRate).is_none());
+        assert!(observed.too_little_for(Metric::Max).is_none());
+        assert_eq!(
+            observed.too_little_for(Metric::P50).as_deref(),
+            Some("p50 needs at least 2 successful responses, the window has 1")
+        );
         let only_failures = Observed {
             latency: None,
             ..observed

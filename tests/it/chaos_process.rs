@@ -312,11 +312,71 @@ fn kill_9_mid_fault_then_loadgen_recover_restores_the_target() {
     let workspace = Workspace::new();
     let server = ServerProcess::start(workspace.dir.path());
     let (mut child, out) = start_long_drill(&workspace, &server);
+    // Killed once a few seconds are on disk, the fault still applied.
+    let run_dir = only_entry(&out);
+    assert!(eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(run_dir.join("series.csv"))
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("2,all,")))
+    }));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(server.state(), 'T', "nothing could recover after kill -9");
+    assert!(!run_dir.join("summary.json").exists());
+    assert!(
+        run_dir.join("plan.json").exists(),
+        "written before the load"
+    );
 
-    recover_twice(&only_entry(&out), "freeze server");
+    // The killed run is judged from its files: incomplete, exit 3, the fault that was never
+    // recovered runs to the end of the data and reads not_healthy_again.
+    let report = loadgen(&["report", run_dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(
+        report.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert!(stdout.contains("loadgen was killed"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&report.stderr)
+            .contains("killed before it wrote the run's summary"),
+        "exit 3 for the kill, not for a failure to judge"
+    );
+    let summary: Summary =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary.ended_by,
+        loadgen::output::summary::EndReason::Killed
+    );
+    assert!(!summary.complete);
+    assert!(summary.judged);
+    assert!(summary.duration_s >= 3.0, "{}", summary.duration_s);
+    let occurrence = &summary.faults.occurrences[0];
+    assert_eq!(
+        occurrence.status,
+        OccurrenceStatus::NotHealthyAgain,
+        "{occurrence:?}"
+    );
+    assert_eq!(
+        occurrence.ended_ms,
+        Some((summary.duration_s * 1000.0) as u64)
+    );
+    assert!(
+        occurrence
+            .started_ms
+            .is_some_and(|ms| (300..=1_500).contains(&ms)),
+        "{occurrence:?}"
+    );
+    assert!(summary.totals.requests > 0);
+    assert!(
+        summary.totals.errors > 0,
+        "requests into the frozen server failed"
+    );
+    assert!(run_dir.join("report.html").exists());
+
+    recover_twice(&run_dir, "freeze server");
     assert!(server.wait_until_running(Duration::from_secs(2)));
     assert!(server.answers(Duration::from_secs(2)));
 }

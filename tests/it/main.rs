@@ -14,6 +14,7 @@ mod checks;
 mod clients;
 mod compare;
 mod compression;
+mod evidence;
 mod faulty;
 mod latency;
 mod no_false_green;

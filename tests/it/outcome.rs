@@ -19,11 +19,11 @@ fn scenario(url: &str) -> String {
 base_url = "{url}"
 [load]
 model = "open"
-start_rate = "40/s"
+start_rate = "100/s"
 ramp_down = "1s"
 [[load.stage]]
 duration = "2s"
-rate = "40/s"
+rate = "100/s"
 [[journey]]
 name = "ok"
 weight = 3

@@ -195,13 +195,16 @@ name = "page"
 url = "/slow/40"
 [[slo]]
 name = "fast"
+objective = "max < 20ms"
+[[slo]]
+name = "fast p99"
 objective = "p99 < 20ms"
 "#,
             url = server.url()
         ),
     );
     let (code, _, summary) = binary_run(&scenario, &workspace.out());
-    assert_eq!(code, Some(1), "p99 of the successes breaks the objective");
+    assert_eq!(code, Some(1), "the successes' latency breaks the objective");
     let totals = &summary.totals;
     let successes = totals.requests - totals.errors;
     eprintln!(
@@ -223,6 +226,12 @@ objective = "p99 < 20ms"
     let verdict = &summary.slos[0];
     assert_eq!(verdict.status, VerdictStatus::Fail, "{verdict:?}");
     assert!(verdict.measured[0].value.unwrap() >= 40_000.0);
+    // A p99 over a dozen successes is their slowest: too little evidence to pass or fail.
+    let p99 = &summary.slos[1];
+    assert_eq!(p99.status, VerdictStatus::NoData, "{p99:?}");
+    assert_eq!(p99.reason, Some(VerdictReason::InsufficientEvidence));
+    assert_eq!(p99.evidence.successes, successes);
+    assert!(p99.fails_run());
 }
 
 #[test]
