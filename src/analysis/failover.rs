@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::data::Counts;
-use super::verdicts::first_stable;
+use super::recovery::first_stable;
 use super::windows::{Interval, WindowInstance, instances, seconds_of};
 use crate::metrics::ErrorClass;
 use crate::metrics::stats::new_histogram;

@@ -6,6 +6,7 @@ pub mod abort;
 pub mod data;
 pub mod delivery;
 pub mod failover;
+pub mod recovery;
 pub mod verdicts;
 pub mod windows;
 

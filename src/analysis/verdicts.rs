@@ -11,47 +11,18 @@
 //! succeeded fails as `no_successful_response`. Requests belong to the second they were
 //! meant to start in.
 
-use std::collections::BTreeMap;
-
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::abort::AbortReplay;
 use super::data::Counts;
 use super::delivery::Delivery;
+use super::recovery::{RecoveryJob, STABLE_SECONDS, recovery_verdict};
 use super::windows::{Interval, WindowInstance, instances};
 use super::{Inputs, load_tags, scope_tags};
 use crate::metrics::NotStartedCounts;
 use crate::metrics::stats::new_histogram;
 use crate::slo::{Condition, Observed, OnNoData, SloSpec, format_value};
-
-/// Seconds the conditions must hold in a row to count as recovered.
-pub const STABLE_SECONDS: u64 = 3;
-
-/// The first second `s` in `from..end` that begins `STABLE_SECONDS` seconds in a row each
-/// with at least one attempt (`state(s)` is `Some`) and each healthy (`Some(true)`): the
-/// moment something is back. A second without an attempt breaks the streak (it proves
-/// nothing), and seconds at or past `end` were not observed, so no streak ends there: one
-/// clean second before the run ends is not a recovery. Recovery verdicts and the failover
-/// figures both say "back" through this one function.
-pub fn first_stable(
-    from: u64,
-    end: u64,
-    mut state: impl FnMut(u64) -> Option<bool>,
-) -> Option<u64> {
-    let mut streak: Option<u64> = None;
-    for second in from..end {
-        if state(second) == Some(true) {
-            let start = *streak.get_or_insert(second);
-            if second + 1 - start >= STABLE_SECONDS {
-                return Some(start);
-            }
-        } else {
-            streak = None;
-        }
-    }
-    None
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,19 +145,19 @@ fn margin(condition: &crate::slo::Condition, value: f64) -> Option<f64> {
 /// Counts and successes' latencies of one scope over a set of seconds, and the iterations
 /// of its journeys (whether the load it rests on was delivered).
 #[derive(Default)]
-struct Accumulator {
-    counts: Counts,
-    histogram: Option<Histogram<u64>>,
-    seconds: u64,
-    load: Load,
+pub(super) struct Accumulator {
+    pub(super) counts: Counts,
+    pub(super) histogram: Option<Histogram<u64>>,
+    pub(super) seconds: u64,
+    pub(super) load: Load,
 }
 
 /// The iterations of a window's journeys: planned, dropped, not started.
 #[derive(Default)]
-struct Load {
-    planned: u64,
-    dropped: u64,
-    not_started: NotStartedCounts,
+pub(super) struct Load {
+    pub(super) planned: u64,
+    pub(super) dropped: u64,
+    pub(super) not_started: NotStartedCounts,
 }
 
 impl Load {
@@ -208,7 +179,7 @@ impl Load {
         self.dropped += counts.dropped;
     }
 
-    fn judge(&self) -> Delivery {
+    pub(super) fn judge(&self) -> Delivery {
         Delivery::judge(self.planned, self.dropped, &self.not_started)
     }
 }
@@ -224,29 +195,13 @@ impl Accumulator {
         }
     }
 
-    fn holds(&self, conditions: &[Condition]) -> bool {
+    pub(super) fn holds(&self, conditions: &[Condition]) -> bool {
         let observed = self.observed();
         observed.attempts() > 0
             && conditions
                 .iter()
                 .all(|c| observed.value(c.metric).is_some_and(|v| c.holds(v)))
     }
-}
-
-/// A recovery objective's search over one fault occurrence.
-struct RecoveryJob<'a> {
-    slo: usize,
-    interval: &'a Interval,
-    anchor_ms: u64,
-    /// The first second searched (the anchor's).
-    first: u64,
-    /// The second the search must reach to be conclusive: the anchor plus `within` plus
-    /// `STABLE_SECONDS`.
-    deadline: u64,
-    /// The first second not observed: the deadline, or the run's end if it came first.
-    observed_end: u64,
-    per_second: BTreeMap<u64, Accumulator>,
-    tags: Tags,
 }
 
 struct Job {
@@ -259,13 +214,13 @@ struct Job {
 /// The rows an objective reads: its scope's (`all` or its steps') for requests and
 /// latencies, its journeys' (or `all`) for the load it rests on.
 #[derive(Clone)]
-struct Tags {
-    scope: Vec<String>,
-    load: Vec<String>,
+pub(super) struct Tags {
+    pub(super) scope: Vec<String>,
+    pub(super) load: Vec<String>,
 }
 
 impl Tags {
-    fn feed(&self, acc: &mut Accumulator, tag: &str, counts: &Counts) {
+    pub(super) fn feed(&self, acc: &mut Accumulator, tag: &str, counts: &Counts) {
         if self.scope.iter().any(|t| t == tag) {
             acc.counts.add(counts);
         }
@@ -583,121 +538,6 @@ fn too_little(slo: &SloSpec, observed: &crate::slo::Observed<'_>) -> Option<Stri
             short.join("; ")
         )
     })
-}
-
-fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdict {
-    let recovery = slo.recovery.expect("a recovery job");
-    let within_ms = recovery.within.as_millis() as u64;
-    // Three seconds in a row, each with an attempt, each holding, all inside the run.
-    let recovered_at = first_stable(job.first, job.observed_end, |second| {
-        job.per_second
-            .get(&second)
-            .filter(|a| a.counts.attempts() > 0)
-            .map(|a| a.holds(&slo.conditions))
-    });
-    let (value, passed) = match recovered_at {
-        Some(second) => {
-            let after = (second * 1000).saturating_sub(job.anchor_ms);
-            (Some(after as f64), after <= within_ms)
-        }
-        None => (None, false),
-    };
-    // Not back, and the run ended before `within` plus three seconds could be watched:
-    // too little evidence either way.
-    let cut_short = recovered_at.is_none() && job.observed_end < job.deadline;
-    let requests = job.per_second.values().map(|a| a.counts.requests).sum();
-    let attempts: u64 = job.per_second.values().map(|a| a.counts.attempts()).sum();
-    let dropped = attempts - requests;
-    let mut load = Load::default();
-    for acc in job.per_second.values() {
-        load.planned += acc.load.planned;
-        load.dropped += acc.load.dropped;
-        for (a, b) in load.not_started.iter_mut().zip(acc.load.not_started.iter()) {
-            *a += b;
-        }
-    }
-    let load = load.judge();
-    let (status, reason, reason_text) = if attempts == 0 && load.expected == 0 {
-        (
-            VerdictStatus::NoData,
-            Some(VerdictReason::NoData),
-            Some("no request was meant to start in the recovery span".to_string()),
-        )
-    } else if !load.delivered {
-        (
-            VerdictStatus::Fail,
-            Some(VerdictReason::LoadNotDelivered),
-            Some(load.describe()),
-        )
-    } else if attempts == 0 {
-        (
-            VerdictStatus::NoData,
-            Some(VerdictReason::NoData),
-            Some("no request was meant to start in the recovery span".to_string()),
-        )
-    } else if passed {
-        (VerdictStatus::Pass, None, None)
-    } else if cut_short {
-        (
-            VerdictStatus::NoData,
-            Some(VerdictReason::InsufficientEvidence),
-            Some(format!(
-                "the run ended at {} s, before {:.1} s ({} + {:.1} s + {STABLE_SECONDS} s in a row) could be watched, and it was not back by then",
-                job.observed_end,
-                (job.deadline) as f64,
-                if recovery.from_end {
-                    "the fault's end"
-                } else {
-                    "the fault's start"
-                },
-                within_ms as f64 / 1000.0,
-            )),
-        )
-    } else {
-        (VerdictStatus::Fail, None, None)
-    };
-    let successes = job
-        .per_second
-        .values()
-        .map(|a| a.histogram.as_ref().map_or(0, |h| h.len()))
-        .sum();
-    SloVerdict {
-        name: slo.name.clone(),
-        objective: slo.objective.clone(),
-        scope: slo.scope.clone(),
-        window: format!(
-            "recovery from {} #{} ({})",
-            job.interval.fault,
-            job.interval.occurrence + 1,
-            if recovery.from_end { "end" } else { "start" }
-        ),
-        status,
-        allowed: status == VerdictStatus::NoData && slo.on_no_data == OnNoData::Allow,
-        reason,
-        reason_text,
-        requests,
-        dropped,
-        evidence: Evidence {
-            seconds: job.observed_end.saturating_sub(job.first),
-            attempts,
-            successes,
-        },
-        measured: vec![Measured {
-            metric: "recovery".into(),
-            op: "<=".into(),
-            threshold: format!("{:.1}s", within_ms as f64 / 1000.0),
-            value: value.map(|v| v / 1000.0),
-            value_text: value.map_or(
-                format!("not back within {:.1}s", within_ms as f64 / 1000.0),
-                |v| format!("{:.1}s", v / 1000.0),
-            ),
-            passed,
-            margin: value
-                .filter(|_| within_ms > 0)
-                .map(|v| (within_ms as f64 - v) / within_ms as f64),
-        }],
-        spec: slo.clone(),
-    }
 }
 
 fn add(into: &mut Option<Histogram<u64>>, from: &Histogram<u64>) {
