@@ -369,7 +369,8 @@ pub struct StepPlan {
     pub checks: Vec<Check>,
     pub extract: Vec<Extraction>,
     /// Whether a response's body must be kept (decoded) for an extraction or a check;
-    /// otherwise it is only drained. Decided once, here, not per request.
+    /// otherwise it is only drained (a compressed one still inflated within `max_body`, but
+    /// only counted). Decided once, here, not per request.
     pub keeps_body: bool,
     pub think: Option<Think>,
     /// Rounds in a row (1: once). Each round is a request of its own, then its think time.

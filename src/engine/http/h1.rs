@@ -8,7 +8,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::body::Collector;
+use super::body::{Collector, Reading};
 use super::{Origin, classify};
 use crate::metrics::ErrorClass;
 
@@ -46,8 +46,8 @@ impl H1 {
         &mut self,
         origin: &Origin,
         mut request: Request<Bytes>,
-        mut body: Collector,
-    ) -> Result<(http::response::Parts, Bytes), ErrorClass> {
+        reading: Reading,
+    ) -> Result<(http::response::Parts, Collector), ErrorClass> {
         request
             .headers_mut()
             .insert(http::header::HOST, origin.authority.clone());
@@ -57,12 +57,13 @@ impl H1 {
             .await
             .map_err(classify::hyper)?;
         let (parts, mut incoming): (_, Incoming) = response.into_parts();
+        let mut body = reading.collector(&parts.headers);
         while let Some(frame) = incoming.frame().await {
             let frame = frame.map_err(classify::hyper)?;
             if let Ok(data) = frame.into_data() {
                 body.push(data)?;
             }
         }
-        Ok((parts, body.finish()))
+        Ok((parts, body))
     }
 }

@@ -11,7 +11,7 @@ use h2::client::SendRequest;
 use http::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::body::Collector;
+use super::body::{Collector, Reading};
 use super::{Origin, classify};
 use crate::metrics::ErrorClass;
 
@@ -115,8 +115,8 @@ pub async fn exchange(
     stream: Stream,
     origin: &Origin,
     request: Request<Bytes>,
-    mut body: Collector,
-) -> Result<(http::response::Parts, Bytes), ErrorClass> {
+    reading: Reading,
+) -> Result<(http::response::Parts, Collector), ErrorClass> {
     let (mut parts, payload) = request.into_parts();
     parts.uri = origin.absolute(&parts.uri)?;
     for name in CONNECTION_SPECIFIC {
@@ -141,13 +141,14 @@ pub async fn exchange(
     }
     let response = response.await.map_err(|e| class_of(&e))?;
     let (parts, mut incoming) = response.into_parts();
+    let mut body = reading.collector(&parts.headers);
     while let Some(data) = incoming.data().await {
         let data = data.map_err(|e| class_of(&e))?;
         // Give the flow-control window back, or a large body stalls the stream.
         let _ = incoming.flow_control().release_capacity(data.len());
         body.push(data)?;
     }
-    Ok((parts, body.finish()))
+    Ok((parts, body))
 }
 
 /// Headers of HTTP/1.1's connection management, which HTTP/2 forbids (RFC 9113 §8.2.2);

@@ -3,8 +3,8 @@
 //! the worker's idle pool; HTTP/2 connections are shared by the worker's concurrent journeys
 //! up to the stream limit each server announces. TCP or TLS (`tls.rs`), bound to a source
 //! address when the target has a pool of them; timeouts on connect and on the whole
-//! exchange; bodies read with a size limit and decoded; every failure mapped to an
-//! `ErrorClass`.
+//! exchange; bodies read with a size limit, and compressed ones inflated within it too;
+//! every failure mapped to an `ErrorClass`.
 
 mod body;
 mod classify;
@@ -23,8 +23,8 @@ use http::{HeaderValue, Request, StatusCode};
 use rustls_pki_types::ServerName;
 use tokio::sync::Notify;
 
-use self::body::Collector;
-pub use self::body::{ACCEPT_ENCODING, decode};
+pub use self::body::ACCEPT_ENCODING;
+use self::body::{Collector, Reading};
 use self::connect::Dial;
 use super::tls::TlsTarget;
 use crate::metrics::ErrorClass;
@@ -111,7 +111,8 @@ pub enum Connection {
 pub struct Response {
     pub status: StatusCode,
     pub headers: http::HeaderMap,
-    /// The body, decoded, when the caller asked to keep it; otherwise empty.
+    /// The body, decoded, when the caller asked to keep it; otherwise empty (a compressed
+    /// one was still inflated within `max_body`, into a counter).
     pub body: Bytes,
 }
 
@@ -242,26 +243,19 @@ impl Client {
                 .entry(http::header::ACCEPT_ENCODING)
                 .or_insert_with(|| encodings.clone());
         }
-        let collector = Collector::new(self.config.max_body, keep_body);
+        let reading = Reading {
+            limit: self.config.max_body,
+            keep: keep_body,
+        };
         let exchange = async {
             let (parts, body) = match origin {
-                Some(origin) => {
-                    self.one_off(origin, route.source, request, collector)
-                        .await?
-                }
-                None => self.exchange(held, route, request, collector).await?,
+                Some(origin) => self.one_off(origin, route.source, request, reading).await?,
+                None => self.exchange(held, route, request, reading).await?,
             };
             // Kept bodies are read decoded (extraction and checks see the JSON, not gzip);
-            // `max_body` bounds the inflated bytes too, so a bomb stops at the limit.
-            let body = if keep_body {
-                decode(
-                    body,
-                    parts.headers.get(http::header::CONTENT_ENCODING),
-                    self.config.max_body,
-                )?
-            } else {
-                body
-            };
+            // every compressed body, kept or not, is inflated within `max_body`, so a bomb
+            // stops at the limit and a step's checks do not change what passes.
+            let body = body.finish()?;
             Ok(Response {
                 status: parts.status,
                 headers: parts.headers,
@@ -282,14 +276,14 @@ impl Client {
         held: &mut Option<Connection>,
         route: Route,
         request: Request<Bytes>,
-        collector: Collector,
-    ) -> Result<(http::response::Parts, Bytes), ErrorClass> {
+        reading: Reading,
+    ) -> Result<(http::response::Parts, Collector), ErrorClass> {
         let origin = &self.config.origin;
         if route.mode != ConnectionMode::New
             && self.config.multiplex
             && let Some(sender) = self.shared_stream(route.source).await?
         {
-            return h2::exchange(sender, origin, request, collector).await;
+            return h2::exchange(sender, origin, request, reading).await;
         }
         let lent = match route.mode {
             ConnectionMode::Pool => self.take_idle(route.source),
@@ -305,12 +299,12 @@ impl Client {
             match &mut connection {
                 Connection::H1(c) => {
                     if !c.is_closed() && c.ready().await {
-                        break c.exchange(origin, request, collector).await;
+                        break c.exchange(origin, request, reading).await;
                     }
                 }
                 Connection::H2(c) => {
                     if let Some(stream) = c.ready().await {
-                        break h2::exchange(stream, origin, request, collector).await;
+                        break h2::exchange(stream, origin, request, reading).await;
                     }
                 }
             }
@@ -397,13 +391,13 @@ impl Client {
         origin: &Origin,
         source: Option<IpAddr>,
         request: Request<Bytes>,
-        collector: Collector,
-    ) -> Result<(http::response::Parts, Bytes), ErrorClass> {
+        reading: Reading,
+    ) -> Result<(http::response::Parts, Collector), ErrorClass> {
         match self.config.dial(origin, source)?.connect().await? {
-            Connection::H1(mut c) => c.exchange(origin, request, collector).await,
+            Connection::H1(mut c) => c.exchange(origin, request, reading).await,
             Connection::H2(c) => {
                 let sender = c.ready().await.ok_or(ErrorClass::Reset)?;
-                h2::exchange(sender, origin, request, collector).await
+                h2::exchange(sender, origin, request, reading).await
             }
         }
     }
