@@ -1,10 +1,15 @@
 //! Compressed responses: loadgen offers gzip, br and zstd, decodes what it reads, and bounds
-//! the inflated bytes by `max_body` — a bomb fails `body_too_large` without the memory.
+//! the inflated bytes of every compressed body by `max_body`, whether a step reads it or
+//! not — a bomb fails `body_too_large` without the memory.
 
-use crate::server::TestServer;
+use crate::server::{LARGE_JSON, TestServer};
 use crate::support::{Workspace, options, run_ok};
 
 fn scenario(url: &str, target_lines: &str, journeys: &str) -> String {
+    scenario_at(url, "10/s", target_lines, journeys)
+}
+
+fn scenario_at(url: &str, rate: &str, target_lines: &str, journeys: &str) -> String {
     format!(
         r#"name = "encoded"
 [target]
@@ -14,7 +19,7 @@ base_url = "{url}"
 model = "open"
 [[load.stage]]
 duration = "2s"
-rate = "10/s"
+rate = "{rate}"
 {journeys}"#
     )
 }
@@ -99,6 +104,72 @@ url = "/hello?t={{{{token}}}}"
     );
 }
 
+/// A step with no check and no extraction reads nothing of its body, but `max_body` holds
+/// for it all the same: 290,000 bytes of JSON sent in a few hundred compressed ones are
+/// `body_too_large` under 256 KiB, in every coding loadgen decodes, and pass under 512 KiB.
+#[test]
+fn a_compressed_body_no_step_reads_is_bounded_by_max_body_once_inflated() {
+    const CODINGS: [&str; 4] = ["gzip", "deflate", "br", "zstd"];
+    const { assert!(256 * 1024 < LARGE_JSON && LARGE_JSON < 512 * 1024) };
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let journeys = CODINGS
+        .iter()
+        .map(|c| {
+            format!(
+                r#"[[journey]]
+name = "{c}"
+[[journey.step]]
+name = "get"
+url = "/encoded/large/{c}"
+"#
+            )
+        })
+        .collect::<String>();
+    let mut served_before = 0;
+    for (max_body, too_large) in [("256KiB", true), ("512KiB", false)] {
+        let file = workspace.write(
+            &format!("large-{max_body}.toml"),
+            &scenario_at(
+                &server.url(),
+                "20/s",
+                &format!("max_body = \"{max_body}\"\ncompression = \"gzip, deflate, br, zstd\""),
+                &journeys,
+            ),
+        );
+        let mut options = options(&file, &workspace.out());
+        options.seed = Some(1);
+        let (_, summary) = run_ok(&options);
+        for coding in CODINGS {
+            let journey = summary.journeys.iter().find(|j| j.name == coding).unwrap();
+            let step = &journey.steps[0];
+            assert!(step.requests > 0, "{max_body} {coding}: {step:?}");
+            let failed = if too_large { step.requests } else { 0 };
+            assert_eq!(step.errors, failed, "{max_body} {coding}: {step:?}");
+            assert_eq!(
+                step.errors_by_class
+                    .get("body_too_large")
+                    .copied()
+                    .unwrap_or(0),
+                failed,
+                "{max_body} {coding}: {step:?}"
+            );
+        }
+        // Every request loadgen counted reached the server, and nothing more did.
+        let served = server
+            .seen()
+            .iter()
+            .filter(|s| s.path.starts_with("/encoded/large/"))
+            .count() as u64;
+        assert_eq!(
+            summary.totals.requests,
+            served - served_before,
+            "{max_body}: counted against served"
+        );
+        served_before = served;
+    }
+}
+
 /// The loadgen binary's peak resident memory (VmHWM), polled until it exits.
 fn run_watching_memory(args: &[&str]) -> (Option<i32>, u64) {
     let mut child = crate::support::loadgen_command()
@@ -125,8 +196,19 @@ fn run_watching_memory(args: &[&str]) -> (Option<i32>, u64) {
     }
 }
 
+/// A step that checks the body (it is inflated into memory) and one that does not (it is
+/// inflated only to be counted): both stop at the limit.
 #[test]
 fn a_bomb_that_inflates_past_a_gibibyte_is_body_too_large_in_bounded_memory() {
+    for (kept, check) in [
+        ("kept", r#"check = { body_contains = "never" }"#),
+        ("not kept", ""),
+    ] {
+        bomb_is_body_too_large_in_bounded_memory(kept, check);
+    }
+}
+
+fn bomb_is_body_too_large_in_bounded_memory(kept: &str, check: &str) {
     let server = TestServer::start();
     let workspace = Workspace::new();
     let file = workspace.write(
@@ -134,13 +216,15 @@ fn a_bomb_that_inflates_past_a_gibibyte_is_body_too_large_in_bounded_memory() {
         &scenario(
             &server.url(),
             "max_body = \"1MiB\"",
-            r#"[[journey]]
+            &format!(
+                r#"[[journey]]
 name = "bomb"
 [[journey.step]]
 name = "get"
 url = "/encoded/bomb"
-check = { body_contains = "never" }
-"#,
+{check}
+"#
+            ),
         ),
     );
     let out = workspace.out();
@@ -159,16 +243,25 @@ check = { body_contains = "never" }
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     let totals = &summary["totals"];
-    assert!(totals["requests"].as_u64().unwrap() >= 10, "{totals}");
+    assert!(
+        totals["requests"].as_u64().unwrap() >= 10,
+        "{kept}: {totals}"
+    );
     assert_eq!(
         totals["errors_by_class"]["body_too_large"], totals["requests"],
-        "{totals}"
+        "{kept}: {totals}"
+    );
+    let served = server.seen().len() as u64;
+    assert_eq!(
+        totals["requests"].as_u64(),
+        Some(served),
+        "{kept}: {totals}"
     );
     assert!(peak_kb > 0, "the memory was read");
     assert!(
         peak_kb < 100 * 1024,
-        "max RSS {} MB while 2 GiB bombs were read",
+        "{kept}: max RSS {} MB while 2 GiB bombs were read",
         peak_kb / 1024
     );
-    eprintln!("bomb: max RSS {} MB", peak_kb / 1024);
+    eprintln!("bomb, {kept}: max RSS {} MB", peak_kb / 1024);
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -237,19 +237,12 @@ async fn handle(
             } else {
                 encoding
             };
-            match encoded {
-                Some(bytes) if accepts.split(',').any(|e| e.trim() == wanted) => {
-                    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-                    response
-                        .headers_mut()
-                        .insert("content-encoding", wanted.parse().unwrap());
-                    response
-                        .headers_mut()
-                        .insert("content-type", "application/json".parse().unwrap());
-                    response
-                }
-                _ => text(StatusCode::NOT_ACCEPTABLE, "encoding not offered"),
-            }
+            offered(&accepts, wanted, encoded)
+        }
+        // A JSON body of LARGE_JSON bytes in ENCODING (gzip, deflate, br, zstd): a few
+        // hundred bytes on the wire, past 256 KiB inflated.
+        ("GET", ["encoded", "large", encoding]) => {
+            offered(&accepts, encoding, large_json(encoding))
         }
         // A response "served by" NAME, as a platform's instance header says.
         ("GET", ["by", name]) => {
@@ -376,6 +369,60 @@ fn brotli_encode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     brotli::BrotliCompress(&mut &bytes[..], &mut out, &Default::default()).unwrap();
     out
+}
+
+/// The size of `/encoded/large/…`'s JSON once inflated: past 256 KiB, below 512 KiB.
+pub const LARGE_JSON: usize = 290_000;
+
+/// `/encoded/large/ENCODING`'s body, encoded once per encoding.
+fn large_json(encoding: &str) -> Option<Vec<u8>> {
+    static ENCODED: OnceLock<BTreeMap<&'static str, Vec<u8>>> = OnceLock::new();
+    const HEAD: &[u8] = br#"{"token":"large","padding":""#;
+    const TAIL: &[u8] = br#""}"#;
+    let encoded = ENCODED.get_or_init(|| {
+        let fill = LARGE_JSON - HEAD.len() - TAIL.len();
+        let json = [HEAD, &vec![b'x'; fill], TAIL].concat();
+        assert_eq!(json.len(), LARGE_JSON);
+        BTreeMap::from([
+            ("gzip", gzip(&json)),
+            ("deflate", zlib(&json)),
+            ("br", brotli_encode(&json)),
+            (
+                "zstd",
+                ruzstd::encoding::compress_to_vec(
+                    &json[..],
+                    ruzstd::encoding::CompressionLevel::Fastest,
+                ),
+            ),
+        ])
+    });
+    encoded.get(encoding).cloned()
+}
+
+/// `encoded` as `Content-Encoding: coding` JSON when the client offers that coding; 406
+/// otherwise.
+fn offered(accepts: &str, coding: &str, encoded: Option<Vec<u8>>) -> Response<Full<Bytes>> {
+    match encoded {
+        Some(bytes) if accepts.split(',').any(|e| e.trim() == coding) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            response
+                .headers_mut()
+                .insert("content-encoding", coding.parse().unwrap());
+            response
+                .headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            response
+        }
+        _ => text(StatusCode::NOT_ACCEPTABLE, "encoding not offered"),
+    }
+}
+
+/// HTTP's `deflate`: a zlib stream.
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
 }
 
 /// A zstd frame of `total` zero bytes made of RLE blocks (4 bytes per 128 KiB): a
