@@ -31,6 +31,8 @@ pub struct Counts {
     pub in_flight: u64,
     pub scheduled: u64,
     pub lag_p99_us: u64,
+    /// Requests sent once more because the server did not process them (schema 6).
+    pub retried_unprocessed: u64,
     /// The iteration accounting of `all` and `journey:N` rows (schema 6): iterations
     /// planned (open: the schedule's; closed: begun), started, not started by reason,
     /// interrupted. `None` in older files and in other rows.
@@ -118,6 +120,7 @@ pub fn for_each_row(
         column("lag_p99_us"),
     );
     let classes: Vec<Option<usize>> = ErrorClass::ALL.iter().map(|c| column(c.name())).collect();
+    let retried = column("retried_unprocessed");
     let (planned, started, interrupted) =
         (column("planned"), column("started"), column("interrupted"));
     let reasons: Vec<Option<usize>> = NotStarted::ALL.iter().map(|r| column(r.column())).collect();
@@ -166,6 +169,7 @@ pub fn for_each_row(
             in_flight: optional(in_flight)?,
             scheduled: optional(scheduled)?,
             lag_p99_us: optional(lag_p99)?,
+            retried_unprocessed: optional(retried)?,
             ..Counts::default()
         };
         for (index, col) in classes.iter().enumerate() {

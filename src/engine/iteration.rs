@@ -545,7 +545,12 @@ async fn run_step<'c>(
 /// Sends a step's request and follows its redirects (up to `[target] redirects`, each hop
 /// checked against the allow-lists), carrying cookies both ways; returns the final
 /// response. Every hop is counted as a request with outcome `redirect`; a step whose
-/// `expect` names the 3xx is not followed. The caller records the final outcome.
+/// `expect` names the 3xx is not followed. A request the server provably did not process
+/// (`Failure::unprocessed`: a stream above a GOAWAY's last id, a refused stream, an
+/// idempotent request on a kept-alive connection closed under it) is sent once more on a
+/// fresh connection, as every client does, and counted `retried_unprocessed`: it stays one
+/// request with one outcome, its latency running from the intended start. The caller
+/// records the final outcome.
 async fn follow(
     ctx: &WorkerContext,
     step: &StepPlan,
@@ -555,12 +560,14 @@ async fn follow(
     second: u64,
 ) -> Result<Response, ErrorClass> {
     let base = &ctx.client.config.origin;
-    let mut request = build_request(ctx, step, values)?;
     let mut origin: Option<Origin> = None;
-    // The path of the redirect hop being sent (`None`: the step's own).
-    let mut hop_path: Option<String> = None;
+    // The redirect hop being sent (`None`: the step's own request).
+    let mut hop: Option<Hop> = None;
     let mut hops = 0;
+    let mut retried = false;
     loop {
+        // Built for each send (a retry too), so nothing is cloned on the way.
+        let mut request = hop_request(ctx, step, values, hop.as_ref())?;
         let at = origin.as_ref().unwrap_or(base);
         let url = match &session.jar {
             Some(jar) if !jar.is_empty() => request_url(at, request_path(&request)),
@@ -571,7 +578,7 @@ async fn follow(
         {
             request.headers_mut().insert(http::header::COOKIE, cookies);
         }
-        let response = ctx
+        let sent = ctx
             .client
             .send(
                 &mut session.held,
@@ -579,12 +586,24 @@ async fn follow(
                 origin.as_ref(),
                 request,
                 step.keeps_body,
+                retried,
             )
-            .await?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(failure) if failure.unprocessed && !retried => {
+                retried = true;
+                ctx.recorder
+                    .borrow_mut()
+                    .retried_unprocessed(step.global_index, second);
+                continue;
+            }
+            Err(failure) => return Err(failure.class),
+        };
         // The request went into `send`; its path is needed again only for a cookie or a
         // redirect, so it is rendered again then rather than kept for every request.
-        let sent_path = |values: &IterationValues<'_>| match &hop_path {
-            Some(path) => path.clone(),
+        let sent_path = |values: &IterationValues<'_>| match &hop {
+            Some(hop) => hop.path.clone(),
             None => render_path(ctx, step, values),
         };
         if let Some(jar) = &mut session.jar
@@ -613,23 +632,52 @@ async fn follow(
             .borrow_mut()
             .redirect(step.global_index, second, Instant::now());
         hops += 1;
-        request = build_request(ctx, step, values)?;
-        *request.uri_mut() = http::Uri::from_maybe_shared(Bytes::from(next_path.clone()))
-            .map_err(|_| ErrorClass::Io)?;
-        hop_path = Some(next_path);
+        retried = false;
         // 303 (and 301/302 after a POST, as browsers do) turn the request into a GET
         // without a body; 307 and 308 repeat it as it was.
-        let method = request.method().clone();
-        if status == 303 && method != http::Method::HEAD
-            || matches!(status, 301 | 302) && method == http::Method::POST
-        {
-            *request.method_mut() = http::Method::GET;
-            *request.body_mut() = Bytes::new();
-            request.headers_mut().remove(http::header::CONTENT_TYPE);
-            request.headers_mut().remove(http::header::CONTENT_LENGTH);
-        }
+        let was_get = hop.as_ref().is_some_and(|h| h.as_get);
+        let method = if was_get {
+            &http::Method::GET
+        } else {
+            &step.method
+        };
+        let as_get = was_get
+            || status == 303 && method != http::Method::HEAD
+            || matches!(status, 301 | 302) && method == http::Method::POST;
+        hop = Some(Hop {
+            path: next_path,
+            as_get,
+        });
         origin = (!next.same_as(base)).then_some(next);
     }
+}
+
+/// A redirect hop: where it goes, and whether it became a GET without a body.
+struct Hop {
+    path: String,
+    as_get: bool,
+}
+
+/// The request of a step, or of one of its redirect hops.
+fn hop_request(
+    ctx: &WorkerContext,
+    step: &StepPlan,
+    values: &IterationValues<'_>,
+    hop: Option<&Hop>,
+) -> Result<Request<Bytes>, ErrorClass> {
+    let mut request = build_request(ctx, step, values)?;
+    let Some(hop) = hop else {
+        return Ok(request);
+    };
+    *request.uri_mut() =
+        http::Uri::from_maybe_shared(Bytes::from(hop.path.clone())).map_err(|_| ErrorClass::Io)?;
+    if hop.as_get {
+        *request.method_mut() = http::Method::GET;
+        *request.body_mut() = Bytes::new();
+        request.headers_mut().remove(http::header::CONTENT_TYPE);
+        request.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
+    Ok(request)
 }
 
 fn is_redirect(status: u16) -> bool {

@@ -176,6 +176,14 @@ impl Recorder {
         snapshot.steps[step].abandoned += 1;
     }
 
+    /// A request the server provably did not process, sent once more (in the second the
+    /// step was meant to start in).
+    pub fn retried_unprocessed(&mut self, step: usize, second: u64) {
+        let snapshot = &mut self.slot(second).snapshot;
+        snapshot.overall.retried_unprocessed += 1;
+        snapshot.steps[step].retried_unprocessed += 1;
+    }
+
     /// A write the platform acknowledged (a step with `record` passed): `body` is the
     /// rendered record, stamped here with when it came.
     pub fn ack(&mut self, kind: usize, step: usize, at: Instant, body: Vec<u8>) {

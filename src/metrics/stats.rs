@@ -95,6 +95,11 @@ pub struct RequestStats {
     /// sent or about to be, never answered, so counted neither as requests nor errors.
     /// They may have reached the server.
     pub abandoned: u64,
+    /// Requests sent once more on a fresh connection because the server provably processed
+    /// none of the first send (a GOAWAY above its last stream id, a refused stream, an
+    /// idempotent request on a kept-alive connection closed under it). Not in `requests`:
+    /// the retried request is one request with one outcome.
+    pub retried_unprocessed: u64,
 }
 
 impl RequestStats {
@@ -140,6 +145,7 @@ impl RequestStats {
         self.completed += other.completed;
         self.saturated += other.saturated;
         self.abandoned += other.abandoned;
+        self.retried_unprocessed += other.retried_unprocessed;
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors.iter()) {
             *mine += theirs;
         }

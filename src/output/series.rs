@@ -33,7 +33,7 @@ use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, NotStarted, Percentiles, Second, Snapshot};
 
 /// The columns after `second, scope, requests, errors` and one per error class.
-const COLUMNS_AFTER_CLASSES: [&str; 13] = [
+const COLUMNS_AFTER_CLASSES: [&str; 14] = [
     "p50_us",
     "p95_us",
     "p99_us",
@@ -43,6 +43,7 @@ const COLUMNS_AFTER_CLASSES: [&str; 13] = [
     "failed_p50_us",
     "failed_p99_us",
     "saturated",
+    "retried_unprocessed",
     "in_flight",
     "scheduled",
     "lag_p99_us",
@@ -421,6 +422,7 @@ fn scope_row(second: u64, scope: &str, stats: &RequestStats) -> Vec<String> {
             failed.p50,
             failed.p99,
             stats.saturated,
+            stats.retried_unprocessed,
         ]
         .map(|v| v.to_string()),
     );

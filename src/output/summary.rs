@@ -29,7 +29,9 @@ use crate::verify::plan::VerifySpecs;
 /// `planned`, `not_started`, `interrupted`; `accounting`; `delivery`), `verdict` (with
 /// `no_objectives`), verdict reason `load_not_delivered` (was `generator_saturated`);
 /// error classes `feeder_exhausted` and `interrupted` are no longer request or journey
-/// failures (they became `not_started` and `interrupted`).
+/// failures (they became `not_started` and `interrupted`); each verdict's `evidence`,
+/// reason `insufficient_evidence`, `ended_by = "killed"`; requests the server did not
+/// process sent again (`retried_unprocessed`, in the totals and per step).
 pub const SCHEMA_VERSION: u32 = 6;
 
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
@@ -199,6 +201,10 @@ pub struct Totals {
     /// they may have reached the server.
     #[serde(default)]
     pub abandoned: u64,
+    /// Requests the server provably did not process, sent once more on a fresh connection
+    /// (not in `requests`: each is one request with one outcome; docs/slo.md).
+    #[serde(default)]
+    pub retried_unprocessed: u64,
     /// Every planned iteration and what became of it (schema 6).
     #[serde(default)]
     pub iterations: Iterations,
@@ -245,6 +251,9 @@ pub struct StepSummary {
     /// Requests cut off in flight at the hard stop (not in `requests`).
     #[serde(default)]
     pub abandoned: u64,
+    /// Requests sent once more because the server provably did not process them.
+    #[serde(default)]
+    pub retried_unprocessed: u64,
     pub errors: u64,
     pub error_rate: f64,
     pub errors_by_class: BTreeMap<String, u64>,
@@ -399,6 +408,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             failed_latency_us: Percentiles::of(overall.failed_latency.as_ref()),
             saturated: overall.saturated,
             abandoned: overall.abandoned,
+            retried_unprocessed: overall.retried_unprocessed,
             iterations,
             instances: totals.instances.clone(),
         },
@@ -453,6 +463,7 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
         redirects: stats.redirects,
         dropped: stats.dropped,
         abandoned: stats.abandoned,
+        retried_unprocessed: stats.retried_unprocessed,
         errors: stats.error_total(),
         error_rate: rate(stats.failed_attempts(), stats.attempts()),
         errors_by_class: by_class(&stats.errors),

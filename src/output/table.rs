@@ -9,11 +9,19 @@ pub fn render(summary: &Summary) -> String {
     let t = &summary.totals;
     let _ = writeln!(
         out,
-        "{} — {} requests in {:.1}s ({:.0} req/s), {} errors{} ({:.2}% failed){}",
+        "{} — {} requests in {:.1}s ({:.0} req/s){}, {} errors{} ({:.2}% failed){}",
         summary.scenario.name,
         t.requests,
         summary.duration_s,
         t.rps,
+        if t.retried_unprocessed > 0 {
+            format!(
+                ", {} sent again (the server had not processed them)",
+                t.retried_unprocessed
+            )
+        } else {
+            String::new()
+        },
         t.errors,
         if t.dropped > 0 {
             format!(", {} arrivals dropped at the in-flight cap", t.dropped)

@@ -77,6 +77,7 @@ fn replay(run_dir: &Path, plan: &RunPlan) -> Result<(Snapshot, u64), String> {
         let add = |stats: &mut RequestStats| {
             stats.requests += counts.requests;
             stats.dropped += counts.dropped;
+            stats.retried_unprocessed += counts.retried_unprocessed;
             for (mine, theirs) in stats.errors.iter_mut().zip(counts.by_class.iter()) {
                 *mine += theirs;
             }

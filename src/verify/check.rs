@@ -215,9 +215,9 @@ impl<'a> Checker<'a> {
             source: self.source,
         };
         self.client
-            .send(&mut None, route, None, request, true)
+            .send(&mut None, route, None, request, true, false)
             .await
-            .map_err(|class| class.name().to_string())
+            .map_err(|failure| failure.class.name().to_string())
     }
 }
 

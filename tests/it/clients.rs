@@ -573,6 +573,11 @@ fn refused_streams_and_goaway_are_classes_of_their_own() {
         step(1)
     );
     assert_eq!(
+        step(1).retried_unprocessed,
+        step(1).requests,
+        "each refused stream was sent once more, and refused again"
+    );
+    assert_eq!(
         step(2).errors_by_class.get("goaway"),
         Some(&step(2).requests),
         "{:?}",
@@ -580,7 +585,7 @@ fn refused_streams_and_goaway_are_classes_of_their_own() {
     );
     assert_eq!(
         server.streams.load(Ordering::Relaxed),
-        summary.totals.requests
+        summary.totals.requests + summary.totals.retried_unprocessed
     );
     assert!(
         server.connections.load(Ordering::Relaxed) > step(2).requests,

@@ -22,6 +22,10 @@ pub enum Misbehaviour {
     ServerError,
     /// Answers 200 with a 64 KiB body.
     Oversize,
+    /// Answers a connection's first request, reads its second and closes the connection
+    /// unanswered: a kept-alive connection closed under a request (every connection,
+    /// whatever `every` says).
+    CloseKeptAlive,
 }
 
 pub const ALL_MISBEHAVIOURS: [Misbehaviour; 5] = [
@@ -100,10 +104,12 @@ impl Drop for FaultyServer {
 fn serve(mut stream: TcpStream, state: &State) {
     let _ = stream.set_nodelay(true);
     let mut buffer = Vec::new();
+    let mut on_this_connection = 0u64;
     loop {
         let Some(path) = read_request(&mut stream, &mut buffer) else {
             return;
         };
+        on_this_connection += 1;
         let number = state.requests.fetch_add(1, Ordering::SeqCst);
         let path = path.split('?').next().unwrap_or_default();
         if let Some(journey) = path
@@ -114,12 +120,13 @@ fn serve(mut stream: TcpStream, state: &State) {
         {
             count.fetch_add(1, Ordering::SeqCst);
         }
-        let misbehaviour = state
-            .misbehaviour
-            .filter(|_| number.is_multiple_of(state.every));
+        let misbehaviour = state.misbehaviour.filter(|m| match m {
+            Misbehaviour::CloseKeptAlive => on_this_connection == 2,
+            _ => number.is_multiple_of(state.every),
+        });
         let answer: &[u8] = match misbehaviour {
             None => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-            Some(Misbehaviour::Close) => return,
+            Some(Misbehaviour::Close | Misbehaviour::CloseKeptAlive) => return,
             Some(Misbehaviour::ResetAfterHeaders) => {
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
                 reset(stream);

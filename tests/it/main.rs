@@ -2,6 +2,7 @@
 //! server on 127.0.0.1:0 and the harness's counts are checked against what it saw.
 
 mod accounting;
+mod bare_h2;
 mod binary;
 mod chaos_docker;
 mod chaos_firewall;
@@ -17,11 +18,13 @@ mod compression;
 mod evidence;
 mod faulty;
 mod latency;
+mod nginx;
 mod no_false_green;
 mod outcome;
 pub mod outputs;
 mod policy;
 mod report;
+mod retries;
 mod runs;
 mod schedule;
 mod secrets;

@@ -5,6 +5,27 @@ use std::io;
 
 use crate::metrics::ErrorClass;
 
+/// A request that failed: the class it counts as, and whether the server provably processed
+/// none of it — so it may be sent again, as browsers, curl and every client library do
+/// (RFC 9113 §8.7, RFC 9110 §9.2.2). Which failures are unprocessed is a mechanical rule:
+/// HTTP/2, a stream above a GOAWAY's last stream id or opened after it (h2's remote GOAWAY
+/// error) and a REFUSED_STREAM; HTTP/1.1, a request hyper gave back unsent, and an
+/// idempotent one written on a reused connection that closed before any of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub unprocessed: bool,
+}
+
+impl From<ErrorClass> for Failure {
+    fn from(class: ErrorClass) -> Failure {
+        Failure {
+            class,
+            unprocessed: false,
+        }
+    }
+}
+
 pub fn connect(error: &io::Error) -> ErrorClass {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
@@ -42,6 +63,14 @@ pub fn hyper(error: hyper::Error) -> ErrorClass {
         return ErrorClass::Io;
     }
     ErrorClass::Reset
+}
+
+/// Whether an HTTP/2 error says the server did not process the stream: it was above the
+/// last stream id of the server's GOAWAY, or opened after it (h2 hands both a remote
+/// GOAWAY error), or refused (REFUSED_STREAM). A stream the GOAWAY covered and the close cut
+/// off is an I/O error, never this.
+pub fn h2_unprocessed(error: &h2::Error) -> bool {
+    (error.is_go_away() && error.is_remote()) || error.reason() == Some(h2::Reason::REFUSED_STREAM)
 }
 
 /// HTTP/2's own failures are classes of their own: a stream the server refused before

@@ -1,7 +1,7 @@
 //! HTTP/1.1 on one connection, driven by hyper: one request at a time, keep-alive.
 
 use bytes::Bytes;
-use http::Request;
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -9,11 +9,14 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::{Collector, Reading};
+use super::classify::Failure;
 use super::{Origin, classify};
 use crate::metrics::ErrorClass;
 
 pub struct H1 {
     sender: SendRequest<Full<Bytes>>,
+    /// Responses received on this connection: above zero, it is a reused one.
+    served: u32,
 }
 
 /// The handshake on a connected stream; the connection's driver runs as a task on this
@@ -28,7 +31,7 @@ where
     tokio::task::spawn_local(async move {
         let _ = connection.await;
     });
-    Ok(H1 { sender })
+    Ok(H1 { sender, served: 0 })
 }
 
 impl H1 {
@@ -47,15 +50,32 @@ impl H1 {
         origin: &Origin,
         mut request: Request<Bytes>,
         reading: Reading,
-    ) -> Result<(http::response::Parts, Collector), ErrorClass> {
+    ) -> Result<(http::response::Parts, Collector), Failure> {
         request
             .headers_mut()
             .insert(http::header::HOST, origin.authority.clone());
-        let response = self
-            .sender
-            .send_request(request.map(Full::new))
-            .await
-            .map_err(classify::hyper)?;
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+        let response = match self.sender.try_send_request(request.map(Full::new)).await {
+            Ok(response) => response,
+            Err(mut error) => {
+                // Handed back unsent: the server saw nothing of it.
+                let unsent = error.take_message().is_some();
+                let class = classify::hyper(error.into_error());
+                // Written on a kept-alive connection the server closed at that instant, and
+                // the connection ended (EOF or reset) before any of a response: an
+                // idempotent request may be sent again (RFC 9110 §9.2.2). A written POST
+                // never is: it may have changed the platform.
+                let dropped = self.served > 0 && idempotent && class == ErrorClass::Reset;
+                return Err(Failure {
+                    class,
+                    unprocessed: unsent || dropped,
+                });
+            }
+        };
+        self.served += 1;
         let (parts, mut incoming): (_, Incoming) = response.into_parts();
         let mut body = reading.collector(&parts.headers);
         while let Some(frame) = incoming.frame().await {

@@ -12,6 +12,7 @@ use http::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::{Collector, Reading};
+use super::classify::Failure;
 use super::{Origin, classify};
 use crate::metrics::ErrorClass;
 
@@ -116,7 +117,7 @@ pub async fn exchange(
     origin: &Origin,
     request: Request<Bytes>,
     reading: Reading,
-) -> Result<(http::response::Parts, Collector), ErrorClass> {
+) -> Result<(http::response::Parts, Collector), Failure> {
     let (mut parts, payload) = request.into_parts();
     parts.uri = origin.absolute(&parts.uri)?;
     for name in CONNECTION_SPECIFIC {
@@ -129,9 +130,12 @@ pub async fn exchange(
         _slot,
     } = stream;
     // A stream that broke because its connection went away carries the connection's reason.
-    let class_of = |error: &h2::Error| match (error.is_io(), ended.get()) {
-        (true, Some(connection)) => connection,
-        _ => classify::h2(error),
+    let class_of = |error: &h2::Error| Failure {
+        class: match (error.is_io(), ended.get()) {
+            (true, Some(connection)) => connection,
+            _ => classify::h2(error),
+        },
+        unprocessed: classify::h2_unprocessed(error),
     };
     let (response, mut sending) = sender
         .send_request(Request::from_parts(parts, ()), end)
@@ -146,7 +150,7 @@ pub async fn exchange(
         let data = data.map_err(|e| class_of(&e))?;
         // Give the flow-control window back, or a large body stalls the stream.
         let _ = incoming.flow_control().release_capacity(data.len());
-        body.push(data)?;
+        body.push(data).map_err(Failure::from)?;
     }
     Ok((parts, body))
 }

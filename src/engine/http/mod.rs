@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 
 pub use self::body::ACCEPT_ENCODING;
 use self::body::{Collector, Reading};
+pub use self::classify::Failure;
 use self::connect::Dial;
 use super::tls::TlsTarget;
 use crate::metrics::ErrorClass;
@@ -228,7 +229,9 @@ impl Client {
 
     /// Sends `request` (a path-only URI) to the target, or to `origin` for a redirect that
     /// left it, within the request timeout. A connection that failed is dropped, so the next
-    /// request starts fresh.
+    /// request starts fresh; with `fresh`, this one does too (a retry of an unprocessed
+    /// request goes on a new connection). The failure says whether the server provably
+    /// processed none of the request (`Failure::unprocessed`): the caller may send it again.
     pub async fn send(
         &self,
         held: &mut Option<Connection>,
@@ -236,7 +239,8 @@ impl Client {
         origin: Option<&Origin>,
         mut request: Request<Bytes>,
         keep_body: bool,
-    ) -> Result<Response, ErrorClass> {
+        fresh: bool,
+    ) -> Result<Response, Failure> {
         if let Some(encodings) = &self.config.accept_encoding {
             request
                 .headers_mut()
@@ -250,7 +254,7 @@ impl Client {
         let exchange = async {
             let (parts, body) = match origin {
                 Some(origin) => self.one_off(origin, route.source, request, reading).await?,
-                None => self.exchange(held, route, request, reading).await?,
+                None => self.exchange(held, route, request, reading, fresh).await?,
             };
             // Kept bodies are read decoded (extraction and checks see the JSON, not gzip);
             // every compressed body, kept or not, is inflated within `max_body`, so a bomb
@@ -264,7 +268,7 @@ impl Client {
         };
         let result = tokio::time::timeout(self.config.request_timeout, exchange)
             .await
-            .unwrap_or(Err(ErrorClass::RequestTimeout));
+            .unwrap_or(Err(ErrorClass::RequestTimeout.into()));
         if result.is_err() {
             *held = None;
         }
@@ -277,17 +281,20 @@ impl Client {
         route: Route,
         request: Request<Bytes>,
         reading: Reading,
-    ) -> Result<(http::response::Parts, Collector), ErrorClass> {
+        fresh: bool,
+    ) -> Result<(http::response::Parts, Collector), Failure> {
         let origin = &self.config.origin;
-        if route.mode != ConnectionMode::New
+        if !fresh
+            && route.mode != ConnectionMode::New
             && self.config.multiplex
             && let Some(sender) = self.shared_stream(route.source).await?
         {
             return h2::exchange(sender, origin, request, reading).await;
         }
-        let lent = match route.mode {
-            ConnectionMode::Pool => self.take_idle(route.source),
-            ConnectionMode::Keep | ConnectionMode::New => held.take(),
+        let lent = match (fresh, route.mode) {
+            (true, _) => None,
+            (false, ConnectionMode::Pool) => self.take_idle(route.source),
+            (false, ConnectionMode::Keep | ConnectionMode::New) => held.take(),
         };
         let mut connection = match lent {
             Some(connection) => connection,
@@ -392,7 +399,7 @@ impl Client {
         source: Option<IpAddr>,
         request: Request<Bytes>,
         reading: Reading,
-    ) -> Result<(http::response::Parts, Collector), ErrorClass> {
+    ) -> Result<(http::response::Parts, Collector), Failure> {
         match self.config.dial(origin, source)?.connect().await? {
             Connection::H1(mut c) => c.exchange(origin, request, reading).await,
             Connection::H2(c) => {
