@@ -311,9 +311,11 @@ backend_names() {
   for ((i = 1; i <= n; i++)); do echo "backend-$i"; done
 }
 
-# Writes state.json atomically (temp file + rename): loadgen may read it at any time.
+# Writes state.json atomically (temp file + rename): loadgen may read it at any time. The
+# temp file is this process's own, so two writers at once (a restart loadgen began and a
+# start-backend by hand) each rename a whole file instead of racing on one name.
 write_state() {
-  local pg redis nginx h2c http prom name first=1 tmp="$STATE_DIR/state.json.tmp"
+  local pg redis nginx h2c http prom name first=1 tmp="$STATE_DIR/state.json.$$.tmp"
   pg="$(read_port postgres)"; redis="$(read_port redis)"; nginx="$(read_port nginx)"; prom="$(read_port prometheus)"
   h2c="$(read_port nginx-h2c)"; http="$(read_port nginx-http)"
   {
