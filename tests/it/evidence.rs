@@ -77,28 +77,9 @@ fn the_objective_that_aborted_a_run_fails_its_abort_watch() {
     let file = workspace.write(
         "abort.toml",
         &format!(
-            r#"name = "abort"
-[target]
-base_url = "{url}"
-[load]
-model = "open"
-start_rate = "20/s"
-ramp_down = "1s"
-[[load.stage]]
-duration = "20s"
-rate = "20/s"
-[[journey]]
-name = "down"
-[[journey.step]]
-name = "unavailable"
-url = "/status/503"
-[[slo]]
-name = "stop if down"
-objective = "error_rate < 50%"
-abort = true
-grace = "2s"
-"#,
-            url = server.url()
+            "name = \"abort\"\n{}{}",
+            crate::support::steady_get(&server.url(), "", 20, "20s", "/status/503"),
+            "[[slo]]\nname = \"stop if down\"\nobjective = \"error_rate < 50%\"\nabort = true\ngrace = \"2s\"\n"
         ),
     );
     let started = std::time::Instant::now();

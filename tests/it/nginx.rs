@@ -105,8 +105,13 @@ http {{
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, not SIGKILL: the master then stops its worker too (a killed master leaves
+    /// its worker running).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = self.child.wait();
     }
 }

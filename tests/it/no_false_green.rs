@@ -274,21 +274,8 @@ url = "/hello"
 
 fn no_objectives(url: &str, path: &str) -> String {
     format!(
-        r#"name = "no-objectives"
-[target]
-base_url = "{url}"
-[load]
-model = "open"
-start_rate = "20/s"
-[[load.stage]]
-duration = "1s"
-rate = "20/s"
-[[journey]]
-name = "a"
-[[journey.step]]
-name = "get"
-url = "{path}"
-"#
+        "name = \"no-objectives\"\n{}",
+        crate::support::steady_get(url, "", 20, "1s", path)
     )
 }
 

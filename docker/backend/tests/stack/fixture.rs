@@ -105,9 +105,26 @@ pub fn loadgen(args: &[&str]) -> u8 {
     loadgen::cli::main_with_args(argv)
 }
 
-/// A run directory's summary.json.
+/// A run directory's summary.json. Each verdict's evidence is printed as it is read (seen
+/// with `--nocapture`): what every stock objective rests on, run after run.
 pub fn summary(run_dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    for verdict in summary["slos"].as_array().into_iter().flatten() {
+        let e = &verdict["evidence"];
+        eprintln!(
+            "evidence: {} / {} [{}] {}: {} s, {} attempts, {} successful",
+            summary["scenario"]["name"].as_str().unwrap_or_default(),
+            verdict["name"].as_str().unwrap_or_default(),
+            verdict["window"].as_str().unwrap_or_default(),
+            verdict["status"].as_str().unwrap_or_default(),
+            e["seconds"],
+            e["attempts"],
+            e["successes"]
+        );
+    }
+    summary
 }
 
 /// The one run directory under a run's `--out`.
