@@ -204,6 +204,7 @@ where
         Command::Recover { run_dir, timeout } => recover_command(
             run_dir,
             timeout.unwrap_or(crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT),
+            cli.policy.as_deref(),
         ),
         Command::Proxy {
             listen,
@@ -455,8 +456,20 @@ fn proxy_command(options: DaemonOptions) -> u8 {
 /// `loadgen recover [RUN_DIR]`: exit 0 when everything is recovered (or nothing was left),
 /// 4 when anything may still be applied: an undo failed, or a ledger or the run registry
 /// could not be read or written.
-fn recover_command(run_dir: Option<PathBuf>, deadline: Duration) -> u8 {
+fn recover_command(
+    run_dir: Option<PathBuf>,
+    deadline: Duration,
+    policy: Option<&std::path::Path>,
+) -> u8 {
     use crate::chaos::recover::{find_runs, recover_run};
+    // The policy bounds which stack script a ledger's restart may run.
+    let dirs = match crate::policy::find(policy) {
+        Ok(policy) => policy.and_then(|p| p.dirs()),
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::BAD_INPUT;
+        }
+    };
     let runs = match run_dir {
         Some(run_dir) => vec![run_dir],
         None => {
@@ -492,7 +505,7 @@ fn recover_command(run_dir: Option<PathBuf>, deadline: Duration) -> u8 {
     let mut code = exit::OK;
     for run_dir in &runs {
         println!("recovering {}", run_dir.display());
-        match runtime.block_on(recover_run(run_dir, deadline)) {
+        match runtime.block_on(recover_run(run_dir, deadline, dirs.as_ref())) {
             Err(message) => {
                 eprintln!("error: {message}");
                 code = exit::FAULT_NOT_RECOVERED;

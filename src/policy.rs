@@ -15,7 +15,8 @@
 //! max_unavailable = 1                 # no fault's max_unavailable may exceed this count
 //! allow_last = false                  # no fault may take the last ready target down
 //! [data]
-//! dirs = ["/srv/drills"]              # feeders, PID files, stack state, CA files live here
+//! dirs = ["/srv/drills"]              # feeders, PID files, stack state, CA files and the
+//!                                     # stack script a restart runs live here
 //!                                     # (relative: to the policy file's directory)
 //! ```
 //!
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::data_dirs::DataDirs;
 use crate::safety::AllowList;
 use crate::scenario::Diagnostics;
 
@@ -217,45 +219,23 @@ impl Policy {
 
     /// Whether `path` (absolute) lies under one of the policy's data directories.
     pub fn path_outside(&self, path: &Path) -> Option<&Limit> {
-        let dirs = self.data_dirs.as_ref()?;
-        let path = normalize(path);
-        let inside = dirs
-            .entries
-            .iter()
-            .any(|dir| path.starts_with(normalize(Path::new(&dir.value))));
-        (!inside).then_some(dirs)
+        let limit = self.data_dirs.as_ref()?;
+        (!self.dirs()?.contains(path)).then_some(limit)
     }
-}
 
-/// `path` with `.` and `..` resolved lexically, and symlinks resolved where it exists (its
-/// deepest existing ancestor), so `dir/../../etc` and a link out of a data dir are caught.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut lexical = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                lexical.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => lexical.push(other),
-        }
+    /// The data directories, for the layers that check paths at run time (the stack
+    /// script a restart runs) and know nothing of the policy file.
+    pub fn dirs(&self) -> Option<DataDirs> {
+        let limit = self.data_dirs.as_ref()?;
+        Some(DataDirs {
+            dirs: limit
+                .entries
+                .iter()
+                .map(|e| PathBuf::from(&e.value))
+                .collect(),
+            at: format!("{} ({})", self.file.display(), limit.at),
+        })
     }
-    let mut existing = lexical.clone();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match existing.file_name() {
-            Some(name) => rest.push(name.to_os_string()),
-            None => return lexical,
-        }
-        if !existing.pop() {
-            return lexical;
-        }
-    }
-    let mut resolved = std::fs::canonicalize(&existing).unwrap_or(existing);
-    for name in rest.into_iter().rev() {
-        resolved.push(name);
-    }
-    resolved
 }
 
 #[cfg(test)]

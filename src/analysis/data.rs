@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
@@ -451,8 +453,9 @@ pub fn for_each_histogram(
             Err(e) => return Err(at(format!("not an interval-log entry ({e:?})"))),
         };
         let Some(tag) = interval.tag() else { continue };
-        let decoded = decode_base64(interval.encoded_histogram())
-            .ok_or_else(|| at("bad base64 in the histogram".into()))?;
+        let decoded = STANDARD
+            .decode(interval.encoded_histogram())
+            .map_err(|e| at(format!("bad base64 in the histogram: {e}")))?;
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut decoded.as_slice())
             .map_err(|e| at(format!("bad histogram: {e:?}")))?;
@@ -463,30 +466,6 @@ pub fn for_each_histogram(
             &histogram,
         );
     }
-}
-
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => continue,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::Target;
-use super::spec::{BackendKind, glob_match};
+use super::spec::BackendKind;
+use crate::glob::glob_match;
 
 /// How many of a replica set may be down at once.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -9,10 +9,10 @@ use std::io::ErrorKind;
 
 use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
-use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::Undo;
 use super::{ChaosError, Target};
+use crate::glob::glob_match;
 use crate::platform::ProxySource;
 
 pub struct NetworkBackend {

@@ -9,10 +9,10 @@ use nix::unistd::Pid;
 
 use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use super::spec::glob_match;
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::{ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
+use crate::glob::glob_match;
 use crate::platform::{self, ProcessInstances};
 
 pub struct ProcessBackend {
@@ -107,6 +107,12 @@ impl ProcessBackend {
             Action::Kill | Action::Terminate => held,
             _ => false,
         };
+        if needs_restart && let Some(refusal) = self.instances.script_refusal() {
+            return Some(format!(
+                "{action:?} of {} needs a restart: {refusal}",
+                target.name
+            ));
+        }
         (needs_restart && self.restart_for(&target.name).is_none()).then(|| {
             let what = if *action == Action::Restart {
                 "a restart".to_string()

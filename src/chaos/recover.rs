@@ -6,9 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::ChaosError;
 use super::backends::recover_within;
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
 use super::registry;
+use super::undo::{ProcessUndo, Restart, Undo};
+use crate::data_dirs::DataDirs;
 
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -28,9 +31,15 @@ fn ledger_problem(path: &Path, doing: &str, e: &std::io::Error) -> String {
 
 /// Recovers every entry of `run_dir`'s ledger that is not recovered yet, last to first,
 /// each within `deadline` (`loadgen recover --timeout`; the ledger does not carry the
-/// scenario's `backend_timeout`). `Err`: the ledger could not be read or opened for writing
-/// (a human must look).
-pub async fn recover_run(run_dir: &Path, deadline: Duration) -> Result<RecoverReport, String> {
+/// scenario's `backend_timeout`). A restart whose stack script lies outside `dirs` (the
+/// operator policy's data dirs) is not run: a ledger is a file anyone who can write the run
+/// directory can edit. `Err`: the ledger could not be read or opened for writing (a human
+/// must look).
+pub async fn recover_run(
+    run_dir: &Path,
+    deadline: Duration,
+    dirs: Option<&DataDirs>,
+) -> Result<RecoverReport, String> {
     let path = run_dir.join(LEDGER_FILE);
     let entries = read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
     let mut ledger = Ledger::create(run_dir).map_err(|e| ledger_problem(&path, "append to", &e))?;
@@ -48,7 +57,12 @@ pub async fn recover_run(run_dir: &Path, deadline: Duration) -> Result<RecoverRe
                 continue;
             }
         };
-        let outcome = recover_within(&record.undo, deadline).await;
+        let outcome = match script_refusal(&record.undo, dirs) {
+            Some(refusal) => Err(ChaosError::Refused(format!(
+                "not run: {refusal}; start the instance by hand"
+            ))),
+            None => recover_within(&record.undo, deadline).await,
+        };
         let what = format!(
             "{} on {} ({})",
             record.fault, record.target.name, record.target.id
@@ -80,6 +94,18 @@ pub async fn recover_run(run_dir: &Path, deadline: Duration) -> Result<RecoverRe
         let _ = registry::unregister(ledger.run_dir());
     }
     Ok(report)
+}
+
+/// Why the stack script `undo` would run may not, under the policy's `dirs`.
+fn script_refusal(undo: &Undo, dirs: Option<&DataDirs>) -> Option<String> {
+    let Undo::Process {
+        step: ProcessUndo::Restart(Restart::Stack { script, .. }),
+        ..
+    } = undo
+    else {
+        return None;
+    };
+    dirs?.refusal("the ledger's stack script", script)
 }
 
 /// Whether `run_dir`'s ledger shows anything not recovered (an unreadable ledger does: it
@@ -164,7 +190,7 @@ mod tests {
             .unwrap();
 
         let report = runtime
-            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT))
+            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT, None))
             .unwrap();
         let names: Vec<&str> = report
             .recovered
@@ -174,11 +200,69 @@ mod tests {
         assert_eq!(names, ["third", "second", "first"], "{report:?}");
         assert!(!has_unrecovered(dir.path()));
         let again = runtime
-            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT))
+            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT, None))
             .unwrap();
         assert!(
             again.recovered.is_empty() && again.failed.is_empty(),
             "{again:?}"
         );
+    }
+
+    /// A ledger names the stack script a restart runs. Under a policy whose data dirs do
+    /// not hold it, `loadgen recover` runs nothing and says why; with the script's own
+    /// directory allowed, it runs (the script leaves a mark).
+    #[test]
+    fn a_ledger_restart_runs_only_a_stack_script_inside_the_policy_dirs() {
+        let (scripts, allowed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mark = scripts.path().join("ran");
+        let script = scripts.path().join("stack.sh");
+        std::fs::write(&script, format!("touch {}\n", mark.display())).unwrap();
+        let restart = LedgerRecord {
+            // A PID no process has: the old instance is gone, so the restart is due.
+            undo: Undo::Process {
+                pid: i32::MAX,
+                start_time: 1,
+                step: ProcessUndo::Restart(Restart::Stack {
+                    script: script.clone(),
+                    state_dir: scripts.path().to_path_buf(),
+                    instance: "backend-1".to_string().try_into().unwrap(),
+                }),
+            },
+            ..record("restart", EntryState::Applied)
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let recover = |dirs: &DataDirs| {
+            let run = tempfile::tempdir().unwrap();
+            std::fs::write(
+                run.path().join(LEDGER_FILE),
+                serde_json::to_string(&restart).unwrap() + "\n",
+            )
+            .unwrap();
+            runtime
+                .block_on(recover_run(run.path(), DEFAULT_BACKEND_TIMEOUT, Some(dirs)))
+                .unwrap()
+        };
+        let elsewhere = DataDirs {
+            dirs: vec![allowed.path().to_path_buf()],
+            at: "policy.toml:6:8".into(),
+        };
+        let report = recover(&elsewhere);
+        assert!(report.recovered.is_empty(), "{report:?}");
+        assert!(
+            report.failed[0].contains("outside the operator policy's data dirs (policy.toml:6:8"),
+            "{report:?}"
+        );
+        assert!(!mark.exists(), "the script outside the policy ran");
+
+        let inside = DataDirs {
+            dirs: vec![scripts.path().to_path_buf()],
+            ..elsewhere
+        };
+        let report = recover(&inside);
+        assert_eq!(report.recovered.len(), 1, "{report:?}");
+        assert!(mark.exists(), "the script inside the policy did not run");
     }
 }

@@ -3,6 +3,7 @@
 //! event and every planned occurrence's outcome, and recover whatever is still applied when
 //! the run ends — normally, on Ctrl-C/SIGTERM (the run ends early), or on panic (`Drop`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ struct Active {
 /// A target's effect window being watched: resolves to its occurrence, its event, its end.
 type Watching = JoinHandle<(usize, FaultEvent, TargetEnd)>;
 
+/// Target ids whose effect watch has not seen them healthy again.
+type NotHealthy = Arc<std::sync::Mutex<HashSet<String>>>;
+
 /// How the run steers its timeline.
 #[derive(Clone, Default)]
 pub struct Controls {
@@ -89,6 +93,11 @@ pub struct Timeline {
     report: ChaosReport,
     book: OccurrenceBook,
     watches: Vec<Watching>,
+    /// Targets recovered (or restarted by their fault) but not seen healthy again: their
+    /// effect watch adds them and takes them off when the health check passes. The
+    /// guardrails count them as down — a restarted process still starting is up to its
+    /// backend's listing, not to the platform.
+    not_healthy: NotHealthy,
     /// The run's controls, once `run` has them.
     controls: Controls,
     /// When `stop` fired: where windows held to the run's end close.
@@ -122,6 +131,7 @@ impl Timeline {
             report: ChaosReport::default(),
             book: OccurrenceBook::default(),
             watches: Vec::new(),
+            not_healthy: NotHealthy::default(),
             controls: Controls::default(),
             run_end_ms: None,
             live: None,
@@ -299,11 +309,12 @@ impl Timeline {
                 );
             }
         };
+        let not_healthy = lock(&self.not_healthy).clone();
         let chosen = match choose(
             &fault,
             &candidates,
             group.as_deref(),
-            &self.active,
+            (&self.active, &not_healthy),
             (&self.plan.allow_targets, &self.plan.policy_targets),
             &mut self.rng,
         ) {
@@ -500,8 +511,13 @@ impl Timeline {
         let (index, fault_name, occurrence) = (active.index, fault.name.clone(), active.occurrence);
         let target = watch.target.clone();
         let (stop, live) = (self.controls.drained.clone(), self.live.clone());
+        let (not_healthy, id) = (self.not_healthy.clone(), active.target.id.clone());
+        lock(&not_healthy).insert(id.clone());
         self.watches.push(tokio::spawn(async move {
             let end = watch.run(stop).await;
+            if end.healthy {
+                lock(&not_healthy).remove(&id);
+            }
             let event = FaultEvent {
                 offset_ms: end.at_ms,
                 fault: fault_name,
@@ -737,12 +753,13 @@ impl Drop for Timeline {
 
 /// Which targets an occurrence hits, or why none: (`skipped` | `refused`, message).
 /// `group`: the replica set the guardrails count (the fault's `among` selector); by default
-/// the selector's own matches.
+/// the selector's own matches. Targets held by an `active` fault or `not_healthy` again
+/// after one are busy: never chosen, and counted as down.
 fn choose(
     fault: &FaultSpec,
     candidates: &[(Target, bool)],
     group: Option<&[(Target, bool)]>,
-    active: &[Active],
+    (active, not_healthy): (&[Active], &HashSet<String>),
     (allow_targets, policy_targets): (&[String], &[String]),
     rng: &mut SmallRng,
 ) -> Result<Vec<Target>, (EventKind, String)> {
@@ -780,7 +797,8 @@ fn choose(
             ),
         ));
     }
-    let busy = |t: &Target| active.iter().any(|a| a.target.id == t.id);
+    let busy =
+        |t: &Target| active.iter().any(|a| a.target.id == t.id) || not_healthy.contains(&t.id);
     let up: Vec<&Target> = candidates
         .iter()
         .filter(|(t, up)| *up && !busy(t) && allowed(t))
@@ -873,7 +891,7 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
                     fault,
                     &candidates,
                     group.as_deref(),
-                    &[],
+                    (&[], &HashSet::new()),
                     (&plan.allow_targets, &plan.policy_targets),
                     &mut rng,
                 )
@@ -899,6 +917,12 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
     lines
 }
 
+/// The set, even if a watch panicked holding it (a set of ids cannot be left half-written).
+fn lock(set: &NotHealthy) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub struct PreflightLine {
     pub fault: String,
     pub action: String,
@@ -914,4 +938,73 @@ pub enum Verdict {
     },
     Refused(String),
     Error(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::guard::Guard;
+    use crate::chaos::spec::{Action, BackendKind, Selector};
+
+    fn backend(n: u32) -> Candidate {
+        let target = Target {
+            backend: BackendKind::Process,
+            id: format!("{}", 100 + n),
+            name: format!("backend-{n}"),
+            labels: Default::default(),
+        };
+        (target, true)
+    }
+
+    fn kill_one() -> FaultSpec {
+        FaultSpec {
+            name: "kill".into(),
+            at: Duration::ZERO,
+            duration: None,
+            repeat: 0,
+            every: None,
+            action: Action::Kill,
+            selector: Selector::Process {
+                name: "backend-*".into(),
+            },
+            mode: Mode::One,
+            guard: Guard::default(),
+            among: None,
+            effect: None,
+            required: true,
+        }
+    }
+
+    /// Two backends, both listed up; the first was restarted by an earlier fault and is
+    /// still starting. Taking the second down would leave none healthy: refused, and the
+    /// first is never chosen.
+    #[test]
+    fn a_target_not_healthy_again_counts_as_down() {
+        let candidates = [backend(1), backend(2)];
+        let mut rng = SmallRng::seed_from_u64(1);
+        let none: (&[String], &[String]) = (&[], &[]);
+        let all_healthy = choose(
+            &kill_one(),
+            &candidates,
+            None,
+            (&[], &HashSet::new()),
+            none,
+            &mut rng,
+        )
+        .expect("one of two healthy backends may go down");
+        assert_eq!(all_healthy[0].name, "backend-1");
+
+        let starting = HashSet::from([candidates[0].0.id.clone()]);
+        let refused = choose(
+            &kill_one(),
+            &candidates,
+            None,
+            (&[], &starting),
+            none,
+            &mut rng,
+        )
+        .expect_err("the last healthy backend must not go down");
+        assert_eq!(refused.0, EventKind::Refused);
+        assert!(refused.1.contains("1 already down"), "{}", refused.1);
+    }
 }

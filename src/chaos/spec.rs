@@ -31,6 +31,9 @@ pub struct ChaosPlan {
     /// The operator policy's process / container name globs: a target must match one (as
     /// well as `allow_targets`). Empty: no policy limit.
     pub policy_targets: Vec<String>,
+    /// The operator policy's data directories: a restart runs only a stack script inside
+    /// them. None: no policy limit.
+    pub policy_dirs: Option<crate::data_dirs::DataDirs>,
     /// Glob patterns of process / container names faults may touch (enforced when targets
     /// are chosen: a fault that matches only others is refused). Empty: whatever the
     /// selector finds.
@@ -59,6 +62,7 @@ impl Default for ChaosPlan {
             kube_context: None,
             kube_server: None,
             policy_targets: Vec::new(),
+            policy_dirs: None,
             allow_targets: Vec::new(),
             settle: Duration::from_secs(10),
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,
@@ -366,33 +370,9 @@ pub fn is_container_id(text: &str) -> bool {
     text.len() >= 12 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `*` matches any run of characters, `?` one; everything else itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("backend-*", "backend-2"));
-        assert!(glob_match("b?ck*", "backend"));
-        assert!(!glob_match("backend-*", "postgres"));
-        assert!(glob_match("postgres", "postgres"));
-    }
 
     #[test]
     fn modes_count_and_occurrences_repeat() {

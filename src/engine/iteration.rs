@@ -826,7 +826,7 @@ fn check_response(
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| crate::chaos::spec::glob_match(pattern, v)),
+                .is_some_and(|v| pattern.is_match(v)),
         };
         if !passed {
             return Err(Failure::Check(index as u16));

@@ -98,6 +98,8 @@ pub struct ProcessInstances {
     kind: PlatformKind,
     state_file: PathBuf,
     current: Result<local::StackState, String>,
+    /// The policy's data dirs, which bound the stack script a restart may run.
+    dirs: Option<crate::data_dirs::DataDirs>,
 }
 
 impl ProcessInstances {
@@ -106,6 +108,7 @@ impl ProcessInstances {
             kind: plan.platform,
             state_file: local::state_path(plan.stack_state.as_deref()),
             current: Err("not read yet".into()),
+            dirs: plan.policy_dirs.clone(),
         }
     }
 
@@ -132,9 +135,20 @@ impl ProcessInstances {
         self.current.as_ref().ok()?.instance(name)
     }
 
-    /// How instance `name` is started again, if the platform can.
+    /// How instance `name` is started again, if the platform can (and the policy lets
+    /// it run the stack script).
     pub fn restart_for(&self, name: &str) -> Option<Restart> {
+        if self.script_refusal().is_some() {
+            return None;
+        }
         local::restart_for(self.current.as_ref().ok()?, name)
+    }
+
+    /// Why the stack script the state file names may not run: it lies outside the
+    /// operator policy's data dirs (as the state file itself must not).
+    pub fn script_refusal(&self) -> Option<String> {
+        let (dirs, state) = (self.dirs.as_ref()?, self.current.as_ref().ok()?);
+        dirs.refusal("the stack script", &state.script())
     }
 }
 
@@ -151,5 +165,52 @@ pub async fn start_again(restart: &Restart) -> Result<(), String> {
              start the instance by hand (docker/local/stack.sh start-backend NAME)",
             command.join(" ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data_dirs::DataDirs;
+
+    /// The state file names the stack script restarts run; the policy's data dirs bound it
+    /// as they bound the state file: outside them, no instance can be restarted, and why.
+    #[test]
+    fn a_stack_script_outside_the_policy_dirs_restarts_nothing() {
+        let (stack, drills) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let state = stack.path().join("state.json");
+        let script = stack.path().join("stack.sh");
+        std::fs::write(
+            &state,
+            serde_json::json!({
+                "state_dir": stack.path(),
+                "stack_script": script,
+                "backends": [{ "name": "backend-1", "pid": 1 }],
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let instances = |dirs: &std::path::Path| {
+            let plan = ChaosPlan {
+                stack_state: Some(state.clone()),
+                policy_dirs: Some(DataDirs {
+                    dirs: vec![dirs.to_path_buf()],
+                    at: "policy.toml:4:8".into(),
+                }),
+                ..ChaosPlan::default()
+            };
+            let mut instances = ProcessInstances::new(&plan);
+            instances.reload();
+            instances
+        };
+        let outside = instances(drills.path());
+        assert!(outside.restart_for("backend-1").is_none());
+        let why = outside.script_refusal().unwrap();
+        assert!(why.contains(&script.display().to_string()), "{why}");
+        assert!(why.contains("policy.toml:4:8"), "{why}");
+
+        let inside = instances(stack.path());
+        assert!(inside.script_refusal().is_none());
+        assert!(inside.restart_for("backend-1").is_some());
     }
 }

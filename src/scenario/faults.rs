@@ -72,6 +72,7 @@ pub fn validate_chaos(
             .as_ref()
             .map(|s| s.get_ref().trim().to_string()),
         policy_targets: Vec::new(),
+        policy_dirs: None,
         allow_targets: raw.allow_targets.clone(),
         settle: typed(
             raw.settle.as_ref(),

@@ -16,6 +16,7 @@ use super::plan::{
 use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_duration;
+use crate::glob::Glob;
 
 pub fn validate_journeys(
     journeys: &[RawJourney],
@@ -381,12 +382,9 @@ fn validate_checks(raw: &RawStep, diagnostics: &mut Diagnostics) -> Vec<Check> {
     }
     for (name, pattern) in spec.header.iter().flatten() {
         match header_check(name, pattern) {
-            Ok((label, name)) => checks.push(Check {
+            Ok((label, name, pattern)) => checks.push(Check {
                 label,
-                kind: CheckKind::Header {
-                    name,
-                    pattern: pattern.clone(),
-                },
+                kind: CheckKind::Header { name, pattern },
             }),
             Err(message) => diagnostics.push(span.clone(), message),
         }
@@ -413,10 +411,15 @@ pub(super) fn check_pointer(pointer: &str) -> Result<(), String> {
 }
 
 /// A `check = { header = { NAME = glob } }` entry: its label and header name.
-pub(super) fn header_check(name: &str, pattern: &str) -> Result<(String, HeaderName), String> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map(|header| (format!("header {name} ~ {pattern}"), header))
-        .map_err(|_| format!("check header `{name}` is not a valid header name"))
+/// A header check's label, header and compiled pattern (compiled once, here).
+pub(super) fn header_check(
+    name: &str,
+    pattern: &str,
+) -> Result<(String, HeaderName, Glob), String> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("check header `{name}` is not a valid header name"))?;
+    let glob = Glob::new(pattern)?;
+    Ok((format!("header {name} ~ {pattern}"), header, glob))
 }
 
 /// A step repeated more often than this is a journey of its own (or a typo).

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, Method};
 
 use super::template::Template;
 use crate::chaos::spec::ChaosPlan;
+use crate::glob::Glob;
 use crate::safety::AllowList;
 use crate::slo::SloSpec;
 
@@ -397,7 +398,7 @@ pub enum CheckKind {
     /// The body (as UTF-8, lossily) contains the text.
     BodyContains(String),
     /// The header is present and its value matches the glob (`*`, `?`).
-    Header { name: HeaderName, pattern: String },
+    Header { name: HeaderName, pattern: Glob },
 }
 
 impl Check {
@@ -594,6 +595,7 @@ impl Plan {
         if let Some(targets) = &policy.targets {
             self.chaos.policy_targets = targets.values();
         }
+        self.chaos.policy_dirs = policy.dirs();
         if self.chaos.kube_context.is_none() {
             self.chaos.kube_context = policy.kube_context.as_ref().map(|e| e.value.clone());
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::diag::Diagnostics;
 use super::raw::{RawFault, RawMaxUnavailable, RawScenario, RawSelector};
-use crate::chaos::spec::glob_match;
+use crate::glob::glob_match;
 use crate::policy::{Limit, Policy};
 
 /// Records a diagnostic for every part of `raw` outside `policy`.

@@ -502,12 +502,9 @@ fn field_checks(
     }
     for (name, pattern) in spec.header.iter().flatten() {
         match header_check(name, pattern) {
-            Ok((label, name)) => checks.push(FieldCheck {
+            Ok((label, name, pattern)) => checks.push(FieldCheck {
                 label,
-                kind: FieldCheckKind::Header {
-                    name,
-                    pattern: pattern.clone(),
-                },
+                kind: FieldCheckKind::Header { name, pattern },
             }),
             Err(message) => diagnostics.push(span.clone(), message),
         }

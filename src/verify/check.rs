@@ -260,7 +260,7 @@ fn first_difference(kind: &KindPlan, response: &Response, values: &SlotValues) -
             }
             FieldCheckKind::Header { name, pattern } => {
                 let value = response.headers.get(name).and_then(|v| v.to_str().ok());
-                if !value.is_some_and(|v| crate::chaos::spec::glob_match(pattern, v)) {
+                if !value.is_some_and(|v| pattern.is_match(v)) {
                     return Some(format!(
                         "header {name}: {} does not match {pattern}",
                         value.unwrap_or("(none)")

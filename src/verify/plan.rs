@@ -5,6 +5,7 @@
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
+use crate::glob::Glob;
 use crate::scenario::plan::{ExtractSource, StatusMatcher};
 use crate::scenario::template::Template;
 use crate::slo::OnNoData;
@@ -155,7 +156,7 @@ pub enum FieldCheckKind {
     /// The header is present and matches the glob.
     Header {
         name: HeaderName,
-        pattern: String,
+        pattern: Glob,
     },
 }
 
