@@ -4,11 +4,13 @@
 # numbers: these machines are shared and noisy. See bench/README.md.
 #
 #   bash bench/run.sh [--duration 10s] [--connections 64] [--repeat N]
-#                     [--tools wrk,oha,goose,loadgen,loadgen-mix] [--no-build] [--perf]
+#                     [--tools wrk,oha,goose,loadgen,loadgen-mix,loadgen-mix-gzip]
+#                     [--no-build] [--loadgen PATH] [--perf]
 #
 # nginx (1 worker) is pinned to core 1 and every load generator to core 0, one thread each.
-# Installs what is missing: wrk and nginx from Debian, oha from crates.io, Goose built from
-# crates.io in bench/goose (a bench-only crate outside loadgen's workspace).
+# Installs what is missing (for the tools asked for): wrk and nginx from Debian, oha from
+# crates.io, Goose built from crates.io in bench/goose (a bench-only crate outside loadgen's
+# workspace).
 set -euo pipefail
 
 usage() {
@@ -17,8 +19,11 @@ usage: bench/run.sh [options]
   --duration D       each tool's run time: "10s" (default), "30s", "1m"
   --connections N    connections / virtual users for every tool (default 64)
   --repeat N         run every tool N times, interleaved, and report the median (default 1)
-  --tools LIST       comma-separated subset of wrk,oha,goose,loadgen,loadgen-mix
+  --tools LIST       comma-separated subset of wrk,oha,goose,loadgen,loadgen-mix,
+                     loadgen-mix-gzip (default: all)
   --no-build         use the loadgen and Goose binaries as they are (no cargo build)
+  --loadgen PATH     run this loadgen binary (no cargo build of loadgen), e.g. one built
+                     from another commit for an A/B
   --perf             afterwards, profile loadgen (plain) and oha with `perf record`
                      and write the top symbols to bench/out/<stamp>-perf-<tool>.txt
 EOF
@@ -27,8 +32,9 @@ EOF
 DURATION=10s
 CONNECTIONS=64
 REPEAT=1
-TOOLS=wrk,oha,goose,loadgen,loadgen-mix
+TOOLS=wrk,oha,goose,loadgen,loadgen-mix,loadgen-mix-gzip
 BUILD=1
+LOADGEN_GIVEN=""
 PERF=0
 while (($#)); do
   case "$1" in
@@ -37,6 +43,7 @@ while (($#)); do
     --repeat) REPEAT="${2:?}"; shift 2 ;;
     --tools) TOOLS="${2:?}"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --loadgen) LOADGEN_GIVEN="${2:?}"; shift 2 ;;
     --perf) PERF=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage; exit 2 ;;
@@ -50,13 +57,19 @@ die() { say "$*"; exit 2; }
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat wants a positive integer, not '$REPEAT'"
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 for tool in "${TOOL_LIST[@]}"; do
-  case "$tool" in wrk | oha | goose | loadgen | loadgen-mix) ;; *) die "unknown tool '$tool'" ;; esac
+  case "$tool" in wrk | oha | goose | loadgen | loadgen-mix | loadgen-mix-gzip) ;; *) die "unknown tool '$tool'" ;; esac
 done
+# Whether TOOL is among --tools.
+wants() { [[ ",$TOOLS," == *",$1,"* ]]; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 LOADGEN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen"
+if [[ -n "$LOADGEN_GIVEN" ]]; then
+  [[ -x "$LOADGEN_GIVEN" ]] || die "--loadgen: '$LOADGEN_GIVEN' is not an executable"
+  LOADGEN_BIN="$(cd "$(dirname "$LOADGEN_GIVEN")" && pwd)/$(basename "$LOADGEN_GIVEN")"
+fi
 GOOSE_DIR="$ROOT/bench/goose"
 GOOSE_BIN="$GOOSE_DIR/target/release/goose-bench"
 OUT_DIR="$ROOT/bench/out"
@@ -74,14 +87,15 @@ declare -A AVAILABLE=()
 
 ensure_tools() {
   local missing=() pair
-  for pair in wrk:wrk nginx:nginx taskset:util-linux python3:python3 curl:curl; do
+  for pair in nginx:nginx taskset:util-linux python3:python3 curl:curl; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
+  if wants wrk && ! command -v wrk >/dev/null; then missing+=(wrk); fi
   [[ -x /usr/bin/time ]] || missing+=(time)
   if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
-  AVAILABLE[wrk]=1
+  command -v wrk >/dev/null && AVAILABLE[wrk]=1
 
-  if ! command -v oha >/dev/null; then
+  if wants oha && ! command -v oha >/dev/null; then
     # Another `cargo install oha` may already be under way (e.g. started by hand): wait for it.
     local waited=0
     while ! command -v oha >/dev/null && pgrep -f 'cargo install oha' >/dev/null && ((waited < 1800)); do
@@ -90,13 +104,13 @@ ensure_tools() {
       waited=$((waited + 5))
     done
   fi
-  if ! command -v oha >/dev/null; then
+  if wants oha && ! command -v oha >/dev/null; then
     say "installing oha from crates.io (cargo install oha --locked)"
     cargo install oha --locked >"$WORK/oha-install.log" 2>&1 || { tail -20 "$WORK/oha-install.log" >&2; say "oha install failed"; }
   fi
   command -v oha >/dev/null && AVAILABLE[oha]=1
 
-  if ((BUILD)); then
+  if ((BUILD)) && wants goose; then
     say "building the Goose bench (bench/goose, release)"
     if (cd "$GOOSE_DIR" && cargo build --release --locked --target-dir "$GOOSE_DIR/target") >"$WORK/goose-build.log" 2>&1; then
       :
@@ -107,7 +121,7 @@ ensure_tools() {
   fi
   [[ -x "$GOOSE_BIN" ]] && AVAILABLE[goose]=1
 
-  if ((BUILD)); then
+  if ((BUILD)) && [[ -z "$LOADGEN_GIVEN" ]]; then
     say "building loadgen (cargo build --release -p loadgen)"
     if (cd "$ROOT" && cargo build --release -p loadgen) >"$WORK/loadgen-build.log" 2>&1; then
       AVAILABLE[loadgen]=1
@@ -118,7 +132,7 @@ ensure_tools() {
   elif [[ -x "$LOADGEN_BIN" ]]; then
     AVAILABLE[loadgen]=1
   fi
-  if [[ -n "${AVAILABLE[loadgen]:-}" ]]; then AVAILABLE[loadgen-mix]=1; fi
+  if [[ -n "${AVAILABLE[loadgen]:-}" ]]; then AVAILABLE[loadgen-mix]=1 AVAILABLE[loadgen-mix-gzip]=1; fi
 }
 
 # ------------------------------------------------------------------------------- nginx
@@ -126,8 +140,11 @@ ensure_tools() {
 
 start_nginx() {
   PORT="$(free_port)"
+  GZIP_PORT="$(free_port)"
+  [[ "$GZIP_PORT" != "$PORT" ]] || GZIP_PORT="$(free_port)"
   mkdir -p "$WORK/nginx"
-  sed -e "s#@DIR@#$WORK/nginx#g" -e "s#@PORT@#$PORT#g" "$ROOT/bench/nginx.conf.template" >"$WORK/nginx/nginx.conf"
+  sed -e "s#@DIR@#$WORK/nginx#g" -e "s#@PORT@#$PORT#g" -e "s#@GZIP_PORT@#$GZIP_PORT#g" \
+    "$ROOT/bench/nginx.conf.template" >"$WORK/nginx/nginx.conf"
   taskset -c 1 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -e "$WORK/nginx/error.log" &
   NGINX_PID=$!
   local _
@@ -136,6 +153,9 @@ start_nginx() {
       NGINX_WORKER="$(pgrep -P "$NGINX_PID" | head -1)"
       curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d '{}' "http://127.0.0.1:$PORT/api/members" ||
         die "nginx does not answer the mix's locations (see bench/nginx.conf.template)"
+      curl -sf -o /dev/null -D - -H 'accept-encoding: gzip' "http://127.0.0.1:$GZIP_PORT/api/members/1" |
+        grep -qi '^content-encoding: gzip' ||
+        die "nginx's gzip server does not gzip the mix's answers (see bench/nginx.conf.template)"
       return
     fi
     kill -0 "$NGINX_PID" 2>/dev/null || break
@@ -160,6 +180,7 @@ nginx_requests() {
 # tool itself over the time it measured them in.
 
 URL() { printf 'http://127.0.0.1:%s/' "$PORT"; }
+GZIP_URL() { printf 'http://127.0.0.1:%s/' "$GZIP_PORT"; }
 
 timed() { /usr/bin/time -f '%U %S' -o "$TIMES" taskset -c 0 "$@"; }
 
@@ -222,9 +243,9 @@ PY
 }
 
 run_loadgen_scenario() {
-  local scenario="$1" out="$RAW.d"
+  local scenario="$1" url="${2:-$(URL)}" out="$RAW.d"
   mkdir -p "$out"
-  timed "$LOADGEN_BIN" run "$ROOT/bench/scenarios/$scenario.toml" --target "$(URL)" --threads 1 \
+  timed "$LOADGEN_BIN" run "$ROOT/bench/scenarios/$scenario.toml" --target "$url" --threads 1 \
     --duration "$DUR" --quiet --out "$out" >"$RAW" 2>&1 || { cat "$RAW" >&2; return 1; }
   python3 - "$out" <<'PY'
 import glob, json, sys
@@ -239,6 +260,7 @@ PY
 }
 run_loadgen() { run_loadgen_scenario plain; }
 run_loadgen_mix() { run_loadgen_scenario mix; }
+run_loadgen_mix_gzip() { run_loadgen_scenario mix-gzip "$(GZIP_URL)"; }
 
 # One measurement: appends
 # "tool rep requests elapsed errors cpu_s nginx_cpu_s nginx_requests loadavg".
@@ -262,7 +284,7 @@ measure() {
     "$(awk -v a="$nginx_before" -v b="$nginx_after" 'BEGIN {print b - a}')" \
     "$((served_after - served_before - 1))" "$load" >>"$WORK/results.txt"
   read -r requests elapsed errors <<<"$line"
-  say "$(printf '%-12s run %s: %9.0f req/s  (%s requests in %.2fs, %s errors; generator CPU %ss)' \
+  say "$(printf '%-16s run %s: %9.0f req/s  (%s requests in %.2fs, %s errors; generator CPU %ss)' \
     "$tool" "$rep" "$(awk -v n="$requests" -v t="$elapsed" 'BEGIN {print (t > 0 ? n / t : 0)}')" \
     "$requests" "$elapsed" "$errors" "$cpu")"
   sleep 1 # let the closed connections leave TIME_WAIT's way before the next tool
@@ -308,10 +330,15 @@ for rep in $(seq 1 "$REPEAT"); do
 done
 
 mkdir -p "$OUT_DIR"
-versions="wrk=$(wrk --version 2>&1 | head -1 | awk '{print $2}');nginx=$(nginx -v 2>&1 | sed 's#.*/##')"
+versions="nginx=$(nginx -v 2>&1 | sed 's#.*/##')"
+[[ -n "${AVAILABLE[wrk]:-}" ]] && versions+=";wrk=$( (wrk --version 2>&1 || true) | head -1 | awk '{print $2}')"
 [[ -n "${AVAILABLE[oha]:-}" ]] && versions+=";oha=$(oha --version | awk '{print $2}')"
 [[ -n "${AVAILABLE[goose]:-}" ]] && versions+=";goose=$(awk '/^name = "goose"$/ {getline; gsub(/[^0-9.]/, ""); print}' "$GOOSE_DIR/Cargo.lock")"
-[[ -n "${AVAILABLE[loadgen]:-}" ]] && versions+=";loadgen=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet -- src 2>/dev/null || echo +dirty)"
+if [[ -n "$LOADGEN_GIVEN" ]]; then
+  versions+=";loadgen=$LOADGEN_BIN"
+elif [[ -n "${AVAILABLE[loadgen]:-}" ]]; then
+  versions+=";loadgen=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet -- src 2>/dev/null || echo +dirty)"
+fi
 
 python3 - "$WORK/results.txt" "$OUT_DIR/$STAMP.json" "$CONNECTIONS" "$DUR_S" "$REPEAT" "$versions" <<'PY'
 import json, os, statistics, sys
@@ -336,7 +363,7 @@ for line in open(results_path):
         "loadavg_before": float(load),
     })
 
-order = ["wrk", "oha", "goose", "loadgen", "loadgen-mix"]
+order = ["wrk", "oha", "goose", "loadgen", "loadgen-mix", "loadgen-mix-gzip"]
 tools = {}
 for tool in order:
     mine = [r for r in runs if r["tool"] == tool]
@@ -354,6 +381,7 @@ ratio_defs = [
     ("loadgen/oha", "loadgen", "oha", ">= 1.0"),
     ("loadgen/wrk", "loadgen", "wrk", ">= 0.8"),
     ("loadgen-mix/loadgen", "loadgen-mix", "loadgen", ">= 0.5"),
+    ("loadgen-mix-gzip/loadgen", "loadgen-mix-gzip", "loadgen", None),
     ("goose/loadgen", "goose", "loadgen", None),
     ("oha/wrk", "oha", "wrk", None),
     ("goose/oha", "goose", "oha", None),
@@ -388,18 +416,18 @@ with open(out_path, "w") as f:
     f.write("\n")
 
 print()
-print(f"{'tool':<13}{'req/s':>10}{'req/CPU-s':>11}{'gen CPU':>9}{'nginx CPU':>11}{'served/counted':>16}{'errors':>8}{'runs':>6}")
+print(f"{'tool':<17}{'req/s':>10}{'req/CPU-s':>11}{'gen CPU':>9}{'nginx CPU':>11}{'served/counted':>16}{'errors':>8}{'runs':>6}")
 for tool, t in tools.items():
-    print(f"{tool:<13}{t['rps']:>10.0f}{t['requests_per_cpu_s']:>11.0f}{t['generator_cpu_pct']:>8.0f}%"
+    print(f"{tool:<17}{t['rps']:>10.0f}{t['requests_per_cpu_s']:>11.0f}{t['generator_cpu_pct']:>8.0f}%"
           f"{t['nginx_cpu_pct']:>10.0f}%{t['served_over_counted']:>16.4f}{t['errors']:>8}{t['runs']:>6}")
 print()
-print(f"{'ratio':<22}{'req/s':>7}{'req/CPU-s':>11}  goal")
+print(f"{'ratio':<26}{'req/s':>7}{'req/CPU-s':>11}  goal")
 for name, r in ratios.items():
     goal = ""
     if "goal" in r:
         goal = f"{r['goal']}  {'met' if r['met'] else 'NOT met'}"
     per_cpu = f"{r['per_cpu_s']:>11.2f}" if "per_cpu_s" in r else f"{'':>11}"
-    print(f"{name:<22}{r['rps']:>7.2f}{per_cpu}  {goal}")
+    print(f"{name:<26}{r['rps']:>7.2f}{per_cpu}  {goal}")
 loads = [r["loadavg_before"] for r in runs]
 if loads and max(loads) > 0.5:
     print(f"\nnote: load average before the runs was up to {max(loads):.2f} on {os.cpu_count()} cores: "
