@@ -566,3 +566,38 @@ fn the_control_api_refuses_foreign_hosts_and_other_runs_tokens() {
     runtime.block_on(remote_clear(&url, Some("run-a"))).unwrap();
     assert_eq!(proxy.current(), None);
 }
+
+/// A named upstream that moved (Compose recreated its container: same name, new address):
+/// the first connection to the old address fails, the proxy looks the name up again and
+/// connects there, and later connections go straight to the new address. A proxy that
+/// resolved once at start would reset every one of them.
+#[test]
+fn a_named_upstream_that_moved_is_looked_up_again() {
+    let runtime = runtime();
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let old = gone.local_addr().unwrap();
+    drop(gone);
+    let new = echo_server(&runtime);
+    let lookups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = lookups.clone();
+    let resolver: loadgen::chaos::proxy::Resolver = std::sync::Arc::new(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(new)
+    });
+    let proxy = runtime
+        .block_on(Proxy::start_to(
+            "127.0.0.1:0".parse().unwrap(),
+            loadgen::chaos::proxy::Upstream::named(old, resolver),
+        ))
+        .unwrap();
+    for _ in 0..3 {
+        echo_round_trip(&mut connect(&proxy));
+    }
+    assert_eq!(proxy.handle().upstream(), new);
+    assert_eq!(
+        lookups.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "looked up once, when the old address failed"
+    );
+    assert_eq!(proxy.stats().upstream_failures, 0);
+}

@@ -13,12 +13,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::control::serve_control_on_any_address;
-use super::{Proxy, serve_control};
+use super::{Proxy, Upstream, serve_control};
 use crate::safety::AllowList;
 
 #[derive(Debug, Clone)]
@@ -60,16 +61,7 @@ pub fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
             ));
         }
     }
-    let allow = if options.allow_hosts.is_empty() {
-        Ok(AllowList::default())
-    } else {
-        AllowList::parse(&options.allow_hosts).map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|(_, e)| format!("--allow-host: {e}"))
-                .collect::<Vec<_>>()
-        })
-    };
+    let allow = allow_list(options);
     let upstream = match (&allow, split_host_port(&options.upstream)) {
         (Ok(allow), Ok((host, port))) => match allow.resolve(host, port) {
             Ok(addr) => Some(addr),
@@ -101,6 +93,34 @@ pub fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
     }
 }
 
+/// `--allow-host`, else loopback.
+fn allow_list(options: &DaemonOptions) -> Result<AllowList, Vec<String>> {
+    if options.allow_hosts.is_empty() {
+        return Ok(AllowList::default());
+    }
+    AllowList::parse(&options.allow_hosts).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|(_, e)| format!("--allow-host: {e}"))
+            .collect()
+    })
+}
+
+/// The upstream `check` resolved: a name is looked up again — and held to the allow-list
+/// again — when a connection to its last address fails.
+fn upstream_of(options: &DaemonOptions, resolved: SocketAddr) -> Upstream {
+    let named = split_host_port(&options.upstream)
+        .ok()
+        .filter(|(host, _)| host.parse::<std::net::IpAddr>().is_err());
+    match (named, allow_list(options)) {
+        (Some((host, port)), Ok(allow)) => {
+            let host = host.to_string();
+            Upstream::named(resolved, Arc::new(move || allow.resolve(&host, port)))
+        }
+        _ => Upstream::fixed(resolved),
+    }
+}
+
 fn split_host_port(text: &str) -> Result<(&str, u16), String> {
     let (host, port) = text
         .rsplit_once(':')
@@ -115,7 +135,7 @@ fn split_host_port(text: &str) -> Result<(&str, u16), String> {
 pub async fn serve(options: DaemonOptions, upstream: SocketAddr) -> std::io::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let proxy = Proxy::start(options.listen, upstream).await?;
+    let proxy = Proxy::start_to(options.listen, upstream_of(&options, upstream)).await?;
     let (control, control_task) = if options.container_network {
         serve_control_on_any_address(proxy.handle(), options.control).await?
     } else {

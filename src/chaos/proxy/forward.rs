@@ -48,6 +48,18 @@ enum Outcome {
     ResetByFault,
 }
 
+/// Connects to the upstream; when that fails and a named upstream now has another
+/// address (its container was recreated), once more to that one.
+async fn connect_upstream(shared: &Shared) -> Option<TcpStream> {
+    let connect = |addr| tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr));
+    let first = shared.upstream.addr();
+    if let Ok(Ok(server)) = connect(first).await {
+        return Some(server);
+    }
+    let moved = shared.upstream.moved_from(first).await?;
+    connect(moved).await.ok()?.ok()
+}
+
 /// Serves one accepted connection until both sides have closed.
 pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
     let _active = Active::enter(&shared.counters.active);
@@ -57,14 +69,13 @@ pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         Counters::add(&shared.counters.reset_by_fault, 1);
         return;
     }
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.upstream));
     let mut server = tokio::select! {
         _ = shared.stop.cancelled() => return,
-        connected = connect => match connected {
-            Ok(Ok(server)) => server,
+        connected = connect_upstream(&shared) => match connected {
+            Some(server) => server,
             // The client sees what it would see without the proxy: a refused connection,
             // which for an accepted socket can only be told as a reset.
-            Ok(Err(_)) | Err(_) => {
+            None => {
                 Counters::add(&shared.counters.upstream_failures, 1);
                 reset(&client);
                 return;

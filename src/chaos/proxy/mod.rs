@@ -11,6 +11,7 @@
 //! - `forward.rs`: one connection, two directions, the faults applied per chunk;
 //! - `control.rs`: the HTTP control API, and its client (`remote_set`, `remote_clear`), so a
 //!   run's timeline and `loadgen recover` drive a proxy that runs in another process;
+//! - `upstream.rs`: where connections go, looked up again when a named upstream moves;
 //! - `daemon.rs`: `loadgen proxy`, the long-running proxy the local stack puts in front of
 //!   Postgres.
 //!
@@ -20,6 +21,7 @@ mod control;
 pub mod daemon;
 mod fault;
 mod forward;
+mod upstream;
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use control::{remote_clear, remote_set, serve_control};
 pub use fault::{Direction, Fault, FaultError, MAX_DELAY};
+pub use upstream::{Resolver, Upstream};
 
 /// Counters since the proxy started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +92,7 @@ impl Counters {
 struct Shared {
     /// The bound address (the real port when `listen` asked for port 0); `Refuse` rebinds it.
     local: SocketAddr,
-    upstream: SocketAddr,
+    upstream: Upstream,
     fault: watch::Sender<Option<Fault>>,
     /// Whether the listening socket is open (false while `Refuse` holds it closed, and
     /// until it is bound again after).
@@ -177,8 +180,9 @@ impl ProxyHandle {
         self.shared.local
     }
 
+    /// The upstream's address now (a named one's latest lookup).
     pub fn upstream(&self) -> SocketAddr {
-        self.shared.upstream
+        self.shared.upstream.addr()
     }
 
     /// Whether the proxy has been shut down (or dropped).
@@ -198,6 +202,11 @@ impl Proxy {
     /// Binds `listen` (port 0 picks a free port: see `local_addr`) and forwards every
     /// connection to `upstream`. Must be called inside a tokio runtime.
     pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> io::Result<Proxy> {
+        Proxy::start_to(listen, Upstream::fixed(upstream)).await
+    }
+
+    /// As `start`, to an upstream that may be looked up again (a name).
+    pub async fn start_to(listen: SocketAddr, upstream: Upstream) -> io::Result<Proxy> {
         let listener = TcpListener::bind(listen).await?;
         let shared = Arc::new(Shared {
             local: listener.local_addr()?,
