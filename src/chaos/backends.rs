@@ -8,7 +8,7 @@ use super::docker::DockerFaults;
 use super::effect::HealthCheck;
 use super::firewall::{FirewallBackend, Programs};
 use super::kube::{KubeFaults, Pin};
-use super::lifecycle::{Candidate, Confirmation, FaultBackend, Occasion, Planned};
+use super::lifecycle::{Candidate, Confirming, FaultBackend, Occasion, Planned};
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
 use super::spec::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
@@ -121,8 +121,8 @@ impl Backends {
         }
     }
 
-    /// Whether the applied step took effect.
-    pub async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirmation {
+    /// Starts checking whether the applied step took effect.
+    pub async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirming {
         match target.backend {
             BackendKind::Process => self.process.confirm(target, planned).await,
             BackendKind::Docker => self.docker.confirm(target, planned).await,

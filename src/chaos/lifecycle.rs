@@ -82,6 +82,15 @@ pub enum Confirmation {
     Ineffective(String),
 }
 
+/// A confirmation under way. It owns what it reads, so the timeline polls it beside its
+/// next steps instead of waiting on it.
+pub type Confirming = std::pin::Pin<Box<dyn Future<Output = Confirmation> + Send>>;
+
+/// A confirmation known at once.
+pub fn confirmed(confirmation: Confirmation) -> Confirming {
+    Box::pin(std::future::ready(confirmation))
+}
+
 /// A resolved target and whether it is up.
 pub type Candidate = (Target, bool);
 
@@ -126,14 +135,15 @@ pub trait FaultBackend {
         planned: &Planned,
     ) -> impl Future<Output = Result<(), ChaosError>> + Send;
 
-    /// Whether the applied step took effect. Most backends' apply is its own proof (the
-    /// API said done); a packet rule must show it matched traffic.
+    /// Starts checking whether the applied step took effect: what needs the backend is
+    /// read here, the waiting happens in the returned `Confirming`. Most backends' apply
+    /// is its own proof (the API said done); a packet rule must show it matched traffic.
     fn confirm(
         &mut self,
         target: &Target,
         planned: &Planned,
-    ) -> impl Future<Output = Confirmation> + Send {
+    ) -> impl Future<Output = Confirming> + Send {
         let _ = (target, planned);
-        std::future::ready(Confirmation::Effective)
+        std::future::ready(confirmed(Confirmation::Effective))
     }
 }

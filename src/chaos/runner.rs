@@ -5,7 +5,10 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -64,6 +67,27 @@ struct Active {
     applied: bool,
 }
 
+/// An injection applied and waiting for its confirmation: what settling it needs.
+struct Injection {
+    fault: FaultSpec,
+    index: usize,
+    occurrence: u32,
+    target: Target,
+    planned: Planned,
+    /// Its ledger record, written `applying` before the apply.
+    record: LedgerRecord,
+    applied_ms: u64,
+}
+
+/// A confirmation under way beside the timeline.
+struct Confirming {
+    injection: Injection,
+    confirmation: super::lifecycle::Confirming,
+    /// Its planned recovery came while it was being confirmed: recovered as soon as it
+    /// is settled (an ineffective rule is undone by settling it anyway).
+    recovery_due: bool,
+}
+
 /// A target's effect window being watched: resolves to its occurrence, its event, its end.
 type Watching = JoinHandle<(usize, FaultEvent, TargetEnd)>;
 
@@ -93,6 +117,9 @@ pub struct Timeline {
     report: ChaosReport,
     book: OccurrenceBook,
     watches: Vec<Watching>,
+    /// Applied faults whose confirmation is still under way (packet rules waiting for
+    /// traffic): settled as they finish, or unverified at their recovery or the run's stop.
+    confirming: Vec<Confirming>,
     /// Targets recovered (or restarted by their fault) but not seen healthy again: their
     /// effect watch adds them and takes them off when the health check passes. The
     /// guardrails count them as down — a restarted process still starting is up to its
@@ -131,6 +158,7 @@ impl Timeline {
             report: ChaosReport::default(),
             book: OccurrenceBook::default(),
             watches: Vec::new(),
+            confirming: Vec::new(),
             not_healthy: NotHealthy::default(),
             controls: Controls::default(),
             run_end_ms: None,
@@ -178,17 +206,29 @@ impl Timeline {
         let watches = self.start_readiness_watches(&watch_stop).await;
         // At equal times recover first, so a repeated fault never overlaps itself.
         steps.sort_by_key(|(at, step)| (*at, matches!(step, Step::Inject(..))));
-        for (at, step) in steps {
-            tokio::select! {
-                // A stop due at the same instant as a step wins: nothing is injected after it.
-                biased;
-                _ = stop.cancelled() => break,
-                _ = sleep_until(self.start + at) => {}
+        'steps: for (at, step) in steps {
+            loop {
+                tokio::select! {
+                    // A stop due at the same instant as a step wins: nothing is injected
+                    // after it.
+                    biased;
+                    _ = stop.cancelled() => break 'steps,
+                    _ = sleep_until(self.start + at) => break,
+                    done = self.next_confirmation(), if !self.confirming.is_empty() => {
+                        self.settle_confirmed(done).await;
+                    }
+                }
             }
             match step {
                 Step::Inject(index, occurrence) => self.inject(index, occurrence).await,
                 Step::Recover(index, occurrence) => {
                     let name = self.plan.faults[index].name.clone();
+                    for pending in &mut self.confirming {
+                        let i = &pending.injection;
+                        if i.fault.name == name && i.occurrence == occurrence {
+                            pending.recovery_due = true;
+                        }
+                    }
                     self.recover_where(
                         |a| a.fault == name && a.occurrence == occurrence,
                         When::Planned,
@@ -197,7 +237,16 @@ impl Timeline {
                 }
             }
         }
+        while !self.confirming.is_empty() {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                done = self.next_confirmation() => self.settle_confirmed(done).await,
+            }
+        }
         stop.cancelled().await;
+        self.settle_confirming_now("the run stopped before traffic was seen")
+            .await;
         let run_end_ms = self.offset_ms();
         self.run_end_ms = Some(run_end_ms);
         self.recover_where(|_| true, When::RunEnd).await;
@@ -309,7 +358,14 @@ impl Timeline {
                 );
             }
         };
-        let not_healthy = lock(&self.not_healthy).clone();
+        // Busy besides the held faults: targets not healthy again, and those whose fault is
+        // applied but still being confirmed.
+        let mut not_healthy = lock(&self.not_healthy).clone();
+        not_healthy.extend(
+            self.confirming
+                .iter()
+                .map(|c| c.injection.target.id.clone()),
+        );
         let chosen = match choose(
             &fault,
             &candidates,
@@ -381,17 +437,8 @@ impl Timeline {
         target: Target,
         ready_before: usize,
     ) {
-        let label = target_label(&target);
         let fail = |this: &mut Timeline, message: String| {
-            this.book
-                .not_run(index, format!("failed to inject on {label}: {message}"));
-            this.event(
-                fault,
-                occurrence,
-                EventKind::Failed,
-                Some(&target),
-                Some(message),
-            );
+            this.failed_on(fault, index, occurrence, &target, message)
         };
         let deadline = self.plan.backend_timeout;
         let planned = match within(
@@ -406,8 +453,8 @@ impl Timeline {
             Err(e) => return fail(self, e.to_string()),
         };
         let entry = format!("{}#{}@{}", fault.name, occurrence, target.id);
-        let mut record = LedgerRecord {
-            entry: entry.clone(),
+        let record = LedgerRecord {
+            entry,
             fault: fault.name.clone(),
             target: target.clone(),
             undo: planned.undo.clone(),
@@ -421,24 +468,61 @@ impl Timeline {
         }
         let started = self.event(fault, occurrence, EventKind::Started, Some(&target), None);
         self.book.started(index, started);
-        let mut applied = within(
+        let applied = within(
             deadline,
             "applying",
             self.backends.apply(&target, &fault.action, &planned),
         )
         .await;
         let applied_ms = self.offset_ms();
-        // Did it take effect? (A packet rule must see traffic; a stop cuts the wait short.)
-        let confirmation = match applied {
-            Ok(()) => tokio::select! {
-                biased;
-                _ = self.controls.stop.cancelled() => Confirmation::Unverified(
-                    "the run stopped before traffic was seen".into()
-                ),
-                confirmed = self.backends.confirm(&target, &planned) => confirmed,
-            },
-            Err(_) => Confirmation::Effective,
+        let injection = Injection {
+            fault: fault.clone(),
+            index,
+            occurrence,
+            target,
+            planned,
+            record,
+            applied_ms,
         };
+        let Ok(()) = applied else {
+            return self
+                .settle_injection(injection, applied, Confirmation::Effective)
+                .await;
+        };
+        // Did it take effect? Most backends know at once; a packet rule must see traffic,
+        // which may take its CONFIRM_WITHIN: that wait goes on beside the timeline, so the
+        // faults due meanwhile are injected on time.
+        let mut confirming = self
+            .backends
+            .confirm(&injection.target, &injection.planned)
+            .await;
+        match confirming.as_mut().now_or_never() {
+            Some(confirmation) => self.settle_injection(injection, Ok(()), confirmation).await,
+            None => self.confirming.push(Confirming {
+                injection,
+                confirmation: confirming,
+                recovery_due: false,
+            }),
+        }
+    }
+
+    /// Finishes an injection once its confirmation is known: the `applied` event (or the
+    /// failure), the ledger, and what is then held, watched or undone.
+    async fn settle_injection(
+        &mut self,
+        injection: Injection,
+        mut applied: Result<(), ChaosError>,
+        confirmation: Confirmation,
+    ) {
+        let Injection {
+            fault,
+            index,
+            occurrence,
+            target,
+            planned,
+            mut record,
+            applied_ms,
+        } = injection;
         let mut note = None;
         match confirmation {
             Confirmation::Effective => {}
@@ -454,21 +538,21 @@ impl Timeline {
             Ok(()) => {
                 let at = self.event_at(
                     applied_ms,
-                    fault,
+                    &fault,
                     occurrence,
                     EventKind::Applied,
                     Some(&target),
                     note,
                 );
-                self.book.applied(index, &label, at);
+                self.book.applied(index, &target_label(&target), at);
             }
-            Err(e) => fail(self, e.to_string()),
+            Err(e) => self.failed_on(&fault, index, occurrence, &target, e.to_string()),
         }
         record.state = EntryState::Applied;
         record.at = now();
         let _ = self.ledger.write(&record);
         let active = Active {
-            entry,
+            entry: record.entry.clone(),
             index,
             fault: fault.name.clone(),
             occurrence,
@@ -491,10 +575,67 @@ impl Timeline {
             record.state = EntryState::Recovered;
             record.at = now();
             let _ = self.ledger.write(&record);
-            self.watch(fault, &active, "apply");
+            self.watch(&fault, &active, "apply");
         } else {
             self.active.push(active);
         }
+    }
+
+    /// Settles every confirmation still under way as unverified, for `why` (the run
+    /// stopped): what they applied is then held like any other fault, and undone with it.
+    async fn settle_confirming_now(&mut self, why: &str) {
+        for confirming in std::mem::take(&mut self.confirming) {
+            let why = Confirmation::Unverified(why.to_string());
+            self.settle_injection(confirming.injection, Ok(()), why)
+                .await;
+        }
+    }
+
+    /// The next confirmation under way to finish: its position and result. Cancel-safe
+    /// (it takes nothing out), so it can race the timeline's next step; the caller settles
+    /// it (`settle_confirmed`) outside the race, where nothing can cut that short.
+    async fn next_confirmation(&mut self) -> (usize, Confirmation) {
+        std::future::poll_fn(|cx| {
+            for (position, pending) in self.confirming.iter_mut().enumerate() {
+                if let Poll::Ready(confirmation) = pending.confirmation.as_mut().poll(cx) {
+                    return Poll::Ready((position, confirmation));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    async fn settle_confirmed(&mut self, (position, confirmation): (usize, Confirmation)) {
+        let done = self.confirming.remove(position);
+        let entry = done.injection.record.entry.clone();
+        self.settle_injection(done.injection, Ok(()), confirmation)
+            .await;
+        if done.recovery_due {
+            self.recover_where(|a| a.entry == entry, When::Planned)
+                .await;
+        }
+    }
+
+    /// Records a failed injection of `fault` on `target`.
+    fn failed_on(
+        &mut self,
+        fault: &FaultSpec,
+        index: usize,
+        occurrence: u32,
+        target: &Target,
+        message: String,
+    ) {
+        let label = target_label(target);
+        self.book
+            .not_run(index, format!("failed to inject on {label}: {message}"));
+        self.event(
+            fault,
+            occurrence,
+            EventKind::Failed,
+            Some(target),
+            Some(message),
+        );
     }
 
     /// Spawns the effect watch of one target, from now.

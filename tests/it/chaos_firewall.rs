@@ -563,3 +563,84 @@ fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
     assert_eq!(summary.totals.errors, 0);
     assert_eq!(rules_for(wrong), Vec::<String>::new());
 }
+
+/// Confirming a packet rule waits up to CONFIRM_WITHIN for traffic; that wait goes on beside
+/// the timeline. A rule on a port nothing listens on (confirmed ineffective only after the
+/// whole wait) at 1 s does not hold back a second fault due at 1.5 s: it starts on time,
+/// not when the first confirmation ends (3 s).
+#[test]
+fn confirming_a_packet_fault_does_not_hold_back_the_next_fault() {
+    let workspace = Workspace::new();
+    let server = TestServer::start();
+    let wrong = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Listened on, never sent to: its rule is applied and left unverified.
+    let idle = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let idle_port = idle.local_addr().unwrap().port();
+    let (_wrong_guard, _idle_guard) = (RuleGuard { port: wrong }, RuleGuard { port: idle_port });
+    let load = steady_get(&format!("http://{}", server.addr), "", 20, "5s", "/hello");
+    let file = workspace.write(
+        "two-packet-faults.toml",
+        &format!(
+            r#"name = "two-packet-faults"
+{load}[chaos]
+settle = "500ms"
+[[fault]]
+name = "wrong port"
+target = {{ port = {wrong} }}
+allow_last = true
+action = "partition"
+at = "1s"
+duration = "3s"
+[[fault]]
+name = "idle port"
+target = {{ port = {idle_port} }}
+allow_last = true
+action = "partition"
+at = "1500ms"
+duration = "2s"
+"#
+        ),
+    );
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    let events = &summary.faults.events;
+    let event = |fault: &str, kind: &str| {
+        events
+            .iter()
+            .find(|e| e.fault == fault && e.kind.as_str() == kind)
+            .unwrap_or_else(|| panic!("no {kind} event of {fault}: {events:?}"))
+    };
+    let second = event("idle port", "started").offset_ms;
+    assert!(
+        (1500..2500).contains(&second),
+        "the second fault started at {second} ms, due at 1500 ms: {events:?}"
+    );
+    let first = event("wrong port", "failed");
+    assert!(
+        first.offset_ms >= 3000,
+        "the first was found ineffective only after its wait: {events:?}"
+    );
+    assert!(
+        first
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("ineffective"),
+        "{first:?}"
+    );
+    let applied = event("idle port", "applied");
+    assert!(
+        applied
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("unverified"),
+        "{applied:?}"
+    );
+    assert_eq!(rules_for(wrong), Vec::<String>::new());
+    assert_eq!(rules_for(idle_port), Vec::<String>::new());
+    drop(idle);
+}

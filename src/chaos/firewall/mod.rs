@@ -30,7 +30,9 @@ pub use rules::{CHAIN, COMMENT_PREFIX, Family, Scope, check_loss, rule_for};
 use rules::{comment_of, is_ours, listens, packets, parse_listed, unique_id};
 
 use super::docker::{DockerBackend, DockerFaults};
-use super::lifecycle::{Candidate, Confirmation, FaultBackend, Occasion, Planned};
+use super::lifecycle::{
+    Candidate, Confirmation, Confirming, FaultBackend, Occasion, Planned, confirmed,
+};
 use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::{ContainerRef, Undo};
 use super::{ChaosError, Target};
@@ -247,54 +249,76 @@ impl FirewallBackend {
         Ok(())
     }
 
-    /// Whether the inserted rules matched traffic within `CONFIRM_WITHIN`.
-    async fn check_effect(&mut self, target: &Target, undo: &Undo) -> Confirmation {
+    /// Whether the inserted rules match traffic within `CONFIRM_WITHIN`: the container's
+    /// namespace is looked up now, the counters are watched by the returned future.
+    async fn check_effect(&mut self, target: &Target, undo: &Undo) -> Confirming {
         let Undo::Firewall { rule, .. } = undo else {
-            return Confirmation::Effective;
+            return confirmed(Confirmation::Effective);
         };
         let (Ok(place), Some(comment)) = (port_target(target), comment_of(rule)) else {
-            return Confirmation::Effective;
+            return confirmed(Confirmation::Effective);
         };
         let netns = match self.namespace_of(&place).await {
             Ok(netns) => netns,
-            Err(e) => return Confirmation::Unverified(format!("cannot read its counters: {e}")),
+            Err(e) => {
+                return confirmed(Confirmation::Unverified(format!(
+                    "cannot read its counters: {e}"
+                )));
+            }
         };
-        let until = tokio::time::Instant::now() + CONFIRM_WITHIN;
-        loop {
-            let mut matched = 0;
-            for family in Family::BOTH {
-                let args = ["-v", "-S", CHAIN].map(String::from);
-                if let Ok(listing) = netfilter(self.programs.of(family), netns, &args).await {
-                    matched += packets(&listing, comment);
-                }
+        let (programs, comment, name) = (
+            self.programs.clone(),
+            comment.to_string(),
+            target.name.clone(),
+        );
+        Box::pin(async move { watch_counters(programs, netns, place, comment, name).await })
+    }
+}
+
+/// Polls the rule's packet counters until one matched, or `CONFIRM_WITHIN` passed; then
+/// tells an idle port (unverified) from one nothing listens on (ineffective).
+async fn watch_counters(
+    programs: Programs,
+    netns: Option<i32>,
+    place: PortTarget,
+    comment: String,
+    name: String,
+) -> Confirmation {
+    let until = tokio::time::Instant::now() + CONFIRM_WITHIN;
+    loop {
+        let mut matched = 0;
+        for family in Family::BOTH {
+            let args = ["-v", "-S", CHAIN].map(String::from);
+            if let Ok(listing) = netfilter(programs.of(family), netns, &args).await {
+                matched += packets(&listing, &comment);
             }
-            if matched > 0 {
-                return Confirmation::Effective;
-            }
-            if tokio::time::Instant::now() >= until {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let proc_dir = netns.map_or("/proc/self".to_string(), |pid| format!("/proc/{pid}"));
-        let listener = ["tcp", "tcp6"].iter().any(|table| {
-            std::fs::read_to_string(format!("{proc_dir}/net/{table}"))
-                .is_ok_and(|text| listens(&text, place.port))
-        });
-        let there = match &place.container {
-            Some(_) => format!("port {} in {}", place.port, target.name),
-            None => format!("port {} on loopback", place.port),
-        };
-        if listener {
-            Confirmation::Unverified(format!(
-                "no packet to {there} reached the rule within {CONFIRM_WITHIN:?} (nothing sent there yet)"
-            ))
-        } else {
-            Confirmation::Ineffective(format!(
-                "nothing listens on {there} and no packet reached the rule within \
-                 {CONFIRM_WITHIN:?}: it cannot match the platform's traffic (wrong port?)"
-            ))
+        if matched > 0 {
+            return Confirmation::Effective;
         }
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let proc_dir = netns.map_or("/proc/self".to_string(), |pid| format!("/proc/{pid}"));
+    let listener = ["tcp", "tcp6"].iter().any(|table| {
+        std::fs::read_to_string(format!("{proc_dir}/net/{table}"))
+            .is_ok_and(|text| listens(&text, place.port))
+    });
+    let there = match &place.container {
+        Some(_) => format!("port {} in {name}", place.port),
+        None => format!("port {} on loopback", place.port),
+    };
+    if listener {
+        Confirmation::Unverified(format!(
+            "no packet to {there} reached the rule within {CONFIRM_WITHIN:?} (nothing sent there yet)"
+        ))
+    } else {
+        Confirmation::Ineffective(format!(
+            "nothing listens on {there} and no packet reached the rule within \
+             {CONFIRM_WITHIN:?}: it cannot match the platform's traffic (wrong port?)"
+        ))
     }
 }
 
@@ -331,7 +355,7 @@ impl FaultBackend for FirewallBackend {
         self.insert(target, action, &planned.undo).await
     }
 
-    async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirmation {
+    async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirming {
         self.check_effect(target, &planned.undo).await
     }
 }
