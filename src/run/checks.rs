@@ -23,9 +23,14 @@ pub async fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, R
         address,
     )
     .map_err(RunError::BadInput)?;
-    let tls = match target.base.tls {
-        false => None,
-        true => {
+    let tls = match (target.base.tls, target.tls_verify) {
+        (false, _) => None,
+        // Nothing to trust: the platform's CA is not even looked for.
+        (true, false) => Some(
+            TlsTarget::new(&target.base.host, Check::Off, target.protocol)
+                .map_err(RunError::BadInput)?,
+        ),
+        (true, true) => {
             let trust = trust(plan, options).await?;
             Some(
                 TlsTarget::new(

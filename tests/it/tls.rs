@@ -1,6 +1,7 @@
 //! https targets: a real TLS server (rustls, certificates made by rcgen) on port 0. loadgen
 //! trusts it through the scenario's `ca_file` — also a self-signed CA certificate used as
-//! the server's own, as `curl --cacert` does — and only then. Every refusal says whose
+//! the server's own, as `curl --cacert` does — and only then, unless the scenario turns
+//! verification off and no operator policy forbids it. Every refusal says whose
 //! certificate, why and what to pass.
 
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa};
 use tokio_rustls::TlsAcceptor;
 
-use crate::support::{Workspace, loadgen, options, run_binary, run_ok, steady_get};
+use crate::support::{Workspace, loadgen, only_entry, options, run_binary, run_ok, steady_get};
 
 /// An HTTPS server that answers every request 200 and counts them.
 struct TlsServer {
@@ -127,6 +128,7 @@ fn an_https_target_is_loaded_when_its_certificate_is_trusted() {
         "every request loadgen counted reached the server over TLS"
     );
     assert!(summary.target.starts_with("https://"), "{}", summary.target);
+    assert_eq!(summary.tls_verified, Some(true));
 }
 
 /// What `openssl req -x509` makes: a self-signed certificate with CA:TRUE, given as
@@ -144,6 +146,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_the_servers_own() {
     assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
     assert!(summary.totals.requests >= 60, "{:?}", summary.totals);
     assert_eq!(server.served(), summary.totals.requests);
+    assert_eq!(summary.tls_verified, Some(true));
 }
 
 /// Trusted as itself, its names are still checked: the same kind of certificate made for
@@ -197,6 +200,7 @@ fn a_ca_file_holding_a_different_certificate_is_refused_naming_both() {
             stderr.contains("in ca_file") || stderr.contains("in `ca_file`"),
             "{stderr}"
         );
+        assert!(stderr.contains("tls_verify = false"), "{stderr}");
     }
 }
 
@@ -216,17 +220,111 @@ fn an_untrusted_certificate_stops_the_run_before_any_request() {
     assert_eq!(server.served(), 0);
 }
 
+/// An operator policy with `tls_verify = true` forbids turning verification off: validate
+/// and run refuse at the key's position (exit 2), and nothing connects to the target.
 #[test]
-fn a_ca_file_on_a_plain_http_target_is_a_positioned_error() {
+fn tls_verify_false_under_a_policy_forbidding_it_sends_nothing() {
+    // A listener nobody accepts on: a connection loadgen made would wait in its queue.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let workspace = Workspace::new();
-    let text = scenario("127.0.0.1:9".parse().unwrap(), "ca_file = \"ca.pem\"\n")
-        .replace("https://", "http://");
+    let policy = workspace.write("policy.toml", "[target]\ntls_verify = true\n");
+    let file = workspace.write(
+        "tls.toml",
+        &scenario(listener.local_addr().unwrap(), "tls_verify = false\n"),
+    );
+    let (file, policy, out) = (
+        file.to_str().unwrap(),
+        policy.to_str().unwrap(),
+        workspace.out(),
+    );
+    let refusal = format!(
+        "tls.toml:4:14: error: tls_verify = false is forbidden by the operator policy ({policy}:2:14)"
+    );
+    let validate = loadgen(&["validate", file, "--policy", policy]);
+    let stderr = String::from_utf8_lossy(&validate.stderr);
+    assert_eq!(validate.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&refusal), "{stderr}");
+    let run = loadgen(&[
+        "run",
+        file,
+        "--policy",
+        policy,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&refusal), "{stderr}");
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "no connection reached the target"
+    );
+    assert!(!out.exists(), "no run directory");
+    // A policy that allows it (or none) lets the same scenario through.
+    let allowing = workspace.write("allowing.toml", "[target]\ntls_verify = false\n");
+    let validate = loadgen(&["validate", file, "--policy", allowing.to_str().unwrap()]);
+    assert_eq!(validate.status.code(), Some(0));
+}
+
+/// Without a policy against it, `tls_verify = false` loads a server whose certificate
+/// nothing trusts — and says so at the start, in summary.json and in report.html.
+#[test]
+fn tls_verify_false_loads_an_untrusted_server_and_says_so_everywhere() {
+    let server = TlsServer::start();
+    let workspace = Workspace::new();
+    let file = workspace.write("tls.toml", &scenario(server.addr, "tls_verify = false\n"));
+    let output = run_binary(&file, &workspace.out());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let notice = "certificate verification is off (tls_verify = false)";
+    assert!(stderr.contains(&format!("warning: {notice}")), "{stderr}");
+    let run_dir = only_entry(&workspace.out());
+    let (summary, _) = crate::outputs::assert_matches_schema(&run_dir);
+    assert_eq!(summary["tls_verified"], false);
+    let requests = summary["totals"]["requests"].as_u64().unwrap();
+    assert!(requests >= 60, "{requests}");
+    assert_eq!(server.served(), requests);
+    let report = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        report.contains(&format!(r#"<p class="warn" id="tls-unverified">{notice}"#)),
+        "the report shows the notice"
+    );
+}
+
+#[test]
+fn a_ca_file_or_tls_verify_on_a_plain_http_target_is_a_positioned_error() {
+    let workspace = Workspace::new();
+    let text = scenario(
+        "127.0.0.1:9".parse().unwrap(),
+        "ca_file = \"ca.pem\"\ntls_verify = true\n",
+    )
+    .replace("https://", "http://");
     let file = workspace.write("plain.toml", &text);
     let output = loadgen(&["validate", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("plain.toml:4:11: error: `ca_file` only applies to an https:// base_url"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("plain.toml:5:14: error: `tls_verify` only applies to an https:// base_url"),
+        "{stderr}"
+    );
+    // Off and a file to trust at once: one of them is a mistake.
+    let both = scenario(
+        "127.0.0.1:9".parse().unwrap(),
+        "ca_file = \"ca.pem\"\ntls_verify = false\n",
+    );
+    let file = workspace.write("both.toml", &both);
+    let output = loadgen(&["validate", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("both.toml:4:11: error: `ca_file` has no use with `tls_verify = false`"),
         "{stderr}"
     );
 }

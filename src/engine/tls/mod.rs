@@ -8,6 +8,11 @@
 //! accepted as the server's own even when it says CA:TRUE (what `openssl req -x509` makes),
 //! its dates and names still checked. A refusal says in words which certificate, why and
 //! what to pass (`refusal.rs`).
+//!
+//! For what nothing else fits, `[target] tls_verify = false` turns verification off: any
+//! certificate is accepted, only the handshake's signature is checked. An operator policy
+//! can forbid it, and a run that does it says so at its start, in summary.json and in
+//! report.html.
 
 mod refusal;
 mod verify;
@@ -24,6 +29,11 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
 
 pub use self::refusal::Refusal;
 use crate::scenario::plan::Protocol;
+
+/// What a run with `tls_verify = false` says wherever its figures are read: at its start,
+/// in summary.json (`tls_verified: false`) and in report.html.
+pub const UNVERIFIED_NOTICE: &str = "certificate verification is off (tls_verify = false): \
+     the target's certificate was not checked, so whatever answered at its address was measured";
 
 /// What every connection of a run needs to speak TLS to the target.
 #[derive(Clone)]
@@ -84,6 +94,8 @@ impl Trust {
 pub enum Check<'a> {
     /// Against the public roots and these certificates (see the module doc).
     Verify(Option<&'a Trust>),
+    /// Not at all (`tls_verify = false`); the handshake signature still is.
+    Off,
 }
 
 impl TlsTarget {
@@ -92,6 +104,7 @@ impl TlsTarget {
     pub fn new(host: &str, check: Check<'_>, protocol: Protocol) -> Result<TlsTarget, String> {
         let provider = Arc::new(ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match check {
+            Check::Off => Arc::new(verify::Unverified::new(&provider)),
             Check::Verify(trust) => {
                 let mut roots = RootCertStore::empty();
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

@@ -184,7 +184,11 @@ impl fmt::Display for Refusal {
         if !fix.is_empty() {
             write!(f, "; {fix}")?;
         }
-        Ok(())
+        write!(
+            f,
+            ". If nothing else fits, `tls_verify = false` under [target] turns verification off \
+             (unless the operator policy forbids it)"
+        )
     }
 }
 

@@ -1,6 +1,7 @@
-//! The certificate verifier: webpki's own with one case eased. It checks the handshake's
-//! signature with the provider's algorithms: that is what proves the server holds the key
-//! of the certificate it sent, whatever is concluded about the certificate.
+//! The two certificate verifiers a run can have: `Verifier`, webpki's own with one case
+//! eased, and `Unverified` for `tls_verify = false`. Both check the handshake's signature
+//! with the provider's algorithms: that is what proves the server holds the key of the
+//! certificate it sent, whatever is concluded about the certificate.
 
 use std::sync::Arc;
 
@@ -158,6 +159,55 @@ fn trusted_as_itself(
         return Err(CertificateError::InvalidPurpose.into());
     }
     verify_server_name(&ParsedCertificate::try_from(der)?, server_name)
+}
+
+/// Accepts any certificate (`tls_verify = false`).
+#[derive(Debug)]
+pub(super) struct Unverified {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Unverified {
+    pub fn new(provider: &CryptoProvider) -> Unverified {
+        Unverified {
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]
