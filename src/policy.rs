@@ -6,6 +6,8 @@
 //! ```toml
 //! [target]
 //! allow_hosts = ["127.0.0.0/8", "::1", "staging.internal"]
+//! tls_verify = true                   # scenarios may not turn certificate verification
+//!                                     # off (`tls_verify = false`); false or absent: they may
 //! [chaos]
 //! kube_context = "staging"            # the kubeconfig context a run must be on
 //! kube_server = "https://10.0.0.1:6443"  # or the API server it must talk to
@@ -68,6 +70,8 @@ pub struct Policy {
     pub max_unavailable: Option<(u32, String)>,
     /// Whether a fault may set `allow_last = true`.
     pub allow_last: Option<(bool, String)>,
+    /// `true`: certificate verification may not be turned off (`tls_verify = false`).
+    pub tls_verify: Option<(bool, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +86,7 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    tls_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +203,10 @@ pub fn load(path: &Path) -> Result<Policy, String> {
             .allow_last
             .as_ref()
             .map(|a| (*a.get_ref(), at(a.span()))),
+        tls_verify: target
+            .tls_verify
+            .as_ref()
+            .map(|v| (*v.get_ref(), at(v.span()))),
     })
 }
 

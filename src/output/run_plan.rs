@@ -29,6 +29,10 @@ pub struct RunPlan {
     pub target: String,
     /// The HTTP version the pre-flight settled: `http1`, `h2` or `h2c`.
     pub protocol: String,
+    /// Over https, whether the server's certificate is verified (`false`: `tls_verify =
+    /// false`); absent over http and in plans before schema 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verified: Option<bool>,
     pub workers: usize,
     /// Wall-clock time of the run's second 0 (the engine's start).
     pub started_at: String,
@@ -138,6 +142,7 @@ impl RunPlan {
             seed,
             target: plan.target.base.to_string(),
             protocol: protocol.to_string(),
+            tls_verified: plan.target.base.tls.then_some(plan.target.tls_verify),
             workers,
             started_at,
             load: LoadRecord {

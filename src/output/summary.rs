@@ -31,8 +31,9 @@ use crate::verify::plan::VerifySpecs;
 /// error classes `feeder_exhausted` and `interrupted` are no longer request or journey
 /// failures (they became `not_started` and `interrupted`); each verdict's `evidence`,
 /// reason `insufficient_evidence`, `ended_by = "killed"`; requests the server did not
-/// process sent again (`retried_unprocessed`, in the totals and per step).
-pub const SCHEMA_VERSION: u32 = 6;
+/// process sent again (`retried_unprocessed`, in the totals and per step). 7: whether an
+/// https target's certificate was verified (`tls_verified`).
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
@@ -62,6 +63,11 @@ pub struct Summary {
     /// schema 3.
     #[serde(default)]
     pub protocol: String,
+    /// Over https, whether the server's certificate was verified: `false` when the
+    /// scenario turned verification off (`tls_verify = false`), so whatever answered at the
+    /// address was measured. Absent over http and in summaries before schema 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verified: Option<bool>,
     pub model: String,
     pub workers: usize,
     pub started_at: String,
@@ -391,6 +397,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         },
         target: plan.target.clone(),
         protocol: plan.protocol.clone(),
+        tls_verified: plan.tls_verified,
         model: plan.load.model.clone(),
         workers: plan.workers,
         started_at: plan.started_at.clone(),

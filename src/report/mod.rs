@@ -315,6 +315,8 @@ fn render_html(
                 s => Value::from(Serde(summary)),
                 verdict,
                 badge,
+                tls_notice => (summary.tls_verified == Some(false))
+                    .then_some(crate::engine::tls::UNVERIFIED_NOTICE),
                 iterations_line => summary.iterations_line(),
                 exit_code,
                 outcome_reasons,

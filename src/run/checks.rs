@@ -6,8 +6,8 @@ use std::path::Path;
 use super::{RunError, RunOptions};
 use crate::chaos::runner::{Verdict, preflight as preflight_faults};
 use crate::engine::ClientConfig;
-use crate::engine::http::Origin;
-use crate::engine::tls::{TlsTarget, Trust};
+use crate::engine::http::{Origin, ProbeError};
+use crate::engine::tls::{Check, TlsTarget, Trust};
 use crate::platform::{PlatformKind, compose, local};
 use crate::scenario::Plan;
 use crate::scenario::plan::Protocol;
@@ -23,13 +23,22 @@ pub async fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, R
         address,
     )
     .map_err(RunError::BadInput)?;
-    let tls = match target.base.tls {
-        false => None,
-        true => {
+    let tls = match (target.base.tls, target.tls_verify) {
+        (false, _) => None,
+        // Nothing to trust: the platform's CA is not even looked for.
+        (true, false) => Some(
+            TlsTarget::new(&target.base.host, Check::Off, target.protocol)
+                .map_err(RunError::BadInput)?,
+        ),
+        (true, true) => {
             let trust = trust(plan, options).await?;
             Some(
-                TlsTarget::new(&target.base.host, trust.as_ref(), target.protocol)
-                    .map_err(RunError::BadInput)?,
+                TlsTarget::new(
+                    &target.base.host,
+                    Check::Verify(trust.as_ref()),
+                    target.protocol,
+                )
+                .map_err(RunError::BadInput)?,
             )
         }
     };
@@ -117,17 +126,19 @@ pub async fn target(client: &mut ClientConfig, plan: &Plan) -> Result<(), RunErr
             "source address {source} is not an address of this host (source_addrs)"
         )));
     }
-    let multiplexed = client.probe(sources.first().copied()).await.map_err(|why| {
-        RunError::CouldNotRun(format!(
-            "target {base} ({}) is unreachable: {why}; is the platform up{}?",
-            client.origin.addr,
-            if client.tls.is_some() {
-                ", and does its certificate match the host and a trusted CA (ca_file, --ca-file)"
-            } else {
-                ""
-            }
-        ))
-    })?;
+    let addr = client.origin.addr;
+    let multiplexed = client
+        .probe(sources.first().copied())
+        .await
+        .map_err(|why| match why {
+            // It answered: "is the platform up" would send the reader the wrong way.
+            ProbeError::Certificate(refusal) => RunError::CouldNotRun(format!(
+                "target {base} ({addr}) answered with a certificate loadgen refuses: {refusal}"
+            )),
+            ProbeError::Unreachable(why) => RunError::CouldNotRun(format!(
+                "target {base} ({addr}) is unreachable: {why}; is the platform up?"
+            )),
+        })?;
     if client.protocol == Protocol::Auto && multiplexed {
         client.multiplex = true;
     }

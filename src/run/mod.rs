@@ -108,6 +108,15 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     if policy.is_none() {
         warnings.extend(widened(&plan));
     }
+    if base.tls && !plan.target.tls_verify {
+        warnings.push(crate::engine::tls::UNVERIFIED_NOTICE.to_string());
+        if let Some(file) = &options.ca_file {
+            warnings.push(format!(
+                "--ca-file {} is not read: nothing is verified",
+                file.display()
+            ));
+        }
+    }
     plan.target.base.resolved = Some(address);
     let seed = options.seed.unwrap_or(plan.seed);
     let workers = options

@@ -25,7 +25,7 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
     let target = &plan.target;
     let _ = writeln!(
         out,
-        "client    protocol {}; cookies {}; redirects {}; compression {}{}",
+        "client    protocol {}; cookies {}; redirects {}; compression {}{}{}",
         target.protocol.name(),
         if target.cookies { "on" } else { "off" },
         target.redirects,
@@ -41,6 +41,10 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
                 "; from {} addresses {first}…{last}",
                 target.source_addrs.len()
             ),
+        },
+        match (target.base.tls, target.tls_verify) {
+            (true, false) => "; certificate NOT verified (tls_verify = false)",
+            _ => "",
         }
     );
     let _ = writeln!(out, "seed      {seed}");

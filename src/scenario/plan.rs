@@ -47,6 +47,8 @@ pub struct TargetPlan {
     pub allow: AllowList,
     /// Extra trusted certificates (PEM) for https, as written: relative to the scenario file.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Whether an https target's certificate is verified (`tls_verify`, default true).
+    pub tls_verify: bool,
     /// The operator policy's allow-list and where it is written: the target (also one
     /// given by `--target`) must pass it as well as `allow`.
     pub policy_allow: Option<(AllowList, String)>,

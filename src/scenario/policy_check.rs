@@ -1,7 +1,8 @@
 //! The operator policy (`crate::policy`) applied to a scenario as written: every value the
 //! scenario uses to reach beyond itself — hosts it allows, namespaces, process and
-//! container names, labels, files it reads — must lie within the policy. A refusal names
-//! the scenario's position (the diagnostic) and the policy's (in the message).
+//! container names, labels, files it reads, and turning certificate verification off —
+//! must lie within the policy. A refusal names the scenario's position (the diagnostic)
+//! and the policy's (in the message).
 
 use std::path::Path;
 
@@ -24,6 +25,16 @@ pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &
         }
         if let Some(file) = &target.ca_file {
             check_path(base_dir, file.get_ref(), file.span(), policy, diagnostics);
+        }
+        if let (Some((true, at)), Some(verify)) = (&policy.tls_verify, &target.tls_verify)
+            && !*verify.get_ref()
+        {
+            diagnostics.push(
+                verify.span(),
+                format!(
+                    "tls_verify = false is forbidden by the operator policy ({at}): trust the server's certificate instead (`ca_file`, `--ca-file`)"
+                ),
+            );
         }
     }
     for feeder in raw.data.feeder.values() {

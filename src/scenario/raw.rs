@@ -51,6 +51,8 @@ pub struct RawTarget {
     pub allow_hosts: Option<Vec<Spanned<String>>>,
     /// PEM certificates to trust for an https target, besides the public roots.
     pub ca_file: Option<Spanned<String>>,
+    /// Verify the server's certificate (default true); false accepts any.
+    pub tls_verify: Option<Spanned<bool>>,
     /// The response header naming the instance that served a request.
     pub instance_header: Option<Spanned<String>>,
     /// `auto`, `http1`, `h2` or `h2c` (default `auto`).

@@ -214,6 +214,23 @@ fn validate_target(
             "`ca_file` only applies to an https:// base_url",
         );
     }
+    if let (Some(verify), Some(base)) = (&raw.tls_verify, &base)
+        && !base.tls
+    {
+        diagnostics.push(
+            verify.span(),
+            "`tls_verify` only applies to an https:// base_url",
+        );
+    }
+    // Off, nothing is verified, so a file of certificates to trust would only mislead.
+    if let (Some(verify), Some(file)) = (&raw.tls_verify, &raw.ca_file)
+        && !*verify.get_ref()
+    {
+        diagnostics.push(
+            file.span(),
+            "`ca_file` has no use with `tls_verify = false`: nothing is verified; drop one of them",
+        );
+    }
     let instance_header = match &raw.instance_header {
         None => Some(http::HeaderName::from_static("x-instance")),
         Some(name) => match HeaderName::from_bytes(name.get_ref().as_bytes()) {
@@ -303,6 +320,7 @@ fn validate_target(
         redirects: redirects?,
         source_addrs: source_addrs?,
         ca_file,
+        tls_verify: raw.tls_verify.as_ref().is_none_or(|v| *v.get_ref()),
         policy_allow: None,
         instance_header: instance_header?,
         base: base?,

@@ -171,25 +171,35 @@ fn a_baseline_of_another_schema_version_is_refused_before_anything_is_sent() {
     assert_eq!(server.seen().len(), sent, "nothing was sent");
 }
 
-/// A baseline a loadgen of the previous summary schema (5) wrote — committed as it wrote
-/// it, from the same scenario — is still read: the gate compares against it, and the
-/// comparison covers the steps both runs have.
+/// Baselines older loadgens wrote — committed as they wrote them, each from the same
+/// scenario — are still read: the gate compares against them, and the comparison covers
+/// the steps both runs have.
 #[test]
-fn a_baseline_of_the_previous_schema_is_still_compared() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-v5");
+fn a_baseline_of_schema_5_is_still_compared() {
+    an_older_baseline_is_still_compared(5);
+}
+
+#[test]
+fn a_baseline_of_schema_6_is_still_compared() {
+    an_older_baseline_is_still_compared(6);
+}
+
+fn an_older_baseline_is_still_compared(version: u64) {
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/run-v{version}"));
     let base: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(
-        base["schema_version"], 5,
-        "the fixture is of the previous schema"
+        base["schema_version"], version,
+        "the fixture is of schema {version}"
     );
     let server = TestServer::start();
     let workspace = Workspace::new();
     let scenario = std::fs::read_to_string(fixture.join("scenario.toml"))
         .unwrap()
         .replace("http://127.0.0.1:18080", &server.url());
-    let file = workspace.write("v5.toml", &scenario);
+    let file = workspace.write(&format!("v{version}.toml"), &scenario);
     let (code, current) = run(
         &workspace,
         file.to_str().unwrap(),

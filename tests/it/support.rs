@@ -292,18 +292,29 @@ pub fn server_runtime(threads: usize) -> (tokio::runtime::Runtime, tokio::net::T
 /// A TLS server configuration with a fresh self-signed certificate for 127.0.0.1, offering
 /// `alpn`, and the certificate's PEM (what a scenario's `ca_file` trusts).
 pub fn self_signed_tls(alpn: &[&[u8]]) -> (tokio_rustls::rustls::ServerConfig, String) {
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    tls_config(params, alpn)
+}
+
+/// A TLS server configuration presenting a certificate made from `params`, self-signed with
+/// a fresh key, offering `alpn`; and the certificate's PEM.
+pub fn tls_config(
+    params: rcgen::CertificateParams,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::rustls::ServerConfig, String) {
     use rustls_pki_types::PrivateKeyDer;
     use rustls_pki_types::pem::PemObject;
     use tokio_rustls::rustls::{ServerConfig, crypto::ring};
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let key = PrivateKeyDer::from_pem_slice(certified.key_pair.serialize_pem().as_bytes()).unwrap();
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key_pair).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pair.serialize_pem().as_bytes()).unwrap();
     let mut config =
         ServerConfig::builder_with_provider(std::sync::Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .with_single_cert(vec![cert.der().clone()], key)
             .unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    (config, certified.cert.pem())
+    (config, cert.pem())
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::{Connection, h1, h2};
-use crate::engine::tls::TlsTarget;
+use super::{Connection, ProbeError, h1, h2};
+use crate::engine::tls::{Refusal, TlsTarget};
 use crate::metrics::ErrorClass;
 use crate::scenario::plan::Protocol;
 
@@ -41,7 +41,7 @@ impl Stream {
 
 impl Dial<'_> {
     /// TCP and TLS, without HTTP: the pre-flight probe (which wants the reason in words).
-    pub async fn open(&self) -> Result<Stream, (ErrorClass, String)> {
+    pub async fn open(&self) -> Result<Stream, (ErrorClass, ProbeError)> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let connect = async {
             let socket = match self.addr {
@@ -54,8 +54,14 @@ impl Dial<'_> {
             socket.connect(self.addr).await
         };
         let stream = match tokio::time::timeout_at(deadline, connect).await {
-            Err(_) => return Err((ErrorClass::ConnectTimeout, "connect timed out".into())),
-            Ok(Err(error)) => return Err((super::classify::connect(&error), error.to_string())),
+            Err(_) => {
+                let why = ProbeError::Unreachable("connect timed out".into());
+                return Err((ErrorClass::ConnectTimeout, why));
+            }
+            Ok(Err(error)) => {
+                let why = ProbeError::Unreachable(error.to_string());
+                return Err((super::classify::connect(&error), why));
+            }
             Ok(Ok(stream)) => stream,
         };
         // Requests are small and latency is what we measure: do not let Nagle batch them.
@@ -65,8 +71,17 @@ impl Dial<'_> {
         };
         // The TLS handshake counts against the connect timeout: it is part of connecting.
         match tokio::time::timeout_at(deadline, tls.connector.connect(name.clone(), stream)).await {
-            Err(_) => Err((ErrorClass::ConnectTimeout, "TLS handshake timed out".into())),
-            Ok(Err(error)) => Err((ErrorClass::ConnectError, format!("TLS: {error}"))),
+            Err(_) => Err((
+                ErrorClass::ConnectTimeout,
+                ProbeError::Unreachable("TLS handshake timed out".into()),
+            )),
+            Ok(Err(error)) => Err((
+                ErrorClass::ConnectError,
+                match Refusal::of(&error) {
+                    Some(refusal) => ProbeError::Certificate(refusal.to_string()),
+                    None => ProbeError::Unreachable(format!("TLS: {error}")),
+                },
+            )),
             Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
         }
     }

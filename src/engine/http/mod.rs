@@ -157,13 +157,23 @@ impl ClientConfig {
 
     /// Connects (and does the TLS handshake for https) without speaking HTTP: the
     /// pre-flight check. Returns whether ALPN agreed on h2, or why it failed in words.
-    pub async fn probe(&self, source: Option<IpAddr>) -> Result<bool, String> {
+    pub async fn probe(&self, source: Option<IpAddr>) -> Result<bool, ProbeError> {
         let dial = self
             .dial(&self.origin, source)
-            .map_err(|c| c.name().to_string())?;
+            .map_err(|c| ProbeError::Unreachable(c.name().to_string()))?;
         let stream = dial.open().await.map_err(|(_, why)| why)?;
         Ok(stream.alpn() == Some(b"h2"))
     }
+}
+
+/// Why the pre-flight connection failed, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// No connection, or the TLS handshake broke off for another reason than the
+    /// certificate.
+    Unreachable(String),
+    /// The server answered, with a certificate loadgen refuses: whose, why, what to do.
+    Certificate(String),
 }
 
 /// A worker's client: the configuration and the worker's connections.
