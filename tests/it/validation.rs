@@ -77,6 +77,27 @@ fn toml_syntax_errors_are_positioned_too() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let workspace = Workspace::new();
+    let path = workspace.dir.path().join("latin1.toml");
+    std::fs::write(&path, b"name = \"caf\xe9\"\n[target]\n").unwrap();
+    let Err(scenario::ScenarioError::Invalid(diagnostics)) = scenario::load(&path) else {
+        panic!("a file that is not UTF-8 must be refused with a position");
+    };
+    let lines = diagnostics.headlines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{}:1:12: ", path.display())),
+        "{lines:?}"
+    );
+    assert!(
+        diagnostics
+            .to_string()
+            .contains("1 | name = \"caf\u{fffd}\"")
+    );
+}
+
+#[test]
 fn a_bad_scenario_sends_nothing() {
     let server = TestServer::start();
     let workspace = Workspace::new();
