@@ -184,6 +184,14 @@ fn validate_target(
             }
         }
     };
+    // An IP base_url is checked against allow_hosts here, as `plan` and `run` check it (a
+    // name is resolved only then).
+    if let (Some(base), Some(allow)) = (&base, &allow)
+        && base.host.parse::<std::net::IpAddr>().is_ok()
+        && let Err(message) = allow.resolve(&base.host, base.port)
+    {
+        diagnostics.push(raw.base_url.span(), message);
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in &raw.headers {
         match (

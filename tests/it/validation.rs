@@ -140,6 +140,18 @@ url = "/hello"
     let message = error.to_string();
     assert!(message.contains("outside the allow-list"), "{message}");
     assert!(server.seen().is_empty());
+    // `validate` refuses it too, at the base_url.
+    let Err(scenario::ScenarioError::Invalid(diagnostics)) = scenario::load(&scenario) else {
+        panic!("validate accepts a base_url its own allow_hosts refuses");
+    };
+    let lines = diagnostics.headlines();
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:2:12: target host `127.0.0.1` is outside the allow-list",
+            scenario.display()
+        )),
+        "{lines:?}"
+    );
 }
 
 const BAD_CLIENTS: &str = r#"name = "clients"
