@@ -204,3 +204,34 @@ fn client_fields_are_validated_with_positions() {
     }
     assert_eq!(lines.len(), expected.len(), "{}", lines.join("\n"));
 }
+
+/// A closed model of billions of users is refused at the numbers (it panicked on a capacity
+/// overflow, or aborted allocating 32 GiB for the plan of every user's join).
+#[test]
+fn a_closed_models_users_are_bounded() {
+    let source = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "closed"
+start_vus = 2147483647
+[[load.stage]]
+duration = "10s"
+vus = 9223372036854775807
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "a"
+url = "/x"
+"#;
+    let diagnostics =
+        scenario::from_source(source, Path::new("vus.toml"), Path::new(".")).unwrap_err();
+    let lines = diagnostics.headlines();
+    assert_eq!(
+        lines,
+        [
+            "vus.toml:5:13: `start_vus` is at most 100000, not 2147483647",
+            "vus.toml:8:7: `vus` is at most 100000, not 9223372036854775807",
+        ],
+        "{lines:?}"
+    );
+}
