@@ -235,3 +235,33 @@ url = "/x"
         "{lines:?}"
     );
 }
+
+/// Weights are u32 each; `loadgen plan` adds them up without overflowing (it panicked on
+/// two journeys of weight 4294967295).
+#[test]
+fn plan_describes_weights_that_add_up_past_u32() {
+    let source = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "10s"
+rate = "5/s"
+[[journey]]
+name = "a"
+weight = 4294967295
+[[journey.step]]
+name = "a"
+url = "/a"
+[[journey]]
+name = "b"
+weight = 4294967295
+[[journey.step]]
+name = "b"
+url = "/b"
+"#;
+    let plan = scenario::from_source(source, Path::new("w.toml"), Path::new(".")).unwrap();
+    let text = scenario::describe::describe(&plan, 1);
+    assert!(text.contains("50.0%  a"), "{text}");
+    assert!(text.contains("50.0%  b"), "{text}");
+}
