@@ -265,3 +265,41 @@ url = "/b"
     assert!(text.contains("50.0%  a"), "{text}");
     assert!(text.contains("50.0%  b"), "{text}");
 }
+
+/// A fault repeated 4294967295 times is refused at the number (`loadgen plan` aborted
+/// allocating every injection of it).
+#[test]
+fn a_faults_repeat_is_bounded() {
+    let source = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "60s"
+rate = "5/s"
+[[journey]]
+name = "a"
+[[journey.step]]
+name = "a"
+url = "/x"
+[[fault]]
+name = "slow"
+at = "1s"
+duration = "1ms"
+repeat = 4294967295
+every = "2ms"
+action = "latency"
+latency = "10ms"
+target = { proxy = "postgres" }
+"#;
+    let diagnostics =
+        scenario::from_source(source, Path::new("f.toml"), Path::new(".")).unwrap_err();
+    let lines = diagnostics.headlines();
+    assert_eq!(
+        lines,
+        ["f.toml:17:10: a fault's `repeat` is at most 10000, not 4294967295"],
+        "{lines:?}"
+    );
+    let allowed = source.replace("4294967295", "10000");
+    scenario::from_source(&allowed, Path::new("f.toml"), Path::new(".")).unwrap();
+}
