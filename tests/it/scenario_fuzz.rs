@@ -1100,10 +1100,23 @@ impl Corpus {
             }
             100..112 => return self.graft_line(lines, &header_lines, rng),
             112..117 => {
-                let table = self.donor_tables.choose(rng).unwrap();
+                let mut table = self.donor_tables.choose(rng).unwrap().clone();
                 let at = lines.len();
-                lines.extend(table.iter().cloned());
-                return format!("line {}: appended table `{}`", at + 1, table[0]);
+                let mut what = format!("line {}: appended table `{}`", at + 1, table[0]);
+                // Half the time one of its numbers pushed out of range.
+                let numbered: Vec<usize> = (1..table.len())
+                    .filter(|&i| !digit_runs(&table[i]).is_empty())
+                    .collect();
+                if rng.random_bool(0.5)
+                    && let Some(&i) = numbered.choose(rng)
+                {
+                    let range = digit_runs(&table[i]).choose(rng).cloned().unwrap();
+                    let new = NUMBERS.choose(rng).unwrap();
+                    table[i].replace_range(range, new);
+                    let _ = write!(what, " with `{}`", table[i]);
+                }
+                lines.extend(table);
+                return what;
             }
             117..120 => {
                 // The open model made closed: users instead of arrivals per second.
