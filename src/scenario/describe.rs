@@ -215,10 +215,11 @@ fn describe_load(plan: &Plan, out: &mut String) {
 }
 
 fn describe_journeys(plan: &Plan, out: &mut String) {
-    let total_weight: u32 = plan.journeys.iter().map(|j| j.weight).sum();
+    // u64, as the engine's mix sums them: u32 weights may add up past u32::MAX.
+    let total_weight: u64 = plan.journeys.iter().map(|j| u64::from(j.weight)).sum();
     let _ = writeln!(out, "journeys  (share of iterations)");
     for journey in &plan.journeys {
-        let share = 100.0 * f64::from(journey.weight) / f64::from(total_weight.max(1));
+        let share = 100.0 * f64::from(journey.weight) / total_weight.max(1) as f64;
         let connection = match journey.connection {
             crate::scenario::plan::ConnectionMode::Keep => String::new(),
             other => format!("  (connection {})", other.name()),

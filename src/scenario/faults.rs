@@ -15,6 +15,9 @@ use crate::chaos::spec::{
 };
 use crate::platform::PlatformKind;
 
+/// A fault's injections after its first at most (each is planned, listed and judged).
+const MAX_REPEAT: u32 = 10_000;
+
 pub fn validate_chaos(
     chaos: Option<&Spanned<RawChaos>>,
     faults: &[Spanned<RawFault>],
@@ -144,7 +147,16 @@ fn validate_fault(
         }
         Some(parsed)
     });
-    let repeat = raw.repeat.unwrap_or(0);
+    let repeat = raw.repeat.as_ref().map_or(0, |r| *r.get_ref());
+    if let Some(r) = raw.repeat.as_ref().filter(|r| *r.get_ref() > MAX_REPEAT) {
+        diagnostics.push(
+            r.span(),
+            format!(
+                "a fault's `repeat` is at most {MAX_REPEAT}, not {}",
+                r.get_ref()
+            ),
+        );
+    }
     if repeat > 0 && raw.every.is_none() {
         diagnostics.push(
             raw.action.span(),

@@ -46,12 +46,27 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
 
 /// Reads and validates a scenario file within the operator's `policy`.
 pub fn load_with(path: &Path, policy: Option<&Policy>) -> Result<Plan, ScenarioError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
     })?;
+    let source = String::from_utf8(bytes).map_err(|e| ScenarioError::Invalid(not_utf8(path, e)))?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     from_source_with(&source, path, base_dir, policy).map_err(ScenarioError::Invalid)
+}
+
+/// A file that is not UTF-8: one error at its first invalid byte (shown as U+FFFD).
+fn not_utf8(path: &Path, error: std::string::FromUtf8Error) -> Diagnostics {
+    let at = error.utf8_error().valid_up_to();
+    let byte = error.as_bytes()[at];
+    // Up to `at` the lossy text is the file's; the invalid byte(s) became one U+FFFD.
+    let text = String::from_utf8_lossy(error.as_bytes()).into_owned();
+    let mut diagnostics = Diagnostics::new(path.display().to_string(), text);
+    diagnostics.push(
+        at..at + '\u{fffd}'.len_utf8(),
+        format!("a scenario is UTF-8 text: byte 0x{byte:02x} here is not UTF-8"),
+    );
+    diagnostics
 }
 
 /// Validates scenario text; `path` names it in diagnostics, `base_dir` anchors feeder files.

@@ -177,6 +177,11 @@ impl BaseUrl {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        if host.parse::<std::net::IpAddr>().is_err() && !is_host_name(&host) {
+            return Err(format!(
+                "`{text}`: `{host}` is neither an IP address nor a host name"
+            ));
+        }
         if uri.query().is_some() {
             return Err(format!("`{text}`: a base URL cannot carry a query"));
         }
@@ -194,6 +199,25 @@ impl BaseUrl {
     pub fn authority(&self) -> String {
         authority(self.tls, &self.host, self.port)
     }
+}
+
+/// Dot-separated labels of letters, digits, `_` and `-` (not at either end), the last not
+/// a number: `127.0.NaN.1` or `127.0.0.-1` is a bad IP address, not a name to look up.
+fn is_host_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        && labels
+            .last()
+            .is_some_and(|last| !last.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// `host[:port]` as `Host` and `:authority` carry it: an IPv6 host in brackets, the port
@@ -637,5 +661,34 @@ mod tests {
                 .unwrap_err()
                 .contains("http:// or https://")
         );
+    }
+
+    #[test]
+    fn a_host_is_an_ip_address_or_a_host_name() {
+        for good in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://localhost",
+            "http://backend_1:8080",
+            "https://staging.example./api",
+            "http://10x.example",
+        ] {
+            assert!(BaseUrl::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.-1:8080",
+            "http://127.0.NaN.1",
+            "http://127.0.4294967296.1",
+            "http://999999999999999999999999999.0.0.1",
+            "http://127.0.0.0.0000001",
+            "http://a..b",
+            "http://-a.example",
+        ] {
+            let error = BaseUrl::parse(bad).expect_err(bad);
+            assert!(
+                error.contains("neither an IP address nor a host name"),
+                "{error}"
+            );
+        }
     }
 }

@@ -275,7 +275,7 @@ pub struct RawFault {
     pub name: Spanned<String>,
     pub at: Spanned<String>,
     pub duration: Option<Spanned<String>>,
-    pub repeat: Option<u32>,
+    pub repeat: Option<Spanned<u32>>,
     pub every: Option<Spanned<String>>,
     pub action: Spanned<String>,
     pub target: Spanned<RawSelector>,

@@ -27,6 +27,9 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
 const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 const DEFAULT_RAMP_DOWN: Duration = Duration::from_secs(10);
+/// Closed model: the most virtual users at once (each is a task; the plan lists each
+/// user's join).
+const MAX_VUS: u64 = 100_000;
 /// Closed model: the least a user waits after a failed iteration (documented default).
 const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -184,6 +187,14 @@ fn validate_target(
             }
         }
     };
+    // An IP base_url is checked against allow_hosts here, as `plan` and `run` check it (a
+    // name is resolved only then).
+    if let (Some(base), Some(allow)) = (&base, &allow)
+        && base.host.parse::<std::net::IpAddr>().is_ok()
+        && let Err(message) = allow.resolve(&base.host, base.port)
+    {
+        diagnostics.push(raw.base_url.span(), message);
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in &raw.headers {
         match (
@@ -481,12 +492,22 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
                 }
                 match (&stage_raw.vus, duration) {
                     (None, _) => diagnostics.push(stage.span(), "a closed-model stage needs `vus`"),
+                    (Some(vus), _) if *vus.get_ref() > MAX_VUS => diagnostics.push(
+                        vus.span(),
+                        format!("`vus` is at most {MAX_VUS}, not {}", vus.get_ref()),
+                    ),
                     (Some(vus), Some(duration)) => stages.push(VuStage {
                         duration: *duration,
                         vus: *vus.get_ref() as usize,
                     }),
                     _ => {}
                 }
+            }
+            if let Some(vus) = raw.start_vus.as_ref().filter(|v| *v.get_ref() > MAX_VUS) {
+                diagnostics.push(
+                    vus.span(),
+                    format!("`start_vus` is at most {MAX_VUS}, not {}", vus.get_ref()),
+                );
             }
             let start_vus = raw.start_vus.as_ref().map_or(0, |v| *v.get_ref() as usize);
             Some(LoadModel::Closed { start_vus, stages })

@@ -26,6 +26,7 @@ mod policy;
 mod report;
 mod retries;
 mod runs;
+mod scenario_fuzz;
 mod schedule;
 mod secrets;
 mod server;

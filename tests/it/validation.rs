@@ -77,6 +77,27 @@ fn toml_syntax_errors_are_positioned_too() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let workspace = Workspace::new();
+    let path = workspace.dir.path().join("latin1.toml");
+    std::fs::write(&path, b"name = \"caf\xe9\"\n[target]\n").unwrap();
+    let Err(scenario::ScenarioError::Invalid(diagnostics)) = scenario::load(&path) else {
+        panic!("a file that is not UTF-8 must be refused with a position");
+    };
+    let lines = diagnostics.headlines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{}:1:12: ", path.display())),
+        "{lines:?}"
+    );
+    assert!(
+        diagnostics
+            .to_string()
+            .contains("1 | name = \"caf\u{fffd}\"")
+    );
+}
+
+#[test]
 fn a_bad_scenario_sends_nothing() {
     let server = TestServer::start();
     let workspace = Workspace::new();
@@ -119,6 +140,18 @@ url = "/hello"
     let message = error.to_string();
     assert!(message.contains("outside the allow-list"), "{message}");
     assert!(server.seen().is_empty());
+    // `validate` refuses it too, at the base_url.
+    let Err(scenario::ScenarioError::Invalid(diagnostics)) = scenario::load(&scenario) else {
+        panic!("validate accepts a base_url its own allow_hosts refuses");
+    };
+    let lines = diagnostics.headlines();
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:2:12: target host `127.0.0.1` is outside the allow-list",
+            scenario.display()
+        )),
+        "{lines:?}"
+    );
 }
 
 const BAD_CLIENTS: &str = r#"name = "clients"
@@ -170,4 +203,103 @@ fn client_fields_are_validated_with_positions() {
         );
     }
     assert_eq!(lines.len(), expected.len(), "{}", lines.join("\n"));
+}
+
+/// A closed model of billions of users is refused at the numbers (it panicked on a capacity
+/// overflow, or aborted allocating 32 GiB for the plan of every user's join).
+#[test]
+fn a_closed_models_users_are_bounded() {
+    let source = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "closed"
+start_vus = 2147483647
+[[load.stage]]
+duration = "10s"
+vus = 9223372036854775807
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "a"
+url = "/x"
+"#;
+    let diagnostics =
+        scenario::from_source(source, Path::new("vus.toml"), Path::new(".")).unwrap_err();
+    let lines = diagnostics.headlines();
+    assert_eq!(
+        lines,
+        [
+            "vus.toml:5:13: `start_vus` is at most 100000, not 2147483647",
+            "vus.toml:8:7: `vus` is at most 100000, not 9223372036854775807",
+        ],
+        "{lines:?}"
+    );
+}
+
+/// Weights are u32 each; `loadgen plan` adds them up without overflowing (it panicked on
+/// two journeys of weight 4294967295).
+#[test]
+fn plan_describes_weights_that_add_up_past_u32() {
+    let source = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "10s"
+rate = "5/s"
+[[journey]]
+name = "a"
+weight = 4294967295
+[[journey.step]]
+name = "a"
+url = "/a"
+[[journey]]
+name = "b"
+weight = 4294967295
+[[journey.step]]
+name = "b"
+url = "/b"
+"#;
+    let plan = scenario::from_source(source, Path::new("w.toml"), Path::new(".")).unwrap();
+    let text = scenario::describe::describe(&plan, 1);
+    assert!(text.contains("50.0%  a"), "{text}");
+    assert!(text.contains("50.0%  b"), "{text}");
+}
+
+/// A fault repeated 4294967295 times is refused at the number (`loadgen plan` aborted
+/// allocating every injection of it).
+#[test]
+fn a_faults_repeat_is_bounded() {
+    let source = r#"[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "60s"
+rate = "5/s"
+[[journey]]
+name = "a"
+[[journey.step]]
+name = "a"
+url = "/x"
+[[fault]]
+name = "slow"
+at = "1s"
+duration = "1ms"
+repeat = 4294967295
+every = "2ms"
+action = "latency"
+latency = "10ms"
+target = { proxy = "postgres" }
+"#;
+    let diagnostics =
+        scenario::from_source(source, Path::new("f.toml"), Path::new(".")).unwrap_err();
+    let lines = diagnostics.headlines();
+    assert_eq!(
+        lines,
+        ["f.toml:17:10: a fault's `repeat` is at most 10000, not 4294967295"],
+        "{lines:?}"
+    );
+    let allowed = source.replace("4294967295", "10000");
+    scenario::from_source(&allowed, Path::new("f.toml"), Path::new(".")).unwrap();
 }
