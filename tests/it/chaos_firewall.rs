@@ -502,16 +502,20 @@ fn over_ipv6_loopback_a_reject_resets_requests_and_both_families_are_clean_after
     assert!(ledger.contains("::1/128"), "{ledger}");
 }
 
+/// A port nobody listens on: bound, then closed.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[test]
 fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
     let workspace = Workspace::new();
     let server = TestServer::start();
-    // A port nobody listens on: bound, then closed.
-    let wrong = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let wrong = closed_port();
     let _guard = RuleGuard { port: wrong };
     let file = workspace.write(
         "wrong-port.toml",
@@ -572,11 +576,7 @@ fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
 fn confirming_a_packet_fault_does_not_hold_back_the_next_fault() {
     let workspace = Workspace::new();
     let server = TestServer::start();
-    let wrong = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let wrong = closed_port();
     // Listened on, never sent to: its rule is applied and left unverified.
     let idle = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let idle_port = idle.local_addr().unwrap().port();
