@@ -13,7 +13,7 @@ use super::iterations::{
 use crate::analysis::delivery::Delivery;
 use crate::analysis::{Failover, SloVerdict};
 use crate::chaos::runner::ChaosReport;
-use crate::metrics::stats::RequestStats;
+use crate::metrics::stats::{GeneratorStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, NotStarted, Percentiles, Snapshot};
 use crate::output::run_plan::RunPlan;
 use crate::output::series::PlannedTotals;
@@ -39,6 +39,11 @@ pub const SCHEMA_VERSION: u32 = 7;
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
 /// tenth of the measured p50, whichever is larger.
 pub const SATURATION_LAG_P99_MIN_US: u64 = 1_000;
+
+/// Fewer launched arrivals than this and a lateness p99 is one or two arrivals, not a
+/// pattern: the evidence rule's count for a p99 (⌈1/(1−0.99)⌉), so no warning is drawn
+/// from it.
+pub const LATENESS_MIN_SAMPLES: u64 = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -420,7 +425,10 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             instances: totals.instances.clone(),
         },
         journeys,
-        generator: generator_summary(totals, Percentiles::of(overall.latency.as_ref()).p50),
+        generator: generator_summary(
+            &totals.generator,
+            Percentiles::of(overall.latency.as_ref()).p50,
+        ),
         files: run_files(plan.verify_specs.is_some()),
         scopes,
         faults: facts.faults,
@@ -486,12 +494,12 @@ pub fn saturation_limit_us(latency_p50_us: u64) -> u64 {
     SATURATION_LAG_P99_MIN_US.max(latency_p50_us / 10)
 }
 
-fn generator_summary(totals: &Snapshot, latency_p50_us: u64) -> GeneratorSummary {
-    let generator = &totals.generator;
+fn generator_summary(generator: &GeneratorStats, latency_p50_us: u64) -> GeneratorSummary {
     let lag = Percentiles::of(generator.lag.as_ref());
     let launched = generator.scheduled - generator.dropped;
     let limit = saturation_limit_us(latency_p50_us);
-    let late = lag.p99 > limit;
+    let samples = generator.lag.as_ref().map_or(0, |h| h.len());
+    let late = samples >= LATENESS_MIN_SAMPLES && lag.p99 > limit;
     let saturated = generator.dropped > 0 || late;
     let warning = saturated.then(|| {
         let mut why = Vec::new();
@@ -502,11 +510,7 @@ fn generator_summary(totals: &Snapshot, latency_p50_us: u64) -> GeneratorSummary
             ));
         }
         if late {
-            why.push(format!(
-                "arrivals left late, lateness p99 {:.2} ms (limit {:.2} ms: 1 ms or a tenth of the p50): the generator was the bottleneck and latency figures include its lateness; add --threads or lower the rate",
-                lag.p99 as f64 / 1000.0,
-                limit as f64 / 1000.0
-            ));
+            why.push(lateness_warning(lag.p99, limit, samples));
         }
         why.join("; ")
     });
@@ -518,6 +522,20 @@ fn generator_summary(totals: &Snapshot, latency_p50_us: u64) -> GeneratorSummary
         saturated,
         warning,
     }
+}
+
+/// Why late arrivals matter and what to do, without claiming a cause loadgen did not
+/// measure: its own threads at their limit and other work on the host look the same here.
+fn lateness_warning(p99_us: u64, limit_us: u64, samples: u64) -> String {
+    format!(
+        "arrivals left late, lateness p99 {:.2} ms over {samples} arrivals (limit {:.2} ms: 1 ms \
+         or a tenth of the p50), and latency figures include it: loadgen could not send on time, \
+         either because its threads were at their limit (then add --threads or lower the rate) \
+         or because other work on this host took the cores (then --threads will not help: run \
+         where the generator has the cores to itself)",
+        p99_us as f64 / 1000.0,
+        limit_us as f64 / 1000.0
+    )
 }
 
 pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
@@ -538,4 +556,33 @@ fn rate(part: u64, whole: u64) -> f64 {
 
 fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn late_arrivals(count: u64, lateness_us: u64) -> GeneratorStats {
+        let mut generator = GeneratorStats::default();
+        for _ in 0..count {
+            generator.scheduled();
+            generator.began(std::time::Duration::from_micros(lateness_us));
+        }
+        generator
+    }
+
+    /// 50 arrivals 5 ms late (5 arrivals/s for 10 s): their p99 is one arrival, no warning;
+    /// 200 of them are a pattern, and the warning names both possible causes.
+    #[test]
+    fn lateness_is_judged_only_on_enough_arrivals() {
+        let few = generator_summary(&late_arrivals(50, 5_000), 1_000);
+        assert!(!few.saturated && few.warning.is_none(), "{:?}", few.warning);
+        let many = generator_summary(&late_arrivals(200, 5_000), 1_000);
+        assert!(many.saturated);
+        let warning = many.warning.unwrap();
+        assert!(warning.contains("over 200 arrivals"), "{warning}");
+        assert!(warning.contains("other work on this host"), "{warning}");
+        let on_time = generator_summary(&late_arrivals(200, 100), 1_000);
+        assert!(on_time.warning.is_none());
+    }
 }
