@@ -40,10 +40,15 @@ impl Progress {
         let p = Percentiles::of(s.overall.latency.as_ref());
         let errors = s.overall.error_total();
         let line = format!(
-            "{} req/s  in-flight {}  p99 {:.1} ms  errors {}{}",
+            "{} req/s  in-flight {}  p99 {}  errors {}{}",
             s.overall.requests,
             second.in_flight,
-            p.p99 as f64 / 1000.0,
+            // No successful response this second: no latency to show, not 0.0 ms.
+            if s.overall.latency.is_some() {
+                format!("{:.1} ms", p.p99 as f64 / 1000.0)
+            } else {
+                "–".to_string()
+            },
             errors,
             if s.generator.dropped > 0 {
                 format!("  dropped {}", s.generator.dropped)

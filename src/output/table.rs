@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::summary::Summary;
+use crate::metrics::Percentiles;
 
 pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
@@ -73,31 +74,21 @@ pub fn render(summary: &Summary) -> String {
             journey.failed,
         );
         for step in &journey.steps {
-            let l = &step.latency_us;
+            let [p50, p95, p99, max] = latency_cells(&step.latency_us, step.requests, step.errors);
             let _ = writeln!(
                 out,
-                "  {:<38} {:>9} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                "  {:<38} {:>9} {:>8} {p50:>9} {p95:>9} {p99:>9} {max:>9}",
                 clip(&step.name, 38),
                 step.requests,
                 step.errors,
-                ms(l.p50),
-                ms(l.p95),
-                ms(l.p99),
-                ms(l.max)
             );
         }
     }
-    let l = &t.latency_us;
+    let [p50, p95, p99, max] = latency_cells(&t.latency_us, t.requests, t.errors);
     let _ = writeln!(
         out,
-        "{:<40} {:>9} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-        "all",
-        t.requests,
-        t.errors,
-        ms(l.p50),
-        ms(l.p95),
-        ms(l.p99),
-        ms(l.max)
+        "{:<40} {:>9} {:>8} {p50:>9} {p95:>9} {p99:>9} {max:>9}",
+        "all", t.requests, t.errors,
     );
     if !t.errors_by_class.is_empty() {
         let classes: Vec<String> = t
@@ -120,6 +111,15 @@ pub fn render(summary: &Summary) -> String {
     out
 }
 
+/// p50, p95, p99 and max of the successful responses in ms, or "–" where there were none
+/// (as the report shows it): a 0.00 would read as instant answers.
+fn latency_cells(l: &Percentiles, requests: u64, errors: u64) -> [String; 4] {
+    if requests <= errors {
+        return std::array::from_fn(|_| "–".to_string());
+    }
+    [l.p50, l.p95, l.p99, l.max].map(|us| format!("{:.2}", ms(us)))
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -131,5 +131,23 @@ fn clip(text: &str, width: usize) -> String {
         let mut clipped: String = text.chars().take(width - 1).collect();
         clipped.push('…');
         clipped
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn a_step_without_a_success_shows_dashes_not_zeros() {
+        let none = latency_cells(&Percentiles::default(), 5, 5);
+        assert_eq!(none, ["–", "–", "–", "–"].map(String::from));
+        let some = Percentiles {
+            p50: 1_500,
+            max: 9_000,
+            ..Percentiles::default()
+        };
+        assert_eq!(latency_cells(&some, 5, 4)[0], "1.50");
+        assert_eq!(latency_cells(&some, 5, 4)[3], "9.00");
     }
 }
