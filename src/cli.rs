@@ -22,12 +22,21 @@ Examples:
   loadgen run scenarios/peak.toml --target http://127.0.0.1:8080
   LOADGEN_TARGET=http://127.0.0.1:8080 loadgen run scenarios/smoke.toml --duration 10s --seed 7
 
-Exit codes:
-  0  the run completed
-  1  an SLO or the baseline gate failed
-  2  bad input (scenario or flags); nothing was sent
-  3  the run could not complete (target unreachable, interrupted, harness failure)
-  4  a fault could not be recovered: a human must act (the message says what to undo)";
+Exit codes (the highest that applies wins: 4, 3, 1, 0; README.md has the whole table):
+  0  the drill passed: every verdict judged and passed, every planned fault happened and
+     its target was healthy again, every acknowledged write read back, the baseline gate
+     (if any) passed; a run without objectives: its load delivered, a request succeeded
+  1  the drill failed: a verdict failed (load_not_delivered, no_successful_response, a
+     disallowed no_data among them), a fault did not happen or its target was not healthy
+     again, an acknowledged write missing or changed, an abort objective fired, or the
+     baseline gate
+  2  bad input (scenario, flags, policy, a guardrail at pre-flight, an empty load plan, a
+     baseline of another schema); nothing was sent, no run directory written
+  3  the run could not complete: target unreachable or its certificate refused,
+     interrupted, loadgen killed (judged later by `loadgen report`), its own accounting
+     unbalanced, harness failure
+  4  a fault could not be recovered: a human must act (the message says what to undo;
+     then `loadgen recover`)";
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about = "Load-and-chaos drills with honest latency", after_help = EXAMPLES)]
