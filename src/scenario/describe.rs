@@ -173,11 +173,11 @@ fn describe_load(plan: &Plan, out: &mut String) {
             for (stage, arrivals) in stages.iter().zip(schedule.per_stage()) {
                 let _ = writeln!(
                     out,
-                    "  {:>8} → {:<8} {:>9.2}/s → {:<9.2}/s  {arrivals} arrivals",
+                    "  {:>8} → {:<8} {:>11} → {:<11}  {arrivals} arrivals",
                     format_duration(at),
                     format_duration(at + stage.duration),
-                    from,
-                    stage.rate
+                    per_second(from),
+                    per_second(stage.rate)
                 );
                 at += stage.duration;
                 from = stage.rate;
@@ -212,6 +212,12 @@ fn describe_load(plan: &Plan, out: &mut String) {
             let _ = writeln!(out, "  peak {peak} users");
         }
     }
+}
+
+/// A rate as a scenario writes it: `8/s`, `0.5/s` (no padding inside the unit).
+fn per_second(rate: f64) -> String {
+    let text = format!("{rate:.2}");
+    format!("{}/s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 fn describe_journeys(plan: &Plan, out: &mut String) {
