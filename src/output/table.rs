@@ -66,12 +66,12 @@ pub fn render(summary: &Summary) -> String {
         if journey.dropped > 0 {
             iterations.push_str(&format!(", {} dropped", journey.dropped));
         }
+        // A journey row counts iterations, not requests: said in words, not put under
+        // the requests and errors columns its steps fill.
         let _ = writeln!(
             out,
-            "{:<40} {:>9} {:>8}   ({iterations})",
-            clip(&journey.name, 40),
-            journey.started,
-            journey.failed,
+            "{:<40} iterations: {iterations}",
+            clip(&journey.name, 40)
         );
         for step in &journey.steps {
             let [p50, p95, p99, max] = latency_cells(&step.latency_us, step.requests, step.errors);
