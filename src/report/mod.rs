@@ -105,6 +105,62 @@ fn uncertain_by_step(summary: &Summary) -> Vec<u64> {
     by_step
 }
 
+/// A spectrum with its legend name.
+fn named(s: &spectrum::Spectrum) -> (String, &spectrum::Spectrum) {
+    (s.scope.clone(), s)
+}
+
+/// The spectrum in charts of at most eight lines (the palette's size): one chart, overall
+/// and every step, when they fit; else small multiples, a chart per journey (per seven of
+/// its steps), each with the overall line for reference. Every step is drawn; none is
+/// dropped for want of a colour. (title, svg); no title when there is one chart.
+fn spectrum_charts(
+    summary: &Summary,
+    spectra: &[spectrum::Spectrum],
+) -> Result<Vec<(String, String)>, String> {
+    let overall: Vec<_> = spectra
+        .iter()
+        .filter(|s| s.scope == "all")
+        .map(named)
+        .collect();
+    if spectra.is_empty() {
+        return Ok(Vec::new());
+    }
+    if spectra.len() <= charts::OKABE_ITO.len() {
+        let all: Vec<_> = spectra.iter().map(named).collect();
+        return Ok(vec![(String::new(), spectrum::chart(&all)?)]);
+    }
+    let mut out = Vec::new();
+    for journey in &summary.journeys {
+        let scopes: Vec<String> = journey
+            .steps
+            .iter()
+            .map(|s| format!("{}/{}", journey.name, s.name))
+            .collect();
+        let steps: Vec<_> = spectra
+            .iter()
+            .filter(|s| scopes.contains(&s.scope))
+            .map(named)
+            .collect();
+        let per_chart = charts::OKABE_ITO.len() - overall.len();
+        let parts = steps.len().div_ceil(per_chart);
+        for (part, chunk) in steps.chunks(per_chart).enumerate() {
+            let lines: Vec<_> = overall
+                .iter()
+                .cloned()
+                .chain(chunk.iter().cloned())
+                .collect();
+            let title = if parts > 1 {
+                format!("{} ({} of {parts})", journey.name, part + 1)
+            } else {
+                journey.name.clone()
+            };
+            out.push((title, spectrum::chart(&lines)?));
+        }
+    }
+    Ok(out)
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     // Auto-escaping follows the template name: .html and .xml escape every value.
@@ -269,17 +325,7 @@ fn render_html(
         })
         .collect();
     let spectra = spectrum::read(run_dir, &step_names)?;
-    // Overall first, then up to seven steps (the palette's size).
-    let shown: Vec<(String, &spectrum::Spectrum)> = spectra
-        .iter()
-        .take(8)
-        .map(|s| (s.scope.clone(), s))
-        .collect();
-    let spectrum_svg = if shown.is_empty() {
-        None
-    } else {
-        Some(spectrum::chart(&shown)?)
-    };
+    let spectrum_charts = spectrum_charts(summary, &spectra)?;
     let chart_data = chart_data(chart, chart_width, &spectra);
     // One latency chart per journey, its steps' lines (the report folds them away).
     let mut index = 0;
@@ -326,7 +372,7 @@ fn render_html(
                 instances_svg,
                 generator_svg,
                 chart_data,
-                spectrum_svg,
+                spectrum_charts,
                 journey_charts,
                 closest,
                 chart_width,

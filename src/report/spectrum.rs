@@ -120,6 +120,11 @@ pub fn chart(spectra: &[(String, &Spectrum)]) -> Result<String, String> {
             .configure_mesh()
             .x_desc("percentile")
             .y_desc("latency ms (log)")
+            // Log-scale ticks are binary fractions: 0.30000000000000004 reads as 0.3.
+            .y_label_formatter(&|y| {
+                let text = format!("{y:.3}");
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            })
             .x_label_formatter(&|x| {
                 let p = 100.0 * (1.0 - 1.0 / x);
                 if p < 99.0 {

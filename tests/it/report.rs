@@ -166,6 +166,62 @@ fn a_drill_is_judged_per_window_and_reported() {
     chromium_renders(&run_dir.join("report.html"), workspace.dir.path());
 }
 
+/// Twelve steps, more than the palette's eight colours: the spectrum is drawn as small
+/// multiples and every step's line is in one of them, named (the legends of the SVGs,
+/// parsed), as the data block's thirteen spectra (overall and each step) are.
+#[test]
+fn the_spectrum_draws_every_step_of_a_long_journey() {
+    let server = crate::server::TestServer::start();
+    let workspace = crate::support::Workspace::new();
+    let steps: String = (1..=12)
+        .map(|i| format!("[[journey.step]]\nname = \"step {i:02}\"\nurl = \"/hello\"\n"))
+        .collect();
+    let file = workspace.write(
+        "twelve.toml",
+        &format!(
+            "name = \"twelve-steps\"\n[target]\nbase_url = \"{}\"\n[load]\nmodel = \"open\"\n\
+             [[load.stage]]\nduration = \"2s\"\nrate = \"20/s\"\n[[journey]]\nname = \"long\"\n{steps}",
+            server.url()
+        ),
+    );
+    let (run_dir, _) = crate::support::run_ok(&crate::support::options(&file, &workspace.out()));
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let data = crate::support::json_block(&html, "chart-data");
+    let scopes: Vec<&str> = data["spectra"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes.len(), 13, "{scopes:?}");
+    let figures: Vec<&str> = html
+        .split(r#"class="chart-spectrum">"#)
+        .skip(1)
+        .map(|rest| &rest[..rest.find("</figure>").unwrap()])
+        .collect();
+    assert_eq!(
+        figures.len(),
+        2,
+        "seven steps and the overall line per chart"
+    );
+    // Every legend entry of the spectrum charts, as text elements of the SVGs.
+    let legends: Vec<String> = figures
+        .iter()
+        .flat_map(|svg| svg.split("<text").skip(1))
+        .filter_map(|text| {
+            let body = &text[text.find('>')? + 1..];
+            Some(body[..body.find("</text>")?].trim().to_string())
+        })
+        .collect();
+    for scope in &scopes {
+        assert!(
+            legends.iter().any(|l| l == scope),
+            "{scope} is drawn in no spectrum chart: {legends:?}"
+        );
+    }
+    chromium_renders(&run_dir.join("report.html"), workspace.dir.path());
+}
+
 /// Headless Chromium opens the report offline: it renders (a screenshot is written), logs no
 /// console error, and loads nothing (the page's CSP would log any attempt).
 fn chromium_renders(report: &std::path::Path, scratch: &std::path::Path) {
@@ -417,7 +473,7 @@ url = "/by/beta"
         .unwrap()
         .steps[0];
     assert_eq!(at("alpha/a", 99.0), Some(alpha.latency_us.p99));
-    assert!(html.contains(r#"<figure id="chart-spectrum">"#));
+    assert!(html.contains(r#"<figure id="chart-spectrum" class="chart-spectrum">"#));
     // Each journey's steps over time, folded away; the step series add up to every request.
     assert_eq!(html.matches(r#"<details class="journey">"#).count(), 2);
     for point in points {
