@@ -142,7 +142,8 @@ fn describe_slos(plan: &Plan, out: &mut String) {
         }
         let _ = writeln!(
             out,
-            "  {}  [{} · {}]{}",
+            "  {}: {}  [{} · {}]{}",
+            slo.name,
             slo.objective,
             slo.scope,
             slo.window,
@@ -226,10 +227,16 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
     let _ = writeln!(out, "journeys  (share of iterations)");
     for journey in &plan.journeys {
         let share = 100.0 * f64::from(journey.weight) / total_weight.max(1) as f64;
-        let connection = match journey.connection {
+        let mut connection = match journey.connection {
             crate::scenario::plan::ConnectionMode::Keep => String::new(),
             other => format!("  (connection {})", other.name()),
         };
+        if let Some(pacing) = journey.pacing {
+            connection.push_str(&format!(
+                "  (pacing: each user starts an iteration at most every {})",
+                format_duration(pacing)
+            ));
+        }
         let _ = writeln!(out, "  {:>5.1}%  {}{connection}", share, journey.name);
         for step in &journey.steps {
             let body = match &step.body {
@@ -272,6 +279,10 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
                     )
                 })
             );
+            if !step.checks.is_empty() {
+                let labels: Vec<&str> = step.checks.iter().map(|c| c.label.as_str()).collect();
+                let _ = writeln!(out, "            checks {}", labels.join(", "));
+            }
         }
     }
     for feeder in &plan.feeders {

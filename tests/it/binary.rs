@@ -139,6 +139,57 @@ fn plan_prints_the_load_over_time_without_sending() {
     assert!(server.seen().is_empty());
 }
 
+/// What a newcomer checks before a first run: each objective by its name, a step's checks,
+/// a closed journey's pacing, and rates as they were written.
+#[test]
+fn plan_names_the_objectives_checks_and_pacing() {
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "closed.toml",
+        r#"name = "closed"
+[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "closed"
+[[load.stage]]
+duration = "2s"
+vus = 2
+[[journey]]
+name = "j"
+pacing = "2s"
+[[journey.step]]
+name = "hello"
+url = "/hello"
+check = { body_contains = "hi", header = { content-type = "text/*" } }
+[[slo]]
+name = "fast enough"
+objective = "p99 < 1s"
+"#,
+    );
+    let output = loadgen()
+        .args(["plan", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("fast enough: p99 < 1s"), "{stdout}");
+    assert!(
+        stdout.contains(r#"checks body contains "hi", header content-type ~ text/*"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pacing: each user starts an iteration at most every 2s"),
+        "{stdout}"
+    );
+    let open = workspace.write("open.toml", &scenario("http://127.0.0.1:9"));
+    let output = loadgen()
+        .args(["plan", open.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("20/s → 20/s"), "{stdout}");
+}
+
 #[test]
 fn sigterm_stops_the_run_and_marks_it_incomplete() {
     let server = TestServer::start();
