@@ -203,7 +203,8 @@ pub struct RawCount {
     /// Defaults to the enclosing `[[verify]]`'s kind.
     pub kind: Option<Spanned<String>>,
     pub url: Spanned<String>,
-    pub extract: Spanned<String>,
+    /// A JSON pointer or JSONPath into the answer, or `{ header = "x-total-count" }`.
+    pub extract: Spanned<RawExtract>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
 }
@@ -215,7 +216,7 @@ pub struct RawCount {
 pub struct RawInvariant {
     pub name: Spanned<String>,
     pub url: Spanned<String>,
-    pub extract: Spanned<String>,
+    pub extract: Spanned<RawExtract>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
 }

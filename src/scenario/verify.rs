@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::diag::Diagnostics;
 use super::journeys::{check_pointer, header_check, inner_span, json_extraction, parse_expect};
-use super::plan::{Generator, JourneyPlan, StatusMatcher};
-use super::raw::{RawCheck, RawCount, RawRecord, RawVerify};
+use super::plan::{ExtractSource, Generator, JourneyPlan, StatusMatcher};
+use super::raw::{RawCheck, RawCount, RawExtract, RawRecord, RawVerify};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_rate;
 use super::validate::allows;
@@ -557,10 +557,11 @@ fn validate_count(
 }
 
 /// A count's or an invariant's request: a fixed path (it is asked twice and must mean the
-/// same both times) and a JSON extraction.
+/// same both times) and a JSON extraction or a response header (a platform that reports
+/// its total as `X-Total-Count`, as json-server and many list APIs do).
 fn validate_probe(
     url: &Spanned<String>,
-    extract: &Spanned<String>,
+    extract: &Spanned<RawExtract>,
     headers: &BTreeMap<String, Spanned<String>>,
     diagnostics: &mut Diagnostics,
 ) -> Option<Probe> {
@@ -578,7 +579,15 @@ fn validate_probe(
     } else if url.get_ref().parse::<http::uri::PathAndQuery>().is_err() {
         diagnostics.push(url.span(), "`url` is not a valid path");
     }
-    let extraction = json_extraction(extract.get_ref());
+    let (extraction, extract_text) = match extract.get_ref() {
+        RawExtract::Path(path) => (json_extraction(path), path.clone()),
+        RawExtract::Header { header } => (
+            HeaderName::from_bytes(header.as_bytes())
+                .map(ExtractSource::Header)
+                .map_err(|_| format!("`{header}` is not a valid header name")),
+            format!("header {header}"),
+        ),
+    };
     if let Err(message) = &extraction {
         diagnostics.push(extract.span(), message.clone());
     }
@@ -599,7 +608,7 @@ fn validate_probe(
         path: url.get_ref().clone(),
         headers: parsed,
         extract: extraction.ok()?,
-        extract_text: extract.get_ref().clone(),
+        extract_text,
     })
 }
 

@@ -132,7 +132,8 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// A count's or an invariant's value: the extraction from a 200 answer's JSON.
+    /// A count's or an invariant's value: the extraction from a 200 answer's JSON, or its
+    /// header's value (read as JSON, so `X-Total-Count: 480` is the number 480).
     pub async fn probe(&self, probe: &Probe) -> Result<Value, String> {
         let path = Template::literal(&probe.path);
         let headers: Vec<_> = probe
@@ -151,7 +152,18 @@ impl<'a> Checker<'a> {
             attempts += 1;
             let why = match self.send(&Method::GET, &path, &headers, &values).await {
                 Ok(response) if response.status == http::StatusCode::OK => {
-                    return extract(&probe.extract, &response.body).ok_or_else(|| {
+                    let found = match &probe.extract {
+                        ExtractSource::Header(name) => response
+                            .headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| {
+                                serde_json::from_str(v.trim())
+                                    .unwrap_or_else(|_| Value::String(v.to_string()))
+                            }),
+                        json => extract(json, &response.body),
+                    };
+                    return found.ok_or_else(|| {
                         format!("{} found no value at {}", probe.path, probe.extract_text)
                     });
                 }

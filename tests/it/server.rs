@@ -46,7 +46,7 @@ struct State {
 /// `{"id", "value"}` and keeps it — except a value starting `lose` (acknowledged, not kept:
 /// its id is in `lost`), `alter` (kept with `!` appended: changed behind the client's
 /// back) or `commit-500` (kept, answered 500). `GET /store/items/{id}` reads it back (404
-/// when absent), `GET /store/count` counts what is kept, `GET /store/total` is a value
+/// when absent), `GET /store/count` counts what is kept (in its body and in `X-Total-Count`), `GET /store/total` is a value
 /// only `POST /store/bump` changes.
 #[derive(Default)]
 pub struct Store {
@@ -322,8 +322,13 @@ async fn handle(
             }
         }
         ("GET", ["store", "count"]) => {
+            // The count also as a list API's header (json-server's X-Total-Count).
             let kept = state.store.lock().unwrap().items.len();
-            json(StatusCode::OK, &serde_json::json!({"items": kept}))
+            let mut response = json(StatusCode::OK, &serde_json::json!({"items": kept}));
+            response
+                .headers_mut()
+                .insert("x-total-count", kept.to_string().parse().unwrap());
+            response
         }
         ("GET", ["store", "total"]) => {
             let total = state.store.lock().unwrap().total;

@@ -141,6 +141,29 @@ fn lost_and_altered_writes_are_reported_by_id_exactly_as_the_server_did_them() {
     assert!(html.contains(&format!("<code>{}</code>", altered[0])));
 }
 
+/// A platform that reports its total only in a header: the count reads `X-Total-Count`
+/// (`extract = { header = … }`), and sees every acknowledged write.
+#[test]
+fn a_count_reads_a_total_from_a_response_header() {
+    let server = TestServer::start();
+    let ws = Workspace::new();
+    let read_back = READ_BACK.replace(
+        "url = \"/store/count\"\nextract = \"/items\"",
+        "url = \"/store/count\"\nextract = { header = \"x-total-count\" }",
+    );
+    assert_ne!(read_back, READ_BACK, "the count's extraction was replaced");
+    let file = ws.write(
+        "header-count.toml",
+        &scenario(&server.url(), r#"["ok", "fine"]"#, 15, &read_back),
+    );
+    let (_, summary) = run_ok(&options(&file, &ws.out()));
+    let verify = verify_of(&summary);
+    let acknowledged = verify.kinds[0].acknowledged;
+    assert!(acknowledged > 30, "{acknowledged}");
+    assert_eq!(verify.counts[0].platform, Some(acknowledged as i64));
+    assert_eq!(verify.counts[0].status, VerdictStatus::Pass);
+}
+
 #[test]
 fn a_clean_store_passes_and_report_rejudges_it_without_the_target() {
     let server = TestServer::start();
