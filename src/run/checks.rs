@@ -135,6 +135,9 @@ pub async fn target(client: &mut ClientConfig, plan: &Plan) -> Result<(), RunErr
             ProbeError::Certificate(refusal) => RunError::CouldNotRun(format!(
                 "target {base} ({addr}) answered with a certificate loadgen refuses: {refusal}"
             )),
+            ProbeError::NotH2c(why) => RunError::CouldNotRun(format!(
+                "target {base} ({addr}) is not an h2c server: {why}"
+            )),
             ProbeError::Unreachable(why) => RunError::CouldNotRun(format!(
                 "target {base} ({addr}) is unreachable: {why}; is the platform up?"
             )),

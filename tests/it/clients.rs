@@ -146,6 +146,24 @@ fn h2c_speaks_http2_by_prior_knowledge() {
     assert!(server.max_concurrent() >= 2);
 }
 
+/// h2c against a server that speaks only HTTP/1.1: the pre-flight says so, before any
+/// request, instead of a run of bare connect_errors.
+#[test]
+fn h2c_against_an_http1_server_is_refused_at_pre_flight_saying_why() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let text = scenario(&server, false, "protocol = \"h2c\"", CLOSED_8, SLOW);
+    let file = workspace.write("h2c.toml", &text);
+    let output = run_binary(&file, &workspace.out());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("is not an h2c server") && stderr.contains("protocol = \"http1\""),
+        "{stderr}"
+    );
+    assert!(server.hits().is_empty(), "no request was sent");
+}
+
 #[test]
 fn auto_falls_back_to_http1_when_the_server_offers_no_h2() {
     let server = WebServer::start(Speaks::TlsHttp1);

@@ -39,6 +39,56 @@ impl Stream {
     }
 }
 
+/// Whether the server at the other end of `tcp` speaks HTTP/2 by prior knowledge: sends
+/// the connection preface and an empty SETTINGS frame, and expects the server's own
+/// SETTINGS frame (type 4) first, as RFC 9113 §3.4 has it. `Err`: what it did instead, in
+/// words (an HTTP/1.1 server answers with a status line, or closes).
+pub async fn answers_h2c(tcp: &mut TcpStream, within: Duration) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let exchange = async {
+        tcp.write_all(PREFACE).await?;
+        tcp.write_all(&EMPTY_SETTINGS).await?;
+        let mut answer = vec![0u8; 128];
+        let mut read = 0;
+        // A frame header is 9 bytes; a status line is longer: read what comes, up to 128.
+        while read < 9 {
+            match tcp.read(&mut answer[read..]).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        answer.truncate(read);
+        Ok::<_, std::io::Error>(answer)
+    };
+    let hint = "set [target] protocol = \"http1\" (or \"auto\" on an https target, where TLS \
+                agrees on the protocol)";
+    match tokio::time::timeout(within, exchange).await {
+        Ok(Ok(answer)) if answer.len() >= 9 && answer[3] == 4 => Ok(()),
+        Ok(Ok(answer)) if answer.is_empty() => Err(format!(
+            "it closed the connection on HTTP/2's connection preface: it does not speak \
+             HTTP/2 without TLS (h2c); {hint}"
+        )),
+        Ok(Ok(answer)) => {
+            let text = String::from_utf8_lossy(&answer);
+            let first = text.lines().next().unwrap_or_default().trim();
+            Err(format!(
+                "it answered `{first}` to HTTP/2's connection preface: it does not speak \
+                 HTTP/2 without TLS (h2c); {hint}"
+            ))
+        }
+        Ok(Err(e)) => Err(format!(
+            "the connection failed on HTTP/2's connection preface ({e}): it does not speak \
+             HTTP/2 without TLS (h2c); {hint}"
+        )),
+        Err(_) => Err(format!(
+            "no answer to HTTP/2's connection preface within {within:?}: it may not speak \
+             HTTP/2 without TLS (h2c); {hint}"
+        )),
+    }
+}
+
 impl Dial<'_> {
     /// TCP and TLS, without HTTP: the pre-flight probe (which wants the reason in words).
     pub async fn open(&self) -> Result<Stream, (ErrorClass, ProbeError)> {

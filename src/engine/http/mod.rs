@@ -161,7 +161,14 @@ impl ClientConfig {
         let dial = self
             .dial(&self.origin, source)
             .map_err(|c| ProbeError::Unreachable(c.name().to_string()))?;
-        let stream = dial.open().await.map_err(|(_, why)| why)?;
+        let mut stream = dial.open().await.map_err(|(_, why)| why)?;
+        // h2c by prior knowledge has no ALPN to agree on: ask the server itself, or every
+        // request of the run would fail as a bare connect_error.
+        if let (Protocol::H2c, connect::Stream::Plain(tcp)) = (self.protocol, &mut stream) {
+            connect::answers_h2c(tcp, self.connect_timeout.max(self.request_timeout))
+                .await
+                .map_err(ProbeError::NotH2c)?;
+        }
         Ok(stream.alpn() == Some(b"h2"))
     }
 }
@@ -174,6 +181,9 @@ pub enum ProbeError {
     Unreachable(String),
     /// The server answered, with a certificate loadgen refuses: whose, why, what to do.
     Certificate(String),
+    /// `protocol = "h2c"`, and the server did not answer HTTP/2's connection preface as an
+    /// HTTP/2 server does: what it did instead.
+    NotH2c(String),
 }
 
 /// A worker's client: the configuration and the worker's connections.
