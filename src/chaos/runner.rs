@@ -80,7 +80,7 @@ struct Injection {
 }
 
 /// A confirmation under way beside the timeline.
-struct Confirming {
+struct PendingConfirmation {
     injection: Injection,
     confirmation: super::lifecycle::Confirming,
     /// Its planned recovery came while it was being confirmed: recovered as soon as it
@@ -119,7 +119,7 @@ pub struct Timeline {
     watches: Vec<Watching>,
     /// Applied faults whose confirmation is still under way (packet rules waiting for
     /// traffic): settled as they finish, or unverified at their recovery or the run's stop.
-    confirming: Vec<Confirming>,
+    confirming: Vec<PendingConfirmation>,
     /// Targets recovered (or restarted by their fault) but not seen healthy again: their
     /// effect watch adds them and takes them off when the health check passes. The
     /// guardrails count them as down — a restarted process still starting is up to its
@@ -360,8 +360,8 @@ impl Timeline {
         };
         // Busy besides the held faults: targets not healthy again, and those whose fault is
         // applied but still being confirmed.
-        let mut not_healthy = lock(&self.not_healthy).clone();
-        not_healthy.extend(
+        let mut busy = lock(&self.not_healthy).clone();
+        busy.extend(
             self.confirming
                 .iter()
                 .map(|c| c.injection.target.id.clone()),
@@ -370,7 +370,7 @@ impl Timeline {
             &fault,
             &candidates,
             group.as_deref(),
-            (&self.active, &not_healthy),
+            (&self.active, &busy),
             (&self.plan.allow_targets, &self.plan.policy_targets),
             &mut self.rng,
         ) {
@@ -498,7 +498,7 @@ impl Timeline {
             .await;
         match confirming.as_mut().now_or_never() {
             Some(confirmation) => self.settle_injection(injection, Ok(()), confirmation).await,
-            None => self.confirming.push(Confirming {
+            None => self.confirming.push(PendingConfirmation {
                 injection,
                 confirmation: confirming,
                 recovery_due: false,
@@ -894,13 +894,14 @@ impl Drop for Timeline {
 
 /// Which targets an occurrence hits, or why none: (`skipped` | `refused`, message).
 /// `group`: the replica set the guardrails count (the fault's `among` selector); by default
-/// the selector's own matches. Targets held by an `active` fault or `not_healthy` again
-/// after one are busy: never chosen, and counted as down.
+/// the selector's own matches. Targets held by an `active` fault, and those in `busy` (not
+/// healthy again after a fault, or still being confirmed), are never chosen and count as
+/// down.
 fn choose(
     fault: &FaultSpec,
     candidates: &[(Target, bool)],
     group: Option<&[(Target, bool)]>,
-    (active, not_healthy): (&[Active], &HashSet<String>),
+    (active, busy): (&[Active], &HashSet<String>),
     (allow_targets, policy_targets): (&[String], &[String]),
     rng: &mut SmallRng,
 ) -> Result<Vec<Target>, (EventKind, String)> {
@@ -938,8 +939,7 @@ fn choose(
             ),
         ));
     }
-    let busy =
-        |t: &Target| active.iter().any(|a| a.target.id == t.id) || not_healthy.contains(&t.id);
+    let busy = |t: &Target| active.iter().any(|a| a.target.id == t.id) || busy.contains(&t.id);
     let up: Vec<&Target> = candidates
         .iter()
         .filter(|(t, up)| *up && !busy(t) && allowed(t))

@@ -834,10 +834,8 @@ fn check_response(
     }
     for extraction in &step.extract {
         let value = match &extraction.source {
-            ExtractSource::Header(name) => response
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
+            header @ ExtractSource::Header(_) => header
+                .in_headers(&response.headers)
                 .map(|v| Value::String(v.to_string())),
             json => json.in_json(parsed(&mut body, &response.body)?).cloned(),
         };

@@ -130,6 +130,8 @@ fn spectrum_charts(
         let all: Vec<_> = spectra.iter().map(named).collect();
         return Ok(vec![(String::new(), spectrum::chart(&all)?)]);
     }
+    // Each chart: the overall line, then as many steps as colours are left.
+    let per_chart = charts::OKABE_ITO.len() - overall.len();
     let mut out = Vec::new();
     for journey in &summary.journeys {
         let scopes: Vec<String> = journey
@@ -142,7 +144,6 @@ fn spectrum_charts(
             .filter(|s| scopes.contains(&s.scope))
             .map(named)
             .collect();
-        let per_chart = charts::OKABE_ITO.len() - overall.len();
         let parts = steps.len().div_ceil(per_chart);
         for (part, chunk) in steps.chunks(per_chart).enumerate() {
             let lines: Vec<_> = overall

@@ -494,6 +494,15 @@ impl ExtractSource {
             ExtractSource::Header(_) => None,
         }
     }
+
+    /// The value a header extraction finds (when it is visible ASCII); `None` for a JSON
+    /// extraction, which reads no header.
+    pub fn in_headers<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        match self {
+            ExtractSource::Header(name) => headers.get(name)?.to_str().ok(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

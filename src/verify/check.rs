@@ -152,18 +152,7 @@ impl<'a> Checker<'a> {
             attempts += 1;
             let why = match self.send(&Method::GET, &path, &headers, &values).await {
                 Ok(response) if response.status == http::StatusCode::OK => {
-                    let found = match &probe.extract {
-                        ExtractSource::Header(name) => response
-                            .headers
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .map(|v| {
-                                serde_json::from_str(v.trim())
-                                    .unwrap_or_else(|_| Value::String(v.to_string()))
-                            }),
-                        json => extract(json, &response.body),
-                    };
-                    return found.ok_or_else(|| {
+                    return extract(&probe.extract, &response).ok_or_else(|| {
                         format!("{} found no value at {}", probe.path, probe.extract_text)
                     });
                 }
@@ -284,8 +273,15 @@ fn first_difference(kind: &KindPlan, response: &Response, values: &SlotValues) -
     None
 }
 
-fn extract(source: &ExtractSource, body: &Bytes) -> Option<Value> {
-    let json: Value = serde_json::from_slice(body).ok()?;
+/// A probe's value: from the JSON body, or a header's read as JSON (so `X-Total-Count: 480`
+/// is the number 480, and any other text a string).
+fn extract(source: &ExtractSource, response: &Response) -> Option<Value> {
+    if let Some(header) = source.in_headers(&response.headers) {
+        return Some(
+            serde_json::from_str(header.trim()).unwrap_or_else(|_| Value::String(header.into())),
+        );
+    }
+    let json: Value = serde_json::from_slice(&response.body).ok()?;
     source.in_json(&json).filter(|v| !v.is_null()).cloned()
 }
 

@@ -271,7 +271,7 @@ impl FirewallBackend {
             comment.to_string(),
             target.name.clone(),
         );
-        Box::pin(async move { watch_counters(programs, netns, place, comment, name).await })
+        Box::pin(watch_counters(programs, netns, place, comment, name))
     }
 }
 

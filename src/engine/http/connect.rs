@@ -62,31 +62,22 @@ pub async fn answers_h2c(tcp: &mut TcpStream, within: Duration) -> Result<(), St
         answer.truncate(read);
         Ok::<_, std::io::Error>(answer)
     };
-    let hint = "set [target] protocol = \"http1\" (or \"auto\" on an https target, where TLS \
-                agrees on the protocol)";
-    match tokio::time::timeout(within, exchange).await {
-        Ok(Ok(answer)) if answer.len() >= 9 && answer[3] == 4 => Ok(()),
-        Ok(Ok(answer)) if answer.is_empty() => Err(format!(
-            "it closed the connection on HTTP/2's connection preface: it does not speak \
-             HTTP/2 without TLS (h2c); {hint}"
-        )),
+    let instead = match tokio::time::timeout(within, exchange).await {
+        Ok(Ok(answer)) if answer.len() >= 9 && answer[3] == 4 => return Ok(()),
+        Ok(Ok(answer)) if answer.is_empty() => "it closed the connection".to_string(),
         Ok(Ok(answer)) => {
             let text = String::from_utf8_lossy(&answer);
             let first = text.lines().next().unwrap_or_default().trim();
-            Err(format!(
-                "it answered `{first}` to HTTP/2's connection preface: it does not speak \
-                 HTTP/2 without TLS (h2c); {hint}"
-            ))
+            format!("it answered `{first}`")
         }
-        Ok(Err(e)) => Err(format!(
-            "the connection failed on HTTP/2's connection preface ({e}): it does not speak \
-             HTTP/2 without TLS (h2c); {hint}"
-        )),
-        Err(_) => Err(format!(
-            "no answer to HTTP/2's connection preface within {within:?}: it may not speak \
-             HTTP/2 without TLS (h2c); {hint}"
-        )),
-    }
+        Ok(Err(e)) => format!("the connection failed ({e})"),
+        Err(_) => format!("no answer within {within:?}"),
+    };
+    Err(format!(
+        "{instead} to HTTP/2's connection preface: it does not speak HTTP/2 without TLS \
+         (h2c); set [target] protocol = \"http1\" (or \"auto\" on an https target, where TLS \
+         agrees on the protocol)"
+    ))
 }
 
 impl Dial<'_> {

@@ -1,5 +1,5 @@
-//! The two certificate verifiers a run can have: `Verifier`, webpki's own with one case
-//! eased, and `Unverified` for `tls_verify = false`. Both check the handshake's signature
+//! The run's certificate verifier: webpki's own with one case eased, or none at all for
+//! `tls_verify = false` (`Verifier::off`). Either way the handshake's signature is checked
 //! with the provider's algorithms: that is what proves the server holds the key of the
 //! certificate it sent, whatever is concluded about the certificate.
 
@@ -29,7 +29,8 @@ use super::x509::Facts;
 /// dates, purpose and names are checked here. Every refusal carries its words (`Refusal`).
 #[derive(Debug)]
 pub(super) struct Verifier {
-    webpki: Arc<WebPkiServerVerifier>,
+    /// `None`: verification is off (`tls_verify = false`): any certificate is accepted.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     /// The trust file's certificates, with what they say (for the words of a refusal).
     trusted: Vec<(CertificateDer<'static>, Option<Facts>)>,
     /// The trust file as a message names it (`ca_file certs/ca.pem`); `None`: the public
@@ -46,7 +47,7 @@ impl Verifier {
         provider: &CryptoProvider,
     ) -> Verifier {
         Verifier {
-            webpki,
+            webpki: Some(webpki),
             trusted: trusted
                 .into_iter()
                 .map(|der| {
@@ -55,6 +56,17 @@ impl Verifier {
                 })
                 .collect(),
             trust,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
+    /// Accepts any certificate (`tls_verify = false`); the handshake signature is still
+    /// checked.
+    pub fn off(provider: &CryptoProvider) -> Verifier {
+        Verifier {
+            webpki: None,
+            trusted: Vec::new(),
+            trust: None,
             algorithms: provider.signature_verification_algorithms,
         }
     }
@@ -69,7 +81,10 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let refused = match self.webpki.verify_server_cert(
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let refused = match webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -159,55 +174,6 @@ fn trusted_as_itself(
         return Err(CertificateError::InvalidPurpose.into());
     }
     verify_server_name(&ParsedCertificate::try_from(der)?, server_name)
-}
-
-/// Accepts any certificate (`tls_verify = false`).
-#[derive(Debug)]
-pub(super) struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl Unverified {
-    pub fn new(provider: &CryptoProvider) -> Unverified {
-        Unverified {
-            algorithms: provider.signature_verification_algorithms,
-        }
-    }
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
