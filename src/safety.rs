@@ -93,7 +93,8 @@ impl AllowList {
         })
     }
 
-    fn allows_name(&self, host: &str) -> bool {
+    /// Whether `host` is on the list by name (then it is not resolved to be checked).
+    pub fn allows_name(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         self.entries
             .iter()
@@ -113,7 +114,16 @@ impl AllowList {
         }
         let addresses: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve target host `{host}`: {e}"))?
+            .map_err(|e| {
+                if self.allows_name(host) {
+                    format!("cannot resolve target host `{host}`: {e}")
+                } else {
+                    format!(
+                        "target host `{host}` is outside the allow-list ({}) unless it resolves to an address on it, and it does not resolve ({e}); add it to [target] allow_hosts if you really mean to load it",
+                        self.listed().join(", ")
+                    )
+                }
+            })?
             .collect();
         let first = *addresses
             .first()
@@ -132,15 +142,19 @@ impl AllowList {
         }
     }
 
-    fn refusal(&self, host: &str) -> String {
-        let allowed: Vec<String> = self
-            .entries
+    /// The entries, as an operator would write them.
+    fn listed(&self) -> Vec<String> {
+        self.entries
             .iter()
             .map(|e| match e {
                 AllowEntry::Net(n) => n.to_string(),
                 AllowEntry::Host(h) => h.clone(),
             })
-            .collect();
+            .collect()
+    }
+
+    fn refusal(&self, host: &str) -> String {
+        let allowed = self.listed();
         format!(
             "target host `{host}` is outside the allow-list ({}); add it to [target] allow_hosts if you really mean to load it",
             allowed.join(", ")

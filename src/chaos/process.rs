@@ -114,13 +114,19 @@ impl ProcessBackend {
             ));
         }
         (needs_restart && self.restart_for(&target.name).is_none()).then(|| {
-            let what = if *action == Action::Restart {
-                "a restart".to_string()
+            let (what, instead) = if *action == Action::Restart {
+                (
+                    "a restart".to_string(),
+                    "`kill` without a duration stops it for good on purpose",
+                )
             } else {
-                format!("a held `{action:?}` (with a duration)").to_lowercase()
+                (
+                    format!("a held `{action:?}` (with a duration)").to_lowercase(),
+                    "drop the duration to stop it for good on purpose",
+                )
             };
             format!(
-                "{what} cannot be undone here: {}; drop the duration to kill it for good on purpose",
+                "{what} cannot be undone here: {}; {instead}",
                 cannot_start_again(&target.name)
             )
         })

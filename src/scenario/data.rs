@@ -106,50 +106,66 @@ fn read_json(path: &Path) -> Result<Table, String> {
     Ok((columns, rows))
 }
 
-/// Checks a generator spec's fields against its kind.
-pub fn generator_kind(raw: &RawGenerator) -> Result<GeneratorKind, Vec<String>> {
+/// Checks a generator spec's fields against its kind; each error at the field it is about.
+pub fn generator_kind(
+    raw: &RawGenerator,
+) -> Result<GeneratorKind, Vec<(std::ops::Range<usize>, String)>> {
     let mut errors = Vec::new();
     let kind = raw.kind.get_ref().as_str();
-    let mut refuse = |field: &str, present: bool| {
-        if present {
-            errors.push(format!("`{field}` does not apply to a `{kind}` generator"));
+    let mut refuse = |field: &str, span: Option<std::ops::Range<usize>>| {
+        if let Some(span) = span {
+            errors.push((
+                span,
+                format!("`{field}` does not apply to a `{kind}` generator"),
+            ));
         }
     };
+    let min_span = raw.min.as_ref().map(|m| m.span());
+    let max_span = raw.max.as_ref().map(|m| m.span());
+    let values_span = raw.values.as_ref().map(|v| v.span());
     let result = match kind {
         "uuid" => {
-            refuse("min", raw.min.is_some());
-            refuse("max", raw.max.is_some());
-            refuse("values", raw.values.is_some());
+            refuse("min", min_span);
+            refuse("max", max_span);
+            refuse("values", values_span);
             GeneratorKind::Uuid
         }
         "int" => {
-            refuse("values", raw.values.is_some());
-            let min = raw.min.unwrap_or(0);
-            let max = raw.max.unwrap_or(i64::from(i32::MAX));
+            refuse("values", values_span);
+            let min = raw.min.as_ref().map_or(0, |m| *m.get_ref());
+            let max = raw
+                .max
+                .as_ref()
+                .map_or(i64::from(i32::MAX), |m| *m.get_ref());
             if min > max {
-                errors.push(format!(
-                    "int generator: min ({min}) is greater than max ({max})"
+                errors.push((
+                    max_span.or(min_span).unwrap_or_else(|| raw.kind.span()),
+                    format!("int generator: min ({min}) is greater than max ({max})"),
                 ));
             }
             GeneratorKind::Int { min, max }
         }
         "pick" => {
-            refuse("min", raw.min.is_some());
-            refuse("max", raw.max.is_some());
+            refuse("min", min_span);
+            refuse("max", max_span);
             let values: Vec<Value> = raw
                 .values
                 .iter()
-                .flatten()
+                .flat_map(|v| v.get_ref())
                 .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
                 .collect();
             if values.is_empty() {
-                errors.push("a `pick` generator needs a non-empty `values` list".to_string());
+                errors.push((
+                    values_span.unwrap_or_else(|| raw.kind.span()),
+                    "a `pick` generator needs a non-empty `values` list".to_string(),
+                ));
             }
             GeneratorKind::Pick(values)
         }
         other => {
-            errors.push(format!(
-                "unknown generator kind `{other}` (expected uuid, int or pick)"
+            errors.push((
+                raw.kind.span(),
+                format!("unknown generator kind `{other}` (expected uuid, int or pick)"),
             ));
             GeneratorKind::Uuid
         }

@@ -14,36 +14,68 @@ pub struct Diagnostic {
 /// All problems of one scenario file, in source order, with what is needed to render them.
 #[derive(Debug, Clone)]
 pub struct Diagnostics {
-    file: String,
-    source: String,
+    file: Box<str>,
+    source: Box<str>,
     items: Vec<Diagnostic>,
     /// Lines holding a secret value: never quoted in a message.
     secret_lines: std::collections::BTreeSet<usize>,
+    /// Spans of values already reported as the wrong type (`lenient.rs`): what later
+    /// checks would say about them would be a second error for one mistake.
+    poisoned: Vec<Range<usize>>,
+    /// Every push, said or silenced: a part that found a mistake (even one already
+    /// reported) tells by `len`, and builds nothing from it.
+    pushed: usize,
 }
 
 impl Diagnostics {
     pub fn new(file: impl Into<String>, source: impl Into<String>) -> Self {
         Diagnostics {
-            file: file.into(),
-            source: source.into(),
+            file: file.into().into_boxed_str(),
+            source: source.into().into_boxed_str(),
             secret_lines: Default::default(),
             items: Vec::new(),
+            poisoned: Vec::new(),
+            pushed: 0,
         }
     }
 
     pub fn push(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.pushed += 1;
+        if self.is_poisoned(&span) {
+            return;
+        }
         self.items.push(Diagnostic {
             span,
             message: message.into(),
         });
     }
 
+    /// Says nothing more about the value at `span`: its one error is reported. (Anything
+    /// within it, or at it, is silent from now on.)
+    pub fn poison(&mut self, span: Range<usize>) {
+        self.poisoned.push(span);
+    }
+
+    /// Whether a diagnostic at `span` would repeat one already given.
+    fn is_poisoned(&self, span: &Range<usize>) -> bool {
+        self.poisoned
+            .iter()
+            .any(|p| p.start <= span.start && span.end <= p.end)
+    }
+
+    /// Whether the value at `span` was the wrong type (reported, and set aside).
+    pub fn was_reported(&self, span: &Range<usize>) -> bool {
+        self.is_poisoned(span)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    /// The mistakes found so far, those silenced as repeats included, so a caller can tell
+    /// whether its own part found one (`len() > before`).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.pushed
     }
 
     pub fn items(&self) -> &[Diagnostic] {

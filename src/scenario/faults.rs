@@ -120,6 +120,34 @@ pub fn validate_chaos(
     plan
 }
 
+/// A process named by a PID file is one no platform knows how to start again, so a
+/// `restart`, or a kill held for a `duration`, could never be undone: refused here, from
+/// the scenario alone, as the run would refuse it.
+fn refuse_restart_of_pidfile(
+    raw: &RawFault,
+    action: &Action,
+    path: &Path,
+    diagnostics: &mut Diagnostics,
+) {
+    let shown = path.display();
+    match (action, &raw.duration) {
+        (Action::Restart, _) => diagnostics.push(
+            raw.action.span(),
+            format!(
+                "a `restart` of the process in {shown} could not be undone: nothing knows how to start a PID file's process again; name a process of the local stack (`process = \"…\"`), or `kill` without a duration to stop it for good on purpose"
+            ),
+        ),
+        (Action::Kill | Action::Terminate, Some(duration)) => diagnostics.push(
+            duration.span(),
+            format!(
+                "a held `{}` of the process in {shown} could not be undone: nothing knows how to start a PID file's process again; drop the duration to stop it for good on purpose, or name a process of the local stack",
+                raw.action.get_ref()
+            ),
+        ),
+        _ => {}
+    }
+}
+
 fn validate_fault(
     raw: &RawFault,
     chaos: &ChaosPlan,
@@ -196,6 +224,9 @@ fn validate_fault(
                 ),
             );
         }
+    }
+    if let (Some(action), Some(Selector::PidFile { path })) = (&action, &selector) {
+        refuse_restart_of_pidfile(raw, action, path, diagnostics);
     }
     let mode = match &raw.mode {
         None => Some(Mode::One),

@@ -16,15 +16,20 @@ use super::plan::{
 use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_duration;
+use super::validate::Declared;
 use crate::glob::Glob;
 
+/// A `record` of a step that had a mistake: its kind and field names, as written.
+pub type UnfinishedRecord = (String, Vec<String>);
+
+/// The journeys' plans, the cookie names their templates read, and the records (kind,
+/// field names) of steps that had a mistake: `[[verify]]` still knows what they record.
 pub fn validate_journeys(
     journeys: &[RawJourney],
-    feeders: &[Feeder],
-    generators: &[Generator],
-    kinds: &[String],
+    declared: &Declared<'_>,
     diagnostics: &mut Diagnostics,
-) -> (Vec<JourneyPlan>, Vec<String>) {
+) -> (Vec<JourneyPlan>, Vec<String>, Vec<UnfinishedRecord>) {
+    let mut unfinished = Vec::new();
     let mut plans = Vec::new();
     let mut cookie_names = Vec::new();
     let mut seen = HashMap::new();
@@ -79,7 +84,7 @@ pub fn validate_journeys(
                     }
                 },
             );
-        let mut slots = Slots::new(feeders, generators, &mut cookie_names);
+        let mut slots = Slots::new(declared, &mut cookie_names);
         let mut steps = Vec::new();
         let mut step_names = BTreeSet::new();
         for step in &journey.steps {
@@ -93,8 +98,15 @@ pub fn validate_journeys(
                     ),
                 );
             }
-            if let Some(plan) = validate_step(raw, global_index, &mut slots, kinds, diagnostics) {
-                steps.push(plan);
+            match validate_step(raw, global_index, &mut slots, declared, diagnostics) {
+                Some(plan) => steps.push(plan),
+                None => unfinished.extend(raw.record.iter().map(|record| {
+                    let record = record.get_ref();
+                    (
+                        record.kind.get_ref().clone(),
+                        record.fields.keys().cloned().collect(),
+                    )
+                })),
             }
             global_index += 1;
         }
@@ -109,13 +121,15 @@ pub fn validate_journeys(
             generator_slots: slots.generator_slots,
         });
     }
-    (plans, cookie_names)
+    (plans, cookie_names, unfinished)
 }
 
 /// Names visible to one journey's templates and the slot each occupies.
 struct Slots<'a> {
     feeders: &'a [Feeder],
     generators: &'a [Generator],
+    /// Feeders and generators declared with a mistake: a reference to one is taken on trust.
+    broken: &'a BTreeSet<String>,
     count: usize,
     variables: HashMap<String, usize>,
     feeder_slots: Vec<(usize, usize)>,
@@ -125,14 +139,11 @@ struct Slots<'a> {
 }
 
 impl<'a> Slots<'a> {
-    fn new(
-        feeders: &'a [Feeder],
-        generators: &'a [Generator],
-        cookies: &'a mut Vec<String>,
-    ) -> Self {
+    fn new(declared: &Declared<'a>, cookies: &'a mut Vec<String>) -> Self {
         Slots {
-            feeders,
-            generators,
+            feeders: declared.feeders,
+            generators: declared.generators,
+            broken: declared.broken,
             cookies,
             count: 0,
             variables: HashMap::new(),
@@ -174,6 +185,11 @@ impl<'a> Slots<'a> {
                 }
             };
             return Ok(Source::Cookie(index));
+        }
+        let declared_as = name.split_once('.').map_or(name, |(feeder, _)| feeder);
+        if self.broken.contains(declared_as) {
+            // Its mistake is reported where it is declared; the plan will not run.
+            return Ok(Source::Slot(self.allocate()));
         }
         if let Some((feeder_name, column)) = name.split_once('.') {
             let Some(index) = self.feeders.iter().position(|f| f.name == feeder_name) else {
@@ -235,7 +251,7 @@ fn validate_step(
     raw: &RawStep,
     global_index: usize,
     slots: &mut Slots<'_>,
-    kinds: &[String],
+    declared: &Declared<'_>,
     diagnostics: &mut Diagnostics,
 ) -> Option<StepPlan> {
     let before = diagnostics.len();
@@ -313,7 +329,12 @@ fn validate_step(
     let extract = validate_extractions(raw, slots, diagnostics);
     // A record reads what the step itself extracts (the id the response gave).
     let record = raw.record.as_ref().map(|record| {
-        super::verify::validate_record(record, kinds, &mut |name| slots.resolve(name), diagnostics)
+        super::verify::validate_record(
+            record,
+            declared,
+            &mut |name| slots.resolve(name),
+            diagnostics,
+        )
     });
 
     if diagnostics.len() > before {
@@ -621,6 +642,10 @@ pub(super) fn parse_expect(expect: &RawExpect) -> Result<StatusMatcher, String> 
                     return Err(format!("status range `{text}` is reversed"));
                 }
                 vec![(lo, hi)]
+            } else if text.parse::<u16>().is_ok() {
+                return Err(format!(
+                    "`expect` takes a status as a number: write {text} without quotes"
+                ));
             } else {
                 return Err(format!(
                     "`{text}` is not an expected status (write 200, [200, 201], \"2xx\" or \"200-299\")"

@@ -10,6 +10,7 @@ pub mod describe;
 pub mod diag;
 mod faults;
 mod journeys;
+mod lenient;
 pub mod plan;
 mod policy_check;
 mod raw;

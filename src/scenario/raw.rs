@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
 use super::diag::Diagnostics;
 
@@ -117,9 +117,9 @@ pub struct RawFeeder {
 #[serde(deny_unknown_fields)]
 pub struct RawGenerator {
     pub kind: Spanned<String>,
-    pub min: Option<i64>,
-    pub max: Option<i64>,
-    pub values: Option<Vec<toml::Value>>,
+    pub min: Option<Spanned<i64>>,
+    pub max: Option<Spanned<i64>>,
+    pub values: Option<Spanned<Vec<toml::Value>>>,
 }
 
 #[derive(Debug)]
@@ -336,6 +336,23 @@ pub enum RawMode {
     Percent { percent: String },
 }
 
+/// The keys a scenario file has at its top level.
+const TOP_LEVEL_KEYS: [&str; 13] = [
+    "name",
+    "description",
+    "seed",
+    "target",
+    "load",
+    "data",
+    "journey",
+    "chaos",
+    "fault",
+    "slo",
+    "verify",
+    "verify_rate",
+    "redact",
+];
+
 /// Parses the document and each part of it, collecting every error into `diagnostics`.
 /// `None` when the file is not valid TOML (the syntax errors are recorded).
 pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario> {
@@ -357,7 +374,7 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
         .iter()
         .find(|(k, _)| k.get_ref() == "redact")
     {
-        raw.redact = part(value, diagnostics).unwrap_or_default();
+        raw.redact = part("redact", value, diagnostics).unwrap_or_default();
     }
     // Redacted from the file as written (references still `${NAME}`), then expanded.
     let secrets = super::secrets::secret_spans(document.get_ref(), &raw.redact);
@@ -368,45 +385,35 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
         let span = key.span();
         raw.seen.push(key.get_ref().to_string());
         match key.get_ref().as_ref() {
-            "name" => raw.name = part(value, diagnostics),
-            "description" => raw.description = part(value, diagnostics),
-            "seed" => raw.seed = part(value, diagnostics),
-            "target" => raw.target = part(value, diagnostics),
-            "load" => raw.load = part(value, diagnostics),
-            "data" => raw.data = part(value, diagnostics).unwrap_or_default(),
+            "name" => raw.name = part("name", value, diagnostics),
+            "description" => raw.description = part("description", value, diagnostics),
+            "seed" => raw.seed = part("seed", value, diagnostics),
+            "target" => raw.target = part("target", value, diagnostics),
+            "load" => raw.load = part("load", value, diagnostics),
+            "data" => raw.data = part("data", value, diagnostics).unwrap_or_default(),
             "journey" => raw.journeys = journeys(value, diagnostics),
-            "chaos" => raw.chaos = part(value, diagnostics),
+            "chaos" => raw.chaos = part("chaos", value, diagnostics),
             "fault" => raw.faults = each(value, "fault", diagnostics),
             "slo" => raw.slos = each(value, "slo", diagnostics),
             "verify" => raw.verify = verify_tables(value, diagnostics),
-            "verify_rate" => raw.verify_rate = part(value, diagnostics),
+            "verify_rate" => raw.verify_rate = part("verify_rate", value, diagnostics),
             "redact" => {}
             other => diagnostics.push(
                 span,
-                format!(
-                    "unknown key `{other}` (expected one of: name, description, seed, target, load, data, journey, chaos, fault, slo, verify, verify_rate, redact)"
-                ),
+                super::lenient::unknown_key(other, &TOP_LEVEL_KEYS.map(String::from)),
             ),
         }
     }
     Some(raw)
 }
 
-/// Deserializes one value on its own; an error is recorded and yields `None`.
+/// Deserializes one value on its own, every mistake in it reported (`lenient.rs`).
 fn part<T: for<'de> Deserialize<'de>>(
+    key: &str,
     value: &Spanned<DeValue<'_>>,
     diagnostics: &mut Diagnostics,
 ) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(parsed) => Some(parsed),
-        Err(error) => {
-            diagnostics.push(
-                error.span().unwrap_or_else(|| value.span()),
-                error.message().trim().to_string(),
-            );
-            None
-        }
-    }
+    super::lenient::read(key, value, diagnostics)
 }
 
 /// Deserializes each element of an array of tables on its own.
@@ -425,7 +432,7 @@ fn each<T: for<'de> Deserialize<'de>>(
     array
         .iter()
         .filter_map(|item| {
-            part::<T>(item, diagnostics).map(|parsed| Spanned::new(item.span(), parsed))
+            part::<T>(key, item, diagnostics).map(|parsed| Spanned::new(item.span(), parsed))
         })
         .collect()
 }
@@ -437,7 +444,7 @@ fn verify_tables(
     diagnostics: &mut Diagnostics,
 ) -> Vec<Spanned<RawVerify>> {
     if value.get_ref().as_table().is_some() {
-        return part::<RawVerify>(value, diagnostics)
+        return part::<RawVerify>("verify", value, diagnostics)
             .map(|parsed| Spanned::new(value.span(), parsed))
             .into_iter()
             .collect();
@@ -463,7 +470,7 @@ fn journeys(value: &Spanned<DeValue<'_>>, diagnostics: &mut Diagnostics) -> Vec<
         let mut header_table = table.clone();
         let steps_value = header_table.remove("step");
         let header_value = Spanned::new(item.span(), DeValue::Table(header_table));
-        let header = part::<RawJourneyHeader>(&header_value, diagnostics);
+        let header = part::<RawJourneyHeader>("journey", &header_value, diagnostics);
         let mut steps = Vec::new();
         match steps_value
             .as_ref()
@@ -476,7 +483,7 @@ fn journeys(value: &Spanned<DeValue<'_>>, diagnostics: &mut Diagnostics) -> Vec<
             ),
             Some((_, Some(array))) => {
                 for step in array.iter() {
-                    if let Some(parsed) = part::<RawStep>(step, diagnostics) {
+                    if let Some(parsed) = part::<RawStep>("step", step, diagnostics) {
                         steps.push(Spanned::new(step.span(), parsed));
                     }
                 }

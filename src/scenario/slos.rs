@@ -4,17 +4,18 @@
 use toml::Spanned;
 
 use super::diag::Diagnostics;
-use super::plan::JourneyPlan;
 use super::raw::RawSlo;
 use super::units::parse_duration;
-use super::validate::allows;
-use crate::chaos::spec::FaultSpec;
+use super::validate::{Known, allows};
 use crate::slo::{OnNoData, Recovery, SloSpec, Window, parse_objective};
 
+/// `scopes` holds each journey's name and each step's `journey/step`; `faults` each
+/// fault's name — as declared, mistakes and all, so an objective is not blamed for a
+/// fault or step whose own mistake is reported where it is written.
 pub fn validate_slos(
     slos: &[Spanned<RawSlo>],
-    journeys: &[JourneyPlan],
-    faults: &[FaultSpec],
+    scopes: &Known,
+    faults: &Known,
     diagnostics: &mut Diagnostics,
 ) -> Vec<SloSpec> {
     let mut out = Vec::new();
@@ -34,9 +35,7 @@ pub fn validate_slos(
             Some("faults") => Window::Faults,
             Some("after") => Window::After,
             Some(text) => match text.strip_prefix("fault:") {
-                Some(name) if faults.iter().any(|f| f.name == name) => {
-                    Window::Fault(name.to_string())
-                }
+                Some(name) if faults.knows(name) => Window::Fault(name.to_string()),
                 _ => {
                     let span = raw.window.as_ref().map_or(slo.span(), |w| w.span());
                     diagnostics.push(
@@ -51,7 +50,7 @@ pub fn validate_slos(
             .scope
             .as_ref()
             .map_or("all".to_string(), |s| s.get_ref().clone());
-        if scope != "all" && !scope_exists(&scope, journeys) {
+        if scope != "all" && !scopes.knows(&scope) {
             diagnostics.push(
                 raw.scope.as_ref().map_or(slo.span(), |s| s.span()),
                 format!("scope `{scope}` names no journey (\"name\") or step (\"journey/step\") of this scenario"),
@@ -132,15 +131,6 @@ pub fn validate_slos(
 
 fn slo_window_is_not_run(window: &Window) -> bool {
     *window != Window::Run
-}
-
-fn scope_exists(scope: &str, journeys: &[JourneyPlan]) -> bool {
-    match scope.split_once('/') {
-        Some((journey, step)) => journeys
-            .iter()
-            .any(|j| j.name == journey && j.steps.iter().any(|s| s.name == step)),
-        None => journeys.iter().any(|j| j.name == scope),
-    }
 }
 
 fn inner(text: &Spanned<String>, range: std::ops::Range<usize>) -> std::ops::Range<usize> {

@@ -1,5 +1,6 @@
 //! Raw scenario → `Plan`: every value checked and typed, every error recorded with its span.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,22 +67,39 @@ pub fn validate(
             None
         }
     };
-    let (feeders, generators) = validate_data(&raw.data, base_dir, diagnostics);
+    let (feeders, generators, broken) = validate_data(&raw.data, base_dir, diagnostics);
     if raw.journeys.is_empty() && !raw.seen.iter().any(|k| k == "journey") {
         diagnostics.push(0..0, "a scenario needs at least one [[journey]]");
     }
     let kinds = super::verify::kind_names(&raw.verify);
-    let (journeys, cookie_names) =
-        validate_journeys(&raw.journeys, &feeders, &generators, &kinds, diagnostics);
+    let declared = Declared {
+        feeders: &feeders,
+        generators: &generators,
+        broken: &broken,
+        kinds: &kinds,
+        kinds_doubtful: raw.verify.iter().any(|v| {
+            v.get_ref()
+                .kind
+                .as_ref()
+                .is_some_and(|k| diagnostics.was_reported(&k.span()))
+        }),
+    };
+    let (journeys, cookie_names, unfinished) =
+        validate_journeys(&raw.journeys, &declared, diagnostics);
     let verify = super::verify::validate_verify(
         &raw.verify,
         raw.verify_rate.as_ref(),
-        &journeys,
-        &generators,
+        &super::verify::Recorded {
+            journeys: &journeys,
+            unfinished: &unfinished,
+        },
+        &declared,
         diagnostics,
     );
     let chaos = validate_chaos(raw.chaos.as_ref(), &raw.faults, base_dir, diagnostics);
-    let slos = validate_slos(&raw.slos, &journeys, &chaos.faults, diagnostics);
+    let scopes = Known::journeys_and_steps(&raw, diagnostics);
+    let fault_names = Known::new(raw.faults.iter().map(|f| &f.get_ref().name), diagnostics);
+    let slos = validate_slos(&raw.slos, &scopes, &fault_names, diagnostics);
 
     if !diagnostics.is_empty() {
         return None;
@@ -187,10 +205,11 @@ fn validate_target(
             }
         }
     };
-    // An IP base_url is checked against allow_hosts here, as `plan` and `run` check it (a
-    // name is resolved only then).
+    // The base_url is held to allow_hosts here, at its position, as `plan` and `run` hold
+    // it: an address as it is, a name the list does not carry by what it resolves to (a
+    // name on the list is resolved only when the run starts).
     if let (Some(base), Some(allow)) = (&base, &allow)
-        && base.host.parse::<std::net::IpAddr>().is_ok()
+        && !allow.allows_name(&base.host)
         && let Err(message) = allow.resolve(&base.host, base.port)
     {
         diagnostics.push(raw.base_url.span(), message);
@@ -541,11 +560,77 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
     })
 }
 
+/// Names a scenario declares (journeys, steps, faults), as written: a reference to one
+/// whose own table had a mistake is still a reference to something declared. When a name
+/// itself was the mistake, every reference is taken on trust (`doubtful`).
+pub(super) struct Known {
+    names: BTreeSet<String>,
+    doubtful: bool,
+}
+
+impl Known {
+    fn new<'a>(
+        names: impl Iterator<Item = &'a Spanned<String>>,
+        diagnostics: &Diagnostics,
+    ) -> Known {
+        let mut known = Known {
+            names: BTreeSet::new(),
+            doubtful: false,
+        };
+        for name in names {
+            known.doubtful |= diagnostics.was_reported(&name.span());
+            known.names.insert(name.get_ref().clone());
+        }
+        known
+    }
+
+    /// Each journey's `name` and each step's `journey/step`.
+    fn journeys_and_steps(raw: &RawScenario, diagnostics: &Diagnostics) -> Known {
+        let mut known = Known::new(
+            raw.journeys.iter().map(|j| &j.header.get_ref().name),
+            diagnostics,
+        );
+        for journey in &raw.journeys {
+            let journey_name = journey.header.get_ref().name.get_ref();
+            for step in &journey.steps {
+                let name = &step.get_ref().name;
+                known.doubtful |= diagnostics.was_reported(&name.span());
+                known
+                    .names
+                    .insert(format!("{journey_name}/{}", name.get_ref()));
+            }
+        }
+        known
+    }
+
+    pub fn knows(&self, name: &str) -> bool {
+        self.doubtful || self.names.contains(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The feeders and generators templates may read, and the kinds records may name; `broken` names those declared with a
+/// mistake (already reported), whose references are taken on trust rather than reported
+/// as unknown a second time.
+pub(super) struct Declared<'a> {
+    pub feeders: &'a [Feeder],
+    pub generators: &'a [Generator],
+    pub broken: &'a BTreeSet<String>,
+    /// The kinds `[[verify]]` reads back, which a step's `record` may name; doubtful when
+    /// one of them was itself the mistake.
+    pub kinds: &'a [String],
+    pub kinds_doubtful: bool,
+}
+
 fn validate_data(
     data: &RawData,
     base_dir: &Path,
     diagnostics: &mut Diagnostics,
-) -> (Vec<Feeder>, Vec<Generator>) {
+) -> (Vec<Feeder>, Vec<Generator>, BTreeSet<String>) {
+    let mut broken = BTreeSet::new();
     let mut feeders = Vec::new();
     for (name, raw) in &data.feeder {
         if RESERVED_NAMES.contains(&name.as_str()) {
@@ -586,6 +671,7 @@ fn validate_data(
                 for message in messages {
                     diagnostics.push(raw.get_ref().file.span(), message);
                 }
+                broken.insert(name.clone());
             }
         }
     }
@@ -609,12 +695,13 @@ fn validate_data(
                 name: name.clone(),
                 kind,
             }),
-            Err(messages) => {
-                for message in messages {
-                    diagnostics.push(raw.span(), message);
+            Err(errors) => {
+                for (span, message) in errors {
+                    diagnostics.push(span, message);
                 }
+                broken.insert(name.clone());
             }
         }
     }
-    (feeders, generators)
+    (feeders, generators, broken)
 }

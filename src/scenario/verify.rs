@@ -13,6 +13,7 @@ use super::plan::{ExtractSource, Generator, JourneyPlan, StatusMatcher};
 use super::raw::{RawCheck, RawCount, RawExtract, RawRecord, RawVerify};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_rate;
+use super::validate::Declared;
 use super::validate::allows;
 use crate::slo::OnNoData;
 use crate::verify::plan::{
@@ -36,14 +37,17 @@ pub fn kind_names(verify: &[Spanned<RawVerify>]) -> Vec<String> {
 /// the `{"fields": {…}, "id": …}` object an acknowledged response writes to acks.jsonl.
 pub fn validate_record(
     raw: &Spanned<RawRecord>,
-    kinds: &[String],
+    declared: &Declared<'_>,
     resolve: &mut dyn FnMut(&str) -> Result<Source, String>,
     diagnostics: &mut Diagnostics,
 ) -> Option<RecordPlan> {
     let record = raw.get_ref();
     let before = diagnostics.len();
-    let kind = kinds.iter().position(|k| k == record.kind.get_ref());
-    if kind.is_none() {
+    let kind = declared
+        .kinds
+        .iter()
+        .position(|k| k == record.kind.get_ref());
+    if kind.is_none() && !declared.kinds_doubtful {
         diagnostics.push(
             record.kind.span(),
             format!(
@@ -98,11 +102,19 @@ fn is_field_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// What the steps record: the journeys' plans, and the kinds recorded by steps that had a
+/// mistake (left out of the plans, and reported there).
+pub struct Recorded<'a> {
+    pub journeys: &'a [JourneyPlan],
+    /// Each such record's kind and field names, as written.
+    pub unfinished: &'a [super::journeys::UnfinishedRecord],
+}
+
 pub fn validate_verify(
     verify: &[Spanned<RawVerify>],
     rate: Option<&Spanned<String>>,
-    journeys: &[JourneyPlan],
-    generators: &[Generator],
+    recorded: &Recorded<'_>,
+    declared: &Declared<'_>,
     diagnostics: &mut Diagnostics,
 ) -> VerifyPlan {
     let kind_names = kind_names(verify);
@@ -131,7 +143,7 @@ pub fn validate_verify(
                     .position(|k| k == kind.get_ref())
                     .expect("every kind with a url is in kind_names");
                 if let Some(kind_plan) =
-                    validate_kind(raw, kind, url, index, journeys, generators, diagnostics)
+                    validate_kind(raw, kind, url, index, recorded, declared, diagnostics)
                 {
                     plan.kinds.push(kind_plan);
                 }
@@ -253,6 +265,10 @@ struct CheckSlots<'a> {
     partial: &'a BTreeSet<String>,
     generators: &'a [Generator],
     generator_slots: Vec<(usize, usize)>,
+    /// Generators declared with a mistake, and whether a step recording this kind had
+    /// one: references they would answer are taken on trust (reported once, there).
+    broken: &'a BTreeSet<String>,
+    kind_unfinished: bool,
 }
 
 impl CheckSlots<'_> {
@@ -263,6 +279,7 @@ impl CheckSlots<'_> {
         if let Some(field) = name.strip_prefix("ack.fields.") {
             return match self.fields.iter().position(|f| f == field) {
                 Some(index) => Ok(Source::Slot(1 + index)),
+                None if self.kind_unfinished => Ok(Source::Slot(0)),
                 None if self.partial.contains(field) => Err(format!(
                     "not every `record` of this kind has field `{field}`: a write without it could not be checked"
                 )),
@@ -287,6 +304,9 @@ impl CheckSlots<'_> {
             };
             return Ok(Source::Slot(slot));
         }
+        if self.broken.contains(name) {
+            return Ok(Source::Slot(0));
+        }
         Err(format!(
             "unknown reference `{name}`: a [[verify]] template reads {{{{ack.id}}}}, {{{{ack.fields.NAME}}}} and generators"
         ))
@@ -298,12 +318,13 @@ fn validate_kind(
     kind: &Spanned<String>,
     url: &Spanned<String>,
     index: usize,
-    journeys: &[JourneyPlan],
-    generators: &[Generator],
+    recorded: &Recorded<'_>,
+    declared: &Declared<'_>,
     diagnostics: &mut Diagnostics,
 ) -> Option<KindPlan> {
     let before = diagnostics.len();
-    let records: Vec<(usize, &[String])> = journeys
+    let records: Vec<(usize, &[String])> = recorded
+        .journeys
         .iter()
         .flat_map(|j| j.steps.iter())
         .filter_map(|step| {
@@ -313,7 +334,15 @@ fn validate_kind(
                 .map(|r| (step.global_index, r.fields.as_slice()))
         })
         .collect();
-    if records.is_empty() {
+    let unfinished: Vec<&[String]> = recorded
+        .unfinished
+        .iter()
+        .filter(|(k, _)| k == kind.get_ref())
+        .map(|(_, fields)| fields.as_slice())
+        .collect();
+    // The kind itself was the mistake: what its checks read is taken on trust.
+    let kind_unfinished = diagnostics.was_reported(&kind.span());
+    if records.is_empty() && unfinished.is_empty() && !kind_unfinished {
         diagnostics.push(
             kind.span(),
             format!(
@@ -326,7 +355,7 @@ fn validate_kind(
     // The fields every record carries; the others some record lacks.
     let mut all: BTreeSet<String> = BTreeSet::new();
     let mut common: Option<BTreeSet<String>> = None;
-    for (_, fields) in &records {
+    for fields in records.iter().map(|(_, f)| *f).chain(unfinished) {
         let set: BTreeSet<String> = fields.iter().cloned().collect();
         all.extend(set.iter().cloned());
         common = Some(match common {
@@ -342,8 +371,10 @@ fn validate_kind(
     let mut slots = CheckSlots {
         fields: &fields,
         partial: &partial,
-        generators,
+        generators: declared.generators,
         generator_slots: Vec::new(),
+        broken: declared.broken,
+        kind_unfinished,
     };
 
     let method = match &raw.method {

@@ -125,7 +125,7 @@ check = { json = { "status" = 1 }, nonsense = true }
     );
     let errors = loadgen::scenario::load(&file).unwrap_err().to_string();
     assert!(
-        errors.contains("bad.toml:14:36: error: unknown field `nonsense`"),
+        errors.contains("bad.toml:14:36: error: unknown key `nonsense`"),
         "{errors}"
     );
     let text = std::fs::read_to_string(&file)

@@ -34,6 +34,7 @@ mod stock_scenarios;
 mod stop;
 mod support;
 mod tls;
+mod type_errors;
 mod validation;
 mod verdict_edges;
 mod verify;
