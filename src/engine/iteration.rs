@@ -15,13 +15,14 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use serde_json::Value;
 
+use super::check::{Body, Mismatch, first_mismatch};
 use super::cookies::Jar;
 use super::http::{Client, Connection, Origin, Response, Route};
 use super::mix::{JourneyMix, iteration_rng};
 use crate::metrics::{ErrorClass, NotStarted, Recorder};
 use crate::scenario::plan::{
-    BodyPlan, CheckKind, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan,
-    OnExhausted, Plan, StepPlan,
+    BodyPlan, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, OnExhausted,
+    Plan, StepPlan,
 };
 use crate::scenario::template::Values;
 
@@ -490,11 +491,11 @@ async fn run_step<'c>(
                     .served_by(pending.second, instance);
             }
             check_response(step, &response, values).map_err(|failure| {
-                if let Failure::Check(index) = failure {
+                if let Failure::Check(mismatch) = &failure {
                     ctx.recorder.borrow_mut().check_failed(
                         step.global_index,
                         pending.second,
-                        index,
+                        mismatch.index as u16,
                     );
                 }
                 failure.class()
@@ -779,17 +780,17 @@ fn build_request(
 }
 
 /// Why a response did not pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Failure {
     Class(ErrorClass),
-    /// The step's check with this index said no.
-    Check(u16),
+    /// One of the step's checks said no: which, expected and found.
+    Check(Mismatch),
 }
 
 impl Failure {
-    fn class(self) -> ErrorClass {
+    fn class(&self) -> ErrorClass {
         match self {
-            Failure::Class(class) => class,
+            Failure::Class(class) => *class,
             Failure::Check(_) => ErrorClass::CheckFailed,
         }
     }
@@ -801,8 +802,8 @@ impl From<ErrorClass> for Failure {
     }
 }
 
-/// Checks the status and the step's checks, then performs its extractions into the
-/// iteration's slots.
+/// Checks the status and the step's checks (`engine::check`, as verification does), then
+/// performs its extractions into the iteration's slots.
 fn check_response(
     step: &StepPlan,
     response: &Response,
@@ -812,32 +813,18 @@ fn check_response(
     if !step.expect.matches(status) {
         return Err(ErrorClass::for_status(status).into());
     }
-    let mut body: Option<Value> = None;
-    for (index, check) in step.checks.iter().enumerate() {
-        let passed = match &check.kind {
-            CheckKind::Json { pointer, expected } => parsed(&mut body, &response.body)
-                .ok()
-                .and_then(|json| json.pointer(pointer))
-                .is_some_and(|found| found == expected),
-            CheckKind::BodyContains(text) => {
-                String::from_utf8_lossy(&response.body).contains(text.as_str())
-            }
-            CheckKind::Header { name, pattern } => response
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| pattern.is_match(v)),
-        };
-        if !passed {
-            return Err(Failure::Check(index as u16));
-        }
+    let mut body = Body::new(&response.body);
+    if let Some(mismatch) = first_mismatch(&step.checks, response, &mut body, &*values) {
+        return Err(Failure::Check(mismatch));
     }
     for extraction in &step.extract {
         let value = match &extraction.source {
             header @ ExtractSource::Header(_) => header
                 .in_headers(&response.headers)
                 .map(|v| Value::String(v.to_string())),
-            json => json.in_json(parsed(&mut body, &response.body)?).cloned(),
+            json => json
+                .in_json(body.json().ok_or(ErrorClass::ExtractionFailed)?)
+                .cloned(),
         };
         match value {
             Some(Value::Null) | None => return Err(ErrorClass::ExtractionFailed.into()),
@@ -845,13 +832,6 @@ fn check_response(
         }
     }
     Ok(())
-}
-
-fn parsed<'a>(cache: &'a mut Option<Value>, body: &Bytes) -> Result<&'a Value, ErrorClass> {
-    if cache.is_none() {
-        *cache = Some(serde_json::from_slice(body).map_err(|_| ErrorClass::ExtractionFailed)?);
-    }
-    Ok(cache.as_ref().expect("filled above"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The engine: turns a `Plan` into traffic on worker threads and reports what happened to
 //! the aggregator through a channel, one message per worker per second.
 
+pub mod check;
 pub mod cookies;
 pub mod drive;
 pub mod http;

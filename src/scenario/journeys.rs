@@ -10,14 +10,13 @@ use toml::Spanned;
 
 use super::diag::Diagnostics;
 use super::plan::{
-    BodyPlan, Check, CheckKind, ConnectionMode, ExtractSource, Extraction, Feeder, Generator,
-    JourneyPlan, StatusMatcher, StepPlan, Think,
+    BodyPlan, Check, ConnectionMode, ExtractSource, Extraction, Feeder, Generator, JourneyPlan,
+    StatusMatcher, StepPlan, Think,
 };
 use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_duration;
 use super::validate::Declared;
-use crate::glob::Glob;
 
 /// A `record` of a step that had a mistake: its kind and field names, as written.
 pub type UnfinishedRecord = (String, Vec<String>);
@@ -323,7 +322,9 @@ fn validate_step(
             None
         }
     };
-    let checks = validate_checks(raw, diagnostics);
+    let checks = raw.check.as_ref().map_or_else(Vec::new, |check| {
+        super::checks::validate_checks(check, &mut |name| slots.resolve(name), diagnostics)
+    });
     // Extractions are defined after the step's own templates are compiled: a step cannot
     // read what it extracts itself.
     let extract = validate_extractions(raw, slots, diagnostics);
@@ -358,89 +359,6 @@ fn validate_step(
         repeat: repeat?,
         record: record.flatten(),
     })
-}
-
-/// `check = { … }`: each kind's entries, in the order written (json, body_contains, header).
-fn validate_checks(raw: &RawStep, diagnostics: &mut Diagnostics) -> Vec<Check> {
-    let Some(check) = &raw.check else {
-        return Vec::new();
-    };
-    let span = check.span();
-    let spec = check.get_ref();
-    let mut checks = Vec::new();
-    for (pointer, expected) in spec.json.iter().flatten() {
-        if let Err(message) = check_pointer(pointer) {
-            diagnostics.push(span.clone(), message);
-            continue;
-        }
-        let expected = match serde_json::to_value(expected) {
-            Ok(value) => value,
-            Err(e) => {
-                diagnostics.push(span.clone(), format!("check json `{pointer}`: {e}"));
-                continue;
-            }
-        };
-        checks.push(Check {
-            label: format!("json {pointer} = {expected}"),
-            kind: CheckKind::Json {
-                pointer: pointer.clone(),
-                expected,
-            },
-        });
-    }
-    if let Some(text) = &spec.body_contains {
-        if text.is_empty() {
-            diagnostics.push(
-                span.clone(),
-                "check body_contains is empty: it would always pass",
-            );
-        } else {
-            checks.push(Check {
-                label: format!("body contains {text:?}"),
-                kind: CheckKind::BodyContains(text.clone()),
-            });
-        }
-    }
-    for (name, pattern) in spec.header.iter().flatten() {
-        match header_check(name, pattern) {
-            Ok((label, name, pattern)) => checks.push(Check {
-                label,
-                kind: CheckKind::Header { name, pattern },
-            }),
-            Err(message) => diagnostics.push(span.clone(), message),
-        }
-    }
-    if checks.is_empty()
-        && spec.json.is_none()
-        && spec.body_contains.is_none()
-        && spec.header.is_none()
-    {
-        diagnostics.push(span, "`check` names no check (json, body_contains, header)");
-    }
-    checks
-}
-
-/// A `check = { json = { POINTER = … } }` key: a JSON pointer ("" is the whole body).
-pub(super) fn check_pointer(pointer: &str) -> Result<(), String> {
-    if pointer.is_empty() || pointer.starts_with('/') {
-        Ok(())
-    } else {
-        Err(format!(
-            "check json key `{pointer}` is not a JSON pointer (write it \"/a/b\")"
-        ))
-    }
-}
-
-/// A `check = { header = { NAME = glob } }` entry: its label and header name.
-/// A header check's label, header and compiled pattern (compiled once, here).
-pub(super) fn header_check(
-    name: &str,
-    pattern: &str,
-) -> Result<(String, HeaderName, Glob), String> {
-    let header = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("check header `{name}` is not a valid header name"))?;
-    let glob = Glob::new(pattern)?;
-    Ok((format!("header {name} ~ {pattern}"), header, glob))
 }
 
 /// A step repeated more often than this is a journey of its own (or a typo).

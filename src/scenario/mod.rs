@@ -5,6 +5,7 @@
 //! ```
 //! Every error of a file is collected and reported at once with `file:line:col`.
 
+mod checks;
 mod data;
 pub mod describe;
 pub mod diag;

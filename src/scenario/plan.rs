@@ -407,7 +407,8 @@ pub struct StepPlan {
     pub record: Option<crate::verify::plan::RecordPlan>,
 }
 
-/// One response check, with how reports name it.
+/// One response check — a step's, or a `[[verify]]` read-back's — with how reports name
+/// it. Both are evaluated by `engine::check`.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub label: String,
@@ -416,15 +417,27 @@ pub struct Check {
 
 #[derive(Debug, Clone)]
 pub enum CheckKind {
-    /// The JSON body's value at `pointer` equals `expected`.
+    /// The JSON body's value at `pointer` equals `expected` (a template is rendered, then
+    /// read as JSON: one that is a whole reference keeps its value's type).
     Json {
         pointer: String,
-        expected: serde_json::Value,
+        expected: Expected<serde_json::Value>,
     },
     /// The body (as UTF-8, lossily) contains the text.
-    BodyContains(String),
+    BodyContains(Expected<String>),
     /// The header is present and its value matches the glob (`*`, `?`).
-    Header { name: HeaderName, pattern: Glob },
+    Header {
+        name: HeaderName,
+        pattern: Expected<Glob>,
+    },
+}
+
+/// A check's expected value: `Fixed` when it reads no template value (prepared once, at
+/// validation: the hot path parses nothing), otherwise rendered for each response.
+#[derive(Debug, Clone)]
+pub enum Expected<T> {
+    Fixed(T),
+    Rendered(Template),
 }
 
 impl Check {

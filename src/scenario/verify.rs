@@ -8,17 +8,17 @@ use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::diag::Diagnostics;
-use super::journeys::{check_pointer, header_check, inner_span, json_extraction, parse_expect};
+use super::journeys::{inner_span, json_extraction, parse_expect};
 use super::plan::{ExtractSource, Generator, JourneyPlan, StatusMatcher};
-use super::raw::{RawCheck, RawCount, RawExtract, RawRecord, RawVerify};
+use super::raw::{RawCount, RawExtract, RawRecord, RawVerify};
 use super::template::{Escape, Source, Template, TemplateError};
 use super::units::parse_rate;
 use super::validate::Declared;
 use super::validate::allows;
 use crate::slo::OnNoData;
 use crate::verify::plan::{
-    CheckRequest, CountPlan, DEFAULT_RATE, FieldCheck, FieldCheckKind, InvariantPlan, KindPlan,
-    OnUnverifiable, Probe, RecordPlan, VerifyPlan,
+    CheckRequest, CountPlan, DEFAULT_RATE, InvariantPlan, KindPlan, OnUnverifiable, Probe,
+    RecordPlan, VerifyPlan,
 };
 
 /// The most check requests per second `verify_rate` may ask for.
@@ -451,7 +451,9 @@ fn validate_kind(
     let checks = raw
         .check
         .as_ref()
-        .map(|check| field_checks(check, &mut slots, diagnostics))
+        .map(|check| {
+            super::checks::validate_checks(check, &mut |name| slots.resolve(name), diagnostics)
+        })
         .unwrap_or_default();
     let on_unverifiable = match allows(raw.on_unverifiable.as_ref(), "on_unverifiable", diagnostics)
     {
@@ -483,67 +485,6 @@ fn validate_kind(
         on_unverifiable,
         on_no_data,
     })
-}
-
-/// `check = { json = { POINTER = template }, body_contains = template, header = { NAME = glob } }`.
-fn field_checks(
-    check: &Spanned<RawCheck>,
-    slots: &mut CheckSlots<'_>,
-    diagnostics: &mut Diagnostics,
-) -> Vec<FieldCheck> {
-    let span = check.span();
-    let spec = check.get_ref();
-    let mut checks = Vec::new();
-    for (pointer, expected) in spec.json.iter().flatten() {
-        if let Err(message) = check_pointer(pointer) {
-            diagnostics.push(span.clone(), message);
-            continue;
-        }
-        match Template::json(expected, &mut |name| slots.resolve(name)) {
-            Ok(template) => checks.push(FieldCheck {
-                label: format!("json {pointer} = {}", template.source),
-                kind: FieldCheckKind::Json {
-                    pointer: pointer.clone(),
-                    expected: template,
-                },
-            }),
-            Err(errors) => {
-                for error in errors {
-                    diagnostics.push(span.clone(), error.message);
-                }
-            }
-        }
-    }
-    if let Some(text) = &spec.body_contains {
-        match Template::compile(text, Escape::Text, &mut |name| slots.resolve(name)) {
-            Ok(_) if text.is_empty() => diagnostics.push(
-                span.clone(),
-                "check body_contains is empty: it would always pass",
-            ),
-            Ok(template) => checks.push(FieldCheck {
-                label: format!("body contains {text:?}"),
-                kind: FieldCheckKind::BodyContains(template),
-            }),
-            Err(errors) => {
-                for error in errors {
-                    diagnostics.push(span.clone(), error.message);
-                }
-            }
-        }
-    }
-    for (name, pattern) in spec.header.iter().flatten() {
-        match header_check(name, pattern) {
-            Ok((label, name, pattern)) => checks.push(FieldCheck {
-                label,
-                kind: FieldCheckKind::Header { name, pattern },
-            }),
-            Err(message) => diagnostics.push(span.clone(), message),
-        }
-    }
-    if spec.json.is_none() && spec.body_contains.is_none() && spec.header.is_none() {
-        diagnostics.push(span, "`check` names no check (json, body_contains, header)");
-    }
-    checks
 }
 
 fn validate_count(

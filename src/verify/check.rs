@@ -14,11 +14,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::AckLine;
-use super::plan::{FieldCheckKind, KindPlan, Probe};
+use super::plan::{KindPlan, Probe};
+use crate::engine::check::{Body, Mismatch, first_mismatch};
 use crate::engine::http::{Client, Response, Route};
 use crate::engine::iteration::generate;
 use crate::engine::mix::iteration_rng;
 use crate::scenario::Plan;
+use crate::scenario::plan::CheckKind;
 use crate::scenario::plan::{ConnectionMode, ExtractSource};
 use crate::scenario::template::{Template, Values};
 
@@ -236,41 +238,25 @@ fn checked(
     }
 }
 
-/// The first field check a present write fails, in words.
+/// The first field check a present write fails, in words (`engine::check` judges it, as
+/// it judges a step's checks).
 fn first_difference(kind: &KindPlan, response: &Response, values: &SlotValues) -> Option<String> {
-    let mut body: Option<Option<Value>> = None;
-    for check in &kind.check.checks {
-        match &check.kind {
-            FieldCheckKind::Json { pointer, expected } => {
-                let expected: Value =
-                    serde_json::from_slice(&expected.render(values)).unwrap_or(Value::Null);
-                let json = body.get_or_insert_with(|| serde_json::from_slice(&response.body).ok());
-                let found = json.as_ref().and_then(|j| j.pointer(pointer));
-                if found != Some(&expected) {
-                    return Some(format!(
-                        "{pointer}: acknowledged {expected}, found {}",
-                        found.map_or("nothing".to_string(), Value::to_string)
-                    ));
-                }
-            }
-            FieldCheckKind::BodyContains(text) => {
-                let text = String::from_utf8_lossy(&text.render(values)).into_owned();
-                if !String::from_utf8_lossy(&response.body).contains(&text) {
-                    return Some(format!("the body does not contain {text:?}"));
-                }
-            }
-            FieldCheckKind::Header { name, pattern } => {
-                let value = response.headers.get(name).and_then(|v| v.to_str().ok());
-                if !value.is_some_and(|v| pattern.is_match(v)) {
-                    return Some(format!(
-                        "header {name}: {} does not match {pattern}",
-                        value.unwrap_or("(none)")
-                    ));
-                }
-            }
+    let checks = &kind.check.checks;
+    let mismatch = first_mismatch(checks, response, &mut Body::new(&response.body), values)?;
+    let Mismatch {
+        index,
+        expected,
+        found,
+    } = mismatch;
+    Some(match &checks[index].kind {
+        CheckKind::Json { pointer, .. } => {
+            format!("{pointer}: acknowledged {expected}, found {found}")
         }
-    }
-    None
+        CheckKind::BodyContains(_) => format!("the body does not contain {expected}"),
+        CheckKind::Header { name, .. } => {
+            format!("header {name}: {found} does not match {expected}")
+        }
+    })
 }
 
 /// A probe's value: from the JSON body, or a header's read as JSON (so `X-Total-Count: 480`

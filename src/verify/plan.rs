@@ -5,7 +5,6 @@
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
-use crate::glob::Glob;
 use crate::scenario::plan::{ExtractSource, StatusMatcher};
 use crate::scenario::template::Template;
 use crate::slo::OnNoData;
@@ -130,34 +129,11 @@ pub struct CheckRequest {
     pub expect: StatusMatcher,
     /// Statuses that say it is not (default 404, 410).
     pub absent: StatusMatcher,
-    pub checks: Vec<FieldCheck>,
+    /// Checks on a present write: a difference makes it `mismatched`.
+    pub checks: Vec<crate::scenario::plan::Check>,
     pub slot_count: usize,
     /// Generator index → slot.
     pub generator_slots: Vec<(usize, usize)>,
-}
-
-/// A check on a present write: a difference makes it `mismatched`.
-#[derive(Debug, Clone)]
-pub struct FieldCheck {
-    /// As written, for reports: `json /course_id = {{ack.fields.course}}`.
-    pub label: String,
-    pub kind: FieldCheckKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum FieldCheckKind {
-    /// The JSON body's value at `pointer` equals the rendered template (a template that is
-    /// one whole reference keeps its value's type).
-    Json {
-        pointer: String,
-        expected: Template,
-    },
-    BodyContains(Template),
-    /// The header is present and matches the glob.
-    Header {
-        name: HeaderName,
-        pattern: Glob,
-    },
 }
 
 /// A platform total compared with what was acknowledged of a kind.

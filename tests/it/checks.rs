@@ -102,6 +102,80 @@ scope = "passing"
     assert!(html.contains("body contains &quot;goodbye&quot;"));
 }
 
+/// A step's check takes `{{…}}` templates as a read-back's does: rendered for each
+/// response, then compared (as JSON where the check is JSON). Where the values match every
+/// request passes; where they cannot, every request is `check_failed` by that check.
+#[test]
+fn templated_checks_compare_the_rendered_values() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "templated.toml",
+        &format!(
+            r#"name = "templated"
+[target]
+base_url = "{}"
+[load]
+model = "open"
+start_rate = "30/s"
+[[load.stage]]
+duration = "2s"
+rate = "30/s"
+[data.generator.who]
+kind = "pick"
+values = ["ana", "bo", "cy"]
+[data.generator.nobody]
+kind = "pick"
+values = ["zed"]
+[[journey]]
+name = "matching"
+[[journey.step]]
+name = "sign up"
+method = "POST"
+url = "/api/members"
+json = {{ name = "{{{{who}}}}" }}
+check = {{ json = {{ "/echo/name" = "{{{{who}}}}" }}, body_contains = "\"{{{{who}}}}\"" }}
+[[journey]]
+name = "differing"
+[[journey.step]]
+name = "sign up"
+method = "POST"
+url = "/api/members"
+json = {{ name = "{{{{who}}}}" }}
+check = {{ json = {{ "/echo/name" = "{{{{nobody}}}}" }} }}
+"#,
+            server.url()
+        ),
+    );
+    let (_, summary) = run_ok(&options(&file, &workspace.out()));
+    assert_eq!(summary.totals.requests, server.seen().len() as u64);
+    let step = |journey: &str| {
+        summary
+            .journeys
+            .iter()
+            .find(|j| j.name == journey)
+            .map(|j| j.steps[0].clone())
+            .unwrap_or_else(|| panic!("{journey}"))
+    };
+    let matching = step("matching");
+    assert!(matching.requests > 5, "{matching:?}");
+    assert_eq!(matching.errors, 0, "{matching:?}");
+    let differing = step("differing");
+    assert!(differing.requests > 5, "{differing:?}");
+    assert_eq!(
+        differing
+            .checks_failed
+            .get(r#"json /echo/name = "{{nobody}}""#),
+        Some(&differing.requests),
+        "{:?}",
+        differing.checks_failed
+    );
+    // The names really varied: the check compared each request's own value.
+    let bodies: std::collections::BTreeSet<String> =
+        server.seen().iter().map(|r| r.body.clone()).collect();
+    assert!(bodies.len() >= 3, "{bodies:?}");
+}
+
 #[test]
 fn a_malformed_check_is_a_positioned_error() {
     let workspace = Workspace::new();
