@@ -167,6 +167,7 @@ fn write_run(args: &Args) -> Result<(), String> {
             faults,
             aborted_because: None,
             planned: Default::default(),
+            host: None,
         },
         &totals,
     );

@@ -7,11 +7,9 @@ use serde_json::Value;
 
 use super::http::Response;
 use crate::glob::Glob;
+use crate::metrics::samples::{EXCERPT_BYTES, excerpt, prefix};
 use crate::scenario::plan::{Check, CheckKind, Expected};
 use crate::scenario::template::Values;
-
-/// The longest excerpt a mismatch quotes of what was expected or found.
-pub const EXCERPT_BYTES: usize = 256;
 
 /// A response body, read as JSON at most once however many checks and extractions ask.
 pub struct Body<'a> {
@@ -126,38 +124,5 @@ fn found_body(text: &str) -> String {
         "an empty body".into()
     } else {
         format!("a body starting {:?}", prefix(text, EXCERPT_BYTES))
-    }
-}
-
-/// At most `EXCERPT_BYTES` of `text`, cut at a character boundary, "…" when cut.
-pub fn excerpt(text: &str) -> String {
-    let start = prefix(text, EXCERPT_BYTES);
-    if start.len() == text.len() {
-        text.to_string()
-    } else {
-        format!("{start}…")
-    }
-}
-
-/// The longest start of `text` of at most `bytes` bytes that ends at a character boundary.
-fn prefix(text: &str, bytes: usize) -> &str {
-    let mut end = bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpts_cut_at_a_character_boundary() {
-        let text = "é".repeat(200);
-        let cut = excerpt(&text);
-        assert!(cut.len() <= EXCERPT_BYTES + '…'.len_utf8());
-        assert!(cut.ends_with('…'));
-        assert_eq!(excerpt("short"), "short");
     }
 }

@@ -17,8 +17,10 @@ use serde_json::Value;
 
 use super::check::{Body, Mismatch, first_mismatch};
 use super::cookies::Jar;
+use super::http::Failure;
 use super::http::{Client, Connection, Origin, Response, Route};
 use super::mix::{JourneyMix, iteration_rng};
+use crate::metrics::samples::EXCERPT_BYTES;
 use crate::metrics::{ErrorClass, NotStarted, Recorder};
 use crate::scenario::plan::{
     BodyPlan, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, OnExhausted,
@@ -490,18 +492,51 @@ async fn run_step<'c>(
                     .borrow_mut()
                     .served_by(pending.second, instance);
             }
-            check_response(step, &response, values).map_err(|failure| {
-                if let Failure::Check(mismatch) = &failure {
-                    ctx.recorder.borrow_mut().check_failed(
-                        step.global_index,
-                        pending.second,
-                        mismatch.index as u16,
-                    );
+            match check_response(step, &response, values) {
+                Ok(()) => Ok(()),
+                Err(rejected) => {
+                    let class = rejected.class();
+                    let mut recorder = ctx.recorder.borrow_mut();
+                    if let Rejected::Check(mismatch) = &rejected {
+                        recorder.check_failed(
+                            step.global_index,
+                            pending.second,
+                            mismatch.index as u16,
+                        );
+                    }
+                    let status = Some(response.status.as_u16());
+                    if recorder.wants_sample(step.global_index, class) {
+                        let detail = rejected.detail(step, &response.body);
+                        recorder.failure_sample(
+                            step.global_index,
+                            pending.second,
+                            class,
+                            status,
+                            &detail,
+                        );
+                    }
+                    Err(class)
                 }
-                failure.class()
-            })
+            }
         }
-        Err(class) => Err(class),
+        Err(failure) => {
+            let detail = match (failure.detail.as_deref(), failure.class) {
+                (Some(detail), _) => detail.to_string(),
+                (None, ErrorClass::BodyTooLarge) => format!(
+                    "the body passed max_body ({} bytes, inflated)",
+                    ctx.plan.target.max_body
+                ),
+                (None, class) => class.name().replace('_', " "),
+            };
+            ctx.recorder.borrow_mut().failure_sample(
+                step.global_index,
+                pending.second,
+                failure.class,
+                None,
+                &detail,
+            );
+            Err(failure.class)
+        }
     };
     let done = Instant::now();
     cut_off.armed = false;
@@ -559,7 +594,7 @@ async fn follow(
     session: &mut Session,
     route: Route,
     second: u64,
-) -> Result<Response, ErrorClass> {
+) -> Result<Response, Failure> {
     let base = &ctx.client.config.origin;
     let mut origin: Option<Origin> = None;
     // The redirect hop being sent (`None`: the step's own request).
@@ -599,7 +634,7 @@ async fn follow(
                     .retried_unprocessed(step.global_index, second);
                 continue;
             }
-            Err(failure) => return Err(failure.class),
+            Err(failure) => return Err(failure),
         };
         // The request went into `send`; its path is needed again only for a cookie or a
         // redirect, so it is rendered again then rather than kept for every request.
@@ -628,7 +663,9 @@ async fn follow(
         };
         let from = request_url(at, &sent_path(values)).ok_or(ErrorClass::Io)?;
         // A hop outside the allow-list is this response's failure: nothing more is sent.
-        let (next, next_path) = redirect_target(ctx, &from, location)?;
+        let (next, next_path) = redirect_target(ctx, &from, location).map_err(|class| {
+            Failure::because(class, format!("a redirect to {location} was not followed (outside the allow-list, or not http/https)"))
+        })?;
         ctx.recorder
             .borrow_mut()
             .redirect(step.global_index, second, Instant::now());
@@ -781,24 +818,52 @@ fn build_request(
 
 /// Why a response did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Failure {
-    Class(ErrorClass),
+enum Rejected {
+    /// A status outside the step's `expect`.
+    Status(ErrorClass),
     /// One of the step's checks said no: which, expected and found.
     Check(Mismatch),
+    /// The step's extraction of `variable` found nothing (or the body was not JSON).
+    Extraction { variable: String, not_json: bool },
 }
 
-impl Failure {
+impl Rejected {
     fn class(&self) -> ErrorClass {
         match self {
-            Failure::Class(class) => *class,
-            Failure::Check(_) => ErrorClass::CheckFailed,
+            Rejected::Status(class) => *class,
+            Rejected::Check(_) => ErrorClass::CheckFailed,
+            Rejected::Extraction { .. } => ErrorClass::ExtractionFailed,
         }
     }
-}
 
-impl From<ErrorClass> for Failure {
-    fn from(class: ErrorClass) -> Failure {
-        Failure::Class(class)
+    /// The failure sample's detail: the check's or extraction's reason, then the start of
+    /// the body (a status's whole detail).
+    fn detail(&self, step: &StepPlan, body: &[u8]) -> String {
+        // Room for redaction to shorten it; the sample is cut to its length after.
+        let read = body.len().min(4 * EXCERPT_BYTES);
+        let mut start = String::from_utf8_lossy(&body[..read]);
+        if read < body.len() {
+            start.to_mut().push('…');
+        }
+        match self {
+            Rejected::Status(_) => start.into_owned(),
+            Rejected::Check(mismatch) => format!(
+                "{}: expected {}, found {}",
+                step.checks
+                    .get(mismatch.index)
+                    .map_or("check", |c| c.label.as_str()),
+                mismatch.expected,
+                mismatch.found
+            ),
+            Rejected::Extraction { variable, not_json } => format!(
+                "nothing to extract into `{variable}`{}; the body starts {start:?}",
+                if *not_json {
+                    " (the body is not JSON)"
+                } else {
+                    ""
+                }
+            ),
+        }
     }
 }
 
@@ -808,26 +873,37 @@ fn check_response(
     step: &StepPlan,
     response: &Response,
     values: &mut IterationValues<'_>,
-) -> Result<(), Failure> {
+) -> Result<(), Rejected> {
     let status = response.status.as_u16();
     if !step.expect.matches(status) {
-        return Err(ErrorClass::for_status(status).into());
+        return Err(Rejected::Status(ErrorClass::for_status(status)));
     }
     let mut body = Body::new(&response.body);
     if let Some(mismatch) = first_mismatch(&step.checks, response, &mut body, &*values) {
-        return Err(Failure::Check(mismatch));
+        return Err(Rejected::Check(mismatch));
     }
     for extraction in &step.extract {
         let value = match &extraction.source {
             header @ ExtractSource::Header(_) => header
                 .in_headers(&response.headers)
                 .map(|v| Value::String(v.to_string())),
-            json => json
-                .in_json(body.json().ok_or(ErrorClass::ExtractionFailed)?)
-                .cloned(),
+            json => match body.json() {
+                Some(parsed) => json.in_json(parsed).cloned(),
+                None => {
+                    return Err(Rejected::Extraction {
+                        variable: extraction.variable.clone(),
+                        not_json: true,
+                    });
+                }
+            },
         };
         match value {
-            Some(Value::Null) | None => return Err(ErrorClass::ExtractionFailed.into()),
+            Some(Value::Null) | None => {
+                return Err(Rejected::Extraction {
+                    variable: extraction.variable.clone(),
+                    not_json: false,
+                });
+            }
             Some(value) => values.slots[extraction.slot] = Slot::Value(value),
         }
     }

@@ -59,7 +59,8 @@ pub async fn run(setup: WorkerSetup) {
         plan.step_count(),
         plan.journeys.len(),
         setup.reports.clone(),
-    );
+    )
+    .with_secrets(plan.secrets.clone().into());
     let ctx = Rc::new(WorkerContext::new(
         plan.clone(),
         Client::new(setup.client.clone()),

@@ -3,12 +3,15 @@
 
 pub mod aggregate;
 pub mod error_class;
+pub mod host;
 pub mod not_started;
 pub mod recorder;
+pub mod samples;
 pub mod stats;
 
 pub use aggregate::{Aggregator, Second};
 pub use error_class::{ErrorClass, ErrorCounts};
 pub use not_started::{NotStarted, NotStartedCounts};
 pub use recorder::{Recorder, WorkerReport};
+pub use samples::{FailureSample, Samples};
 pub use stats::{Percentiles, Snapshot};

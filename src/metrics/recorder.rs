@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::error_class::ErrorClass;
 use super::not_started::NotStarted;
+use super::samples::{FailureSample, Samples, excerpt, redact};
 use super::stats::{Snapshot, count_instance};
 use crate::verify::acks::Ack;
 
@@ -71,6 +72,10 @@ pub struct Recorder {
     acks: Vec<Ack>,
     /// See `WorkerReport::arrivals_stopped_from`.
     arrivals_stopped_from: Option<u64>,
+    /// Per step, every failure sample this worker has handed over: each goes over once.
+    sampled: Vec<Samples>,
+    /// Secret values of the scenario: never in a sample's text.
+    secrets: std::sync::Arc<[String]>,
 }
 
 impl Recorder {
@@ -93,7 +98,49 @@ impl Recorder {
             in_flight: 0,
             acks: Vec::new(),
             arrivals_stopped_from: None,
+            sampled: vec![Samples::default(); steps],
+            secrets: std::sync::Arc::from(Vec::new()),
         }
+    }
+
+    /// The scenario's secret values, redacted from every failure sample.
+    pub fn with_secrets(mut self, secrets: std::sync::Arc<[String]>) -> Recorder {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Whether a failure of `class` at `step` could still add a sample (fewer than
+    /// `MAX_SAMPLES` distinct ones kept): when not, no detail need be built.
+    pub fn wants_sample(&self, step: usize, class: ErrorClass) -> bool {
+        self.sampled[step].has_room_for_class(class)
+    }
+
+    /// A failed request as it looked (`detail`: the body's start, the error's text, a
+    /// check's expected and found), kept when it is unlike the step's samples of its class
+    /// so far, and handed over with the second it was meant to start in.
+    pub fn failure_sample(
+        &mut self,
+        step: usize,
+        second: u64,
+        class: ErrorClass,
+        status: Option<u16>,
+        detail: &str,
+    ) {
+        if !self.sampled[step].has_room_for(class, status, detail) {
+            return;
+        }
+        let sample = FailureSample {
+            status,
+            detail: excerpt(&redact(detail, &self.secrets)),
+            second,
+        };
+        // Kept by what it looked like before redaction, so it is never offered again.
+        let mut seen = sample.clone();
+        seen.detail = detail.to_string();
+        self.sampled[step].add(class, seen);
+        self.slot(second).snapshot.steps[step]
+            .samples
+            .add(class, sample);
     }
 
     /// Where the arrival clock publishes its next due instant.

@@ -100,6 +100,9 @@ pub struct RequestStats {
     /// idempotent request on a kept-alive connection closed under it). Not in `requests`:
     /// the retried request is one request with one outcome.
     pub retried_unprocessed: u64,
+    /// A step's failed requests as they looked, a few per class (`samples.rs`). Empty for
+    /// other scopes.
+    pub samples: super::samples::Samples,
 }
 
 impl RequestStats {
@@ -153,6 +156,9 @@ impl RequestStats {
         merge_histogram(&mut self.failed_latency, &other.failed_latency);
         for (check, count) in &other.checks_failed {
             *self.checks_failed.entry(*check).or_default() += count;
+        }
+        if !other.samples.is_empty() {
+            self.samples.merge(&other.samples);
         }
     }
 }

@@ -13,8 +13,9 @@ use super::iterations::{
 use crate::analysis::delivery::Delivery;
 use crate::analysis::{Failover, SloVerdict};
 use crate::chaos::runner::ChaosReport;
+use crate::metrics::host::HostLoad;
 use crate::metrics::stats::{GeneratorStats, RequestStats};
-use crate::metrics::{ErrorClass, ErrorCounts, NotStarted, Percentiles, Snapshot};
+use crate::metrics::{ErrorClass, ErrorCounts, FailureSample, NotStarted, Percentiles, Snapshot};
 use crate::output::run_plan::RunPlan;
 use crate::output::series::PlannedTotals;
 use crate::slo::SloSpec;
@@ -33,7 +34,7 @@ use crate::verify::plan::VerifySpecs;
 /// reason `insufficient_evidence`, `ended_by = "killed"`; requests the server did not
 /// process sent again (`retried_unprocessed`, in the totals and per step). 7: whether an
 /// https target's certificate was verified (`tls_verified`).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
@@ -274,6 +275,10 @@ pub struct StepSummary {
     /// shows it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks_failed: BTreeMap<String, u64>,
+    /// What failed requests looked like, by error class: a few distinct ones each
+    /// (`metrics::samples`). Absent in summaries before schema 8.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_samples: BTreeMap<String, Vec<FailureSample>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,6 +292,11 @@ pub struct GeneratorSummary {
     pub lag_us: Percentiles,
     pub saturated: bool,
     pub warning: Option<String>,
+    /// The host's CPU over the load (shares of all its cores), loadgen's own apart: what
+    /// the lateness warning names as the likely cause. Absent before schema 8, and where
+    /// /proc cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<HostLoad>,
 }
 
 /// The files of the run directory, relative to it: every run's, and verification's when
@@ -322,6 +332,8 @@ pub struct RunFacts<'a> {
     pub aborted_because: Option<String>,
     /// The open model's planned arrivals per journey, from the schedule (empty: closed).
     pub planned: PlannedTotals,
+    /// The host's CPU over the load, and loadgen's share of it (where /proc tells).
+    pub host: Option<HostLoad>,
 }
 
 pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
@@ -347,6 +359,11 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
                                 .get(*index as usize)
                                 .map(|label| (label.clone(), *count))
                         })
+                        .collect();
+                    summary.failure_samples = stats
+                        .samples
+                        .iter()
+                        .map(|(class, samples)| (class.name().to_string(), samples.to_vec()))
                         .collect();
                     summary
                 })
@@ -428,6 +445,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         generator: generator_summary(
             &totals.generator,
             Percentiles::of(overall.latency.as_ref()).p50,
+            facts.host.map(|host| (host, plan.workers)),
         ),
         files: run_files(plan.verify_specs.is_some()),
         scopes,
@@ -485,6 +503,7 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
         latency_us: Percentiles::of(stats.latency.as_ref()),
         failed_latency_us: Percentiles::of(stats.failed_latency.as_ref()),
         checks_failed: BTreeMap::new(),
+        failure_samples: BTreeMap::new(),
     }
 }
 
@@ -494,7 +513,11 @@ pub fn saturation_limit_us(latency_p50_us: u64) -> u64 {
     SATURATION_LAG_P99_MIN_US.max(latency_p50_us / 10)
 }
 
-fn generator_summary(generator: &GeneratorStats, latency_p50_us: u64) -> GeneratorSummary {
+fn generator_summary(
+    generator: &GeneratorStats,
+    latency_p50_us: u64,
+    host: Option<(HostLoad, usize)>,
+) -> GeneratorSummary {
     let lag = Percentiles::of(generator.lag.as_ref());
     let launched = generator.scheduled - generator.dropped;
     let limit = saturation_limit_us(latency_p50_us);
@@ -510,7 +533,7 @@ fn generator_summary(generator: &GeneratorStats, latency_p50_us: u64) -> Generat
             ));
         }
         if late {
-            why.push(lateness_warning(lag.p99, limit, samples));
+            why.push(lateness_warning(lag.p99, limit, samples, host));
         }
         why.join("; ")
     });
@@ -521,21 +544,67 @@ fn generator_summary(generator: &GeneratorStats, latency_p50_us: u64) -> Generat
         lag_us: lag,
         saturated,
         warning,
+        host_cpu: host.map(|(load, _)| load),
     }
 }
 
-/// Why late arrivals matter and what to do, without claiming a cause loadgen did not
-/// measure: its own threads at their limit and other work on the host look the same here.
-fn lateness_warning(p99_us: u64, limit_us: u64, samples: u64) -> String {
-    format!(
+/// Other processes' share of the host's CPU above which the host, not loadgen's threads,
+/// is named the likely cause of late arrivals.
+const BUSY_HOST_SHARE: f64 = 0.25;
+/// loadgen's threads busier than this share of their cores count as at their limit.
+const THREADS_AT_LIMIT: f64 = 0.8;
+
+/// Why late arrivals matter and what to do, naming the cause the host's CPU points to
+/// (`host`: its load over the run and loadgen's worker threads), and neither when it does
+/// not tell.
+fn lateness_warning(
+    p99_us: u64,
+    limit_us: u64,
+    samples: u64,
+    host: Option<(HostLoad, usize)>,
+) -> String {
+    let what = format!(
         "arrivals left late, lateness p99 {:.2} ms over {samples} arrivals (limit {:.2} ms: 1 ms \
-         or a tenth of the p50), and latency figures include it: loadgen could not send on time, \
-         either because its threads were at their limit (then add --threads or lower the rate) \
-         or because other work on this host took the cores (then --threads will not help: run \
-         where the generator has the cores to itself)",
+         or a tenth of the p50), and latency figures include it",
         p99_us as f64 / 1000.0,
         limit_us as f64 / 1000.0
-    )
+    );
+    let percent = |share: f64| share * 100.0;
+    let cause = match host {
+        Some((load, _)) if load.others() >= BUSY_HOST_SHARE => format!(
+            "the host is the likely cause: other processes used {:.0}% of its {} cores' CPU \
+             while loadgen used {:.0}%; --threads will not help, run where the generator has \
+             the cores to itself",
+            percent(load.others()),
+            load.cores,
+            percent(load.own)
+        ),
+        Some((load, threads))
+            if load.own * load.cores as f64
+                >= THREADS_AT_LIMIT * threads.min(load.cores) as f64 =>
+        {
+            format!(
+                "loadgen's {threads} thread(s) were at their limit ({:.1} cores' worth of CPU, \
+                 other processes {:.0}% of the host): add --threads if the host has cores to \
+                 spare, or lower the rate",
+                load.own * load.cores as f64,
+                percent(load.others())
+            )
+        }
+        Some((load, _)) => format!(
+            "neither the host (other processes {:.0}% of its CPU) nor loadgen's threads \
+             ({:.0}%) were at their limit: short stalls (the scheduler, a page fault storm) \
+             are the likely cause",
+            percent(load.others()),
+            percent(load.own)
+        ),
+        None => "loadgen could not send on time, either because its threads were at their \
+                 limit (then add --threads or lower the rate) or because other work on this \
+                 host took the cores (then --threads will not help: run where the generator \
+                 has the cores to itself)"
+            .to_string(),
+    };
+    format!("{what}: {cause}")
 }
 
 pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
@@ -575,14 +644,48 @@ mod tests {
     /// 200 of them are a pattern, and the warning names both possible causes.
     #[test]
     fn lateness_is_judged_only_on_enough_arrivals() {
-        let few = generator_summary(&late_arrivals(50, 5_000), 1_000);
+        let few = generator_summary(&late_arrivals(50, 5_000), 1_000, None);
         assert!(!few.saturated && few.warning.is_none(), "{:?}", few.warning);
-        let many = generator_summary(&late_arrivals(200, 5_000), 1_000);
+        let many = generator_summary(&late_arrivals(200, 5_000), 1_000, None);
         assert!(many.saturated);
         let warning = many.warning.unwrap();
         assert!(warning.contains("over 200 arrivals"), "{warning}");
         assert!(warning.contains("other work on this host"), "{warning}");
-        let on_time = generator_summary(&late_arrivals(200, 100), 1_000);
+        let on_time = generator_summary(&late_arrivals(200, 100), 1_000, None);
         assert!(on_time.warning.is_none());
+    }
+
+    #[test]
+    fn the_lateness_warning_names_what_the_hosts_cpu_points_to() {
+        let late = late_arrivals(200, 5_000);
+        let warning = |busy: f64, own: f64, threads: usize| {
+            let load = HostLoad {
+                cores: 2,
+                busy,
+                own,
+            };
+            generator_summary(&late, 1_000, Some((load, threads)))
+                .warning
+                .unwrap()
+        };
+        // Other processes took most of the host: not loadgen's threads.
+        let busy_host = warning(0.95, 0.20, 2);
+        assert!(
+            busy_host.contains("the host is the likely cause"),
+            "{busy_host}"
+        );
+        assert!(
+            busy_host.contains("other processes used 75%"),
+            "{busy_host}"
+        );
+        assert!(!busy_host.contains("add --threads"), "{busy_host}");
+        // One thread busy a whole core, the host otherwise idle: more threads would help.
+        let at_limit = warning(0.52, 0.50, 1);
+        assert!(at_limit.contains("at their limit"), "{at_limit}");
+        assert!(at_limit.contains("add --threads"), "{at_limit}");
+        // Neither: said so, no advice that would not help.
+        let neither = warning(0.20, 0.10, 2);
+        assert!(neither.contains("neither the host"), "{neither}");
+        assert!(!neither.contains("add --threads"), "{neither}");
     }
 }

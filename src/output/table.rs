@@ -105,10 +105,52 @@ pub fn render(summary: &Summary) -> String {
             ms(f.p99)
         );
     }
+    let samples = failure_samples(summary);
+    if !samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "why requests failed (a few distinct per step and class; all in summary.json):"
+        );
+        for line in samples {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     if let Some(warning) = &summary.generator.warning {
         let _ = writeln!(out, "WARNING: {warning}");
     }
     out
+}
+
+/// The terminal's width for one sample: the rest is in summary.json and the report.
+const SAMPLE_CHARS: usize = 100;
+
+/// One line per failure sample: step, class, status, detail on one line.
+fn failure_samples(summary: &Summary) -> Vec<String> {
+    let mut lines = Vec::new();
+    for journey in &summary.journeys {
+        for step in &journey.steps {
+            for (class, samples) in &step.failure_samples {
+                for sample in samples {
+                    let status = sample.status.map_or(String::new(), |s| format!(" {s}"));
+                    let detail: String = sample
+                        .detail
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let detail = if detail.is_empty() {
+                        "(no body)".to_string()
+                    } else {
+                        clip(&detail, SAMPLE_CHARS)
+                    };
+                    lines.push(format!(
+                        "{}/{} {class}{status}: {detail}",
+                        journey.name, step.name
+                    ));
+                }
+            }
+        }
+    }
+    lines
 }
 
 /// p50, p95, p99 and max of the successful responses in ms, or "–" where there were none

@@ -62,6 +62,7 @@ pub fn rebuild(run_dir: &Path) -> Result<Summary, String> {
             faults,
             aborted_because: None,
             planned,
+            host: None,
         },
         &totals,
     ))

@@ -124,6 +124,9 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let protocol = client.spoken();
     let verify_client = client.clone();
+    // The host's CPU and loadgen's own over the load: when arrivals leave late, which of
+    // the two took the cores.
+    let cpu = crate::metrics::host::CpuClock::now();
     let engine = Engine::start(
         plan.clone(),
         client,
@@ -193,6 +196,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
 
     supervisor.run(reports, engine.start + planned).await;
     let elapsed = engine.start.elapsed();
+    let host = cpu.and_then(|clock| clock.load_since());
     let engine_start = engine.start;
     let workers_ok = tokio::task::spawn_blocking(move || engine.join())
         .await
@@ -201,7 +205,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     supervisor
         .verify(&plan, prepared.seed, engine_start, &faults, workers_ok)
         .await;
-    let summary = supervisor.write_unjudged(&run_plan, elapsed, workers_ok, faults);
+    let summary = supervisor.write_unjudged(&run_plan, elapsed, workers_ok, faults, host);
     supervisor.judge(summary).await
 }
 
@@ -493,6 +497,7 @@ impl Supervisor {
         elapsed: Duration,
         workers_ok: bool,
         faults: ChaosReport,
+        host: Option<crate::metrics::host::HostLoad>,
     ) -> Summary {
         for second in self.aggregator.flush() {
             let stopped_from = self.aggregator.arrivals_stopped_from();
@@ -535,6 +540,7 @@ impl Supervisor {
                 faults,
                 aborted_because,
                 planned,
+                host,
             },
             self.aggregator.totals(),
         );

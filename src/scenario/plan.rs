@@ -20,6 +20,8 @@ pub struct Plan {
     pub source: PathBuf,
     /// The file as written with its secrets redacted (`secrets.rs`): the copy a run keeps.
     pub redacted_source: String,
+    /// The secret values (`secrets.rs`): redacted from every failure sample.
+    pub secrets: Vec<String>,
     pub seed: u64,
     pub target: TargetPlan,
     pub load: LoadPlan,

@@ -36,6 +36,9 @@ pub struct RawScenario {
     /// The file as written with every secret value redacted (`secrets.rs`): what a run
     /// directory keeps.
     pub redacted: String,
+    /// The secret values themselves (written in the file, or read from the environment):
+    /// what a failure sample must never quote.
+    pub secret_values: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,7 +383,14 @@ pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario>
     let secrets = super::secrets::secret_spans(document.get_ref(), &raw.redact);
     raw.redacted = super::secrets::redact_spans(source, &secrets);
     diagnostics.hide(&secrets);
-    super::secrets::expand(&mut document, &|name| std::env::var(name).ok(), diagnostics);
+    let read = std::cell::RefCell::new(Vec::new());
+    let lookup = |name: &str| {
+        let value = std::env::var(name).ok();
+        read.borrow_mut().extend(value.clone());
+        value
+    };
+    super::secrets::expand(&mut document, &lookup, diagnostics);
+    raw.secret_values = super::secrets::secret_values(source, &secrets, read.into_inner());
     for (key, value) in document.get_ref().iter() {
         let span = key.span();
         raw.seen.push(key.get_ref().to_string());

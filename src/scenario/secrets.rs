@@ -150,6 +150,31 @@ pub fn secret_spans(document: &DeTable<'_>, extra: &[String]) -> Vec<Range<usize
     spans
 }
 
+/// Shorter values are not taken for secrets when redacting text: they would blank out
+/// ordinary words.
+const SHORTEST_SECRET: usize = 4;
+
+/// The secret values of a scenario: those written at `spans` (unquoted; not the ones that
+/// are only a reference) and those read from the environment, longest first (so a
+/// secret that contains another is redacted whole).
+pub fn secret_values(source: &str, spans: &[Range<usize>], read: Vec<String>) -> Vec<String> {
+    let written = spans.iter().filter_map(|span| {
+        let text = source.get(span.clone())?.trim();
+        let inner = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .or_else(|| text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')))?;
+        (!inner.contains("${") && !inner.contains("{{")).then(|| inner.to_string())
+    });
+    let mut values: Vec<String> = written
+        .chain(read)
+        .filter(|v| v.len() >= SHORTEST_SECRET)
+        .collect();
+    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    values.dedup();
+    values
+}
+
 /// `source` with each of `spans` (in order) replaced by `REDACTED`.
 pub fn redact_spans(source: &str, spans: &[Range<usize>]) -> String {
     let mut out = String::with_capacity(source.len());

@@ -109,6 +109,7 @@ pub fn validate(
         description: raw.description,
         source: source_path.to_path_buf(),
         redacted_source: raw.redacted,
+        secrets: raw.secret_values,
         seed: raw.seed.unwrap_or_else(rand::random),
         target: target?,
         load: load?,

@@ -16,6 +16,7 @@ mod clients;
 mod compare;
 mod compression;
 mod evidence;
+mod failures;
 mod faulty;
 mod latency;
 mod nginx;

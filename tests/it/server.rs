@@ -190,6 +190,12 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let api_key = request
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let accepts = request
         .headers()
         .get("accept-encoding")
@@ -338,6 +344,23 @@ async fn handle(
             state.store.lock().unwrap().total += 1;
             text(StatusCode::OK, "bumped")
         }
+        // An error page that quotes the request (its API key among it) and runs long.
+        ("GET", ["status", code, "echo"]) => owned_text(
+            StatusCode::from_u16(code.parse().unwrap_or(500))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            format!(
+                "upstream busy; key={api_key}; at {path}; {}",
+                "x".repeat(400)
+            ),
+        ),
+        // A redirect off loopback: a client must refuse to follow it.
+        ("GET", ["away"]) => {
+            let mut response = text(StatusCode::FOUND, "moved");
+            response
+                .headers_mut()
+                .insert("location", "http://192.0.2.10/elsewhere".parse().unwrap());
+            response
+        }
         ("GET", ["status", code]) => text(
             StatusCode::from_u16(code.parse().unwrap_or(500))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -446,6 +469,12 @@ fn zstd_rle_bomb(total: u64) -> Vec<u8> {
         frame.push(0); // the byte repeated
     }
     frame
+}
+
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

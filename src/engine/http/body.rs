@@ -23,16 +23,19 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// The collector for a response with these headers.
-    pub fn collector(self, headers: &HeaderMap) -> Collector {
+    /// The collector for a response with this status and these headers. An error status's
+    /// body is kept even when the step does not keep bodies: its start is what a failure
+    /// sample shows (failures are few; the limit still holds).
+    pub fn collector(self, status: http::StatusCode, headers: &HeaderMap) -> Collector {
         let coding = Coding::of(headers);
+        let keep = self.keep || status.as_u16() >= 400;
         Collector {
             limit: self.limit,
-            keep: self.keep,
+            keep,
             // A compressed body is held even when the step does not keep it (at most
             // `limit` bytes), so that its inflated size can be bounded too; any other body
             // the step does not keep is only counted.
-            hold: self.keep || coding.is_some(),
+            hold: keep || coding.is_some(),
             coding,
             seen: 0,
             first: None,
@@ -229,7 +232,8 @@ mod tests {
         limit: u64,
         keep: bool,
     ) -> Result<Bytes, ErrorClass> {
-        let mut collector = Reading { limit, keep }.collector(&headers(encoding));
+        let mut collector =
+            Reading { limit, keep }.collector(http::StatusCode::OK, &headers(encoding));
         for chunk in body.chunks(7) {
             collector.push(Bytes::copy_from_slice(chunk))?;
         }

@@ -11,10 +11,25 @@ use crate::metrics::ErrorClass;
 /// HTTP/2, a stream above a GOAWAY's last stream id or opened after it (h2's remote GOAWAY
 /// error) and a REFUSED_STREAM; HTTP/1.1, a request hyper gave back unsent, and an
 /// idempotent one written on a reused connection that closed before any of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// `detail` is the failure in words (the transport's error text), for the failure
+/// samples: built only when a request fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub class: ErrorClass,
     pub unprocessed: bool,
+    pub detail: Option<Box<str>>,
+}
+
+impl Failure {
+    /// A failure of `class`, in words.
+    pub fn because(class: ErrorClass, detail: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            unprocessed: false,
+            detail: Some(detail.into().into_boxed_str()),
+        }
+    }
 }
 
 impl From<ErrorClass> for Failure {
@@ -22,8 +37,30 @@ impl From<ErrorClass> for Failure {
         Failure {
             class,
             unprocessed: false,
+            detail: None,
         }
     }
+}
+
+/// An error and its causes, as one line: "error sending request: connection reset".
+pub fn text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A hyper error as a failure: its class and its text.
+pub fn hyper_failure(error: hyper::Error) -> Failure {
+    let detail = text(&error);
+    Failure::because(hyper(error), detail)
 }
 
 pub fn connect(error: &io::Error) -> ErrorClass {

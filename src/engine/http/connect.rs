@@ -8,6 +8,7 @@ use std::time::Duration;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpSocket, TcpStream};
 
+use super::classify::Failure;
 use super::{Connection, ProbeError, h1, h2};
 use crate::engine::tls::{Refusal, TlsTarget};
 use crate::metrics::ErrorClass;
@@ -129,16 +130,22 @@ impl Dial<'_> {
 
     /// A connection ready for requests: HTTP/2 when the protocol is h2c or ALPN chose h2,
     /// HTTP/1.1 otherwise.
-    pub async fn connect(&self) -> Result<Connection, ErrorClass> {
+    pub async fn connect(&self) -> Result<Connection, Failure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let stream = self.open().await.map_err(|(class, _)| class)?;
+        let stream = self
+            .open()
+            .await
+            .map_err(|(class, why)| Failure::because(class, why.text()))?;
         let multiplexed = match self.protocol {
             Protocol::H2c => true,
             _ => stream.alpn() == Some(b"h2"),
         };
         if self.protocol == Protocol::H2 && !multiplexed {
             // The scenario asked for h2 and the server would not speak it.
-            return Err(ErrorClass::ConnectError);
+            return Err(Failure::because(
+                ErrorClass::ConnectError,
+                "protocol = \"h2\", and the server's TLS did not agree on h2 (ALPN)",
+            ));
         }
         let handshake = async {
             match (stream, multiplexed) {
@@ -148,8 +155,20 @@ impl Dial<'_> {
                 (Stream::Tls(s), true) => h2::handshake(*s).await.map(Connection::H2),
             }
         };
-        tokio::time::timeout_at(deadline, handshake)
-            .await
-            .unwrap_or(Err(ErrorClass::ConnectTimeout))
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(class)) => Err(Failure::because(
+                class,
+                if multiplexed {
+                    "the HTTP/2 handshake failed"
+                } else {
+                    "the HTTP/1.1 handshake failed"
+                },
+            )),
+            Err(_) => Err(Failure::because(
+                ErrorClass::ConnectTimeout,
+                "the connection was not ready within connect_timeout",
+            )),
+        }
     }
 }

@@ -63,7 +63,9 @@ impl H1 {
             Err(mut error) => {
                 // Handed back unsent: the server saw nothing of it.
                 let unsent = error.take_message().is_some();
-                let class = classify::hyper(error.into_error());
+                let error = error.into_error();
+                let detail = classify::text(&error);
+                let class = classify::hyper(error);
                 // Written on a kept-alive connection the server closed at that instant, and
                 // the connection ended (EOF or reset) before any of a response: an
                 // idempotent request may be sent again (RFC 9110 §9.2.2). A written POST
@@ -72,14 +74,15 @@ impl H1 {
                 return Err(Failure {
                     class,
                     unprocessed: unsent || dropped,
+                    detail: Some(detail.into_boxed_str()),
                 });
             }
         };
         self.served += 1;
         let (parts, mut incoming): (_, Incoming) = response.into_parts();
-        let mut body = reading.collector(&parts.headers);
+        let mut body = reading.collector(parts.status, &parts.headers);
         while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(classify::hyper)?;
+            let frame = frame.map_err(classify::hyper_failure)?;
             if let Ok(data) = frame.into_data() {
                 body.push(data)?;
             }

@@ -136,6 +136,7 @@ pub async fn exchange(
             _ => classify::h2(error),
         },
         unprocessed: classify::h2_unprocessed(error),
+        detail: Some(classify::text(error).into_boxed_str()),
     };
     let (response, mut sending) = sender
         .send_request(Request::from_parts(parts, ()), end)
@@ -145,7 +146,7 @@ pub async fn exchange(
     }
     let response = response.await.map_err(|e| class_of(&e))?;
     let (parts, mut incoming) = response.into_parts();
-    let mut body = reading.collector(&parts.headers);
+    let mut body = reading.collector(parts.status, &parts.headers);
     while let Some(data) = incoming.data().await {
         let data = data.map_err(|e| class_of(&e))?;
         // Give the flow-control window back, or a large body stalls the stream.

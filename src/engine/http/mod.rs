@@ -173,6 +173,17 @@ impl ClientConfig {
     }
 }
 
+impl ProbeError {
+    /// The reason, in words.
+    pub fn text(&self) -> &str {
+        match self {
+            ProbeError::Unreachable(text)
+            | ProbeError::Certificate(text)
+            | ProbeError::NotH2c(text) => text,
+        }
+    }
+}
+
 /// Why the pre-flight connection failed, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeError {
@@ -288,7 +299,15 @@ impl Client {
         };
         let result = tokio::time::timeout(self.config.request_timeout, exchange)
             .await
-            .unwrap_or(Err(ErrorClass::RequestTimeout.into()));
+            .unwrap_or_else(|_| {
+                Err(Failure::because(
+                    ErrorClass::RequestTimeout,
+                    format!(
+                        "no complete response within request_timeout ({})",
+                        crate::scenario::units::format_duration(self.config.request_timeout)
+                    ),
+                ))
+            });
         if result.is_err() {
             *held = None;
         }
@@ -348,7 +367,7 @@ impl Client {
 
     /// Opens a connection for a journey; an HTTP/2 one (when the server chose h2 where the
     /// pre-flight did not) joins the shared pool unless the journey wants its own.
-    async fn connect(&self, route: Route) -> Result<Connection, ErrorClass> {
+    async fn connect(&self, route: Route) -> Result<Connection, Failure> {
         let connection = self
             .config
             .dial(&self.config.origin, route.source)?
@@ -363,10 +382,7 @@ impl Client {
     /// A stream on one of the worker's HTTP/2 connections from `source` that has room for
     /// it; opens a connection when none has (one at a time: the others wait for it).
     /// `None`: the server answered HTTP/1.1 — that connection went to the idle pool.
-    async fn shared_stream(
-        &self,
-        source: Option<IpAddr>,
-    ) -> Result<Option<h2::Stream>, ErrorClass> {
+    async fn shared_stream(&self, source: Option<IpAddr>) -> Result<Option<h2::Stream>, Failure> {
         loop {
             let next = {
                 let mut pools = self.pools.borrow_mut();
