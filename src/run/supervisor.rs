@@ -28,6 +28,7 @@ use tokio::time::sleep_until;
 use super::signals::{Asked, Signal, Signals};
 use super::{Prepared, RunError, RunOptions, RunOutcome, checks};
 use crate::chaos::ledger::Ledger;
+use crate::chaos::outcome::EventKind;
 use crate::chaos::runner::{ChaosReport, Controls, FaultEvent, Timeline};
 use crate::engine::Engine;
 use crate::engine::mix::JourneyMix;
@@ -623,9 +624,17 @@ fn pause_before_judging() {
     }
 }
 
+/// One live line per fault event. `recovered` (the undo ran) comes before `ended` (the
+/// target was seen healthy again, which ends the fault's window): said in words, so the
+/// order reads as what happened.
 fn describe_event(event: &FaultEvent) -> String {
+    let meaning = match event.kind {
+        EventKind::Recovered => " (undone)",
+        EventKind::Ended => " (healthy again: its window ends)",
+        _ => "",
+    };
     format!(
-        "fault {:>7.1}s {:<8} {} {}{}",
+        "fault {:>7.1}s {:<8} {} {}{meaning}{}",
         event.offset_ms as f64 / 1000.0,
         event.kind,
         event.fault,

@@ -97,34 +97,57 @@ const PLACEHOLDERS: [fn() -> DeValue<'static>; 6] = [
     || DeValue::String("0s".into()),
 ];
 
-/// "unknown key `lenght`" with the nearest known name, when one is near.
+/// "unknown key `lenght`" with the nearest known names, when some are near.
 pub fn unknown_key(field: &str, expected: &[String]) -> String {
-    match nearest(field, expected) {
-        Some(near) => format!("unknown key `{field}`: did you mean `{near}`?"),
-        None if expected.is_empty() => format!("unknown key `{field}`: this table takes no keys"),
-        None => format!(
+    let near = nearest(field, expected);
+    match near.as_slice() {
+        [one] => format!("unknown key `{field}`: did you mean `{one}`?"),
+        [first @ .., last] if !first.is_empty() => format!(
+            "unknown key `{field}`: did you mean {} or `{last}`?",
+            first
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ if expected.is_empty() => format!("unknown key `{field}`: this table takes no keys"),
+        _ => format!(
             "unknown key `{field}` (known here: {})",
             expected.join(", ")
         ),
     }
 }
 
-/// The known name a misspelling most likely meant: close by edit distance, or one the
-/// other contains (`timeout` for `request_timeout`).
-pub fn nearest<'a>(field: &str, expected: &'a [String]) -> Option<&'a str> {
+/// The known names a misspelling most likely meant: the closest by edit distance, or
+/// those the word is part of (`timeout` for `request_timeout` and `connect_timeout`).
+pub fn nearest<'a>(field: &str, expected: &'a [String]) -> Vec<&'a str> {
     let field_lower = field.to_ascii_lowercase();
-    expected
+    let near: Vec<(usize, &'a str)> = expected
         .iter()
         .map(|name| {
-            let distance = strsim::damerau_levenshtein(&field_lower, name);
-            (distance, name)
+            (
+                strsim::damerau_levenshtein(&field_lower, name),
+                name.as_str(),
+            )
         })
         .filter(|(distance, name)| {
             *distance <= (name.len() / 3).max(1)
                 || (field_lower.len() >= 4 && name.contains(field_lower.as_str()))
         })
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name.as_str())
+        .collect();
+    let Some(best) = near.iter().map(|(d, _)| *d).min() else {
+        return Vec::new();
+    };
+    // A close spelling wins outright; otherwise every name the word is part of.
+    let close: Vec<&str> = near
+        .iter()
+        .filter(|(d, name)| *d == best && *d <= (name.len() / 3).max(1))
+        .map(|(_, name)| *name)
+        .collect();
+    if !close.is_empty() {
+        return close.into_iter().take(3).collect();
+    }
+    near.into_iter().map(|(_, name)| name).take(3).collect()
 }
 
 /// What a field takes, in words, by its key (the same key means the same kind of value
@@ -393,9 +416,16 @@ mod tests {
         let known: Vec<String> = ["expect", "extract", "name", "request_timeout"]
             .map(String::from)
             .to_vec();
-        assert_eq!(nearest("expcet", &known), Some("expect"));
-        assert_eq!(nearest("timeout", &known), Some("request_timeout"));
-        assert_eq!(nearest("colour", &known), None);
+        assert_eq!(nearest("expcet", &known), ["expect"]);
+        assert_eq!(nearest("timeout", &known), ["request_timeout"]);
+        assert!(nearest("colour", &known).is_empty());
+        let both: Vec<String> = ["connect_timeout", "request_timeout", "max_body"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            unknown_key("timeout", &both),
+            "unknown key `timeout`: did you mean `connect_timeout` or `request_timeout`?"
+        );
     }
 
     #[test]
