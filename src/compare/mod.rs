@@ -189,10 +189,11 @@ pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
         .ok()
         .and_then(|v| v.get("schema_version").and_then(|v| v.as_u64()));
     match version {
-        // Versions 4 to 7 only added to 3 (4: redirect counts, HTTP/2 and redirect error
+        // Versions 4 to 8 only added to 3 (4: redirect counts, HTTP/2 and redirect error
         // classes; 5: abandoned requests, verification of acknowledged writes; 6: the
         // iteration accounting and the run's verdict; 7: whether the certificate was
-        // verified): an older summary reads as a run with none of them.
+        // verified; 8: failure samples, the host's CPU): an older summary reads as a run
+        // with none of them.
         Some(v) if (3..=u64::from(SCHEMA_VERSION)).contains(&v) => {}
         Some(v) => {
             return Err(format!(
