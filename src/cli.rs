@@ -555,8 +555,8 @@ fn compare_command(
         }
     };
     let comparison = crate::compare::compare(
-        &base_summary,
-        &current_summary,
+        &crate::compare::figures::read(&base_summary, base),
+        &crate::compare::figures::read(&current_summary, current),
         &base.display().to_string(),
         &current.display().to_string(),
         tolerances,

@@ -1,6 +1,9 @@
 //! `loadgen compare BASE CURRENT` and `loadgen run --baseline DIR`: per step and overall,
-//! the change in throughput, error rate and latency percentiles, judged against tolerances
-//! whose defaults ignore run-to-run noise. Written as a terminal table, comparison.json and
+//! the change in the share of the plan delivered, the error rate (in points) and the latency
+//! percentiles, each judged on its evidence: a percentile carries its distribution-free
+//! interval (`interval.rs`) and regresses only when the current interval lies above the
+//! base's by more than the tolerances; too few samples is "not compared", never a pass or a
+//! regression. Written as a terminal table, comparison.json and
 //! comparison.html; a regression is exit 1 — the nightly gate.
 
 use std::fmt::Write;
@@ -10,8 +13,13 @@ use minijinja::value::Serde;
 use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 
+use self::figures::Figures;
+use self::interval::{Bounded, CONFIDENCE, percentile};
 use crate::output::summary::{SCHEMA_VERSION, Summary};
 use crate::output::write_atomic;
+
+pub mod figures;
+pub mod interval;
 
 const TEMPLATE: &str = include_str!("compare.html.j2");
 
@@ -46,8 +54,31 @@ pub struct Comparison {
     pub base: String,
     pub current: String,
     pub tolerances: Tolerances,
+    /// The confidence of every percentile's interval.
+    #[serde(default)]
+    pub confidence: f64,
     pub rows: Vec<Row>,
     pub regressed: bool,
+}
+
+/// How a row came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    Within,
+    Regressed,
+    /// Too little evidence on one side (or none at all): listed, never flagged.
+    NotCompared,
+}
+
+/// What a row's `change` is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeUnit {
+    /// current ÷ base − 1.
+    Relative,
+    /// current − base, in percentage points.
+    Points,
 }
 
 /// One metric of one scope in both runs.
@@ -57,116 +88,69 @@ pub struct Row {
     pub metric: String,
     pub base: f64,
     pub current: f64,
-    /// Relative change (current / base − 1); 0 when the base is 0.
+    /// In `unit`: relative (0.12 = +12 %), or percentage points for a rate.
     pub change: f64,
+    #[serde(default = "relative")]
+    pub unit: ChangeUnit,
     pub regressed: bool,
-    /// For people: the metric's name and both values with their unit (ms, %, req/s).
+    #[serde(default = "within")]
+    pub status: RowStatus,
+    /// Why a row was not compared, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The evidence on each side: requests for a rate, successful responses for latency.
+    #[serde(default)]
+    pub base_samples: u64,
+    #[serde(default)]
+    pub current_samples: u64,
+    /// A percentile's interval on each side, at the comparison's confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_interval: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_interval: Option<[f64; 2]>,
+    /// For people: the metric's name, both values and the change with their units, and the
+    /// tolerance the row was held to.
     #[serde(default)]
     pub label: String,
     #[serde(default)]
     pub base_text: String,
     #[serde(default)]
     pub current_text: String,
+    #[serde(default)]
+    pub change_text: String,
+    #[serde(default)]
+    pub tolerance_text: String,
 }
 
-/// A metric's name for people and a value of it with its unit.
-fn shown(metric: &str, value: f64) -> (&'static str, String) {
-    match metric {
-        "rps" => ("throughput", format!("{value:.1} req/s")),
-        "error_rate_%" => ("error rate", format!("{value:.2}%")),
-        "p50_us" => ("p50", format!("{:.1} ms", value / 1000.0)),
-        "p95_us" => ("p95", format!("{:.1} ms", value / 1000.0)),
-        "p99_us" => ("p99", format!("{:.1} ms", value / 1000.0)),
-        _ => ("?", format!("{value}")),
-    }
+fn relative() -> ChangeUnit {
+    ChangeUnit::Relative
 }
 
-struct Figures {
-    scope: String,
-    rps: f64,
-    error_rate: f64,
-    p50: f64,
-    p95: f64,
-    p99: f64,
+fn within() -> RowStatus {
+    RowStatus::Within
 }
 
-fn figures(summary: &Summary) -> Vec<Figures> {
-    let t = &summary.totals;
-    let mut out = vec![Figures {
-        scope: "all".into(),
-        rps: t.rps,
-        error_rate: t.error_rate,
-        p50: t.latency_us.p50 as f64,
-        p95: t.latency_us.p95 as f64,
-        p99: t.latency_us.p99 as f64,
-    }];
-    let seconds = summary.duration_s.max(1e-9);
-    for journey in &summary.journeys {
-        for step in &journey.steps {
-            out.push(Figures {
-                scope: format!("{}/{}", journey.name, step.name),
-                rps: step.requests as f64 / seconds,
-                error_rate: step.error_rate,
-                p50: step.latency_us.p50 as f64,
-                p95: step.latency_us.p95 as f64,
-                p99: step.latency_us.p99 as f64,
-            });
-        }
-    }
-    out
-}
-
+/// Compares every scope both runs have (`base` and `current` read by `figures::read`).
 pub fn compare(
-    base: &Summary,
-    current: &Summary,
+    base: &[Figures],
+    current: &[Figures],
     base_name: &str,
     current_name: &str,
     tolerances: Tolerances,
 ) -> Comparison {
-    let base_figures = figures(base);
     let mut rows = Vec::new();
-    for now in figures(current) {
-        let Some(then) = base_figures.iter().find(|b| b.scope == now.scope) else {
+    for now in current {
+        let Some(then) = base.iter().find(|b| b.scope == now.scope) else {
             continue;
         };
-        let mut row = |metric: &str, base: f64, current: f64, regressed: bool| {
-            let (label, base_text) = shown(metric, base);
-            rows.push(Row {
-                scope: now.scope.clone(),
-                metric: metric.into(),
-                label: label.into(),
-                base_text,
-                current_text: shown(metric, current).1,
-                base,
-                current,
-                change: if base > 0.0 {
-                    current / base - 1.0
-                } else {
-                    0.0
-                },
-                regressed,
-            });
-        };
-        row(
-            "rps",
-            then.rps,
-            now.rps,
-            now.rps < then.rps * (1.0 - tolerances.throughput),
-        );
-        row(
-            "error_rate_%",
-            then.error_rate * 100.0,
-            now.error_rate * 100.0,
-            (now.error_rate - then.error_rate) * 100.0 > tolerances.error_points,
-        );
-        for (metric, b, c) in [
-            ("p50_us", then.p50, now.p50),
-            ("p95_us", then.p95, now.p95),
-            ("p99_us", then.p99, now.p99),
+        rows.push(delivered_row(then, now, &tolerances));
+        rows.push(error_row(then, now, &tolerances));
+        for (metric, label, q) in [
+            ("p50_us", "p50", 0.50),
+            ("p95_us", "p95", 0.95),
+            ("p99_us", "p99", 0.99),
         ] {
-            let regressed =
-                c > b * (1.0 + tolerances.latency) && c - b > tolerances.latency_floor_us;
-            row(metric, b, c, regressed);
+            rows.push(latency_row(then, now, metric, label, q, &tolerances));
         }
     }
     let regressed = rows.iter().any(|r| r.regressed);
@@ -174,9 +158,161 @@ pub fn compare(
         base: base_name.into(),
         current: current_name.into(),
         tolerances,
+        confidence: CONFIDENCE,
         rows,
         regressed,
     }
+}
+
+/// A row with nothing judged yet.
+fn row(scope: &str, metric: &str, label: &str, unit: ChangeUnit) -> Row {
+    Row {
+        scope: scope.into(),
+        metric: metric.into(),
+        base: 0.0,
+        current: 0.0,
+        change: 0.0,
+        unit,
+        regressed: false,
+        status: RowStatus::Within,
+        reason: None,
+        base_samples: 0,
+        current_samples: 0,
+        base_interval: None,
+        current_interval: None,
+        label: label.into(),
+        base_text: "–".into(),
+        current_text: "–".into(),
+        change_text: "–".into(),
+        tolerance_text: String::new(),
+    }
+}
+
+fn not_compared(mut row: Row, reason: String) -> Row {
+    row.status = RowStatus::NotCompared;
+    row.reason = Some(reason);
+    row
+}
+
+fn judged(mut row: Row, regressed: bool) -> Row {
+    row.regressed = regressed;
+    row.status = if regressed {
+        RowStatus::Regressed
+    } else {
+        RowStatus::Within
+    };
+    row
+}
+
+/// Achieved ÷ planned: a run of another length, or of another rate, compares fairly.
+fn delivered_row(then: &Figures, now: &Figures, tolerances: &Tolerances) -> Row {
+    let mut row = row(&now.scope, "delivered", "delivered", ChangeUnit::Relative);
+    row.base_samples = then.requests;
+    row.current_samples = now.requests;
+    row.tolerance_text = format!("may drop {:.0}%", tolerances.throughput * 100.0);
+    let (Some(b), Some(c)) = (then.delivered, now.delivered) else {
+        return not_compared(
+            row,
+            "no planned iterations on one side (a summary before schema 6)".into(),
+        );
+    };
+    row.base = b;
+    row.current = c;
+    row.base_text = format!("{:.3} per planned", b);
+    row.current_text = format!("{:.3} per planned", c);
+    row.change = if b > 0.0 { c / b - 1.0 } else { 0.0 };
+    row.change_text = format!("{:+.1}%", row.change * 100.0);
+    judged(row, c < b * (1.0 - tolerances.throughput))
+}
+
+/// The error rate, in percentage points.
+fn error_row(then: &Figures, now: &Figures, tolerances: &Tolerances) -> Row {
+    let mut row = row(&now.scope, "error_rate_%", "error rate", ChangeUnit::Points);
+    row.base_samples = then.requests;
+    row.current_samples = now.requests;
+    row.tolerance_text = format!("may grow {} points", tolerances.error_points);
+    if then.requests == 0 || now.requests == 0 {
+        return not_compared(
+            row,
+            format!(
+                "{} and {} requests: a rate needs requests on both sides",
+                then.requests, now.requests
+            ),
+        );
+    }
+    row.base = then.error_rate * 100.0;
+    row.current = now.error_rate * 100.0;
+    row.base_text = format!("{:.2}%", row.base);
+    row.current_text = format!("{:.2}%", row.current);
+    row.change = row.current - row.base;
+    row.change_text = format!("{:+.2} pts", row.change);
+    let regressed = row.change > tolerances.error_points;
+    judged(row, regressed)
+}
+
+/// A percentile with its interval on each side: a regression only when the current
+/// interval's low end is above the base's high end by more than the tolerance and the floor.
+fn latency_row(
+    then: &Figures,
+    now: &Figures,
+    metric: &str,
+    label: &str,
+    q: f64,
+    tolerances: &Tolerances,
+) -> Row {
+    let mut row = row(&now.scope, metric, label, ChangeUnit::Relative);
+    row.tolerance_text = format!(
+        "may grow {:.0}% and {:.1} ms beyond the base's interval",
+        tolerances.latency * 100.0,
+        tolerances.latency_floor_us / 1000.0
+    );
+    let (Some(base), Some(current)) = (&then.latency, &now.latency) else {
+        return not_compared(
+            row,
+            "no latency histograms on one side (histograms/totals.hlog)".into(),
+        );
+    };
+    row.base_samples = base.len();
+    row.current_samples = current.len();
+    let (Some(b), Some(c)) = (percentile(base, q), percentile(current, q)) else {
+        return not_compared(
+            row,
+            format!(
+                "{} and {} successful responses: too few to bound {label} at {:.0}% confidence",
+                base.len(),
+                current.len(),
+                CONFIDENCE * 100.0
+            ),
+        );
+    };
+    row.base = b.value;
+    row.current = c.value;
+    row.base_interval = Some([b.low, b.high]);
+    row.current_interval = Some([c.low, c.high]);
+    row.base_text = with_interval(&b);
+    row.current_text = with_interval(&c);
+    row.change = if b.value > 0.0 {
+        c.value / b.value - 1.0
+    } else {
+        0.0
+    };
+    row.change_text = format!("{:+.1}%", row.change * 100.0);
+    let gap = c.low - b.high;
+    judged(
+        row,
+        c.low > b.high * (1.0 + tolerances.latency) && gap > tolerances.latency_floor_us,
+    )
+}
+
+/// "1.5 ms [1.2–2.0]".
+fn with_interval(bounded: &Bounded) -> String {
+    let ms = |us: f64| us / 1000.0;
+    format!(
+        "{:.1} ms [{:.1}–{:.1}]",
+        ms(bounded.value),
+        ms(bounded.low),
+        ms(bounded.high)
+    )
 }
 
 /// Reads a run directory's summary.json; a summary of another schema version is refused
@@ -262,26 +398,42 @@ pub fn table(comparison: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:<40} {:<11} {:>14} {:>14} {:>8}",
+        "  {:<36} {:<10} {:>22} {:>22} {:>10}",
         "scope", "metric", "base", "current", "change"
     );
     for row in &comparison.rows {
+        let mark = match row.status {
+            RowStatus::Regressed => "✗",
+            RowStatus::NotCompared => "·",
+            RowStatus::Within => " ",
+        };
+        let verdict = match (&row.status, &row.reason) {
+            (RowStatus::Regressed, _) => format!("  beyond tolerance ({})", row.tolerance_text),
+            (RowStatus::NotCompared, Some(reason)) => format!("  not compared: {reason}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{} {:<40} {:<11} {:>14} {:>14} {:>+7.1}%{}",
-            if row.regressed { "✗" } else { " " },
-            row.scope,
-            row.label,
-            row.base_text,
-            row.current_text,
-            row.change * 100.0,
-            if row.regressed {
-                "  beyond tolerance"
-            } else {
-                ""
-            }
+            "{mark} {:<36} {:<10} {:>22} {:>22} {:>10}{verdict}",
+            row.scope, row.label, row.base_text, row.current_text, row.change_text,
         );
     }
+    let not_compared = comparison
+        .rows
+        .iter()
+        .filter(|r| r.status == RowStatus::NotCompared)
+        .count();
+    if not_compared > 0 {
+        let _ = writeln!(
+            out,
+            "{not_compared} row(s) not compared (marked ·): too little evidence to judge, never a pass"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "percentiles with their {:.0}% intervals [low–high]; a latency regression needs the current interval above the base's",
+        comparison.confidence * 100.0
+    );
     let _ = writeln!(
         out,
         "{}",

@@ -40,6 +40,8 @@ struct State {
     first_work: Mutex<Option<Instant>>,
     stall: Option<Stall>,
     store: Mutex<Store>,
+    /// Requests to `/tail/…` so far: every 20th is the slow one.
+    tail: AtomicU64,
 }
 
 /// A write store for verification tests: `POST /store/items {"value": V}` answers 201
@@ -257,6 +259,15 @@ async fn handle(
                 response.headers_mut().insert("x-instance", value);
             }
             response
+        }
+        // A known heavy tail: every 20th request 25 ms slower, every request EXTRA ms.
+        ("GET", ["tail", extra]) => {
+            let n = state.tail.fetch_add(1, Ordering::SeqCst);
+            let ms = extra.parse::<u64>().unwrap_or(0) + if n % 20 == 19 { 25 } else { 0 };
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            text(StatusCode::OK, "tail")
         }
         ("GET", ["work"]) => {
             stall_if_due(&state).await;
