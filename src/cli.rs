@@ -67,9 +67,14 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
         /// Compare the finished run with this earlier run directory (the nightly gate):
-        /// exit 1 on a regression beyond tolerance.
+        /// exit 1 on a regression beyond tolerance. Repeat it for the last nights: each
+        /// figure is then held to their envelope (docs/compare.md).
         #[arg(long)]
-        baseline: Option<PathBuf>,
+        baseline: Vec<PathBuf>,
+        /// Accept a baseline of another scenario (refused otherwise: its figures measure
+        /// something else).
+        #[arg(long)]
+        baseline_any_scenario: bool,
         #[command(flatten)]
         tolerances: ToleranceFlags,
         /// Resolve every fault's targets against the live environment, print what would be
@@ -77,13 +82,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Compare two run directories: throughput, error rate and percentiles per step.
+    /// Compare run directories: BASE… CURRENT (the last is the current run; several bases
+    /// are held to as their envelope). Delivered share, error rate in points, percentiles
+    /// with their intervals, each instance's share (docs/compare.md).
     Compare {
-        base: PathBuf,
-        current: PathBuf,
-        /// Where comparison.json and comparison.html go (default: the current run directory).
+        #[arg(num_args = 2.., required = true, value_name = "BASE… CURRENT")]
+        runs: Vec<PathBuf>,
+        /// Where comparison.json and comparison.html go (default: the current run
+        /// directory); created when missing.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Compare runs of different scenarios (refused otherwise).
+        #[arg(long)]
+        baseline_any_scenario: bool,
         #[command(flatten)]
         tolerances: ToleranceFlags,
     },
@@ -152,6 +163,9 @@ struct ToleranceFlags {
     /// The error rate may grow by this many percentage points.
     #[arg(long, default_value = "0.5%", value_parser = percent_flag)]
     error_tolerance: f64,
+    /// An instance's share of the responses may fall by this much of its baseline share.
+    #[arg(long, default_value = "50%", value_parser = percent_flag)]
+    instance_tolerance: f64,
 }
 
 impl ToleranceFlags {
@@ -161,6 +175,7 @@ impl ToleranceFlags {
             latency_floor_us: self.latency_floor.as_secs_f64() * 1e6,
             throughput: self.throughput_tolerance / 100.0,
             error_points: self.error_tolerance,
+            instance_share: self.instance_tolerance / 100.0,
         }
     }
 }
@@ -232,17 +247,23 @@ where
         }),
         Command::Report { run_dir } => report_command(&run_dir),
         Command::Compare {
-            base,
-            current,
+            mut runs,
             out,
+            baseline_any_scenario,
             tolerances,
-        } => compare_command(
-            &base,
-            &current,
-            out.as_deref(),
-            tolerances.tolerances(),
-            true,
-        ),
+        } => {
+            let current = runs.pop().expect("clap asks for at least two runs");
+            compare_command(
+                &runs,
+                &current,
+                out.as_deref(),
+                Gate {
+                    tolerances: tolerances.tolerances(),
+                    any_scenario: baseline_any_scenario,
+                },
+                true,
+            )
+        }
         Command::Run {
             file,
             overrides,
@@ -251,9 +272,18 @@ where
             quiet,
             dry_run,
             baseline,
+            baseline_any_scenario,
             tolerances,
         } => run_command(
-            baseline.map(|b| (b, tolerances.tolerances())),
+            (!baseline.is_empty()).then(|| {
+                (
+                    baseline,
+                    Gate {
+                        tolerances: tolerances.tolerances(),
+                        any_scenario: baseline_any_scenario,
+                    },
+                )
+            }),
             dry_run,
             RunOptions {
                 scenario: file,
@@ -317,21 +347,29 @@ fn plan(file: PathBuf, overrides: Overrides, policy: Option<PathBuf>) -> u8 {
     }
 }
 
-fn run_command(
-    baseline: Option<(PathBuf, crate::compare::Tolerances)>,
-    dry_run: bool,
-    options: RunOptions,
-) -> u8 {
+/// How the baseline gate judges: its tolerances, and whether another scenario's run may
+/// be a baseline.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    tolerances: crate::compare::Tolerances,
+    any_scenario: bool,
+}
+
+fn run_command(baseline: Option<(Vec<PathBuf>, Gate)>, dry_run: bool, options: RunOptions) -> u8 {
     let prepared = match run::prepare(&options) {
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
     };
     // A baseline that cannot be compared is bad input: refused before anything is sent.
-    if let Some((base, _)) = &baseline
-        && let Err(message) = crate::compare::read_summary(base)
-    {
-        eprintln!("error: --baseline: {message}");
-        return exit::BAD_INPUT;
+    for base in baseline.iter().flat_map(|(bases, _)| bases) {
+        let any = baseline.as_ref().is_some_and(|(_, gate)| gate.any_scenario);
+        let valid = crate::compare::read_summary(base).and_then(|summary| {
+            crate::compare::check_baseline(&summary, base, &prepared.plan.name, any)
+        });
+        if let Err(message) = valid {
+            eprintln!("error: --baseline: {message}");
+            return exit::BAD_INPUT;
+        }
     }
     for warning in &prepared.warnings {
         eprintln!("warning: {warning}");
@@ -353,8 +391,8 @@ fn run_command(
             }
             // The baseline gate only judges a run that completed and was judged.
             let gate = match &baseline {
-                Some((base, tolerances)) if summary.complete && summary.judged => {
-                    compare_command(base, &outcome.run_dir, None, *tolerances, !options.quiet)
+                Some((bases, gate)) if summary.complete && summary.judged => {
+                    compare_command(bases, &outcome.run_dir, None, *gate, !options.quiet)
                 }
                 _ => exit::OK,
             };
@@ -539,32 +577,65 @@ fn recover_command(
 }
 
 fn compare_command(
-    base: &std::path::Path,
+    bases: &[PathBuf],
     current: &std::path::Path,
     out: Option<&std::path::Path>,
-    tolerances: crate::compare::Tolerances,
+    gate: Gate,
     show_table: bool,
 ) -> u8 {
-    let summaries = crate::compare::read_summary(base)
-        .and_then(|b| crate::compare::read_summary(current).map(|c| (b, c)));
-    let (base_summary, current_summary) = match summaries {
-        Ok(pair) => pair,
+    let current_summary = match crate::compare::read_summary(current) {
+        Ok(summary) => summary,
         Err(message) => {
             eprintln!("error: {message}");
             return exit::BAD_INPUT;
         }
     };
-    let comparison = crate::compare::compare(
-        &crate::compare::figures::read(&base_summary, base),
-        &crate::compare::figures::read(&current_summary, current),
-        &base.display().to_string(),
+    let mut base_summaries = Vec::new();
+    for base in bases {
+        let valid = crate::compare::read_summary(base).and_then(|summary| {
+            crate::compare::check_baseline(
+                &summary,
+                base,
+                &current_summary.scenario.name,
+                gate.any_scenario,
+            )
+            .map(|_| summary)
+        });
+        match valid {
+            Ok(summary) => base_summaries.push(summary),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return exit::BAD_INPUT;
+            }
+        }
+    }
+    let base_figures: Vec<_> = base_summaries
+        .iter()
+        .zip(bases)
+        .map(|(summary, dir)| crate::compare::figures::read(summary, dir))
+        .collect();
+    let current_figures = crate::compare::figures::read(&current_summary, current);
+    let names: Vec<String> = bases.iter().map(|b| b.display().to_string()).collect();
+    let mut comparison = crate::compare::compare(
+        &base_figures,
+        &current_figures,
+        &names.join(", "),
         &current.display().to_string(),
-        tolerances,
+        gate.tolerances,
+    );
+    comparison.notes = crate::compare::notes(
+        &base_summaries,
+        &base_figures,
+        &current_summary,
+        &current_figures,
     );
     if show_table {
         print!("{}", crate::compare::table(&comparison));
     }
-    let spectra = crate::compare::spectra(base, current);
+    // The spectrum chart draws the first baseline against the current run.
+    let spectra = bases
+        .first()
+        .and_then(|base| crate::compare::spectra(base, current));
     if let Err(message) = crate::compare::write(out.unwrap_or(current), &comparison, spectra) {
         eprintln!("error: {message}");
         return exit::COULD_NOT_RUN;

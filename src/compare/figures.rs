@@ -22,6 +22,8 @@ pub struct Figures {
     /// Successful responses' latency (`None` when the run directory holds no histograms:
     /// a summary copied on its own).
     pub latency: Option<Histogram<u64>>,
+    /// Responses by the instance that served them (`all` only; empty for a step).
+    pub instances: BTreeMap<String, u64>,
 }
 
 /// Every scope's figures of the run in `dir` whose summary is `summary`.
@@ -35,6 +37,7 @@ pub fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
         delivered: share(t.requests, planned_total),
         error_rate: t.error_rate,
         latency: latency.remove("all"),
+        instances: t.instances.clone(),
     }];
     for journey in &summary.journeys {
         for step in &journey.steps {
@@ -44,6 +47,7 @@ pub fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
                 delivered: share(step.requests, journey.planned),
                 error_rate: step.error_rate,
                 latency: latency.remove(&scope),
+                instances: BTreeMap::new(),
                 scope,
             });
         }

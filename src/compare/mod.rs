@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use self::figures::Figures;
 use self::interval::{Bounded, CONFIDENCE, percentile};
-use crate::output::summary::{SCHEMA_VERSION, Summary};
+use crate::output::summary::{LATENESS_MIN_SAMPLES, SCHEMA_VERSION, Summary, saturation_limit_us};
 use crate::output::write_atomic;
+use hdrhistogram::Histogram;
 
 pub mod figures;
 pub mod interval;
@@ -34,6 +35,14 @@ pub struct Tolerances {
     pub throughput: f64,
     /// The error rate may grow by this many percentage points.
     pub error_points: f64,
+    /// An instance's share of the responses may fall by this fraction of its baseline
+    /// share (0.5: to half).
+    #[serde(default = "default_instance_share")]
+    pub instance_share: f64,
+}
+
+fn default_instance_share() -> f64 {
+    0.5
 }
 
 impl Default for Tolerances {
@@ -45,6 +54,7 @@ impl Default for Tolerances {
             latency_floor_us: 10_000.0,
             throughput: 0.10,
             error_points: 0.5,
+            instance_share: default_instance_share(),
         }
     }
 }
@@ -57,6 +67,10 @@ pub struct Comparison {
     /// The confidence of every percentile's interval.
     #[serde(default)]
     pub confidence: f64,
+    /// What differs between the runs besides their figures (planned length, loadgen
+    /// version, cores, a generator warning, scopes on one side only), said first.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub rows: Vec<Row>,
     pub regressed: bool,
 }
@@ -130,9 +144,11 @@ fn within() -> RowStatus {
     RowStatus::Within
 }
 
-/// Compares every scope both runs have (`base` and `current` read by `figures::read`).
+/// Compares every scope of `current` with the same scope of the baselines (one run, or the
+/// last nights: then each figure is held to their envelope — the lowest delivered share,
+/// the highest error rate, the widest interval — which absorbs night-to-night noise).
 pub fn compare(
-    base: &[Figures],
+    bases: &[Vec<Figures>],
     current: &[Figures],
     base_name: &str,
     current_name: &str,
@@ -140,18 +156,23 @@ pub fn compare(
 ) -> Comparison {
     let mut rows = Vec::new();
     for now in current {
-        let Some(then) = base.iter().find(|b| b.scope == now.scope) else {
+        let then: Vec<&Figures> = bases
+            .iter()
+            .filter_map(|base| base.iter().find(|b| b.scope == now.scope))
+            .collect();
+        if then.is_empty() {
             continue;
-        };
-        rows.push(delivered_row(then, now, &tolerances));
-        rows.push(error_row(then, now, &tolerances));
+        }
+        rows.push(delivered_row(&then, now, &tolerances));
+        rows.push(error_row(&then, now, &tolerances));
         for (metric, label, q) in [
             ("p50_us", "p50", 0.50),
             ("p95_us", "p95", 0.95),
             ("p99_us", "p99", 0.99),
         ] {
-            rows.push(latency_row(then, now, metric, label, q, &tolerances));
+            rows.push(latency_row(&then, now, metric, label, q, &tolerances));
         }
+        rows.extend(instance_rows(&then, now, &tolerances));
     }
     let regressed = rows.iter().any(|r| r.regressed);
     Comparison {
@@ -159,6 +180,7 @@ pub fn compare(
         current: current_name.into(),
         tolerances,
         confidence: CONFIDENCE,
+        notes: Vec::new(),
         rows,
         regressed,
     }
@@ -205,12 +227,17 @@ fn judged(mut row: Row, regressed: bool) -> Row {
 }
 
 /// Achieved ÷ planned: a run of another length, or of another rate, compares fairly.
-fn delivered_row(then: &Figures, now: &Figures, tolerances: &Tolerances) -> Row {
+fn delivered_row(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> Row {
     let mut row = row(&now.scope, "delivered", "delivered", ChangeUnit::Relative);
-    row.base_samples = then.requests;
+    row.base_samples = then.iter().map(|f| f.requests).sum();
     row.current_samples = now.requests;
     row.tolerance_text = format!("may drop {:.0}%", tolerances.throughput * 100.0);
-    let (Some(b), Some(c)) = (then.delivered, now.delivered) else {
+    let lowest = then
+        .iter()
+        .map(|f| f.delivered)
+        .collect::<Option<Vec<f64>>>()
+        .and_then(|shares| shares.into_iter().reduce(f64::min));
+    let (Some(b), Some(c)) = (lowest, now.delivered) else {
         return not_compared(
             row,
             "no planned iterations on one side (a summary before schema 6)".into(),
@@ -225,22 +252,26 @@ fn delivered_row(then: &Figures, now: &Figures, tolerances: &Tolerances) -> Row 
     judged(row, c < b * (1.0 - tolerances.throughput))
 }
 
-/// The error rate, in percentage points.
-fn error_row(then: &Figures, now: &Figures, tolerances: &Tolerances) -> Row {
+/// The error rate, in percentage points (held to the baselines' highest).
+fn error_row(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> Row {
     let mut row = row(&now.scope, "error_rate_%", "error rate", ChangeUnit::Points);
-    row.base_samples = then.requests;
+    row.base_samples = then.iter().map(|f| f.requests).sum();
     row.current_samples = now.requests;
     row.tolerance_text = format!("may grow {} points", tolerances.error_points);
-    if then.requests == 0 || now.requests == 0 {
+    if row.base_samples == 0 || now.requests == 0 {
         return not_compared(
-            row,
+            row.clone(),
             format!(
                 "{} and {} requests: a rate needs requests on both sides",
-                then.requests, now.requests
+                row.base_samples, now.requests
             ),
         );
     }
-    row.base = then.error_rate * 100.0;
+    row.base = then
+        .iter()
+        .filter(|f| f.requests > 0)
+        .map(|f| f.error_rate * 100.0)
+        .fold(0.0, f64::max);
     row.current = now.error_rate * 100.0;
     row.base_text = format!("{:.2}%", row.base);
     row.current_text = format!("{:.2}%", row.current);
@@ -252,8 +283,9 @@ fn error_row(then: &Figures, now: &Figures, tolerances: &Tolerances) -> Row {
 
 /// A percentile with its interval on each side: a regression only when the current
 /// interval's low end is above the base's high end by more than the tolerance and the floor.
+/// Several baselines: their envelope (lowest low, highest high, the median value).
 fn latency_row(
-    then: &Figures,
+    then: &[&Figures],
     now: &Figures,
     metric: &str,
     label: &str,
@@ -266,20 +298,22 @@ fn latency_row(
         tolerances.latency * 100.0,
         tolerances.latency_floor_us / 1000.0
     );
-    let (Some(base), Some(current)) = (&then.latency, &now.latency) else {
+    let bases: Option<Vec<&Histogram<u64>>> = then.iter().map(|f| f.latency.as_ref()).collect();
+    let (Some(bases), Some(current)) = (bases, &now.latency) else {
         return not_compared(
             row,
             "no latency histograms on one side (histograms/totals.hlog)".into(),
         );
     };
-    row.base_samples = base.len();
+    row.base_samples = bases.iter().map(|h| h.len()).sum();
     row.current_samples = current.len();
-    let (Some(b), Some(c)) = (percentile(base, q), percentile(current, q)) else {
+    let bounded: Option<Vec<Bounded>> = bases.iter().map(|h| percentile(h, q)).collect();
+    let (Some(b), Some(c)) = (bounded.map(|all| envelope(&all)), percentile(current, q)) else {
+        let fewest = bases.iter().map(|h| h.len()).min().unwrap_or(0);
         return not_compared(
             row,
             format!(
-                "{} and {} successful responses: too few to bound {label} at {:.0}% confidence",
-                base.len(),
+                "{fewest} and {} successful responses: too few to bound {label} at {:.0}% confidence",
                 current.len(),
                 CONFIDENCE * 100.0
             ),
@@ -302,6 +336,83 @@ fn latency_row(
         row,
         c.low > b.high * (1.0 + tolerances.latency) && gap > tolerances.latency_floor_us,
     )
+}
+
+/// Several baselines' intervals as one: the lowest low, the highest high, the median value.
+fn envelope(all: &[Bounded]) -> Bounded {
+    let mut values: Vec<f64> = all.iter().map(|b| b.value).collect();
+    values.sort_by(f64::total_cmp);
+    Bounded {
+        value: values[values.len() / 2],
+        low: all.iter().map(|b| b.low).fold(f64::INFINITY, f64::min),
+        high: all.iter().map(|b| b.high).fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+/// Fewer responses than this from an instance in a baseline and its share is not judged.
+const INSTANCE_MIN_RESPONSES: u64 = 20;
+
+/// The share of responses each instance of the baseline served: one that served in the
+/// baseline and serves much less (or nothing) now is a regression of its own — a backend
+/// that answers nothing while the others carry the load passes every latency objective.
+fn instance_rows(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> Vec<Row> {
+    let names: std::collections::BTreeSet<&String> = then
+        .iter()
+        .flat_map(|f| f.instances.keys())
+        .filter(|name| name.as_str() != "(other)")
+        .collect();
+    let now_total: u64 = now.instances.values().sum();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut row = row(
+                &now.scope,
+                &format!("served_by:{name}"),
+                &format!("served by {name}"),
+                ChangeUnit::Relative,
+            );
+            row.tolerance_text = format!(
+                "its share may fall {:.0}%",
+                tolerances.instance_share * 100.0
+            );
+            // The envelope: the baseline where it served the smallest share.
+            let (served, total) = then
+                .iter()
+                .map(|f| {
+                    (
+                        f.instances.get(name).copied().unwrap_or(0),
+                        f.instances.values().sum::<u64>(),
+                    )
+                })
+                .min_by(|a, b| share_of(a.0, a.1).total_cmp(&share_of(b.0, b.1)))
+                .unwrap_or((0, 0));
+            let current = now.instances.get(name).copied().unwrap_or(0);
+            row.base_samples = served;
+            row.current_samples = current;
+            if served < INSTANCE_MIN_RESPONSES || now_total == 0 {
+                return not_compared(
+                    row,
+                    format!("{served} responses in the baseline: too few to judge its share"),
+                );
+            }
+            row.base = share_of(served, total);
+            row.current = share_of(current, now_total);
+            row.base_text = format!("{served} of {total} ({:.1}%)", row.base * 100.0);
+            row.current_text = format!("{current} of {now_total} ({:.1}%)", row.current * 100.0);
+            row.change = row.current / row.base - 1.0;
+            row.change_text = format!("{:+.1}%", row.change * 100.0);
+            let regressed = row.current < row.base * (1.0 - tolerances.instance_share);
+            judged(row, regressed)
+        })
+        .collect()
+}
+
+fn share_of(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 /// "1.5 ms [1.2–2.0]".
@@ -350,6 +461,112 @@ pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
     })
 }
 
+/// Whether `base` (read from `dir`) may be a baseline for a run of `scenario`: a run of
+/// another scenario measures something else (unless `any_scenario`), and a run whose
+/// generator was the bottleneck measured loadgen's lateness along with the platform.
+pub fn check_baseline(
+    base: &Summary,
+    dir: &Path,
+    scenario: &str,
+    any_scenario: bool,
+) -> Result<(), String> {
+    if base.scenario.name != scenario && !any_scenario {
+        return Err(format!(
+            "{} is a run of scenario `{}`, not `{scenario}`: its figures measure another \
+             load (--baseline-any-scenario compares them anyway)",
+            dir.display(),
+            base.scenario.name
+        ));
+    }
+    // Judged by today's rule from its figures (older loadgens called 40 late arrivals a
+    // bottleneck): arrivals dropped, or enough of them late beyond the limit.
+    let generator = &base.generator;
+    let late = generator.launched >= LATENESS_MIN_SAMPLES
+        && generator.lag_us.p99 > saturation_limit_us(base.totals.latency_us.p50);
+    if generator.dropped > 0 || late {
+        return Err(format!(
+            "{} is not a valid baseline: its generator was the bottleneck, so its latency \
+             includes loadgen's own lateness ({}); use a run where it was not",
+            dir.display(),
+            base.generator
+                .warning
+                .as_deref()
+                .unwrap_or("see its summary")
+        ));
+    }
+    Ok(())
+}
+
+/// What differs between the runs besides their figures, said before the rows: planned
+/// length, loadgen version, cores, a generator warning on the current side, and the
+/// scopes one side has and the other does not.
+pub fn notes(
+    bases: &[Summary],
+    base_figures: &[Vec<Figures>],
+    current: &Summary,
+    current_figures: &[Figures],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for base in bases {
+        if (base.planned_duration_s - current.planned_duration_s).abs() > 0.5 {
+            notes.push(format!(
+                "planned length differs: {:.0} s in the baseline, {:.0} s now (delivered \
+                 shares compare fairly; totals would not)",
+                base.planned_duration_s, current.planned_duration_s
+            ));
+        }
+        if base.loadgen_version != current.loadgen_version {
+            notes.push(format!(
+                "loadgen {} made the baseline, {} this run",
+                base.loadgen_version, current.loadgen_version
+            ));
+        }
+        let cores = |s: &Summary| s.generator.host_cpu.map(|h| h.cores);
+        if let (Some(then), Some(now)) = (cores(base), cores(current))
+            && then != now
+        {
+            notes.push(format!(
+                "the generator's host had {then} cores for the baseline, {now} now"
+            ));
+        }
+    }
+    if let Some(warning) = &current.generator.warning {
+        notes.push(format!(
+            "this run's generator warned, so its latency may include loadgen's own \
+             lateness: {warning}"
+        ));
+    }
+    let scopes = |figures: &[Figures]| -> std::collections::BTreeSet<String> {
+        figures.iter().map(|f| f.scope.clone()).collect()
+    };
+    let now = scopes(current_figures);
+    let then: std::collections::BTreeSet<String> =
+        base_figures.iter().flat_map(|f| scopes(f)).collect();
+    let only_then: Vec<&String> = then.difference(&now).collect();
+    let only_now: Vec<&String> = now.difference(&then).collect();
+    let list = |scopes: &[&String]| {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !only_then.is_empty() {
+        notes.push(format!(
+            "only in the baseline, not compared: {}",
+            list(&only_then)
+        ));
+    }
+    if !only_now.is_empty() {
+        notes.push(format!(
+            "only in this run, not compared: {}",
+            list(&only_now)
+        ));
+    }
+    notes.dedup();
+    notes
+}
+
 /// Writes comparison.json and comparison.html into `out`.
 /// The base and current runs' overall latency spectra on one chart (SVG), and the numbers
 /// behind it (JSON for a non-executed data block); `None` when a run has no histogram.
@@ -377,6 +594,7 @@ pub fn write(
     comparison: &Comparison,
     spectra: Option<(String, String)>,
 ) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let json = serde_json::to_vec_pretty(comparison).map_err(|e| e.to_string())?;
     write_atomic(&out.join("comparison.json"), &json)
         .map_err(|e| format!("writing comparison.json: {e}"))?;
@@ -396,6 +614,9 @@ pub fn write(
 
 pub fn table(comparison: &Comparison) -> String {
     let mut out = String::new();
+    for note in &comparison.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     let _ = writeln!(
         out,
         "  {:<36} {:<10} {:>22} {:>22} {:>10}",
@@ -444,4 +665,42 @@ pub fn table(comparison: &Comparison) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> serde_json::Value {
+        serde_json::from_str(include_str!("../../tests/fixtures/run-v7/summary.json")).unwrap()
+    }
+
+    fn summary(value: serde_json::Value) -> Summary {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_baseline_must_be_of_the_scenario_and_its_generator_not_the_bottleneck() {
+        let dir = Path::new("base");
+        let base = summary(fixture());
+        assert!(check_baseline(&base, dir, "fixture-v7", false).is_ok());
+        let other = check_baseline(&base, dir, "soak", false).unwrap_err();
+        assert!(
+            other.contains("a run of scenario `fixture-v7`, not `soak`"),
+            "{other}"
+        );
+        assert!(check_baseline(&base, dir, "soak", true).is_ok());
+        // Arrivals dropped at the cap: the generator could not keep up.
+        let mut dropped = fixture();
+        dropped["generator"]["dropped"] = 3.into();
+        let refused = check_baseline(&summary(dropped), dir, "fixture-v7", false).unwrap_err();
+        assert!(refused.contains("not a valid baseline"), "{refused}");
+        // Late beyond the limit over enough arrivals, judged by today's rule.
+        let mut late = fixture();
+        late["generator"]["launched"] = 500.into();
+        late["generator"]["lag_us"]["p99"] = 50_000.into();
+        assert!(check_baseline(&summary(late.clone()), dir, "fixture-v7", false).is_err());
+        late["generator"]["launched"] = 40.into();
+        assert!(check_baseline(&summary(late), dir, "fixture-v7", false).is_ok());
+    }
 }

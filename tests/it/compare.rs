@@ -372,3 +372,153 @@ url = "{path}"
         .sum();
     assert_eq!(requests, seen);
 }
+
+/// Topology, identity and several baselines: an instance that served a third of the
+/// baseline and nothing now is a regression of its own (whatever the latency says); a
+/// baseline of another scenario is refused before anything is sent unless asked for; the
+/// last nights together are one envelope; `--out` is created.
+#[test]
+fn an_instance_gone_silent_another_scenario_and_several_baselines() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = |name: &str, instances: &str| {
+        format!(
+            r#"name = "{name}"
+[target]
+base_url = "{}"
+[load]
+model = "open"
+start_rate = "60/s"
+[[load.stage]]
+duration = "2s"
+rate = "60/s"
+[data.generator.instance]
+kind = "pick"
+values = [{instances}]
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "get"
+url = "/by/{{{{instance}}}}"
+"#,
+            server.url()
+        )
+    };
+    let three = workspace.write("three.toml", &scenario("topology", r#""a", "b", "c""#));
+    let two = workspace.write("two.toml", &scenario("topology", r#""a", "b""#));
+    let other = workspace.write("other.toml", &scenario("another", r#""a", "b", "c""#));
+    let (code, night1) = run(&workspace, three.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(0));
+    let (code, night2) = run(&workspace, three.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(0));
+
+    // Two nights as one envelope: the same platform passes.
+    let out = workspace.dir.path().join("not/yet/there");
+    let output = crate::support::loadgen_command()
+        .args([
+            "compare",
+            night1.to_str().unwrap(),
+            night2.to_str().unwrap(),
+            night2.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    let comparison: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("comparison.json")).unwrap())
+            .unwrap();
+    assert!(
+        comparison["base"].as_str().unwrap().contains(", "),
+        "two bases named"
+    );
+    let served_c = comparison["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"] == "served_by:c")
+        .cloned()
+        .unwrap();
+    assert_eq!(served_c["status"], "within", "{served_c}");
+    // Two bases: the samples behind the base side are both nights'.
+    assert!(
+        served_c["base_samples"].as_u64().unwrap() >= 20,
+        "{served_c}"
+    );
+
+    // Instance c stops serving: its own row regresses, named in the terminal.
+    let before = server.seen().len();
+    let (code, silent) = run(
+        &workspace,
+        two.to_str().unwrap(),
+        &[
+            "--baseline",
+            night1.to_str().unwrap(),
+            "--baseline",
+            night2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "an instance gone silent fails the gate");
+    assert!(server.seen().len() > before);
+    let comparison: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(silent.join("comparison.json")).unwrap())
+            .unwrap();
+    let rows = comparison["rows"].as_array().unwrap();
+    let served_c = rows.iter().find(|r| r["metric"] == "served_by:c").unwrap();
+    assert_eq!(served_c["status"], "regressed", "{served_c}");
+    assert_eq!(served_c["current_samples"], 0, "{served_c}");
+    assert!(
+        served_c["current_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 of "),
+        "{served_c}"
+    );
+    // Nothing else moved: c's row is the regression.
+    let others: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["regressed"] == true && r["metric"] != "served_by:c")
+        .collect();
+    assert!(
+        others
+            .iter()
+            .all(|r| r["metric"].as_str().unwrap().starts_with("served_by:")),
+        "{others:#?}"
+    );
+
+    // A baseline of another scenario: refused before a request is sent (exit 2)…
+    let before = server.seen().len();
+    let out_dir = workspace.out();
+    let output = crate::support::loadgen_command()
+        .args([
+            "run",
+            other.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--quiet",
+            "--baseline",
+            night1.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a run of scenario `topology`, not `another`"),
+        "{stderr}"
+    );
+    assert_eq!(server.seen().len(), before, "nothing was sent");
+    // …and compared when asked for.
+    let (code, _) = run(
+        &workspace,
+        other.to_str().unwrap(),
+        &[
+            "--baseline",
+            night1.to_str().unwrap(),
+            "--baseline-any-scenario",
+        ],
+    );
+    assert_eq!(code, Some(0));
+}
