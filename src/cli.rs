@@ -396,7 +396,16 @@ fn run_command(baseline: Option<(Vec<PathBuf>, Gate)>, dry_run: bool, options: R
                 }
                 _ => exit::OK,
             };
-            finish(summary, &outcome.run_dir, gate)
+            // The gate's verdict joins the judged record: junit.xml and report.html are
+            // written again with it (summary.json's verdicts do not change).
+            let mut summary = outcome.summary;
+            if baseline.is_some()
+                && let Err(message) = crate::report::finalize(&outcome.run_dir, &mut summary)
+            {
+                warn(&format!("error: {message}\n"));
+                return exit::COULD_NOT_RUN;
+            }
+            finish(&summary, &outcome.run_dir, gate)
         }
         Err(error) => report_error(error),
     }
@@ -677,7 +686,13 @@ fn report_command(run_dir: &std::path::Path) -> u8 {
             }
             print!("{}", verdict_lines::render(&summary));
             println!("rendered {}", run_dir.join("report.html").display());
-            finish(&summary, run_dir, exit::OK)
+            // The baseline gate the run was judged with is part of its record: its exit
+            // code is the run's.
+            let gate = match crate::compare::read_comparison(run_dir) {
+                Some(comparison) if comparison.regressed => exit::SLO_FAILED,
+                _ => exit::OK,
+            };
+            finish(&summary, run_dir, gate)
         }
         Err(message) => {
             eprintln!("error: {message}");

@@ -24,11 +24,15 @@ pub struct Figures {
     pub latency: Option<Histogram<u64>>,
     /// Responses by the instance that served them (`all` only; empty for a step).
     pub instances: BTreeMap<String, u64>,
+    /// The run's generator was the bottleneck (`super::generator_bottleneck`): its latency
+    /// is no baseline.
+    pub generator_bottleneck: bool,
 }
 
 /// Every scope's figures of the run in `dir` whose summary is `summary`.
 pub fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
     let mut latency = histograms(dir, summary);
+    let bottleneck = super::generator_bottleneck(summary).is_some();
     let planned_total: u64 = summary.journeys.iter().map(|j| j.planned).sum();
     let t = &summary.totals;
     let mut out = vec![Figures {
@@ -38,6 +42,7 @@ pub fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
         error_rate: t.error_rate,
         latency: latency.remove("all"),
         instances: t.instances.clone(),
+        generator_bottleneck: bottleneck,
     }];
     for journey in &summary.journeys {
         for step in &journey.steps {
@@ -48,6 +53,7 @@ pub fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
                 error_rate: step.error_rate,
                 latency: latency.remove(&scope),
                 instances: BTreeMap::new(),
+                generator_bottleneck: bottleneck,
                 scope,
             });
         }

@@ -298,7 +298,17 @@ fn latency_row(
         tolerances.latency * 100.0,
         tolerances.latency_floor_us / 1000.0
     );
-    let bases: Option<Vec<&Histogram<u64>>> = then.iter().map(|f| f.latency.as_ref()).collect();
+    // A baseline whose generator was the bottleneck measured loadgen too: left out.
+    let valid: Vec<&&Figures> = then.iter().filter(|f| !f.generator_bottleneck).collect();
+    if valid.is_empty() {
+        return not_compared(
+            row,
+            "the baseline's generator was the bottleneck: its latency includes loadgen's own \
+             lateness"
+                .into(),
+        );
+    }
+    let bases: Option<Vec<&Histogram<u64>>> = valid.iter().map(|f| f.latency.as_ref()).collect();
     let (Some(bases), Some(current)) = (bases, &now.latency) else {
         return not_compared(
             row,
@@ -462,8 +472,7 @@ pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
 }
 
 /// Whether `base` (read from `dir`) may be a baseline for a run of `scenario`: a run of
-/// another scenario measures something else (unless `any_scenario`), and a run whose
-/// generator was the bottleneck measured loadgen's lateness along with the platform.
+/// another scenario measures another load (unless `any_scenario`).
 pub fn check_baseline(
     base: &Summary,
     dir: &Path,
@@ -478,23 +487,23 @@ pub fn check_baseline(
             base.scenario.name
         ));
     }
-    // Judged by today's rule from its figures (older loadgens called 40 late arrivals a
-    // bottleneck): arrivals dropped, or enough of them late beyond the limit.
-    let generator = &base.generator;
-    let late = generator.launched >= LATENESS_MIN_SAMPLES
-        && generator.lag_us.p99 > saturation_limit_us(base.totals.latency_us.p50);
-    if generator.dropped > 0 || late {
-        return Err(format!(
-            "{} is not a valid baseline: its generator was the bottleneck, so its latency \
-             includes loadgen's own lateness ({}); use a run where it was not",
-            dir.display(),
-            base.generator
-                .warning
-                .as_deref()
-                .unwrap_or("see its summary")
-        ));
-    }
     Ok(())
+}
+
+/// Why a run's latency is not a valid baseline: its generator was the bottleneck, judged by
+/// today's rule from its figures (older loadgens called 40 late arrivals one) — arrivals
+/// dropped at the cap, or enough of them late beyond the limit. Its latency includes
+/// loadgen's own lateness; its other figures still compare.
+pub fn generator_bottleneck(summary: &Summary) -> Option<String> {
+    let generator = &summary.generator;
+    let late = generator.launched >= LATENESS_MIN_SAMPLES
+        && generator.lag_us.p99 > saturation_limit_us(summary.totals.latency_us.p50);
+    (generator.dropped > 0 || late).then(|| {
+        generator
+            .warning
+            .clone()
+            .unwrap_or_else(|| "its arrivals left late".to_string())
+    })
 }
 
 /// What differs between the runs besides their figures, said before the rows: planned
@@ -508,6 +517,14 @@ pub fn notes(
 ) -> Vec<String> {
     let mut notes = Vec::new();
     for base in bases {
+        if let Some(why) = generator_bottleneck(base) {
+            notes.push(format!(
+                "the baseline run of {} is not a valid latency baseline: its generator was \
+                 the bottleneck, so its latency includes loadgen's own lateness ({why}); its \
+                 percentiles are left out",
+                base.started_at
+            ));
+        }
         if (base.planned_duration_s - current.planned_duration_s).abs() > 0.5 {
             notes.push(format!(
                 "planned length differs: {:.0} s in the baseline, {:.0} s now (delivered \
@@ -565,6 +582,13 @@ pub fn notes(
     }
     notes.dedup();
     notes
+}
+
+/// The comparison written into a run directory (by `run --baseline`, or `compare` with the
+/// run as CURRENT): the gate's verdict is part of that run's judged record.
+pub fn read_comparison(run_dir: &Path) -> Option<Comparison> {
+    let text = std::fs::read_to_string(run_dir.join("comparison.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Writes comparison.json and comparison.html into `out`.
@@ -690,17 +714,17 @@ mod tests {
             "{other}"
         );
         assert!(check_baseline(&base, dir, "soak", true).is_ok());
+        assert_eq!(generator_bottleneck(&base), None);
         // Arrivals dropped at the cap: the generator could not keep up.
         let mut dropped = fixture();
         dropped["generator"]["dropped"] = 3.into();
-        let refused = check_baseline(&summary(dropped), dir, "fixture-v7", false).unwrap_err();
-        assert!(refused.contains("not a valid baseline"), "{refused}");
+        assert!(generator_bottleneck(&summary(dropped)).is_some());
         // Late beyond the limit over enough arrivals, judged by today's rule.
         let mut late = fixture();
         late["generator"]["launched"] = 500.into();
         late["generator"]["lag_us"]["p99"] = 50_000.into();
-        assert!(check_baseline(&summary(late.clone()), dir, "fixture-v7", false).is_err());
+        assert!(generator_bottleneck(&summary(late.clone())).is_some());
         late["generator"]["launched"] = 40.into();
-        assert!(check_baseline(&summary(late), dir, "fixture-v7", false).is_ok());
+        assert_eq!(generator_bottleneck(&summary(late)), None);
     }
 }

@@ -16,6 +16,7 @@ use crate::analysis::verdicts::VerdictStatus;
 use crate::analysis::windows::{fault_intervals, happened};
 use crate::analysis::{self, Inputs};
 use crate::chaos::runner::OccurrenceStatus;
+use crate::compare::{Comparison, RowStatus};
 use crate::exit;
 use crate::output::summary::Summary;
 use crate::output::write_atomic;
@@ -73,10 +74,18 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
     let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
     write_atomic(&run_dir.join("summary.json"), &json)
         .map_err(|e| format!("writing summary.json: {e}"))?;
-    let junit = render_junit(summary)?;
+    // A baseline comparison in the run directory is part of the judged record.
+    let comparison = crate::compare::read_comparison(run_dir);
+    let junit = render_junit(summary, comparison.as_ref())?;
     write_atomic(&run_dir.join("junit.xml"), junit.as_bytes())
         .map_err(|e| format!("writing junit.xml: {e}"))?;
-    let html = render_html(run_dir, summary, &analyzed.chart, analyzed.chart_width)?;
+    let html = render_html(
+        run_dir,
+        summary,
+        comparison.as_ref(),
+        &analyzed.chart,
+        analyzed.chart_width,
+    )?;
     write_atomic(&run_dir.join("report.html"), html.as_bytes())
         .map_err(|e| format!("writing report.html: {e}"))?;
     Ok(())
@@ -180,7 +189,7 @@ fn environment() -> Environment<'static> {
     env
 }
 
-fn render_junit(summary: &Summary) -> Result<String, String> {
+fn render_junit(summary: &Summary, comparison: Option<&Comparison>) -> Result<String, String> {
     let env = environment();
     let occurrences = &summary.faults.occurrences;
     let verify = summary.verify.as_ref();
@@ -214,13 +223,22 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
                 .filter(|k| k.status == VerdictStatus::NoData && !k.fails_run())
                 .count()
         });
+    // The baseline gate: a case per compared scope and metric, the same names every night.
+    let gate_rows = comparison.map_or(&[][..], |c| c.rows.as_slice());
+    let gate_failures = gate_rows.iter().filter(|r| r.regressed).count();
+    let gate_skipped = gate_rows
+        .iter()
+        .filter(|r| r.status == RowStatus::NotCompared)
+        .count();
     // The run's outcome is a test case of its own, decided by the one exit-code function:
     // an interrupted run or an unrecovered fault fails the suite even if every verdict passed.
-    let (exit_code, outcome_reasons) = exit::for_run(summary, false);
-    let tests = summary.slos.len() + occurrences.len() + verify_cases + 1;
+    let (exit_code, outcome_reasons) =
+        exit::for_run(summary, comparison.is_some_and(|c| c.regressed));
+    let tests = summary.slos.len() + occurrences.len() + verify_cases + gate_rows.len() + 1;
     // The run's case is skipped when there is nothing to judge and nothing failed.
-    let skipped = skipped + usize::from(exit_code == exit::OK && summary.slo_specs.is_empty());
-    let failures = failures + usize::from(exit_code != exit::OK);
+    let skipped =
+        skipped + gate_skipped + usize::from(exit_code == exit::OK && summary.slo_specs.is_empty());
+    let failures = failures + gate_failures + usize::from(exit_code != exit::OK);
     env.get_template("junit.xml")
         .and_then(|t| {
             t.render(context! {
@@ -230,6 +248,7 @@ fn render_junit(summary: &Summary) -> Result<String, String> {
                 tests,
                 exit_code,
                 outcome_reasons,
+                gate => comparison.map(Serde),
                 iterations_line => summary.iterations_line(),
             })
         })
@@ -305,6 +324,7 @@ fn chart_data(chart: &[ChartPoint], chart_width: u64, spectra: &[spectrum::Spect
 fn render_html(
     run_dir: &Path,
     summary: &Summary,
+    comparison: Option<&Comparison>,
     chart: &[ChartPoint],
     chart_width: u64,
 ) -> Result<String, String> {
@@ -345,7 +365,8 @@ fn render_html(
     let closest = closest_objective(summary);
     let scenario_text = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap_or_default();
     // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
-    let (exit_code, outcome_reasons) = exit::for_run(summary, false);
+    let (exit_code, outcome_reasons) =
+        exit::for_run(summary, comparison.is_some_and(|c| c.regressed));
     let (verdict, badge) = match (exit_code == exit::OK, summary.slo_specs.is_empty()) {
         (true, true) => ("NO OBJECTIVES", "none"),
         (true, false) => ("PASS", "pass"),
@@ -360,6 +381,7 @@ fn render_html(
         .and_then(|t| {
             t.render(context! {
                 s => Value::from(Serde(summary)),
+                gate => comparison.map(Serde),
                 verdict,
                 badge,
                 tls_notice => (summary.tls_verified == Some(false))
