@@ -63,9 +63,14 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
-        /// No progress line and no table; print only the run directory.
+        /// No progress line and no table; print only the run directory (every failure
+        /// reason and a generator warning still go to stderr).
         #[arg(long, short)]
         quiet: bool,
+        /// Write the run directory's path to this file once the run is judged (so a CI
+        /// step need not read it from stdout).
+        #[arg(long)]
+        run_dir_file: Option<PathBuf>,
         /// Compare the finished run with this earlier run directory (the nightly gate):
         /// exit 1 on a regression beyond tolerance. Repeat it for the last nights: each
         /// figure is then held to their envelope (docs/compare.md).
@@ -270,6 +275,7 @@ where
             out,
             threads,
             quiet,
+            run_dir_file,
             dry_run,
             baseline,
             baseline_any_scenario,
@@ -285,6 +291,7 @@ where
                 )
             }),
             dry_run,
+            run_dir_file,
             RunOptions {
                 scenario: file,
                 policy: cli.policy,
@@ -355,7 +362,12 @@ struct Gate {
     any_scenario: bool,
 }
 
-fn run_command(baseline: Option<(Vec<PathBuf>, Gate)>, dry_run: bool, options: RunOptions) -> u8 {
+fn run_command(
+    baseline: Option<(Vec<PathBuf>, Gate)>,
+    dry_run: bool,
+    run_dir_file: Option<PathBuf>,
+    options: RunOptions,
+) -> u8 {
     let prepared = match run::prepare(&options) {
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
@@ -382,8 +394,17 @@ fn run_command(baseline: Option<(Vec<PathBuf>, Gate)>, dry_run: bool, options: R
     match run::execute(prepared, &options) {
         Ok(outcome) => {
             let summary = &outcome.summary;
+            if let Some(file) = &run_dir_file
+                && let Err(e) = crate::output::ci::write_run_dir(file, &outcome.run_dir)
+            {
+                warn(&format!("error: --run-dir-file {}: {e}\n", file.display()));
+            }
             if options.quiet {
                 say(&format!("{}\n", outcome.run_dir.display()));
+                // The table that would say it is not printed: said on stderr.
+                if let Some(warning) = &summary.generator.warning {
+                    warn(&format!("warning: {warning}\n"));
+                }
             } else {
                 say(&table::render(summary));
                 say(&verdict_lines::render(summary));
@@ -414,9 +435,27 @@ fn run_command(baseline: Option<(Vec<PathBuf>, Gate)>, dry_run: bool, options: R
 /// The exit code of a finished run (one function decides it: `exit::for_run`), with every
 /// reason said on stderr. `gate`: the baseline comparison's own code.
 fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, gate: u8) -> u8 {
-    let (code, reasons) = exit::for_run(summary, gate == exit::SLO_FAILED);
+    use crate::output::ci;
+    let (code, mut reasons) = exit::for_run(summary, gate == exit::SLO_FAILED);
+    // Each failing objective and each regressed row of the gate, a line each: what a CI log
+    // (also under --quiet) needs to say why.
+    reasons.extend(ci::failing_objectives(summary));
+    let comparison = crate::compare::read_comparison(run_dir);
+    if gate == exit::SLO_FAILED
+        && let Some(comparison) = &comparison
+    {
+        reasons.extend(ci::regressed_rows(comparison));
+    }
     for reason in &reasons {
         warn(&format!("error: {reason}\n"));
+    }
+    let final_code = if code == exit::OK { gate } else { code };
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        say(&ci::annotations(&reasons));
+    }
+    let markdown = ci::markdown(summary, run_dir, final_code, &reasons, comparison.as_ref());
+    if let Err(e) = ci::append_step_summary(&markdown) {
+        warn(&format!("warning: GITHUB_STEP_SUMMARY: {e}\n"));
     }
     if code == exit::FAULT_NOT_RECOVERED {
         warn(&format!(
@@ -425,7 +464,7 @@ fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, 
         ));
     }
     // A comparison that could not be made (unreadable, unwritable) outranks a pass.
-    if code == exit::OK { gate } else { code }
+    final_code
 }
 
 fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {

@@ -589,3 +589,69 @@ url = "/by/{{{{instance}}}}"
     );
     assert_eq!(code, Some(0));
 }
+
+/// A CI job under `--quiet` still learns why: each failing objective (measured against its
+/// threshold) and each regressed row on stderr; the run directory in `--run-dir-file`; on
+/// GitHub Actions the failures as `::error::` annotations and a Markdown summary appended to
+/// `GITHUB_STEP_SUMMARY`.
+#[test]
+fn a_quiet_ci_run_says_why_it_failed() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let with_slo = |path: &str| {
+        scenario(&server.url(), path)
+            + "[[slo]]\nname = \"fast enough\"\nobjective = \"p50 < 20ms\"\n"
+    };
+    let fast = workspace.write("fast.toml", &with_slo("/hello"));
+    let slow = workspace.write("slow.toml", &with_slo("/slow/40"));
+    let base = valid_baseline(&workspace, &fast);
+    let summary_file = workspace.dir.path().join("step-summary.md");
+    let run_dir_file = workspace.dir.path().join("run-dir.txt");
+    let out = workspace.out();
+    let output = crate::support::loadgen_command()
+        .args([
+            "run",
+            slow.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+            "--baseline",
+            base.to_str().unwrap(),
+            "--run-dir-file",
+            run_dir_file.to_str().unwrap(),
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let run_dir = stdout.lines().next().unwrap().trim().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&run_dir_file).unwrap().trim(),
+        run_dir
+    );
+    assert!(
+        stderr.contains("error: objective `fast enough` [run] fail: p50 "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(objective < 20.0ms)"), "{stderr}");
+    assert!(stderr.contains("error: baseline: j/get p50: "), "{stderr}");
+    assert!(stderr.contains("beyond tolerance ("), "{stderr}");
+    assert!(
+        stdout.contains("::error title=loadgen::objective `fast enough`"),
+        "{stdout}"
+    );
+    let markdown = std::fs::read_to_string(&summary_file).unwrap();
+    assert!(
+        markdown.starts_with("## loadgen: gate — FAIL (exit 1)"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| fast enough | run | fail |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("Baseline gate: "), "{markdown}");
+    assert!(markdown.contains("- baseline: j/get p50:"), "{markdown}");
+}
