@@ -428,6 +428,17 @@ fn run_command(
             }
             finish(&summary, &outcome.run_dir, gate)
         }
+        Err(RunError::NotStarted { reason, run_dir }) => {
+            // A run that could not start has a directory too (its record): said where a
+            // CI step looks for it.
+            if let Some(file) = &run_dir_file {
+                let _ = crate::output::ci::write_run_dir(file, &run_dir);
+            }
+            if options.quiet {
+                say(&format!("{}\n", run_dir.display()));
+            }
+            report_error(RunError::NotStarted { reason, run_dir })
+        }
         Err(error) => report_error(error),
     }
 }
@@ -745,6 +756,14 @@ fn report_error(error: RunError) -> u8 {
         RunError::BadInput(message) => {
             warn(&format!("{message}\n"));
             exit::BAD_INPUT
+        }
+        RunError::NotStarted { reason, run_dir } => {
+            warn(&format!("error: {reason}\n"));
+            warn(&format!(
+                "its record (junit.xml, report.html): {}\n",
+                run_dir.display()
+            ));
+            exit::COULD_NOT_RUN
         }
         RunError::CouldNotRun(message) => {
             warn(&format!("error: {message}\n"));

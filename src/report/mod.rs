@@ -4,6 +4,7 @@
 
 mod charts;
 pub mod killed;
+pub mod not_started;
 pub(crate) mod spectrum;
 
 use std::path::Path;

@@ -41,6 +41,10 @@ pub enum RunError {
     /// The run could not start or finish: target unreachable, harness failure.
     #[error("{0}")]
     CouldNotRun(String),
+    /// The pre-flight stopped the run before anything was sent; `run_dir` holds its record
+    /// (junit.xml with the reason, a report.html that says it did not run).
+    #[error("{reason}")]
+    NotStarted { reason: String, run_dir: PathBuf },
 }
 
 /// A plan with every override applied and its target checked and resolved.

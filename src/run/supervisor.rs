@@ -65,13 +65,35 @@ enum Stopped {
 
 pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
     let plan = prepared.plan.clone();
-    let mut client = checks::client(&plan, options).await?;
-    checks::target(&mut client, &plan).await?;
-    checks::faults(&plan).await?;
-    // The counts and invariants before the load: one that cannot be read stops the run here.
-    let baseline = crate::verify::run::baseline(&client, &plan, prepared.seed)
-        .await
-        .map_err(|e| RunError::CouldNotRun(format!("verification's pre-flight: {e}")))?;
+    let preflight = async {
+        let mut client = checks::client(&plan, options).await?;
+        checks::target(&mut client, &plan).await?;
+        checks::faults(&plan).await?;
+        // The counts and invariants before the load: one that cannot be read stops the run
+        // here.
+        let baseline = crate::verify::run::baseline(&client, &plan, prepared.seed)
+            .await
+            .map_err(|e| RunError::CouldNotRun(format!("verification's pre-flight: {e}")))?;
+        Ok::<_, RunError>((client, baseline))
+    };
+    let (client, baseline) = match preflight.await {
+        Ok(ready) => ready,
+        // Nothing was sent: a record a CI job can publish says why (exit 3 still).
+        Err(RunError::CouldNotRun(reason)) => {
+            return Err(
+                match crate::report::not_started::write(
+                    &options.out,
+                    &plan.name,
+                    &plan.redacted_source,
+                    &reason,
+                ) {
+                    Some(run_dir) => RunError::NotStarted { reason, run_dir },
+                    None => RunError::CouldNotRun(reason),
+                },
+            );
+        }
+        Err(other) => return Err(other),
+    };
 
     // From here until the last recovery, a signal is the supervisor's to handle (installed
     // before the run directory exists, so a signal after it appears is never fatal).

@@ -106,18 +106,45 @@ fn an_unreachable_target_exits_3() {
         "s.toml",
         &scenario(&format!("http://127.0.0.1:{closed_port}")),
     );
+    let run_dir_file = workspace.dir.path().join("run-dir.txt");
     let output = loadgen()
         .args([
             "run",
             file.to_str().unwrap(),
             "--out",
             workspace.out().to_str().unwrap(),
+            "--run-dir-file",
+            run_dir_file.to_str().unwrap(),
         ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("unreachable"), "{stderr}");
+    // A record a CI job can publish: junit.xml fails with the reason, report.html says the
+    // run did not happen, and nothing else pretends to be a run.
+    let run_dir = std::path::PathBuf::from(std::fs::read_to_string(&run_dir_file).unwrap().trim());
+    assert!(
+        run_dir.starts_with(workspace.out()),
+        "{}",
+        run_dir.display()
+    );
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(r#"<testcase classname="run" name="outcome""#),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(r#"type="exit_3""#) && junit.contains("unreachable"),
+        "{junit}"
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("NOT RUN") && html.contains("Nothing was sent"),
+        "{html}"
+    );
+    assert!(!run_dir.join("summary.json").exists());
+    assert!(!run_dir.join("series.csv").exists());
 }
 
 #[test]
