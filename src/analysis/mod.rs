@@ -68,6 +68,9 @@ pub struct Inputs<'a> {
     pub slos: &'a [SloSpec],
     pub occurrences: &'a [Occurrence],
     pub duration_s: f64,
+    /// How long the load was planned to run: a drift's thirds are of the planned seconds
+    /// (the seconds after hold only draining requests).
+    pub planned_s: f64,
     pub settle_ms: u64,
     /// Step index → (journey name, step name), to resolve scopes.
     pub steps: &'a [(String, String)],

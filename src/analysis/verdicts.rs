@@ -22,7 +22,8 @@ use super::windows::{Interval, WindowInstance, instances};
 use super::{Inputs, load_tags, scope_tags};
 use crate::metrics::NotStartedCounts;
 use crate::metrics::stats::new_histogram;
-use crate::slo::{Condition, Observed, OnNoData, SloSpec, format_value};
+use crate::slo::{Condition, Drift, Observed, OnNoData, SloSpec, drift, format_value};
+use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -209,6 +210,58 @@ struct Job {
     tags: Tags,
     window: WindowInstance,
     acc: Accumulator,
+    /// For an objective with a drift condition: the window's first third and its last,
+    /// each with its seconds.
+    thirds: Option<Box<Thirds>>,
+}
+
+/// The first and last thirds of a window (by its own seconds within the planned load, in
+/// order).
+struct Thirds {
+    first: (Vec<Range<u64>>, Accumulator),
+    last: (Vec<Range<u64>>, Accumulator),
+}
+
+impl Thirds {
+    fn of(window: &WindowInstance, planned_seconds: u64) -> Thirds {
+        let seconds: Vec<Range<u64>> = window
+            .seconds
+            .iter()
+            .map(|r| r.start..r.end.min(planned_seconds))
+            .filter(|r| r.start < r.end)
+            .collect();
+        let length: u64 = seconds.iter().map(|r| r.end - r.start).sum();
+        let third = length / 3;
+        let part = |from: u64, to: u64| -> Vec<Range<u64>> {
+            // Positions [from, to) of the window's seconds, as ranges of run seconds.
+            let mut out = Vec::new();
+            let mut at = 0;
+            for range in &seconds {
+                let len = range.end - range.start;
+                let (start, end) = (from.max(at), to.min(at + len));
+                if start < end {
+                    out.push(range.start + (start - at)..range.start + (end - at));
+                }
+                at += len;
+            }
+            out
+        };
+        let accumulator = || Accumulator {
+            seconds: third,
+            ..Accumulator::default()
+        };
+        Thirds {
+            first: (part(0, third), accumulator()),
+            last: (part(length - third, length), accumulator()),
+        }
+    }
+
+    fn each(&mut self, second: u64) -> impl Iterator<Item = &mut Accumulator> {
+        [&mut self.first, &mut self.last]
+            .into_iter()
+            .filter(move |(seconds, _)| seconds.iter().any(|r| r.contains(&second)))
+            .map(|(_, acc)| acc)
+    }
 }
 
 /// The rows an objective reads: its scope's (`all` or its steps') for requests and
@@ -235,6 +288,8 @@ impl Tags {
 /// holds is per window instance (and per second of a recovery span), never per run second.
 pub struct Judge<'a> {
     slos: &'a [SloSpec],
+    /// The seconds the load was planned to run: a drift's thirds are taken from them.
+    planned_seconds: u64,
     jobs: Vec<Job>,
     recoveries: Vec<RecoveryJob<'a>>,
     /// Verdicts settled without data: windows that did not occur, faults that did not run.
@@ -247,6 +302,7 @@ impl<'a> Judge<'a> {
     pub fn new(intervals: &'a [Interval], inputs: &Inputs<'a>, run_seconds: u64) -> Judge<'a> {
         let mut judge = Judge {
             slos: inputs.slos,
+            planned_seconds: inputs.planned_s.ceil().max(1.0) as u64,
             jobs: Vec::new(),
             recoveries: Vec::new(),
             unjudged: Vec::new(),
@@ -370,6 +426,11 @@ impl<'a> Judge<'a> {
                 self.unjudged.push((index, verdict));
                 continue;
             }
+            let thirds = slo
+                .conditions
+                .iter()
+                .any(|c| c.drift)
+                .then(|| Box::new(Thirds::of(&window, self.planned_seconds)));
             self.jobs.push(Job {
                 slo: index,
                 tags: tags.clone(),
@@ -377,6 +438,7 @@ impl<'a> Judge<'a> {
                     seconds: window.length(),
                     ..Accumulator::default()
                 },
+                thirds,
                 window,
             });
         }
@@ -387,6 +449,11 @@ impl<'a> Judge<'a> {
         for job in &mut self.jobs {
             if job.window.contains(second) {
                 job.tags.feed(&mut job.acc, tag, counts);
+                if let Some(thirds) = &mut job.thirds {
+                    for acc in thirds.each(second) {
+                        job.tags.feed(acc, tag, counts);
+                    }
+                }
             }
         }
         for job in &mut self.recoveries {
@@ -405,6 +472,11 @@ impl<'a> Judge<'a> {
         for job in &mut self.jobs {
             if job.window.contains(second) && job.tags.scope.iter().any(|t| t == tag) {
                 add(&mut job.acc.histogram, histogram);
+                if let Some(thirds) = &mut job.thirds {
+                    for acc in thirds.each(second) {
+                        add(&mut acc.histogram, histogram);
+                    }
+                }
             }
         }
         for job in &mut self.recoveries {
@@ -424,7 +496,8 @@ impl<'a> Judge<'a> {
         let slos = self.slos;
         let mut verdicts = self.unjudged;
         for job in self.jobs {
-            let verdict = window_verdict(&slos[job.slo], job.window.label, &job.acc);
+            let thirds = job.thirds.as_deref().map(|t| (&t.first.1, &t.last.1));
+            let verdict = window_verdict(&slos[job.slo], job.window.label, &job.acc, thirds);
             verdicts.push((job.slo, verdict));
         }
         for job in self.recoveries {
@@ -438,12 +511,30 @@ impl<'a> Judge<'a> {
     }
 }
 
-fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdict {
+fn window_verdict(
+    slo: &SloSpec,
+    window: String,
+    acc: &Accumulator,
+    thirds: Option<(&Accumulator, &Accumulator)>,
+) -> SloVerdict {
     let observed = acc.observed();
-    let measured: Vec<Measured> = slo
+    // A drift condition: measured between the window's first and last thirds.
+    let drifts: Vec<Option<Result<Drift, String>>> = slo
         .conditions
         .iter()
         .map(|c| {
+            let (first, last) = thirds.filter(|_| c.drift)?;
+            Some(drift(c, &first.observed(), &last.observed()))
+        })
+        .collect();
+    let measured: Vec<Measured> = slo
+        .conditions
+        .iter()
+        .zip(&drifts)
+        .map(|(c, drifted)| {
+            if let Some(drifted) = drifted {
+                return drift_measured(c, drifted);
+            }
             let value = observed.value(c.metric);
             let value_text = match value {
                 Some(v) => format_value(c.metric, v),
@@ -493,7 +584,7 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
                 observed.requests
             )),
         )
-    } else if let Some(short) = too_little(slo, &observed) {
+    } else if let Some(short) = too_little(slo, &observed, &drifts) {
         (
             VerdictStatus::NoData,
             Some(VerdictReason::InsufficientEvidence),
@@ -525,12 +616,47 @@ fn window_verdict(slo: &SloSpec, window: String, acc: &Accumulator) -> SloVerdic
     }
 }
 
-/// Every condition the window has too little evidence to judge, or `None`.
-fn too_little(slo: &SloSpec, observed: &crate::slo::Observed<'_>) -> Option<String> {
+/// What a drift condition measured: its change (and the change it was judged on).
+fn drift_measured(c: &Condition, drifted: &Result<Drift, String>) -> Measured {
+    let unit = if c.metric.is_rate() { " points" } else { "%" };
+    let (value, value_text, passed) = match drifted {
+        Ok(d) => (
+            Some(d.value),
+            format!(
+                "{:+.1}{unit} ({}; judged {:+.1}{unit} from the thirds' intervals)",
+                d.value, d.text, d.judged
+            ),
+            c.holds(d.judged),
+        ),
+        Err(why) => (None, format!("not measured: {why}"), false),
+    };
+    Measured {
+        metric: c.metric_name(),
+        op: c.op.symbol().into(),
+        threshold: c.threshold_text(),
+        value,
+        value_text,
+        passed,
+        margin: None,
+    }
+}
+
+/// Every condition the window has too little evidence to judge, or `None` (a drift's in
+/// each of its thirds).
+fn too_little(
+    slo: &SloSpec,
+    observed: &crate::slo::Observed<'_>,
+    drifts: &[Option<Result<Drift, String>>],
+) -> Option<String> {
     let short: Vec<String> = slo
         .conditions
         .iter()
-        .filter_map(|c| observed.too_little_for(c.metric))
+        .zip(drifts)
+        .filter_map(|(c, drifted)| match drifted {
+            Some(Err(why)) => Some(why.clone()),
+            Some(Ok(_)) => None,
+            None => observed.too_little_for(c.metric),
+        })
         .collect();
     (!short.is_empty()).then(|| {
         format!(

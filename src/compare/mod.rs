@@ -1,7 +1,7 @@
 //! `loadgen compare BASE CURRENT` and `loadgen run --baseline DIR`: per step and overall,
 //! the change in the share of the plan delivered, the error rate (in points) and the latency
 //! percentiles, each judged on its evidence: a percentile carries its distribution-free
-//! interval (`interval.rs`) and regresses only when the current interval lies above the
+//! interval (`metrics/interval.rs`) and regresses only when the current interval lies above the
 //! base's by more than the tolerances; too few samples is "not compared", never a pass or a
 //! regression. Written as a terminal table, comparison.json and
 //! comparison.html; a regression is exit 1 — the nightly gate.
@@ -14,13 +14,12 @@ use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 
 use self::figures::Figures;
-use self::interval::{Bounded, CONFIDENCE, percentile};
+use crate::metrics::interval::{Bounded, CONFIDENCE, percentile};
 use crate::output::summary::{LATENESS_MIN_SAMPLES, SCHEMA_VERSION, Summary, saturation_limit_us};
 use crate::output::write_atomic;
 use hdrhistogram::Histogram;
 
 pub mod figures;
-pub mod interval;
 
 const TEMPLATE: &str = include_str!("compare.html.j2");
 

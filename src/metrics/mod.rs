@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod error_class;
 pub mod host;
+pub mod interval;
 pub mod not_started;
 pub mod recorder;
 pub mod samples;

@@ -40,6 +40,7 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
             slos: &slos,
             occurrences: &summary.faults.occurrences,
             duration_s: summary.duration_s,
+            planned_s: summary.planned_duration_s,
             settle_ms: summary.settle_ms,
             steps: &steps,
         },

@@ -100,6 +100,12 @@ pub fn validate_slos(
                 }
             },
         };
+        if conditions.iter().any(|c| c.drift) && (abort_after.is_some() || recovery.is_some()) {
+            diagnostics.push(
+                raw.objective.span(),
+                "a drift compares a window's first third with its last: it takes no `abort` and no `recovery`",
+            );
+        }
         if abort_after.is_some() && (recovery.is_some() || slo_window_is_not_run(&window)) {
             diagnostics.push(
                 slo.span(),

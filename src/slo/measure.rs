@@ -4,6 +4,7 @@
 use hdrhistogram::Histogram;
 
 use super::Metric;
+use crate::metrics::interval::{CONFIDENCE, percentile};
 
 /// What a scope saw over some seconds.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +94,82 @@ impl Observed<'_> {
             Metric::Rps => (self.seconds > 0).then(|| self.requests as f64 / self.seconds as f64),
         }
     }
+}
+
+/// A drift measured between a window's first third and its last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drift {
+    /// The change: percent of the first third (points for a rate).
+    pub value: f64,
+    /// The change the condition is judged on: for a percentile, the bound of its
+    /// intervals least favourable to a finding (the least it can have grown for `<`, the
+    /// most for `>`), so noise in a few samples is not a drift.
+    pub judged: f64,
+    /// "p99 12.1ms → 16.4ms".
+    pub text: String,
+}
+
+/// The drift of `condition`'s metric from `first` to `last`, or why it cannot be measured.
+pub fn drift(
+    condition: &super::Condition,
+    first: &Observed<'_>,
+    last: &Observed<'_>,
+) -> Result<Drift, String> {
+    let metric = condition.metric;
+    for (third, observed) in [("first", first), ("last", last)] {
+        if let Some(short) = observed.too_little_for(metric) {
+            return Err(format!("{short} (its {third} third)"));
+        }
+    }
+    let (Some(before), Some(after)) = (first.value(metric), last.value(metric)) else {
+        return Err(format!("no {} in a third of the window", metric.name()));
+    };
+    let text = format!(
+        "{} {} → {}",
+        metric.name(),
+        super::format_value(metric, before),
+        super::format_value(metric, after)
+    );
+    if metric.is_rate() {
+        let value = after - before;
+        return Ok(Drift {
+            value,
+            judged: value,
+            text,
+        });
+    }
+    let relative = |from: f64, to: f64| {
+        if from > 0.0 {
+            (to / from - 1.0) * 100.0
+        } else {
+            0.0
+        }
+    };
+    let value = relative(before, after);
+    let judged = match (metric.quantile(), first.latency, last.latency) {
+        (Some(q), Some(a), Some(b)) => {
+            let (Some(a), Some(b)) = (percentile(a, q), percentile(b, q)) else {
+                return Err(format!(
+                    "{} drift needs enough successful responses in each third to bound it at \
+                     {:.0}% confidence ({} and {})",
+                    metric.name(),
+                    CONFIDENCE * 100.0,
+                    a.len(),
+                    b.len()
+                ));
+            };
+            match condition.op {
+                super::Op::Lt | super::Op::Le => relative(a.high, b.low),
+                super::Op::Gt | super::Op::Ge => relative(a.low, b.high),
+            }
+        }
+        _ => value,
+    };
+    Ok(Drift {
+        value,
+        judged,
+        text,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use measure::Observed;
+pub use measure::{Drift, Observed, drift};
 pub use parse::parse_objective;
 
 /// One `[[slo]]` of a scenario.
@@ -100,6 +100,23 @@ impl Metric {
         !matches!(self, Metric::ErrorRate | Metric::Availability | Metric::Rps)
     }
 
+    /// A percentage of attempts (its drift is in points).
+    pub fn is_rate(self) -> bool {
+        matches!(self, Metric::ErrorRate | Metric::Availability)
+    }
+
+    /// The quantile a percentile metric reads, or `None`.
+    pub fn quantile(self) -> Option<f64> {
+        Some(match self {
+            Metric::P50 => 0.50,
+            Metric::P90 => 0.90,
+            Metric::P95 => 0.95,
+            Metric::P99 => 0.99,
+            Metric::P999 => 0.999,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::P50 => "p50",
@@ -149,12 +166,16 @@ impl Op {
 }
 
 /// `metric op threshold`. Latency thresholds are in microseconds, rates in percent,
-/// throughput in requests per second.
+/// throughput in requests per second. `metric drift op threshold` (`drift`): the change
+/// from the window's first third to its last, in percent of the first (percentage points
+/// for error_rate and availability).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Condition {
     pub metric: Metric,
     pub op: Op,
     pub threshold: f64,
+    #[serde(default)]
+    pub drift: bool,
 }
 
 impl Condition {
@@ -162,9 +183,23 @@ impl Condition {
         self.op.holds(measured, self.threshold)
     }
 
-    /// The threshold the way a person reads it ("50ms", "99.9%", "500/s").
+    /// The threshold the way a person reads it ("50ms", "99.9%", "500/s"; a drift's
+    /// "20%" or "1 point(s)").
     pub fn threshold_text(&self) -> String {
-        format_value(self.metric, self.threshold)
+        match (self.drift, self.metric.is_rate()) {
+            (true, true) => format!("{} point(s)", self.threshold),
+            (true, false) => format!("{}%", self.threshold),
+            (false, _) => format_value(self.metric, self.threshold),
+        }
+    }
+
+    /// How a report names what the condition measures: "p99" or "p99 drift".
+    pub fn metric_name(&self) -> String {
+        if self.drift {
+            format!("{} drift", self.metric.name())
+        } else {
+            self.metric.name().to_string()
+        }
     }
 }
 

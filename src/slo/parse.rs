@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! objective := condition ( "and" condition )*
-//! condition := metric op value
+//! condition := metric [ "drift" ] op value
 //! metric    := p50 | p90 | p95 | p99 | p99.9 | max | mean | error_rate | availability | rps
 //! op        := < | <= | > | >=
 //! value     := duration (latency metrics) | percentage (error_rate, availability) | rate (rps)
+//!            | percentage (a drift: the change from the window's first third to its last)
 //! ```
 
 use super::{Condition, Metric, Op};
@@ -33,6 +34,10 @@ fn parse_condition(text: &str) -> Result<Condition, (std::ops::Range<usize>, Str
         )
     })?;
     let metric_text = text[..op_at].trim();
+    let (metric_text, drift) = match metric_text.strip_suffix("drift") {
+        Some(metric) if metric.ends_with(char::is_whitespace) => (metric.trim_end(), true),
+        _ => (metric_text, false),
+    };
     let (op, op_len) = match &text[op_at..] {
         t if t.starts_with("<=") => (Op::Le, 2),
         t if t.starts_with(">=") => (Op::Ge, 2),
@@ -63,7 +68,9 @@ fn parse_condition(text: &str) -> Result<Condition, (std::ops::Range<usize>, Str
             ));
         }
     };
-    let threshold = if metric.is_latency() {
+    let threshold = if drift {
+        parse_signed_percent(value)
+    } else if metric.is_latency() {
         parse_duration(value).map(|d| d.as_secs_f64() * 1e6)
     } else if metric == Metric::Rps {
         parse_rate(value)
@@ -75,7 +82,27 @@ fn parse_condition(text: &str) -> Result<Condition, (std::ops::Range<usize>, Str
         metric,
         op,
         threshold,
+        drift,
     })
+}
+
+/// A drift's threshold: a percentage that may be negative ("-10%": throughput may fall
+/// at most a tenth).
+fn parse_signed_percent(text: &str) -> Result<f64, String> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let number = rest.strip_suffix('%').ok_or_else(|| {
+        format!("a drift is a percentage such as \"20%\" (write it with its % sign), not `{text}`")
+    })?;
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n <= 1e6)
+        .map(|n| sign * n)
+        .ok_or_else(|| format!("`{text}` is not a percentage such as \"20%\""))
 }
 
 #[cfg(test)]
@@ -121,5 +148,22 @@ mod tests {
                 .1
                 .contains("no comparison")
         );
+    }
+
+    #[test]
+    fn a_drift_is_a_signed_percentage_of_a_metric() {
+        let conditions = parse_objective("p99 drift < 20% and rps drift > -10%").unwrap();
+        assert!(conditions.iter().all(|c| c.drift));
+        assert_eq!(conditions[0].metric, Metric::P99);
+        assert_eq!(conditions[0].threshold, 20.0);
+        assert_eq!(conditions[1].metric, Metric::Rps);
+        assert_eq!(conditions[1].threshold, -10.0);
+        assert_eq!(conditions[0].threshold_text(), "20%");
+        let (range, message) = parse_objective("p99 drift < 20").unwrap_err();
+        assert!(message.contains("with its % sign"), "{message}");
+        assert_eq!(range, 12..14);
+        // "drift" alone is no metric.
+        assert!(parse_objective("drift < 20%").is_err());
+        assert!(!parse_objective("p99 < 20ms").unwrap()[0].drift);
     }
 }

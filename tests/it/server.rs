@@ -42,6 +42,8 @@ struct State {
     store: Mutex<Store>,
     /// Requests to `/tail/…` so far: every 20th is the slow one.
     tail: AtomicU64,
+    /// The first request to `/ramp/…`: its latency grows from then on.
+    ramp_start: Mutex<Option<Instant>>,
 }
 
 /// A write store for verification tests: `POST /store/items {"value": V}` answers 201
@@ -259,6 +261,19 @@ async fn handle(
                 response.headers_mut().insert("x-instance", value);
             }
             response
+        }
+        // A target that slows down over the run: MS milliseconds more per second since the
+        // first request here.
+        ("GET", ["ramp", per_second]) => {
+            let start = *state
+                .ramp_start
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now);
+            let per_second: f64 = per_second.parse().unwrap_or(0.0);
+            let ms = start.elapsed().as_secs_f64() * per_second;
+            tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+            text(StatusCode::OK, "ramp")
         }
         // A known heavy tail: every 20th request 25 ms slower, every request EXTRA ms.
         ("GET", ["tail", extra]) => {

@@ -271,3 +271,60 @@ url = "/hello"
         summary.totals.requests
     );
 }
+
+/// A drift objective (what a soak is for): fails on a target that slows down over the run
+/// (15 ms more per second), passes on a steady one, judged on each third's interval.
+#[test]
+fn a_drift_objective_fails_on_a_target_that_slows_down_and_passes_on_a_steady_one() {
+    let server = TestServer::start();
+    let workspace = Workspace::new();
+    let scenario = |name: &str, path: &str| {
+        format!(
+            r#"name = "{name}"
+[target]
+base_url = "{url}"
+[load]
+model = "open"
+start_rate = "40/s"
+[[load.stage]]
+duration = "6s"
+rate = "40/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "get"
+url = "{path}"
+[[slo]]
+name = "no growth"
+objective = "p90 drift < 100%"
+"#,
+            url = server.url()
+        )
+    };
+    let steady = workspace.write("steady.toml", &scenario("steady", "/hello"));
+    let slowing = workspace.write("slowing.toml", &scenario("slowing", "/ramp/15"));
+    let (code, _, summary) = binary_run(&steady, &workspace.out());
+    let verdict = &summary.slos[0];
+    assert_eq!(code, Some(0), "{verdict:?}");
+    assert_eq!(verdict.status, VerdictStatus::Pass, "{verdict:?}");
+    assert_eq!(verdict.measured[0].metric, "p90 drift");
+    let elsewhere = workspace.dir.path().join("slowing-reports");
+    let (code, _, summary) = binary_run(&slowing, &elsewhere);
+    let verdict = &summary.slos[0];
+    assert_eq!(code, Some(1), "{verdict:?}");
+    assert_eq!(verdict.status, VerdictStatus::Fail, "{verdict:?}");
+    let measured = &verdict.measured[0];
+    // 15 ms a second: the first third answers in 0–30 ms, the last in 60–90 ms.
+    assert!(measured.value.unwrap() > 100.0, "{measured:?}");
+    assert!(measured.value_text.contains("p90 "), "{measured:?}");
+    assert!(measured.value_text.contains("judged +"), "{measured:?}");
+    let ramp = server
+        .seen()
+        .iter()
+        .filter(|r| r.path.starts_with("/ramp/"))
+        .count() as u64;
+    assert_eq!(
+        summary.totals.requests, ramp,
+        "every request counted is one the server saw"
+    );
+}
