@@ -393,7 +393,10 @@ fn instance_rows(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> V
                         f.instances.values().sum::<u64>(),
                     )
                 })
-                .min_by(|a, b| share_of(a.0, a.1).total_cmp(&share_of(b.0, b.1)))
+                .min_by(|a, b| {
+                    crate::output::summary::rate(a.0, a.1)
+                        .total_cmp(&crate::output::summary::rate(b.0, b.1))
+                })
                 .unwrap_or((0, 0));
             let current = now.instances.get(name).copied().unwrap_or(0);
             row.base_samples = served;
@@ -404,8 +407,8 @@ fn instance_rows(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> V
                     format!("{served} responses in the baseline: too few to judge its share"),
                 );
             }
-            row.base = share_of(served, total);
-            row.current = share_of(current, now_total);
+            row.base = crate::output::summary::rate(served, total);
+            row.current = crate::output::summary::rate(current, now_total);
             row.base_text = format!("{served} of {total} ({:.1}%)", row.base * 100.0);
             row.current_text = format!("{current} of {now_total} ({:.1}%)", row.current * 100.0);
             row.change = row.current / row.base - 1.0;
@@ -414,14 +417,6 @@ fn instance_rows(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> V
             judged(row, regressed)
         })
         .collect()
-}
-
-fn share_of(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
-    }
 }
 
 /// "1.5 ms [1.2–2.0]".

@@ -615,7 +615,8 @@ pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn rate(part: u64, whole: u64) -> f64 {
+/// `part` of `whole` (0 when there is no whole).
+pub fn rate(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {

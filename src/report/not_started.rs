@@ -14,7 +14,7 @@ const JUNIT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <testsuite name="{{ scenario }}" tests="1" failures="1" skipped="0" time="0" timestamp="{{ at }}">
 <testcase classname="run" name="outcome" time="0">
 <failure message="the run could not start: {{ reason }}" type="exit_3">loadgen could not start this run: {{ reason }}
-Nothing was sent; no fault was injected.</failure>
+No load was sent and no fault was injected.</failure>
 <system-out>exit 3</system-out></testcase>
 </testsuite>
 </testsuites>
@@ -31,7 +31,7 @@ const HTML: &str = r#"<!DOCTYPE html>
 <body>
 <h1>{{ scenario }}: <span class="fail">NOT RUN</span></h1>
 <p>loadgen could not start this run (exit 3): <b>{{ reason }}</b></p>
-<p>Nothing was sent and no fault was injected, so there are no figures and no verdicts: this is not a report of a run. Attempted at {{ at }}.</p>
+<p>No load was sent and no fault was injected, so there are no figures and no verdicts: this is not a report of a run. Attempted at {{ at }}.</p>
 </body>
 </html>
 "#;

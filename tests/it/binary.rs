@@ -140,7 +140,7 @@ fn an_unreachable_target_exits_3() {
     );
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(
-        html.contains("NOT RUN") && html.contains("Nothing was sent"),
+        html.contains("NOT RUN") && html.contains("No load was sent"),
         "{html}"
     );
     assert!(!run_dir.join("summary.json").exists());

@@ -337,7 +337,19 @@ extract = "/items"
     };
     assert!(error.contains("/no/such/count"), "{error}");
     assert!(!server.counts().contains_key("POST /store/items"));
-    assert!(!ws.out().exists() || std::fs::read_dir(ws.out()).unwrap().next().is_none());
+    // Its record only: why it did not start (junit.xml, report.html), no write log, no
+    // figures that could pass for a run.
+    let dirs: Vec<_> = std::fs::read_dir(ws.out()).unwrap().collect();
+    assert_eq!(dirs.len(), 1);
+    let run_dir = dirs.into_iter().next().unwrap().unwrap().path();
+    let mut files: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["junit.xml", "report.html", "scenario.toml"]);
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("`item count` before the load"), "{junit}");
 }
 
 #[test]
