@@ -36,6 +36,18 @@ pub enum VerdictStatus {
     NotRun,
 }
 
+impl VerdictStatus {
+    /// The status as summary.json writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerdictStatus::Pass => "pass",
+            VerdictStatus::Fail => "fail",
+            VerdictStatus::NoData => "no_data",
+            VerdictStatus::NotRun => "not_run",
+        }
+    }
+}
+
 /// Why a verdict is not a plain pass or fail on its measured values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use self::figures::Figures;
 use crate::metrics::interval::{Bounded, CONFIDENCE, percentile};
-use crate::output::summary::{LATENESS_MIN_SAMPLES, SCHEMA_VERSION, Summary, saturation_limit_us};
+use crate::output::summary::{SCHEMA_VERSION, Summary, arrivals_late};
 use crate::output::write_atomic;
 use hdrhistogram::Histogram;
 
@@ -490,8 +490,11 @@ pub fn check_baseline(
 /// loadgen's own lateness; its other figures still compare.
 pub fn generator_bottleneck(summary: &Summary) -> Option<String> {
     let generator = &summary.generator;
-    let late = generator.launched >= LATENESS_MIN_SAMPLES
-        && generator.lag_us.p99 > saturation_limit_us(summary.totals.latency_us.p50);
+    let late = arrivals_late(
+        generator.launched,
+        generator.lag_us.p99,
+        summary.totals.latency_us.p50,
+    );
     (generator.dropped > 0 || late).then(|| {
         generator
             .warning

@@ -520,21 +520,24 @@ async fn run_step<'c>(
             }
         }
         Err(failure) => {
-            let detail = match (failure.detail.as_deref(), failure.class) {
-                (Some(detail), _) => detail.to_string(),
-                (None, ErrorClass::BodyTooLarge) => format!(
-                    "the body passed max_body ({} bytes, inflated)",
-                    ctx.plan.target.max_body
-                ),
-                (None, class) => class.name().replace('_', " "),
-            };
-            ctx.recorder.borrow_mut().failure_sample(
-                step.global_index,
-                pending.second,
-                failure.class,
-                None,
-                &detail,
-            );
+            let mut recorder = ctx.recorder.borrow_mut();
+            if recorder.wants_sample(step.global_index, failure.class) {
+                let detail = match (failure.detail.as_deref(), failure.class) {
+                    (Some(detail), _) => detail.to_string(),
+                    (None, ErrorClass::BodyTooLarge) => format!(
+                        "the body passed max_body ({} bytes, inflated)",
+                        ctx.plan.target.max_body
+                    ),
+                    (None, class) => class.name().replace('_', " "),
+                };
+                recorder.failure_sample(
+                    step.global_index,
+                    pending.second,
+                    failure.class,
+                    None,
+                    &detail,
+                );
+            }
             Err(failure.class)
         }
     };
@@ -840,13 +843,16 @@ impl Rejected {
     /// the body (a status's whole detail).
     fn detail(&self, step: &StepPlan, body: &[u8]) -> String {
         // Room for redaction to shorten it; the sample is cut to its length after.
-        let read = body.len().min(4 * EXCERPT_BYTES);
-        let mut start = String::from_utf8_lossy(&body[..read]);
-        if read < body.len() {
-            start.to_mut().push('…');
-        }
+        let start = || {
+            let read = body.len().min(4 * EXCERPT_BYTES);
+            let mut start = String::from_utf8_lossy(&body[..read]).into_owned();
+            if read < body.len() {
+                start.push('…');
+            }
+            start
+        };
         match self {
-            Rejected::Status(_) => start.into_owned(),
+            Rejected::Status(_) => start(),
             Rejected::Check(mismatch) => format!(
                 "{}: expected {}, found {}",
                 step.checks
@@ -856,12 +862,13 @@ impl Rejected {
                 mismatch.found
             ),
             Rejected::Extraction { variable, not_json } => format!(
-                "nothing to extract into `{variable}`{}; the body starts {start:?}",
+                "nothing to extract into `{variable}`{}; the body starts {:?}",
                 if *not_json {
                     " (the body is not JSON)"
                 } else {
                     ""
-                }
+                },
+                start()
             ),
         }
     }

@@ -129,14 +129,16 @@ impl Recorder {
         if !self.sampled[step].has_room_for(class, status, detail) {
             return;
         }
-        let sample = FailureSample {
+        // Kept by what it looked like before redaction, so it is never offered again.
+        let seen = FailureSample {
             status,
-            detail: excerpt(&redact(detail, &self.secrets)),
+            detail: detail.to_string(),
             second,
         };
-        // Kept by what it looked like before redaction, so it is never offered again.
-        let mut seen = sample.clone();
-        seen.detail = detail.to_string();
+        let sample = FailureSample {
+            detail: excerpt(&redact(detail, &self.secrets)),
+            ..seen.clone()
+        };
         self.sampled[step].add(class, seen);
         self.slot(second).snapshot.steps[step]
             .samples

@@ -34,10 +34,7 @@ fn objective_line(v: &SloVerdict) -> String {
             )
         })
         .collect();
-    let status = serde_json::to_value(v.status)
-        .ok()
-        .and_then(|s| s.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = v.status.name();
     let why = match (measured.is_empty(), &v.reason_text) {
         (false, _) => measured.join(", "),
         (true, Some(text)) => text.clone(),
@@ -112,15 +109,12 @@ pub fn markdown(
                 .iter()
                 .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
                 .collect();
-            let status = serde_json::to_value(v.status)
-                .ok()
-                .and_then(|s| s.as_str().map(str::to_string))
-                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {} | {} | {status} | {} |",
+                "| {} | {} | {} | {} |",
                 cell(&v.name),
                 cell(&v.window),
+                v.status.name(),
                 cell(&measured.join(", "))
             );
         }

@@ -513,6 +513,12 @@ pub fn saturation_limit_us(latency_p50_us: u64) -> u64 {
     SATURATION_LAG_P99_MIN_US.max(latency_p50_us / 10)
 }
 
+/// Whether enough arrivals (`samples` of them) left late enough (`lag_p99_us`) to name the
+/// generator the bottleneck: the one rule, for a run's summary and for judging a baseline.
+pub fn arrivals_late(samples: u64, lag_p99_us: u64, latency_p50_us: u64) -> bool {
+    samples >= LATENESS_MIN_SAMPLES && lag_p99_us > saturation_limit_us(latency_p50_us)
+}
+
 fn generator_summary(
     generator: &GeneratorStats,
     latency_p50_us: u64,
@@ -522,7 +528,7 @@ fn generator_summary(
     let launched = generator.scheduled - generator.dropped;
     let limit = saturation_limit_us(latency_p50_us);
     let samples = generator.lag.as_ref().map_or(0, |h| h.len());
-    let late = samples >= LATENESS_MIN_SAMPLES && lag.p99 > limit;
+    let late = arrivals_late(samples, lag.p99, latency_p50_us);
     let saturated = generator.dropped > 0 || late;
     let warning = saturated.then(|| {
         let mut why = Vec::new();

@@ -49,11 +49,10 @@ pub fn render(summary: &Summary) -> String {
             let _ = write!(line, " · {}", v.evidence.describe());
         }
         if v.status != VerdictStatus::Pass && v.status != VerdictStatus::Fail {
-            let status = serde_json::to_value(v.status).unwrap_or_default();
             let _ = write!(
                 line,
                 " — {}{}",
-                status.as_str().unwrap_or_default(),
+                v.status.name(),
                 if v.allowed { " (allowed)" } else { "" }
             );
         } else if let Some(reason) = v.reason {

@@ -53,7 +53,7 @@ pub fn read<T: for<'de> Deserialize<'de>>(
                 continue;
             }
         } else {
-            match tried.iter_mut().find(|(s, _)| *s == span) {
+            let shape = match tried.iter_mut().find(|(s, _)| *s == span) {
                 None => {
                     let what = find_value(&value, &span).map(|(inner, found)| {
                         (
@@ -64,10 +64,13 @@ pub fn read<T: for<'de> Deserialize<'de>>(
                     diagnostics.push(span.clone(), type_error(what, &message));
                     diagnostics.poison(span.clone());
                     tried.push((span.clone(), 0));
+                    0
                 }
-                Some((_, shapes)) => *shapes += 1,
-            }
-            let shape = tried.iter().find(|(s, _)| *s == span).map_or(0, |t| t.1);
+                Some((_, shapes)) => {
+                    *shapes += 1;
+                    *shapes
+                }
+            };
             if let Some(placeholder) = PLACEHOLDERS.get(shape)
                 && replace_value(&mut value, &span, placeholder())
             {
