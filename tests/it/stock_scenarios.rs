@@ -33,8 +33,13 @@ fn the_nightly_scenario_lies_within_the_nightly_policy() {
     if let Err(error) = loadgen::scenario::load_with(&soak, Some(&policy)) {
         panic!("scenarios/soak.toml is outside docker/ci/policy.toml:\n{error}");
     }
+    // The workflow runs docker/ci/nightly.sh, whose defaults are that scenario and policy.
     let workflow = std::fs::read_to_string(root.join("docker/ci/nightly.yml")).unwrap();
-    assert!(workflow.contains("--policy docker/ci/policy.toml"));
+    assert!(workflow.contains("bash docker/ci/nightly.sh"));
+    assert!(!workflow.contains("--policy") && !workflow.contains("--scenario"));
+    let script = std::fs::read_to_string(root.join("docker/ci/nightly.sh")).unwrap();
+    assert!(script.contains("\nPOLICY=docker/ci/policy.toml\n"));
+    assert!(script.contains("\nSCENARIO=scenarios/soak.toml\n"));
     assert!(policy.host_outside("10.0.0.0/8").is_some());
     assert!(
         policy

@@ -25,15 +25,15 @@ const BACKENDS: [&str; 3] = ["backend-1", "backend-2", "backend-3"];
 const PROXY_CONTROL_PORT: &str = "9000";
 
 /// Output of a finished command.
-struct Ran {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub struct Ran {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `cmd` to completion or kills it after `limit` (its output goes through files, so a
 /// chatty command cannot block on a full pipe).
-fn run(mut cmd: Command, limit: Duration) -> Ran {
+pub fn run(mut cmd: Command, limit: Duration) -> Ran {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir();
     let tag = format!(
@@ -229,15 +229,7 @@ impl Project {
 
     /// IDs of the project's leftover objects of one kind (container, network, volume).
     fn leftovers(&self, kind: &str) -> Vec<String> {
-        let label = format!("label=com.docker.compose.project={}", self.name);
-        let mut cmd = Command::new("docker");
-        match kind {
-            "container" => cmd.args(["ps", "-a", "-q", "--filter", &label]),
-            _ => cmd.args([kind, "ls", "-q", "--filter", &label]),
-        };
-        let ran = run(cmd, Duration::from_secs(30));
-        assert!(ran.ok, "listing {kind}s: {}", ran.stderr);
-        ran.stdout.split_whitespace().map(String::from).collect()
+        leftovers(&self.name, kind)
     }
 
     /// Requests one backend has served so far (all routes but /metrics and /health/*), from
@@ -286,6 +278,19 @@ impl Drop for Project {
     }
 }
 
+/// IDs of a Compose project's leftover objects of one kind (container, network, volume).
+pub fn leftovers(project: &str, kind: &str) -> Vec<String> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let mut cmd = Command::new("docker");
+    match kind {
+        "container" => cmd.args(["ps", "-a", "-q", "--filter", &label]),
+        _ => cmd.args([kind, "ls", "-q", "--filter", &label]),
+    };
+    let ran = run(cmd, Duration::from_secs(30));
+    assert!(ran.ok, "listing {kind}s: {}", ran.stderr);
+    ran.stdout.split_whitespace().map(String::from).collect()
+}
+
 fn http_ok(url: &str) -> bool {
     Command::new("curl")
         .args(["-sf", "-o", "/dev/null", "--max-time", "2", url])
@@ -307,7 +312,8 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     let started = Instant::now();
     let mut project = Project::new();
 
-    let built = project.images("build", Some(&loadgen_binary()));
+    let loadgen_bin = loadgen_binary();
+    let built = project.images("build", Some(&loadgen_bin));
     assert!(built.ok, "local-images.sh build failed:\n{}", built.stderr);
     eprintln!("compose: images built after {:?}", started.elapsed());
 
@@ -461,6 +467,10 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
         );
     }
     eprintln!("compose: down, nothing left, after {:?}", started.elapsed());
+
+    // The nightly gate's script on the same images: two nights, each its own bring-up.
+    crate::nightly::two_nights(&project.tag, &loadgen_bin);
+    eprintln!("compose: two nightly runs after {:?}", started.elapsed());
 }
 
 /// nginx's TLS listener (8443, published on loopback) serves h2 under the certificate the

@@ -15,6 +15,7 @@ mod failover;
 mod fixture;
 mod lifecycle;
 mod nginx;
+mod nightly;
 mod payments;
 mod population;
 mod stats;
