@@ -23,14 +23,14 @@ use std::time::{Duration, SystemTime};
 
 use loadgen::chaos::outcome::{Occurrence, OccurrenceStatus};
 use loadgen::chaos::runner::ChaosReport;
-use loadgen::chaos::spec::{FaultSpec, Selector};
 use loadgen::metrics::stats::Snapshot;
 use loadgen::metrics::{ErrorClass, Second};
 use loadgen::output::run_plan::RunPlan;
 use loadgen::output::series::{SeriesWriter, write_totals};
 use loadgen::output::summary::{self, EndReason, RunFacts};
-use loadgen::output::write_atomic;
+use loadgen::plan::chaos::{FaultSpec, Selector};
 use loadgen::scenario::Plan;
+use loadgen::util::atomic::write_atomic;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

@@ -6,19 +6,19 @@
 
 pub mod analysis;
 pub mod chaos;
+pub mod charts;
 pub mod cli;
 pub mod compare;
-pub mod data_dirs;
 pub mod engine;
 pub mod exit;
-pub mod glob;
 pub mod metrics;
 pub mod output;
+pub mod plan;
 pub mod platform;
 pub mod policy;
 pub mod report;
 pub mod run;
-pub mod safety;
 pub mod scenario;
 pub mod slo;
+pub mod util;
 pub mod verify;

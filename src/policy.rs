@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::data_dirs::DataDirs;
-use crate::safety::AllowList;
-use crate::scenario::Diagnostics;
+use crate::util::data_dirs::DataDirs;
+use crate::util::diag::Diagnostics;
+use crate::util::safety::AllowList;
 
 /// Where a policy is looked for when neither `--policy` nor `LOADGEN_POLICY` names one.
 pub const DEFAULT_PATH: &str = "/etc/loadgen/policy.toml";

@@ -13,8 +13,9 @@ use hdrhistogram::Histogram;
 use super::data::Counts;
 use super::verdicts::{Evidence, Measured, SloVerdict, VerdictStatus};
 use crate::metrics::stats::new_histogram;
+use crate::plan::slo::SloSpec;
+use crate::slo::Observed;
 use crate::slo::live::Streak;
-use crate::slo::{Observed, SloSpec};
 
 /// The label of the verdict's window.
 pub const ABORT_WATCH: &str = "abort watch";

@@ -13,7 +13,7 @@ use super::recovery::first_stable;
 use super::windows::{Interval, WindowInstance, instances, seconds_of};
 use crate::metrics::ErrorClass;
 use crate::metrics::stats::new_histogram;
-use crate::slo::Window;
+use crate::plan::slo::Window;
 
 /// Seconds before a fault used as its "before" latency.
 const BEFORE_SECONDS: u64 = 10;

@@ -18,7 +18,7 @@ pub use failover::Failover;
 pub use verdicts::SloVerdict;
 
 use crate::chaos::runner::{Occurrence, OccurrenceStatus};
-use crate::slo::SloSpec;
+use crate::plan::slo::SloSpec;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Analysis {

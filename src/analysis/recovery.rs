@@ -9,7 +9,7 @@ use super::verdicts::{
     Accumulator, Evidence, Load, Measured, SloVerdict, Tags, VerdictReason, VerdictStatus,
 };
 use super::windows::Interval;
-use crate::slo::{OnNoData, SloSpec};
+use crate::plan::slo::{OnNoData, SloSpec};
 
 /// Seconds the conditions must hold in a row to count as recovered.
 pub const STABLE_SECONDS: u64 = 3;

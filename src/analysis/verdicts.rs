@@ -22,7 +22,8 @@ use super::windows::{Interval, WindowInstance, instances};
 use super::{Inputs, load_tags, scope_tags};
 use crate::metrics::NotStartedCounts;
 use crate::metrics::stats::new_histogram;
-use crate::slo::{Condition, Drift, Observed, OnNoData, SloSpec, drift, format_value};
+use crate::plan::slo::{Condition, OnNoData, SloSpec, format_value};
+use crate::slo::{Drift, Observed, drift};
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,14 +144,14 @@ pub struct Measured {
 }
 
 /// `(threshold − value) / threshold` for an upper bound, the reverse for a lower one.
-fn margin(condition: &crate::slo::Condition, value: f64) -> Option<f64> {
+fn margin(condition: &crate::plan::slo::Condition, value: f64) -> Option<f64> {
     let threshold = condition.threshold;
     if threshold == 0.0 || !value.is_finite() {
         return None;
     }
     let headroom = match condition.op {
-        crate::slo::Op::Lt | crate::slo::Op::Le => threshold - value,
-        crate::slo::Op::Gt | crate::slo::Op::Ge => value - threshold,
+        crate::plan::slo::Op::Lt | crate::plan::slo::Op::Le => threshold - value,
+        crate::plan::slo::Op::Gt | crate::plan::slo::Op::Ge => value - threshold,
     };
     Some(headroom / threshold.abs())
 }
@@ -346,7 +347,7 @@ impl<'a> Judge<'a> {
     fn plan_recoveries(
         &mut self,
         index: usize,
-        recovery: crate::slo::Recovery,
+        recovery: crate::plan::slo::Recovery,
         intervals: &'a [Interval],
         tags: Tags,
         run_seconds: u64,

@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use crate::chaos::outcome::{Occurrence, OccurrenceStatus};
-use crate::slo::Window;
+use crate::plan::slo::Window;
 
 /// One planned fault occurrence: its effect window as it really happened, or why not.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

@@ -11,9 +11,9 @@ use super::kube::{KubeFaults, Pin};
 use super::lifecycle::{Candidate, Confirming, FaultBackend, Occasion, Planned};
 use super::network::NetworkBackend;
 use super::process::ProcessBackend;
-use super::spec::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
 use super::undo::Undo;
 use super::{ChaosError, Target};
+use crate::plan::chaos::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
 use crate::platform;
 
 pub struct Backends {

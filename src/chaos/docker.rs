@@ -13,11 +13,11 @@ use bollard::query_parameters::{
 
 use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use super::spec::is_container_id;
-use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::{DockerUndo, Undo};
 use super::{ChaosError, Target};
-use crate::glob::glob_match;
+use crate::plan::chaos::is_container_id;
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
+use crate::util::glob::glob_match;
 
 /// The Docker backend as the timeline drives it: connected to the Engine on first use.
 pub struct DockerFaults {

@@ -17,7 +17,7 @@ use super::backends::Backends;
 use super::kube::PodSelector;
 use super::outcome::TargetEnd;
 use super::process::ProcessHealth;
-use super::spec::ChaosPlan;
+use crate::plan::chaos::ChaosPlan;
 
 /// How often a target is asked whether it is healthy again.
 pub const POLL: Duration = Duration::from_millis(100);

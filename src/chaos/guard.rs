@@ -4,61 +4,9 @@
 //! unready ones). Pure functions over counts, so every refusal is unit-tested without a
 //! platform; the timeline (every backend) and the Kubernetes scale check both call `check`.
 
-use serde::{Deserialize, Serialize};
-
 use super::Target;
-use super::spec::BackendKind;
-use crate::glob::glob_match;
-
-/// How many of a replica set may be down at once.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum MaxUnavailable {
-    Count(u32),
-    /// Percent of the whole set (up and down), rounded down as Kubernetes rounds a
-    /// deployment's `maxUnavailable`: "25%" of 3 allows none, not one.
-    Percent(f64),
-}
-
-impl MaxUnavailable {
-    /// How many of a set of `size` this limit allows down.
-    pub fn allowed(&self, size: usize) -> usize {
-        match *self {
-            MaxUnavailable::Count(n) => n as usize,
-            MaxUnavailable::Percent(p) => {
-                let p = p.clamp(0.0, 100.0);
-                ((size as f64) * p / 100.0).floor() as usize
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for MaxUnavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MaxUnavailable::Count(n) => write!(f, "{n}"),
-            MaxUnavailable::Percent(p) => write!(f, "{p}%"),
-        }
-    }
-}
-
-/// A fault's limits, checked before anything changes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Guard {
-    /// At most this many of the replica set down at once (this fault's and others').
-    pub max_unavailable: MaxUnavailable,
-    /// Whether the last ready target may be taken down (a full-outage drill).
-    pub allow_last: bool,
-}
-
-impl Default for Guard {
-    fn default() -> Self {
-        Guard {
-            max_unavailable: MaxUnavailable::Count(1),
-            allow_last: false,
-        }
-    }
-}
+use crate::plan::chaos::{BackendKind, Guard};
+use crate::util::glob::glob_match;
 
 /// A replica set as the guardrails count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +119,7 @@ pub fn equality_labels(selector: &str) -> Option<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::chaos::MaxUnavailable;
 
     fn guard(max: MaxUnavailable, allow_last: bool) -> Guard {
         Guard {

@@ -200,8 +200,8 @@ pub fn now() -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::chaos::spec::BackendKind;
     use crate::chaos::undo::Undo;
+    use crate::plan::chaos::BackendKind;
 
     pub fn record(entry: &str, state: EntryState) -> LedgerRecord {
         LedgerRecord {

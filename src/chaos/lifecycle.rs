@@ -13,9 +13,9 @@ use std::future::Future;
 
 use super::effect::HealthCheck;
 use super::guard::HeldDown;
-use super::spec::{Action, FaultSpec, Selector};
 use super::undo::Undo;
 use super::{ChaosError, Target};
+use crate::plan::chaos::{Action, FaultSpec, Selector};
 
 /// How a fault's change lasts, decided when it is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,6 @@ pub mod proxy;
 pub mod recover;
 pub mod registry;
 pub mod runner;
-pub mod spec;
 pub mod undo;
 
 use std::collections::BTreeMap;
@@ -39,7 +38,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     /// Which backend owns it.
-    pub backend: spec::BackendKind,
+    pub backend: crate::plan::chaos::BackendKind,
     /// Stable identity within the backend: a PID, a container id, `namespace/pod`, a proxy
     /// name, `tcp/PORT`.
     pub id: String,

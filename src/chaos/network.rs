@@ -9,11 +9,11 @@ use std::io::ErrorKind;
 
 use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
-use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::Undo;
 use super::{ChaosError, Target};
-use crate::glob::glob_match;
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::platform::ProxySource;
+use crate::util::glob::glob_match;
 
 pub struct NetworkBackend {
     /// Where the platform lists its proxies, read at every resolve (a restarted stack has

@@ -9,11 +9,11 @@ use nix::unistd::Pid;
 
 use super::effect::HealthCheck;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::{ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
-use crate::glob::glob_match;
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::platform::{self, ProcessInstances};
+use crate::util::glob::glob_match;
 
 pub struct ProcessBackend {
     /// The platform's instances, read again at every use (a restart changes PIDs).

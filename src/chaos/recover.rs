@@ -11,7 +11,7 @@ use super::backends::recover_within;
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
 use super::registry;
 use super::undo::{ProcessUndo, Restart, Undo};
-use crate::data_dirs::DataDirs;
+use crate::util::data_dirs::DataDirs;
 
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -167,7 +167,7 @@ pub fn find_runs(reports: &Path) -> Found {
 mod tests {
     use super::*;
     use crate::chaos::ledger::tests::record;
-    use crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT;
+    use crate::plan::chaos::DEFAULT_BACKEND_TIMEOUT;
 
     #[test]
     fn entries_are_undone_last_to_first_and_only_once() {

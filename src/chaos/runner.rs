@@ -24,9 +24,9 @@ use super::ledger::{EntryState, Ledger, LedgerRecord, now};
 use super::lifecycle::{Candidate, Confirmation, Effect, Occasion, Planned};
 pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
 use super::outcome::{OccurrenceBook, TargetEnd};
-use super::spec::{ChaosPlan, FaultSpec, Mode};
 use super::undo::Undo;
 use super::{ChaosError, Target};
+use crate::plan::chaos::{ChaosPlan, FaultSpec, Mode};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FaultEvent {
@@ -300,7 +300,7 @@ impl Timeline {
     ) -> Vec<tokio::task::JoinHandle<Result<super::kube::ReadinessTimeline, ChaosError>>> {
         let mut selectors: Vec<super::kube::PodSelector> = Vec::new();
         for fault in &self.plan.faults {
-            if let super::spec::Selector::Pods {
+            if let crate::plan::chaos::Selector::Pods {
                 namespace,
                 selector,
             } = &fault.selector
@@ -1003,7 +1003,7 @@ pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
             // Packet faults that cannot be made here (no root, no iptables) stop the run
             // before any traffic rather than fail at their injection.
             Err(e)
-                if fault.selector.backend() == super::spec::BackendKind::Firewall
+                if fault.selector.backend() == crate::plan::chaos::BackendKind::Firewall
                     || matches!(e, ChaosError::Refused(_)) =>
             {
                 Verdict::Refused(e.to_string())
@@ -1084,8 +1084,8 @@ pub enum Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chaos::guard::Guard;
-    use crate::chaos::spec::{Action, BackendKind, Selector};
+    use crate::plan::chaos::Guard;
+    use crate::plan::chaos::{Action, BackendKind, Selector};
 
     fn backend(n: u32) -> Candidate {
         let target = Target {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use self::figures::Figures;
 use crate::metrics::interval::{Bounded, CONFIDENCE, percentile};
 use crate::output::summary::{SCHEMA_VERSION, Summary, arrivals_late};
-use crate::output::write_atomic;
+use crate::util::atomic::write_atomic;
 use hdrhistogram::Histogram;
 
 pub mod figures;
@@ -593,13 +593,13 @@ pub fn read_comparison(run_dir: &Path) -> Option<Comparison> {
 /// behind it (JSON for a non-executed data block); `None` when a run has no histogram.
 pub fn spectra(base_dir: &Path, current_dir: &Path) -> Option<(String, String)> {
     let all = |dir: &Path| {
-        crate::report::spectrum::read(dir, &[])
+        crate::charts::spectrum::read(dir, &[])
             .ok()?
             .into_iter()
             .find(|s| s.scope == "all")
     };
     let (base, current) = (all(base_dir)?, all(current_dir)?);
-    let svg = crate::report::spectrum::chart(&[
+    let svg = crate::charts::spectrum::chart(&[
         ("base".to_string(), &base),
         ("current".to_string(), &current),
     ])

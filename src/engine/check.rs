@@ -6,10 +6,10 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::http::Response;
-use crate::glob::Glob;
 use crate::metrics::samples::{EXCERPT_BYTES, excerpt, prefix};
-use crate::scenario::plan::{Check, CheckKind, Expected};
-use crate::scenario::template::Values;
+use crate::plan::template::Values;
+use crate::plan::{Check, CheckKind, Expected};
+use crate::util::glob::Glob;
 
 /// A response body, read as JSON at most once however many checks and extractions ask.
 pub struct Body<'a> {

@@ -13,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::schedule::ArrivalSchedule;
+use crate::plan::schedule::ArrivalSchedule;
 
 /// Fires `launch(k, due)` for arrivals `first, first + stride, …` at their due times.
 /// An arrival already late fires at once (its lateness is the caller's to record); nothing

@@ -22,11 +22,11 @@ use super::http::{Client, Connection, Origin, Response, Route};
 use super::mix::{JourneyMix, iteration_rng};
 use crate::metrics::samples::EXCERPT_BYTES;
 use crate::metrics::{ErrorClass, NotStarted, Recorder};
-use crate::scenario::plan::{
+use crate::plan::template::Values;
+use crate::plan::{
     BodyPlan, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, OnExhausted,
     Plan, StepPlan,
 };
-use crate::scenario::template::Values;
 
 /// State shared by all workers: counters whose order does not need to be per-worker.
 pub struct SharedCounters {

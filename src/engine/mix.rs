@@ -4,7 +4,7 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::scenario::plan::JourneyPlan;
+use crate::plan::JourneyPlan;
 
 /// The RNG of iteration `number`: a pure function of the run's seed and the number, so the
 /// same seed replays the same journeys, generator values and think times.

@@ -8,7 +8,6 @@ pub mod http;
 pub mod iteration;
 pub mod mix;
 pub mod planned;
-pub mod schedule;
 pub mod tls;
 mod worker;
 
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::http::ClientConfig;
 use self::iteration::SharedCounters;
 use crate::metrics::WorkerReport;
-use crate::scenario::Plan;
+use crate::plan::Plan;
 
 /// A running engine: its worker threads and the tokens that stop them.
 pub struct Engine {

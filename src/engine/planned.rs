@@ -5,7 +5,7 @@
 //! launching (an abort, a signal): from that arrival on, its share was never launched.
 
 use super::mix::JourneyMix;
-use super::schedule::ArrivalSchedule;
+use crate::plan::schedule::ArrivalSchedule;
 
 /// Walks the plan's arrivals second by second, in order.
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::scenario::plan::RateStage;
+    use crate::plan::RateStage;
 
     #[test]
     fn every_arrival_is_counted_once_in_the_second_it_is_due() {

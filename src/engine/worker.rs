@@ -19,9 +19,9 @@ use super::http::{Client, ClientConfig};
 use super::iteration::{
     Arrival, IterationEnd, Session, SharedCounters, WorkerContext, first_step_of, run_iteration,
 };
-use super::schedule::{ArrivalSchedule, vu_changes};
 use crate::metrics::{Recorder, WorkerReport};
-use crate::scenario::plan::{LoadModel, Plan};
+use crate::plan::schedule::{ArrivalSchedule, vu_changes};
+use crate::plan::{LoadModel, Plan};
 
 pub struct WorkerSetup {
     pub index: usize,

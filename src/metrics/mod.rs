@@ -1,6 +1,7 @@
 //! Measurement: per-worker recorders (no shared state on the request path), the aggregator
 //! that merges them once per second, and the mergeable statistics both use.
 
+pub mod ack;
 pub mod aggregate;
 pub mod error_class;
 pub mod host;

@@ -26,7 +26,7 @@ use super::error_class::ErrorClass;
 use super::not_started::NotStarted;
 use super::samples::{FailureSample, Samples, excerpt, redact};
 use super::stats::{Snapshot, count_instance};
-use crate::verify::acks::Ack;
+use crate::metrics::ack::Ack;
 
 /// One worker's interval: everything it recorded for run second `second`.
 #[derive(Debug)]

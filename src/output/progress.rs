@@ -60,7 +60,7 @@ impl Progress {
             Progress::Quiet => {}
             Progress::Plain { every } => {
                 if (second.second + 1).is_multiple_of(*every) {
-                    super::warn(&format!(
+                    crate::util::text::warn(&format!(
                         "[{:>4}s/{}s] {line}\n",
                         second.second + 1,
                         planned.as_secs()
@@ -77,15 +77,15 @@ impl Progress {
     pub fn note(&self, message: &str) {
         match self {
             Progress::Quiet => {}
-            Progress::Plain { .. } => super::warn(&format!("{message}\n")),
-            Progress::Live(bar) => bar.println(super::printable(message)),
+            Progress::Plain { .. } => crate::util::text::warn(&format!("{message}\n")),
+            Progress::Live(bar) => bar.println(crate::util::text::printable(message)),
         }
     }
 
     /// A warning: a note, and under `--quiet` still a line on stderr.
     pub fn warn(&self, message: &str) {
         match self {
-            Progress::Quiet => super::warn(&format!("warning: {message}\n")),
+            Progress::Quiet => crate::util::text::warn(&format!("warning: {message}\n")),
             _ => self.note(&format!("warning: {message}")),
         }
     }

@@ -10,10 +10,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::summary::SCHEMA_VERSION;
-use crate::scenario::Plan;
-use crate::scenario::plan::{FeederOrder, LoadModel};
-use crate::slo::SloSpec;
-use crate::verify::plan::VerifySpecs;
+use crate::plan::Plan;
+use crate::plan::slo::SloSpec;
+use crate::plan::verify::VerifySpecs;
+use crate::plan::{FeederOrder, LoadModel};
 
 pub const PLAN_FILE: &str = "plan.json";
 
@@ -222,7 +222,7 @@ impl RunPlan {
     /// Written atomically: a reader sees the whole record or none.
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).expect("a run plan always serializes");
-        super::write_atomic(&run_dir.join(PLAN_FILE), &json)
+        crate::util::atomic::write_atomic(&run_dir.join(PLAN_FILE), &json)
     }
 
     pub fn read(run_dir: &Path) -> Result<RunPlan, String> {

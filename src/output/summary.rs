@@ -18,9 +18,9 @@ use crate::metrics::stats::{GeneratorStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, FailureSample, NotStarted, Percentiles, Snapshot};
 use crate::output::run_plan::RunPlan;
 use crate::output::series::PlannedTotals;
-use crate::slo::SloSpec;
+use crate::plan::slo::SloSpec;
+use crate::plan::verify::VerifySpecs;
 use crate::verify::judge::VerifySummary;
-use crate::verify::plan::VerifySpecs;
 
 /// 3: outcomes keyed by intended start, successes' and failures' latency apart, dropped
 /// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed

@@ -14,20 +14,10 @@ pub mod local;
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::chaos::spec::ChaosPlan;
 use crate::chaos::undo::Restart;
-
-/// `[chaos] platform`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlatformKind {
-    #[default]
-    Local,
-    Compose,
-    Kubernetes,
-}
+use crate::plan::chaos::{ChaosPlan, PlatformKind};
 
 /// A link a platform routes through a loadgen fault proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -99,7 +89,7 @@ pub struct ProcessInstances {
     state_file: PathBuf,
     current: Result<local::StackState, String>,
     /// The policy's data dirs, which bound the stack script a restart may run.
-    dirs: Option<crate::data_dirs::DataDirs>,
+    dirs: Option<crate::util::data_dirs::DataDirs>,
 }
 
 impl ProcessInstances {
@@ -171,7 +161,7 @@ pub async fn start_again(restart: &Restart) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data_dirs::DataDirs;
+    use crate::util::data_dirs::DataDirs;
 
     /// The state file names the stack script restarts run; the policy's data dirs bound it
     /// as they bound the state file: outside them, no instance can be restarted, and why.

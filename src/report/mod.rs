@@ -2,10 +2,8 @@
 //! (`analysis`), then `summary.json`, `junit.xml` and one self-contained `report.html`.
 //! Used at the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
 
-mod charts;
 pub mod killed;
 pub mod not_started;
-pub(crate) mod spectrum;
 
 use std::path::Path;
 
@@ -17,10 +15,11 @@ use crate::analysis::verdicts::VerdictStatus;
 use crate::analysis::windows::{fault_intervals, happened};
 use crate::analysis::{self, Inputs};
 use crate::chaos::runner::OccurrenceStatus;
+use crate::charts::{self, spectrum};
 use crate::compare::{Comparison, RowStatus};
 use crate::exit;
 use crate::output::summary::Summary;
-use crate::output::write_atomic;
+use crate::util::atomic::write_atomic;
 
 const HTML_TEMPLATE: &str = include_str!("report.html.j2");
 const JUNIT_TEMPLATE: &str = include_str!("junit.xml.j2");

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, context};
 
-use crate::output::{create_run_dir, write_atomic};
+use crate::output::create_run_dir;
+use crate::util::atomic::write_atomic;
 
 const JUNIT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <testsuites name="loadgen" tests="1" failures="1">

@@ -8,9 +8,10 @@ use crate::chaos::runner::{Verdict, preflight as preflight_faults};
 use crate::engine::ClientConfig;
 use crate::engine::http::{Origin, ProbeError};
 use crate::engine::tls::{Check, TlsTarget, Trust};
-use crate::platform::{PlatformKind, compose, local};
-use crate::scenario::Plan;
-use crate::scenario::plan::Protocol;
+use crate::plan::Plan;
+use crate::plan::Protocol;
+use crate::plan::chaos::PlatformKind;
+use crate::platform::{compose, local};
 
 /// The client configuration for the plan's (already resolved) target.
 pub async fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunError> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::output::summary::Summary;
-use crate::scenario::plan::BaseUrl;
+use crate::plan::BaseUrl;
 use crate::scenario::{self, Plan, ScenarioError};
 
 pub use supervisor::Phase;
@@ -87,7 +87,7 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
             ));
         }
         plan.load.model.truncate(duration);
-        if let Some(why) = crate::engine::schedule::starts_nothing(&plan.load.model) {
+        if let Some(why) = crate::plan::schedule::starts_nothing(&plan.load.model) {
             return Err(RunError::BadInput(format!(
                 "--duration {:.1}s: {why}",
                 duration.as_secs_f64()
@@ -142,7 +142,7 @@ fn widened(plan: &Plan) -> Vec<String> {
     if !plan
         .target
         .allow
-        .within(&crate::safety::AllowList::default())
+        .within(&crate::util::safety::AllowList::default())
     {
         let hosts: Vec<String> = plan
             .target
@@ -150,8 +150,8 @@ fn widened(plan: &Plan) -> Vec<String> {
             .entries()
             .iter()
             .map(|e| match e {
-                crate::safety::AllowEntry::Net(n) => n.to_string(),
-                crate::safety::AllowEntry::Host(h) => h.clone(),
+                crate::util::safety::AllowEntry::Net(n) => n.to_string(),
+                crate::util::safety::AllowEntry::Host(h) => h.clone(),
             })
             .collect();
         notes.push(format!(

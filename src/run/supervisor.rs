@@ -33,14 +33,15 @@ use crate::chaos::runner::{ChaosReport, Controls, FaultEvent, Timeline};
 use crate::engine::Engine;
 use crate::engine::mix::JourneyMix;
 use crate::engine::planned::PlannedArrivals;
-use crate::engine::schedule::ArrivalSchedule;
 use crate::metrics::Aggregator;
+use crate::output::create_run_dir;
 use crate::output::progress::Progress;
 use crate::output::run_plan::RunPlan;
 use crate::output::series::{PlannedTotals, SeriesWriter, write_totals};
 use crate::output::summary::{self, EndReason, RunFacts, Summary};
-use crate::output::{create_run_dir, write_atomic};
+use crate::plan::schedule::ArrivalSchedule;
 use crate::slo::live::AbortWatch;
+use crate::util::atomic::write_atomic;
 use crate::verify::acks::AckLog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,15 +110,13 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     // As written, references kept and secrets redacted: the run directory holds none.
     let _ = std::fs::write(run_dir.join("scenario.toml"), &plan.redacted_source);
     let planned_arrivals = match &plan.load.model {
-        crate::scenario::plan::LoadModel::Open { start_rate, stages } => {
-            Some(PlannedArrivals::new(
-                ArrivalSchedule::new(*start_rate, stages),
-                JourneyMix::of(&plan.journeys),
-                prepared.seed,
-                prepared.workers,
-            ))
-        }
-        crate::scenario::plan::LoadModel::Closed { .. } => None,
+        crate::plan::LoadModel::Open { start_rate, stages } => Some(PlannedArrivals::new(
+            ArrivalSchedule::new(*start_rate, stages),
+            JourneyMix::of(&plan.journeys),
+            prepared.seed,
+            prepared.workers,
+        )),
+        crate::plan::LoadModel::Closed { .. } => None,
     };
     let series = SeriesWriter::create(
         &run_dir,
@@ -256,7 +255,7 @@ struct Supervisor {
     engine_stop: tokio_util::sync::CancellationToken,
     engine_kill: tokio_util::sync::CancellationToken,
     run_dir: PathBuf,
-    plan: Arc<crate::scenario::Plan>,
+    plan: Arc<crate::plan::Plan>,
     /// Feeders whose running out has been said.
     feeders_noted: Vec<usize>,
 }
@@ -330,7 +329,7 @@ impl Supervisor {
                 "wraps around: its rows are used again from the first (on_exhausted = \"wrap\")"
             } else {
                 match feeder.on_exhausted {
-                    crate::scenario::plan::OnExhausted::StopJourney => {
+                    crate::plan::OnExhausted::StopJourney => {
                         "is used up: its journeys' later iterations do not start (on_exhausted = \"stop_journey\")"
                     }
                     _ => {
@@ -429,7 +428,7 @@ impl Supervisor {
     /// says so.
     async fn verify(
         &mut self,
-        plan: &crate::scenario::Plan,
+        plan: &crate::plan::Plan,
         seed: u64,
         start: tokio::time::Instant,
         faults: &ChaosReport,
@@ -624,7 +623,7 @@ impl Supervisor {
                 let signal = match asked {
                     Asked::Stop(s) | Asked::Abandon(s) | Asked::Nothing(s) => s,
                 };
-                crate::output::warn(&format!(
+                crate::util::text::warn(&format!(
                     "{}: judging stopped; summary.json says \"judged\": false (`loadgen report {}` judges it)\n",
                     signal.name(),
                     self.run_dir.display()

@@ -6,11 +6,11 @@
 use http::HeaderName;
 use toml::Spanned;
 
-use super::diag::Diagnostics;
-use super::plan::{Check, CheckKind, Expected};
 use super::raw::RawCheck;
-use super::template::{Escape, Source, Template};
-use crate::glob::Glob;
+use crate::plan::template::{Escape, Source, Template};
+use crate::plan::{Check, CheckKind, Expected};
+use crate::util::diag::Diagnostics;
+use crate::util::glob::Glob;
 
 /// Each check in the order written (json, body_contains, header), every mistake reported
 /// at the `check` table.
@@ -145,7 +145,7 @@ pub(super) fn check_pointer(pointer: &str) -> Result<(), String> {
 /// What a template without references renders from: nothing.
 struct NoValues;
 
-impl super::template::Values for NoValues {
+impl crate::plan::template::Values for NoValues {
     fn slot(&self, _: usize) -> Option<&serde_json::Value> {
         None
     }

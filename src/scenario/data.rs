@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::plan::{Feeder, FeederOrder, GeneratorKind, OnExhausted};
 use super::raw::{RawFeeder, RawGenerator};
+use crate::plan::{Feeder, FeederOrder, GeneratorKind, OnExhausted};
 
 /// Reads a feeder's rows; `order` and `on_exhausted` were read (and positioned) by the
 /// caller. Errors are messages for the `file` key's position.

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::plan::{BodyPlan, LoadModel, Plan};
-use super::units::format_duration;
-use crate::engine::schedule::{ArrivalSchedule, vu_changes};
+use crate::plan::schedule::{ArrivalSchedule, vu_changes};
+use crate::plan::{BodyPlan, LoadModel, Plan};
+use crate::util::units::format_duration;
 
 pub fn describe(plan: &Plan, seed: u64) -> String {
     let mut out = String::new();
@@ -92,7 +92,7 @@ fn describe_verify(plan: &Plan, out: &mut String) {
                     kind.check.checks.iter().map(|c| c.label.as_str()).collect();
                 format!("; checks {}", labels.join(", "))
             },
-            if kind.on_unverifiable == crate::verify::plan::OnUnverifiable::Allow {
+            if kind.on_unverifiable == crate::plan::verify::OnUnverifiable::Allow {
                 "; unverifiable allowed"
             } else {
                 ""
@@ -137,7 +137,7 @@ fn describe_slos(plan: &Plan, out: &mut String) {
                 format_duration(after)
             ));
         }
-        if slo.on_no_data == crate::slo::OnNoData::Allow {
+        if slo.on_no_data == crate::plan::slo::OnNoData::Allow {
             extra.push("no data allowed".to_string());
         }
         let _ = writeln!(
@@ -228,7 +228,7 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
     for journey in &plan.journeys {
         let share = 100.0 * f64::from(journey.weight) / total_weight.max(1) as f64;
         let mut connection = match journey.connection {
-            crate::scenario::plan::ConnectionMode::Keep => String::new(),
+            crate::plan::ConnectionMode::Keep => String::new(),
             other => format!("  (connection {})", other.name()),
         };
         if let Some(pacing) = journey.pacing {

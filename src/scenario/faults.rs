@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::diag::Diagnostics;
 use super::raw::{RawChaos, RawFault, RawMaxUnavailable, RawMode, RawSelector};
-use super::units::{format_duration, parse_duration, parse_percent, parse_size};
 use super::validate::typed;
-use crate::chaos::spec::{
+use crate::plan::chaos::PlatformKind;
+use crate::plan::chaos::{
     Action, BackendKind, ChaosPlan, FaultSpec, Guard, MaxUnavailable, Mode, Selector,
 };
-use crate::platform::PlatformKind;
+use crate::util::diag::Diagnostics;
+use crate::util::units::{format_duration, parse_duration, parse_percent, parse_size};
 
 /// A fault's injections after its first at most (each is planned, listed and judged).
 const MAX_REPEAT: u32 = 10_000;
@@ -86,11 +86,11 @@ pub fn validate_chaos(
         .unwrap_or_default(),
         backend_timeout: typed(
             raw.backend_timeout.as_ref(),
-            crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT,
+            crate::plan::chaos::DEFAULT_BACKEND_TIMEOUT,
             parse_duration,
             diagnostics,
         )
-        .unwrap_or(crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT),
+        .unwrap_or(crate::plan::chaos::DEFAULT_BACKEND_TIMEOUT),
         faults: Vec::new(),
     };
     if let Some(raw_timeout) = &raw.backend_timeout
@@ -648,7 +648,7 @@ target = { pidfile = "x.pid" }
 at = "1s"
 "#;
 
-    fn plan(fault_lines: &str) -> Result<crate::scenario::plan::Plan, Vec<String>> {
+    fn plan(fault_lines: &str) -> Result<crate::plan::Plan, Vec<String>> {
         let source = format!("{SCENARIO}{fault_lines}");
         crate::scenario::from_source(&source, Path::new("f.toml"), Path::new("."))
             .map_err(|d| d.headlines())
@@ -685,7 +685,7 @@ at = "1s"
 
     #[test]
     fn max_unavailable_takes_a_count_or_a_percentage() {
-        use crate::chaos::spec::MaxUnavailable;
+        use crate::plan::chaos::MaxUnavailable;
         let count = plan("max_unavailable = 2\n").unwrap();
         assert_eq!(
             count.chaos.faults[0].guard.max_unavailable,
@@ -717,14 +717,17 @@ at = "1s"
             );
         let plan = crate::scenario::from_source(&source, Path::new("f.toml"), Path::new("."))
             .unwrap_or_else(|d| panic!("{:?}", d.headlines()));
-        assert_eq!(plan.chaos.platform, crate::platform::PlatformKind::Compose);
+        assert_eq!(
+            plan.chaos.platform,
+            crate::plan::chaos::PlatformKind::Compose
+        );
         assert_eq!(
             crate::platform::container_scope(&plan.chaos).as_deref(),
             Some("com.docker.compose.project=drill")
         );
         assert_eq!(
             plan.chaos.faults[0].selector,
-            crate::chaos::spec::Selector::ContainerPort {
+            crate::plan::chaos::Selector::ContainerPort {
                 container: "*nginx*".into(),
                 port: 8080
             }

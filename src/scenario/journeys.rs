@@ -8,15 +8,15 @@ use std::ops::Range;
 use http::{HeaderName, Method};
 use toml::Spanned;
 
-use super::diag::Diagnostics;
-use super::plan::{
+use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
+use super::validate::Declared;
+use crate::plan::template::{Escape, Source, Template, TemplateError};
+use crate::plan::{
     BodyPlan, Check, ConnectionMode, ExtractSource, Extraction, Feeder, Generator, JourneyPlan,
     StatusMatcher, StepPlan, Think,
 };
-use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
-use super::template::{Escape, Source, Template, TemplateError};
-use super::units::parse_duration;
-use super::validate::Declared;
+use crate::util::diag::Diagnostics;
+use crate::util::units::parse_duration;
 
 /// A `record` of a step that had a mistake: its kind and field names, as written.
 pub type UnfinishedRecord = (String, Vec<String>);
@@ -53,23 +53,19 @@ pub fn validate_journeys(
             Some(w) => *w.get_ref(),
             None => 1,
         };
-        let pacing =
-            header
-                .pacing
-                .as_ref()
-                .and_then(|pacing| {
-                    match crate::scenario::units::parse_duration(pacing.get_ref()) {
-                        Ok(d) if d.is_zero() => {
-                            diagnostics.push(pacing.span(), "`pacing` must be longer than zero");
-                            None
-                        }
-                        Ok(d) => Some(d),
-                        Err(message) => {
-                            diagnostics.push(pacing.span(), message);
-                            None
-                        }
-                    }
-                });
+        let pacing = header.pacing.as_ref().and_then(|pacing| {
+            match crate::util::units::parse_duration(pacing.get_ref()) {
+                Ok(d) if d.is_zero() => {
+                    diagnostics.push(pacing.span(), "`pacing` must be longer than zero");
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(message) => {
+                    diagnostics.push(pacing.span(), message);
+                    None
+                }
+            }
+        });
         let connection = header
             .connection
             .as_ref()

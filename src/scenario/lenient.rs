@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeArray, DeInteger, DeTable, DeValue, ValueDeserializer};
 
-use super::diag::Diagnostics;
+use crate::util::diag::Diagnostics;
 
 /// Rounds of "report, set aside, read again" for one table before giving up on it.
 const MAX_ROUNDS: usize = 200;

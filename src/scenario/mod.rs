@@ -8,24 +8,20 @@
 mod checks;
 mod data;
 pub mod describe;
-pub mod diag;
 mod faults;
 mod journeys;
 mod lenient;
-pub mod plan;
 mod policy_check;
 mod raw;
 pub mod secrets;
 mod slos;
-pub mod template;
-pub mod units;
 mod validate;
 mod verify;
 
 use std::path::Path;
 
-pub use diag::Diagnostics;
-pub use plan::Plan;
+pub use crate::plan::Plan;
+pub use crate::util::diag::Diagnostics;
 
 use crate::policy::Policy;
 

@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use super::diag::Diagnostics;
 use super::raw::{RawFault, RawMaxUnavailable, RawScenario, RawSelector};
-use crate::glob::glob_match;
 use crate::policy::{Limit, Policy};
+use crate::util::diag::Diagnostics;
+use crate::util::glob::glob_match;
 
 /// Records a diagnostic for every part of `raw` outside `policy`.
 pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &mut Diagnostics) {

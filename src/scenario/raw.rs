@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::diag::Diagnostics;
+use crate::util::diag::Diagnostics;
 
 #[derive(Debug, Default)]
 pub struct RawScenario {

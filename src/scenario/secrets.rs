@@ -15,7 +15,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::diag::Diagnostics;
+use crate::util::diag::Diagnostics;
 
 /// Keys whose values are secrets wherever they appear (compared case-insensitively).
 pub const SENSITIVE_KEYS: [&str; 5] = [

@@ -3,11 +3,11 @@
 
 use toml::Spanned;
 
-use super::diag::Diagnostics;
 use super::raw::RawSlo;
-use super::units::parse_duration;
 use super::validate::{Known, allows};
-use crate::slo::{OnNoData, Recovery, SloSpec, Window, parse_objective};
+use crate::plan::slo::{OnNoData, Recovery, SloSpec, Window, parse_objective};
+use crate::util::diag::Diagnostics;
+use crate::util::units::parse_duration;
 
 /// `scopes` holds each journey's name and each step's `journey/step`; `faults` each
 /// fault's name — as declared, mistakes and all, so an objective is not blamed for a

@@ -8,17 +8,17 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::data::{generator_kind, load_feeder};
-use super::diag::Diagnostics;
 use super::faults::validate_chaos;
 use super::journeys::validate_journeys;
-use super::plan::{
+use super::raw::{RawCompression, RawData, RawLoad, RawScenario, RawTarget};
+use super::slos::validate_slos;
+use crate::plan::{
     BaseUrl, Feeder, FeederOrder, Generator, LoadModel, LoadPlan, OnExhausted, Plan, Protocol,
     RateStage, TargetPlan, VuStage,
 };
-use super::raw::{RawCompression, RawData, RawLoad, RawScenario, RawTarget};
-use super::slos::validate_slos;
-use super::units::{parse_duration, parse_rate, parse_size};
-use crate::safety::AllowList;
+use crate::util::diag::Diagnostics;
+use crate::util::safety::AllowList;
+use crate::util::units::{parse_duration, parse_rate, parse_size};
 
 /// Names templates give a meaning of their own: no feeder or generator may take them.
 pub const RESERVED_NAMES: [&str; 5] = ["vu", "iteration", "repeat", "cookie", "ack"];
@@ -548,7 +548,7 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
         diagnostics.push(load.span(), "the load stages add up to zero seconds");
         return None;
     }
-    if let Some(why) = crate::engine::schedule::starts_nothing(&model) {
+    if let Some(why) = crate::plan::schedule::starts_nothing(&model) {
         let at = raw.stage.last().map_or(load.span(), |s| s.span());
         diagnostics.push(at, why);
         return None;

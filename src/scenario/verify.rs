@@ -7,19 +7,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
-use super::diag::Diagnostics;
 use super::journeys::{inner_span, json_extraction, parse_expect};
-use super::plan::{ExtractSource, Generator, JourneyPlan, StatusMatcher};
 use super::raw::{RawCount, RawExtract, RawRecord, RawVerify};
-use super::template::{Escape, Source, Template, TemplateError};
-use super::units::parse_rate;
 use super::validate::Declared;
 use super::validate::allows;
-use crate::slo::OnNoData;
-use crate::verify::plan::{
+use crate::plan::slo::OnNoData;
+use crate::plan::template::{Escape, Source, Template, TemplateError};
+use crate::plan::verify::{
     CheckRequest, CountPlan, DEFAULT_RATE, InvariantPlan, KindPlan, OnUnverifiable, Probe,
     RecordPlan, VerifyPlan,
 };
+use crate::plan::{ExtractSource, Generator, JourneyPlan, StatusMatcher};
+use crate::util::diag::Diagnostics;
+use crate::util::units::parse_rate;
 
 /// The most check requests per second `verify_rate` may ask for.
 const MAX_RATE: f64 = 100_000.0;

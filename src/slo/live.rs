@@ -5,7 +5,8 @@
 use crate::metrics::Second;
 use crate::metrics::stats::RequestStats;
 
-use super::{Condition, Observed, SloSpec};
+use super::Observed;
+use crate::plan::slo::{Condition, SloSpec};
 
 pub struct AbortWatch {
     watched: Vec<Watched>,

@@ -3,8 +3,8 @@
 
 use hdrhistogram::Histogram;
 
-use super::Metric;
 use crate::metrics::interval::{CONFIDENCE, percentile};
+use crate::plan::slo::{Condition, Metric, Op, format_value};
 
 /// What a scope saw over some seconds.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +111,7 @@ pub struct Drift {
 
 /// The drift of `condition`'s metric from `first` to `last`, or why it cannot be measured.
 pub fn drift(
-    condition: &super::Condition,
+    condition: &Condition,
     first: &Observed<'_>,
     last: &Observed<'_>,
 ) -> Result<Drift, String> {
@@ -127,8 +127,8 @@ pub fn drift(
     let text = format!(
         "{} {} → {}",
         metric.name(),
-        super::format_value(metric, before),
-        super::format_value(metric, after)
+        format_value(metric, before),
+        format_value(metric, after)
     );
     if metric.is_rate() {
         let value = after - before;
@@ -159,8 +159,8 @@ pub fn drift(
                 ));
             };
             match condition.op {
-                super::Op::Lt | super::Op::Le => relative(a.high, b.low),
-                super::Op::Gt | super::Op::Ge => relative(a.low, b.high),
+                Op::Lt | Op::Le => relative(a.high, b.low),
+                Op::Gt | Op::Ge => relative(a.low, b.high),
             }
         }
         _ => value,
@@ -176,7 +176,8 @@ pub fn drift(
 mod tests {
     #[test]
     fn a_percentile_needs_one_over_its_tail_in_successes() {
-        use super::{Metric, Needs};
+        use super::Needs;
+        use crate::plan::slo::Metric;
         for (metric, quantile) in [
             (Metric::P50, 0.5),
             (Metric::P90, 0.9),

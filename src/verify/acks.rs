@@ -9,21 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::metrics::ack::Ack;
+
 /// The file, in the run directory.
 pub const ACKS_FILE: &str = "acks.jsonl";
-
-/// One acknowledged write as a worker hands it over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
-    /// Index into the plan's verification kinds.
-    pub kind: u16,
-    /// The recording step's global index.
-    pub step: u32,
-    /// When the acknowledging response arrived, in ms since the run's start.
-    pub at_ms: u64,
-    /// The record rendered: `{"fields": {…}, "id": …}`.
-    pub body: Vec<u8>,
-}
 
 /// One line of acks.jsonl, read back.
 #[derive(Debug, Clone, Deserialize)]

@@ -14,15 +14,15 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::AckLine;
-use super::plan::{KindPlan, Probe};
 use crate::engine::check::{Body, Mismatch, first_mismatch};
 use crate::engine::http::{Client, Response, Route};
 use crate::engine::iteration::generate;
 use crate::engine::mix::iteration_rng;
-use crate::scenario::Plan;
-use crate::scenario::plan::CheckKind;
-use crate::scenario::plan::{ConnectionMode, ExtractSource};
-use crate::scenario::template::{Template, Values};
+use crate::plan::CheckKind;
+use crate::plan::Plan;
+use crate::plan::template::{Template, Values};
+use crate::plan::verify::{KindPlan, Probe};
+use crate::plan::{ConnectionMode, ExtractSource};
 
 /// Attempts per check (and per count or invariant request) before it is unverifiable.
 pub const ATTEMPTS: u32 = 3;

@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use super::acks::{ACKS_FILE, AckLine, for_each_line};
 use super::check::Outcome;
-use super::plan::{OnUnverifiable, VerifySpecs};
 use super::run::{FACTS_FILE, Facts, ProbeFacts, Status, for_each_check};
 use crate::analysis::verdicts::VerdictStatus;
 use crate::chaos::runner::Occurrence;
-use crate::slo::OnNoData;
+use crate::plan::slo::OnNoData;
+use crate::plan::verify::{OnUnverifiable, VerifySpecs};
 
 /// Writes listed by id per kind and outcome, at most (verify.jsonl has them all).
 pub const LISTED: usize = 1_000;
@@ -283,7 +283,7 @@ impl Tally {
         }
     }
 
-    fn verdict(mut self, spec: &super::plan::KindSpec, status: Status) -> KindVerdict {
+    fn verdict(mut self, spec: &crate::plan::verify::KindSpec, status: Status) -> KindVerdict {
         let count = |o| self.counts.get(&o).copied().unwrap_or(0);
         let (verified, missing, mismatched, unverifiable) = (
             count(Outcome::Verified),

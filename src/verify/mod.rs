@@ -14,5 +14,4 @@
 pub mod acks;
 pub mod check;
 pub mod judge;
-pub mod plan;
 pub mod run;

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::acks::{ACKS_FILE, AckLine, JsonLines, for_each_line};
 use super::check::{Checked, Checker, Outcome};
-use super::plan::CONCURRENCY;
 use crate::engine::ClientConfig;
 use crate::engine::http::Client;
-use crate::scenario::Plan;
+use crate::plan::Plan;
+use crate::plan::verify::CONCURRENCY;
 
 /// What verification did, in the run directory.
 pub const FACTS_FILE: &str = "verify.json";
@@ -233,7 +233,7 @@ pub fn skipped(run_dir: &Path, reason: &str) -> Result<Facts, String> {
 
 fn write_facts(run_dir: &Path, facts: &Facts) -> Result<(), String> {
     let json = serde_json::to_vec_pretty(facts).expect("facts serialize");
-    crate::output::write_atomic(&run_dir.join(FACTS_FILE), &json)
+    crate::util::atomic::write_atomic(&run_dir.join(FACTS_FILE), &json)
         .map_err(|e| format!("writing {FACTS_FILE}: {e}"))
 }
 

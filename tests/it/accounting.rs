@@ -14,10 +14,10 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use loadgen::engine::schedule::ArrivalSchedule;
 use loadgen::output::summary::{EndReason, Summary};
+use loadgen::plan::LoadModel;
+use loadgen::plan::schedule::ArrivalSchedule;
 use loadgen::run::{self, RunOptions};
-use loadgen::scenario::plan::LoadModel;
 
 use crate::faulty::{ALL_MISBEHAVIOURS, FaultyServer, Misbehaviour};
 use crate::support::{Workspace, eventually, test_state_dir};

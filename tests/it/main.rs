@@ -19,6 +19,7 @@ mod evidence;
 mod failures;
 mod faulty;
 mod latency;
+mod layers;
 mod nginx;
 mod no_false_green;
 mod outcome;

@@ -5,8 +5,8 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use loadgen::engine::drive::{drive_arrivals, drive_vus};
-use loadgen::engine::schedule::{ArrivalSchedule, vu_changes};
-use loadgen::scenario::plan::{RateStage, VuStage};
+use loadgen::plan::schedule::{ArrivalSchedule, vu_changes};
+use loadgen::plan::{RateStage, VuStage};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

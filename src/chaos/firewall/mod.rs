@@ -33,9 +33,9 @@ use super::docker::{DockerBackend, DockerFaults};
 use super::lifecycle::{
     Candidate, Confirmation, Confirming, FaultBackend, Occasion, Planned, confirmed,
 };
-use super::spec::{Action, BackendKind, FaultSpec, Selector};
 use super::undo::{ContainerRef, Undo};
 use super::{ChaosError, Target};
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 
 /// `iptables -w`: wait this many seconds for the xtables lock instead of failing.
 const LOCK_WAIT: &str = "5";

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::chaos::spec::Action;
+use crate::plan::chaos::Action;
 
 /// Every rule's comment starts with this; the rest is unique to the rule.
 pub const COMMENT_PREFIX: &str = "loadgen:";

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::guard::{self, KubeGuard};
 use super::select::{self, Pick, PodSelector};
 use super::{FIELD_MANAGER, RESTARTED_AT, api_error, status_of};
-use crate::chaos::spec::{Action, BackendKind, Selector};
 use crate::chaos::{ChaosError, Target};
+use crate::plan::chaos::{Action, BackendKind, Selector};
 
 /// A fault as the timeline asks for it, before targets are resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -539,7 +539,7 @@ pub(super) async fn recover(client: &Client, undo: &KubeUndo) -> Result<Recovere
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chaos::spec::Mode;
+    use crate::plan::chaos::Mode;
 
     #[test]
     fn scenario_actions_map_to_faults_and_mismatches_are_errors() {

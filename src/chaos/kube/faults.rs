@@ -8,9 +8,9 @@ use super::{KubeAction, KubeBackend, KubeFault, Pick, Pin, PodSelector};
 use crate::chaos::effect::HealthCheck;
 use crate::chaos::guard::{HeldDown, equality_labels};
 use crate::chaos::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use crate::chaos::spec::{Action, BackendKind, FaultSpec, Mode, Selector};
 use crate::chaos::undo::Undo;
 use crate::chaos::{ChaosError, Target};
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Mode, Selector};
 
 pub struct KubeFaults {
     api: Option<String>,

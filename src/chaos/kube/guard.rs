@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chaos::ChaosError;
-pub use crate::chaos::guard::MaxUnavailable;
-use crate::chaos::guard::{self, Fleet, Guard};
+use crate::chaos::guard::{self, Fleet};
+use crate::plan::chaos::Guard;
+pub use crate::plan::chaos::MaxUnavailable;
 
 /// The limits a Kubernetes fault must respect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@ use kube::api::ListParams;
 use serde::{Deserialize, Serialize};
 
 use super::api_error;
-use crate::chaos::spec::Mode;
 use crate::chaos::{ChaosError, Target};
+use crate::plan::chaos::Mode;
 
 /// Which pods a fault or a readiness watch looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ impl PodInfo {
     /// The pod as a chaos target: id `namespace/name`.
     pub fn target(&self) -> Target {
         Target {
-            backend: crate::chaos::spec::BackendKind::Kube,
+            backend: crate::plan::chaos::BackendKind::Kube,
             id: format!("{}/{}", self.namespace, self.name),
             name: self.name.clone(),
             labels: self.labels.clone(),

@@ -20,7 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::control::serve_control_on_any_address;
 use super::{Proxy, Upstream, serve_control};
-use crate::safety::AllowList;
+use crate::util::safety::AllowList;
 
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {

@@ -12,7 +12,7 @@ use super::classify::Failure;
 use super::{Connection, ProbeError, h1, h2};
 use crate::engine::tls::{Refusal, TlsTarget};
 use crate::metrics::ErrorClass;
-use crate::scenario::plan::Protocol;
+use crate::plan::Protocol;
 
 /// What a connection is opened with.
 pub struct Dial<'a> {

@@ -29,7 +29,7 @@ pub use self::classify::Failure;
 use self::connect::Dial;
 use super::tls::TlsTarget;
 use crate::metrics::ErrorClass;
-use crate::scenario::plan::{ConnectionMode, Protocol};
+use crate::plan::{ConnectionMode, Protocol};
 
 /// Where requests go: scheme, host and port, and the address resolved (and allowed) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(tls: bool, host: &str, port: u16, addr: SocketAddr) -> Result<Origin, String> {
-        let authority = crate::scenario::plan::authority(tls, host, port);
+        let authority = crate::plan::authority(tls, host, port);
         Ok(Origin {
             tls,
             host: host.to_string(),
@@ -304,7 +304,7 @@ impl Client {
                     ErrorClass::RequestTimeout,
                     format!(
                         "no complete response within request_timeout ({})",
-                        crate::scenario::units::format_duration(self.config.request_timeout)
+                        crate::util::units::format_duration(self.config.request_timeout)
                     ),
                 ))
             });

@@ -28,7 +28,7 @@ use tokio_rustls::rustls::client::danger::ServerCertVerifier;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
 
 pub use self::refusal::Refusal;
-use crate::scenario::plan::Protocol;
+use crate::plan::Protocol;
 
 /// What a run with `tls_verify = false` says wherever its figures are read: at its start,
 /// in summary.json (`tls_verified: false`) and in report.html.

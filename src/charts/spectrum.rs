@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::charts::{self, OKABE_ITO};
+use super::{self as charts, OKABE_ITO};
 use crate::analysis::data::for_each_histogram;
 
 /// One scope's spectrum.

@@ -3,6 +3,8 @@
 //! from the run goes into the SVG but instance names, which plotters escapes. Colours are
 //! the Okabe–Ito palette (distinguishable with every common colour-vision deficiency).
 
+pub mod spectrum;
+
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;

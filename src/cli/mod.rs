@@ -1,6 +1,8 @@
 //! Command-line interface: flags parsed by clap into options, each command run through the
 //! library, every outcome mapped to a documented exit code (see `exit`).
 
+pub mod ci;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,10 +12,12 @@ use clap::{Parser, Subcommand};
 
 use crate::chaos::proxy::daemon::{self, DaemonOptions};
 use crate::exit;
-use crate::output::{say, table, verdict_lines, warn};
+use crate::output::{table, verdict_lines};
 use crate::run::{self, RunError, RunOptions};
-use crate::scenario::units::format_duration;
-use crate::scenario::{self, ScenarioError, describe::describe, units::parse_duration};
+use crate::scenario::{self, ScenarioError, describe::describe};
+use crate::util::text::{say, warn};
+use crate::util::units::format_duration;
+use crate::util::units::parse_duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -186,7 +190,7 @@ impl ToleranceFlags {
 }
 
 fn percent_flag(text: &str) -> Result<f64, String> {
-    crate::scenario::units::parse_percent(text)
+    crate::util::units::parse_percent(text)
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,7 +236,7 @@ where
         Command::Plan { file, overrides } => plan(file, overrides, cli.policy),
         Command::Recover { run_dir, timeout } => recover_command(
             run_dir,
-            timeout.unwrap_or(crate::chaos::spec::DEFAULT_BACKEND_TIMEOUT),
+            timeout.unwrap_or(crate::plan::chaos::DEFAULT_BACKEND_TIMEOUT),
             cli.policy.as_deref(),
         ),
         Command::Proxy {
@@ -395,7 +399,7 @@ fn run_command(
         Ok(outcome) => {
             let summary = &outcome.summary;
             if let Some(file) = &run_dir_file
-                && let Err(e) = crate::output::ci::write_run_dir(file, &outcome.run_dir)
+                && let Err(e) = crate::cli::ci::write_run_dir(file, &outcome.run_dir)
             {
                 warn(&format!("error: --run-dir-file {}: {e}\n", file.display()));
             }
@@ -432,7 +436,7 @@ fn run_command(
             // A run that could not start has a directory too (its record): said where a
             // CI step looks for it.
             if let Some(file) = &run_dir_file {
-                let _ = crate::output::ci::write_run_dir(file, &run_dir);
+                let _ = crate::cli::ci::write_run_dir(file, &run_dir);
             }
             if options.quiet {
                 say(&format!("{}\n", run_dir.display()));
@@ -446,7 +450,7 @@ fn run_command(
 /// The exit code of a finished run (one function decides it: `exit::for_run`), with every
 /// reason said on stderr. `gate`: the baseline comparison's own code.
 fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, gate: u8) -> u8 {
-    use crate::output::ci;
+    use crate::cli::ci;
     let (code, mut reasons) = exit::for_run(summary, gate == exit::SLO_FAILED);
     // Each failing objective and each regressed row of the gate, a line each: what a CI log
     // (also under --quiet) needs to say why.
@@ -478,7 +482,7 @@ fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, 
     final_code
 }
 
-fn dry_run_report(plan: &crate::scenario::Plan) -> u8 {
+fn dry_run_report(plan: &crate::plan::Plan) -> u8 {
     use crate::chaos::runner::{Verdict, preflight};
     let runtime = match small_runtime() {
         Ok(runtime) => runtime,

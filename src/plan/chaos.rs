@@ -6,13 +6,71 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::guard::{Guard, MaxUnavailable};
+/// `[chaos] platform`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformKind {
+    #[default]
+    Local,
+    Compose,
+    Kubernetes,
+}
+
+/// How many of a replica set may be down at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum MaxUnavailable {
+    Count(u32),
+    /// Percent of the whole set (up and down), rounded down as Kubernetes rounds a
+    /// deployment's `maxUnavailable`: "25%" of 3 allows none, not one.
+    Percent(f64),
+}
+
+impl MaxUnavailable {
+    /// How many of a set of `size` this limit allows down.
+    pub fn allowed(&self, size: usize) -> usize {
+        match *self {
+            MaxUnavailable::Count(n) => n as usize,
+            MaxUnavailable::Percent(p) => {
+                let p = p.clamp(0.0, 100.0);
+                ((size as f64) * p / 100.0).floor() as usize
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for MaxUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxUnavailable::Count(n) => write!(f, "{n}"),
+            MaxUnavailable::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// A fault's limits, checked before anything changes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Guard {
+    /// At most this many of the replica set down at once (this fault's and others').
+    pub max_unavailable: MaxUnavailable,
+    /// Whether the last ready target may be taken down (a full-outage drill).
+    pub allow_last: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            max_unavailable: MaxUnavailable::Count(1),
+            allow_last: false,
+        }
+    }
+}
 
 /// The scenario's `[chaos]` settings and its `[[fault]]` list.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosPlan {
     /// The platform under test: where proxies and containers are found.
-    pub platform: crate::platform::PlatformKind,
+    pub platform: PlatformKind,
     /// With `platform = "compose"`: the project whose containers faults may touch.
     pub compose_project: Option<String>,
     /// The local stack's state file (process targets, proxies).
@@ -33,7 +91,7 @@ pub struct ChaosPlan {
     pub policy_targets: Vec<String>,
     /// The operator policy's data directories: a restart runs only a stack script inside
     /// them. None: no policy limit.
-    pub policy_dirs: Option<crate::data_dirs::DataDirs>,
+    pub policy_dirs: Option<crate::util::data_dirs::DataDirs>,
     /// Glob patterns of process / container names faults may touch (enforced when targets
     /// are chosen: a fault that matches only others is refused). Empty: whatever the
     /// selector finds.

@@ -5,9 +5,9 @@
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::plan::{ExtractSource, StatusMatcher};
-use crate::scenario::template::Template;
-use crate::slo::OnNoData;
+use crate::plan::slo::OnNoData;
+use crate::plan::template::Template;
+use crate::plan::{ExtractSource, StatusMatcher};
 
 /// The documented default of `verify_rate`: check requests per second.
 pub const DEFAULT_RATE: f64 = 200.0;
@@ -130,7 +130,7 @@ pub struct CheckRequest {
     /// Statuses that say it is not (default 404, 410).
     pub absent: StatusMatcher,
     /// Checks on a present write: a difference makes it `mismatched`.
-    pub checks: Vec<crate::scenario::plan::Check>,
+    pub checks: Vec<crate::plan::Check>,
     pub slot_count: usize,
     /// Generator index → slot.
     pub generator_slots: Vec<(usize, usize)>,

@@ -1,17 +1,23 @@
 //! The validated, resolved scenario: pure data the engine runs and `loadgen plan` prints.
 //! Nothing here does I/O; every name a template used has become an index.
 
+pub mod chaos;
+pub mod schedule;
+pub mod slo;
+pub mod template;
+pub mod verify;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, Method};
 
-use super::template::Template;
-use crate::chaos::spec::ChaosPlan;
-use crate::glob::Glob;
-use crate::safety::AllowList;
-use crate::slo::SloSpec;
+use crate::util::glob::Glob;
+use crate::util::safety::AllowList;
+use chaos::ChaosPlan;
+use slo::SloSpec;
+use template::Template;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -33,7 +39,7 @@ pub struct Plan {
     pub chaos: ChaosPlan,
     pub slos: Vec<SloSpec>,
     /// Acknowledged writes to read back after the run, totals and invariants to compare.
-    pub verify: crate::verify::plan::VerifyPlan,
+    pub verify: crate::plan::verify::VerifyPlan,
 }
 
 #[derive(Debug, Clone)]
@@ -406,7 +412,7 @@ pub struct StepPlan {
     pub repeat: u32,
     /// What an acknowledged response of this step wrote (`record = {…}`), for
     /// verification after the run.
-    pub record: Option<crate::verify::plan::RecordPlan>,
+    pub record: Option<crate::plan::verify::RecordPlan>,
 }
 
 /// One response check — a step's, or a `[[verify]]` read-back's — with how reports name

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::plan::{LoadModel, RateStage, VuStage};
+use crate::plan::{LoadModel, RateStage, VuStage};
 
 /// Why a load plan would start nothing at all — no arrival, no virtual user — or `None`.
 /// Such a plan is bad input: a run of it would send nothing and prove nothing.

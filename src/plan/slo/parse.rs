@@ -10,7 +10,7 @@
 //! ```
 
 use super::{Condition, Metric, Op};
-use crate::scenario::units::{parse_duration, parse_percent, parse_rate};
+use crate::util::units::{parse_duration, parse_percent, parse_rate};
 
 /// Parses an objective; an error carries the byte range of the offending part.
 pub fn parse_objective(text: &str) -> Result<Vec<Condition>, (std::ops::Range<usize>, String)> {

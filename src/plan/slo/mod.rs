@@ -1,0 +1,216 @@
+//! Service-level objectives as a plan holds them: parsed once from the scenario into typed
+//! conditions (the grammar is in docs/slo.md); `slo` and `analysis` evaluate them over
+//! windows of the run.
+
+mod parse;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use parse::parse_objective;
+
+/// One `[[slo]]` of a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SloSpec {
+    pub name: String,
+    /// The objective as written, for reports.
+    pub objective: String,
+    pub conditions: Vec<Condition>,
+    pub window: Window,
+    /// "all", a journey name, or "journey/step".
+    pub scope: String,
+    /// A recovery objective: the conditions must hold again within this time of each
+    /// fault's start or end.
+    pub recovery: Option<Recovery>,
+    /// Stop the run when the objective has failed for this long without a break (judged
+    /// each second on that second's data); `None`: never abort.
+    #[serde(default)]
+    pub abort_after: Option<Duration>,
+    /// What a window without data means for the run.
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+}
+
+/// Whether an objective whose window saw no request fails the run (the default: a verdict
+/// that cannot fail is a defect) or is marked allowed (JUnit: skipped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNoData {
+    #[default]
+    Fail,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub within: Duration,
+    pub from_end: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "fault", rename_all = "snake_case")]
+pub enum Window {
+    /// The whole run.
+    Run,
+    /// Outside every fault and its settle time.
+    Steady,
+    /// During every fault (each occurrence judged on its own).
+    Faults,
+    /// During the occurrences of one named fault.
+    Fault(String),
+    /// From each fault's end plus the settle time to the next fault or the run's end.
+    After,
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Window::Run => f.write_str("run"),
+            Window::Steady => f.write_str("steady"),
+            Window::Faults => f.write_str("faults"),
+            Window::Fault(name) => write!(f, "fault:{name}"),
+            Window::After => f.write_str("after"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    P50,
+    P90,
+    P95,
+    P99,
+    P999,
+    Max,
+    Mean,
+    /// Failed requests / requests, as a percentage.
+    ErrorRate,
+    /// 100 % − error rate.
+    Availability,
+    /// Requests per second.
+    Rps,
+}
+
+impl Metric {
+    pub fn is_latency(self) -> bool {
+        !matches!(self, Metric::ErrorRate | Metric::Availability | Metric::Rps)
+    }
+
+    /// A percentage of attempts (its drift is in points).
+    pub fn is_rate(self) -> bool {
+        matches!(self, Metric::ErrorRate | Metric::Availability)
+    }
+
+    /// The quantile a percentile metric reads, or `None`.
+    pub fn quantile(self) -> Option<f64> {
+        Some(match self {
+            Metric::P50 => 0.50,
+            Metric::P90 => 0.90,
+            Metric::P95 => 0.95,
+            Metric::P99 => 0.99,
+            Metric::P999 => 0.999,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::P50 => "p50",
+            Metric::P90 => "p90",
+            Metric::P95 => "p95",
+            Metric::P99 => "p99",
+            Metric::P999 => "p99.9",
+            Metric::Max => "max",
+            Metric::Mean => "mean",
+            Metric::ErrorRate => "error_rate",
+            Metric::Availability => "availability",
+            Metric::Rps => "rps",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl Op {
+    pub fn holds(self, measured: f64, threshold: f64) -> bool {
+        match self {
+            Op::Lt => measured < threshold,
+            Op::Le => measured <= threshold,
+            Op::Gt => measured > threshold,
+            Op::Ge => measured >= threshold,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+/// `metric op threshold`. Latency thresholds are in microseconds, rates in percent,
+/// throughput in requests per second. `metric drift op threshold` (`drift`): the change
+/// from the window's first third to its last, in percent of the first (percentage points
+/// for error_rate and availability).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    pub metric: Metric,
+    pub op: Op,
+    pub threshold: f64,
+    #[serde(default)]
+    pub drift: bool,
+}
+
+impl Condition {
+    pub fn holds(&self, measured: f64) -> bool {
+        self.op.holds(measured, self.threshold)
+    }
+
+    /// The threshold the way a person reads it ("50ms", "99.9%", "500/s"; a drift's
+    /// "20%" or "1 point(s)").
+    pub fn threshold_text(&self) -> String {
+        match (self.drift, self.metric.is_rate()) {
+            (true, true) => format!("{} point(s)", self.threshold),
+            (true, false) => format!("{}%", self.threshold),
+            (false, _) => format_value(self.metric, self.threshold),
+        }
+    }
+
+    /// How a report names what the condition measures: "p99" or "p99 drift".
+    pub fn metric_name(&self) -> String {
+        if self.drift {
+            format!("{} drift", self.metric.name())
+        } else {
+            self.metric.name().to_string()
+        }
+    }
+}
+
+pub fn format_value(metric: Metric, value: f64) -> String {
+    if metric.is_latency() {
+        if value >= 1_000_000.0 {
+            format!("{:.2}s", value / 1_000_000.0)
+        } else {
+            format!("{:.1}ms", value / 1000.0)
+        }
+    } else if metric == Metric::Rps {
+        format!("{value:.1}/s")
+    } else {
+        format!("{value:.3}%")
+    }
+}
