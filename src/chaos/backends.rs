@@ -4,17 +4,19 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use super::docker::DockerFaults;
 use super::effect::HealthCheck;
 use super::firewall::{FirewallBackend, Programs};
 use super::kube::{KubeFaults, Pin};
 use super::lifecycle::{Candidate, Confirming, FaultBackend, Occasion, Planned};
 use super::network::NetworkBackend;
+use super::ports::Platform;
 use super::process::ProcessBackend;
 use super::undo::Undo;
 use super::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
-use crate::platform;
 
 pub struct Backends {
     process: ProcessBackend,
@@ -52,12 +54,12 @@ pub fn kube_pin(plan: &ChaosPlan) -> Pin {
 }
 
 impl Backends {
-    pub fn new(plan: &ChaosPlan) -> Backends {
-        let docker =
-            || DockerFaults::new(plan.docker_host.clone(), platform::container_scope(plan));
+    /// The backends for `plan`, on the platform the composition root hands in.
+    pub fn new(plan: &ChaosPlan, platform: &Arc<dyn Platform>) -> Backends {
+        let docker = || DockerFaults::new(plan.docker_host.clone(), platform.container_scope());
         Backends {
-            process: ProcessBackend::new(platform::ProcessInstances::new(plan)),
-            network: NetworkBackend::new(platform::proxy_source(plan)),
+            process: ProcessBackend::new(platform.clone()),
+            network: NetworkBackend::new(platform.clone()),
             firewall: FirewallBackend::new(Programs::default(), docker()),
             docker: docker(),
             kube: KubeFaults::new(
@@ -154,11 +156,11 @@ impl Backends {
 }
 
 /// Puts a target back from its undo record alone (also used by `loadgen recover`).
-pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+pub async fn recover(undo: &Undo, platform: &dyn Platform) -> Result<(), ChaosError> {
     // (Unbounded: callers go through `recover_within`.)
     match undo {
         Undo::Nothing => Ok(()),
-        Undo::Process { .. } => super::process::recover(undo).await,
+        Undo::Process { .. } => super::process::recover(undo, platform).await,
         Undo::Docker { .. } => super::docker::recover(undo).await,
         Undo::Kube { .. } => super::kube::recover(undo).await.map(|_| ()),
         Undo::Proxy { .. } => super::network::recover(undo).await,
@@ -186,13 +188,17 @@ pub async fn within<T>(
 /// Puts a target back within `deadline`. A backend error (a daemon restarting, a refused
 /// connection) is retried with back-off, 100 ms doubling to 2 s; a guardrail refusal is
 /// not. Still failing, or still waiting for an answer, at the deadline: the last error.
-pub async fn recover_within(undo: &Undo, deadline: Duration) -> Result<(), ChaosError> {
+pub async fn recover_within(
+    undo: &Undo,
+    deadline: Duration,
+    platform: &dyn Platform,
+) -> Result<(), ChaosError> {
     let until = tokio::time::Instant::now() + deadline;
     let mut pause = Duration::from_millis(100);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let error = match tokio::time::timeout_at(until, recover(undo)).await {
+        let error = match tokio::time::timeout_at(until, recover(undo, platform)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => error,
             Err(_) => {

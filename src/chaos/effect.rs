@@ -47,6 +47,7 @@ pub enum HealthCheck {
 /// One target's window to watch.
 pub struct Watch {
     pub plan: Arc<ChaosPlan>,
+    pub platform: Arc<dyn super::ports::Platform>,
     pub check: HealthCheck,
     /// The run's start: offsets are from here.
     pub run_start: Instant,
@@ -66,7 +67,7 @@ impl Watch {
 
     /// Polls until healthy, the deadline, or `stop` (then one last check).
     pub async fn run(self, stop: CancellationToken) -> TargetEnd {
-        let mut backends = Backends::new(&self.plan);
+        let mut backends = Backends::new(&self.plan, &self.platform);
         loop {
             let probe = tokio::select! {
                 probe = timeout(PROBE_TIMEOUT, backends.healthy(&self.check)) => probe,

@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod network;
 pub mod outcome;
+pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod recover;

@@ -1,29 +1,31 @@
 //! The network backend: `{ proxy = "name" }` targets are fault proxies (`loadgen proxy`)
 //! that run in their own processes — the local stack and the Compose platform put one
-//! between the backends and Postgres — listed by the platform adapter with their control
-//! API (`platform::ProxySource`). A fault is a
+//! between the backends and Postgres — listed by the platform (the `Platform` port) with
+//! their control API. A fault is a
 //! `PUT /fault` on that API; its undo is a `DELETE /fault`, which needs nothing but the
 //! address, so `loadgen recover` can clear a proxy after a crashed run.
 
 use std::io::ErrorKind;
 
+use std::sync::Arc;
+
 use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
+use super::ports::Platform;
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
 use super::undo::Undo;
 use super::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
-use crate::platform::ProxySource;
 use crate::util::glob::glob_match;
 
 pub struct NetworkBackend {
     /// Where the platform lists its proxies, read at every resolve (a restarted stack has
     /// new ports).
-    source: ProxySource,
+    platform: Arc<dyn Platform>,
 }
 
 impl NetworkBackend {
-    pub fn new(source: ProxySource) -> NetworkBackend {
-        NetworkBackend { source }
+    pub fn new(platform: Arc<dyn Platform>) -> NetworkBackend {
+        NetworkBackend { platform }
     }
 
     /// The stack's proxies whose name matches, sorted by name. A proxy is a link, not a
@@ -32,7 +34,7 @@ impl NetworkBackend {
         let Selector::Proxy { name } = selector else {
             return Err(error(format!("{selector} is not a proxy selector")));
         };
-        let links = self.source.links().await.map_err(error)?;
+        let links = self.platform.proxy_links().await.map_err(error)?;
         let mut found: Vec<(Target, bool)> = links
             .iter()
             .filter(|link| glob_match(name, &link.name))

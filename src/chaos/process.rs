@@ -1,6 +1,6 @@
 //! Local processes: kill (SIGKILL), terminate (SIGTERM), pause (SIGSTOP → SIGCONT), restart.
-//! Targets come from the platform adapter (`platform::ProcessInstances`) or a PID file. A
-//! killed instance is brought back by the platform (`platform::start_again`); a PID is only
+//! Targets come from the platform (its `ProcessInstances` port) or a PID file. A killed
+//! instance is brought back by the platform (`Platform::start_again`); a PID is only
 //! ever signalled if its start time still matches the one recorded, so a reused PID is
 //! never hit.
 
@@ -12,17 +12,24 @@ use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
 use super::undo::{ProcessUndo, Restart, Undo};
 use super::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
-use crate::platform::{self, ProcessInstances};
+use std::sync::Arc;
+
+use super::ports::{Platform, ProcessInstances};
 use crate::util::glob::glob_match;
 
 pub struct ProcessBackend {
     /// The platform's instances, read again at every use (a restart changes PIDs).
-    instances: ProcessInstances,
+    instances: Box<dyn ProcessInstances>,
+    /// Starts a restarted instance again.
+    platform: Arc<dyn Platform>,
 }
 
 impl ProcessBackend {
-    pub fn new(instances: ProcessInstances) -> ProcessBackend {
-        let mut backend = ProcessBackend { instances };
+    pub fn new(platform: Arc<dyn Platform>) -> ProcessBackend {
+        let mut backend = ProcessBackend {
+            instances: platform.process_instances(),
+            platform,
+        };
         backend.reload();
         backend
     }
@@ -154,7 +161,7 @@ impl ProcessBackend {
         if *action == Action::Restart {
             // Restart = kill now and bring back at once: the stack waits for readiness.
             wait_gone(pid, *start_time).await;
-            recover(undo).await?;
+            recover(undo, &*self.platform).await?;
         }
         Ok(())
     }
@@ -302,7 +309,7 @@ impl FaultBackend for ProcessBackend {
 
 /// Puts a process target back. Idempotent: a resumed process is resumed again harmlessly, a
 /// stack restart starts only what is down, a gone PID is recovered.
-pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
+pub async fn recover(undo: &Undo, platform: &dyn Platform) -> Result<(), ChaosError> {
     let Undo::Process {
         pid,
         start_time,
@@ -320,7 +327,7 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         ProcessUndo::Restart(restart) => {
             // Make sure the old process is really gone first (SIGTERM may take a moment).
             wait_gone(*pid, *start_time).await;
-            platform::start_again(restart).await.map_err(backend_error)
+            platform.start_again(restart).await.map_err(backend_error)
         }
         ProcessUndo::None => Ok(()),
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::ChaosError;
 use super::backends::recover_within;
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
+use super::ports::Platform;
 use super::registry;
 use super::undo::{ProcessUndo, Restart, Undo};
 use crate::util::data_dirs::DataDirs;
@@ -39,6 +40,7 @@ pub async fn recover_run(
     run_dir: &Path,
     deadline: Duration,
     dirs: Option<&DataDirs>,
+    platform: &dyn Platform,
 ) -> Result<RecoverReport, String> {
     let path = run_dir.join(LEDGER_FILE);
     let entries = read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
@@ -61,7 +63,7 @@ pub async fn recover_run(
             Some(refusal) => Err(ChaosError::Refused(format!(
                 "not run: {refusal}; start the instance by hand"
             ))),
-            None => recover_within(&record.undo, deadline).await,
+            None => recover_within(&record.undo, deadline, platform).await,
         };
         let what = format!(
             "{} on {} ({})",
@@ -190,7 +192,12 @@ mod tests {
             .unwrap();
 
         let report = runtime
-            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT, None))
+            .block_on(recover_run(
+                dir.path(),
+                DEFAULT_BACKEND_TIMEOUT,
+                None,
+                &*crate::platform::for_recovery(),
+            ))
             .unwrap();
         let names: Vec<&str> = report
             .recovered
@@ -200,7 +207,12 @@ mod tests {
         assert_eq!(names, ["third", "second", "first"], "{report:?}");
         assert!(!has_unrecovered(dir.path()));
         let again = runtime
-            .block_on(recover_run(dir.path(), DEFAULT_BACKEND_TIMEOUT, None))
+            .block_on(recover_run(
+                dir.path(),
+                DEFAULT_BACKEND_TIMEOUT,
+                None,
+                &*crate::platform::for_recovery(),
+            ))
             .unwrap();
         assert!(
             again.recovered.is_empty() && again.failed.is_empty(),
@@ -242,7 +254,12 @@ mod tests {
             )
             .unwrap();
             runtime
-                .block_on(recover_run(run.path(), DEFAULT_BACKEND_TIMEOUT, Some(dirs)))
+                .block_on(recover_run(
+                    run.path(),
+                    DEFAULT_BACKEND_TIMEOUT,
+                    Some(dirs),
+                    &*crate::platform::for_recovery(),
+                ))
                 .unwrap()
         };
         let elsewhere = DataDirs {

@@ -24,6 +24,7 @@ use super::ledger::{EntryState, Ledger, LedgerRecord, now};
 use super::lifecycle::{Candidate, Confirmation, Effect, Occasion, Planned};
 pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
 use super::outcome::{OccurrenceBook, TargetEnd};
+use super::ports::Platform;
 use super::undo::Undo;
 use super::{ChaosError, Target};
 use crate::plan::chaos::{ChaosPlan, FaultSpec, Mode};
@@ -109,6 +110,7 @@ pub struct Controls {
 
 pub struct Timeline {
     plan: Arc<ChaosPlan>,
+    platform: Arc<dyn Platform>,
     backends: Backends,
     ledger: Ledger,
     start: Instant,
@@ -146,10 +148,17 @@ enum When {
 }
 
 impl Timeline {
-    pub fn new(plan: Arc<ChaosPlan>, ledger: Ledger, start: Instant, seed: u64) -> Timeline {
-        let backends = Backends::new(&plan);
+    pub fn new(
+        plan: Arc<ChaosPlan>,
+        platform: Arc<dyn Platform>,
+        ledger: Ledger,
+        start: Instant,
+        seed: u64,
+    ) -> Timeline {
+        let backends = Backends::new(&plan, &platform);
         Timeline {
             plan,
+            platform,
             backends,
             ledger,
             start,
@@ -642,6 +651,7 @@ impl Timeline {
     fn watch(&mut self, fault: &FaultSpec, active: &Active, since: &'static str) {
         let watch = Watch {
             plan: self.plan.clone(),
+            platform: self.platform.clone(),
             check: active.planned.check.clone(),
             run_start: self.start,
             deadline: fault.effect.map(|e| Instant::now() + e),
@@ -689,7 +699,12 @@ impl Timeline {
                 self.abandoned(active);
                 continue;
             }
-            let outcome = recover_within(&active.planned.undo, self.plan.backend_timeout).await;
+            let outcome = recover_within(
+                &active.planned.undo,
+                self.plan.backend_timeout,
+                &*self.platform,
+            )
+            .await;
             let record = LedgerRecord {
                 entry: active.entry.clone(),
                 fault: active.fault.clone(),
@@ -875,6 +890,7 @@ impl Drop for Timeline {
             .map(|a| a.planned.undo)
             .collect();
         let deadline = self.plan.backend_timeout;
+        let platform = self.platform.clone();
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -884,7 +900,7 @@ impl Drop for Timeline {
             };
             runtime.block_on(async {
                 for undo in &undos {
-                    let _ = recover_within(undo, deadline).await;
+                    let _ = recover_within(undo, deadline, &*platform).await;
                 }
             });
         })
@@ -988,8 +1004,8 @@ fn fleet(group: &[Candidate], ready: usize, active: &[Active]) -> Fleet {
 
 /// Resolves every fault's selector against the live environment and checks its guardrails
 /// as at the run's start: the dry-run's answer, and the check made before any traffic.
-pub async fn preflight(plan: &ChaosPlan) -> Vec<PreflightLine> {
-    let mut backends = Backends::new(plan);
+pub async fn preflight(plan: &ChaosPlan, platform: &Arc<dyn Platform>) -> Vec<PreflightLine> {
+    let mut backends = Backends::new(plan, platform);
     let mut rng = SmallRng::seed_from_u64(0);
     let mut lines = Vec::new();
     for fault in &plan.faults {

@@ -488,7 +488,10 @@ fn dry_run_report(plan: &crate::plan::Plan) -> u8 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let lines = runtime.block_on(preflight(&plan.chaos));
+    let lines = runtime.block_on(preflight(
+        &plan.chaos,
+        &crate::platform::for_plan(&plan.chaos),
+    ));
     println!(
         "dry run of {}: {} fault(s); no traffic sent, nothing touched",
         plan.name,
@@ -615,7 +618,12 @@ fn recover_command(
     let mut code = exit::OK;
     for run_dir in &runs {
         println!("recovering {}", run_dir.display());
-        match runtime.block_on(recover_run(run_dir, deadline, dirs.as_ref())) {
+        match runtime.block_on(recover_run(
+            run_dir,
+            deadline,
+            dirs.as_ref(),
+            &*crate::platform::for_recovery(),
+        )) {
             Err(message) => {
                 eprintln!("error: {message}");
                 code = exit::FAULT_NOT_RECOVERED;

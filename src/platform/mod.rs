@@ -1,6 +1,7 @@
-//! Platform adapters: what the chaos core needs to know of the platform under test, for
-//! each kind of platform, kept out of `chaos/`. Each adapter says where its fault proxies'
-//! control APIs are and which containers belong to it:
+//! Platform adapters: the chaos core's ports (`chaos::ports`) implemented for each kind of
+//! platform, kept out of `chaos/`; `for_plan` is what the composition root hands the core.
+//! Each adapter says where its fault proxies' control APIs are and which containers belong
+//! to it:
 //!
 //! - `local`: the local stack (`docker/local/stack.sh`), from its state file — also its
 //!   instances, their ports, and how one is started again.
@@ -13,19 +14,43 @@ pub mod compose;
 pub mod local;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde::Deserialize;
-
+pub use crate::chaos::ports::ProxyLink;
+use crate::chaos::ports::{self, Platform, PortFuture};
 use crate::chaos::undo::Restart;
 use crate::plan::chaos::{ChaosPlan, PlatformKind};
 
-/// A link a platform routes through a loadgen fault proxy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ProxyLink {
-    /// What a scenario's `{ proxy = "…" }` matches.
-    pub name: String,
-    /// The proxy's control API, `http://127.0.0.1:PORT`.
-    pub control: String,
+/// The plan's platform, as the chaos core's ports.
+pub fn for_plan(plan: &ChaosPlan) -> Arc<dyn Platform> {
+    Arc::new(Adapter { plan: plan.clone() })
+}
+
+/// What `loadgen recover` needs: an undo record says all a restart needs; nothing is listed.
+pub fn for_recovery() -> Arc<dyn Platform> {
+    for_plan(&ChaosPlan::default())
+}
+
+struct Adapter {
+    plan: ChaosPlan,
+}
+
+impl Platform for Adapter {
+    fn container_scope(&self) -> Option<String> {
+        container_scope(&self.plan)
+    }
+
+    fn process_instances(&self) -> Box<dyn ports::ProcessInstances> {
+        Box::new(ProcessInstances::new(&self.plan))
+    }
+
+    fn proxy_links(&self) -> PortFuture<'_, Vec<ProxyLink>> {
+        Box::pin(async move { proxy_source(&self.plan).links().await })
+    }
+
+    fn start_again<'a>(&'a self, restart: &'a Restart) -> PortFuture<'a, ()> {
+        Box::pin(start_again(restart))
+    }
 }
 
 /// Where a platform's proxies are listed.
@@ -101,9 +126,10 @@ impl ProcessInstances {
             dirs: plan.policy_dirs.clone(),
         }
     }
+}
 
-    /// Reads the instances again.
-    pub fn reload(&mut self) {
+impl ports::ProcessInstances for ProcessInstances {
+    fn reload(&mut self) {
         self.current = match self.kind {
             PlatformKind::Local => local::StackState::load(&self.state_file),
             other => Err(format!(
@@ -112,31 +138,28 @@ impl ProcessInstances {
         };
     }
 
-    /// Every instance: (name, PID).
-    pub fn list(&self) -> Result<Vec<(String, i32)>, String> {
+    fn list(&self) -> Result<Vec<(String, i32)>, String> {
         self.current
             .as_ref()
             .map(|s| s.instances())
             .map_err(Clone::clone)
     }
 
-    /// The PID and port of instance `name` now.
-    pub fn get(&self, name: &str) -> Option<(i32, Option<u16>)> {
+    fn get(&self, name: &str) -> Option<(i32, Option<u16>)> {
         self.current.as_ref().ok()?.instance(name)
     }
 
-    /// How instance `name` is started again, if the platform can (and the policy lets
-    /// it run the stack script).
-    pub fn restart_for(&self, name: &str) -> Option<Restart> {
+    /// Not when the policy forbids running the stack script.
+    fn restart_for(&self, name: &str) -> Option<Restart> {
         if self.script_refusal().is_some() {
             return None;
         }
         local::restart_for(self.current.as_ref().ok()?, name)
     }
 
-    /// Why the stack script the state file names may not run: it lies outside the
-    /// operator policy's data dirs (as the state file itself must not).
-    pub fn script_refusal(&self) -> Option<String> {
+    /// The stack script the state file names lies outside the operator policy's data dirs
+    /// (as the state file itself must not).
+    fn script_refusal(&self) -> Option<String> {
         let (dirs, state) = (self.dirs.as_ref()?, self.current.as_ref().ok()?);
         dirs.refusal("the stack script", &state.script())
     }
@@ -161,6 +184,7 @@ pub async fn start_again(restart: &Restart) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::ports::ProcessInstances as _;
     use crate::util::data_dirs::DataDirs;
 
     /// The state file names the stack script restarts run; the policy's data dirs bound it

@@ -97,14 +97,15 @@ pub async fn faults(plan: &Plan) -> Result<(), RunError> {
     if plan.chaos.faults.is_empty() {
         return Ok(());
     }
-    let refusals: Vec<String> = preflight_faults(&plan.chaos)
-        .await
-        .into_iter()
-        .filter_map(|line| match line.verdict {
-            Verdict::Refused(message) => Some(format!("fault `{}`: {message}", line.fault)),
-            _ => None,
-        })
-        .collect();
+    let refusals: Vec<String> =
+        preflight_faults(&plan.chaos, &crate::platform::for_plan(&plan.chaos))
+            .await
+            .into_iter()
+            .filter_map(|line| match line.verdict {
+                Verdict::Refused(message) => Some(format!("fault `{}`: {message}", line.fault)),
+                _ => None,
+            })
+            .collect();
     if refusals.is_empty() {
         Ok(())
     } else {
