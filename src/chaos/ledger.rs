@@ -3,6 +3,7 @@
 //! undo it, so `loadgen recover` can put things back after even a `kill -9` of loadgen.
 //! The last record of an entry is its state.
 
+use super::registry::Registry;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -49,6 +50,8 @@ pub struct Ledger {
     states: BTreeMap<String, EntryState>,
     /// Whether this ledger has registered its run (`registry.rs`) since it was opened.
     registered: bool,
+    /// Where the run is registered while a fault may be applied.
+    registry: Registry,
 }
 
 impl Ledger {
@@ -56,7 +59,7 @@ impl Ledger {
     /// mid-write is ended with a newline first, so the next record starts a line of its
     /// own instead of being glued onto it (and lost with it). A new ledger's directory
     /// entry is synced, so the file itself survives a crash.
-    pub fn create(run_dir: &Path) -> std::io::Result<Ledger> {
+    pub fn create(run_dir: &Path, registry: Registry) -> std::io::Result<Ledger> {
         let run_dir = std::path::absolute(run_dir)?;
         let path = run_dir.join(LEDGER_FILE);
         let existed = path.exists();
@@ -91,6 +94,7 @@ impl Ledger {
             run_dir,
             states,
             registered: false,
+            registry,
         })
     }
 
@@ -107,7 +111,7 @@ impl Ledger {
     /// dies right after; once every entry is recovered it is unregistered again.
     pub fn write(&mut self, record: &LedgerRecord) -> std::io::Result<()> {
         if record.state == EntryState::Applying && !self.registered {
-            super::registry::register(&self.run_dir)?;
+            self.registry.register(&self.run_dir)?;
             self.registered = true;
         }
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
@@ -118,7 +122,7 @@ impl Ledger {
         if record.state == EntryState::Recovered && self.all_recovered() {
             // The record is on disk; a registry file left behind by a failure here only
             // makes a later bare `loadgen recover` find nothing to do and remove it.
-            let _ = super::registry::unregister(&self.run_dir);
+            let _ = self.registry.unregister(&self.run_dir);
             self.registered = false;
         }
         Ok(())
@@ -231,7 +235,7 @@ pub(crate) mod tests {
         let torn = &line(&record("a#0@1", EntryState::Recovered))[..20];
         std::fs::write(dir.path().join(LEDGER_FILE), format!("{applied}{torn}")).unwrap();
 
-        let mut ledger = Ledger::create(dir.path()).unwrap();
+        let mut ledger = Ledger::create(dir.path(), Registry::at(Some(dir.path()))).unwrap();
         assert!(!ledger.all_recovered(), "the torn line does not count");
         ledger
             .write(&record("a#0@1", EntryState::Recovered))

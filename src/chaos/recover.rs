@@ -10,7 +10,7 @@ use super::ChaosError;
 use super::backends::recover_within;
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
 use super::ports::Platform;
-use super::registry;
+use super::registry::{self, Registry};
 use super::undo::{ProcessUndo, Restart, Undo};
 use crate::util::data_dirs::DataDirs;
 
@@ -41,10 +41,12 @@ pub async fn recover_run(
     deadline: Duration,
     dirs: Option<&DataDirs>,
     platform: &dyn Platform,
+    registry: &Registry,
 ) -> Result<RecoverReport, String> {
     let path = run_dir.join(LEDGER_FILE);
     let entries = read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
-    let mut ledger = Ledger::create(run_dir).map_err(|e| ledger_problem(&path, "append to", &e))?;
+    let mut ledger = Ledger::create(run_dir, registry.clone())
+        .map_err(|e| ledger_problem(&path, "append to", &e))?;
     let mut report = RecoverReport::default();
     // Undo in reverse: a fault applied on top of another is taken off first.
     for entry in entries.into_iter().rev() {
@@ -93,7 +95,7 @@ pub async fn recover_run(
     }
     if ledger.all_recovered() {
         // Also drops a registration a crash left after the last `recovered` record.
-        let _ = registry::unregister(ledger.run_dir());
+        let _ = registry.unregister(ledger.run_dir());
     }
     Ok(report)
 }
@@ -132,9 +134,9 @@ pub struct Found {
 
 /// Every run a bare `loadgen recover` must recover. Registry entries whose run is gone,
 /// or whose ledger shows everything recovered, are removed on the way.
-pub fn find_runs(reports: &Path) -> Found {
+pub fn find_runs(reports: &Path, registry: &Registry) -> Found {
     let mut found = Found::default();
-    match registry::registered() {
+    match registry.registered() {
         Err(e) => found.registry_error = Some(e.to_string()),
         Ok(registered) => {
             for run in registered {
@@ -197,6 +199,7 @@ mod tests {
                 DEFAULT_BACKEND_TIMEOUT,
                 None,
                 &*crate::platform::for_recovery(),
+                &Registry::at(Some(dir.path())),
             ))
             .unwrap();
         let names: Vec<&str> = report
@@ -212,6 +215,7 @@ mod tests {
                 DEFAULT_BACKEND_TIMEOUT,
                 None,
                 &*crate::platform::for_recovery(),
+                &Registry::at(Some(dir.path())),
             ))
             .unwrap();
         assert!(
@@ -259,6 +263,7 @@ mod tests {
                     DEFAULT_BACKEND_TIMEOUT,
                     Some(dirs),
                     &*crate::platform::for_recovery(),
+                    &Registry::at(Some(run.path())),
                 ))
                 .unwrap()
         };

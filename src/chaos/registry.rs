@@ -7,8 +7,10 @@
 //! of its ledger is `recovered`. A registered run whose ledger shows nothing to do is only
 //! a leftover of a crash between those two steps.
 //!
-//! Where: `LOADGEN_STATE_DIR`, else `$XDG_STATE_HOME/loadgen`, else
-//! `~/.local/state/loadgen`; the files are under `runs/` there.
+//! Where: `--state-dir`, else `LOADGEN_STATE_DIR`, else `$XDG_STATE_HOME/loadgen`, else
+//! `~/.local/state/loadgen`; the files are under `runs/` there. The directory reaches a run
+//! and `loadgen recover` as a `Registry` value, never through this process's environment
+//! being changed.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -16,7 +18,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// The state directory from the environment (see the module's doc).
-pub fn state_dir() -> Option<PathBuf> {
+fn state_dir() -> Option<PathBuf> {
     state_dir_from(
         std::env::var_os("LOADGEN_STATE_DIR"),
         std::env::var_os("XDG_STATE_HOME"),
@@ -41,12 +43,78 @@ pub fn state_dir_from(
         .or_else(|| set(home).map(|h| h.join(".local/state/loadgen")))
 }
 
-fn runs_dir() -> std::io::Result<PathBuf> {
-    state_dir().map(|d| d.join("runs")).ok_or_else(|| {
-        std::io::Error::other(
-            "no state directory for the run registry: set LOADGEN_STATE_DIR (or HOME)",
-        )
-    })
+/// The run registry of one state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    state_dir: Option<PathBuf>,
+}
+
+impl Registry {
+    /// The registry in `explicit` (`--state-dir`), else where the environment says.
+    pub fn at(explicit: Option<&Path>) -> Registry {
+        Registry {
+            state_dir: explicit
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .or_else(state_dir),
+        }
+    }
+
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
+    }
+
+    fn runs_dir(&self) -> std::io::Result<PathBuf> {
+        self.state_dir.as_ref().map(|d| d.join("runs")).ok_or_else(|| {
+            std::io::Error::other(
+                "no state directory for the run registry: pass --state-dir or set LOADGEN_STATE_DIR (or HOME)",
+            )
+        })
+    }
+
+    /// Registers `run_dir` (absolute): written whole, synced, and its directory synced, before
+    /// this returns, so a crash right after cannot lose it.
+    pub fn register(&self, run_dir: &Path) -> std::io::Result<()> {
+        let runs = self.runs_dir()?;
+        std::fs::create_dir_all(&runs).map_err(|e| in_dir(&runs, e))?;
+        let file = file_for(&runs, run_dir);
+        let temp = file.with_extension("run.tmp");
+        let mut out = std::fs::File::create(&temp).map_err(|e| in_dir(&runs, e))?;
+        let mut line = run_dir.as_os_str().as_bytes().to_vec();
+        line.push(b'\n');
+        out.write_all(&line)?;
+        out.sync_all()?;
+        std::fs::rename(&temp, &file)?;
+        sync_dir(&runs)
+    }
+
+    /// Removes `run_dir`'s registry file, if there is one.
+    pub fn unregister(&self, run_dir: &Path) -> std::io::Result<()> {
+        let runs = self.runs_dir()?;
+        remove(&file_for(&runs, run_dir))
+    }
+
+    /// Every registered run, sorted by run directory. No registry yet is an empty list.
+    pub fn registered(&self) -> std::io::Result<Vec<Registered>> {
+        let runs = self.runs_dir()?;
+        let entries = match std::fs::read_dir(&runs) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(|e| in_dir(&runs, e))?,
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let file = entry?.path();
+            if file.extension().is_none_or(|e| e != "run") {
+                continue;
+            }
+            let text = std::fs::read(&file)?;
+            let path = text.strip_suffix(b"\n").unwrap_or(&text);
+            let run_dir = PathBuf::from(OsString::from_vec(path.to_vec()));
+            found.push(Registered { file, run_dir });
+        }
+        found.sort_by(|a, b| a.run_dir.cmp(&b.run_dir));
+        Ok(found)
+    }
 }
 
 /// A registered run: its registry file and the run directory it names.
@@ -74,28 +142,6 @@ fn file_for(runs: &Path, run_dir: &Path) -> PathBuf {
     runs.join(format!("{name}-{hash:016x}.run"))
 }
 
-/// Registers `run_dir` (absolute): written whole, synced, and its directory synced, before
-/// this returns, so a crash right after cannot lose it.
-pub fn register(run_dir: &Path) -> std::io::Result<()> {
-    let runs = runs_dir()?;
-    std::fs::create_dir_all(&runs).map_err(|e| in_dir(&runs, e))?;
-    let file = file_for(&runs, run_dir);
-    let temp = file.with_extension("run.tmp");
-    let mut out = std::fs::File::create(&temp).map_err(|e| in_dir(&runs, e))?;
-    let mut line = run_dir.as_os_str().as_bytes().to_vec();
-    line.push(b'\n');
-    out.write_all(&line)?;
-    out.sync_all()?;
-    std::fs::rename(&temp, &file)?;
-    sync_dir(&runs)
-}
-
-/// Removes `run_dir`'s registry file, if there is one.
-pub fn unregister(run_dir: &Path) -> std::io::Result<()> {
-    let runs = runs_dir()?;
-    remove(&file_for(&runs, run_dir))
-}
-
 /// Removes one registry file (one whose run directory is gone, say) and syncs its
 /// directory; a file already gone is fine.
 pub fn remove(file: &Path) -> std::io::Result<()> {
@@ -104,28 +150,6 @@ pub fn remove(file: &Path) -> std::io::Result<()> {
         Err(e) => Err(e),
         Ok(()) => file.parent().map_or(Ok(()), sync_dir),
     }
-}
-
-/// Every registered run, sorted by run directory. No registry yet is an empty list.
-pub fn registered() -> std::io::Result<Vec<Registered>> {
-    let runs = runs_dir()?;
-    let entries = match std::fs::read_dir(&runs) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        other => other.map_err(|e| in_dir(&runs, e))?,
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let file = entry?.path();
-        if file.extension().is_none_or(|e| e != "run") {
-            continue;
-        }
-        let text = std::fs::read(&file)?;
-        let path = text.strip_suffix(b"\n").unwrap_or(&text);
-        let run_dir = PathBuf::from(OsString::from_vec(path.to_vec()));
-        found.push(Registered { file, run_dir });
-    }
-    found.sort_by(|a, b| a.run_dir.cmp(&b.run_dir));
-    Ok(found)
 }
 
 /// fsync a directory, so an entry just created, renamed or removed in it is on disk.
@@ -137,7 +161,7 @@ fn in_dir(dir: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(
         e.kind(),
         format!(
-            "run registry {}: {e} (set LOADGEN_STATE_DIR to a writable directory)",
+            "run registry {}: {e} (pass --state-dir or set LOADGEN_STATE_DIR to a writable directory)",
             dir.display()
         ),
     )
@@ -149,6 +173,23 @@ mod tests {
 
     fn os(s: &str) -> Option<OsString> {
         Some(s.into())
+    }
+
+    /// `--state-dir` is where a run registers and where `loadgen recover` looks, whatever
+    /// the environment says.
+    #[test]
+    fn a_registry_at_a_given_directory_lists_what_registered_there() {
+        let (state, run) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let registry = Registry::at(Some(state.path()));
+        assert_eq!(registry.state_dir(), Some(state.path()));
+        assert!(registry.registered().unwrap().is_empty());
+        registry.register(run.path()).unwrap();
+        let listed = registry.registered().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].run_dir, run.path());
+        assert!(listed[0].file.starts_with(state.path().join("runs")));
+        registry.unregister(run.path()).unwrap();
+        assert!(registry.registered().unwrap().is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::chaos::proxy::daemon::{self, DaemonOptions};
+use crate::chaos::registry::Registry;
 use crate::exit;
 use crate::output::{table, verdict_lines};
 use crate::run::{self, RunError, RunOptions};
@@ -51,6 +52,11 @@ pub struct Cli {
     /// /etc/loadgen/policy.toml when it exists).
     #[arg(long, global = true)]
     policy: Option<PathBuf>,
+    /// Where the run registry lists runs that may still have a fault applied, for a bare
+    /// `loadgen recover` (default: LOADGEN_STATE_DIR, else $XDG_STATE_HOME/loadgen, else
+    /// ~/.local/state/loadgen).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +244,7 @@ where
             run_dir,
             timeout.unwrap_or(crate::plan::chaos::DEFAULT_BACKEND_TIMEOUT),
             cli.policy.as_deref(),
+            &Registry::at(cli.state_dir.as_deref()),
         ),
         Command::Proxy {
             listen,
@@ -306,6 +313,7 @@ where
                 duration: overrides.duration,
                 threads,
                 quiet,
+                state_dir: cli.state_dir,
             },
         ),
     }
@@ -573,6 +581,7 @@ fn recover_command(
     run_dir: Option<PathBuf>,
     deadline: Duration,
     policy: Option<&std::path::Path>,
+    registry: &Registry,
 ) -> u8 {
     use crate::chaos::recover::{find_runs, recover_run};
     // The policy bounds which stack script a ledger's restart may run.
@@ -586,7 +595,7 @@ fn recover_command(
     let runs = match run_dir {
         Some(run_dir) => vec![run_dir],
         None => {
-            let found = find_runs(std::path::Path::new("reports"));
+            let found = find_runs(std::path::Path::new("reports"), registry);
             let mut code = exit::OK;
             if let Some(e) = &found.registry_error {
                 eprintln!(
@@ -603,7 +612,8 @@ fn recover_command(
             if found.runs.is_empty() {
                 println!(
                     "nothing to recover: no registered run (state directory {}) and none under reports/ has unrecovered faults",
-                    crate::chaos::registry::state_dir()
+                    registry
+                        .state_dir()
                         .map_or_else(|| "unset".to_string(), |d| d.display().to_string())
                 );
                 return code;
@@ -623,6 +633,7 @@ fn recover_command(
             deadline,
             dirs.as_ref(),
             &*crate::platform::for_recovery(),
+            registry,
         )) {
             Err(message) => {
                 eprintln!("error: {message}");

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     pub threads: Option<usize>,
     pub quiet: bool,
+    /// `--state-dir`: the run registry's state directory (else the environment's).
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,7 @@ use super::signals::{Asked, Signal, Signals};
 use super::{Prepared, RunError, RunOptions, RunOutcome, checks};
 use crate::chaos::ledger::Ledger;
 use crate::chaos::outcome::EventKind;
+use crate::chaos::registry::Registry;
 use crate::chaos::runner::{ChaosReport, Controls, FaultEvent, Timeline};
 use crate::engine::Engine;
 use crate::engine::mix::JourneyMix;
@@ -127,12 +128,14 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     .map_err(|e| RunError::CouldNotRun(format!("cannot write to {}: {e}", run_dir.display())))?;
     let ledger = match plan.chaos.faults.is_empty() {
         true => None,
-        false => Some(Ledger::create(&run_dir).map_err(|e| {
-            RunError::CouldNotRun(format!(
-                "cannot create the fault ledger in {}: {e}",
-                run_dir.display()
-            ))
-        })?),
+        false => Some(
+            Ledger::create(&run_dir, Registry::at(options.state_dir.as_deref())).map_err(|e| {
+                RunError::CouldNotRun(format!(
+                    "cannot create the fault ledger in {}: {e}",
+                    run_dir.display()
+                ))
+            })?,
+        ),
     };
     let acks = match plan.verify.kinds.is_empty() {
         true => None,

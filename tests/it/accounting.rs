@@ -176,9 +176,9 @@ fn check_plan(seed: u64) -> Result<Covered, String> {
         quiet: true,
         threads: Some(plan.threads),
         duration: plan.duration_cut,
+        state_dir: Some(test_state_dir().to_path_buf()),
         ..RunOptions::default()
     };
-    test_state_dir();
     let prepared = run::prepare(&options).map_err(|e| format!("prepare: {e}"))?;
     let model = prepared.plan.load.model.clone();
     let outcome = run::execute(prepared, &options).map_err(|e| format!("run: {e}"))?;

@@ -27,15 +27,15 @@ impl Workspace {
     }
 }
 
-/// Options for an in-process run. A run with faults registers itself in the state
-/// directory read from the environment, so this points it at the test's own first.
+/// Options for an in-process run. A run with faults registers itself in the test
+/// process's own state directory, never ~/.local/state.
 pub fn options(scenario: &Path, out: &Path) -> RunOptions {
-    test_state_dir();
     RunOptions {
         scenario: scenario.to_path_buf(),
         out: out.to_path_buf(),
         quiet: true,
         threads: Some(2),
+        state_dir: Some(test_state_dir().to_path_buf()),
         ..RunOptions::default()
     }
 }
@@ -105,9 +105,8 @@ pub fn test_state_dir() -> &'static Path {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap()
             .keep();
-        // In-process runs read it from this process's environment. Set once, before the
-        // first run that needs it, and never changed (see `options`).
-        unsafe { std::env::set_var("LOADGEN_STATE_DIR", &dir) };
+        // In-process runs get it in their options (`options`), the binary in its
+        // environment (`loadgen_command`): this process's environment is never changed.
         dir
     })
 }

@@ -90,17 +90,15 @@ fn is_fresh(binary: &Path) -> bool {
 /// (runs with faults) is a temp dir of this test process, never ~/.local/state.
 pub fn loadgen(args: &[&str]) -> u8 {
     static STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
-    STATE_DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
+    let state_dir = STATE_DIR.get_or_init(|| {
+        tempfile::Builder::new()
             .prefix("loadgen-state-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap()
-            .keep();
-        // Set once, before the first in-process run reads it, and never changed.
-        unsafe { std::env::set_var("LOADGEN_STATE_DIR", &dir) };
-        dir
+            .keep()
     });
-    let mut argv = vec!["loadgen"];
+    // Passed as a flag: this process's environment is never changed.
+    let mut argv = vec!["loadgen", "--state-dir", state_dir.to_str().unwrap()];
     argv.extend_from_slice(args);
     loadgen::cli::main_with_args(argv)
 }
