@@ -50,7 +50,7 @@ DURATION=10m
 SCENARIO=scenarios/soak.toml
 POLICY=docker/ci/policy.toml
 OUT=reports
-LOADGEN=target/release/loadgen
+LOADGEN=""
 BASELINES=baselines
 SAVE=0
 KEEP=5
@@ -85,8 +85,8 @@ done
 absolute() { [[ "$1" == /* ]] && echo "$1" || echo "$PWD/$1"; }
 OUT="$(absolute "$OUT")"
 BASELINES="$(absolute "$BASELINES")"
-LOADGEN="$(absolute "$LOADGEN")"
-[[ "$LOADGEN" == "$PWD/target/release/loadgen" && ! -x "$LOADGEN" ]] && LOADGEN="$REPO_ROOT/target/release/loadgen"
+# Without --loadgen: the checkout's release build.
+if [[ -n "$LOADGEN" ]]; then LOADGEN="$(absolute "$LOADGEN")"; else LOADGEN="$REPO_ROOT/target/release/loadgen"; fi
 [[ -x "$LOADGEN" ]] || die "$LOADGEN not found (cargo build --release -p loadgen, or --loadgen PATH)"
 cd "$REPO_ROOT"
 mkdir -p "$OUT"

@@ -193,15 +193,18 @@ mod tests {
             .build()
             .unwrap();
 
-        let report = runtime
-            .block_on(recover_run(
-                dir.path(),
-                DEFAULT_BACKEND_TIMEOUT,
-                None,
-                &*crate::platform::for_recovery(),
-                &Registry::at(Some(dir.path())),
-            ))
-            .unwrap();
+        let recover = || {
+            runtime
+                .block_on(recover_run(
+                    dir.path(),
+                    DEFAULT_BACKEND_TIMEOUT,
+                    None,
+                    &*crate::platform::for_recovery(),
+                    &Registry::at(Some(dir.path())),
+                ))
+                .unwrap()
+        };
+        let report = recover();
         let names: Vec<&str> = report
             .recovered
             .iter()
@@ -209,15 +212,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["third", "second", "first"], "{report:?}");
         assert!(!has_unrecovered(dir.path()));
-        let again = runtime
-            .block_on(recover_run(
-                dir.path(),
-                DEFAULT_BACKEND_TIMEOUT,
-                None,
-                &*crate::platform::for_recovery(),
-                &Registry::at(Some(dir.path())),
-            ))
-            .unwrap();
+        let again = recover();
         assert!(
             again.recovered.is_empty() && again.failed.is_empty(),
             "{again:?}"

@@ -18,7 +18,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// The state directory from the environment (see the module's doc).
-fn state_dir() -> Option<PathBuf> {
+fn state_dir_from_environment() -> Option<PathBuf> {
     state_dir_from(
         std::env::var_os("LOADGEN_STATE_DIR"),
         std::env::var_os("XDG_STATE_HOME"),
@@ -56,7 +56,7 @@ impl Registry {
             state_dir: explicit
                 .filter(|p| !p.as_os_str().is_empty())
                 .map(Path::to_path_buf)
-                .or_else(state_dir),
+                .or_else(state_dir_from_environment),
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::ProxyLink;
 use crate::chaos::undo::{BackendName, Restart};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,8 +42,6 @@ pub struct Instance {
     #[serde(default)]
     pub port: Option<u16>,
 }
-
-pub use super::ProxyLink;
 
 impl StackState {
     pub fn load(path: &Path) -> Result<StackState, String> {

@@ -16,7 +16,7 @@ pub mod local;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use crate::chaos::ports::ProxyLink;
+use crate::chaos::ports::ProxyLink;
 use crate::chaos::ports::{self, Platform, PortFuture};
 use crate::chaos::undo::Restart;
 use crate::plan::chaos::{ChaosPlan, PlatformKind};
@@ -55,7 +55,7 @@ impl Platform for Adapter {
 
 /// Where a platform's proxies are listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProxySource {
+enum ProxySource {
     /// The local stack's state file, read at every use (a restarted stack has new ports).
     StackState(PathBuf),
     /// The containers of a Compose project on a Docker Engine.
@@ -69,7 +69,7 @@ pub enum ProxySource {
 
 impl ProxySource {
     /// The platform's proxy links now.
-    pub async fn links(&self) -> Result<Vec<ProxyLink>, String> {
+    async fn links(&self) -> Result<Vec<ProxyLink>, String> {
         match self {
             ProxySource::StackState(path) => Ok(local::StackState::load(path)?.proxies),
             ProxySource::Compose {
@@ -84,7 +84,7 @@ impl ProxySource {
 }
 
 /// Where the plan's platform lists its proxies.
-pub fn proxy_source(plan: &ChaosPlan) -> ProxySource {
+fn proxy_source(plan: &ChaosPlan) -> ProxySource {
     match plan.platform {
         PlatformKind::Local => {
             ProxySource::StackState(local::state_path(plan.stack_state.as_deref()))
@@ -109,7 +109,7 @@ pub fn container_scope(plan: &ChaosPlan) -> Option<String> {
 /// The platform's processes, as the process backend asks for them: each instance by name
 /// with its PID and port, and how one is started again. Only the local stack runs its
 /// instances as processes; on another platform the list is its error.
-pub struct ProcessInstances {
+struct ProcessInstances {
     kind: PlatformKind,
     state_file: PathBuf,
     current: Result<local::StackState, String>,
@@ -118,7 +118,7 @@ pub struct ProcessInstances {
 }
 
 impl ProcessInstances {
-    pub fn new(plan: &ChaosPlan) -> ProcessInstances {
+    fn new(plan: &ChaosPlan) -> ProcessInstances {
         ProcessInstances {
             kind: plan.platform,
             state_file: local::state_path(plan.stack_state.as_deref()),
@@ -166,7 +166,7 @@ impl ports::ProcessInstances for ProcessInstances {
 }
 
 /// Starts an instance again from its undo record alone (also from `loadgen recover`).
-pub async fn start_again(restart: &Restart) -> Result<(), String> {
+async fn start_again(restart: &Restart) -> Result<(), String> {
     match restart {
         Restart::Stack {
             script,
