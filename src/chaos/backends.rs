@@ -1,29 +1,50 @@
-//! The backends behind one lifecycle (`lifecycle.rs`), dispatched by their typed kind:
-//! every match here is exhaustive, so a new action or selector cannot fall through to "no
-//! backend". Backends that need a connection (Docker, Kubernetes) connect on first use.
-
-use std::time::Duration;
+//! The one file that names every backend (after chaos-mesh's `fx.go`): the ledger's undo
+//! record and the health check, one variant per backend; the dispatcher the timeline drives
+//! (`lifecycle::Dispatch`); the prober the effect watches share; recovery from an undo
+//! alone; and the scenario validator's static check. Every match here is exhaustive, so a
+//! new backend cannot fall through to "no backend". The timeline, the effect watch, the
+//! ledger and `loadgen recover` know none of this: they are generic over `Dispatch`.
 
 use std::sync::Arc;
 
-use super::docker::DockerFaults;
-use super::effect::HealthCheck;
-use super::firewall::{FirewallBackend, Programs};
-use super::kube::{KubeFaults, Pin};
-use super::lifecycle::{Candidate, Confirming, FaultBackend, Occasion, Planned};
-use super::network::NetworkBackend;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::docker::{ContainerHealth, DockerFaults, DockerUndo};
+use super::firewall::{FirewallBackend, FirewallUndo, Programs};
+use super::kube::{DeploymentUndo, KubeFaults, KubeHealth, Pin};
+use super::lifecycle::{
+    Candidate, Confirming, Dispatch, FaultBackend, Occasion, Planned, Probe, SideWatch,
+};
+use super::network::{NetworkBackend, ProxyUndo};
 use super::ports::Platform;
-use super::process::ProcessBackend;
-use super::undo::Undo;
+use super::process::{ProcessBackend, ProcessHealth, ProcessStep, ProcessUndo};
 use super::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, ChaosPlan, FaultSpec, Selector};
+use crate::util::data_dirs::DataDirs;
 
-pub struct Backends {
-    process: ProcessBackend,
-    network: NetworkBackend,
-    firewall: FirewallBackend,
-    docker: DockerFaults,
-    kube: KubeFaults,
+/// What it takes to put a target back, per backend. Serialized into the ledger before the
+/// change, so recovery works from the ledger alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum Undo {
+    /// Nothing to put back (an instantaneous action; the platform heals itself).
+    Nothing,
+    Process(ProcessUndo),
+    Docker(DockerUndo),
+    Kube(DeploymentUndo),
+    Proxy(ProxyUndo),
+    Firewall(FirewallUndo),
+}
+
+/// What "healthy again" means for one target, per backend (proxy and packet faults have
+/// none: they are healthy as soon as recovered).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthCheck {
+    Process(ProcessHealth),
+    Container(ContainerHealth),
+    Kube(KubeHealth),
 }
 
 /// Whether `action` on `selector`'s targets is one the backend can perform, from the values
@@ -53,25 +74,101 @@ pub fn kube_pin(plan: &ChaosPlan) -> Pin {
     }
 }
 
+/// Every backend, for one run (or one dry run). Docker and Kubernetes connect on first use;
+/// the effect watches' probers and the packet backend share those connections.
+pub struct Backends {
+    process: ProcessBackend,
+    network: NetworkBackend,
+    firewall: FirewallBackend,
+    docker: DockerFaults,
+    kube: KubeFaults,
+    platform: Arc<dyn Platform>,
+}
+
 impl Backends {
     /// The backends for `plan`, on the platform the composition root hands in.
     pub fn new(plan: &ChaosPlan, platform: &Arc<dyn Platform>) -> Backends {
-        let docker = || DockerFaults::new(plan.docker_host.clone(), platform.container_scope());
+        let docker = DockerFaults::new(plan.docker_host.clone(), platform.container_scope());
         Backends {
             process: ProcessBackend::new(platform.clone()),
             network: NetworkBackend::new(platform.clone()),
-            firewall: FirewallBackend::new(Programs::default(), docker()),
-            docker: docker(),
+            firewall: FirewallBackend::new(Programs::default(), Arc::new(docker.clone())),
+            docker,
             kube: KubeFaults::new(
                 plan.kube_api.clone(),
                 kube_pin(plan),
                 plan.kube_namespaces.clone(),
             ),
+            platform: platform.clone(),
         }
     }
+}
 
-    /// The selector's targets, sorted by name, each with whether it is up.
-    pub async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
+/// A backend's plan in the ledger's types.
+fn lift<U, C>(
+    planned: Result<Planned<Option<U>, C>, ChaosError>,
+    undo: impl FnOnce(U) -> Undo,
+    check: impl FnOnce(C) -> HealthCheck,
+) -> Result<Planned<Undo, HealthCheck>, ChaosError> {
+    planned.map(|p| p.map(|u| u.map_or(Undo::Nothing, undo), check))
+}
+
+/// A dispatcher's step back in one backend's types: its undo when the ledger's is that
+/// backend's, and no health check (applying and confirming never read it).
+fn lower<U: Clone, C>(
+    planned: &Planned<Undo, HealthCheck>,
+    undo: impl Fn(&Undo) -> Option<&U>,
+) -> Planned<Option<U>, C> {
+    Planned {
+        undo: undo(&planned.undo).cloned(),
+        effect: planned.effect,
+        check: None,
+        holds_down: planned.holds_down.clone(),
+    }
+}
+
+fn process_undo(undo: &Undo) -> Option<&ProcessUndo> {
+    match undo {
+        Undo::Process(u) => Some(u),
+        _ => None,
+    }
+}
+
+fn proxy_undo(undo: &Undo) -> Option<&ProxyUndo> {
+    match undo {
+        Undo::Proxy(u) => Some(u),
+        _ => None,
+    }
+}
+
+fn firewall_undo(undo: &Undo) -> Option<&FirewallUndo> {
+    match undo {
+        Undo::Firewall(u) => Some(u),
+        _ => None,
+    }
+}
+
+fn docker_undo(undo: &Undo) -> Option<&DockerUndo> {
+    match undo {
+        Undo::Docker(u) => Some(u),
+        _ => None,
+    }
+}
+
+fn kube_undo(undo: &Undo) -> Option<&DeploymentUndo> {
+    match undo {
+        Undo::Kube(u) => Some(u),
+        _ => None,
+    }
+}
+
+impl Dispatch for Backends {
+    type Undo = Undo;
+    type Check = HealthCheck;
+    type Probe = Probes;
+    type Recovery = Recovery;
+
+    async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         match selector.backend() {
             BackendKind::Process => self.process.resolve(selector).await,
             BackendKind::Docker => self.docker.resolve(selector).await,
@@ -81,8 +178,7 @@ impl Backends {
         }
     }
 
-    /// Why `fault` must not run on any of `candidates`, if it must not.
-    pub fn refusal(&mut self, fault: &FaultSpec, candidates: &[Candidate]) -> Option<String> {
+    fn refusal(&mut self, fault: &FaultSpec, candidates: &[Candidate]) -> Option<String> {
         match fault.action.backend() {
             BackendKind::Process => self.process.refusal(fault, candidates),
             BackendKind::Docker => self.docker.refusal(fault, candidates),
@@ -92,135 +188,206 @@ impl Backends {
         }
     }
 
-    /// The step for `target`: its undo, effect and health check. Changes nothing.
-    pub async fn plan(
+    async fn plan(
         &mut self,
         target: &Target,
         fault: &FaultSpec,
         occasion: Occasion,
-    ) -> Result<Planned, ChaosError> {
+    ) -> Result<Planned<Undo, HealthCheck>, ChaosError> {
+        use HealthCheck as H;
         match fault.action.backend() {
-            BackendKind::Process => self.process.plan(target, fault, occasion).await,
-            BackendKind::Docker => self.docker.plan(target, fault, occasion).await,
-            BackendKind::Kube => self.kube.plan(target, fault, occasion).await,
-            BackendKind::Proxy => self.network.plan(target, fault, occasion).await,
-            BackendKind::Firewall => self.firewall.plan(target, fault, occasion).await,
+            BackendKind::Process => lift(
+                self.process.plan(target, fault, occasion).await,
+                Undo::Process,
+                H::Process,
+            ),
+            BackendKind::Docker => lift(
+                self.docker.plan(target, fault, occasion).await,
+                Undo::Docker,
+                H::Container,
+            ),
+            BackendKind::Kube => lift(
+                self.kube.plan(target, fault, occasion).await,
+                Undo::Kube,
+                H::Kube,
+            ),
+            BackendKind::Proxy => lift(
+                self.network.plan(target, fault, occasion).await,
+                Undo::Proxy,
+                |never| match never {},
+            ),
+            BackendKind::Firewall => lift(
+                self.firewall.plan(target, fault, occasion).await,
+                Undo::Firewall,
+                |never| match never {},
+            ),
         }
     }
 
-    pub async fn apply(
+    async fn apply(
         &mut self,
         target: &Target,
         action: &Action,
-        planned: &Planned,
+        planned: &Planned<Undo, HealthCheck>,
     ) -> Result<(), ChaosError> {
         match action.backend() {
-            BackendKind::Process => self.process.apply(target, action, planned).await,
-            BackendKind::Docker => self.docker.apply(target, action, planned).await,
-            BackendKind::Kube => self.kube.apply(target, action, planned).await,
-            BackendKind::Proxy => self.network.apply(target, action, planned).await,
-            BackendKind::Firewall => self.firewall.apply(target, action, planned).await,
+            BackendKind::Process => {
+                let step = lower(planned, process_undo);
+                self.process.apply(target, action, &step).await
+            }
+            BackendKind::Docker => {
+                let step = lower(planned, docker_undo);
+                self.docker.apply(target, action, &step).await
+            }
+            BackendKind::Kube => {
+                let step = lower(planned, kube_undo);
+                self.kube.apply(target, action, &step).await
+            }
+            BackendKind::Proxy => {
+                let step = lower(planned, proxy_undo);
+                self.network.apply(target, action, &step).await
+            }
+            BackendKind::Firewall => {
+                let step = lower(planned, firewall_undo);
+                self.firewall.apply(target, action, &step).await
+            }
         }
     }
 
-    /// Starts checking whether the applied step took effect.
-    pub async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirming {
+    async fn confirm(
+        &mut self,
+        target: &Target,
+        planned: &Planned<Undo, HealthCheck>,
+    ) -> Confirming {
         match target.backend {
-            BackendKind::Process => self.process.confirm(target, planned).await,
-            BackendKind::Docker => self.docker.confirm(target, planned).await,
-            BackendKind::Kube => self.kube.confirm(target, planned).await,
-            BackendKind::Proxy => self.network.confirm(target, planned).await,
-            BackendKind::Firewall => self.firewall.confirm(target, planned).await,
-        }
-    }
-
-    /// Whether the target is healthy again, asked of the backend its check belongs to.
-    pub async fn healthy(&mut self, check: &HealthCheck) -> Result<bool, ChaosError> {
-        match check {
-            HealthCheck::Recovered => Ok(true),
-            HealthCheck::Process(process) => self.process.healthy(process).await,
-            HealthCheck::Container { id } => self.docker.engine().await?.healthy(id).await,
-            HealthCheck::Pods {
-                selector,
-                ready_before,
-            } => Ok(self.kube.cluster().await?.ready_pods(selector).await? >= *ready_before),
-            HealthCheck::Deployment { namespace, name } => {
-                self.kube
-                    .cluster()
-                    .await?
-                    .deployment_ready(namespace, name)
+            BackendKind::Process => {
+                self.process
+                    .confirm(target, &lower(planned, process_undo))
+                    .await
+            }
+            BackendKind::Docker => {
+                self.docker
+                    .confirm(target, &lower(planned, docker_undo))
+                    .await
+            }
+            BackendKind::Kube => self.kube.confirm(target, &lower(planned, kube_undo)).await,
+            BackendKind::Proxy => {
+                self.network
+                    .confirm(target, &lower(planned, proxy_undo))
+                    .await
+            }
+            BackendKind::Firewall => {
+                self.firewall
+                    .confirm(target, &lower(planned, firewall_undo))
                     .await
             }
         }
     }
-}
 
-/// Puts a target back from its undo record alone (also used by `loadgen recover`).
-pub async fn recover(undo: &Undo, platform: &dyn Platform) -> Result<(), ChaosError> {
-    // (Unbounded: callers go through `recover_within`.)
-    match undo {
-        Undo::Nothing => Ok(()),
-        Undo::Process { .. } => super::process::recover(undo, platform).await,
-        Undo::Docker { .. } => super::docker::recover(undo).await,
-        Undo::Kube { .. } => super::kube::recover(undo).await.map(|_| ()),
-        Undo::Proxy { .. } => super::network::recover(undo).await,
-        Undo::Firewall { .. } => super::firewall::recover(undo).await,
+    fn unresolved_refuses(&self, selector: &Selector) -> bool {
+        match selector.backend() {
+            BackendKind::Process => ProcessBackend::UNRESOLVED_REFUSES,
+            BackendKind::Docker => DockerFaults::UNRESOLVED_REFUSES,
+            BackendKind::Kube => KubeFaults::UNRESOLVED_REFUSES,
+            BackendKind::Proxy => NetworkBackend::UNRESOLVED_REFUSES,
+            BackendKind::Firewall => FirewallBackend::UNRESOLVED_REFUSES,
+        }
+    }
+
+    async fn side_watches(
+        &mut self,
+        faults: &[FaultSpec],
+        start: Instant,
+        stop: &CancellationToken,
+    ) -> Vec<SideWatch> {
+        let mut watches = self.process.side_watches(faults, start, stop).await;
+        watches.extend(self.docker.side_watches(faults, start, stop).await);
+        watches.extend(self.kube.side_watches(faults, start, stop).await);
+        watches.extend(self.network.side_watches(faults, start, stop).await);
+        watches.extend(self.firewall.side_watches(faults, start, stop).await);
+        watches
+    }
+
+    fn probe(&self) -> Probes {
+        Probes {
+            process: ProcessBackend::new(self.platform.clone()),
+            docker: self.docker.clone(),
+            kube: self.kube.clone(),
+        }
+    }
+
+    fn recovery(&self) -> Recovery {
+        Recovery::new(self.platform.clone(), None)
     }
 }
 
-/// A backend call bounded by `deadline`: one that has not answered by then is dropped
-/// (children it started are killed on drop) and is an error naming what hung.
-pub async fn within<T>(
-    deadline: Duration,
-    what: &str,
-    call: impl Future<Output = Result<T, ChaosError>>,
-) -> Result<T, ChaosError> {
-    tokio::time::timeout(deadline, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ChaosError::Backend {
-                backend: "deadline",
-                message: format!("{what}: no answer within {deadline:?} (backend_timeout)"),
-            })
-        })
+/// One effect watch's prober: the process backend reads the platform's instances afresh
+/// (a restart changes PIDs); Docker and Kubernetes share the run's connections.
+pub struct Probes {
+    process: ProcessBackend,
+    docker: DockerFaults,
+    kube: KubeFaults,
 }
 
-/// Puts a target back within `deadline`. A backend error (a daemon restarting, a refused
-/// connection) is retried with back-off, 100 ms doubling to 2 s; a guardrail refusal is
-/// not. Still failing, or still waiting for an answer, at the deadline: the last error.
-pub async fn recover_within(
-    undo: &Undo,
-    deadline: Duration,
-    platform: &dyn Platform,
-) -> Result<(), ChaosError> {
-    let until = tokio::time::Instant::now() + deadline;
-    let mut pause = Duration::from_millis(100);
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let error = match tokio::time::timeout_at(until, recover(undo, platform)).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error,
-            Err(_) => {
-                return Err(ChaosError::Backend {
-                    backend: "deadline",
-                    message: format!(
-                        "recovery got no answer within {deadline:?} (backend_timeout; attempt {attempts})"
-                    ),
-                });
-            }
-        };
-        let transient = matches!(error, ChaosError::Backend { .. });
-        if !transient || tokio::time::Instant::now() + pause >= until {
-            return Err(match error {
-                ChaosError::Backend { backend, message } if attempts > 1 => ChaosError::Backend {
-                    backend,
-                    message: format!("{message} (after {attempts} attempts in {deadline:?})"),
-                },
-                other => other,
-            });
+impl Probe for Probes {
+    type Check = HealthCheck;
+
+    async fn healthy(&mut self, check: &HealthCheck) -> Result<bool, ChaosError> {
+        match check {
+            HealthCheck::Process(check) => self.process.healthy(check).await,
+            HealthCheck::Container(check) => self.docker.healthy(check).await,
+            HealthCheck::Kube(check) => self.kube.healthy(check).await,
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Puts targets back from their undo records alone: during a run, at panic time, and in
+/// `loadgen recover` after a crash.
+#[derive(Clone)]
+pub struct Recovery {
+    /// Starts a killed instance again.
+    platform: Arc<dyn Platform>,
+    /// The operator policy's data dirs: a restart whose stack script lies outside them is
+    /// not run (a ledger is a file anyone who can write the run directory can edit).
+    dirs: Option<DataDirs>,
+}
+
+impl Recovery {
+    pub fn new(platform: Arc<dyn Platform>, dirs: Option<DataDirs>) -> Recovery {
+        Recovery { platform, dirs }
+    }
+
+    /// Why the stack script `undo` would run may not, under the policy's data dirs.
+    fn script_refusal(&self, undo: &ProcessUndo) -> Option<String> {
+        let ProcessStep::Restart(super::ports::Restart::Stack { script, .. }) = &undo.step else {
+            return None;
+        };
+        self.dirs
+            .as_ref()?
+            .refusal("the ledger's stack script", script)
+    }
+}
+
+impl super::lifecycle::Recovery for Recovery {
+    type Undo = Undo;
+
+    async fn recover(&self, undo: &Undo) -> Result<(), ChaosError> {
+        match undo {
+            Undo::Nothing => Ok(()),
+            Undo::Process(undo) => match self.script_refusal(undo) {
+                Some(refusal) => Err(ChaosError::Refused(format!(
+                    "not run: {refusal}; start the instance by hand"
+                ))),
+                None => super::process::recover(undo, &*self.platform).await,
+            },
+            Undo::Docker(undo) => super::docker::recover(undo).await,
+            Undo::Kube(undo) => super::kube::recover(undo).await,
+            Undo::Proxy(undo) => super::network::recover(undo).await,
+            Undo::Firewall(undo) => {
+                // The rules' namespace is entered on the engine the undo names.
+                let host = undo.container.as_ref().and_then(|c| c.host.clone());
+                super::firewall::recover(undo, &DockerFaults::new(host, None)).await
+            }
+        }
     }
 }

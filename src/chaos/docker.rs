@@ -3,6 +3,7 @@
 //! network. Recovery treats "already in that state" and "no such container" as done.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -11,20 +12,46 @@ use bollard::query_parameters::{
     KillContainerOptions, ListContainersOptions, StopContainerOptions,
 };
 
-use super::effect::HealthCheck;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use super::undo::{DockerUndo, Undo};
+use super::ports::{ChaosFuture, ContainerRef, Containers};
 use super::{ChaosError, Target};
 use crate::plan::chaos::is_container_id;
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::util::glob::glob_match;
 
+/// What puts a container back, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DockerUndo {
+    pub host: Option<String>,
+    pub container: String,
+    pub step: DockerStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum DockerStep {
+    Start,
+    Unpause,
+    Connect { network: String },
+}
+
+/// A container is healthy again when it runs (and, with a healthcheck, is healthy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerHealth {
+    pub id: String,
+}
+
 /// The Docker backend as the timeline drives it: connected to the Engine on first use.
+/// Clones share the one connection (the effect watches probe through it).
+#[derive(Clone)]
 pub struct DockerFaults {
     host: Option<String>,
     /// A `key=value` label every container target must carry (the platform's scope).
     scope: Option<String>,
-    connected: Option<DockerBackend>,
+    connected: Arc<OnceCell<DockerBackend>>,
 }
 
 impl DockerFaults {
@@ -32,25 +59,52 @@ impl DockerFaults {
         DockerFaults {
             host,
             scope,
-            connected: None,
+            connected: Arc::default(),
         }
     }
 
-    pub fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+    pub async fn engine(&self) -> Result<&DockerBackend, ChaosError> {
+        self.connected
+            .get_or_try_init(|| async {
+                let mut backend = DockerBackend::connect(self.host.as_deref()).await?;
+                backend.scope = self.scope.clone();
+                Ok(backend)
+            })
+            .await
+    }
+}
+
+/// The packet backend's view of containers (`ports::Containers`), on this connection.
+impl Containers for DockerFaults {
+    fn host(&self) -> Option<String> {
+        self.host.clone()
     }
 
-    pub async fn engine(&mut self) -> Result<&DockerBackend, ChaosError> {
-        if self.connected.is_none() {
-            let mut backend = DockerBackend::connect(self.host.as_deref()).await?;
-            backend.scope = self.scope.clone();
-            self.connected = Some(backend);
-        }
-        Ok(self.connected.as_ref().expect("connected above"))
+    fn find<'a>(&'a self, name: &'a str) -> ChaosFuture<'a, Vec<Candidate>> {
+        Box::pin(async move {
+            let selector = Selector::Container {
+                name: name.to_string(),
+            };
+            self.engine().await?.resolve(&selector).await
+        })
+    }
+
+    fn netns_pid<'a>(&'a self, container: &'a ContainerRef) -> ChaosFuture<'a, Option<i32>> {
+        Box::pin(async move {
+            if container.host == self.host {
+                self.engine().await?.pid_of(&container.id).await
+            } else {
+                let engine = DockerBackend::connect(container.host.as_deref()).await?;
+                engine.pid_of(&container.id).await
+            }
+        })
     }
 }
 
 impl FaultBackend for DockerFaults {
+    type Undo = DockerUndo;
+    type Check = ContainerHealth;
+
     fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
         match action.backend() {
             BackendKind::Docker => Ok(()),
@@ -71,7 +125,7 @@ impl FaultBackend for DockerFaults {
         target: &Target,
         fault: &FaultSpec,
         _occasion: Occasion,
-    ) -> Result<Planned, ChaosError> {
+    ) -> Result<Planned<Option<DockerUndo>, ContainerHealth>, ChaosError> {
         let undo = self.engine().await?.undo_for(target, &fault.action)?;
         let effect = match fault.action {
             Action::ContainerRestart => Effect::Instantaneous,
@@ -80,9 +134,9 @@ impl FaultBackend for DockerFaults {
         Ok(Planned {
             undo,
             effect,
-            check: HealthCheck::Container {
+            check: Some(ContainerHealth {
                 id: target.id.clone(),
-            },
+            }),
             holds_down: None,
         })
     }
@@ -91,9 +145,13 @@ impl FaultBackend for DockerFaults {
         &mut self,
         target: &Target,
         action: &Action,
-        _planned: &Planned,
+        _planned: &Planned<Option<DockerUndo>, ContainerHealth>,
     ) -> Result<(), ChaosError> {
         self.engine().await?.apply(target, action).await
+    }
+
+    async fn healthy(&mut self, check: &ContainerHealth) -> Result<bool, ChaosError> {
+        self.engine().await?.healthy(&check.id).await
     }
 }
 
@@ -181,25 +239,26 @@ impl DockerBackend {
         Ok(found)
     }
 
-    fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+    /// `None`: nothing to put back (a restart).
+    fn undo_for(&self, target: &Target, action: &Action) -> Result<Option<DockerUndo>, ChaosError> {
         let step = match action {
-            Action::ContainerKill { .. } | Action::ContainerStop => DockerUndo::Start,
-            Action::ContainerPause => DockerUndo::Unpause,
-            Action::ContainerDisconnect { network } => DockerUndo::Connect {
+            Action::ContainerKill { .. } | Action::ContainerStop => DockerStep::Start,
+            Action::ContainerPause => DockerStep::Unpause,
+            Action::ContainerDisconnect { network } => DockerStep::Connect {
                 network: network.clone(),
             },
-            Action::ContainerRestart => return Ok(Undo::Nothing),
+            Action::ContainerRestart => return Ok(None),
             other => {
                 return Err(backend_error(format!(
                     "{other:?} is not a container action"
                 )));
             }
         };
-        Ok(Undo::Docker {
+        Ok(Some(DockerUndo {
             host: self.host.clone(),
             container: target.id.clone(),
             step,
-        })
+        }))
     }
 
     pub async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
@@ -325,20 +384,17 @@ impl DockerBackend {
 }
 
 /// Puts a container back; idempotent, and a container that is gone counts as recovered.
-pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
-    let Undo::Docker {
+pub async fn recover(undo: &DockerUndo) -> Result<(), ChaosError> {
+    let DockerUndo {
         host,
         container,
         step,
-    } = undo
-    else {
-        return Ok(());
-    };
+    } = undo;
     let backend = DockerBackend::connect(host.as_deref()).await?;
     let docker = &backend.docker;
     let result = match step {
-        DockerUndo::Unpause => docker.unpause_container(container).await,
-        DockerUndo::Start => {
+        DockerStep::Unpause => docker.unpause_container(container).await,
+        DockerStep::Start => {
             docker
                 .start_container(
                     container,
@@ -346,7 +402,7 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
                 )
                 .await
         }
-        DockerUndo::Connect { network } => {
+        DockerStep::Connect { network } => {
             docker
                 .connect_network(
                     network,
@@ -363,7 +419,7 @@ pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
         // 304: already started; 404: gone; 409: not paused / already connected.
         Err(e) if matches!(status_of(&e), Some(304 | 404 | 409)) => Ok(()),
         // Connecting an already-connected container answers 403 on some versions.
-        Err(e) if matches!(step, DockerUndo::Connect { .. }) && status_of(&e) == Some(403) => {
+        Err(e) if matches!(step, DockerStep::Connect { .. }) && status_of(&e) == Some(403) => {
             Ok(())
         }
         Err(e) => Err(error(e)),

@@ -2,22 +2,18 @@
 //! undo ran: a killed backend's restart time belongs to the fault.
 //!
 //! After a held fault is recovered, or at once after an instantaneous action, the timeline
-//! spawns one `watch` per target: it asks the target's backend (`Backends::healthy`) every
+//! spawns one `watch` per target: it asks the target's backend (its `Probe`) every
 //! `POLL` until the answer is yes (`ended`), the fault's `effect` has passed
 //! (`not_healthy_again`, the window closed at that deadline), or the run's stop token fires
 //! (one last check, else `not_healthy_again` at the run's end). Every wait is interruptible.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::backends::Backends;
-use super::kube::PodSelector;
+use super::lifecycle::Probe;
 use super::outcome::TargetEnd;
-use super::process::ProcessHealth;
-use crate::plan::chaos::ChaosPlan;
 
 /// How often a target is asked whether it is healthy again.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -25,30 +21,12 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// How long one health probe may take before it counts as "not yet".
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What "healthy again" means for one target, captured before the fault changes it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HealthCheck {
-    /// Healthy as soon as the fault is recovered: proxy and firewall faults (the fault is
-    /// gone with its rule).
-    Recovered,
-    /// A process: listening on its port again, or alive and not stopped.
-    Process(ProcessHealth),
-    /// A container: running, and `healthy` where it has a healthcheck.
-    Container { id: String },
-    /// Pods of a selector: as many Ready as before the fault.
-    Pods {
-        selector: PodSelector,
-        ready_before: usize,
-    },
-    /// A deployment: its rollout done and ready replicas back to the spec.
-    Deployment { namespace: String, name: String },
-}
-
 /// One target's window to watch.
-pub struct Watch {
-    pub plan: Arc<ChaosPlan>,
-    pub platform: Arc<dyn super::ports::Platform>,
-    pub check: HealthCheck,
+pub struct Watch<P: Probe> {
+    /// Asks the target's backend, on the connections the timeline's backends opened.
+    pub probe: P,
+    /// What "healthy again" means for the target; `None`: it is as soon as recovered.
+    pub check: Option<P::Check>,
     /// The run's start: offsets are from here.
     pub run_start: Instant,
     /// Where the window closes if the target is not healthy by then (`effect` after the
@@ -60,17 +38,19 @@ pub struct Watch {
     pub target: String,
 }
 
-impl Watch {
+impl<P: Probe> Watch<P> {
     fn offset(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.run_start).as_millis() as u64
     }
 
     /// Polls until healthy, the deadline, or `stop` (then one last check).
-    pub async fn run(self, stop: CancellationToken) -> TargetEnd {
-        let mut backends = Backends::new(&self.plan, &self.platform);
+    pub async fn run(mut self, stop: CancellationToken) -> TargetEnd {
+        let Some(check) = self.check.take() else {
+            return self.healthy(Instant::now());
+        };
         loop {
             let probe = tokio::select! {
-                probe = timeout(PROBE_TIMEOUT, backends.healthy(&self.check)) => probe,
+                probe = timeout(PROBE_TIMEOUT, self.probe.healthy(&check)) => probe,
                 _ = stop.cancelled() => break,
             };
             let last = match probe {
@@ -99,7 +79,7 @@ impl Watch {
         }
         // The run is over: one last look, else the window closes at the run's end.
         let at_stop = Instant::now();
-        match timeout(PROBE_TIMEOUT, backends.healthy(&self.check)).await {
+        match timeout(PROBE_TIMEOUT, self.probe.healthy(&check)).await {
             Ok(Ok(true)) => self.healthy(at_stop),
             Ok(Err(e)) => self.closed(at_stop, format!("not healthy again by the run's end ({e})")),
             _ => self.closed(at_stop, "not healthy again by the run's end".to_string()),

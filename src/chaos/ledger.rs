@@ -10,10 +10,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::Target;
-use super::undo::Undo;
 
 pub const LEDGER_FILE: &str = "faults.ledger.jsonl";
 
@@ -28,13 +28,14 @@ pub enum EntryState {
     RecoverFailed,
 }
 
+/// One line of the ledger; `U` is the dispatcher's undo record (`backends::Undo`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LedgerRecord {
+pub struct LedgerRecord<U> {
     /// Identifies one fault occurrence on one target: `fault#occurrence@target`.
     pub entry: String,
     pub fault: String,
     pub target: Target,
-    pub undo: Undo,
+    pub undo: U,
     pub state: EntryState,
     pub at: String,
     #[serde(default)]
@@ -81,7 +82,7 @@ impl Ledger {
             super::registry::sync_dir(&run_dir)?;
         }
         let states = if len > 0 {
-            read_latest(&path)?
+            read_latest::<serde_json::Value>(&path)?
                 .into_iter()
                 .map(|line| (line.entry().to_string(), line.state()))
                 .collect()
@@ -109,7 +110,7 @@ impl Ledger {
     /// Appends a record and syncs it to disk before returning. Before the first `applying`
     /// record the run is registered, so a bare `loadgen recover` finds it even if loadgen
     /// dies right after; once every entry is recovered it is unregistered again.
-    pub fn write(&mut self, record: &LedgerRecord) -> std::io::Result<()> {
+    pub fn write<U: Serialize>(&mut self, record: &LedgerRecord<U>) -> std::io::Result<()> {
         if record.state == EntryState::Applying && !self.registered {
             self.registry.register(&self.run_dir)?;
             self.registered = true;
@@ -136,8 +137,8 @@ impl Ledger {
 
 /// One entry's latest line in a ledger.
 #[derive(Debug, Clone)]
-pub enum Latest {
-    Record(Box<LedgerRecord>),
+pub enum Latest<U> {
+    Record(Box<LedgerRecord<U>>),
     /// A whole JSON line this loadgen cannot take as a record: another version's shape,
     /// or a value it refuses (a restart naming something other than a stack backend).
     /// Never skipped like a torn line: recovery reports it as not recovered.
@@ -147,7 +148,7 @@ pub enum Latest {
     },
 }
 
-impl Latest {
+impl<U> Latest<U> {
     pub fn entry(&self) -> &str {
         match self {
             Latest::Record(r) => &r.entry,
@@ -165,10 +166,10 @@ impl Latest {
 }
 
 /// The latest line of every entry in a ledger file, in first-seen order.
-pub fn read_latest(path: &Path) -> std::io::Result<Vec<Latest>> {
+pub fn read_latest<U: DeserializeOwned>(path: &Path) -> std::io::Result<Vec<Latest<U>>> {
     let file = File::open(path)?;
     let mut order = Vec::new();
-    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+    let mut latest: BTreeMap<String, Latest<U>> = BTreeMap::new();
     for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line?;
         // A line cut short by a crash mid-write is not JSON and is skipped: its entry's
@@ -176,7 +177,7 @@ pub fn read_latest(path: &Path) -> std::io::Result<Vec<Latest>> {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        let read = match serde_json::from_value::<LedgerRecord>(value.clone()) {
+        let read = match serde_json::from_value::<LedgerRecord<U>>(value.clone()) {
             Ok(record) => Latest::Record(Box::new(record)),
             Err(e) => Latest::Unreadable {
                 entry: value["entry"]
@@ -204,10 +205,10 @@ pub fn now() -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::chaos::undo::Undo;
+    use crate::chaos::backends::Undo;
     use crate::plan::chaos::BackendKind;
 
-    pub fn record(entry: &str, state: EntryState) -> LedgerRecord {
+    pub fn record(entry: &str, state: EntryState) -> LedgerRecord<Undo> {
         LedgerRecord {
             entry: entry.into(),
             fault: entry.into(),
@@ -224,7 +225,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn line(record: &LedgerRecord) -> String {
+    pub fn line(record: &LedgerRecord<Undo>) -> String {
         serde_json::to_string(record).unwrap() + "\n"
     }
 
@@ -243,7 +244,7 @@ pub(crate) mod tests {
 
         let text = std::fs::read_to_string(dir.path().join(LEDGER_FILE)).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
-        let latest = read_latest(&dir.path().join(LEDGER_FILE)).unwrap();
+        let latest = read_latest::<Undo>(&dir.path().join(LEDGER_FILE)).unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].state(), EntryState::Recovered, "{text}");
         assert!(ledger.all_recovered());
@@ -254,7 +255,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LEDGER_FILE);
         std::fs::write(&path, "{\"entry\":\"x#0@1\",\"state\":\"applied\"}\n").unwrap();
-        let latest = read_latest(&path).unwrap();
+        let latest = read_latest::<Undo>(&path).unwrap();
         assert!(
             matches!(&latest[..], [Latest::Unreadable { entry, .. }] if entry == "x#0@1"),
             "{latest:?}"

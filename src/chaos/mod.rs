@@ -5,13 +5,20 @@
 //! effect — held, instantaneous or permanent — and what "healthy again" means; nothing
 //! changes) → the caller writes the undo to the ledger (`ledger.rs`) → apply → observe the
 //! effect until healthy again (`effect.rs`) → recover from the undo alone (idempotent; a
-//! target that no longer exists counts as recovered). The timeline (`runner.rs`) sees only
-//! the lifecycle's types; `guard.rs` holds the guardrails of every backend.
+//! target that no longer exists counts as recovered).
 //!
-//! Backends: `process` (local processes), `docker` (containers through the Engine API),
-//! `kube` (pods and deployments through the Kubernetes API), `network` (the user-space TCP
-//! fault proxy in `proxy/`: latency, bandwidth, reset, blackhole, slow close, refuse),
-//! `firewall` (iptables rules on loopback: packet loss, partition, TCP reset).
+//! The core — `lifecycle.rs` (the traits), `runner/` (the timeline), `effect.rs`,
+//! `ledger.rs`, `recover.rs`, `guard.rs`, `outcome.rs`, `registry.rs`, `ports.rs` — is
+//! generic over `lifecycle::Dispatch` and names no backend. `backends.rs` is the one file
+//! that names them all: the ledger's undo enum, the health-check enum, the dispatcher, the
+//! prober the effect watches share, recovery, and the validator's static check.
+//!
+//! Backends, each depending only on the core: `process` (local processes), `docker`
+//! (containers through the Engine API), `kube` (pods and deployments through the Kubernetes
+//! API), `network` (the user-space TCP fault proxy in `proxy/`: latency, bandwidth, reset,
+//! blackhole, slow close, refuse), `firewall` (iptables rules on loopback or in a
+//! container's namespace, entered through the `ports::Containers` port: packet loss,
+//! partition, TCP reset).
 
 pub mod backends;
 pub mod docker;
@@ -29,7 +36,6 @@ pub mod proxy;
 pub mod recover;
 pub mod registry;
 pub mod runner;
-pub mod undo;
 
 use std::collections::BTreeMap;
 

@@ -5,17 +5,29 @@
 //! `PUT /fault` on that API; its undo is a `DELETE /fault`, which needs nothing but the
 //! address, so `loadgen recover` can clear a proxy after a crashed run.
 
+use std::convert::Infallible;
 use std::io::ErrorKind;
-
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
 use super::ports::Platform;
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
-use super::undo::Undo;
 use super::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::util::glob::glob_match;
+
+/// What clears a proxy's fault, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyUndo {
+    /// The proxy's control API (`http://127.0.0.1:PORT`).
+    pub control: String,
+    /// The run's owner token: only it may change or clear the fault it set. Older
+    /// ledgers have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
 
 pub struct NetworkBackend {
     /// Where the platform lists its proxies, read at every resolve (a restarted stack has
@@ -54,6 +66,10 @@ impl NetworkBackend {
 }
 
 impl FaultBackend for NetworkBackend {
+    type Undo = ProxyUndo;
+    /// A link is healthy as soon as its fault is cleared: nothing to check.
+    type Check = Infallible;
+
     /// The proxy's own rules (maximum delay, non-zero rates, whole milliseconds).
     fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
         fault_for(action).map(drop).map_err(|e| e.to_string())
@@ -69,9 +85,9 @@ impl FaultBackend for NetworkBackend {
         target: &Target,
         fault: &FaultSpec,
         _occasion: Occasion,
-    ) -> Result<Planned, ChaosError> {
+    ) -> Result<Planned<Option<ProxyUndo>, Infallible>, ChaosError> {
         fault_for(&fault.action)?;
-        Ok(Planned::held(Undo::Proxy {
+        Ok(Planned::held(ProxyUndo {
             control: target.id.clone(),
             owner: Some(run_owner().to_string()),
         }))
@@ -81,16 +97,17 @@ impl FaultBackend for NetworkBackend {
         &mut self,
         target: &Target,
         action: &Action,
-        planned: &Planned,
+        planned: &Planned<Option<ProxyUndo>, Infallible>,
     ) -> Result<(), ChaosError> {
         let fault = fault_for(action)?;
-        let owner = match &planned.undo {
-            Undo::Proxy { owner, .. } => owner.as_deref(),
-            _ => None,
-        };
+        let owner = planned.undo.as_ref().and_then(|u| u.owner.as_deref());
         remote_set(&target.id, &fault, owner)
             .await
             .map_err(|e| error(format!("{}: {e}", target.name)))
+    }
+
+    async fn healthy(&mut self, check: &Infallible) -> Result<bool, ChaosError> {
+        match *check {}
     }
 }
 
@@ -141,10 +158,8 @@ fn durations_of(action: &Action) -> Vec<(&'static str, std::time::Duration)> {
 }
 
 /// Clears the proxy's fault. A proxy that is no longer running holds no fault: recovered.
-pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
-    let Undo::Proxy { control, owner } = undo else {
-        return Ok(());
-    };
+pub async fn recover(undo: &ProxyUndo) -> Result<(), ChaosError> {
+    let ProxyUndo { control, owner } = undo;
     match remote_clear(control, owner.as_deref()).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),

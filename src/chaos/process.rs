@@ -7,15 +7,37 @@
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::effect::HealthCheck;
-use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use super::undo::{ProcessUndo, Restart, Undo};
-use super::{ChaosError, Target};
-use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use std::sync::Arc;
 
-use super::ports::{Platform, ProcessInstances};
+use serde::{Deserialize, Serialize};
+
+use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
+use super::ports::{Platform, ProcessInstances, Restart};
+use super::{ChaosError, Target};
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::util::glob::glob_match;
+
+/// What puts a process target back, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUndo {
+    pub pid: i32,
+    /// The process's start time (clock ticks after boot), so a reused PID is never
+    /// signalled by mistake.
+    pub start_time: u64,
+    pub step: ProcessStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum ProcessStep {
+    /// SIGCONT the stopped process.
+    Resume,
+    /// Start the instance again through the platform.
+    Restart(Restart),
+    /// Nothing can bring it back (a PID-file process, or a stack service the stack script
+    /// cannot start on its own).
+    None,
+}
 
 pub struct ProcessBackend {
     /// The platform's instances, read again at every use (a restart changes PIDs).
@@ -76,22 +98,22 @@ impl ProcessBackend {
 
     /// What will undo `action` on `target`; reads the process's start time now. A restart
     /// that nothing could bring back is refused here, before anything changes.
-    fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+    fn undo_for(&self, target: &Target, action: &Action) -> Result<ProcessUndo, ChaosError> {
         let pid = parse_pid(target)?;
         let (_, start_time) = proc_stat(pid)
             .ok_or_else(|| backend_error(format!("process {pid} ({}) is gone", target.name)))?;
         let step = match action {
-            Action::Pause => ProcessUndo::Resume,
+            Action::Pause => ProcessStep::Resume,
             Action::Kill | Action::Terminate => self
                 .restart_for(&target.name)
-                .map_or(ProcessUndo::None, ProcessUndo::Restart),
-            Action::Restart => ProcessUndo::Restart(
+                .map_or(ProcessStep::None, ProcessStep::Restart),
+            Action::Restart => ProcessStep::Restart(
                 self.restart_for(&target.name)
                     .ok_or_else(|| ChaosError::Refused(cannot_start_again(&target.name)))?,
             ),
             other => return Err(backend_error(format!("{other:?} is not a process action"))),
         };
-        Ok(Undo::Process {
+        Ok(ProcessUndo {
             pid,
             start_time,
             step,
@@ -143,14 +165,10 @@ impl ProcessBackend {
         &self,
         target: &Target,
         action: &Action,
-        undo: &Undo,
+        undo: &ProcessUndo,
     ) -> Result<(), ChaosError> {
         let pid = parse_pid(target)?;
-        let Undo::Process { start_time, .. } = undo else {
-            return Err(backend_error(
-                "a process fault needs a process undo record".into(),
-            ));
-        };
+        let start_time = &undo.start_time;
         let signal = match action {
             Action::Kill | Action::Restart => Signal::SIGKILL,
             Action::Terminate => Signal::SIGTERM,
@@ -185,13 +203,15 @@ const CONNECT_PROBE: std::time::Duration = std::time::Duration::from_millis(500)
 
 impl ProcessBackend {
     /// The health check for `target`: its port when the stack state knows one.
-    fn health_check(&mut self, target: &Target, selector: &Selector, undo: &Undo) -> ProcessHealth {
+    fn health_check(
+        &mut self,
+        target: &Target,
+        selector: &Selector,
+        undo: &ProcessUndo,
+    ) -> ProcessHealth {
         self.reload();
         let pid = target.id.parse().unwrap_or(0);
-        let start_time = match undo {
-            Undo::Process { start_time, .. } => *start_time,
-            _ => proc_stat(pid).map_or(0, |(_, t)| t),
-        };
+        let start_time = undo.start_time;
         let pid_file = match selector {
             Selector::PidFile { path } => Some(path.clone()),
             _ => None,
@@ -212,7 +232,7 @@ impl ProcessBackend {
     /// Healthy again: no process of the target is stopped, and the instance accepts TCP
     /// connections on its port again; for a target without a port (a PID file), the process
     /// itself (same start time) or a new one under the same name is alive and not stopped.
-    pub async fn healthy(&mut self, check: &ProcessHealth) -> Result<bool, ChaosError> {
+    async fn is_healthy(&mut self, check: &ProcessHealth) -> Result<bool, ChaosError> {
         self.reload();
         let original = proc_stat(check.pid)
             .filter(|(_, started)| *started == check.start_time)
@@ -249,6 +269,9 @@ impl ProcessBackend {
 }
 
 impl FaultBackend for ProcessBackend {
+    type Undo = ProcessUndo;
+    type Check = ProcessHealth;
+
     fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
         match action.backend() {
             BackendKind::Process => Ok(()),
@@ -274,25 +297,19 @@ impl FaultBackend for ProcessBackend {
         target: &Target,
         fault: &FaultSpec,
         _occasion: Occasion,
-    ) -> Result<Planned, ChaosError> {
+    ) -> Result<Planned<Option<ProcessUndo>, ProcessHealth>, ChaosError> {
         self.reload();
         let undo = self.undo_for(target, &fault.action)?;
-        let effect = match (&fault.action, &undo) {
+        let effect = match (&fault.action, &undo.step) {
             (Action::Restart, _) => Effect::Instantaneous,
-            (
-                _,
-                Undo::Process {
-                    step: ProcessUndo::None,
-                    ..
-                },
-            ) => Effect::Permanent,
+            (_, ProcessStep::None) => Effect::Permanent,
             _ => Effect::Held,
         };
-        let check = HealthCheck::Process(self.health_check(target, &fault.selector, &undo));
+        let check = self.health_check(target, &fault.selector, &undo);
         Ok(Planned {
-            undo,
+            undo: Some(undo),
             effect,
-            check,
+            check: Some(check),
             holds_down: None,
         })
     }
@@ -301,35 +318,40 @@ impl FaultBackend for ProcessBackend {
         &mut self,
         target: &Target,
         action: &Action,
-        planned: &Planned,
+        planned: &Planned<Option<ProcessUndo>, ProcessHealth>,
     ) -> Result<(), ChaosError> {
-        self.signal(target, action, &planned.undo).await
+        let undo = planned
+            .undo
+            .as_ref()
+            .ok_or_else(|| backend_error("a process fault needs a process undo record".into()))?;
+        self.signal(target, action, undo).await
+    }
+
+    async fn healthy(&mut self, check: &ProcessHealth) -> Result<bool, ChaosError> {
+        self.is_healthy(check).await
     }
 }
 
 /// Puts a process target back. Idempotent: a resumed process is resumed again harmlessly, a
 /// stack restart starts only what is down, a gone PID is recovered.
-pub async fn recover(undo: &Undo, platform: &dyn Platform) -> Result<(), ChaosError> {
-    let Undo::Process {
+pub async fn recover(undo: &ProcessUndo, platform: &dyn Platform) -> Result<(), ChaosError> {
+    let ProcessUndo {
         pid,
         start_time,
         step,
-    } = undo
-    else {
-        return Ok(());
-    };
+    } = undo;
     match step {
-        ProcessUndo::Resume => match signal_if_same(*pid, *start_time, Signal::SIGCONT) {
+        ProcessStep::Resume => match signal_if_same(*pid, *start_time, Signal::SIGCONT) {
             Ok(()) => Ok(()),
             Err(ChaosError::NoTarget(_)) => Ok(()),
             Err(e) => Err(e),
         },
-        ProcessUndo::Restart(restart) => {
+        ProcessStep::Restart(restart) => {
             // Make sure the old process is really gone first (SIGTERM may take a moment).
             wait_gone(*pid, *start_time).await;
             platform.start_again(restart).await.map_err(backend_error)
         }
-        ProcessUndo::None => Ok(()),
+        ProcessStep::None => Ok(()),
     }
 }
 
@@ -383,5 +405,48 @@ fn backend_error(message: String) -> ChaosError {
     ChaosError::Backend {
         backend: "process",
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::ports::{BackendName, Restart};
+
+    fn step(json: &str) -> Result<ProcessStep, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn a_restart_names_a_backend_and_round_trips() {
+        let undo = ProcessStep::Restart(Restart::Stack {
+            script: "/s/stack.sh".into(),
+            state_dir: "/s/.stack".into(),
+            instance: BackendName::try_from("backend-2".to_string()).unwrap(),
+        });
+        let text = serde_json::to_string(&undo).unwrap();
+        assert_eq!(step(&text).unwrap(), undo, "{text}");
+        for bad in [
+            "nginx",
+            "backend-",
+            "backend-1; rm -rf /",
+            "backend-x",
+            "backend-123",
+        ] {
+            let json =
+                format!(r#"{{"do":"restart","script":"/s","state_dir":"/d","instance":"{bad}"}}"#);
+            assert!(step(&json).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn an_old_command_shape_is_read_as_legacy_not_as_a_restart() {
+        let old =
+            step(r#"{"do":"restart","command":["bash","x.sh","restart-backend","backend-1"]}"#)
+                .unwrap();
+        assert!(matches!(
+            old,
+            ProcessStep::Restart(Restart::LegacyCommand { .. })
+        ));
     }
 }

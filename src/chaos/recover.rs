@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::ChaosError;
-use super::backends::recover_within;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::ledger::{EntryState, LEDGER_FILE, Latest, Ledger, LedgerRecord, now, read_latest};
-use super::ports::Platform;
+use super::lifecycle::{Recovery, recover_within};
 use super::registry::{self, Registry};
-use super::undo::{ProcessUndo, Restart, Undo};
-use crate::util::data_dirs::DataDirs;
 
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -32,19 +31,22 @@ fn ledger_problem(path: &Path, doing: &str, e: &std::io::Error) -> String {
 
 /// Recovers every entry of `run_dir`'s ledger that is not recovered yet, last to first,
 /// each within `deadline` (`loadgen recover --timeout`; the ledger does not carry the
-/// scenario's `backend_timeout`). A restart whose stack script lies outside `dirs` (the
-/// operator policy's data dirs) is not run: a ledger is a file anyone who can write the run
-/// directory can edit. `Err`: the ledger could not be read or opened for writing (a human
-/// must look).
-pub async fn recover_run(
+/// scenario's `backend_timeout`), by `recovery` (which refuses what the operator policy
+/// does not allow: a ledger is a file anyone who can write the run directory can edit).
+/// `Err`: the ledger could not be read or opened for writing (a human must look).
+pub async fn recover_run<R>(
     run_dir: &Path,
     deadline: Duration,
-    dirs: Option<&DataDirs>,
-    platform: &dyn Platform,
+    recovery: &R,
     registry: &Registry,
-) -> Result<RecoverReport, String> {
+) -> Result<RecoverReport, String>
+where
+    R: Recovery,
+    R::Undo: Serialize + DeserializeOwned,
+{
     let path = run_dir.join(LEDGER_FILE);
-    let entries = read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
+    let entries: Vec<Latest<R::Undo>> =
+        read_latest(&path).map_err(|e| ledger_problem(&path, "read", &e))?;
     let mut ledger = Ledger::create(run_dir, registry.clone())
         .map_err(|e| ledger_problem(&path, "append to", &e))?;
     let mut report = RecoverReport::default();
@@ -61,12 +63,7 @@ pub async fn recover_run(
                 continue;
             }
         };
-        let outcome = match script_refusal(&record.undo, dirs) {
-            Some(refusal) => Err(ChaosError::Refused(format!(
-                "not run: {refusal}; start the instance by hand"
-            ))),
-            None => recover_within(&record.undo, deadline, platform).await,
-        };
+        let outcome = recover_within(recovery, &record.undo, deadline).await;
         let what = format!(
             "{} on {} ({})",
             record.fault, record.target.name, record.target.id
@@ -100,22 +97,11 @@ pub async fn recover_run(
     Ok(report)
 }
 
-/// Why the stack script `undo` would run may not, under the policy's `dirs`.
-fn script_refusal(undo: &Undo, dirs: Option<&DataDirs>) -> Option<String> {
-    let Undo::Process {
-        step: ProcessUndo::Restart(Restart::Stack { script, .. }),
-        ..
-    } = undo
-    else {
-        return None;
-    };
-    dirs?.refusal("the ledger's stack script", script)
-}
-
 /// Whether `run_dir`'s ledger shows anything not recovered (an unreadable ledger does: it
 /// may).
 pub fn has_unrecovered(run_dir: &Path) -> bool {
-    read_latest(&run_dir.join(LEDGER_FILE)).map_or(true, |entries| {
+    // Only the states are read: any undo shape will do.
+    read_latest::<serde_json::Value>(&run_dir.join(LEDGER_FILE)).map_or(true, |entries| {
         entries.iter().any(|e| e.state() != EntryState::Recovered)
     })
 }
@@ -170,8 +156,12 @@ pub fn find_runs(reports: &Path, registry: &Registry) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::backends::{self, Undo};
     use crate::chaos::ledger::tests::record;
+    use crate::chaos::ports::Restart;
+    use crate::chaos::process::{ProcessStep, ProcessUndo};
     use crate::plan::chaos::DEFAULT_BACKEND_TIMEOUT;
+    use crate::util::data_dirs::DataDirs;
 
     #[test]
     fn entries_are_undone_last_to_first_and_only_once() {
@@ -198,8 +188,7 @@ mod tests {
                 .block_on(recover_run(
                     dir.path(),
                     DEFAULT_BACKEND_TIMEOUT,
-                    None,
-                    &*crate::platform::for_recovery(),
+                    &backends::Recovery::new(crate::platform::for_recovery(), None),
                     &Registry::at(Some(dir.path())),
                 ))
                 .unwrap()
@@ -230,15 +219,15 @@ mod tests {
         std::fs::write(&script, format!("touch {}\n", mark.display())).unwrap();
         let restart = LedgerRecord {
             // A PID no process has: the old instance is gone, so the restart is due.
-            undo: Undo::Process {
+            undo: Undo::Process(ProcessUndo {
                 pid: i32::MAX,
                 start_time: 1,
-                step: ProcessUndo::Restart(Restart::Stack {
+                step: ProcessStep::Restart(Restart::Stack {
                     script: script.clone(),
                     state_dir: scripts.path().to_path_buf(),
                     instance: "backend-1".to_string().try_into().unwrap(),
                 }),
-            },
+            }),
             ..record("restart", EntryState::Applied)
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -256,8 +245,7 @@ mod tests {
                 .block_on(recover_run(
                     run.path(),
                     DEFAULT_BACKEND_TIMEOUT,
-                    Some(dirs),
-                    &*crate::platform::for_recovery(),
+                    &backends::Recovery::new(crate::platform::for_recovery(), Some(dirs.clone())),
                     &Registry::at(Some(run.path())),
                 ))
                 .unwrap()

@@ -498,7 +498,7 @@ fn dry_run_report(plan: &crate::plan::Plan) -> u8 {
     };
     let lines = runtime.block_on(preflight(
         &plan.chaos,
-        &crate::platform::for_plan(&plan.chaos),
+        &mut crate::run::fault_backends(&plan.chaos),
     ));
     println!(
         "dry run of {}: {} fault(s); no traffic sent, nothing touched",
@@ -628,13 +628,9 @@ fn recover_command(
     let mut code = exit::OK;
     for run_dir in &runs {
         println!("recovering {}", run_dir.display());
-        match runtime.block_on(recover_run(
-            run_dir,
-            deadline,
-            dirs.as_ref(),
-            &*crate::platform::for_recovery(),
-            registry,
-        )) {
+        let recovery =
+            crate::chaos::backends::Recovery::new(crate::platform::for_recovery(), dirs.clone());
+        match runtime.block_on(recover_run(run_dir, deadline, &recovery, registry)) {
             Err(message) => {
                 eprintln!("error: {message}");
                 code = exit::FAULT_NOT_RECOVERED;

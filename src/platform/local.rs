@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ProxyLink;
-use crate::chaos::undo::{BackendName, Restart};
+use crate::chaos::ports::{BackendName, Restart};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StackState {

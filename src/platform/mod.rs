@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::chaos::ports::ProxyLink;
+use crate::chaos::ports::Restart;
 use crate::chaos::ports::{self, Platform, PortFuture};
-use crate::chaos::undo::Restart;
 use crate::plan::chaos::{ChaosPlan, PlatformKind};
 
 /// The plan's platform, as the chaos core's ports.

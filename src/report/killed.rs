@@ -155,7 +155,7 @@ fn occurrences(run_dir: &Path, plan: &RunPlan, end_ms: u64) -> Result<Vec<Occurr
     for planned in &plan.faults {
         // Every record of this occurrence's entries (`fault#occurrence@target`).
         let prefix = format!("{}#{}@", planned.fault, planned.occurrence);
-        let mut entries: BTreeMap<&str, Vec<&LedgerRecord>> = BTreeMap::new();
+        let mut entries: BTreeMap<&str, Vec<&LedgerRecord<serde_json::Value>>> = BTreeMap::new();
         for record in records.iter().filter(|r| r.entry.starts_with(&prefix)) {
             entries
                 .entry(record.entry.as_str())
@@ -226,7 +226,7 @@ fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// Every readable record of the ledger, in order (none when the run had no fault).
-fn read_records(path: &Path) -> Result<Vec<LedgerRecord>, String> {
+fn read_records(path: &Path) -> Result<Vec<LedgerRecord<serde_json::Value>>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text
             .lines()

@@ -98,7 +98,7 @@ pub async fn faults(plan: &Plan) -> Result<(), RunError> {
         return Ok(());
     }
     let refusals: Vec<String> =
-        preflight_faults(&plan.chaos, &crate::platform::for_plan(&plan.chaos))
+        preflight_faults(&plan.chaos, &mut super::fault_backends(&plan.chaos))
             .await
             .into_iter()
             .filter_map(|line| match line.verdict {

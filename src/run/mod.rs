@@ -17,6 +17,13 @@ use crate::scenario::{self, Plan, ScenarioError};
 
 pub use supervisor::Phase;
 
+/// The chaos backends for a plan, wired to the platform under test: the composition root's
+/// one place where a platform adapter meets the chaos core (the run's timeline, its check
+/// before traffic, and the dry run).
+pub fn fault_backends(chaos: &crate::plan::chaos::ChaosPlan) -> crate::chaos::backends::Backends {
+    crate::chaos::backends::Backends::new(chaos, &crate::platform::for_plan(chaos))
+}
+
 /// Everything `loadgen run` can be told.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

@@ -188,7 +188,7 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
     let chaos = ledger.map(|ledger| {
         let timeline = Timeline::new(
             Arc::new(plan.chaos.clone()),
-            crate::platform::for_plan(&plan.chaos),
+            super::fault_backends(&plan.chaos),
             ledger,
             engine.start,
             prepared.seed,

@@ -20,20 +20,23 @@
 //! Needs root, iptables and ip6tables (and nsenter for containers); checked when targets
 //! are resolved (`--dry-run` and the check before any traffic), not at injection time.
 
+mod iptables;
 mod rules;
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::process::Command;
+use serde::{Deserialize, Serialize};
 
+use iptables::{check_available, delete_everywhere, netfilter, nsenter_available};
 pub use rules::{CHAIN, COMMENT_PREFIX, Family, Scope, check_loss, rule_for};
-use rules::{comment_of, is_ours, listens, packets, parse_listed, unique_id};
+use rules::{comment_of, is_ours, listens, packets, unique_id};
 
-use super::docker::{DockerBackend, DockerFaults};
 use super::lifecycle::{
     Candidate, Confirmation, Confirming, FaultBackend, Occasion, Planned, confirmed,
 };
-use super::undo::{ContainerRef, Undo};
+use super::ports::{ContainerRef, Containers};
 use super::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 
@@ -42,6 +45,21 @@ const LOCK_WAIT: &str = "5";
 
 /// How long after insertion a rule has to show a matched packet.
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
+
+/// What deletes a fault's rules, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirewallUndo {
+    /// The IPv4 rule's exact iptables arguments after `-I INPUT` (and so after
+    /// `-D INPUT`); its `loadgen:<id>` comment makes it unique.
+    pub rule: Vec<String>,
+    /// The same rule for IPv6 (ip6tables). Older ledgers have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule6: Option<Vec<String>>,
+    /// Where the rules live: the host (none) or a container's network namespace,
+    /// entered by the PID its engine gives that container at recovery time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
+}
 
 /// The two programs, one per family.
 #[derive(Debug, Clone)]
@@ -72,13 +90,9 @@ pub struct FirewallBackend {
     programs: Programs,
     /// Whether root and both programs were found, checked once per backend.
     checked: Option<Result<(), String>>,
-    docker: DockerFaults,
-}
-
-impl Default for FirewallBackend {
-    fn default() -> Self {
-        FirewallBackend::new(Programs::default(), DockerFaults::new(None, None))
-    }
+    /// How `{ container, port }` targets are found (within the platform's scope) and
+    /// their namespaces entered: a port, so this backend knows no container engine.
+    containers: Arc<dyn Containers>,
 }
 
 /// Where a packet target's rules go, decoded from its id: `tcp/PORT` on the host's
@@ -99,12 +113,11 @@ impl PortTarget {
 }
 
 impl FirewallBackend {
-    /// `docker`: how containers of `{ container, port }` targets are found (and scoped).
-    pub fn new(programs: Programs, docker: DockerFaults) -> FirewallBackend {
+    pub fn new(programs: Programs, containers: Arc<dyn Containers>) -> FirewallBackend {
         FirewallBackend {
             programs,
             checked: None,
-            docker,
+            containers,
         }
     }
 
@@ -142,12 +155,7 @@ impl FirewallBackend {
             )]);
         };
         nsenter_available().await.map_err(error)?;
-        let containers = self
-            .docker
-            .resolve(&Selector::Container {
-                name: container.clone(),
-            })
-            .await?;
+        let containers = self.containers.find(container).await?;
         Ok(containers
             .into_iter()
             .map(|(c, up)| {
@@ -163,15 +171,15 @@ impl FirewallBackend {
     }
 
     /// The rules this fault inserts, with a fresh unique comment; nothing changes yet.
-    fn undo_for(&self, target: &Target, action: &Action) -> Result<Undo, ChaosError> {
+    fn undo_for(&self, target: &Target, action: &Action) -> Result<FirewallUndo, ChaosError> {
         let place = port_target(target)?;
         let id = unique_id(place.port);
         let rule = |family| rule_for(place.scope(), family, place.port, action, &id).map_err(error);
-        Ok(Undo::Firewall {
+        Ok(FirewallUndo {
             rule: rule(Family::V4)?,
             rule6: Some(rule(Family::V6)?),
             container: place.container.map(|id| ContainerRef {
-                host: self.docker.host().map(str::to_string),
+                host: self.containers.host(),
                 id,
             }),
         })
@@ -183,7 +191,11 @@ impl FirewallBackend {
         let Some(id) = &place.container else {
             return Ok(None);
         };
-        match self.docker.engine().await?.pid_of(id).await? {
+        let container = ContainerRef {
+            host: self.containers.host(),
+            id: id.clone(),
+        };
+        match self.containers.netns_pid(&container).await? {
             Some(pid) => Ok(Some(pid)),
             None => Err(ChaosError::NoTarget(format!(
                 "container {id} (not running)"
@@ -196,16 +208,13 @@ impl FirewallBackend {
         &mut self,
         target: &Target,
         action: &Action,
-        undo: &Undo,
+        undo: &FirewallUndo,
     ) -> Result<(), ChaosError> {
-        let Undo::Firewall {
+        let FirewallUndo {
             rule,
             rule6,
             container,
-        } = undo
-        else {
-            return Err(error(format!("{undo:?} is not a firewall undo")));
-        };
+        } = undo;
         // The rules about to go in are exactly the ones this target and action call for.
         let place = port_target(target)?;
         let comment =
@@ -251,11 +260,8 @@ impl FirewallBackend {
 
     /// Whether the inserted rules match traffic within `CONFIRM_WITHIN`: the container's
     /// namespace is looked up now, the counters are watched by the returned future.
-    async fn check_effect(&mut self, target: &Target, undo: &Undo) -> Confirming {
-        let Undo::Firewall { rule, .. } = undo else {
-            return confirmed(Confirmation::Effective);
-        };
-        let (Ok(place), Some(comment)) = (port_target(target), comment_of(rule)) else {
+    async fn check_effect(&mut self, target: &Target, undo: &FirewallUndo) -> Confirming {
+        let (Ok(place), Some(comment)) = (port_target(target), comment_of(&undo.rule)) else {
             return confirmed(Confirmation::Effective);
         };
         let netns = match self.namespace_of(&place).await {
@@ -323,6 +329,13 @@ async fn watch_counters(
 }
 
 impl FaultBackend for FirewallBackend {
+    type Undo = FirewallUndo;
+    /// A port is healthy as soon as its rules are deleted: nothing to check.
+    type Check = Infallible;
+    /// No root or no iptables here: no packet fault can be made, so the run is refused
+    /// before any traffic.
+    const UNRESOLVED_REFUSES: bool = true;
+
     /// A loss must be a share iptables can express.
     fn validate(action: &Action, _selector: &Selector) -> Result<(), String> {
         match *action {
@@ -342,7 +355,7 @@ impl FaultBackend for FirewallBackend {
         target: &Target,
         fault: &FaultSpec,
         _occasion: Occasion,
-    ) -> Result<Planned, ChaosError> {
+    ) -> Result<Planned<Option<FirewallUndo>, Infallible>, ChaosError> {
         Ok(Planned::held(self.undo_for(target, &fault.action)?))
     }
 
@@ -350,84 +363,28 @@ impl FaultBackend for FirewallBackend {
         &mut self,
         target: &Target,
         action: &Action,
-        planned: &Planned,
+        planned: &Planned<Option<FirewallUndo>, Infallible>,
     ) -> Result<(), ChaosError> {
-        self.insert(target, action, &planned.undo).await
-    }
-
-    async fn confirm(&mut self, target: &Target, planned: &Planned) -> Confirming {
-        self.check_effect(target, &planned.undo).await
-    }
-}
-
-/// Whether this process is root and can list INPUT in both families.
-async fn check_available(programs: &Programs) -> Result<(), String> {
-    const NEED: &str = "packet faults need root, iptables and ip6tables";
-    if !is_root() {
-        return Err(format!("{NEED}: loadgen is not running as root"));
-    }
-    for family in Family::BOTH {
-        netfilter(programs.of(family), None, &["-S", CHAIN].map(String::from))
-            .await
-            .map_err(|e| format!("{NEED}: {e}"))?;
-    }
-    Ok(())
-}
-
-async fn nsenter_available() -> Result<(), String> {
-    let ran = Command::new("nsenter").arg("--version").output().await;
-    match ran {
-        Ok(out) if out.status.success() => Ok(()),
-        _ => Err("packet faults in a container need nsenter (util-linux)".into()),
-    }
-}
-
-/// One iptables call, on the host or inside the network namespace of process `netns`.
-async fn netfilter(program: &str, netns: Option<i32>, args: &[String]) -> Result<String, String> {
-    let mut command = match netns {
-        Some(pid) => {
-            let mut c = Command::new("nsenter");
-            c.args(["-t", &pid.to_string(), "-n", program]);
-            c
+        match &planned.undo {
+            Some(undo) => self.insert(target, action, undo).await,
+            None => Err(error("a packet fault needs its rules planned".into())),
         }
-        None => Command::new(program),
-    };
-    let described = format!(
-        "{}{program} {}",
-        netns.map_or(String::new(), |pid| format!("nsenter -t {pid} -n ")),
-        args.join(" ")
-    );
-    let output = command
-        .args(["-w", LOCK_WAIT])
-        .args(args)
-        // Out of the terminal's process group (a second Ctrl-C cannot cut a rule change
-        // short); killed if its deadline drops it.
-        .process_group(0)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run `{described}`: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{described}` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
     }
-}
 
-/// The effective user id from /proc (no unsafe call needed).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+    async fn confirm(
+        &mut self,
+        target: &Target,
+        planned: &Planned<Option<FirewallUndo>, Infallible>,
+    ) -> Confirming {
+        match &planned.undo {
+            Some(undo) => self.check_effect(target, undo).await,
+            None => confirmed(Confirmation::Effective),
+        }
+    }
+
+    async fn healthy(&mut self, check: &Infallible) -> Result<bool, ChaosError> {
+        match *check {}
+    }
 }
 
 /// Where a firewall target's rules go; anything that is not a packet target is refused.
@@ -456,78 +413,23 @@ fn port_target(target: &Target) -> Result<PortTarget, ChaosError> {
     Ok(PortTarget { container, port })
 }
 
-/// Deletes `rule` and any other rule with its comment; Ok when none is left.
-async fn delete_everywhere(
-    program: &str,
-    netns: Option<i32>,
-    rule: &[String],
-) -> Result<(), String> {
-    let comment = comment_of(rule).unwrap_or_default();
-    let listed = || listed_with(program, netns, comment);
-    let delete = |args: Vec<String>| async move {
-        let args: Vec<String> = ["-D", CHAIN]
-            .map(String::from)
-            .into_iter()
-            .chain(args)
-            .collect();
-        netfilter(program, netns, &args).await.map(drop)
-    };
-    let mut deleted = delete(rule.to_vec()).await;
-    // Whatever -D said, the rule is recovered when no rule with its comment is left; one
-    // that -D did not match (rewritten by hand?) is deleted as `iptables -S` shows it.
-    if let Ok(left) = listed().await {
-        for args in left {
-            if let Err(e) = delete(args).await {
-                deleted = Err(e);
-            }
-        }
-    }
-    let by_hand = format!(
-        "delete it by hand with `{program} -D {CHAIN} {}`",
-        rule.join(" ")
-    );
-    match listed().await {
-        Ok(left) if left.is_empty() => Ok(()),
-        Ok(left) => Err(format!(
-            "{} rule(s) with its comment are still in {CHAIN} ({}); {by_hand}",
-            left.len(),
-            deleted.err().unwrap_or_else(|| "deleted once".into())
-        )),
-        Err(e) => Err(format!(
-            "{}; {e}; {by_hand}",
-            deleted.err().unwrap_or_else(|| "deleted".into())
-        )),
-    }
-}
-
-/// The rules with `comment`, each as its arguments after `-A INPUT`.
-async fn listed_with(
-    program: &str,
-    netns: Option<i32>,
-    comment: &str,
-) -> Result<Vec<Vec<String>>, String> {
-    let listing = netfilter(program, netns, &["-S", CHAIN].map(String::from)).await?;
-    Ok(listing
-        .lines()
-        .filter_map(|line| parse_listed(line, comment))
-        .collect())
-}
-
 /// Deletes the rules. Idempotent: a rule that is no longer there, or whose container is
 /// gone or stopped (its namespace went with it), counts as recovered.
-pub async fn recover(undo: &Undo) -> Result<(), ChaosError> {
-    recover_with(&Programs::default(), undo).await
+/// `containers`: how a container's namespace is entered (its engine is the undo's own).
+pub async fn recover(undo: &FirewallUndo, containers: &dyn Containers) -> Result<(), ChaosError> {
+    recover_with(&Programs::default(), undo, containers).await
 }
 
-pub async fn recover_with(programs: &Programs, undo: &Undo) -> Result<(), ChaosError> {
-    let Undo::Firewall {
+pub async fn recover_with(
+    programs: &Programs,
+    undo: &FirewallUndo,
+    containers: &dyn Containers,
+) -> Result<(), ChaosError> {
+    let FirewallUndo {
         rule,
         rule6,
         container,
-    } = undo
-    else {
-        return Ok(());
-    };
+    } = undo;
     let scope = match container {
         Some(_) => Scope::Namespace,
         None => Scope::Loopback,
@@ -544,16 +446,10 @@ pub async fn recover_with(programs: &Programs, undo: &Undo) -> Result<(), ChaosE
     }
     let netns = match container {
         None => None,
-        Some(ContainerRef { host, id }) => {
-            match DockerBackend::connect(host.as_deref())
-                .await?
-                .pid_of(id)
-                .await?
-            {
-                Some(pid) => Some(pid),
-                None => return Ok(()),
-            }
-        }
+        Some(container) => match containers.netns_pid(container).await? {
+            Some(pid) => Some(pid),
+            None => return Ok(()),
+        },
     };
     let mut problems = Vec::new();
     for (family, rule) in rules {
@@ -578,6 +474,11 @@ fn error(message: String) -> ChaosError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::docker::DockerFaults;
+
+    fn docker() -> Arc<DockerFaults> {
+        Arc::new(DockerFaults::new(None, None))
+    }
 
     fn target(id: &str) -> Target {
         Target {
@@ -614,11 +515,11 @@ mod tests {
 
     #[test]
     fn an_undo_holds_both_families_with_one_fresh_comment() {
-        let backend = FirewallBackend::default();
+        let backend = FirewallBackend::new(Programs::default(), docker());
         let undo = backend
             .undo_for(&target("tcp/8080"), &Action::Partition)
             .unwrap();
-        let Undo::Firewall {
+        let FirewallUndo {
             rule,
             rule6: Some(rule6),
             container: None,
@@ -640,7 +541,7 @@ mod tests {
         let inside = backend
             .undo_for(&target("c0ffee/tcp/5432"), &Action::Reject)
             .unwrap();
-        let Undo::Firewall {
+        let FirewallUndo {
             rule,
             container: Some(container),
             ..
@@ -654,17 +555,17 @@ mod tests {
 
     #[test]
     fn an_older_ledgers_rule_reads_as_ipv4_on_loopback() {
-        let undo: Undo = serde_json::from_str(
+        let undo: crate::chaos::backends::Undo = serde_json::from_str(
             r#"{"backend":"firewall","rule":["-i","lo","-d","127.0.0.0/8","-p","tcp","--dport","80","-m","comment","--comment","loadgen:x","-j","DROP"]}"#,
         )
         .unwrap();
         assert!(matches!(
             undo,
-            Undo::Firewall {
+            crate::chaos::backends::Undo::Firewall(FirewallUndo {
                 rule6: None,
                 container: None,
                 ..
-            }
+            })
         ));
     }
 
@@ -674,7 +575,7 @@ mod tests {
             v4: "/nonexistent/iptables".into(),
             v6: "/nonexistent/ip6tables".into(),
         };
-        let mut backend = FirewallBackend::new(missing.clone(), DockerFaults::new(None, None));
+        let mut backend = FirewallBackend::new(missing.clone(), docker());
         let message = backend
             .find(&Selector::Port { port: 5432 })
             .await
@@ -684,24 +585,24 @@ mod tests {
             message.contains("packet faults need root, iptables and ip6tables"),
             "{message}"
         );
-        let foreign = Undo::Firewall {
+        let foreign = FirewallUndo {
             rule: vec!["-p".into(), "tcp".into(), "-j".into(), "DROP".into()],
             rule6: None,
             container: None,
         };
         assert!(matches!(
-            recover_with(&missing, &foreign).await,
+            recover_with(&missing, &foreign, &*docker()).await,
             Err(ChaosError::Refused(_))
         ));
         // A namespace rule is refused on the host, where it would match every interface.
         let rule = rule_for(Scope::Namespace, Family::V4, 80, &Action::Partition, "x").unwrap();
-        let misplaced = Undo::Firewall {
+        let misplaced = FirewallUndo {
             rule,
             rule6: None,
             container: None,
         };
         assert!(matches!(
-            recover_with(&missing, &misplaced).await,
+            recover_with(&missing, &misplaced, &*docker()).await,
             Err(ChaosError::Refused(_))
         ));
     }

@@ -3,20 +3,49 @@
 //! scaled (held: scaled back to the replicas read before) or restarted (instantaneous).
 //! Connects to the API server on first use.
 
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use super::guard::KubeGuard;
 use super::{KubeAction, KubeBackend, KubeFault, Pick, Pin, PodSelector};
-use crate::chaos::effect::HealthCheck;
 use crate::chaos::guard::{HeldDown, equality_labels};
-use crate::chaos::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
-use crate::chaos::undo::Undo;
+use crate::chaos::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned, SideWatch};
 use crate::chaos::{ChaosError, Target};
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Mode, Selector};
 
+/// What scales a deployment back, as the ledger records it (pod deletions and restarts
+/// heal through their controllers: nothing to put back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentUndo {
+    pub api: Option<String>,
+    pub namespace: String,
+    pub deployment: String,
+    pub replicas: u32,
+}
+
+/// What "healthy again" means for a Kubernetes target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubeHealth {
+    /// Pods of a selector: as many Ready as before the fault.
+    Pods {
+        selector: PodSelector,
+        ready_before: usize,
+    },
+    /// A deployment: its rollout done and ready replicas back to the spec.
+    Deployment { namespace: String, name: String },
+}
+
+/// The Kubernetes backend as the timeline drives it. Clones share the one connection.
+#[derive(Clone)]
 pub struct KubeFaults {
     api: Option<String>,
     pin: Pin,
     namespaces: Vec<String>,
-    connected: Option<KubeBackend>,
+    connected: Arc<OnceCell<KubeBackend>>,
 }
 
 impl KubeFaults {
@@ -25,21 +54,71 @@ impl KubeFaults {
             api,
             pin,
             namespaces,
-            connected: None,
+            connected: Arc::default(),
         }
     }
 
     /// The cluster, connected on first use — once the pin agrees with it.
-    pub async fn cluster(&mut self) -> Result<&KubeBackend, ChaosError> {
-        if self.connected.is_none() {
-            self.connected =
-                Some(KubeBackend::connect_pinned(self.api.as_deref(), &self.pin).await?);
+    pub async fn cluster(&self) -> Result<&KubeBackend, ChaosError> {
+        self.connected
+            .get_or_try_init(|| KubeBackend::connect_pinned(self.api.as_deref(), &self.pin))
+            .await
+    }
+
+    /// One readiness watch per pod selector the faults name, for the whole run: the
+    /// report shows when replacement pods became Ready.
+    async fn readiness_watches(
+        &self,
+        faults: &[FaultSpec],
+        start: Instant,
+        stop: &CancellationToken,
+    ) -> Vec<SideWatch> {
+        let mut selectors: Vec<PodSelector> = Vec::new();
+        for fault in faults {
+            if let Selector::Pods {
+                namespace,
+                selector,
+            } = &fault.selector
+            {
+                let wanted = PodSelector {
+                    namespace: namespace.clone(),
+                    labels: selector.clone(),
+                    fields: None,
+                };
+                if !selectors.contains(&wanted) {
+                    selectors.push(wanted);
+                }
+            }
         }
-        Ok(self.connected.as_ref().expect("connected above"))
+        if selectors.is_empty() {
+            return Vec::new();
+        }
+        let kube = match self.cluster().await {
+            Ok(kube) => kube.clone(),
+            Err(e) => {
+                let error = serde_json::json!({ "error": e.to_string() });
+                return vec![tokio::spawn(std::future::ready(error))];
+            }
+        };
+        selectors
+            .into_iter()
+            .map(|selector| {
+                let (kube, stop) = (kube.clone(), stop.clone());
+                tokio::spawn(async move {
+                    match kube.watch_readiness(&selector, start, stop).await {
+                        Ok(timeline) => serde_json::to_value(&timeline).unwrap_or_default(),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    }
+                })
+            })
+            .collect()
     }
 }
 
 impl FaultBackend for KubeFaults {
+    type Undo = DeploymentUndo;
+    type Check = KubeHealth;
+
     fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
         KubeFault::from_spec(
             action,
@@ -94,7 +173,7 @@ impl FaultBackend for KubeFaults {
         _target: &Target,
         fault: &FaultSpec,
         occasion: Occasion,
-    ) -> Result<Planned, ChaosError> {
+    ) -> Result<Planned<Option<DeploymentUndo>, KubeHealth>, ChaosError> {
         match (&fault.action, &fault.selector) {
             (Action::Scale { .. }, Selector::Deployment { namespace, name }) => {
                 let kube_fault = KubeFault::from_spec(
@@ -116,10 +195,10 @@ impl FaultBackend for KubeFaults {
                     .steps
                     .first()
                     .ok_or_else(|| ChaosError::NoTarget(fault.selector.to_string()))?;
-                let undo = step.undo.to_ledger(api.as_deref());
-                let Undo::Kube { replicas, .. } = &undo else {
+                let Some(undo) = step.undo.to_ledger(api.as_deref()) else {
                     return Err(ChaosError::NoTarget(fault.selector.to_string()));
                 };
+                let replicas = &undo.replicas;
                 let Action::Scale { replicas: to } = fault.action else {
                     unreachable!("matched above");
                 };
@@ -131,22 +210,22 @@ impl FaultBackend for KubeFaults {
                     })
                 });
                 Ok(Planned {
-                    undo,
+                    undo: Some(undo),
                     effect: Effect::Held,
-                    check: HealthCheck::Deployment {
+                    check: Some(KubeHealth::Deployment {
                         namespace: namespace.clone(),
                         name: name.clone(),
-                    },
+                    }),
                     holds_down,
                 })
             }
             (Action::RolloutRestart, Selector::Deployment { namespace, name }) => Ok(Planned {
-                undo: Undo::Nothing,
+                undo: None,
                 effect: Effect::Instantaneous,
-                check: HealthCheck::Deployment {
+                check: Some(KubeHealth::Deployment {
                     namespace: namespace.clone(),
                     name: name.clone(),
-                },
+                }),
                 holds_down: None,
             }),
             (
@@ -156,12 +235,12 @@ impl FaultBackend for KubeFaults {
                     selector,
                 },
             ) => Ok(Planned {
-                undo: Undo::Nothing,
+                undo: None,
                 effect: Effect::Instantaneous,
-                check: HealthCheck::Pods {
+                check: Some(KubeHealth::Pods {
                     selector: PodSelector::labels(namespace, selector),
                     ready_before: occasion.ready_before,
-                },
+                }),
                 holds_down: None,
             }),
             (action, selector) => Err(ChaosError::Backend {
@@ -175,7 +254,7 @@ impl FaultBackend for KubeFaults {
         &mut self,
         target: &Target,
         action: &Action,
-        _planned: &Planned,
+        _planned: &Planned<Option<DeploymentUndo>, KubeHealth>,
     ) -> Result<(), ChaosError> {
         let (namespace, name) = target
             .id
@@ -209,5 +288,27 @@ impl FaultBackend for KubeFaults {
             }
         };
         self.cluster().await?.apply(&call).await.map(drop)
+    }
+
+    async fn healthy(&mut self, check: &KubeHealth) -> Result<bool, ChaosError> {
+        let cluster = self.cluster().await?;
+        match check {
+            KubeHealth::Pods {
+                selector,
+                ready_before,
+            } => Ok(cluster.ready_pods(selector).await? >= *ready_before),
+            KubeHealth::Deployment { namespace, name } => {
+                cluster.deployment_ready(namespace, name).await
+            }
+        }
+    }
+
+    async fn side_watches(
+        &mut self,
+        faults: &[FaultSpec],
+        start: Instant,
+        stop: &CancellationToken,
+    ) -> Vec<SideWatch> {
+        self.readiness_watches(faults, start, stop).await
     }
 }

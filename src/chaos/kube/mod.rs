@@ -22,7 +22,7 @@ pub mod select;
 pub mod timeline;
 
 pub use actions::{Applied, KubeAction, KubeFault, KubeUndo, Prepared, Recovered, Step};
-pub use faults::KubeFaults;
+pub use faults::{DeploymentUndo, KubeFaults, KubeHealth};
 pub use guard::{KubeGuard, MaxUnavailable};
 pub use pin::Pin;
 pub use select::{Pick, PodInfo, PodSelector};
@@ -32,7 +32,6 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::ChaosError;
-use super::undo::Undo;
 
 /// The annotation `kubectl rollout restart` sets; using the same key means a restart by
 /// loadgen looks like any other to the humans reading the deployment.
@@ -179,37 +178,34 @@ impl KubeBackend {
 }
 
 impl KubeUndo {
-    /// The crate-wide ledger record. Only a scale has something to put back; the other
-    /// actions heal through their controllers and become `Undo::Nothing`.
-    pub fn to_ledger(&self, api: Option<&str>) -> Undo {
+    /// The ledger's record. Only a scale has something to put back; the other actions
+    /// heal through their controllers (`None`).
+    pub fn to_ledger(&self, api: Option<&str>) -> Option<DeploymentUndo> {
         match self {
             KubeUndo::Scaled {
                 namespace,
                 deployment,
                 replicas,
-            } => Undo::Kube {
+            } => Some(DeploymentUndo {
                 api: api.map(str::to_string),
                 namespace: namespace.clone(),
                 deployment: deployment.clone(),
                 replicas: *replicas,
-            },
-            _ => Undo::Nothing,
+            }),
+            _ => None,
         }
     }
 }
 
 /// Recovery from a ledger record alone (`loadgen recover` after a crash): reconnects to
-/// the recorded API and scales the deployment back. Anything else is a no-op.
-pub async fn recover(undo: &Undo) -> Result<Recovered, ChaosError> {
-    let Undo::Kube {
+/// the recorded API and scales the deployment back.
+pub async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
+    let DeploymentUndo {
         api,
         namespace,
         deployment,
         replicas,
-    } = undo
-    else {
-        return Ok(Recovered::NothingToUndo);
-    };
+    } = undo;
     let backend = KubeBackend::connect(api.as_deref()).await?;
     backend
         .recover(&KubeUndo::Scaled {
@@ -218,6 +214,7 @@ pub async fn recover(undo: &Undo) -> Result<Recovered, ChaosError> {
             replicas: *replicas,
         })
         .await
+        .map(drop)
 }
 
 /// How long one API exchange may take. The client has no read timeout of its own (a watch
