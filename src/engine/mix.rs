@@ -1,20 +1,11 @@
 //! Which journey an iteration runs, as a pure function of the seed and the iteration's
 //! number: what the workers do, and what the accounting recomputes from the plan alone.
 
+use rand::Rng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use crate::plan::JourneyPlan;
-
-/// The RNG of iteration `number`: a pure function of the run's seed and the number, so the
-/// same seed replays the same journeys, generator values and think times.
-pub fn iteration_rng(seed: u64, number: u64) -> SmallRng {
-    // SplitMix64 finalizer: neighbouring numbers get unrelated streams.
-    let mut z = seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    SmallRng::seed_from_u64(z ^ (z >> 31))
-}
+use crate::plan::data::iteration_rng;
 
 /// The journeys' weights: an iteration's first random draw picks its journey.
 #[derive(Debug, Clone)]

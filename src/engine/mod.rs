@@ -8,6 +8,7 @@ pub mod http;
 pub mod iteration;
 pub mod mix;
 pub mod planned;
+pub mod request;
 pub mod tls;
 mod worker;
 

@@ -2,6 +2,7 @@
 //! Nothing here does I/O; every name a template used has become an index.
 
 pub mod chaos;
+pub mod data;
 pub mod schedule;
 pub mod slo;
 pub mod template;

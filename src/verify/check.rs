@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request};
+use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use super::acks::AckLine;
 use crate::engine::check::{Body, Mismatch, first_mismatch};
 use crate::engine::http::{Client, Response, Route};
-use crate::engine::iteration::generate;
-use crate::engine::mix::iteration_rng;
+use crate::engine::request::{RequestTemplate, Unrenderable};
 use crate::plan::CheckKind;
 use crate::plan::Plan;
+use crate::plan::data::{generate, iteration_rng};
 use crate::plan::template::{Template, Values};
 use crate::plan::verify::{KindPlan, Probe};
 use crate::plan::{ConnectionMode, ExtractSource};
@@ -199,19 +199,18 @@ impl<'a> Checker<'a> {
         headers: &[(http::HeaderName, Template)],
         values: &SlotValues,
     ) -> Result<Response, String> {
-        let mut target = self.prefix.clone().into_bytes();
-        path.render_into(values, &mut target);
-        let uri = http::Uri::from_maybe_shared(Bytes::from(target))
-            .map_err(|_| "the rendered url is not valid".to_string())?;
-        let mut request = Request::new(Bytes::new());
-        *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = self.plan.target.headers.clone();
-        for (name, template) in headers {
-            let value = HeaderValue::from_maybe_shared(Bytes::from(template.render(values)))
-                .map_err(|_| format!("header {name} is not valid once rendered"))?;
-            request.headers_mut().insert(name.clone(), value);
+        let request = RequestTemplate {
+            method,
+            prefix: self.prefix.as_bytes(),
+            path,
+            target_headers: &self.plan.target.headers,
+            headers,
         }
+        .render(values, Bytes::new())
+        .map_err(|unrenderable| match unrenderable {
+            Unrenderable::Url => "the rendered url is not valid".to_string(),
+            Unrenderable::Header(name) => format!("header {name} is not valid once rendered"),
+        })?;
         self.requests.set(self.requests.get() + 1);
         let route = Route {
             mode: ConnectionMode::Pool,

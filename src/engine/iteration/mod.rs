@@ -2,6 +2,9 @@
 //! iteration's seeded RNG, run the steps in order carrying extracted values, stop at the
 //! first failed step, record every request and the outcome.
 
+mod redirects;
+mod response;
+
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,23 +13,19 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request};
 use rand::Rng;
 use rand::rngs::SmallRng;
 use serde_json::Value;
 
-use super::check::{Body, Mismatch, first_mismatch};
+use self::redirects::{follow, request_url};
+use self::response::{Rejected, check_response};
 use super::cookies::Jar;
-use super::http::Failure;
-use super::http::{Client, Connection, Origin, Response, Route};
-use super::mix::{JourneyMix, iteration_rng};
-use crate::metrics::samples::EXCERPT_BYTES;
+use super::http::{Client, Connection, Route};
+use super::mix::JourneyMix;
 use crate::metrics::{ErrorClass, NotStarted, Recorder};
+use crate::plan::data::{generate, iteration_rng};
 use crate::plan::template::Values;
-use crate::plan::{
-    BodyPlan, ConnectionMode, ExtractSource, FeederOrder, GeneratorKind, JourneyPlan, OnExhausted,
-    Plan, StepPlan,
-};
+use crate::plan::{ConnectionMode, FeederOrder, JourneyPlan, OnExhausted, Plan, StepPlan};
 
 /// State shared by all workers: counters whose order does not need to be per-worker.
 pub struct SharedCounters {
@@ -410,19 +409,6 @@ fn fill_slots<'p>(
     })
 }
 
-/// A generator's next value.
-pub fn generate(kind: &GeneratorKind, rng: &mut SmallRng) -> Value {
-    match kind {
-        GeneratorKind::Uuid => Value::String(
-            uuid::Builder::from_random_bytes(rng.random())
-                .into_uuid()
-                .to_string(),
-        ),
-        GeneratorKind::Int { min, max } => Value::from(rng.random_range(*min..=*max)),
-        GeneratorKind::Pick(values) => values[rng.random_range(0..values.len())].clone(),
-    }
-}
-
 /// A failed step: its class and its think time (what the closed model waits at least).
 type StepFailure = (ErrorClass, Duration);
 
@@ -579,356 +565,4 @@ async fn run_step<'c>(
         tokio::time::sleep(pause).await;
     }
     Ok(())
-}
-
-/// Sends a step's request and follows its redirects (up to `[target] redirects`, each hop
-/// checked against the allow-lists), carrying cookies both ways; returns the final
-/// response. Every hop is counted as a request with outcome `redirect`; a step whose
-/// `expect` names the 3xx is not followed. A request the server provably did not process
-/// (`Failure::unprocessed`: a stream above a GOAWAY's last id, a refused stream, an
-/// idempotent request on a kept-alive connection closed under it) is sent once more on a
-/// fresh connection, as every client does, and counted `retried_unprocessed`: it stays one
-/// request with one outcome, its latency running from the intended start. The caller
-/// records the final outcome.
-async fn follow(
-    ctx: &WorkerContext,
-    step: &StepPlan,
-    values: &mut IterationValues<'_>,
-    session: &mut Session,
-    route: Route,
-    second: u64,
-) -> Result<Response, Failure> {
-    let base = &ctx.client.config.origin;
-    let mut origin: Option<Origin> = None;
-    // The redirect hop being sent (`None`: the step's own request).
-    let mut hop: Option<Hop> = None;
-    let mut hops = 0;
-    let mut retried = false;
-    loop {
-        // Built for each send (a retry too), so nothing is cloned on the way.
-        let mut request = hop_request(ctx, step, values, hop.as_ref())?;
-        let at = origin.as_ref().unwrap_or(base);
-        let url = match &session.jar {
-            Some(jar) if !jar.is_empty() => request_url(at, request_path(&request)),
-            _ => None,
-        };
-        if let (Some(jar), Some(url)) = (&session.jar, &url)
-            && let Some(cookies) = jar.header(url)
-        {
-            request.headers_mut().insert(http::header::COOKIE, cookies);
-        }
-        let sent = ctx
-            .client
-            .send(
-                &mut session.held,
-                route,
-                origin.as_ref(),
-                request,
-                step.keeps_body,
-                retried,
-            )
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(failure) if failure.unprocessed && !retried => {
-                retried = true;
-                ctx.recorder
-                    .borrow_mut()
-                    .retried_unprocessed(step.global_index, second);
-                continue;
-            }
-            Err(failure) => return Err(failure),
-        };
-        // The request went into `send`; its path is needed again only for a cookie or a
-        // redirect, so it is rendered again then rather than kept for every request.
-        let sent_path = |values: &IterationValues<'_>| match &hop {
-            Some(hop) => hop.path.clone(),
-            None => render_path(ctx, step, values),
-        };
-        if let Some(jar) = &mut session.jar
-            && response.headers.contains_key(http::header::SET_COOKIE)
-            && let Some(url) = url.clone().or_else(|| request_url(at, &sent_path(values)))
-            && jar.store(&response.headers, &url)
-        {
-            values.refresh_cookies(ctx, session);
-        }
-        let status = response.status.as_u16();
-        if !is_redirect(status) || step.expect.matches(status) || hops >= ctx.plan.target.redirects
-        {
-            return Ok(response);
-        }
-        let Some(location) = response
-            .headers
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Ok(response);
-        };
-        let from = request_url(at, &sent_path(values)).ok_or(ErrorClass::Io)?;
-        // A hop outside the allow-list is this response's failure: nothing more is sent.
-        let (next, next_path) = redirect_target(ctx, &from, location).map_err(|class| {
-            Failure::because(class, format!("a redirect to {location} was not followed (outside the allow-list, or not http/https)"))
-        })?;
-        ctx.recorder
-            .borrow_mut()
-            .redirect(step.global_index, second, Instant::now());
-        hops += 1;
-        retried = false;
-        // 303 (and 301/302 after a POST, as browsers do) turn the request into a GET
-        // without a body; 307 and 308 repeat it as it was.
-        let was_get = hop.as_ref().is_some_and(|h| h.as_get);
-        let method = if was_get {
-            &http::Method::GET
-        } else {
-            &step.method
-        };
-        let as_get = was_get
-            || status == 303 && method != http::Method::HEAD
-            || matches!(status, 301 | 302) && method == http::Method::POST;
-        hop = Some(Hop {
-            path: next_path,
-            as_get,
-        });
-        origin = (!next.same_as(base)).then_some(next);
-    }
-}
-
-/// A redirect hop: where it goes, and whether it became a GET without a body.
-struct Hop {
-    path: String,
-    as_get: bool,
-}
-
-/// The request of a step, or of one of its redirect hops.
-fn hop_request(
-    ctx: &WorkerContext,
-    step: &StepPlan,
-    values: &IterationValues<'_>,
-    hop: Option<&Hop>,
-) -> Result<Request<Bytes>, ErrorClass> {
-    let mut request = build_request(ctx, step, values)?;
-    let Some(hop) = hop else {
-        return Ok(request);
-    };
-    *request.uri_mut() =
-        http::Uri::from_maybe_shared(Bytes::from(hop.path.clone())).map_err(|_| ErrorClass::Io)?;
-    if hop.as_get {
-        *request.method_mut() = http::Method::GET;
-        *request.body_mut() = Bytes::new();
-        request.headers_mut().remove(http::header::CONTENT_TYPE);
-        request.headers_mut().remove(http::header::CONTENT_LENGTH);
-    }
-    Ok(request)
-}
-
-fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
-fn request_path(request: &Request<Bytes>) -> &str {
-    request.uri().path_and_query().map_or("/", |p| p.as_str())
-}
-
-/// The URL a request goes to, for the cookie jar's domain and path rules.
-fn request_url(origin: &Origin, path: &str) -> Option<url::Url> {
-    let authority = origin.authority.to_str().ok()?;
-    url::Url::parse(&format!("{}://{authority}{path}", origin.scheme())).ok()
-}
-
-/// Where a `Location` leads: its origin (checked against the scenario's allow-list and the
-/// operator policy, resolved here so a refused host is never connected to) and the
-/// path-and-query to ask for there.
-fn redirect_target(
-    ctx: &WorkerContext,
-    from: &url::Url,
-    location: &str,
-) -> Result<(Origin, String), ErrorClass> {
-    let next = from
-        .join(location)
-        .map_err(|_| ErrorClass::RedirectRefused)?;
-    let tls = match next.scheme() {
-        "http" => false,
-        "https" => true,
-        _ => return Err(ErrorClass::RedirectRefused),
-    };
-    let host = match next.host().ok_or(ErrorClass::RedirectRefused)? {
-        url::Host::Ipv6(ip) => ip.to_string(),
-        other => other.to_string(),
-    };
-    let port = next
-        .port_or_known_default()
-        .ok_or(ErrorClass::RedirectRefused)?;
-    let base = &ctx.client.config.origin;
-    let addr = if base.is(tls, &host, port) {
-        base.addr
-    } else {
-        let target = &ctx.plan.target;
-        let addr = target
-            .allow
-            .resolve(&host, port)
-            .map_err(|_| ErrorClass::RedirectRefused)?;
-        if let Some((policy, _)) = &target.policy_allow {
-            policy
-                .resolve(&host, port)
-                .map_err(|_| ErrorClass::RedirectRefused)?;
-        }
-        addr
-    };
-    let origin = Origin::new(tls, &host, port, addr).map_err(|_| ErrorClass::RedirectRefused)?;
-    let mut path = next.path().to_string();
-    if let Some(query) = next.query() {
-        path.push('?');
-        path.push_str(query);
-    }
-    Ok((origin, path))
-}
-
-/// The step's path as `build_request` renders it (prefix included).
-fn render_path(ctx: &WorkerContext, step: &StepPlan, values: &IterationValues<'_>) -> String {
-    let mut target = Vec::with_capacity(ctx.prefix.len() + step.path.source.len() + 16);
-    target.extend_from_slice(&ctx.prefix);
-    step.path.render_into(values, &mut target);
-    String::from_utf8_lossy(&target).into_owned()
-}
-
-fn build_request(
-    ctx: &WorkerContext,
-    step: &StepPlan,
-    values: &IterationValues<'_>,
-) -> Result<Request<Bytes>, ErrorClass> {
-    let mut target = Vec::with_capacity(ctx.prefix.len() + step.path.source.len() + 16);
-    target.extend_from_slice(&ctx.prefix);
-    step.path.render_into(values, &mut target);
-    let uri = http::Uri::from_maybe_shared(Bytes::from(target))
-        .map_err(|_| ErrorClass::InvalidRequest)?;
-    let body = match &step.body {
-        BodyPlan::None => Bytes::new(),
-        BodyPlan::Raw(t) | BodyPlan::Json(t) | BodyPlan::Form(t) => Bytes::from(t.render(values)),
-    };
-    let mut request = Request::new(body);
-    *request.method_mut() = step.method.clone();
-    *request.uri_mut() = uri;
-    if !ctx.plan.target.headers.is_empty() {
-        *request.headers_mut() = ctx.plan.target.headers.clone();
-    }
-    for (name, template) in &step.headers {
-        let value = HeaderValue::from_maybe_shared(Bytes::from(template.render(values)))
-            .map_err(|_| ErrorClass::InvalidRequest)?;
-        request.headers_mut().insert(name.clone(), value);
-    }
-    Ok(request)
-}
-
-/// Why a response did not pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Rejected {
-    /// A status outside the step's `expect`.
-    Status(ErrorClass),
-    /// One of the step's checks said no: which, expected and found.
-    Check(Mismatch),
-    /// The step's extraction of `variable` found nothing (or the body was not JSON).
-    Extraction { variable: String, not_json: bool },
-}
-
-impl Rejected {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Rejected::Status(class) => *class,
-            Rejected::Check(_) => ErrorClass::CheckFailed,
-            Rejected::Extraction { .. } => ErrorClass::ExtractionFailed,
-        }
-    }
-
-    /// The failure sample's detail: the check's or extraction's reason, then the start of
-    /// the body (a status's whole detail).
-    fn detail(&self, step: &StepPlan, body: &[u8]) -> String {
-        // Room for redaction to shorten it; the sample is cut to its length after.
-        let start = || {
-            let read = body.len().min(4 * EXCERPT_BYTES);
-            let mut start = String::from_utf8_lossy(&body[..read]).into_owned();
-            if read < body.len() {
-                start.push('…');
-            }
-            start
-        };
-        match self {
-            Rejected::Status(_) => start(),
-            Rejected::Check(mismatch) => format!(
-                "{}: expected {}, found {}",
-                step.checks
-                    .get(mismatch.index)
-                    .map_or("check", |c| c.label.as_str()),
-                mismatch.expected,
-                mismatch.found
-            ),
-            Rejected::Extraction { variable, not_json } => format!(
-                "nothing to extract into `{variable}`{}; the body starts {:?}",
-                if *not_json {
-                    " (the body is not JSON)"
-                } else {
-                    ""
-                },
-                start()
-            ),
-        }
-    }
-}
-
-/// Checks the status and the step's checks (`engine::check`, as verification does), then
-/// performs its extractions into the iteration's slots.
-fn check_response(
-    step: &StepPlan,
-    response: &Response,
-    values: &mut IterationValues<'_>,
-) -> Result<(), Rejected> {
-    let status = response.status.as_u16();
-    if !step.expect.matches(status) {
-        return Err(Rejected::Status(ErrorClass::for_status(status)));
-    }
-    let mut body = Body::new(&response.body);
-    if let Some(mismatch) = first_mismatch(&step.checks, response, &mut body, &*values) {
-        return Err(Rejected::Check(mismatch));
-    }
-    for extraction in &step.extract {
-        let value = match &extraction.source {
-            header @ ExtractSource::Header(_) => header
-                .in_headers(&response.headers)
-                .map(|v| Value::String(v.to_string())),
-            json => match body.json() {
-                Some(parsed) => json.in_json(parsed).cloned(),
-                None => {
-                    return Err(Rejected::Extraction {
-                        variable: extraction.variable.clone(),
-                        not_json: true,
-                    });
-                }
-            },
-        };
-        match value {
-            Some(Value::Null) | None => {
-                return Err(Rejected::Extraction {
-                    variable: extraction.variable.clone(),
-                    not_json: false,
-                });
-            }
-            Some(value) => values.slots[extraction.slot] = Slot::Value(value),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iteration_rngs_are_reproducible_and_distinct() {
-        let a: u64 = iteration_rng(42, 7).random();
-        let b: u64 = iteration_rng(42, 7).random();
-        let c: u64 = iteration_rng(42, 8).random();
-        let d: u64 = iteration_rng(43, 7).random();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_ne!(a, d);
-    }
 }
