@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod data;
+mod load;
 pub mod schedule;
 pub mod slo;
 pub mod template;
@@ -13,6 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, Method};
+
+pub use data::{Feeder, FeederOrder, Generator, GeneratorKind, OnExhausted};
+pub use load::{LoadModel, LoadPlan, RateStage, VuStage};
 
 use crate::util::glob::Glob;
 use crate::util::safety::AllowList;
@@ -252,128 +256,6 @@ impl std::fmt::Display for BaseUrl {
 }
 
 #[derive(Debug, Clone)]
-pub struct LoadPlan {
-    pub model: LoadModel,
-    /// Open model: journeys in flight at once, run-wide; an arrival beyond it is dropped
-    /// (and counted as a failed attempt).
-    pub max_in_flight: usize,
-    pub ramp_down: Duration,
-    /// Closed model: after a failed iteration a user waits at least this (and at least the
-    /// failed step's think time) before its next, so a dead target is not hammered by a
-    /// retry storm of the drill's own making. Zero: no backoff.
-    pub failure_backoff: Duration,
-}
-
-/// The two load models. Stages ramp linearly from the previous value to their own.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LoadModel {
-    /// Arrivals per second, independent of how fast the target answers.
-    Open {
-        start_rate: f64,
-        stages: Vec<RateStage>,
-    },
-    /// Virtual users each running journeys back to back.
-    Closed {
-        start_vus: usize,
-        stages: Vec<VuStage>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateStage {
-    pub duration: Duration,
-    /// Arrivals per second at the end of the stage.
-    pub rate: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VuStage {
-    pub duration: Duration,
-    pub vus: usize,
-}
-
-impl LoadModel {
-    pub fn total_duration(&self) -> Duration {
-        match self {
-            LoadModel::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
-            LoadModel::Closed { stages, .. } => stages.iter().map(|s| s.duration).sum(),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            LoadModel::Open { .. } => "open",
-            LoadModel::Closed { .. } => "closed",
-        }
-    }
-
-    /// Cuts the stages at `limit` (the `--duration` override), interpolating the value at
-    /// the cut so a ramp stops where it would have been at that moment.
-    pub fn truncate(&mut self, limit: Duration) {
-        match self {
-            LoadModel::Open { start_rate, stages } => {
-                let mut from = *start_rate;
-                truncate_stages(stages, limit, |stage, fraction| {
-                    let rate = from + (stage.rate - from) * fraction;
-                    from = stage.rate;
-                    RateStage {
-                        duration: stage.duration.mul_f64(fraction),
-                        rate,
-                    }
-                });
-            }
-            LoadModel::Closed { start_vus, stages } => {
-                let mut from = *start_vus as f64;
-                truncate_stages(stages, limit, |stage, fraction| {
-                    let vus = from + (stage.vus as f64 - from) * fraction;
-                    from = stage.vus as f64;
-                    VuStage {
-                        duration: stage.duration.mul_f64(fraction),
-                        vus: vus.floor() as usize,
-                    }
-                });
-            }
-        }
-    }
-}
-
-fn truncate_stages<S>(stages: &mut Vec<S>, limit: Duration, mut cut: impl FnMut(&S, f64) -> S)
-where
-    S: Copy + HasDuration,
-{
-    let mut elapsed = Duration::ZERO;
-    let mut kept = Vec::new();
-    for stage in stages.iter() {
-        if elapsed >= limit {
-            break;
-        }
-        let remaining = limit - elapsed;
-        if stage.duration() <= remaining {
-            kept.push(cut(stage, 1.0));
-        } else {
-            let fraction = remaining.as_secs_f64() / stage.duration().as_secs_f64();
-            kept.push(cut(stage, fraction));
-        }
-        elapsed += stage.duration();
-    }
-    *stages = kept;
-}
-
-trait HasDuration {
-    fn duration(&self) -> Duration;
-}
-impl HasDuration for RateStage {
-    fn duration(&self) -> Duration {
-        self.duration
-    }
-}
-impl HasDuration for VuStage {
-    fn duration(&self) -> Duration {
-        self.duration
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct JourneyPlan {
     pub name: String,
     pub weight: u32,
@@ -531,112 +413,6 @@ impl ExtractSource {
 pub struct Think {
     pub min: Duration,
     pub max: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Feeder {
-    pub name: String,
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<serde_json::Value>>,
-    pub order: FeederOrder,
-    /// What an iteration does when a `unique` feeder has no row left for it.
-    pub on_exhausted: OnExhausted,
-}
-
-/// When a `unique` feeder has no row left (`on_exhausted`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnExhausted {
-    /// The iteration does not start (`not_started: feeder_exhausted`), and that counts as
-    /// load the run failed to deliver (`load_not_delivered` past 1 %).
-    Fail,
-    /// The iteration does not start (`not_started: journey_stopped`): reported, and no
-    /// window fails for it — the journey simply has no more work.
-    StopJourney,
-    /// Rows are used again from the first, as `sequential` does (warned the first time).
-    Wrap,
-}
-
-impl OnExhausted {
-    pub fn parse(text: &str) -> Result<OnExhausted, String> {
-        match text {
-            "fail" => Ok(OnExhausted::Fail),
-            "stop_journey" => Ok(OnExhausted::StopJourney),
-            "wrap" => Ok(OnExhausted::Wrap),
-            other => Err(format!(
-                "unknown on_exhausted `{other}` (expected \"fail\", \"stop_journey\" or \"wrap\")"
-            )),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OnExhausted::Fail => "fail",
-            OnExhausted::StopJourney => "stop_journey",
-            OnExhausted::Wrap => "wrap",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeederOrder {
-    Sequential,
-    Random,
-    Unique,
-}
-
-impl FeederOrder {
-    pub fn parse(text: &str) -> Result<FeederOrder, String> {
-        match text {
-            "sequential" => Ok(FeederOrder::Sequential),
-            "random" => Ok(FeederOrder::Random),
-            "unique" => Ok(FeederOrder::Unique),
-            other => Err(format!(
-                "unknown feeder order `{other}` (expected \"sequential\", \"random\" or \"unique\")"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for FeederOrder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FeederOrder::Sequential => "in order",
-            FeederOrder::Random => "at random",
-            FeederOrder::Unique => "each row once",
-        })
-    }
-}
-
-impl std::fmt::Display for GeneratorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GeneratorKind::Uuid => write!(f, "a random UUID"),
-            GeneratorKind::Int { min, max } => write!(f, "an integer from {min} to {max}"),
-            GeneratorKind::Pick(values) => {
-                let shown: Vec<String> = values
-                    .iter()
-                    .map(|v| match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect();
-                write!(f, "one of {} values ({})", values.len(), shown.join(", "))
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Generator {
-    pub name: String,
-    pub kind: GeneratorKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum GeneratorKind {
-    Uuid,
-    Int { min: i64, max: i64 },
-    Pick(Vec<serde_json::Value>),
 }
 
 impl Plan {

@@ -15,6 +15,7 @@ mod policy_check;
 mod raw;
 pub mod secrets;
 mod slos;
+mod target;
 mod validate;
 mod verify;
 
