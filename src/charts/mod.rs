@@ -9,8 +9,8 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::analysis::data::ChartPoint;
-use crate::analysis::windows::Interval;
+use crate::judge::analysis::windows::Interval;
+use crate::record::data::ChartPoint;
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 300;
@@ -119,7 +119,7 @@ pub fn steps(
             .iter()
             .filter(|p| p.steps.get(index).is_some_and(|s| s.requests > 0.0))
             .collect();
-        let series = |pick: fn(&crate::analysis::data::StepPoint) -> u64| -> Vec<(f64, f64)> {
+        let series = |pick: fn(&crate::record::data::StepPoint) -> u64| -> Vec<(f64, f64)> {
             served
                 .iter()
                 .map(|p| (p.second as f64, ms(pick(&p.steps[index]))))

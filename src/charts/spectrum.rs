@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::{self as charts, OKABE_ITO};
-use crate::analysis::data::for_each_histogram;
+use crate::record::data::for_each_histogram;
 
 /// One scope's spectrum.
 #[derive(Debug, Clone, Serialize)]

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::analysis::SloVerdict;
 use crate::compare::{Comparison, RowStatus};
-use crate::output::summary::Summary;
+use crate::record::summary::Summary;
+use crate::record::verdicts::SloVerdict;
 
 /// One line per failing objective: its name and window, and what was measured against what
 /// (or why it could not be).

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::chaos::proxy::daemon::{self, DaemonOptions};
 use crate::chaos::registry::Registry;
-use crate::exit;
+use crate::judge::exit;
 use crate::output::{table, verdict_lines};
 use crate::run::{self, RunError, RunOptions};
 use crate::scenario::{self, ScenarioError, describe::describe};
@@ -433,7 +433,7 @@ fn run_command(
             // written again with it (summary.json's verdicts do not change).
             let mut summary = outcome.summary;
             if baseline.is_some()
-                && let Err(message) = crate::report::finalize(&outcome.run_dir, &mut summary)
+                && let Err(message) = crate::run::finalize(&outcome.run_dir, &mut summary)
             {
                 warn(&format!("error: {message}\n"));
                 return exit::COULD_NOT_RUN;
@@ -457,7 +457,7 @@ fn run_command(
 
 /// The exit code of a finished run (one function decides it: `exit::for_run`), with every
 /// reason said on stderr. `gate`: the baseline comparison's own code.
-fn finish(summary: &crate::output::summary::Summary, run_dir: &std::path::Path, gate: u8) -> u8 {
+fn finish(summary: &crate::record::summary::Summary, run_dir: &std::path::Path, gate: u8) -> u8 {
     use crate::cli::ci;
     let (code, mut reasons) = exit::for_run(summary, gate == exit::SLO_FAILED);
     // Each failing objective and each regressed row of the gate, a line each: what a CI log
@@ -727,7 +727,7 @@ fn compare_command(
 
 fn report_command(run_dir: &std::path::Path) -> u8 {
     let killed = !run_dir.join("summary.json").exists()
-        && run_dir.join(crate::output::run_plan::PLAN_FILE).exists();
+        && run_dir.join(crate::record::run_plan::PLAN_FILE).exists();
     let read = if killed {
         // loadgen was killed before it wrote the summary: rebuilt from the run's files.
         crate::report::killed::rebuild(run_dir)
@@ -748,7 +748,7 @@ fn report_command(run_dir: &std::path::Path) -> u8 {
     }
     // Judged again from the objectives the summary carries, never from earlier verdicts:
     // a run killed before it was judged gets its verdicts here.
-    match crate::report::finalize(run_dir, &mut summary) {
+    match crate::run::finalize(run_dir, &mut summary) {
         Ok(()) => {
             if killed {
                 print!("{}", table::render(&summary));

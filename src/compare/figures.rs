@@ -7,8 +7,8 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 
-use crate::analysis::data::for_each_histogram;
-use crate::output::summary::Summary;
+use crate::record::data::for_each_histogram;
+use crate::record::summary::Summary;
 
 /// One scope's figures in one run.
 pub struct Figures {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::figures::Figures;
-use crate::output::summary::{SCHEMA_VERSION, Summary, arrivals_late};
+use crate::record::summary::{SCHEMA_VERSION, Summary, arrivals_late};
 
 /// Reads a run directory's summary.json; a summary of another schema version is refused
 /// with what to do about it (its figures mean something else: a comparison would lie).

@@ -396,8 +396,8 @@ fn instance_rows(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> V
                     )
                 })
                 .min_by(|a, b| {
-                    crate::output::summary::rate(a.0, a.1)
-                        .total_cmp(&crate::output::summary::rate(b.0, b.1))
+                    crate::record::summary::rate(a.0, a.1)
+                        .total_cmp(&crate::record::summary::rate(b.0, b.1))
                 })
                 .unwrap_or((0, 0));
             let current = now.instances.get(name).copied().unwrap_or(0);
@@ -409,8 +409,8 @@ fn instance_rows(then: &[&Figures], now: &Figures, tolerances: &Tolerances) -> V
                     format!("{served} responses in the baseline: too few to judge its share"),
                 );
             }
-            row.base = crate::output::summary::rate(served, total);
-            row.current = crate::output::summary::rate(current, now_total);
+            row.base = crate::record::summary::rate(served, total);
+            row.current = crate::record::summary::rate(current, now_total);
             row.base_text = format!("{served} of {total} ({:.1}%)", row.base * 100.0);
             row.current_text = format!("{current} of {now_total} ({:.1}%)", row.current * 100.0);
             row.change = row.current / row.base - 1.0;
@@ -542,7 +542,7 @@ pub fn table(comparison: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::summary::Summary;
+    use crate::record::summary::Summary;
 
     fn fixture() -> serde_json::Value {
         serde_json::from_str(include_str!("../../tests/fixtures/run-v7/summary.json")).unwrap()

@@ -1,48 +1,6 @@
-//! What a run leaves behind: the run directory with `summary.json`, `series.csv` and the raw
-//! histograms, the live progress line and the final table.
+//! What a run shows on the terminal: the live progress line, the final table and the
+//! verdict lines, all rendered from the record.
 
-pub mod iterations;
 pub mod progress;
-pub mod run_plan;
-pub mod series;
-pub mod summary;
 pub mod table;
 pub mod verdict_lines;
-
-use std::path::{Path, PathBuf};
-
-/// Creates `<out>/<timestamp>-<scenario>/`, adding a suffix if that name is taken.
-pub fn create_run_dir(
-    out: &Path,
-    scenario: &str,
-    started: jiff::Timestamp,
-) -> std::io::Result<PathBuf> {
-    let stamp = started.strftime("%Y%m%dT%H%M%SZ").to_string();
-    let safe: String = scenario
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    std::fs::create_dir_all(out)?;
-    for attempt in 0..1000 {
-        let name = if attempt == 0 {
-            format!("{stamp}-{safe}")
-        } else {
-            format!("{stamp}-{safe}-{attempt}")
-        };
-        let dir = out.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other(
-        "could not find a free run directory name",
-    ))
-}

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use super::summary::Summary;
 use crate::metrics::Percentiles;
+use crate::record::summary::Summary;
 
 pub fn render(summary: &Summary) -> String {
     let mut out = String::new();

@@ -4,10 +4,11 @@
 
 use std::fmt::Write;
 
-use super::summary::Summary;
-use crate::analysis::verdicts::VerdictStatus;
 use crate::chaos::runner::OccurrenceStatus;
-use crate::verify::judge::{VerifySummary, id_text};
+use crate::judge::writes::id_text;
+use crate::record::summary::Summary;
+use crate::record::verdicts::VerdictStatus;
+use crate::record::writes::VerifySummary;
 use crate::verify::run::Status;
 
 /// ✓ passed, ✗ fails the run, – allowed (`no_data` / `not_run` the scenario accepts).

@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::analysis::data::{for_each_interval, for_each_row};
 use crate::chaos::ledger::{EntryState, LEDGER_FILE, LedgerRecord};
 use crate::chaos::runner::{ChaosReport, Occurrence, OccurrenceStatus};
 use crate::metrics::stats::RequestStats;
 use crate::metrics::{NotStarted, Snapshot};
-use crate::output::run_plan::RunPlan;
-use crate::output::series::PlannedTotals;
-use crate::output::summary::{self, EndReason, RunFacts, Summary};
+use crate::record::data::{for_each_interval, for_each_row};
+use crate::record::run_plan::RunPlan;
+use crate::record::series::PlannedTotals;
+use crate::record::summary::{self, EndReason, RunFacts, Summary};
 
 /// The summary of a killed run, unjudged, rebuilt from its files.
 pub fn rebuild(run_dir: &Path) -> Result<Summary, String> {
@@ -43,7 +43,7 @@ pub fn rebuild(run_dir: &Path) -> Result<Summary, String> {
     }
     let end_ms = seconds * 1000;
     // The whole-run histograms the report's spectrum reads, as a finished run leaves them.
-    crate::output::series::write_totals(run_dir, &totals, std::time::Duration::from_secs(seconds))
+    crate::record::series::write_totals(run_dir, &totals, std::time::Duration::from_secs(seconds))
         .map_err(|e| {
             format!(
                 "writing {}: {e}",

@@ -1,6 +1,6 @@
-//! Reports from a run directory's saved data: SLO verdicts and failover figures
-//! (`analysis`), then `summary.json`, `junit.xml` and one self-contained `report.html`.
-//! Used at the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
+//! Renders a judged run directory: `junit.xml` and one self-contained `report.html`, from
+//! summary.json's verdicts and the run's saved data. Judges nothing (`judge/` does). Used at
+//! the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
 
 pub mod killed;
 pub mod not_started;
@@ -10,71 +10,23 @@ use std::path::Path;
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
-use crate::analysis::data::ChartPoint;
-use crate::analysis::verdicts::VerdictStatus;
-use crate::analysis::windows::{fault_intervals, happened};
-use crate::analysis::{self, Inputs};
 use crate::chaos::runner::OccurrenceStatus;
 use crate::charts::{self, spectrum};
 use crate::compare::{Comparison, RowStatus};
-use crate::exit;
-use crate::output::summary::Summary;
+use crate::judge::Judged;
+use crate::judge::analysis::windows::{fault_intervals, happened};
+use crate::judge::exit;
+use crate::record::data::ChartPoint;
+use crate::record::summary::Summary;
+use crate::record::verdicts::VerdictStatus;
 use crate::util::atomic::write_atomic;
 
 const HTML_TEMPLATE: &str = include_str!("report.html.j2");
 const JUNIT_TEMPLATE: &str = include_str!("junit.xml.j2");
 
-/// Judges the run against the objectives its summary carries (`slo_specs`) and writes every
-/// output: summary.json (now `"judged": true`), junit.xml, report.html.
-pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
-    let slos = summary.slo_specs.clone();
-    let steps: Vec<(String, String)> = summary
-        .journeys
-        .iter()
-        .flat_map(|j| j.steps.iter().map(|s| (j.name.clone(), s.name.clone())))
-        .collect();
-    let analyzed = analysis::analyze(
-        run_dir,
-        &Inputs {
-            slos: &slos,
-            occurrences: &summary.faults.occurrences,
-            duration_s: summary.duration_s,
-            planned_s: summary.planned_duration_s,
-            settle_ms: summary.settle_ms,
-            steps: &steps,
-        },
-    )?;
-    let analysis = analyzed.analysis;
-    summary.slos = analysis.slos;
-    summary.failover = analysis.failover;
-    summary.slo_passed = analysis.passed;
-    summary.judged = true;
-    summary.fault_problems = analysis.fault_problems;
-    if !analysis.accounting_problems.is_empty() {
-        let accounting = summary.accounting.get_or_insert_default();
-        accounting.balanced = false;
-        for problem in analysis.accounting_problems {
-            if !accounting.problems.contains(&problem) {
-                accounting.problems.push(problem);
-            }
-        }
-    }
-    if let Some(specs) = &summary.verify_specs {
-        let uncertain = uncertain_by_step(summary);
-        summary.verify = Some(crate::verify::judge::judge(
-            run_dir,
-            &crate::verify::judge::Inputs {
-                specs,
-                uncertain_by_step: &uncertain,
-                occurrences: &summary.faults.occurrences,
-            },
-        )?);
-    }
-
-    summary.verdict = exit::verdict(summary);
-    let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
-    write_atomic(&run_dir.join("summary.json"), &json)
-        .map_err(|e| format!("writing summary.json: {e}"))?;
+/// Writes the judged record's renderings: junit.xml and report.html (with the baseline
+/// comparison, when the run directory holds one). Judges nothing: `judge::judge` has.
+pub fn render(run_dir: &Path, summary: &Summary, judged: &Judged) -> Result<(), String> {
     // A baseline comparison in the run directory is part of the judged record.
     let comparison = crate::compare::read_comparison(run_dir);
     let junit = render_junit(summary, comparison.as_ref())?;
@@ -84,35 +36,12 @@ pub fn finalize(run_dir: &Path, summary: &mut Summary) -> Result<(), String> {
         run_dir,
         summary,
         comparison.as_ref(),
-        &analyzed.chart,
-        analyzed.chart_width,
+        &judged.chart,
+        judged.chart_width,
     )?;
     write_atomic(&run_dir.join("report.html"), html.as_bytes())
         .map_err(|e| format!("writing report.html: {e}"))?;
     Ok(())
-}
-
-/// Per global step: requests that may have changed the platform without acknowledging it
-/// (failed in a way `ErrorClass::may_have_committed` names, or cut off at the hard stop).
-fn uncertain_by_step(summary: &Summary) -> Vec<u64> {
-    let mut by_step = Vec::new();
-    for step in summary.journeys.iter().flat_map(|j| &j.steps) {
-        if by_step.len() <= step.index {
-            by_step.resize(step.index + 1, 0);
-        }
-        let failed: u64 = step
-            .errors_by_class
-            .iter()
-            .filter(|(name, _)| {
-                crate::metrics::ErrorClass::ALL
-                    .iter()
-                    .any(|c| c.name() == name.as_str() && c.may_have_committed())
-            })
-            .map(|(_, count)| count)
-            .sum();
-        by_step[step.index] = failed + step.abandoned;
-    }
-    by_step
 }
 
 /// A spectrum with its legend name.

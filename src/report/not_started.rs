@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, context};
 
-use crate::output::create_run_dir;
+use crate::record::create_run_dir;
 use crate::util::atomic::write_atomic;
 
 const JUNIT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

@@ -11,11 +11,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::output::summary::Summary;
 use crate::plan::BaseUrl;
+use crate::record::summary::Summary;
 use crate::scenario::{self, Plan, ScenarioError};
 
 pub use supervisor::Phase;
+
+/// Judges a run directory and writes its judged record: the verdicts into summary.json
+/// (`"judged": true`), then junit.xml and report.html rendered from it. The end of
+/// `loadgen run`, and all of `loadgen report RUN_DIR`.
+pub fn finalize(run_dir: &std::path::Path, summary: &mut Summary) -> Result<(), String> {
+    let judged = crate::judge::judge(run_dir, summary)?;
+    let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
+    crate::util::atomic::write_atomic(&run_dir.join("summary.json"), &json)
+        .map_err(|e| format!("writing summary.json: {e}"))?;
+    crate::report::render(run_dir, summary, &judged)
+}
 
 /// The chaos backends for a plan, wired to the platform under test: the composition root's
 /// one place where a platform adapter meets the chaos core (the run's timeline, its check

@@ -34,14 +34,14 @@ use crate::chaos::runner::{ChaosReport, Controls, FaultEvent, Timeline};
 use crate::engine::Engine;
 use crate::engine::mix::JourneyMix;
 use crate::engine::planned::PlannedArrivals;
+use crate::judge::slo::live::AbortWatch;
 use crate::metrics::Aggregator;
-use crate::output::create_run_dir;
 use crate::output::progress::Progress;
-use crate::output::run_plan::RunPlan;
-use crate::output::series::{PlannedTotals, SeriesWriter, write_totals};
-use crate::output::summary::{self, EndReason, RunFacts, Summary};
 use crate::plan::schedule::ArrivalSchedule;
-use crate::slo::live::AbortWatch;
+use crate::record::create_run_dir;
+use crate::record::run_plan::RunPlan;
+use crate::record::series::{PlannedTotals, SeriesWriter, write_totals};
+use crate::record::summary::{self, EndReason, RunFacts, Summary};
 use crate::util::atomic::write_atomic;
 use crate::verify::acks::AckLog;
 
@@ -344,7 +344,7 @@ impl Supervisor {
             let text = format!(
                 "feeder `{}` ({}) {what}",
                 feeder.name,
-                crate::output::summary::rows(feeder.rows.len() as u64)
+                crate::record::summary::rows(feeder.rows.len() as u64)
             );
             // A warning, so said under --quiet too (on stderr, as prepare's warnings are).
             self.progress.warn(&text);
@@ -612,7 +612,7 @@ impl Supervisor {
         let mut judging = tokio::task::spawn_blocking(move || {
             pause_before_judging();
             let mut summary = summary;
-            crate::report::finalize(&run_dir, &mut summary).map(|_| summary)
+            super::finalize(&run_dir, &mut summary).map(|_| summary)
         });
         tokio::select! {
             done = &mut judging => match done {

@@ -13,5 +13,4 @@
 
 pub mod acks;
 pub mod check;
-pub mod judge;
 pub mod run;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use loadgen::output::summary::{EndReason, Summary};
 use loadgen::plan::LoadModel;
 use loadgen::plan::schedule::ArrivalSchedule;
+use loadgen::record::summary::{EndReason, Summary};
 use loadgen::run::{self, RunOptions};
 
 use crate::faulty::{ALL_MISBEHAVIOURS, FaultyServer, Misbehaviour};
@@ -314,7 +314,7 @@ fn check_plan(seed: u64) -> Result<Covered, String> {
 
 /// What one plan exercised.
 struct Covered {
-    iterations: loadgen::output::summary::Iterations,
+    iterations: loadgen::record::summary::Iterations,
     description: String,
 }
 

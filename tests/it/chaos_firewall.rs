@@ -528,7 +528,7 @@ fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
         ),
     );
     let (_, summary) = run_ok(&options(&file, &workspace.out()));
-    let (code, reasons) = loadgen::exit::for_run(&summary, false);
+    let (code, reasons) = loadgen::judge::exit::for_run(&summary, false);
     assert_eq!(code, 1, "{reasons:?}");
     let failed = summary
         .faults

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use loadgen::analysis::verdicts::VerdictStatus;
+use loadgen::record::verdicts::VerdictStatus;
 
 use crate::server::TestServer;
 use crate::support::{

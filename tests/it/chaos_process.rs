@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use loadgen::analysis::verdicts::VerdictStatus;
 use loadgen::chaos::process::proc_stat;
 use loadgen::chaos::runner::{EventKind, Occurrence, OccurrenceStatus};
-use loadgen::output::summary::Summary;
+use loadgen::record::summary::Summary;
+use loadgen::record::verdicts::VerdictStatus;
 
 use crate::support::{
     Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
@@ -348,7 +348,7 @@ fn kill_9_mid_fault_then_loadgen_recover_restores_the_target() {
             .unwrap();
     assert_eq!(
         summary.ended_by,
-        loadgen::output::summary::EndReason::Killed
+        loadgen::record::summary::EndReason::Killed
     );
     assert!(!summary.complete);
     assert!(summary.judged);

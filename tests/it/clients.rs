@@ -29,7 +29,7 @@ const CLOSED_8: &str = "model = \"closed\"\nstart_vus = 8\nramp_down = \"2s\"\n[
 const SLOW: &str =
     "[[journey]]\nname = \"slow\"\n[[journey.step]]\nname = \"slow\"\nurl = \"/slow\"\n";
 
-fn run_against(server: &WebServer, text: &str) -> loadgen::output::summary::Summary {
+fn run_against(server: &WebServer, text: &str) -> loadgen::record::summary::Summary {
     run_dir_against(server, text).2
 }
 
@@ -40,7 +40,7 @@ fn run_dir_against(
 ) -> (
     Workspace,
     std::path::PathBuf,
-    loadgen::output::summary::Summary,
+    loadgen::record::summary::Summary,
 ) {
     let workspace = Workspace::new();
     workspace.write("server.pem", &server.cert_pem);

@@ -6,8 +6,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use loadgen::analysis::verdicts::VerdictStatus;
-use loadgen::output::summary::Summary;
+use loadgen::record::summary::Summary;
+use loadgen::record::verdicts::VerdictStatus;
 
 use crate::server::TestServer;
 use crate::support::{KillOnDrop, Workspace, eventually, loadgen, only_entry};

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use loadgen::output::summary::Summary;
+use loadgen::record::summary::Summary;
 use loadgen::run::{self, RunOptions};
 
 pub struct Workspace {

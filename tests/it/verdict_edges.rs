@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use loadgen::analysis::verdicts::{VerdictReason, VerdictStatus};
+use loadgen::record::verdicts::{VerdictReason, VerdictStatus};
 
 use crate::server::{Stall, TestServer};
 use crate::support::{Workspace, binary_run};

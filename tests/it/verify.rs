@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use loadgen::analysis::verdicts::VerdictStatus;
+use loadgen::record::verdicts::VerdictStatus;
+use loadgen::record::writes::VerifySummary;
 use loadgen::scenario;
-use loadgen::verify::judge::VerifySummary;
 use loadgen::verify::run::Status;
 
 use crate::server::TestServer;
@@ -61,11 +61,11 @@ url = "/store/total"
 extract = "/total"
 "#;
 
-fn ids(writes: &[loadgen::verify::judge::ListedWrite]) -> BTreeSet<u64> {
+fn ids(writes: &[loadgen::record::writes::ListedWrite]) -> BTreeSet<u64> {
     writes.iter().map(|w| w.id.as_u64().unwrap()).collect()
 }
 
-fn verify_of(summary: &loadgen::output::summary::Summary) -> &VerifySummary {
+fn verify_of(summary: &loadgen::record::summary::Summary) -> &VerifySummary {
     summary
         .verify
         .as_ref()
@@ -122,8 +122,8 @@ fn lost_and_altered_writes_are_reported_by_id_exactly_as_the_server_did_them() {
             .contains(&format!("{} acknowledged write(s) lost", lost.len()))
     );
     assert_eq!(verify.invariants[0].status, VerdictStatus::Pass);
-    let (code, reasons) = loadgen::exit::for_run(&summary, false);
-    assert_eq!(code, loadgen::exit::SLO_FAILED, "{reasons:?}");
+    let (code, reasons) = loadgen::judge::exit::for_run(&summary, false);
+    assert_eq!(code, loadgen::judge::exit::SLO_FAILED, "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("missing")), "{reasons:?}");
     // Verification's requests are the server's reads, apart from the run's totals.
     let counts = server.counts();
@@ -175,7 +175,10 @@ fn a_clean_store_passes_and_report_rejudges_it_without_the_target() {
     let (run_dir, summary) = run_ok(&options(&file, &ws.out()));
     let verify = verify_of(&summary).clone();
     assert!(verify.passed, "{verify:#?}");
-    assert_eq!(loadgen::exit::for_run(&summary, false).0, loadgen::exit::OK);
+    assert_eq!(
+        loadgen::judge::exit::for_run(&summary, false).0,
+        loadgen::judge::exit::OK
+    );
     let kind = &verify.kinds[0];
     assert!(kind.acknowledged > 30, "{}", kind.acknowledged);
     assert_eq!(kind.verified, kind.acknowledged);
@@ -184,7 +187,7 @@ fn a_clean_store_passes_and_report_rejudges_it_without_the_target() {
     drop(server);
     let code = loadgen::cli::main_with_args(["loadgen", "report", run_dir.to_str().unwrap()]);
     assert_eq!(code, 0);
-    let again: loadgen::output::summary::Summary =
+    let again: loadgen::record::summary::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     let again = again.verify.unwrap();
@@ -251,8 +254,8 @@ url = "/store/bump"
     assert_eq!(invariant.after, Some(serde_json::json!(bumps)));
     assert_eq!(invariant.status, VerdictStatus::Fail);
     assert_eq!(
-        loadgen::exit::for_run(&summary, false).0,
-        loadgen::exit::SLO_FAILED
+        loadgen::judge::exit::for_run(&summary, false).0,
+        loadgen::judge::exit::SLO_FAILED
     );
 }
 
@@ -294,7 +297,10 @@ url = "/status/503?item={{{{ack.id}}}}"
     let (_, summary) = run_ok(&options(&allowed, &ws.out()));
     let kind = &verify_of(&summary).kinds[0];
     assert!(kind.unverifiable > 0 && kind.allowed);
-    assert_eq!(loadgen::exit::for_run(&summary, false).0, loadgen::exit::OK);
+    assert_eq!(
+        loadgen::judge::exit::for_run(&summary, false).0,
+        loadgen::judge::exit::OK
+    );
 }
 
 #[test]
@@ -465,12 +471,12 @@ fn ctrl_c_during_verification_stops_it_and_the_run_is_incomplete() {
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(3), "an interrupted run is incomplete");
     let run_dir = only_entry(&out);
-    let summary: loadgen::output::summary::Summary =
+    let summary: loadgen::record::summary::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(
         summary.ended_by,
-        loadgen::output::summary::EndReason::Interrupted
+        loadgen::record::summary::EndReason::Interrupted
     );
     let verify = verify_of(&summary);
     assert_eq!(verify.status, Status::Interrupted);

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::verdicts::{
-    Accumulator, Evidence, Load, Measured, SloVerdict, Tags, VerdictReason, VerdictStatus,
-};
+use super::verdicts::{Accumulator, Load, Tags};
 use super::windows::Interval;
 use crate::plan::slo::{OnNoData, SloSpec};
+use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictReason, VerdictStatus};
 
 /// Seconds the conditions must hold in a row to count as recovered.
 pub const STABLE_SECONDS: u64 = 3;

@@ -10,12 +10,12 @@
 
 use hdrhistogram::Histogram;
 
-use super::data::Counts;
-use super::verdicts::{Evidence, Measured, SloVerdict, VerdictStatus};
+use crate::judge::slo::Observed;
+use crate::judge::slo::live::Streak;
 use crate::metrics::stats::new_histogram;
 use crate::plan::slo::SloSpec;
-use crate::slo::Observed;
-use crate::slo::live::Streak;
+use crate::record::data::Counts;
+use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictStatus};
 
 /// The label of the verdict's window.
 pub const ABORT_WATCH: &str = "abort watch";

@@ -12,136 +12,19 @@
 //! meant to start in.
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
 use super::abort::AbortReplay;
-use super::data::Counts;
-use super::delivery::Delivery;
 use super::recovery::{RecoveryJob, STABLE_SECONDS, recovery_verdict};
 use super::windows::{Interval, WindowInstance, instances};
 use super::{Inputs, load_tags, scope_tags};
+use crate::judge::slo::{Drift, Observed, drift};
 use crate::metrics::NotStartedCounts;
 use crate::metrics::stats::new_histogram;
 use crate::plan::slo::{Condition, OnNoData, SloSpec, format_value};
-use crate::slo::{Drift, Observed, drift};
+use crate::record::data::Counts;
+use crate::record::delivery::Delivery;
+use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictReason, VerdictStatus};
 use std::ops::Range;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerdictStatus {
-    Pass,
-    Fail,
-    /// The window saw no request.
-    NoData,
-    /// The fault the window belongs to did not happen.
-    NotRun,
-}
-
-impl VerdictStatus {
-    /// The status as summary.json writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            VerdictStatus::Pass => "pass",
-            VerdictStatus::Fail => "fail",
-            VerdictStatus::NoData => "no_data",
-            VerdictStatus::NotRun => "not_run",
-        }
-    }
-}
-
-/// Why a verdict is not a plain pass or fail on its measured values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerdictReason {
-    NoData,
-    NotRun,
-    /// More than 1 % of the iterations meant to start in the window were dropped at the
-    /// in-flight cap or never started (`analysis::delivery`).
-    LoadNotDelivered,
-    /// Summaries before schema 6: more than 1 % of the window's attempts were dropped at
-    /// the in-flight cap (now part of `load_not_delivered`). Never produced.
-    GeneratorSaturated,
-    /// A latency objective over requests none of which succeeded.
-    NoSuccessfulResponse,
-    /// Too little evidence for a condition (the evidence rule: a percentile pX needs
-    /// ⌈1/(1 − X)⌉ successful responses, …; a recovery three observed seconds in a row):
-    /// status `no_data`.
-    InsufficientEvidence,
-}
-
-/// What a verdict rests on: the seconds it covers, the attempts in them (requests sent and
-/// arrivals dropped) and the successful responses among them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub seconds: u64,
-    pub attempts: u64,
-    pub successes: u64,
-}
-
-impl Evidence {
-    /// "60 s, 1200 attempts, 1198 successful"
-    pub fn describe(&self) -> String {
-        format!(
-            "{} s, {} attempts, {} successful",
-            self.seconds, self.attempts, self.successes
-        )
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SloVerdict {
-    pub name: String,
-    pub objective: String,
-    pub scope: String,
-    /// The window instance: "run", "steady", "during kill #1", "recovery from kill #1"…
-    pub window: String,
-    pub status: VerdictStatus,
-    /// A `no_data` the objective allows (`on_no_data = "allow"`) or a `not_run` of a fault
-    /// that is not required: listed, never a pass, and does not fail the run.
-    #[serde(default)]
-    pub allowed: bool,
-    #[serde(default)]
-    pub reason: Option<VerdictReason>,
-    /// The reason for people: which fault did not run and why, how much was dropped.
-    #[serde(default)]
-    pub reason_text: Option<String>,
-    /// Requests sent in the window.
-    pub requests: u64,
-    /// Arrivals dropped at the in-flight cap in the window.
-    #[serde(default)]
-    pub dropped: u64,
-    /// What the verdict rests on (summaries before schema 6: zero).
-    #[serde(default)]
-    pub evidence: Evidence,
-    pub measured: Vec<Measured>,
-    pub spec: SloSpec,
-}
-
-impl SloVerdict {
-    /// Whether this verdict fails the run.
-    pub fn fails_run(&self) -> bool {
-        match self.status {
-            VerdictStatus::Pass => false,
-            VerdictStatus::Fail => true,
-            VerdictStatus::NoData | VerdictStatus::NotRun => !self.allowed,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Measured {
-    pub metric: String,
-    pub op: String,
-    pub threshold: String,
-    pub value: Option<f64>,
-    pub value_text: String,
-    pub passed: bool,
-    /// How far the value is from the threshold, relative to it: positive inside the
-    /// objective, negative past it (`None` without a value or a zero threshold). The report
-    /// names the objective with the smallest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub margin: Option<f64>,
-}
 
 /// `(threshold − value) / threshold` for an upper bound, the reverse for a lower one.
 fn margin(condition: &crate::plan::slo::Condition, value: f64) -> Option<f64> {
@@ -658,7 +541,7 @@ fn drift_measured(c: &Condition, drifted: &Result<Drift, String>) -> Measured {
 /// each of its thirds).
 fn too_little(
     slo: &SloSpec,
-    observed: &crate::slo::Observed<'_>,
+    observed: &crate::judge::slo::Observed<'_>,
     drifts: &[Option<Result<Drift, String>>],
 ) -> Option<String> {
     let short: Vec<String> = slo

@@ -3,8 +3,6 @@
 //! `loadgen report` can redo it later without re-running.
 
 pub mod abort;
-pub mod data;
-pub mod delivery;
 pub mod failover;
 pub mod recovery;
 pub mod verdicts;
@@ -14,11 +12,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use failover::Failover;
-pub use verdicts::SloVerdict;
-
 use crate::chaos::runner::{Occurrence, OccurrenceStatus};
 use crate::plan::slo::SloSpec;
+use crate::record::data;
+use crate::record::verdicts::{Failover, SloVerdict};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Analysis {

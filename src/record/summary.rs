@@ -10,17 +10,17 @@ pub use super::iterations::{Accounting, FeederSummary, Iterations, by_reason, ro
 use super::iterations::{
     JourneyAccount, check_accounting, feeder_summaries, journey_accounts, total_iterations,
 };
-use crate::analysis::delivery::Delivery;
-use crate::analysis::{Failover, SloVerdict};
+use super::verdicts::{Failover, SloVerdict};
+use super::writes::VerifySummary;
 use crate::chaos::runner::ChaosReport;
 use crate::metrics::host::HostLoad;
 use crate::metrics::stats::{GeneratorStats, RequestStats};
 use crate::metrics::{ErrorClass, ErrorCounts, FailureSample, NotStarted, Percentiles, Snapshot};
-use crate::output::run_plan::RunPlan;
-use crate::output::series::PlannedTotals;
 use crate::plan::slo::SloSpec;
 use crate::plan::verify::VerifySpecs;
-use crate::verify::judge::VerifySummary;
+use crate::record::delivery::Delivery;
+use crate::record::run_plan::RunPlan;
+use crate::record::series::PlannedTotals;
 
 /// 3: outcomes keyed by intended start, successes' and failures' latency apart, dropped
 /// arrivals counted as failed attempts, typed verdict statuses (`not_run`, allowed
@@ -149,17 +149,6 @@ impl RunVerdict {
             RunVerdict::Fail => "fail",
             RunVerdict::Unjudged => "unjudged",
         }
-    }
-}
-
-impl Summary {
-    /// The drill's verdict on the platform: every objective met, every planned fault
-    /// happened and healed, and nothing acknowledged was lost (completeness and recovery
-    /// are judged apart).
-    pub fn drill_passed(&self) -> bool {
-        self.slo_passed
-            && self.fault_problems.is_empty()
-            && self.verify.as_ref().is_none_or(|v| v.passed)
     }
 }
 
@@ -308,7 +297,7 @@ fn run_files(verifies: bool) -> BTreeMap<String, String> {
         ("verify_facts", crate::verify::run::FACTS_FILE),
     ];
     [
-        ("plan", crate::output::run_plan::PLAN_FILE),
+        ("plan", crate::record::run_plan::PLAN_FILE),
         ("series", "series.csv"),
         ("intervals", "histograms/intervals.hlog"),
         ("totals", "histograms/totals.hlog"),

@@ -6,47 +6,17 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
-use super::data::Counts;
 use super::recovery::first_stable;
 use super::windows::{Interval, WindowInstance, instances, seconds_of};
 use crate::metrics::ErrorClass;
 use crate::metrics::stats::new_histogram;
 use crate::plan::slo::Window;
+use crate::record::data::Counts;
+use crate::record::verdicts::Failover;
 
 /// Seconds before a fault used as its "before" latency.
 const BEFORE_SECONDS: u64 = 10;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Failover {
-    pub fault: String,
-    pub occurrence: u32,
-    pub targets: Vec<String>,
-    pub start_ms: u64,
-    pub end_ms: u64,
-    /// From injection to the first second with an error; `None`: no error at all.
-    pub first_error_after_ms: Option<u64>,
-    /// From the first error second to the first error-free second after it.
-    pub burst_ms: Option<u64>,
-    /// Errors from injection to the fault's end plus settle time.
-    pub requests_failed: u64,
-    pub failed_by_class: BTreeMap<String, u64>,
-    /// From injection until error rate and p99 were back to the steady baseline for three
-    /// seconds in a row; `None`: not by the end of the run.
-    pub recovered_after_ms: Option<u64>,
-    pub p99_before_us: Option<u64>,
-    pub p99_during_us: Option<u64>,
-    pub error_rate_during: f64,
-    /// The baseline "back" means: steady-state error rate and p99 (with headroom).
-    pub baseline_error_rate: f64,
-    pub baseline_p99_us: Option<u64>,
-    /// Responses per instance (`X-Instance`) in the 10 s before, during, and the 10 s after
-    /// the fault and its settle time: where the traffic went.
-    pub instances_before: BTreeMap<String, u64>,
-    pub instances_during: BTreeMap<String, u64>,
-    pub instances_after: BTreeMap<String, u64>,
-}
 
 /// One second of the "all" scope, as much as failover's searches need: a day of them is
 /// 1.4 MB, held only from the first fault's start on.
@@ -332,7 +302,7 @@ fn add(into: &mut Option<Histogram<u64>>, from: &Histogram<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::data::{for_each_interval, for_each_row};
+    use crate::record::data::{for_each_interval, for_each_row};
 
     /// A synthetic run: 100 requests a second for 20 s; errors in seconds 6–8 only; the
     /// fault held from 5.2 s to 9.5 s.

@@ -4,7 +4,7 @@
 //! Precedence, highest first: 4 > 3 > 1 > 0. Exit 2 (bad input) is decided before a run
 //! exists, so it never comes from a summary.
 
-use crate::output::summary::{EndReason, RunVerdict, Summary};
+use crate::record::summary::{EndReason, RunVerdict, Summary};
 
 /// 0: the drill passed: the run completed, every objective met, every fault happened and
 /// healed, and the baseline gate (if any) passed. A run without objectives: its load was
@@ -129,7 +129,7 @@ mod tests {
 
     /// A judged, complete, passing summary: the one a drill that passed leaves.
     fn passing() -> Summary {
-        let text = include_str!("../tests/fixtures/summary-passing.json");
+        let text = include_str!("../../tests/fixtures/summary-passing.json");
         serde_json::from_str(text).expect("the fixture is a summary of this schema")
     }
 
@@ -138,12 +138,12 @@ mod tests {
         type Change = fn(&mut Summary);
         let failed_verdict: Change = |s| {
             let mut verdict = s.slos[0].clone();
-            verdict.status = crate::analysis::verdicts::VerdictStatus::Fail;
+            verdict.status = crate::record::verdicts::VerdictStatus::Fail;
             s.slos.push(verdict);
         };
         let allowed_no_data: Change = |s| {
             let mut verdict = s.slos[0].clone();
-            verdict.status = crate::analysis::verdicts::VerdictStatus::NoData;
+            verdict.status = crate::record::verdicts::VerdictStatus::NoData;
             verdict.allowed = true;
             s.slos.push(verdict);
         };
