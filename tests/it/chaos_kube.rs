@@ -2,7 +2,12 @@
 //! (DESIGN.md §4): a local HTTP server on 127.0.0.1:0 serves `tests/fixtures/kube/` and
 //! records every call (method, path, query, body), so each test checks the exact calls
 //! loadgen makes — and, for guardrails, that no mutating call was made at all.
+//!
+//! Every fault here goes the way a run takes it: a `ChaosPlan`'s pre-flight for the pods it
+//! would hit and the refusals (reading only), its `Timeline` for the calls, the ledger's
+//! undo records and the recovery, and `backends::Recovery` for `loadgen recover`.
 
+mod drill;
 mod fake_api;
 mod runs;
 mod watch;
@@ -10,128 +15,128 @@ mod watch;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use loadgen::chaos::ChaosError;
-use loadgen::chaos::backends::Undo;
+use loadgen::chaos::backends::{Recovery, Undo};
 use loadgen::chaos::kube::DeploymentUndo;
-use loadgen::chaos::kube::{
-    Applied, KubeAction, KubeFault, KubeGuard, KubeUndo, MaxUnavailable, Pick, PodSelector,
-    Recovered,
-};
+use loadgen::chaos::ledger::EntryState::{Applied, Applying, Recovered};
+use loadgen::chaos::lifecycle::Recovery as _;
+use loadgen::chaos::runner::EventKind;
+use loadgen::chaos::runner::OccurrenceStatus;
+use loadgen::plan::chaos::{Action, FaultSpec, Guard, MaxUnavailable, Mode};
 
-use fake_api::{FakeApi, Reply, fixture, not_found, ok};
+use drill::{Drill, deployment, events, fault, kinds, limit, parse, plan, pods, preflight, states};
+use fake_api::{FakeApi, Reply, fixture, idle_watch, not_found, ok, watching};
 
 const SCALE: &str = "/apis/apps/v1/namespaces/shop/deployments/api/scale";
 const PODS: &str = "/api/v1/namespaces/shop/pods";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/api";
 
-fn guard(max: MaxUnavailable) -> KubeGuard {
-    KubeGuard {
-        namespaces: vec!["shop".into()],
-        max_unavailable: max,
-        allow_last_replica: false,
-    }
+/// What `loadgen recover` puts targets back with.
+fn recovery() -> Recovery {
+    Recovery::new(loadgen::platform::for_recovery(), None)
 }
 
-fn api_pods() -> PodSelector {
-    PodSelector {
-        namespace: "shop".into(),
-        labels: "app=api".into(),
-        fields: None,
-    }
+/// The `app=api` LIST, as a request line.
+fn list_api() -> String {
+    format!("GET {PODS}?labelSelector=app%3Dapi")
 }
 
-fn scale_api(replicas: u32) -> KubeFault {
-    KubeFault::Scale {
-        namespace: "shop".into(),
-        deployment: "api".into(),
-        replicas,
-    }
-}
-
+/// A scale reads the deployment's scale and its pods, has the replicas it read on disk as
+/// the undo before it patches, and is scaled back at the run's end — and again, to the
+/// same count, by `loadgen recover` from that ledger record alone (idempotent).
 #[tokio::test]
-async fn scale_reads_first_then_patches_down_and_back() {
-    let api = FakeApi::start(|call| match (call.method.as_str(), call.path.as_str()) {
-        ("GET", SCALE) => ok("scale-api.json"),
-        ("GET", PODS) => ok("pods-api.json"),
-        ("PATCH", SCALE) => ok("scale-api-1.json"),
-        _ => not_found(),
-    })
+async fn a_scale_records_the_replicas_it_read_then_patches_down_and_back() {
+    let drill = Drill::new();
+    let ledger = drill.ledger();
+    let at_first_patch = Arc::new(Mutex::new(None::<String>));
+    let seen = at_first_patch.clone();
+    let api = FakeApi::start(
+        move |call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", SCALE) => ok("scale-api.json"),
+            ("GET", PODS) => ok("pods-api.json"),
+            ("PATCH", SCALE) => {
+                let on_disk = || std::fs::read_to_string(&ledger).unwrap_or_default();
+                seen.lock().unwrap().get_or_insert_with(on_disk);
+                ok("scale-api-1.json")
+            }
+            _ => not_found(),
+        },
+    )
     .await;
-    let backend = api.backend().await;
-
-    let prepared = backend
-        .prepare(&scale_api(1), &guard(MaxUnavailable::Count(2)), 0)
-        .await
-        .unwrap();
-    assert_eq!((prepared.matched, prepared.ready), (3, 3));
-    let step = &prepared.steps[0];
+    let scale = FaultSpec {
+        guard: limit(MaxUnavailable::Count(2)),
+        ..fault("scale api", Action::Scale { replicas: 1 }, deployment())
+    };
+    let report = drill.run(plan(&api, vec![scale])).await;
+    // Held to the run's end: its window closes at the end, its recovery right after (in
+    // either order within a millisecond).
+    let mut kinds = kinds(&report);
+    kinds.sort_by_key(|k| k.as_str());
     assert_eq!(
-        step.undo,
-        KubeUndo::Scaled {
-            namespace: "shop".into(),
-            deployment: "api".into(),
-            replicas: 3
-        }
+        kinds,
+        vec![
+            EventKind::Applied,
+            EventKind::Ended,
+            EventKind::Recovered,
+            EventKind::Started
+        ]
     );
-    assert!(api.mutating().is_empty(), "prepare changes nothing");
 
-    // The undo goes to the ledger as JSON and must come back identical.
-    let ledger = backend.api().map(str::to_string);
-    let scaled = step.undo.to_ledger(ledger.as_deref()).unwrap();
-    let record = serde_json::to_string(&Undo::Kube(scaled)).unwrap();
-    let undo: Undo = serde_json::from_str(&record).unwrap();
-    let scaled = DeploymentUndo {
+    let undo = Undo::Kube(DeploymentUndo {
         api: Some(api.url()),
         namespace: "shop".into(),
         deployment: "api".into(),
         replicas: 3,
-    };
-    assert_eq!(undo, Undo::Kube(scaled.clone()));
+    });
+    // When the scale-down went out, its undo was on disk, and nothing else was.
+    let before = parse(at_first_patch.lock().unwrap().as_deref().unwrap());
+    assert_eq!(states(&before), vec![Applying]);
+    assert_eq!(before[0].undo, undo);
+    // The ledger is JSON: what comes back from it is the undo that was planned.
+    let records = drill.records();
+    assert_eq!(states(&records), vec![Applying, Applied, Recovered]);
+    assert!(records.iter().all(|r| r.undo == undo), "{records:?}");
+    assert_eq!(records[0].target.id, "shop/api");
 
-    assert_eq!(backend.apply(&step.action).await.unwrap(), Applied::Done);
-    // `loadgen recover` path: from the ledger record alone, twice (idempotent).
-    for _ in 0..2 {
-        loadgen::chaos::kube::recover(&scaled).await.unwrap();
-    }
+    // `loadgen recover` after the run's own recovery: from the record alone, once more.
+    recovery().recover(&records[0].undo).await.unwrap();
 
+    let patch = format!("PATCH {SCALE}?fieldManager=loadgen");
     assert_eq!(
         api.lines(),
         vec![
             format!("GET {SCALE}"),
-            format!("GET {PODS}?labelSelector=app%3Dapi"),
-            format!("PATCH {SCALE}?fieldManager=loadgen"),
-            format!("PATCH {SCALE}?fieldManager=loadgen"),
-            format!("PATCH {SCALE}?fieldManager=loadgen"),
+            list_api(),
+            patch.clone(),
+            patch.clone(),
+            patch
         ]
     );
-    let patches: Vec<serde_json::Value> = api
+    let patches: Vec<(String, serde_json::Value)> = api
         .calls()
         .iter()
         .filter(|c| c.method == "PATCH")
-        .map(|c| {
-            assert_eq!(c.content_type, "application/merge-patch+json");
-            c.json()
-        })
+        .map(|c| (c.content_type.clone(), c.json()))
         .collect();
-    assert_eq!(
-        patches,
-        vec![
-            serde_json::json!({"spec": {"replicas": 1}}),
-            serde_json::json!({"spec": {"replicas": 3}}),
-            serde_json::json!({"spec": {"replicas": 3}}),
-        ]
-    );
+    let merge = |replicas: u32| {
+        let body = serde_json::json!({"spec": {"replicas": replicas}});
+        ("application/merge-patch+json".to_string(), body)
+    };
+    assert_eq!(patches, vec![merge(1), merge(3), merge(3)]);
 }
 
+/// A deployment that no longer exists: scaling it back counts as recovered (one PATCH,
+/// answered 404), and a scale of it is a missing target that fails before anything
+/// reaches the ledger. An undo with nothing to put back makes no call at all.
 #[tokio::test]
 async fn a_deployment_that_is_gone_counts_as_recovered() {
     let api = FakeApi::start(|_| not_found()).await;
-    let backend = api.backend().await;
-    let undo = KubeUndo::Scaled {
+    let undo = Undo::Kube(DeploymentUndo {
+        api: Some(api.url()),
         namespace: "shop".into(),
         deployment: "api".into(),
         replicas: 3,
-    };
-    assert_eq!(backend.recover(&undo).await.unwrap(), Recovered::TargetGone);
+    });
+    recovery().recover(&undo).await.unwrap();
     assert_eq!(
         api.lines(),
         vec![format!("PATCH {SCALE}?fieldManager=loadgen")]
@@ -141,91 +146,110 @@ async fn a_deployment_that_is_gone_counts_as_recovered() {
         serde_json::json!({"spec": {"replicas": 3}})
     );
 
-    // Preparing a fault against it is a missing target, not a crash.
-    let error = backend
-        .prepare(&scale_api(1), &guard(MaxUnavailable::Count(2)), 0)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, ChaosError::NoTarget(what) if what == "deployment shop/api"),
-        "{error}"
-    );
-    // Undos that need nothing put back make no call at all.
-    let before = api.calls().len();
-    let restarted = KubeUndo::Restarted {
-        namespace: "shop".into(),
-        deployment: "api".into(),
-    };
+    // Scaling it in a run is a missing target, not a crash.
+    let drill = Drill::new();
+    let scale = fault("scale api", Action::Scale { replicas: 1 }, deployment());
+    let report = drill.run(plan(&api, vec![scale])).await;
+    let failed = events(&report, EventKind::Failed);
+    assert_eq!(failed.len(), 1, "{report:?}");
     assert_eq!(
-        backend.recover(&restarted).await.unwrap(),
-        Recovered::NothingToUndo
+        failed[0].message.as_deref(),
+        Some("no target matches deployment shop/api")
     );
+    assert_eq!(report.occurrences[0].status, OccurrenceStatus::NotRun);
+    assert!(drill.records().is_empty(), "nothing reached the ledger");
+    assert_eq!(api.lines()[1..], [format!("GET {SCALE}")]);
+
+    let before = api.calls().len();
+    recovery().recover(&Undo::Nothing).await.unwrap();
     assert_eq!(api.calls().len(), before);
 }
 
+/// A pod delete hits the first Ready pod by name and sends the fault's grace period. Its
+/// ledger record names the pod and the labels that tie it to its deployment, with nothing
+/// to put back (the ReplicaSet recreates the pod), settled at the apply. A pod that is gone
+/// already (404) is not an error.
 #[tokio::test]
-async fn delete_pod_sends_its_grace_period_and_records_the_owner() {
+async fn delete_pod_sends_its_grace_period_and_records_the_pod() {
     let api = FakeApi::start(|call| match (call.method.as_str(), call.path.as_str()) {
+        ("GET", PODS) if watching(call) => idle_watch(),
         ("GET", PODS) => ok("pods-api.json"),
         ("DELETE", p) if p.starts_with(PODS) => ok("pod-deleted.json"),
         _ => not_found(),
     })
     .await;
-    let backend = api.backend().await;
-    let fault = KubeFault::DeletePods {
-        selector: api_pods(),
-        pick: Pick::count(1),
-        grace: Some(Duration::from_secs(5)),
+    let grace = Some(Duration::from_secs(5));
+    let delete = FaultSpec {
+        mode: Mode::Count(1),
+        ..fault(
+            "delete api pod",
+            Action::DeletePod { grace },
+            pods("app=api"),
+        )
     };
-    let prepared = backend
-        .prepare(&fault, &guard(MaxUnavailable::Count(1)), 0)
-        .await
+    let drill = Drill::new();
+    let report = drill.run(plan(&api, vec![delete])).await;
+    let victim = "shop/api-7d9f8b6c5d-4kq2m";
+    assert_eq!(
+        report.occurrences[0].targets,
+        vec![format!("api-7d9f8b6c5d-4kq2m ({victim})")]
+    );
+    let records = drill.records();
+    assert_eq!(states(&records), vec![Applying, Applied, Recovered]);
+    let record = &records[0];
+    assert_eq!(
+        (record.target.id.as_str(), &record.undo),
+        (victim, &Undo::Nothing)
+    );
+    let label = |key: &str| record.target.labels.get(key).map(String::as_str);
+    assert_eq!(label("app"), Some("api"));
+    assert_eq!(label("pod-template-hash"), Some("7d9f8b6c5d"));
+
+    // Listed (by the resolve, the readiness watch and the health check), deleted once.
+    let deleted = format!("DELETE {PODS}/api-7d9f8b6c5d-4kq2m");
+    let requests = api.requests();
+    assert!(
+        requests.iter().all(|l| *l == list_api() || *l == deleted),
+        "{requests:?}"
+    );
+    assert!(requests.iter().position(|l| *l == deleted).unwrap() >= 1);
+    assert_eq!(api.mutating(), vec![deleted]);
+    let sent = api
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "DELETE")
         .unwrap();
-    let step = &prepared.steps[0];
-    assert_eq!(step.target.id, "shop/api-7d9f8b6c5d-4kq2m");
-    assert_eq!(
-        step.undo,
-        KubeUndo::PodDeleted {
-            namespace: "shop".into(),
-            pod: "api-7d9f8b6c5d-4kq2m".into(),
-            deployment: Some("api".into())
-        }
-    );
-    assert_eq!(step.undo.to_ledger(None), None);
-    assert_eq!(backend.apply(&step.action).await.unwrap(), Applied::Done);
-    assert_eq!(
-        backend.recover(&step.undo).await.unwrap(),
-        Recovered::NothingToUndo
-    );
+    assert_eq!(sent.json(), serde_json::json!({"gracePeriodSeconds": 5}));
 
-    assert_eq!(
-        api.lines(),
-        vec![
-            format!("GET {PODS}?labelSelector=app%3Dapi"),
-            format!("DELETE {PODS}/api-7d9f8b6c5d-4kq2m"),
-        ]
-    );
-    let delete = &api.calls()[1];
-    assert_eq!(delete.json(), serde_json::json!({"gracePeriodSeconds": 5}));
-
-    // A pod that is already gone is reported, not an error.
-    let gone = KubeAction::DeletePod {
-        namespace: "shop".into(),
-        pod: "api-7d9f8b6c5d-zzzzz".into(),
-        grace_seconds: None,
-    };
-    let api2 = FakeApi::start(|_| not_found()).await;
-    let backend2 = api2.backend().await;
-    assert_eq!(backend2.apply(&gone).await.unwrap(), Applied::TargetGone);
-    assert_eq!(api2.calls()[0].json(), serde_json::json!({}));
+    // A pod that is already gone is reported applied, not failed.
+    let gone = FakeApi::start(|call| match (call.method.as_str(), call.path.as_str()) {
+        ("GET", PODS) if watching(call) => idle_watch(),
+        ("GET", PODS) => ok("pods-api.json"),
+        _ => not_found(),
+    })
+    .await;
+    let delete = fault("delete", Action::DeletePod { grace: None }, pods("app=api"));
+    let report = Drill::new().run(plan(&gone, vec![delete])).await;
+    assert_eq!(events(&report, EventKind::Applied).len(), 1, "{report:?}");
+    assert!(events(&report, EventKind::Failed).is_empty(), "{report:?}");
+    let sent = gone
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "DELETE")
+        .unwrap();
+    assert_eq!(sent.json(), serde_json::json!({}));
 }
 
+/// An eviction POSTs a policy/v1 Eviction for the first Ready pod. When a
+/// PodDisruptionBudget says no (429), the run reports the cluster's own guardrail refusing
+/// it, not a crash.
 #[tokio::test]
 async fn eviction_posts_a_policy_v1_eviction_and_a_pdb_429_is_a_refusal() {
     let refuse = Arc::new(Mutex::new(false));
     let flag = refuse.clone();
     let api = FakeApi::start(
         move |call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", PODS) if watching(call) => idle_watch(),
             ("GET", PODS) => ok("pods-api.json"),
             ("POST", p) if p.ends_with("/eviction") => {
                 if *flag.lock().unwrap() {
@@ -238,23 +262,22 @@ async fn eviction_posts_a_policy_v1_eviction_and_a_pdb_429_is_a_refusal() {
         },
     )
     .await;
-    let backend = api.backend().await;
-    let fault = KubeFault::EvictPods {
-        selector: api_pods(),
-        pick: Pick::count(1),
-    };
-    let prepared = backend
-        .prepare(&fault, &guard(MaxUnavailable::Count(1)), 0)
-        .await
-        .unwrap();
-    let action = &prepared.steps[0].action;
-    assert_eq!(backend.apply(action).await.unwrap(), Applied::Done);
+    let evict = || fault("evict api pod", Action::EvictPod, pods("app=api"));
+    let report = Drill::new().run(plan(&api, vec![evict()])).await;
+    let applied = events(&report, EventKind::Applied);
+    let target = "api-7d9f8b6c5d-4kq2m (shop/api-7d9f8b6c5d-4kq2m)";
+    assert_eq!(applied.len(), 1, "{report:?}");
+    assert_eq!(applied[0].target.as_deref(), Some(target));
 
     *refuse.lock().unwrap() = true;
-    let error = backend.apply(action).await.unwrap_err();
-    let ChaosError::Refused(message) = &error else {
-        panic!("a PDB refusal must be a guardrail refusal, got {error:?}");
-    };
+    let report = Drill::new().run(plan(&api, vec![evict()])).await;
+    let failed = events(&report, EventKind::Failed);
+    assert_eq!(failed.len(), 1, "{report:?}");
+    let message = failed[0].message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("guardrail: evicting pod shop/api-7d9f8b6c5d-4kq2m"),
+        "a PDB refusal must be a guardrail refusal: {message}"
+    );
     assert!(message.contains("PodDisruptionBudget"), "{message}");
     assert!(
         message.contains("violate the pod's disruption budget"),
@@ -262,15 +285,17 @@ async fn eviction_posts_a_policy_v1_eviction_and_a_pdb_429_is_a_refusal() {
     );
 
     let eviction = format!("POST {PODS}/api-7d9f8b6c5d-4kq2m/eviction");
-    assert_eq!(
-        api.lines(),
-        vec![
-            format!("GET {PODS}?labelSelector=app%3Dapi"),
-            eviction.clone(),
-            eviction
-        ]
-    );
-    let post = &api.calls()[1];
+    let posts: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|l| *l != list_api())
+        .collect();
+    assert_eq!(posts, vec![eviction.clone(), eviction]);
+    let post = api
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST")
+        .unwrap();
     assert_eq!(post.content_type, "application/json");
     assert_eq!(
         post.json(),
@@ -282,38 +307,42 @@ async fn eviction_posts_a_policy_v1_eviction_and_a_pdb_429_is_a_refusal() {
     );
 }
 
+/// A rollout restart is one strategic-merge PATCH of the pod template's `restartedAt`
+/// annotation, as `kubectl rollout restart` makes, with nothing to put back; the
+/// deployment is then read for its health (the fixture's rollout is done).
 #[tokio::test]
 async fn rollout_restart_patches_the_template_annotation() {
-    let deployment = "/apis/apps/v1/namespaces/shop/deployments/api";
     let api = FakeApi::start(
         move |call| match (call.method.as_str(), call.path.as_str()) {
-            ("GET" | "PATCH", p) if p == deployment => ok("deployment-api.json"),
+            ("GET" | "PATCH", DEPLOYMENT) => ok("deployment-api.json"),
             _ => not_found(),
         },
     )
     .await;
-    let backend = api.backend().await;
-    let fault = KubeFault::RolloutRestart {
-        namespace: "shop".into(),
-        deployment: "api".into(),
+    // The timeline counts a deployment as its own one target, so restarting it takes
+    // "the last one" down: a run needs allow_last for it (`runner.rs` `choose`).
+    let restart = FaultSpec {
+        guard: Guard {
+            allow_last: true,
+            ..Guard::default()
+        },
+        ..fault("restart api", Action::RolloutRestart, deployment())
     };
-    let prepared = backend
-        .prepare(&fault, &guard(MaxUnavailable::Count(1)), 0)
-        .await
-        .unwrap();
-    assert_eq!(prepared.ready, 3);
-    let step = &prepared.steps[0];
-    assert!(matches!(step.undo, KubeUndo::Restarted { .. }));
-    assert_eq!(backend.apply(&step.action).await.unwrap(), Applied::Done);
+    let drill = Drill::new();
+    let report = drill.run(plan(&api, vec![restart])).await;
+    assert_eq!(events(&report, EventKind::Applied).len(), 1, "{report:?}");
+    assert_eq!(events(&report, EventKind::Ended).len(), 1, "{report:?}");
+    let records = drill.records();
+    assert_eq!(states(&records), vec![Applying, Applied, Recovered]);
+    assert_eq!(records[0].undo, Undo::Nothing);
 
-    assert_eq!(
-        api.lines(),
-        vec![
-            format!("GET {deployment}"),
-            format!("PATCH {deployment}?fieldManager=loadgen"),
-        ]
+    let lines = api.lines();
+    assert_eq!(lines[0], format!("PATCH {DEPLOYMENT}?fieldManager=loadgen"));
+    assert!(
+        lines.len() > 1 && lines[1..].iter().all(|l| *l == format!("GET {DEPLOYMENT}")),
+        "{lines:?}"
     );
-    let patch = &api.calls()[1];
+    let patch = &api.calls()[0];
     assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
     let body = patch.json();
     let annotations = body["spec"]["template"]["metadata"]["annotations"]
@@ -333,9 +362,25 @@ async fn rollout_restart_patches_the_template_annotation() {
     );
 }
 
-#[tokio::test]
-async fn guardrails_refuse_before_any_mutating_call() {
-    let api = FakeApi::start(|call| {
+/// `pods-api.json` with its first pod (`4kq2m`) not Ready: one of three already down.
+fn one_pod_down() -> String {
+    let mut pods: serde_json::Value = serde_json::from_str(&fixture("pods-api.json")).unwrap();
+    let conditions = pods["items"][0]["status"]["conditions"]
+        .as_array_mut()
+        .unwrap();
+    for condition in conditions {
+        if condition["type"] == "Ready" {
+            condition["status"] = "False".into();
+        }
+    }
+    pods.to_string()
+}
+
+/// Pods by selector as the guardrail tests see them: `app=api` three Ready, `app=degraded`
+/// the same with one not Ready, `app=solo` one, anything else none; `shop/api`'s scale.
+async fn guarded_api() -> FakeApi {
+    let degraded = one_pod_down();
+    FakeApi::start(move |call| {
         let selector = call.params().get("labelSelector").cloned();
         match (
             call.method.as_str(),
@@ -344,90 +389,119 @@ async fn guardrails_refuse_before_any_mutating_call() {
         ) {
             ("GET", SCALE, _) => ok("scale-api.json"),
             ("GET", PODS, Some("app=api")) => ok("pods-api.json"),
+            ("GET", PODS, Some("app=degraded")) => Reply::Json(200, degraded.clone()),
             ("GET", PODS, Some("app=solo")) => ok("pods-solo.json"),
             ("GET", PODS, _) => ok("pods-empty.json"),
             _ => not_found(),
         }
     })
-    .await;
-    let backend = api.backend().await;
-    let pods = |labels: &str, count: u32| KubeFault::DeletePods {
-        selector: PodSelector {
-            namespace: "shop".into(),
-            labels: labels.into(),
-            fields: None,
-        },
-        pick: Pick::count(count),
-        grace: None,
+    .await
+}
+
+/// The guardrails on pod faults, as a run judges them at its start (pre-flight), each
+/// refusing before any mutating call: the namespace allow-list (before any call at all),
+/// max_unavailable as a count and a percent, counting a pod already down, the last ready
+/// pod, and a selector matching nothing. Pods are chosen Ready first.
+#[tokio::test]
+async fn guardrails_refuse_pod_faults_before_any_mutating_call() {
+    let api = guarded_api().await;
+    let delete = |name: &str, labels: &str, count: u32, guard: Guard| FaultSpec {
+        mode: Mode::Count(count),
+        guard,
+        ..fault(name, Action::DeletePod { grace: None }, pods(labels))
     };
-    let refusal = |result: Result<_, ChaosError>| match result {
-        Err(ChaosError::Refused(message)) => message,
-        other => panic!("expected a refusal, got {other:?}"),
-    };
+    let one = limit(MaxUnavailable::Count(1));
 
     // A namespace off the allow-list: refused without even reading.
-    let outside = KubeFault::DeletePods {
-        selector: PodSelector {
+    let outside = FaultSpec {
+        selector: loadgen::plan::chaos::Selector::Pods {
             namespace: "kube-system".into(),
-            labels: "k8s-app=kube-dns".into(),
-            fields: None,
+            selector: "k8s-app=kube-dns".into(),
         },
-        pick: Pick::count(1),
-        grace: None,
+        ..delete("outside", "", 1, one)
     };
-    let message = refusal(
-        backend
-            .prepare(&outside, &guard(MaxUnavailable::Count(1)), 0)
-            .await,
+    let verdicts = preflight(&plan(&api, vec![outside])).await;
+    assert!(
+        verdicts[0]
+            .1
+            .starts_with("refused: guardrail: namespace kube-system"),
+        "{verdicts:?}"
     );
-    assert!(message.contains("namespace kube-system"), "{message}");
     assert!(api.calls().is_empty());
 
-    let one = guard(MaxUnavailable::Count(1));
-    let message = refusal(backend.prepare(&pods("app=api", 2), &one, 0).await);
-    assert!(
-        message.contains("taking 2 pod(s) down with 0 already down exceeds max_unavailable = 1"),
-        "{message}"
+    let half = limit(MaxUnavailable::Percent(50.0));
+    let wide = limit(MaxUnavailable::Count(5));
+    let outage = Guard {
+        allow_last: true,
+        ..wide
+    };
+    let two = limit(MaxUnavailable::Count(2));
+    let faults = vec![
+        delete("two of one", "app=api", 2, one),
+        delete("one more of one", "app=degraded", 1, one),
+        delete("one of half", "app=api", 1, half),
+        delete("two of half", "app=api", 2, half),
+        delete("the last", "app=solo", 1, wide),
+        delete("the last, allowed", "app=solo", 1, outage),
+        delete("ready first", "app=degraded", 1, two),
+        delete("nothing", "app=nothing", 1, one),
+    ];
+    let verdicts = preflight(&plan(&api, faults)).await;
+    let verdict = |name: &str| {
+        let found = verdicts.iter().find(|(fault, _)| fault == name);
+        found.map(|(_, v)| v.as_str()).unwrap_or_default()
+    };
+    let refused = |name: &str, says: &[&str]| {
+        let v = verdict(name);
+        let all = says.iter().all(|s| v.contains(s));
+        assert!(v.starts_with("refused: ") && all, "{name}: {v}");
+    };
+    refused(
+        "two of one",
+        &["taking 2 target(s) down with 0 already down exceeds max_unavailable = 1"],
     );
-    let message = refusal(backend.prepare(&pods("app=api", 1), &one, 1).await);
-    assert!(message.contains("1 already down"), "{message}");
+    refused("one more of one", &["with 1 already down"]);
+    assert_eq!(verdict("one of half"), "hits api-7d9f8b6c5d-4kq2m");
+    refused("two of half", &["max_unavailable = 50% (1 of 3"]);
+    refused("the last", &["1 of 1 ready target(s)", "allow_last = true"]);
+    assert_eq!(verdict("the last, allowed"), "hits solo-5c8f6d7b9c-h7rtp");
+    // 4kq2m comes first by name but is not Ready: the next one is hit.
+    assert_eq!(verdict("ready first"), "hits api-7d9f8b6c5d-9xwz7");
+    assert_eq!(
+        verdict("nothing"),
+        "error: no target matches pods app=nothing in shop"
+    );
+    assert!(api.mutating().is_empty(), "{:?}", api.mutating());
+}
 
-    let half = guard(MaxUnavailable::Percent(50.0));
-    assert!(backend.prepare(&pods("app=api", 1), &half, 0).await.is_ok());
-    let message = refusal(backend.prepare(&pods("app=api", 2), &half, 0).await);
-    assert!(
-        message.contains("max_unavailable = 50% (1 of 3"),
-        "{message}"
-    );
-
-    let wide = guard(MaxUnavailable::Count(5));
-    let message = refusal(backend.prepare(&pods("app=solo", 1), &wide, 0).await);
-    assert!(
-        message.contains("1 of 1 ready pod(s)") && message.contains("allow_last = true"),
-        "{message}"
-    );
-    let outage = KubeGuard {
-        allow_last_replica: true,
-        ..wide.clone()
+/// A scale is judged on the deployment's replicas, read when the run plans it: taking
+/// every replica down, or more than max_unavailable, is refused before anything reaches
+/// the ledger or the cluster changes.
+#[tokio::test]
+async fn guardrails_refuse_a_scale_on_the_replicas_it_reads() {
+    let api = guarded_api().await;
+    let scale = |name: &str, replicas: u32, max: u32| FaultSpec {
+        guard: limit(MaxUnavailable::Count(max)),
+        ..fault(name, Action::Scale { replicas }, deployment())
+    };
+    let faults = vec![scale("to none", 0, 5), scale("to one", 1, 1)];
+    let drill = Drill::new();
+    let report = drill.run(plan(&api, faults)).await;
+    let failed = |name: &str| {
+        let event = events(&report, EventKind::Failed)
+            .into_iter()
+            .find(|e| e.fault == name);
+        event.and_then(|e| e.message.clone()).unwrap_or_default()
     };
     assert!(
-        backend
-            .prepare(&pods("app=solo", 1), &outage, 0)
-            .await
-            .is_ok()
+        failed("to none").starts_with("guardrail: taking 3 of 3 ready"),
+        "{report:?}"
     );
-
-    let message = refusal(backend.prepare(&scale_api(0), &wide, 0).await);
-    assert!(message.contains("taking 3 of 3 ready"), "{message}");
-    let message = refusal(backend.prepare(&scale_api(1), &one, 0).await);
-    assert!(message.contains("taking 2 pod(s) down"), "{message}");
-
-    let nothing = backend.prepare(&pods("app=nothing", 1), &one, 0).await;
     assert!(
-        matches!(&nothing, Err(ChaosError::NoTarget(what)) if what == "pods app=nothing in shop"),
-        "{nothing:?}"
+        failed("to one").starts_with("guardrail: taking 2 pod(s) down"),
+        "{report:?}"
     );
-
+    assert!(drill.records().is_empty(), "nothing reached the ledger");
     assert!(api.mutating().is_empty(), "{:?}", api.mutating());
-    assert!(!api.calls().is_empty());
+    assert_eq!(api.lines()[..2], [format!("GET {SCALE}"), list_api()]);
 }

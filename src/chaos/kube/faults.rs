@@ -138,6 +138,8 @@ impl FaultBackend for KubeFaults {
                 namespace,
                 selector,
             } => {
+                // Before the first call: a namespace off the list is not even read.
+                check_namespace(&self.namespaces, namespace)?;
                 let pods = self
                     .cluster()
                     .await?
@@ -152,15 +154,18 @@ impl FaultBackend for KubeFaults {
             }
             // A deployment is one target; its replicas are guarded when its scale is
             // planned (the guard reads them then).
-            Selector::Deployment { namespace, name } => Ok(vec![(
-                Target {
-                    backend: BackendKind::Kube,
-                    id: format!("{namespace}/{name}"),
-                    name: name.clone(),
-                    labels: Default::default(),
-                },
-                true,
-            )]),
+            Selector::Deployment { namespace, name } => {
+                check_namespace(&self.namespaces, namespace)?;
+                Ok(vec![(
+                    Target {
+                        backend: BackendKind::Kube,
+                        id: format!("{namespace}/{name}"),
+                        name: name.clone(),
+                        labels: Default::default(),
+                    },
+                    true,
+                )])
+            }
             other => Err(ChaosError::Backend {
                 backend: "kube",
                 message: format!("{other} is not a Kubernetes target"),
@@ -174,6 +179,13 @@ impl FaultBackend for KubeFaults {
         fault: &FaultSpec,
         occasion: Occasion,
     ) -> Result<Planned<Option<DeploymentUndo>, KubeHealth>, ChaosError> {
+        // Again here: nothing reaches the ledger for a namespace off the list, even for a
+        // caller that plans without resolving first.
+        if let Selector::Pods { namespace, .. } | Selector::Deployment { namespace, .. } =
+            &fault.selector
+        {
+            check_namespace(&self.namespaces, namespace)?;
+        }
         match (&fault.action, &fault.selector) {
             (Action::Scale { .. }, Selector::Deployment { namespace, name }) => {
                 let kube_fault = KubeFault::from_spec(
@@ -311,4 +323,20 @@ impl FaultBackend for KubeFaults {
     ) -> Vec<SideWatch> {
         self.readiness_watches(faults, start, stop).await
     }
+}
+
+/// The namespace must be on the scenario's allow-list; an empty list allows none, so
+/// staging must opt in explicitly.
+fn check_namespace(allowed: &[String], namespace: &str) -> Result<(), ChaosError> {
+    if allowed.iter().any(|n| n == namespace) {
+        return Ok(());
+    }
+    let allowed = if allowed.is_empty() {
+        "the allow-list is empty".to_string()
+    } else {
+        format!("allowed: {}", allowed.join(", "))
+    };
+    Err(ChaosError::Refused(format!(
+        "namespace {namespace} is not in the scenario's kube namespaces ({allowed})"
+    )))
 }

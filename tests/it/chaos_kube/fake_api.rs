@@ -207,3 +207,30 @@ pub(super) fn ok(name: &str) -> Reply {
 pub(super) fn not_found() -> Reply {
     Reply::Json(404, fixture("status-404-deployment.json"))
 }
+
+/// Whether the call opens a watch (the run's readiness watch of a pod selector).
+pub(super) fn watching(call: &Call) -> bool {
+    call.params().get("watch").map(String::as_str) == Some("true")
+}
+
+/// A watch with no event that stays open: what a run's readiness watch gets where the
+/// test is not about readiness.
+pub(super) fn idle_watch() -> Reply {
+    Reply::Watch(
+        Vec::new(),
+        Duration::from_millis(50),
+        Arc::new(AtomicUsize::new(0)),
+    )
+}
+
+impl FakeApi {
+    /// Every call's line but the watches': what a fault itself asked for, in order (a
+    /// readiness watch's first LIST is the same line as a resolve's, and stays).
+    pub(super) fn requests(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .filter(|c| !watching(c))
+            .map(Call::line)
+            .collect()
+    }
+}
