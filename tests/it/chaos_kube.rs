@@ -320,7 +320,7 @@ async fn rollout_restart_patches_the_template_annotation() {
     )
     .await;
     // The timeline counts a deployment as its own one target, so restarting it takes
-    // "the last one" down: a run needs allow_last for it (`runner.rs` `choose`).
+    // "the last one" down: a run needs allow_last for it (`runner/choose.rs`).
     let restart = FaultSpec {
         guard: Guard {
             allow_last: true,
