@@ -2,6 +2,11 @@
 //! deleted or evicted (instantaneous: their controllers heal them), a deployment is
 //! scaled (held: scaled back to the replicas read before) or restarted (instantaneous).
 //! Connects to the API server on first use.
+//!
+//! Which pods are hit, and the `max_unavailable` / last-replica guardrails over them, are
+//! the timeline's (`runner/choose.rs`, `chaos/guard.rs`), as for every backend. What
+//! only this backend can check is here: the namespace allow-list, before any call, and a
+//! scale's guardrail, which needs the deployment's replicas read from the cluster.
 
 use std::sync::Arc;
 
@@ -10,12 +15,12 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::KubeGuard;
-use super::{KubeAction, KubeBackend, KubeFault, Pick, Pin, PodSelector};
-use crate::chaos::guard::{HeldDown, equality_labels};
+use super::calls;
+use super::{KubeBackend, Pin, PodSelector};
+use crate::chaos::guard::{self, Fleet, HeldDown, equality_labels};
 use crate::chaos::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned, SideWatch};
 use crate::chaos::{ChaosError, Target};
-use crate::plan::chaos::{Action, BackendKind, FaultSpec, Mode, Selector};
+use crate::plan::chaos::{Action, BackendKind, FaultSpec, Guard, Selector};
 
 /// What scales a deployment back, as the ledger records it (pod deletions and restarts
 /// heal through their controllers: nothing to put back).
@@ -113,6 +118,49 @@ impl KubeFaults {
             })
             .collect()
     }
+
+    /// The scale's step: reads the replicas to restore and the pods they run as, refuses a
+    /// scale-down the guardrail forbids, and records the replicas read. Changes nothing.
+    async fn plan_scale(
+        &self,
+        namespace: &str,
+        name: &str,
+        to: u32,
+        limits: &Guard,
+    ) -> Result<Planned<Option<DeploymentUndo>, KubeHealth>, ChaosError> {
+        let cluster = self.cluster().await?;
+        let scale = calls::read_scale(&cluster.client, namespace, name).await?;
+        let pods = cluster
+            .select(&PodSelector::labels(namespace, &scale.selector))
+            .await?;
+        let ready = pods.iter().filter(|p| p.ready).count();
+        let replicas = (scale.replicas as usize).max(pods.len());
+        check_scale(limits, ready, replicas, to)?;
+        // The replicas the scale-down removes leave no pod behind to list: the faults
+        // after it count them against this deployment's pods through `holds_down`.
+        let holds_down = (!scale.selector.is_empty())
+            .then(|| equality_labels(&scale.selector))
+            .flatten()
+            .map(|labels| HeldDown {
+                namespace: namespace.to_string(),
+                labels,
+                count: (scale.replicas as usize).saturating_sub(to as usize),
+            });
+        Ok(Planned {
+            undo: Some(DeploymentUndo {
+                api: self.api.clone(),
+                namespace: namespace.to_string(),
+                deployment: name.to_string(),
+                replicas: scale.replicas,
+            }),
+            effect: Effect::Held,
+            check: Some(KubeHealth::Deployment {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            }),
+            holds_down,
+        })
+    }
 }
 
 impl FaultBackend for KubeFaults {
@@ -120,16 +168,13 @@ impl FaultBackend for KubeFaults {
     type Check = KubeHealth;
 
     fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
-        KubeFault::from_spec(
-            action,
-            selector,
-            Pick {
-                mode: Mode::One,
-                seed: 0,
-            },
-        )
-        .map(drop)
-        .map_err(|e| e.to_string())
+        match (action, selector) {
+            (Action::DeletePod { .. } | Action::EvictPod, Selector::Pods { .. })
+            | (Action::Scale { .. } | Action::RolloutRestart, Selector::Deployment { .. }) => {
+                Ok(())
+            }
+            _ => Err(mismatch(action, selector).to_string()),
+        }
     }
 
     async fn resolve(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
@@ -138,29 +183,33 @@ impl FaultBackend for KubeFaults {
                 namespace,
                 selector,
             } => {
+                // Before the first call: a namespace off the list is not even read.
+                check_namespace(&self.namespaces, namespace)?;
                 let pods = self
                     .cluster()
                     .await?
                     .select(&PodSelector::labels(namespace, selector))
                     .await?;
-                let mut found: Vec<Candidate> = pods
+                // Already sorted by name, the order the timeline picks in.
+                Ok(pods
                     .into_iter()
                     .map(|pod| (pod.target(), pod.ready))
-                    .collect();
-                found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-                Ok(found)
+                    .collect())
             }
             // A deployment is one target; its replicas are guarded when its scale is
             // planned (the guard reads them then).
-            Selector::Deployment { namespace, name } => Ok(vec![(
-                Target {
-                    backend: BackendKind::Kube,
-                    id: format!("{namespace}/{name}"),
-                    name: name.clone(),
-                    labels: Default::default(),
-                },
-                true,
-            )]),
+            Selector::Deployment { namespace, name } => {
+                check_namespace(&self.namespaces, namespace)?;
+                Ok(vec![(
+                    Target {
+                        backend: BackendKind::Kube,
+                        id: format!("{namespace}/{name}"),
+                        name: name.clone(),
+                        labels: Default::default(),
+                    },
+                    true,
+                )])
+            }
             other => Err(ChaosError::Backend {
                 backend: "kube",
                 message: format!("{other} is not a Kubernetes target"),
@@ -174,79 +223,41 @@ impl FaultBackend for KubeFaults {
         fault: &FaultSpec,
         occasion: Occasion,
     ) -> Result<Planned<Option<DeploymentUndo>, KubeHealth>, ChaosError> {
+        // Again here: nothing reaches the ledger for a namespace off the list, even for a
+        // caller that plans without resolving first.
+        if let Selector::Pods { namespace, .. } | Selector::Deployment { namespace, .. } =
+            &fault.selector
+        {
+            check_namespace(&self.namespaces, namespace)?;
+        }
+        let instantaneous = |check| Planned {
+            undo: None,
+            effect: Effect::Instantaneous,
+            check: Some(check),
+            holds_down: None,
+        };
         match (&fault.action, &fault.selector) {
-            (Action::Scale { .. }, Selector::Deployment { namespace, name }) => {
-                let kube_fault = KubeFault::from_spec(
-                    &fault.action,
-                    &fault.selector,
-                    Pick {
-                        mode: Mode::One,
-                        seed: 0,
-                    },
-                )?;
-                let guard = KubeGuard::from_spec(&self.namespaces, &fault.guard);
-                let api = self.api.clone();
-                let prepared = self
-                    .cluster()
-                    .await?
-                    .prepare(&kube_fault, &guard, 0)
-                    .await?;
-                let step = prepared
-                    .steps
-                    .first()
-                    .ok_or_else(|| ChaosError::NoTarget(fault.selector.to_string()))?;
-                let Some(undo) = step.undo.to_ledger(api.as_deref()) else {
-                    return Err(ChaosError::NoTarget(fault.selector.to_string()));
-                };
-                let replicas = &undo.replicas;
-                let Action::Scale { replicas: to } = fault.action else {
-                    unreachable!("matched above");
-                };
-                let holds_down = prepared.pod_labels.as_deref().and_then(|labels| {
-                    Some(HeldDown {
-                        namespace: namespace.clone(),
-                        labels: equality_labels(labels)?,
-                        count: (*replicas as usize).saturating_sub(to as usize),
-                    })
-                });
-                Ok(Planned {
-                    undo: Some(undo),
-                    effect: Effect::Held,
-                    check: Some(KubeHealth::Deployment {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                    }),
-                    holds_down,
-                })
+            (Action::Scale { replicas }, Selector::Deployment { namespace, name }) => {
+                self.plan_scale(namespace, name, *replicas, &fault.guard)
+                    .await
             }
-            (Action::RolloutRestart, Selector::Deployment { namespace, name }) => Ok(Planned {
-                undo: None,
-                effect: Effect::Instantaneous,
-                check: Some(KubeHealth::Deployment {
+            (Action::RolloutRestart, Selector::Deployment { namespace, name }) => {
+                Ok(instantaneous(KubeHealth::Deployment {
                     namespace: namespace.clone(),
                     name: name.clone(),
-                }),
-                holds_down: None,
-            }),
+                }))
+            }
             (
                 Action::DeletePod { .. } | Action::EvictPod,
                 Selector::Pods {
                     namespace,
                     selector,
                 },
-            ) => Ok(Planned {
-                undo: None,
-                effect: Effect::Instantaneous,
-                check: Some(KubeHealth::Pods {
-                    selector: PodSelector::labels(namespace, selector),
-                    ready_before: occasion.ready_before,
-                }),
-                holds_down: None,
-            }),
-            (action, selector) => Err(ChaosError::Backend {
-                backend: "kube",
-                message: format!("{action:?} cannot target {selector}"),
-            }),
+            ) => Ok(instantaneous(KubeHealth::Pods {
+                selector: PodSelector::labels(namespace, selector),
+                ready_before: occasion.ready_before,
+            })),
+            (action, selector) => Err(mismatch(action, selector)),
         }
     }
 
@@ -256,38 +267,25 @@ impl FaultBackend for KubeFaults {
         action: &Action,
         _planned: &Planned<Option<DeploymentUndo>, KubeHealth>,
     ) -> Result<(), ChaosError> {
+        // Pods and deployments alike are `namespace/name`.
         let (namespace, name) = target
             .id
             .split_once('/')
             .unwrap_or(("", target.id.as_str()));
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        let call = match action {
-            Action::DeletePod { grace } => KubeAction::DeletePod {
-                namespace,
-                pod: name,
-                grace_seconds: grace.map(|g| g.as_secs() as u32),
-            },
-            Action::EvictPod => KubeAction::EvictPod {
-                namespace,
-                pod: name,
-            },
-            Action::Scale { replicas } => KubeAction::Scale {
-                namespace,
-                deployment: name,
-                replicas: *replicas,
-            },
-            Action::RolloutRestart => KubeAction::RolloutRestart {
-                namespace,
-                deployment: name,
-            },
-            other => {
-                return Err(ChaosError::Backend {
-                    backend: "kube",
-                    message: format!("{other:?} is not a Kubernetes action"),
-                });
+        let client = &self.cluster().await?.client;
+        match action {
+            Action::DeletePod { grace } => calls::delete_pod(client, namespace, name, *grace).await,
+            Action::EvictPod => calls::evict_pod(client, namespace, name).await,
+            Action::Scale { replicas } => {
+                let what = format!("scaling {namespace}/{name}");
+                calls::set_replicas(client, namespace, name, *replicas, &what).await
             }
-        };
-        self.cluster().await?.apply(&call).await.map(drop)
+            Action::RolloutRestart => calls::rollout_restart(client, namespace, name).await,
+            other => Err(ChaosError::Backend {
+                backend: "kube",
+                message: format!("{other:?} is not a Kubernetes action"),
+            }),
+        }
     }
 
     async fn healthy(&mut self, check: &KubeHealth) -> Result<bool, ChaosError> {
@@ -310,5 +308,109 @@ impl FaultBackend for KubeFaults {
         stop: &CancellationToken,
     ) -> Vec<SideWatch> {
         self.readiness_watches(faults, start, stop).await
+    }
+}
+
+/// An action this backend cannot perform on that selector: the validator's error.
+fn mismatch(action: &Action, selector: &Selector) -> ChaosError {
+    super::backend_error(format!(
+        "{action:?} cannot target {selector}: pod actions take a pods selector, \
+         scale and rollout restart a deployment"
+    ))
+}
+
+/// The namespace must be on the scenario's allow-list; an empty list allows none, so
+/// staging must opt in explicitly.
+fn check_namespace(allowed: &[String], namespace: &str) -> Result<(), ChaosError> {
+    if allowed.iter().any(|n| n == namespace) {
+        return Ok(());
+    }
+    let allowed = if allowed.is_empty() {
+        "the allow-list is empty".to_string()
+    } else {
+        format!("allowed: {}", allowed.join(", "))
+    };
+    Err(ChaosError::Refused(format!(
+        "namespace {namespace} is not in the scenario's kube namespaces ({allowed})"
+    )))
+}
+
+/// Scaling to `to` takes the ready pods above it down. Of the deployment's `replicas`
+/// (the spec's, or the pods listed if more), those not Ready are down already — a deleted
+/// pod not yet replaced, or its replacement still starting — whether listed or not.
+fn check_scale(limits: &Guard, ready: usize, replicas: usize, to: u32) -> Result<(), ChaosError> {
+    let fleet = Fleet {
+        ready,
+        down: replicas.saturating_sub(ready),
+    };
+    let wanted = ready.saturating_sub(to as usize);
+    guard::check(limits, fleet, wanted, "pod").map_err(ChaosError::Refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::chaos::MaxUnavailable;
+
+    fn limits(max: MaxUnavailable, allow_last: bool) -> Guard {
+        Guard {
+            max_unavailable: max,
+            allow_last,
+        }
+    }
+
+    fn refused(result: Result<(), ChaosError>) -> String {
+        match result {
+            Err(ChaosError::Refused(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaces_outside_the_allow_list_are_refused() {
+        let shop = ["shop".to_string()];
+        assert!(check_namespace(&shop, "shop").is_ok());
+        let message = refused(check_namespace(&shop, "kube-system"));
+        assert!(message.contains("kube-system") && message.contains("allowed: shop"));
+        assert!(refused(check_namespace(&[], "shop")).contains("allow-list is empty"));
+    }
+
+    #[test]
+    fn scaling_down_counts_the_difference_and_replicas_already_down() {
+        let one = limits(MaxUnavailable::Count(1), false);
+        assert!(check_scale(&one, 3, 3, 2).is_ok());
+        assert!(
+            check_scale(&one, 3, 3, 5).is_ok(),
+            "scaling up takes nothing down"
+        );
+        assert!(refused(check_scale(&one, 3, 3, 1)).contains("taking 2 pod(s) down"));
+        let wide = limits(MaxUnavailable::Count(3), false);
+        assert!(refused(check_scale(&wide, 3, 3, 0)).contains("would leave none"));
+        // One replica of three not Ready yet: it is down, and one more is too many.
+        let message = refused(check_scale(&one, 2, 3, 1));
+        assert!(message.contains("with 1 already down"), "{message}");
+    }
+
+    #[test]
+    fn pod_actions_take_pods_and_deployment_actions_a_deployment() {
+        let pods = Selector::Pods {
+            namespace: "shop".into(),
+            selector: "app=api".into(),
+        };
+        let deployment = Selector::Deployment {
+            namespace: "shop".into(),
+            name: "api".into(),
+        };
+        let grace = Some(std::time::Duration::from_secs(5));
+        assert!(KubeFaults::validate(&Action::DeletePod { grace }, &pods).is_ok());
+        assert!(KubeFaults::validate(&Action::EvictPod, &pods).is_ok());
+        assert!(KubeFaults::validate(&Action::Scale { replicas: 1 }, &deployment).is_ok());
+        assert!(KubeFaults::validate(&Action::RolloutRestart, &deployment).is_ok());
+        let error = KubeFaults::validate(&Action::RolloutRestart, &pods).unwrap_err();
+        assert!(
+            error.starts_with("kube: RolloutRestart cannot target pods app=api in shop"),
+            "{error}"
+        );
+        assert!(KubeFaults::validate(&Action::EvictPod, &deployment).is_err());
     }
 }

@@ -1,31 +1,29 @@
 //! Kubernetes backend: pods and deployments through the API server (kube crate, client only).
 //!
-//! It follows the chaos contract of `chaos/mod.rs`, after chaos-mesh's Apply/Recover pair:
-//! `prepare` reads what it needs (current replicas, ready pods), checks the guardrails and
-//! returns each step with its `KubeUndo` — nothing has changed yet; the caller writes the
-//! undo to the ledger, *then* calls `apply`; `recover(undo)` is idempotent and a deployment
-//! that no longer exists counts as recovered.
+//! One lifecycle, the one every backend follows (`chaos/lifecycle.rs`): `KubeFaults`
+//! resolves pods and deployments, plans each step (a scale reads the replicas it will put
+//! back, so its undo is in the ledger before the change), applies it with one API call, and
+//! `recover` scales a deployment back from its ledger record (`DeploymentUndo`) alone; a
+//! deployment that no longer exists counts as recovered.
 //!
+//! - `faults`: the lifecycle, the namespace allow-list and the scale guardrail.
+//! - `calls`: the scale read and the mutating calls (delete, evict, scale, rollout restart).
 //! - `select`: pods by namespace + label (+ field) selector, with readiness and owner.
-//! - `guard`: pure guardrail checks (namespace allow-list, max_unavailable, last replica).
-//! - `actions`: delete, evict, scale, rollout restart, and their recovery.
 //! - `timeline`: a list+watch of a selector's pods recording ready counts over time.
+//! - `pin`: which cluster a run may touch.
 //!
 //! No API server can run on the machines this is developed on: tests serve recorded API JSON
 //! from a local HTTP server (see README.md here and `tests/it/chaos_kube.rs`).
 
-mod actions;
+mod calls;
 pub mod faults;
-pub mod guard;
 pub mod pin;
 pub mod select;
 pub mod timeline;
 
-pub use actions::{Applied, KubeAction, KubeFault, KubeUndo, Prepared, Recovered, Step};
 pub use faults::{DeploymentUndo, KubeFaults, KubeHealth};
-pub use guard::{KubeGuard, MaxUnavailable};
 pub use pin::Pin;
-pub use select::{Pick, PodInfo, PodSelector};
+pub use select::{PodInfo, PodSelector};
 pub use timeline::{Dip, PodReady, ReadinessPoint, ReadinessTimeline};
 
 use kube::Client;
@@ -44,7 +42,6 @@ pub const FIELD_MANAGER: &str = "loadgen";
 #[derive(Clone)]
 pub struct KubeBackend {
     client: Client,
-    api: Option<String>,
 }
 
 impl KubeBackend {
@@ -78,20 +75,7 @@ impl KubeBackend {
                 api.unwrap_or("kubeconfig")
             ))
         })?;
-        Ok(KubeBackend {
-            client,
-            api: api.map(str::to_string),
-        })
-    }
-
-    /// The API URL this backend was given (None: kubeconfig); recorded in ledger entries so
-    /// `loadgen recover` reconnects to the same place.
-    pub fn api(&self) -> Option<&str> {
-        self.api.as_deref()
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
+        Ok(KubeBackend { client })
     }
 
     /// The selector's pods, sorted by name.
@@ -141,31 +125,6 @@ impl KubeBackend {
             && status.replicas.unwrap_or(0) <= wanted)
     }
 
-    /// Reads state, checks the guardrails and computes each step's undo. Makes no change.
-    /// `already_down`: the selector's pods other faults hold down right now.
-    pub async fn prepare(
-        &self,
-        fault: &KubeFault,
-        guard: &KubeGuard,
-        already_down: usize,
-    ) -> Result<Prepared, ChaosError> {
-        bounded(
-            "reading the cluster",
-            actions::prepare(&self.client, fault, guard, already_down),
-        )
-        .await
-    }
-
-    /// Performs one step. Call only after its undo is in the ledger.
-    pub async fn apply(&self, action: &KubeAction) -> Result<Applied, ChaosError> {
-        bounded("applying a fault", actions::apply(&self.client, action)).await
-    }
-
-    /// Puts back what `undo` records; idempotent.
-    pub async fn recover(&self, undo: &KubeUndo) -> Result<Recovered, ChaosError> {
-        bounded("recovering", actions::recover(&self.client, undo)).await
-    }
-
     /// Watches the selector's pods until `cancel` fires; offsets are from `start`.
     pub async fn watch_readiness(
         &self,
@@ -177,28 +136,9 @@ impl KubeBackend {
     }
 }
 
-impl KubeUndo {
-    /// The ledger's record. Only a scale has something to put back; the other actions
-    /// heal through their controllers (`None`).
-    pub fn to_ledger(&self, api: Option<&str>) -> Option<DeploymentUndo> {
-        match self {
-            KubeUndo::Scaled {
-                namespace,
-                deployment,
-                replicas,
-            } => Some(DeploymentUndo {
-                api: api.map(str::to_string),
-                namespace: namespace.clone(),
-                deployment: deployment.clone(),
-                replicas: *replicas,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// Recovery from a ledger record alone (`loadgen recover` after a crash): reconnects to
-/// the recorded API and scales the deployment back.
+/// Recovery from a ledger record alone (the timeline's, and `loadgen recover` after a
+/// crash): reconnects to the recorded API and sets the replicas read before the scale
+/// again. Idempotent, and a deployment that is gone counts as recovered.
 pub async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
     let DeploymentUndo {
         api,
@@ -207,14 +147,8 @@ pub async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
         replicas,
     } = undo;
     let backend = KubeBackend::connect(api.as_deref()).await?;
-    backend
-        .recover(&KubeUndo::Scaled {
-            namespace: namespace.clone(),
-            deployment: deployment.clone(),
-            replicas: *replicas,
-        })
-        .await
-        .map(drop)
+    let what = format!("scaling {namespace}/{deployment} back to {replicas}");
+    calls::set_replicas(&backend.client, namespace, deployment, *replicas, &what).await
 }
 
 /// How long one API exchange may take. The client has no read timeout of its own (a watch
@@ -222,6 +156,8 @@ pub async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
 /// fault or a recovery visibly instead of hanging the run.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// One API call under `CALL_TIMEOUT`: one exchange each, never a sequence of them, so
+/// every call has the whole bound and a timeout names the call that hung.
 async fn bounded<T>(
     what: &str,
     call: impl Future<Output = Result<T, ChaosError>>,
@@ -244,7 +180,7 @@ fn backend_error(message: String) -> ChaosError {
 }
 
 /// The HTTP status of an API error, when the server answered.
-pub(crate) fn status_of(error: &kube::Error) -> Option<u16> {
+fn status_of(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
@@ -252,7 +188,7 @@ pub(crate) fn status_of(error: &kube::Error) -> Option<u16> {
 }
 
 /// An API failure while doing `what`, with the server's own message when it sent one.
-pub(crate) fn api_error(what: &str, error: kube::Error) -> ChaosError {
+fn api_error(what: &str, error: kube::Error) -> ChaosError {
     let message = match &error {
         kube::Error::Api(status) if !status.message.is_empty() => {
             format!("{what}: {} ({})", status.message, status.code)

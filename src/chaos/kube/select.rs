@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::api_error;
 use crate::chaos::{ChaosError, Target};
-use crate::plan::chaos::Mode;
 
 /// Which pods a fault or a readiness watch looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,36 +162,6 @@ pub async fn list_pods(
     Ok((pods, version))
 }
 
-/// How many of the matched pods a fault hits, and (for `Mode::Random`) which.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Pick {
-    pub mode: Mode,
-    /// From the run's seeded RNG, so a random pick is reproducible.
-    pub seed: u64,
-}
-
-impl Pick {
-    pub fn count(n: u32) -> Pick {
-        Pick {
-            mode: Mode::Count(n),
-            seed: 0,
-        }
-    }
-}
-
-/// Which pods a fault hits: ready pods first, each group by name. Ready pods come first
-/// because taking down a pod that is already out of service would drill nothing; terminating
-/// pods are never picked. `Mode::Random` takes one ready pod chosen by the seed.
-pub fn pick(pods: &[PodInfo], mode: Mode, seed: u64) -> Vec<&PodInfo> {
-    let ready: Vec<&PodInfo> = pods.iter().filter(|p| p.ready).collect();
-    let rest = pods.iter().filter(|p| !p.ready && !p.terminating);
-    let count = mode.count(pods.len());
-    if mode == Mode::Random && !ready.is_empty() {
-        return vec![ready[(seed % ready.len() as u64) as usize]];
-    }
-    ready.into_iter().chain(rest).take(count).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,8 +192,10 @@ mod tests {
         assert_eq!(info.target().id, "shop/api-7d9f8b6c5d-x2x7k");
     }
 
+    /// What a target's "up" is made of: the timeline picks only pods up, so an unready or
+    /// terminating pod is never chosen (`tests/it/chaos_kube.rs` shows it on a run).
     #[test]
-    fn terminating_and_unready_pods_are_not_ready_and_picked_last() {
+    fn terminating_and_unready_pods_are_not_ready() {
         let make = |name: &str, ready: &str, deleting: bool| {
             let mut meta = serde_json::json!({"name": name, "namespace": "shop"});
             if deleting {
@@ -235,22 +206,11 @@ mod tests {
                 "status": {"conditions": [{"type": "Ready", "status": ready}]}
             })))
         };
-        let pods = vec![
-            make("a", "False", false),
-            make("b", "True", true),
-            make("c", "True", false),
-        ];
-        assert!(!pods[1].ready && pods[1].terminating);
-        assert!(pods[1].deployment.is_none());
-        let names = |mode, seed| -> Vec<&str> {
-            pick(&pods, mode, seed)
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect()
-        };
-        assert_eq!(names(Mode::All, 0), vec!["c", "a"]);
-        assert_eq!(names(Mode::One, 0), vec!["c"]);
-        assert_eq!(names(Mode::Random, 7), vec!["c"], "the only ready pod");
-        assert_eq!(names(Mode::Percent(50.0), 0), vec!["c", "a"]);
+        let unready = make("a", "False", false);
+        assert!(!unready.ready && !unready.terminating);
+        let terminating = make("b", "True", true);
+        assert!(!terminating.ready && terminating.terminating);
+        assert!(terminating.deployment.is_none(), "no owner, no deployment");
+        assert!(make("c", "True", false).ready);
     }
 }
