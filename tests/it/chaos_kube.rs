@@ -802,7 +802,7 @@ async fn a_deleted_pod_is_in_its_fault_until_its_replacement_is_ready() {
         }
     })
     .await;
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let load = crate::support::steady_get(&server.url(), "", 20, "5s", "/hello");
     let file = workspace.write(
@@ -949,7 +949,7 @@ async fn a_scale_and_a_delete_on_one_deployment_never_exceed_max_unavailable() {
         }
     })
     .await;
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let load = crate::support::steady_get(&server.url(), "", 20, "5s", "/hello");
     let file = workspace.write(
@@ -1043,7 +1043,7 @@ required = false
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_current_context_other_than_the_pinned_one_is_refused_before_any_call() {
     let api = FakeApi::start(|_| ok("pods-api.json")).await;
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let kubeconfig = workspace.write(
         "kubeconfig",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use loadgen::analysis::verdicts::VerdictStatus;
 use loadgen::output::summary::Summary;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{KillOnDrop, Workspace, eventually, loadgen, only_entry};
 
 fn scenario(url: &str) -> String {

@@ -4,7 +4,7 @@
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, options, run_ok};
 
 fn scenario(url: &str) -> String {

@@ -11,7 +11,7 @@ use loadgen::scenario;
 use loadgen::verify::judge::VerifySummary;
 use loadgen::verify::run::Status;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, options, run_ok};
 
 /// A store-writing scenario: `values` picks each write's value (`lose…`, `alter…`,

@@ -1,5 +1,11 @@
 //! Shared helpers: scenario files in temp dirs, in-process runs, reading results.
 
+pub mod bare_h2;
+pub mod faulty;
+pub mod nginx;
+pub mod server;
+pub mod web;
+
 use std::path::{Path, PathBuf};
 
 use loadgen::output::summary::Summary;
