@@ -829,8 +829,8 @@ at = "1s"
         .unwrap();
 
     let (_, deleted_wall) = deleted.lock().unwrap().expect("the pod was deleted");
-    let ready = crate::chaos_process::run_offset_ms(&summary, deleted_wall + READY_AFTER);
-    let occurrence = crate::chaos_process::only_occurrence(&summary);
+    let ready = crate::support::timeline::run_offset_ms(&summary, deleted_wall + READY_AFTER);
+    let occurrence = crate::support::timeline::only_occurrence(&summary);
     assert_eq!(
         occurrence.status,
         loadgen::chaos::runner::OccurrenceStatus::Happened,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use loadgen::analysis::verdicts::{VerdictReason, VerdictStatus};
 
-use crate::chaos_process::{ServerProcess, pause_scenario};
+use crate::support::process::{ServerProcess, pause_scenario};
 use crate::support::server::TestServer;
 use crate::support::{Workspace, binary_run, loadgen};
 

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use crate::chaos_process::{ServerProcess, pause_scenario};
 use crate::support::Workspace;
+use crate::support::process::{ServerProcess, pause_scenario};
 
 const SLOS: &str = r#"
 [[slo]]

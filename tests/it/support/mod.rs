@@ -3,7 +3,9 @@
 pub mod bare_h2;
 pub mod faulty;
 pub mod nginx;
+pub mod process;
 pub mod server;
+pub mod timeline;
 pub mod web;
 
 use std::path::{Path, PathBuf};
