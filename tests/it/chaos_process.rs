@@ -624,7 +624,7 @@ window = "fault:freeze server"
         "--quiet",
     ]);
     let run_dir = only_entry(&out);
-    crate::outputs::assert_matches_schema(&run_dir);
+    crate::support::schema::assert_matches_schema(&run_dir);
     let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap();
     assert!(
         server.wait_until_running(Duration::from_secs(1)),

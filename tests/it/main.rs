@@ -20,7 +20,7 @@ mod latency;
 mod layers;
 mod no_false_green;
 mod outcome;
-pub mod outputs;
+mod outputs;
 mod policy;
 mod report;
 mod retries;

@@ -4,6 +4,7 @@ pub mod bare_h2;
 pub mod faulty;
 pub mod nginx;
 pub mod process;
+pub mod schema;
 pub mod server;
 pub mod timeline;
 pub mod web;
