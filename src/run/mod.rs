@@ -1,13 +1,15 @@
 //! One `loadgen run`. `prepare` (scenario → plan, overrides, allow-list) has no side
 //! effect; `execute` hands the prepared plan to the supervisor (`supervisor.rs`), which takes
-//! it through its phases: pre-flight, run, stop, recover, judge, write. Library code: the
-//! CLI and the integration tests both call it in-process.
+//! it through its phases: pre-flight, run, stop, recover, judge, write. `execute` is two
+//! steps, `measure` (up to summary.json written `"judged": false`) and `Measured::judge`,
+//! and a caller can take them one at a time. Library code: the CLI and the integration
+//! tests both call it in-process.
 
 mod checks;
 pub mod signals;
 mod supervisor;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,11 +217,40 @@ fn cut_off_faults(plan: &Plan, duration: Duration) -> Vec<String> {
 }
 
 /// Runs a prepared plan to its end (or to a signal or an abort) and writes the run
-/// directory.
+/// directory: `measure`, then `Measured::judge`.
 pub fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
+    measure(prepared, options)?.judge()
+}
+
+/// The run up to judging: pre-flight, load, stop, recovery, verification, and summary.json
+/// written `"judged": false` with the objectives (`slo_specs`), no verdicts and no
+/// junit.xml or report.html yet. What a run killed while it is judged leaves, and what
+/// `loadgen report` judges.
+pub fn measure(prepared: Prepared, options: &RunOptions) -> Result<Measured, RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::CouldNotRun(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(supervisor::execute(prepared, options))
+    let measured = runtime.block_on(supervisor::measure(prepared, options))?;
+    Ok(Measured { measured, runtime })
+}
+
+/// A run measured and not judged yet (`measure`). A signal that arrives before `judge` is
+/// answered by it (judging stops; summary.json stays unjudged). Dropped unjudged, its run
+/// directory stays as `measure` left it, for `loadgen report` to judge.
+pub struct Measured {
+    measured: supervisor::Measured,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Measured {
+    pub fn run_dir(&self) -> &Path {
+        self.measured.run_dir()
+    }
+
+    /// Judges the run and writes summary.json whole again, junit.xml and report.html.
+    pub fn judge(self) -> Result<RunOutcome, RunError> {
+        let Measured { measured, runtime } = self;
+        runtime.block_on(measured.judge())
+    }
 }

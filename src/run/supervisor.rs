@@ -15,9 +15,12 @@
 //! 7. **write**: summary.json whole again, junit.xml, report.html.
 //!
 //! Pre-flight happens before the supervisor exists (nothing can need recovering yet); from
-//! the run on, `Phase` is its state.
+//! the run on, `Phase` is its state. `measure` takes a plan through steps 1–5 and the
+//! first write of 6 (summary.json `"judged": false`); `Measured::judge` does the rest. A
+//! run is both, in turn; a caller that stops after `measure` leaves a run directory that
+//! `loadgen report` judges, as it does a run killed while it is judged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -65,7 +68,26 @@ enum Stopped {
     Abort(String),
 }
 
-pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutcome, RunError> {
+/// A run measured and not judged yet: recovery and verification have ended, the figures
+/// are on disk and summary.json says `"judged": false` with the objectives.
+pub struct Measured {
+    supervisor: Supervisor,
+    summary: Summary,
+}
+
+impl Measured {
+    pub fn run_dir(&self) -> &Path {
+        &self.supervisor.run_dir
+    }
+
+    /// Judge and write (steps 6 and 7).
+    pub async fn judge(self) -> Result<RunOutcome, RunError> {
+        self.supervisor.judge(self.summary).await
+    }
+}
+
+/// Steps 1 to 5 and the unjudged summary.json.
+pub async fn measure(prepared: Prepared, options: &RunOptions) -> Result<Measured, RunError> {
     let plan = prepared.plan.clone();
     let preflight = async {
         let mut client = checks::client(&plan, options).await?;
@@ -232,7 +254,10 @@ pub async fn execute(prepared: Prepared, options: &RunOptions) -> Result<RunOutc
         .verify(&plan, prepared.seed, engine_start, &faults, workers_ok)
         .await;
     let summary = supervisor.write_unjudged(&run_plan, elapsed, workers_ok, faults, host);
-    supervisor.judge(summary).await
+    Ok(Measured {
+        supervisor,
+        summary,
+    })
 }
 
 struct Supervisor {
@@ -610,7 +635,6 @@ impl Supervisor {
         let unjudged = summary.clone();
         let run_dir = self.run_dir.clone();
         let mut judging = tokio::task::spawn_blocking(move || {
-            pause_before_judging();
             let mut summary = summary;
             super::finalize(&run_dir, &mut summary).map(|_| summary)
         });
@@ -635,17 +659,6 @@ impl Supervisor {
                 Ok(unjudged)
             }
         }
-    }
-}
-
-/// Tests only: `LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS` holds the run between the first
-/// summary.json and judging, so a test can kill it exactly there.
-fn pause_before_judging() {
-    if let Some(ms) = std::env::var("LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        std::thread::sleep(Duration::from_millis(ms));
     }
 }
 

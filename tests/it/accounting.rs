@@ -19,7 +19,7 @@ use loadgen::plan::schedule::ArrivalSchedule;
 use loadgen::record::summary::{EndReason, Summary};
 use loadgen::run::{self, RunOptions};
 
-use crate::faulty::{ALL_MISBEHAVIOURS, FaultyServer, Misbehaviour};
+use crate::support::faulty::{ALL_MISBEHAVIOURS, FaultyServer, Misbehaviour};
 use crate::support::{Workspace, eventually, test_state_dir};
 
 /// How many random plans, and how many run at once.

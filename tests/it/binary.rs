@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use crate::server::TestServer;
 use crate::support::Workspace;
+use crate::support::server::TestServer;
 
 fn loadgen() -> Command {
     crate::support::loadgen_command()

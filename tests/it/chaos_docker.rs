@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use loadgen::chaos::runner::{EventKind, OccurrenceStatus};
 
-use crate::chaos_process::{event_at, only_occurrence, run_offset_ms, run_watching};
+use crate::support::timeline::{event_at, only_occurrence, run_offset_ms, run_watching};
 use crate::support::{Workspace, eventually, http_answers, options, run_ok, steady_get};
 
 const IMAGE: &str = "loadgen-test/busybox:latest";

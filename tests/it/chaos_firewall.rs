@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{
     KillOnDrop, Workspace, eventually, loadgen, only_entry, options, per_second, recover_twice,
     run_binary, run_ok, spawn_run, steady_get,

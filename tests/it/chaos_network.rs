@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use loadgen::record::verdicts::VerdictStatus;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{
     KillOnDrop, Workspace, binary_run, eventually, loadgen, only_entry, options, recover_twice,
     run_ok, spawn_run, steady_get,

@@ -2,112 +2,19 @@
 //! the fault is verified from outside (/proc state, HTTP through it failing) and recovery is
 //! verified after normal end, SIGINT, SIGTERM, and `kill -9` of loadgen + `loadgen recover`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::process::{Child, Command};
+use std::time::Duration;
 
-use loadgen::chaos::process::proc_stat;
-use loadgen::chaos::runner::{EventKind, Occurrence, OccurrenceStatus};
+use loadgen::chaos::runner::{EventKind, OccurrenceStatus};
 use loadgen::record::summary::Summary;
 use loadgen::record::verdicts::VerdictStatus;
 
+use crate::support::process::{ServerProcess, pause_scenario, stack_state, start_long_drill_in};
+use crate::support::timeline::{event_at, only_occurrence, run_offset_ms, run_watching};
 use crate::support::{
-    Workspace, eventually, http_answers, loadgen, only_entry, options, recover_twice, run_binary,
-    run_ok, steady_get,
+    Workspace, eventually, loadgen, only_entry, options, recover_twice, run_binary, run_ok,
 };
-
-/// A real server process: `python3 -m http.server 0` with its PID in a file.
-pub struct ServerProcess {
-    child: Child,
-    pub port: u16,
-    pub pidfile: PathBuf,
-}
-
-impl ServerProcess {
-    pub fn start(dir: &Path) -> ServerProcess {
-        let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        // Readiness: the server prints its port once it is listening.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split("port ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected http.server banner: {line}"));
-        let pidfile = dir.join("server.pid");
-        std::fs::write(&pidfile, child.id().to_string()).unwrap();
-        ServerProcess {
-            child,
-            port,
-            pidfile,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The process state letter: 'S'/'R' running, 'T' stopped.
-    pub fn state(&self) -> char {
-        proc_stat(self.pid()).map(|(s, _)| s).unwrap_or('?')
-    }
-
-    pub fn wait_for_state(&self, wanted: char, within: Duration) -> bool {
-        eventually(within, || self.state() == wanted)
-    }
-
-    /// Running or sleeping: anything but stopped ('T') or gone.
-    pub fn wait_until_running(&self, within: Duration) -> bool {
-        eventually(within, || matches!(self.state(), 'S' | 'R'))
-    }
-
-    /// Whether an HTTP GET answers within `timeout`.
-    pub fn answers(&self, timeout: Duration) -> bool {
-        http_answers(self.port, timeout)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGCONT,
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn pause_scenario(port: u16, pidfile: &Path, run: &str, fault: &str) -> String {
-    let load = steady_get(
-        &format!("http://127.0.0.1:{port}"),
-        "request_timeout = \"300ms\"\n",
-        20,
-        run,
-        "/",
-    );
-    format!(
-        r#"name = "pause-drill"
-{load}[[fault]]
-name = "freeze server"
-action = "pause"
-target = {{ pidfile = "{}" }}
-allow_last = true
-{fault}
-"#,
-        pidfile.display()
-    )
-}
 
 #[test]
 fn a_paused_server_fails_requests_then_recovers_at_the_planned_end() {
@@ -249,26 +156,6 @@ fn start_long_drill(workspace: &Workspace, server: &ServerProcess) -> (Child, Pa
     let out = workspace.out();
     let child = start_long_drill_in(workspace, server, &out, crate::support::test_state_dir());
     (child, out)
-}
-
-/// Starts a 60 s drill (the real binary) writing to `out`, its run registry in
-/// `state_dir`, and returns once the server is paused by it.
-pub fn start_long_drill_in(
-    workspace: &Workspace,
-    server: &ServerProcess,
-    out: &Path,
-    state_dir: &Path,
-) -> Child {
-    let file = workspace.write(
-        "long.toml",
-        &pause_scenario(server.port, &server.pidfile, "60s", "at = \"500ms\""),
-    );
-    let child = crate::support::spawn_run_in(&file, out, state_dir);
-    assert!(
-        server.wait_for_state('T', Duration::from_secs(10)),
-        "the pause never happened"
-    );
-    child
 }
 
 fn stop_mid_fault(signal: &str) {
@@ -413,38 +300,6 @@ fn a_fault_that_cannot_be_recovered_exits_4_and_says_what_to_fix() {
     );
 }
 
-/// Where `at` (a wall-clock instant the test observed) falls on the run's own clock, in ms
-/// from its start. The run's clock starts a little after `started_at` (the engine starts
-/// its clock ≈ 50 ms after the run directory is made), so this reads up to that much late —
-/// well inside the 1 s the effect tests allow, and printed by them.
-pub fn run_offset_ms(summary: &Summary, at: SystemTime) -> i64 {
-    let started: jiff::Timestamp = summary.started_at.parse().expect("started_at parses");
-    let at = jiff::Timestamp::try_from(at).expect("a wall-clock instant");
-    at.duration_since(started).as_millis() as i64
-}
-
-/// The one occurrence of a run's one fault.
-pub fn only_occurrence(summary: &Summary) -> &Occurrence {
-    assert_eq!(
-        summary.faults.occurrences.len(),
-        1,
-        "{:#?}",
-        summary.faults.occurrences
-    );
-    &summary.faults.occurrences[0]
-}
-
-/// The first offset of an event of `kind`.
-pub fn event_at(summary: &Summary, kind: EventKind) -> u64 {
-    summary
-        .faults
-        .events
-        .iter()
-        .find(|e| e.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind} event: {:#?}", summary.faults.events))
-        .offset_ms
-}
-
 fn accepts(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -473,57 +328,6 @@ fn kill_drill(
         )
         + &format!("[chaos]\nstack_state = \"{}\"\n", state.display());
     workspace.write("drill.toml", &text)
-}
-
-/// A local-stack state file whose one backend, `backend-1`, is process `pid` on `port`,
-/// started again by `script`.
-pub fn stack_state(workspace: &Workspace, script: &Path, pid: i32, port: u16) -> PathBuf {
-    workspace.write(
-        "state.json",
-        &serde_json::json!({
-            "version": 1,
-            "state_dir": workspace.dir.path(),
-            "stack_script": script,
-            "backends": [{"name": "backend-1", "pid": pid, "port": port}]
-        })
-        .to_string(),
-    )
-}
-
-/// Runs the drill in-process while polling `probe` every 10 ms; returns the summary and
-/// when the probe first went false and first came true again.
-pub fn run_watching(
-    file: &Path,
-    workspace: &Workspace,
-    within: Duration,
-    probe: impl FnMut() -> bool,
-) -> (Summary, Option<SystemTime>, Option<SystemTime>) {
-    let run_options = options(file, &workspace.out());
-    let runner = std::thread::spawn(move || run_ok(&run_options));
-    let (down, back) = watch_outage(within, probe);
-    let (_, summary) = runner.join().unwrap();
-    (summary, down, back)
-}
-
-/// Polls `probe` every 10 ms until `within` has passed; returns when it first went false
-/// and when it was first true again after that.
-pub fn watch_outage(
-    within: Duration,
-    mut probe: impl FnMut() -> bool,
-) -> (Option<SystemTime>, Option<SystemTime>) {
-    let deadline = std::time::Instant::now() + within;
-    let (mut down, mut back) = (None, None);
-    while std::time::Instant::now() < deadline && back.is_none() {
-        let up = probe();
-        let now = SystemTime::now();
-        match (up, down) {
-            (false, None) => down = Some(now),
-            (true, Some(_)) => back = Some(now),
-            _ => {}
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (down, back)
 }
 
 /// A python server the test's stack script starts again: whatever it started is killed
@@ -820,7 +624,7 @@ window = "fault:freeze server"
         "--quiet",
     ]);
     let run_dir = only_entry(&out);
-    crate::outputs::assert_matches_schema(&run_dir);
+    crate::support::schema::assert_matches_schema(&run_dir);
     let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap();
     assert!(
         server.wait_until_running(Duration::from_secs(1)),

@@ -12,7 +12,7 @@ use loadgen::chaos::proxy::{Direction, Fault, Proxy, remote_clear, serve_control
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 
 /// Timers tick in milliseconds and this machine has two busy cores: the lateness allowed
 /// to any one sample (a scheduling hiccup)…

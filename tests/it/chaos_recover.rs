@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use loadgen::chaos::ledger::LEDGER_FILE;
 
-use crate::chaos_process::{ServerProcess, pause_scenario, start_long_drill_in};
+use crate::support::process::{ServerProcess, pause_scenario, start_long_drill_in};
 use crate::support::{
     KillOnDrop, Workspace, eventually, http_answers, loadgen, loadgen_command, only_entry,
     recover_twice, spawn_run, steady_get,

@@ -2,7 +2,7 @@
 //! failed check is the request's outcome `check_failed`, counted per step by the check that
 //! said no, and shown in the report; a passing one changes nothing.
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, options, run_ok};
 
 #[test]

@@ -7,8 +7,8 @@ use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::support::web::{Speaks, WebServer};
 use crate::support::{Workspace, options, run_binary, run_ok};
-use crate::web::{Speaks, WebServer};
 
 /// A scenario against `server` with `target` lines, a load block and journeys.
 fn scenario(server: &WebServer, tls: bool, target: &str, load: &str, journeys: &str) -> String {

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use crate::server::TestServer;
 use crate::support::Workspace;
+use crate::support::server::TestServer;
 
 fn scenario(url: &str, path: &str) -> String {
     format!(

@@ -2,7 +2,7 @@
 //! the inflated bytes of every compressed body by `max_body`, whether a step reads it or
 //! not — a bomb fails `body_too_large` without the memory.
 
-use crate::server::{LARGE_JSON, TestServer};
+use crate::support::server::{LARGE_JSON, TestServer};
 use crate::support::{Workspace, options, run_ok};
 
 fn scenario(url: &str, target_lines: &str, journeys: &str) -> String {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use loadgen::record::verdicts::{VerdictReason, VerdictStatus};
 
-use crate::chaos_process::{ServerProcess, pause_scenario};
-use crate::server::TestServer;
+use crate::support::process::{ServerProcess, pause_scenario};
+use crate::support::server::TestServer;
 use crate::support::{Workspace, binary_run, loadgen};
 
 const RECOVERY: &str = r#"

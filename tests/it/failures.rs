@@ -3,7 +3,7 @@
 //! refused — carried in summary.json, the terminal and the report, at most 256 bytes each,
 //! with the scenario's secret values redacted.
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, loadgen_command};
 
 const API_KEY: &str = "sk-live-0123456789abcdef";

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::server::{Stall, TestServer};
+use crate::support::server::{Stall, TestServer};
 use crate::support::{Workspace, options, run_ok};
 
 const STALL: Duration = Duration::from_millis(500);

@@ -2,7 +2,6 @@
 //! server on 127.0.0.1:0 and the harness's counts are checked against what it saw.
 
 mod accounting;
-mod bare_h2;
 mod binary;
 mod chaos_docker;
 mod chaos_firewall;
@@ -17,13 +16,11 @@ mod compare;
 mod compression;
 mod evidence;
 mod failures;
-mod faulty;
 mod latency;
 mod layers;
-mod nginx;
 mod no_false_green;
 mod outcome;
-pub mod outputs;
+mod outputs;
 mod policy;
 mod report;
 mod retries;
@@ -31,7 +28,6 @@ mod runs;
 mod scenario_fuzz;
 mod schedule;
 mod secrets;
-mod server;
 mod stock_scenarios;
 mod stop;
 mod support;
@@ -40,4 +36,3 @@ mod type_errors;
 mod validation;
 mod verdict_edges;
 mod verify;
-mod web;

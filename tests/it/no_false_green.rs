@@ -3,7 +3,7 @@
 //! nothing is refused before anything is sent; a run without objectives is never a PASS,
 //! and exits 0 only when its load was delivered and some request succeeded.
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, binary_run, loadgen};
 
 fn feeder_scenario(url: &str, on_exhausted: &str, slo: bool) -> String {

@@ -3,14 +3,12 @@
 //! code the run would have had), and the verdict lines in the terminal say what
 //! summary.json says.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use loadgen::record::summary::Summary;
 use loadgen::record::verdicts::VerdictStatus;
+use loadgen::run;
 
-use crate::server::TestServer;
-use crate::support::{KillOnDrop, Workspace, eventually, loadgen, only_entry};
+use crate::support::server::TestServer;
+use crate::support::{Workspace, loadgen, only_entry, options};
 
 fn scenario(url: &str) -> String {
     format!(
@@ -60,28 +58,10 @@ fn a_run_killed_before_judging_reads_unjudged_and_report_judges_it() {
     let workspace = Workspace::new();
     let file = workspace.write("outcome.toml", &scenario(&server.url()));
     let out = workspace.out();
-    let child = crate::support::loadgen_command()
-        .args(["run", file.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&out)
-        .env("LOADGEN_TEST_PAUSE_BEFORE_JUDGING_MS", "60000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let summary_file = || {
-        std::fs::read_dir(&out)
-            .ok()?
-            .flatten()
-            .map(|e| e.path().join("summary.json"))
-            .find(|p| p.exists())
-    };
-    assert!(
-        eventually(Duration::from_secs(30), || summary_file().is_some()),
-        "the run wrote no summary.json"
-    );
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    // The run up to judging and no further: what a kill between its two writes leaves.
+    let run_options = options(&file, &out);
+    let prepared = run::prepare(&run_options).unwrap();
+    drop(run::measure(prepared, &run_options).unwrap());
     let run_dir = only_entry(&out);
     let unjudged = read_summary(&run_dir);
     assert!(!unjudged.judged);

@@ -5,7 +5,7 @@
 
 use std::process::Output;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, loadgen_command, steady_get};
 
 const POLICY: &str = r#"[target]

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use crate::chaos_process::{ServerProcess, pause_scenario};
 use crate::support::Workspace;
+use crate::support::process::{ServerProcess, pause_scenario};
 
 const SLOS: &str = r#"
 [[slo]]
@@ -174,7 +174,7 @@ fn a_drill_is_judged_per_window_and_reported() {
 /// parsed), as the data block's thirteen spectra (overall and each step) are.
 #[test]
 fn the_spectrum_draws_every_step_of_a_long_journey() {
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let steps: String = (1..=12)
         .map(|i| format!("[[journey.step]]\nname = \"step {i:02}\"\nurl = \"/hello\"\n"))
@@ -259,7 +259,7 @@ fn chromium_renders(report: &std::path::Path, scratch: &std::path::Path) {
 
 #[test]
 fn an_abort_objective_stops_the_run_early() {
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = Workspace::new();
     let file = workspace.write(
         "abort.toml",
@@ -360,7 +360,7 @@ fn malformed_objectives_are_reported_with_their_position() {
 /// response, and in-flight and dropped are the `all` rows'.
 #[test]
 fn the_charts_carry_the_runs_own_numbers() {
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let file = workspace.write(
         "instances.toml",

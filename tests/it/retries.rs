@@ -5,8 +5,8 @@
 //! written POST, is the platform's error as before. Counts are checked against what the
 //! servers saw and processed.
 
-use crate::bare_h2::{BareH2, Script};
-use crate::faulty::{FaultyServer, Misbehaviour};
+use crate::support::bare_h2::{BareH2, Script};
+use crate::support::faulty::{FaultyServer, Misbehaviour};
 use crate::support::{Workspace, options, run_ok};
 
 fn h2c_scenario(url: &str) -> String {
@@ -142,7 +142,7 @@ fn an_idempotent_request_on_a_closed_keepalive_connection_is_sent_again_a_post_i
 /// as many answers as loadgen has successes.
 #[test]
 fn nginx_closing_h2_connections_every_ten_requests_costs_no_error() {
-    let nginx = crate::nginx::Nginx::start("keepalive_requests 10;");
+    let nginx = crate::support::nginx::Nginx::start("keepalive_requests 10;");
     let text = format!(
         r#"name = "nginx-goaway"
 [target]
@@ -192,7 +192,7 @@ url = "/"
 /// users who think about that long send their next request into the close.
 #[test]
 fn nginx_closing_idle_h1_connections_under_thinking_users_costs_no_error() {
-    let nginx = crate::nginx::Nginx::start("keepalive_timeout 500ms;");
+    let nginx = crate::support::nginx::Nginx::start("keepalive_timeout 500ms;");
     let text = format!(
         r#"name = "nginx-keepalive"
 [target]

@@ -1,6 +1,6 @@
 //! Runs against a real server: counts, extraction, reproducibility, models.
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, counted, options, run_ok};
 
 fn members_scenario(url: &str, model: &str) -> String {
@@ -178,7 +178,7 @@ fn the_same_seed_replays_the_same_requests() {
             .map(|s| {
                 (
                     s.method,
-                    crate::server::route(&s.path)
+                    crate::support::server::route(&s.path)
                         + &s.path
                             .split('?')
                             .nth(1)

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, loadgen_command, only_entry};
 
 const IN_HEADER: &str = "header-secret-1a2b";

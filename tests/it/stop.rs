@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::chaos_process::{ServerProcess, pause_scenario, stack_state};
-use crate::server::TestServer;
+use crate::support::process::{ServerProcess, pause_scenario, stack_state};
+use crate::support::server::TestServer;
 use crate::support::{KillOnDrop, Workspace, eventually, loadgen, loadgen_command, only_entry};
 
 /// The run directory appears once the supervisor handles signals (they are installed

@@ -281,7 +281,7 @@ fn tls_verify_false_loads_an_untrusted_server_and_says_so_everywhere() {
     let notice = "certificate verification is off (tls_verify = false)";
     assert!(stderr.contains(&format!("warning: {notice}")), "{stderr}");
     let run_dir = only_entry(&workspace.out());
-    let (summary, _) = crate::outputs::assert_matches_schema(&run_dir);
+    let (summary, _) = crate::support::schema::assert_matches_schema(&run_dir);
     assert_eq!(summary["tls_verified"], false);
     let requests = summary["totals"]["requests"].as_u64().unwrap();
     assert!(requests >= 60, "{requests}");

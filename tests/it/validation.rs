@@ -4,7 +4,7 @@ use std::path::Path;
 
 use loadgen::scenario;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, options};
 
 const BROKEN: &str = r#"name = "broken"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use loadgen::record::verdicts::{VerdictReason, VerdictStatus};
 
-use crate::server::{Stall, TestServer};
+use crate::support::server::{Stall, TestServer};
 use crate::support::{Workspace, binary_run};
 
 #[test]

@@ -11,7 +11,7 @@ use loadgen::record::writes::VerifySummary;
 use loadgen::scenario;
 use loadgen::verify::run::Status;
 
-use crate::server::TestServer;
+use crate::support::server::TestServer;
 use crate::support::{Workspace, options, run_ok};
 
 /// A store-writing scenario: `values` picks each write's value (`lose…`, `alter…`,
@@ -137,7 +137,7 @@ fn lost_and_altered_writes_are_reported_by_id_exactly_as_the_server_did_them() {
     assert!(junit.contains(&format!("missing {}", lost[0])), "{junit}");
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(html.contains("id=\"writes\""));
-    crate::outputs::assert_matches_schema(&run_dir);
+    crate::support::schema::assert_matches_schema(&run_dir);
     assert!(html.contains(&format!("<code>{}</code>", altered[0])));
 }
 

@@ -40,7 +40,7 @@ async fn a_deleted_pod_is_in_its_fault_until_its_replacement_is_ready() {
         }
     })
     .await;
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let load = crate::support::steady_get(&server.url(), "", 20, "5s", "/hello");
     let file = workspace.write(
@@ -67,8 +67,8 @@ at = "1s"
         .unwrap();
 
     let (_, deleted_wall) = deleted.lock().unwrap().expect("the pod was deleted");
-    let ready = crate::chaos_process::run_offset_ms(&summary, deleted_wall + READY_AFTER);
-    let occurrence = crate::chaos_process::only_occurrence(&summary);
+    let ready = crate::support::timeline::run_offset_ms(&summary, deleted_wall + READY_AFTER);
+    let occurrence = crate::support::timeline::only_occurrence(&summary);
     assert_eq!(
         occurrence.status,
         loadgen::chaos::runner::OccurrenceStatus::Happened,
@@ -126,7 +126,7 @@ async fn a_scale_and_a_delete_on_one_deployment_never_exceed_max_unavailable() {
         }
     })
     .await;
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let load = crate::support::steady_get(&server.url(), "", 20, "5s", "/hello");
     let file = workspace.write(
@@ -220,7 +220,7 @@ required = false
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_current_context_other_than_the_pinned_one_is_refused_before_any_call() {
     let api = FakeApi::start(|_| ok("pods-api.json")).await;
-    let server = crate::server::TestServer::start();
+    let server = crate::support::server::TestServer::start();
     let workspace = crate::support::Workspace::new();
     let kubeconfig = workspace.write(
         "kubeconfig",

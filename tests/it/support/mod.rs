@@ -1,5 +1,14 @@
 //! Shared helpers: scenario files in temp dirs, in-process runs, reading results.
 
+pub mod bare_h2;
+pub mod faulty;
+pub mod nginx;
+pub mod process;
+pub mod schema;
+pub mod server;
+pub mod timeline;
+pub mod web;
+
 use std::path::{Path, PathBuf};
 
 use loadgen::record::summary::Summary;
