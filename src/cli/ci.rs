@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::analysis::SloVerdict;
 use crate::compare::{Comparison, RowStatus};
+use crate::exit::ExitCode;
 use crate::output::summary::Summary;
 
 /// One line per failing objective: its name and window, and what was measured against what
@@ -82,16 +83,17 @@ fn escape_annotation(text: &str) -> String {
 pub fn markdown(
     summary: &Summary,
     run_dir: &Path,
-    code: u8,
+    code: ExitCode,
     reasons: &[String],
     comparison: Option<&Comparison>,
 ) -> String {
     let mut out = String::new();
-    let verdict = if code == 0 { "PASS" } else { "FAIL" };
+    let verdict = if code == ExitCode::Ok { "PASS" } else { "FAIL" };
     let _ = writeln!(
         out,
-        "## loadgen: {} — {verdict} (exit {code})\n",
-        summary.scenario.name
+        "## loadgen: {} — {verdict} (exit {})\n",
+        summary.scenario.name,
+        code.code()
     );
     let _ = writeln!(
         out,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::exit;
+use crate::exit::ExitCode;
 
 /// How the baseline gate judges: its tolerances, and whether another scenario's run may
 /// be a baseline.
@@ -18,12 +18,12 @@ pub(super) fn compare_command(
     out: Option<&std::path::Path>,
     gate: Gate,
     show_table: bool,
-) -> u8 {
+) -> ExitCode {
     let current_summary = match crate::compare::read_summary(current) {
         Ok(summary) => summary,
         Err(message) => {
             eprintln!("error: {message}");
-            return exit::BAD_INPUT;
+            return ExitCode::BadInput;
         }
     };
     let mut base_summaries = Vec::new();
@@ -41,7 +41,7 @@ pub(super) fn compare_command(
             Ok(summary) => base_summaries.push(summary),
             Err(message) => {
                 eprintln!("error: {message}");
-                return exit::BAD_INPUT;
+                return ExitCode::BadInput;
             }
         }
     }
@@ -74,11 +74,11 @@ pub(super) fn compare_command(
         .and_then(|base| crate::compare::spectra(base, current));
     if let Err(message) = crate::compare::write(out.unwrap_or(current), &comparison, spectra) {
         eprintln!("error: {message}");
-        return exit::COULD_NOT_RUN;
+        return ExitCode::CouldNotRun;
     }
     if comparison.regressed {
-        exit::SLO_FAILED
+        ExitCode::SloFailed
     } else {
-        exit::OK
+        ExitCode::Ok
     }
 }

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 
 use crate::chaos::proxy::daemon::DaemonOptions;
 use crate::chaos::registry::Registry;
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::run::{RunError, RunOptions};
 use crate::util::text::warn;
 use crate::util::units::parse_duration;
@@ -226,23 +226,29 @@ fn duration_flag(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
-/// Parses `args` and runs the command; returns the process exit code.
+/// Parses `args` and runs the command; returns the number the process exits with
+/// (`ExitCode::code`).
 pub fn main_with_args<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let code = match Cli::try_parse_from(args) {
+        Ok(cli) => dispatch(cli),
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() {
-                exit::BAD_INPUT
+            if error.use_stderr() {
+                ExitCode::BadInput
             } else {
-                exit::OK
-            };
+                ExitCode::Ok
+            }
         }
     };
+    code.code()
+}
+
+/// Runs the command the flags name: each command's one exit code.
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate { file } => validate::validate(&file, cli.policy.as_deref()),
         Command::Plan { file, overrides } => plan::plan(file, overrides, cli.policy),
@@ -326,21 +332,21 @@ where
 }
 
 /// A current-thread runtime for commands that only wait on a few sockets.
-pub(super) fn small_runtime() -> Result<tokio::runtime::Runtime, u8> {
+pub(super) fn small_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
             eprintln!("error: {e}");
-            exit::COULD_NOT_RUN
+            ExitCode::CouldNotRun
         })
 }
 
-pub(super) fn report_error(error: RunError) -> u8 {
+pub(super) fn report_error(error: RunError) -> ExitCode {
     match error {
         RunError::BadInput(message) => {
             warn(&format!("{message}\n"));
-            exit::BAD_INPUT
+            ExitCode::BadInput
         }
         RunError::NotStarted { reason, run_dir } => {
             warn(&format!("error: {reason}\n"));
@@ -348,11 +354,11 @@ pub(super) fn report_error(error: RunError) -> u8 {
                 "its record (junit.xml, report.html): {}\n",
                 run_dir.display()
             ));
-            exit::COULD_NOT_RUN
+            ExitCode::CouldNotRun
         }
         RunError::CouldNotRun(message) => {
             warn(&format!("error: {message}\n"));
-            exit::COULD_NOT_RUN
+            ExitCode::CouldNotRun
         }
     }
 }

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use super::{Overrides, report_error};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::run::{self, RunOptions};
 use crate::scenario::describe::describe;
 
-pub(super) fn plan(file: PathBuf, overrides: Overrides, policy: Option<PathBuf>) -> u8 {
+pub(super) fn plan(file: PathBuf, overrides: Overrides, policy: Option<PathBuf>) -> ExitCode {
     let options = RunOptions {
         policy,
         scenario: file,
@@ -19,7 +19,7 @@ pub(super) fn plan(file: PathBuf, overrides: Overrides, policy: Option<PathBuf>)
     match run::prepare(&options) {
         Ok(prepared) => {
             print!("{}", describe(&prepared.plan, prepared.seed));
-            exit::OK
+            ExitCode::Ok
         }
         Err(error) => report_error(error),
     }

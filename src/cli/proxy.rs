@@ -2,16 +2,16 @@
 
 use super::small_runtime;
 use crate::chaos::proxy::daemon::{self, DaemonOptions};
-use crate::exit;
+use crate::exit::ExitCode;
 
-pub(super) fn proxy_command(options: DaemonOptions) -> u8 {
+pub(super) fn proxy_command(options: DaemonOptions) -> ExitCode {
     let upstream = match daemon::check(&options) {
         Ok(upstream) => upstream,
         Err(problems) => {
             for problem in problems {
                 eprintln!("error: {problem}");
             }
-            return exit::BAD_INPUT;
+            return ExitCode::BadInput;
         }
     };
     let runtime = match small_runtime() {
@@ -19,10 +19,10 @@ pub(super) fn proxy_command(options: DaemonOptions) -> u8 {
         Err(code) => return code,
     };
     match runtime.block_on(daemon::serve(options, upstream)) {
-        Ok(()) => exit::OK,
+        Ok(()) => ExitCode::Ok,
         Err(e) => {
             eprintln!("error: proxy: {e}");
-            exit::COULD_NOT_RUN
+            ExitCode::CouldNotRun
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::small_runtime;
 use crate::chaos::registry::Registry;
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::util::text::{say, warn};
 
 /// `loadgen recover [RUN_DIR]`: exit 0 when everything is recovered (or nothing was left),
@@ -16,26 +16,26 @@ pub(super) fn recover_command(
     deadline: Duration,
     policy: Option<&std::path::Path>,
     registry: &Registry,
-) -> u8 {
+) -> ExitCode {
     use crate::chaos::recover::{find_runs, recover_run};
     // The policy bounds which stack script a ledger's restart may run.
     let dirs = match crate::policy::find(policy) {
         Ok(policy) => policy.and_then(|p| p.dirs()),
         Err(message) => {
             eprintln!("error: {message}");
-            return exit::BAD_INPUT;
+            return ExitCode::BadInput;
         }
     };
     let runs = match run_dir {
         Some(run_dir) => vec![run_dir],
         None => {
             let found = find_runs(std::path::Path::new("reports"), registry);
-            let mut code = exit::OK;
+            let mut code = ExitCode::Ok;
             if let Some(e) = &found.registry_error {
                 eprintln!(
                     "error: {e}; runs elsewhere may still have faults applied (then run `loadgen recover RUN_DIR`)"
                 );
-                code = exit::FAULT_NOT_RECOVERED;
+                code = code.max(ExitCode::FaultNotRecovered);
             }
             for gone in &found.gone {
                 println!(
@@ -59,7 +59,7 @@ pub(super) fn recover_command(
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let mut code = exit::OK;
+    let mut code = ExitCode::Ok;
     for run_dir in &runs {
         println!("recovering {}", run_dir.display());
         let recovery =
@@ -67,7 +67,7 @@ pub(super) fn recover_command(
         match runtime.block_on(recover_run(run_dir, deadline, &recovery, registry)) {
             Err(message) => {
                 eprintln!("error: {message}");
-                code = exit::FAULT_NOT_RECOVERED;
+                code = code.max(ExitCode::FaultNotRecovered);
             }
             Ok(report) => {
                 for line in &report.recovered {
@@ -80,7 +80,7 @@ pub(super) fn recover_command(
                     println!("nothing to recover in {}", run_dir.display());
                 }
                 if !report.failed.is_empty() {
-                    code = exit::FAULT_NOT_RECOVERED;
+                    code = code.max(ExitCode::FaultNotRecovered);
                 }
             }
         }

@@ -1,10 +1,10 @@
 //! `loadgen report RUN_DIR`: judge a run directory again and re-render its files.
 
 use super::finish::finish;
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::output::{table, verdict_lines};
 
-pub(super) fn report_command(run_dir: &std::path::Path) -> u8 {
+pub(super) fn report_command(run_dir: &std::path::Path) -> ExitCode {
     let killed = !run_dir.join("summary.json").exists()
         && run_dir.join(crate::output::run_plan::PLAN_FILE).exists();
     let read = if killed {
@@ -17,7 +17,7 @@ pub(super) fn report_command(run_dir: &std::path::Path) -> u8 {
         Ok(summary) => summary,
         Err(message) => {
             eprintln!("error: {message}");
-            return exit::BAD_INPUT;
+            return ExitCode::BadInput;
         }
     };
     if killed {
@@ -37,14 +37,14 @@ pub(super) fn report_command(run_dir: &std::path::Path) -> u8 {
             // The baseline gate the run was judged with is part of its record: its exit
             // code is the run's.
             let gate = match crate::compare::read_comparison(run_dir) {
-                Some(comparison) if comparison.regressed => exit::SLO_FAILED,
-                _ => exit::OK,
+                Some(comparison) if comparison.regressed => ExitCode::SloFailed,
+                _ => ExitCode::Ok,
             };
             finish(&summary, run_dir, gate)
         }
         Err(message) => {
             eprintln!("error: {message}");
-            exit::COULD_NOT_RUN
+            ExitCode::CouldNotRun
         }
     }
 }

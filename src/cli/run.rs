@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::compare::{Gate, compare_command};
 use super::finish::finish;
 use super::{report_error, small_runtime};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::output::{table, verdict_lines};
 use crate::run::{self, RunError, RunOptions};
 use crate::util::text::{say, warn};
@@ -17,7 +17,7 @@ pub(super) fn run_command(
     dry_run: bool,
     run_dir_file: Option<PathBuf>,
     options: RunOptions,
-) -> u8 {
+) -> ExitCode {
     let prepared = match run::prepare(&options) {
         Ok(prepared) => prepared,
         Err(error) => return report_error(error),
@@ -30,7 +30,7 @@ pub(super) fn run_command(
         });
         if let Err(message) = valid {
             eprintln!("error: --baseline: {message}");
-            return exit::BAD_INPUT;
+            return ExitCode::BadInput;
         }
     }
     for warning in &prepared.warnings {
@@ -65,7 +65,7 @@ pub(super) fn run_command(
                 Some((bases, gate)) if summary.complete && summary.judged => {
                     compare_command(bases, &outcome.run_dir, None, *gate, !options.quiet)
                 }
-                _ => exit::OK,
+                _ => ExitCode::Ok,
             };
             // The gate's verdict joins the judged record: junit.xml and report.html are
             // written again with it (summary.json's verdicts do not change).
@@ -74,7 +74,7 @@ pub(super) fn run_command(
                 && let Err(message) = crate::report::finalize(&outcome.run_dir, &mut summary)
             {
                 warn(&format!("error: {message}\n"));
-                return exit::COULD_NOT_RUN;
+                return ExitCode::CouldNotRun;
             }
             finish(&summary, &outcome.run_dir, gate)
         }
@@ -93,7 +93,7 @@ pub(super) fn run_command(
     }
 }
 
-pub(super) fn dry_run_report(plan: &crate::plan::Plan) -> u8 {
+pub(super) fn dry_run_report(plan: &crate::plan::Plan) -> ExitCode {
     use crate::chaos::runner::{Verdict, preflight};
     let runtime = match small_runtime() {
         Ok(runtime) => runtime,
@@ -140,5 +140,9 @@ pub(super) fn dry_run_report(plan: &crate::plan::Plan) -> u8 {
             }
         }
     }
-    if bad > 0 { exit::BAD_INPUT } else { exit::OK }
+    if bad > 0 {
+        ExitCode::BadInput
+    } else {
+        ExitCode::Ok
+    }
 }

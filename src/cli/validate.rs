@@ -1,14 +1,14 @@
 //! `loadgen validate FILE`: check a scenario and report every error; sends nothing.
 
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::scenario::{self, ScenarioError};
 
-pub(super) fn validate(file: &std::path::Path, policy: Option<&std::path::Path>) -> u8 {
+pub(super) fn validate(file: &std::path::Path, policy: Option<&std::path::Path>) -> ExitCode {
     let policy = match crate::policy::find(policy) {
         Ok(policy) => policy,
         Err(message) => {
             eprintln!("error: {message}");
-            return exit::BAD_INPUT;
+            return ExitCode::BadInput;
         }
     };
     match scenario::load_with(file, policy.as_ref()) {
@@ -19,15 +19,15 @@ pub(super) fn validate(file: &std::path::Path, policy: Option<&std::path::Path>)
                 plan.journeys.len(),
                 plan.step_count()
             );
-            exit::OK
+            ExitCode::Ok
         }
         Err(ScenarioError::Invalid(diagnostics)) => {
             eprintln!("{diagnostics}");
-            exit::BAD_INPUT
+            ExitCode::BadInput
         }
         Err(other) => {
             eprintln!("error: {other}");
-            exit::BAD_INPUT
+            ExitCode::BadInput
         }
     }
 }
