@@ -103,24 +103,7 @@ pub fn markdown(
         summary.iterations_line()
     );
     if !summary.slos.is_empty() {
-        let _ = writeln!(out, "| objective | window | status | measured |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for v in &summary.slos {
-            let measured: Vec<String> = v
-                .measured
-                .iter()
-                .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
-                .collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                cell(&v.name),
-                cell(&v.window),
-                v.status.name(),
-                cell(&measured.join(", "))
-            );
-        }
-        let _ = writeln!(out);
+        objectives_table(&mut out, summary);
     }
     if let Some(comparison) = comparison {
         let regressed = regressed_rows(comparison);
@@ -160,6 +143,28 @@ pub fn markdown(
         }
     );
     out
+}
+
+/// The objectives as a Markdown table, a row each, and a blank line.
+fn objectives_table(out: &mut String, summary: &Summary) {
+    let _ = writeln!(out, "| objective | window | status | measured |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for v in &summary.slos {
+        let measured: Vec<String> = v
+            .measured
+            .iter()
+            .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            cell(&v.name),
+            cell(&v.window),
+            v.status.name(),
+            cell(&measured.join(", "))
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// Text safe in a Markdown table cell.

@@ -1,8 +1,61 @@
 //! `loadgen compare BASE… CURRENT`, and the baseline gate of `loadgen run`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::exit::ExitCode;
+
+// `loadgen compare`'s flags (its help text is `Command::Compare`'s).
+#[derive(Debug, clap::Args)]
+pub(super) struct CompareArgs {
+    #[arg(num_args = 2.., required = true, value_name = "BASE… CURRENT")]
+    runs: Vec<PathBuf>,
+    /// Where comparison.json and comparison.html go (default: the current run
+    /// directory); created when missing.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare runs of different scenarios (refused otherwise).
+    #[arg(long)]
+    baseline_any_scenario: bool,
+    #[command(flatten)]
+    tolerances: ToleranceFlags,
+}
+
+/// When a change between two runs counts as a regression.
+#[derive(Debug, clap::Args)]
+pub(super) struct ToleranceFlags {
+    /// A latency percentile may grow by this much…
+    #[arg(long, default_value = "25%", value_parser = percent_flag)]
+    latency_tolerance: f64,
+    /// …and must grow by more than this to count (noise floor).
+    #[arg(long, default_value = "10ms", value_parser = super::duration_flag)]
+    latency_floor: Duration,
+    /// Throughput may drop by this much.
+    #[arg(long, default_value = "10%", value_parser = percent_flag)]
+    throughput_tolerance: f64,
+    /// The error rate may grow by this many percentage points.
+    #[arg(long, default_value = "0.5%", value_parser = percent_flag)]
+    error_tolerance: f64,
+    /// An instance's share of the responses may fall by this much of its baseline share.
+    #[arg(long, default_value = "50%", value_parser = percent_flag)]
+    instance_tolerance: f64,
+}
+
+impl ToleranceFlags {
+    pub(super) fn tolerances(&self) -> crate::compare::Tolerances {
+        crate::compare::Tolerances {
+            latency: self.latency_tolerance / 100.0,
+            latency_floor_us: self.latency_floor.as_secs_f64() * 1e6,
+            throughput: self.throughput_tolerance / 100.0,
+            error_points: self.error_tolerance,
+            instance_share: self.instance_tolerance / 100.0,
+        }
+    }
+}
+
+fn percent_flag(text: &str) -> Result<f64, String> {
+    crate::util::units::parse_percent(text)
+}
 
 /// How the baseline gate judges: its tolerances, and whether another scenario's run may
 /// be a baseline.
@@ -10,6 +63,27 @@ use crate::exit::ExitCode;
 pub(super) struct Gate {
     pub(super) tolerances: crate::compare::Tolerances,
     pub(super) any_scenario: bool,
+}
+
+/// `loadgen compare BASE… CURRENT`: the last run is the current one.
+pub(super) fn command(args: CompareArgs) -> ExitCode {
+    let CompareArgs {
+        mut runs,
+        out,
+        baseline_any_scenario,
+        tolerances,
+    } = args;
+    let current = runs.pop().expect("clap asks for at least two runs");
+    compare_command(
+        &runs,
+        &current,
+        out.as_deref(),
+        Gate {
+            tolerances: tolerances.tolerances(),
+            any_scenario: baseline_any_scenario,
+        },
+        true,
+    )
 }
 
 pub(super) fn compare_command(

@@ -1,5 +1,8 @@
 //! Command-line interface: flags parsed by clap into options, each command run through the
-//! library, every outcome mapped to a documented exit code (see `exit`).
+//! library, every outcome mapped to a documented exit code (`exit::ExitCode`). Here: the
+//! flags and the dispatch; each command's body has a file of its own (`run.rs`,
+//! `compare.rs`, …), beside its flags where it has many (`RunArgs`, `CompareArgs`,
+//! `ProxyArgs`).
 
 pub mod ci;
 mod compare;
@@ -12,19 +15,16 @@ mod run;
 mod validate;
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::chaos::proxy::daemon::DaemonOptions;
 use crate::chaos::registry::Registry;
 use crate::exit::ExitCode;
-use crate::run::{RunError, RunOptions};
+use crate::run::RunError;
 use crate::util::text::warn;
 use crate::util::units::parse_duration;
-use compare::{Gate, compare_command};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,57 +68,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a scenario against its target and write a run directory.
-    Run {
-        /// The scenario file (TOML).
-        file: PathBuf,
-        #[command(flatten)]
-        overrides: Overrides,
-        /// Parent directory of the run directory.
-        #[arg(long, default_value = "reports")]
-        out: PathBuf,
-        /// Worker threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// No progress line and no table; print only the run directory (every failure
-        /// reason and a generator warning still go to stderr).
-        #[arg(long, short)]
-        quiet: bool,
-        /// Write the run directory's path to this file once the run is judged (so a CI
-        /// step need not read it from stdout).
-        #[arg(long)]
-        run_dir_file: Option<PathBuf>,
-        /// Compare the finished run with this earlier run directory (the nightly gate):
-        /// exit 1 on a regression beyond tolerance. Repeat it for the last nights: each
-        /// figure is then held to their envelope (docs/compare.md).
-        #[arg(long)]
-        baseline: Vec<PathBuf>,
-        /// Accept a baseline of another scenario (refused otherwise: its figures measure
-        /// something else).
-        #[arg(long)]
-        baseline_any_scenario: bool,
-        #[command(flatten)]
-        tolerances: ToleranceFlags,
-        /// Resolve every fault's targets against the live environment, print what would be
-        /// hit, and exit without sending traffic or touching anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Run(run::RunArgs),
     /// Compare run directories: BASE… CURRENT (the last is the current run; several bases
     /// are held to as their envelope). Delivered share, error rate in points, percentiles
     /// with their intervals, each instance's share (docs/compare.md).
-    Compare {
-        #[arg(num_args = 2.., required = true, value_name = "BASE… CURRENT")]
-        runs: Vec<PathBuf>,
-        /// Where comparison.json and comparison.html go (default: the current run
-        /// directory); created when missing.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Compare runs of different scenarios (refused otherwise).
-        #[arg(long)]
-        baseline_any_scenario: bool,
-        #[command(flatten)]
-        tolerances: ToleranceFlags,
-    },
+    Compare(compare::CompareArgs),
     /// Re-render summary.json, junit.xml and report.html from a run directory's saved data.
     Report { run_dir: PathBuf },
     /// Undo every fault a run's ledger does not show as recovered (after a crash).
@@ -137,72 +91,13 @@ enum Command {
     /// Run a TCP fault proxy in front of a service until SIGINT or SIGTERM. It starts clean;
     /// `{ proxy = … }` faults are set through its control API (GET/PUT/DELETE /fault,
     /// GET /stats). The local stack runs one in front of Postgres.
-    Proxy {
-        /// Where clients connect (loopback; port 0 picks a free one).
-        #[arg(long)]
-        listen: SocketAddr,
-        /// The real service, HOST:PORT (allow-listed: loopback unless --allow-host).
-        #[arg(long)]
-        upstream: String,
-        /// Where the control API listens (loopback). It has no authentication.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        control: SocketAddr,
-        /// Write the bound addresses here (JSON) once ready; removed on exit.
-        #[arg(long)]
-        ready_file: Option<PathBuf>,
-        /// Another host or network the upstream may be on (repeatable); a host name is
-        /// allowed by name, whatever it resolves to (e.g. a Compose service: postgres).
-        #[arg(long = "allow-host")]
-        allow_hosts: Vec<String>,
-        /// Let --listen and --control bind non-loopback addresses (0.0.0.0). Only for a proxy
-        /// running inside a container's own network namespace: the container network is
-        /// the boundary, and the host must publish the ports on 127.0.0.1 only (as
-        /// docker/docker-compose.yml does). Never on a host's own network.
-        #[arg(long)]
-        container_network: bool,
-    },
+    Proxy(proxy::ProxyArgs),
     /// Print the resolved plan: load over time, journey mix, steps. Sends nothing.
     Plan {
         file: PathBuf,
         #[command(flatten)]
         overrides: Overrides,
     },
-}
-
-/// When a change between two runs counts as a regression.
-#[derive(Debug, clap::Args)]
-struct ToleranceFlags {
-    /// A latency percentile may grow by this much…
-    #[arg(long, default_value = "25%", value_parser = percent_flag)]
-    latency_tolerance: f64,
-    /// …and must grow by more than this to count (noise floor).
-    #[arg(long, default_value = "10ms", value_parser = duration_flag)]
-    latency_floor: Duration,
-    /// Throughput may drop by this much.
-    #[arg(long, default_value = "10%", value_parser = percent_flag)]
-    throughput_tolerance: f64,
-    /// The error rate may grow by this many percentage points.
-    #[arg(long, default_value = "0.5%", value_parser = percent_flag)]
-    error_tolerance: f64,
-    /// An instance's share of the responses may fall by this much of its baseline share.
-    #[arg(long, default_value = "50%", value_parser = percent_flag)]
-    instance_tolerance: f64,
-}
-
-impl ToleranceFlags {
-    fn tolerances(&self) -> crate::compare::Tolerances {
-        crate::compare::Tolerances {
-            latency: self.latency_tolerance / 100.0,
-            latency_floor_us: self.latency_floor.as_secs_f64() * 1e6,
-            throughput: self.throughput_tolerance / 100.0,
-            error_points: self.error_tolerance,
-            instance_share: self.instance_tolerance / 100.0,
-        }
-    }
-}
-
-fn percent_flag(text: &str) -> Result<f64, String> {
-    crate::util::units::parse_percent(text)
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,76 +153,10 @@ fn dispatch(cli: Cli) -> ExitCode {
             cli.policy.as_deref(),
             &Registry::at(cli.state_dir.as_deref()),
         ),
-        Command::Proxy {
-            listen,
-            upstream,
-            control,
-            ready_file,
-            allow_hosts,
-            container_network,
-        } => proxy::proxy_command(DaemonOptions {
-            listen,
-            upstream,
-            control,
-            ready_file,
-            allow_hosts,
-            container_network,
-        }),
+        Command::Proxy(args) => proxy::proxy_command(args.into()),
         Command::Report { run_dir } => report::report_command(&run_dir),
-        Command::Compare {
-            mut runs,
-            out,
-            baseline_any_scenario,
-            tolerances,
-        } => {
-            let current = runs.pop().expect("clap asks for at least two runs");
-            compare_command(
-                &runs,
-                &current,
-                out.as_deref(),
-                Gate {
-                    tolerances: tolerances.tolerances(),
-                    any_scenario: baseline_any_scenario,
-                },
-                true,
-            )
-        }
-        Command::Run {
-            file,
-            overrides,
-            out,
-            threads,
-            quiet,
-            run_dir_file,
-            dry_run,
-            baseline,
-            baseline_any_scenario,
-            tolerances,
-        } => run::run_command(
-            (!baseline.is_empty()).then(|| {
-                (
-                    baseline,
-                    Gate {
-                        tolerances: tolerances.tolerances(),
-                        any_scenario: baseline_any_scenario,
-                    },
-                )
-            }),
-            dry_run,
-            run_dir_file,
-            RunOptions {
-                scenario: file,
-                policy: cli.policy,
-                target: overrides.target,
-                ca_file: overrides.ca_file,
-                out,
-                seed: overrides.seed,
-                duration: overrides.duration,
-                threads,
-                quiet,
-                state_dir: cli.state_dir,
-            },
-        ),
+        Command::Compare(args) => compare::command(args),
+        Command::Run(args) => run::command(args, cli.policy, cli.state_dir),
     }
 }
 

@@ -3,14 +3,97 @@
 
 use std::path::PathBuf;
 
-use super::compare::{Gate, compare_command};
+use super::compare::{Gate, ToleranceFlags, compare_command};
 use super::finish::finish;
-use super::{report_error, small_runtime};
+use super::{Overrides, report_error, small_runtime};
 use crate::exit::ExitCode;
 use crate::output::{table, verdict_lines};
 use crate::run::{self, RunError, RunOptions};
 use crate::util::text::{say, warn};
 use crate::util::units::format_duration;
+
+// `loadgen run`'s flags (its help text is `Command::Run`'s).
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    /// The scenario file (TOML).
+    file: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Parent directory of the run directory.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress line and no table; print only the run directory (every failure
+    /// reason and a generator warning still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Write the run directory's path to this file once the run is judged (so a CI
+    /// step need not read it from stdout).
+    #[arg(long)]
+    run_dir_file: Option<PathBuf>,
+    /// Compare the finished run with this earlier run directory (the nightly gate):
+    /// exit 1 on a regression beyond tolerance. Repeat it for the last nights: each
+    /// figure is then held to their envelope (docs/compare.md).
+    #[arg(long)]
+    baseline: Vec<PathBuf>,
+    /// Accept a baseline of another scenario (refused otherwise: its figures measure
+    /// something else).
+    #[arg(long)]
+    baseline_any_scenario: bool,
+    #[command(flatten)]
+    tolerances: ToleranceFlags,
+    /// Resolve every fault's targets against the live environment, print what would be
+    /// hit, and exit without sending traffic or touching anything.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `loadgen run`: the flags as the run's options and its baseline gate.
+pub(super) fn command(
+    args: RunArgs,
+    policy: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> ExitCode {
+    let RunArgs {
+        file,
+        overrides,
+        out,
+        threads,
+        quiet,
+        run_dir_file,
+        dry_run,
+        baseline,
+        baseline_any_scenario,
+        tolerances,
+    } = args;
+    run_command(
+        (!baseline.is_empty()).then(|| {
+            (
+                baseline,
+                Gate {
+                    tolerances: tolerances.tolerances(),
+                    any_scenario: baseline_any_scenario,
+                },
+            )
+        }),
+        dry_run,
+        run_dir_file,
+        RunOptions {
+            scenario: file,
+            policy,
+            target: overrides.target,
+            ca_file: overrides.ca_file,
+            out,
+            seed: overrides.seed,
+            duration: overrides.duration,
+            threads,
+            quiet,
+            state_dir,
+        },
+    )
+}
 
 pub(super) fn run_command(
     baseline: Option<(Vec<PathBuf>, Gate)>,
