@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::compare::{Comparison, RowStatus};
-use crate::record::summary::Summary;
 use crate::record::verdicts::SloVerdict;
+use crate::compare::{Comparison, RowStatus};
+use crate::judge::exit::ExitCode;
+use crate::record::summary::Summary;
 
 /// One line per failing objective: its name and window, and what was measured against what
 /// (or why it could not be).
@@ -82,16 +83,17 @@ fn escape_annotation(text: &str) -> String {
 pub fn markdown(
     summary: &Summary,
     run_dir: &Path,
-    code: u8,
+    code: ExitCode,
     reasons: &[String],
     comparison: Option<&Comparison>,
 ) -> String {
     let mut out = String::new();
-    let verdict = if code == 0 { "PASS" } else { "FAIL" };
+    let verdict = if code == ExitCode::Ok { "PASS" } else { "FAIL" };
     let _ = writeln!(
         out,
-        "## loadgen: {} — {verdict} (exit {code})\n",
-        summary.scenario.name
+        "## loadgen: {} — {verdict} (exit {})\n",
+        summary.scenario.name,
+        code.code()
     );
     let _ = writeln!(
         out,
@@ -101,24 +103,7 @@ pub fn markdown(
         summary.iterations_line()
     );
     if !summary.slos.is_empty() {
-        let _ = writeln!(out, "| objective | window | status | measured |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for v in &summary.slos {
-            let measured: Vec<String> = v
-                .measured
-                .iter()
-                .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
-                .collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                cell(&v.name),
-                cell(&v.window),
-                v.status.name(),
-                cell(&measured.join(", "))
-            );
-        }
-        let _ = writeln!(out);
+        objectives_table(&mut out, summary);
     }
     if let Some(comparison) = comparison {
         let regressed = regressed_rows(comparison);
@@ -158,6 +143,28 @@ pub fn markdown(
         }
     );
     out
+}
+
+/// The objectives as a Markdown table, a row each, and a blank line.
+fn objectives_table(out: &mut String, summary: &Summary) {
+    let _ = writeln!(out, "| objective | window | status | measured |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for v in &summary.slos {
+        let measured: Vec<String> = v
+            .measured
+            .iter()
+            .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            cell(&v.name),
+            cell(&v.window),
+            v.status.name(),
+            cell(&measured.join(", "))
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// Text safe in a Markdown table cell.

@@ -1,31 +1,78 @@
 //! Exit codes: a documented contract (README, "Exit codes"), and the one function that
 //! derives a finished run's code from its summary.
-//!
-//! Precedence, highest first: 4 > 3 > 1 > 0. Exit 2 (bad input) is decided before a run
-//! exists, so it never comes from a summary.
 
 use crate::record::summary::{EndReason, RunVerdict, Summary};
 
-/// 0: the drill passed: the run completed, every objective met, every fault happened and
-/// healed, and the baseline gate (if any) passed. A run without objectives: its load was
-/// delivered and at least one request succeeded.
-pub const OK: u8 = 0;
-/// 1: the drill failed: an SLO verdict, a fault that did not happen or did not heal, an
-/// abort objective, or the baseline gate.
-pub const SLO_FAILED: u8 = 1;
-/// 2: bad input — scenario, flags, a refused fault, a baseline of another schema. Nothing
-/// was sent.
-pub const BAD_INPUT: u8 = 2;
-/// 3: the run could not complete — target unreachable at start, interrupted, harness
-/// failure (also: its own accounting of the planned iterations does not add up), not
-/// judged.
-pub const COULD_NOT_RUN: u8 = 3;
-/// 4: a fault could not be recovered; a human must act (the message says what to undo).
-pub const FAULT_NOT_RECOVERED: u8 = 4;
+/// loadgen's exit code: the documented contract (README.md, "Exit codes"; `loadgen --help`).
+///
+/// **Precedence.** The variants are declared in their order of precedence, lowest first, so
+/// where more than one applies `max` gives the one that wins: a fault not recovered (4)
+/// outranks a run that could not complete (3), which outranks a failed drill (1), which
+/// outranks a pass (0) — the order `for_run` checks a summary in, and how `loadgen recover`
+/// combines its runs. The order is that of the numbers: the highest code wins. Bad input (2)
+/// is decided before a run exists (nothing was sent), so it never meets 1, 3 or 4 from a
+/// run; it ranks where its number puts it, between 1 and 3.
+///
+/// One combination is not by precedence: the baseline gate's own trouble (a comparison that
+/// could not be read, 2, or written, 3) replaces only a pass; a failed or incomplete run
+/// keeps its code (`cli::finish`). A regression the gate found is part of the run's outcome
+/// (`for_run`'s `baseline_regressed`): 1, under 3 and 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// 0: the drill passed: the run completed, every objective met, every fault happened and
+    /// healed, and the baseline gate (if any) passed. A run without objectives: its load was
+    /// delivered and at least one request succeeded.
+    Ok = 0,
+    /// 1: the drill failed: an SLO verdict, a fault that did not happen or did not heal, an
+    /// abort objective, or the baseline gate.
+    SloFailed = 1,
+    /// 2: bad input — scenario, flags, a refused fault, a baseline of another schema. Nothing
+    /// was sent.
+    BadInput = 2,
+    /// 3: the run could not complete — target unreachable at start, interrupted, harness
+    /// failure (also: its own accounting of the planned iterations does not add up), not
+    /// judged.
+    CouldNotRun = 3,
+    /// 4: a fault could not be recovered; a human must act (the message says what to undo).
+    FaultNotRecovered = 4,
+}
+
+impl ExitCode {
+    /// The number the process exits with.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> std::process::ExitCode {
+        std::process::ExitCode::from(code.code())
+    }
+}
+
+/// The number is the contract: a code compares equal to the number it exits with.
+impl PartialEq<u8> for ExitCode {
+    fn eq(&self, other: &u8) -> bool {
+        self.code() == *other
+    }
+}
+
+/// The codes under their earlier names, which the integration tests (tests/it) still use;
+/// new code names `ExitCode`'s variants.
+pub const OK: ExitCode = ExitCode::Ok;
+/// See `ExitCode::SloFailed`.
+pub const SLO_FAILED: ExitCode = ExitCode::SloFailed;
+/// See `ExitCode::BadInput`.
+pub const BAD_INPUT: ExitCode = ExitCode::BadInput;
+/// See `ExitCode::CouldNotRun`.
+pub const COULD_NOT_RUN: ExitCode = ExitCode::CouldNotRun;
+/// See `ExitCode::FaultNotRecovered`.
+pub const FAULT_NOT_RECOVERED: ExitCode = ExitCode::FaultNotRecovered;
 
 /// A finished run's exit code and every reason for it (empty for 0), from its summary and
 /// whether a baseline comparison regressed.
-pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>) {
+pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (ExitCode, Vec<String>) {
     let unrecovered: Vec<String> = summary
         .faults
         .unrecovered
@@ -33,7 +80,7 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
         .map(|line| format!("fault not recovered, a human must act: {line}"))
         .collect();
     if !unrecovered.is_empty() {
-        return (FAULT_NOT_RECOVERED, unrecovered);
+        return (ExitCode::FaultNotRecovered, unrecovered);
     }
     let incomplete = match &summary.ended_by {
         EndReason::Interrupted => Some("the run was interrupted".to_string()),
@@ -46,7 +93,7 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
     };
     if let Some(why) = incomplete {
         return (
-            COULD_NOT_RUN,
+            ExitCode::CouldNotRun,
             vec![format!(
                 "{why}; its results are marked incomplete (summary.json \"complete\": false)"
             )],
@@ -54,7 +101,7 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
     }
     if let Some(accounting) = summary.accounting.as_ref().filter(|a| !a.balanced) {
         return (
-            COULD_NOT_RUN,
+            ExitCode::CouldNotRun,
             vec![format!(
                 "loadgen's own accounting of the planned iterations does not add up (a defect of loadgen, not of the target; please report it): {}",
                 accounting.problems.join("; ")
@@ -63,7 +110,7 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
     }
     if !summary.judged {
         return (
-            COULD_NOT_RUN,
+            ExitCode::CouldNotRun,
             vec!["the run was not judged (run `loadgen report` on its directory)".into()],
         );
     }
@@ -88,9 +135,9 @@ pub fn for_run(summary: &Summary, baseline_regressed: bool) -> (u8, Vec<String>)
         failed.push("the baseline gate found a regression".into());
     }
     if failed.is_empty() {
-        (OK, failed)
+        (ExitCode::Ok, failed)
     } else {
-        (SLO_FAILED, failed)
+        (ExitCode::SloFailed, failed)
     }
 }
 
@@ -117,8 +164,8 @@ pub fn verdict(summary: &Summary) -> RunVerdict {
         return RunVerdict::Unjudged;
     }
     match for_run(summary, false).0 {
-        OK if summary.slo_specs.is_empty() => RunVerdict::NoObjectives,
-        OK => RunVerdict::Pass,
+        ExitCode::Ok if summary.slo_specs.is_empty() => RunVerdict::NoObjectives,
+        ExitCode::Ok => RunVerdict::Pass,
         _ => RunVerdict::Fail,
     }
 }
@@ -131,6 +178,19 @@ mod tests {
     fn passing() -> Summary {
         let text = include_str!("../../tests/fixtures/summary-passing.json");
         serde_json::from_str(text).expect("the fixture is a summary of this schema")
+    }
+
+    #[test]
+    fn the_codes_are_the_documented_numbers_and_the_highest_wins() {
+        use ExitCode::{BadInput, CouldNotRun, FaultNotRecovered, Ok, SloFailed};
+        let declared = [Ok, SloFailed, BadInput, CouldNotRun, FaultNotRecovered];
+        assert_eq!(declared.map(ExitCode::code), [0, 1, 2, 3, 4]);
+        // Declared order is precedence: each outranks those before it.
+        assert!(declared.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(SloFailed.max(FaultNotRecovered), FaultNotRecovered);
+        assert_eq!(CouldNotRun.max(SloFailed), CouldNotRun);
+        assert_eq!(Ok.max(SloFailed), SloFailed);
+        assert_eq!(FaultNotRecovered, 4);
     }
 
     #[test]
@@ -147,15 +207,25 @@ mod tests {
             verdict.allowed = true;
             s.slos.push(verdict);
         };
-        let rows: Vec<(&str, Vec<Change>, bool, u8)> = vec![
-            ("passed", vec![], false, OK),
-            ("allowed no_data", vec![allowed_no_data], false, OK),
-            ("a verdict failed", vec![failed_verdict], false, SLO_FAILED),
+        let rows: Vec<(&str, Vec<Change>, bool, ExitCode)> = vec![
+            ("passed", vec![], false, ExitCode::Ok),
+            (
+                "allowed no_data",
+                vec![allowed_no_data],
+                false,
+                ExitCode::Ok,
+            ),
+            (
+                "a verdict failed",
+                vec![failed_verdict],
+                false,
+                ExitCode::SloFailed,
+            ),
             (
                 "a fault did not run",
                 vec![|s| s.fault_problems.push("fault `x` #1 did not run".into())],
                 false,
-                SLO_FAILED,
+                ExitCode::SloFailed,
             ),
             (
                 "aborted",
@@ -165,9 +235,9 @@ mod tests {
                     s.aborted_because = Some("objective failed".into());
                 }],
                 false,
-                SLO_FAILED,
+                ExitCode::SloFailed,
             ),
-            ("baseline regressed", vec![], true, SLO_FAILED),
+            ("baseline regressed", vec![], true, ExitCode::SloFailed),
             (
                 "interrupted",
                 vec![|s| {
@@ -175,19 +245,19 @@ mod tests {
                     s.complete = false;
                 }],
                 false,
-                COULD_NOT_RUN,
+                ExitCode::CouldNotRun,
             ),
             (
                 "harness failure outranks a failed verdict",
                 vec![failed_verdict, |s| s.ended_by = EndReason::HarnessFailure],
                 false,
-                COULD_NOT_RUN,
+                ExitCode::CouldNotRun,
             ),
             (
                 "not judged",
                 vec![|s| s.judged = false],
                 false,
-                COULD_NOT_RUN,
+                ExitCode::CouldNotRun,
             ),
             (
                 "unrecovered outranks everything",
@@ -197,7 +267,7 @@ mod tests {
                     |s| s.faults.unrecovered.push("pause on backend-2".into()),
                 ],
                 true,
-                FAULT_NOT_RECOVERED,
+                ExitCode::FaultNotRecovered,
             ),
         ];
         for (name, changes, regressed, want) in rows {
@@ -207,7 +277,11 @@ mod tests {
             }
             let (code, reasons) = for_run(&summary, regressed);
             assert_eq!(code, want, "{name}: {reasons:?}");
-            assert_eq!(reasons.is_empty(), code == OK, "{name}: {reasons:?}");
+            assert_eq!(
+                reasons.is_empty(),
+                code == ExitCode::Ok,
+                "{name}: {reasons:?}"
+            );
         }
     }
 }

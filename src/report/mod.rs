@@ -15,7 +15,7 @@ use crate::charts::{self, spectrum};
 use crate::compare::{Comparison, RowStatus};
 use crate::judge::Judged;
 use crate::judge::analysis::windows::{fault_intervals, happened};
-use crate::judge::exit;
+use crate::judge::exit::{self, ExitCode};
 use crate::record::data::ChartPoint;
 use crate::record::summary::Summary;
 use crate::record::verdicts::VerdictStatus;
@@ -166,9 +166,10 @@ fn render_junit(summary: &Summary, comparison: Option<&Comparison>) -> Result<St
         exit::for_run(summary, comparison.is_some_and(|c| c.regressed));
     let tests = summary.slos.len() + occurrences.len() + verify_cases + gate_rows.len() + 1;
     // The run's case is skipped when there is nothing to judge and nothing failed.
-    let skipped =
-        skipped + gate_skipped + usize::from(exit_code == exit::OK && summary.slo_specs.is_empty());
-    let failures = failures + gate_failures + usize::from(exit_code != exit::OK);
+    let skipped = skipped
+        + gate_skipped
+        + usize::from(exit_code == ExitCode::Ok && summary.slo_specs.is_empty());
+    let failures = failures + gate_failures + usize::from(exit_code != ExitCode::Ok);
     env.get_template("junit.xml")
         .and_then(|t| {
             t.render(context! {
@@ -176,7 +177,7 @@ fn render_junit(summary: &Summary, comparison: Option<&Comparison>) -> Result<St
                 failures,
                 skipped,
                 tests,
-                exit_code,
+                exit_code => exit_code.code(),
                 outcome_reasons,
                 gate => comparison.map(Serde),
                 iterations_line => summary.iterations_line(),
@@ -297,7 +298,7 @@ fn render_html(
     // The badge is the exit code's verdict (`exit::for_run`), not a second opinion.
     let (exit_code, outcome_reasons) =
         exit::for_run(summary, comparison.is_some_and(|c| c.regressed));
-    let (verdict, badge) = match (exit_code == exit::OK, summary.slo_specs.is_empty()) {
+    let (verdict, badge) = match (exit_code == ExitCode::Ok, summary.slo_specs.is_empty()) {
         (true, true) => ("NO OBJECTIVES", "none"),
         (true, false) => ("PASS", "pass"),
         (false, _) => ("FAIL", "fail"),
@@ -317,7 +318,7 @@ fn render_html(
                 tls_notice => (summary.tls_verified == Some(false))
                     .then_some(crate::engine::tls::UNVERIFIED_NOTICE),
                 iterations_line => summary.iterations_line(),
-                exit_code,
+                exit_code => exit_code.code(),
                 outcome_reasons,
                 faults => Value::from(Serde(&faults)),
                 throughput_svg,
