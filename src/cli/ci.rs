@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::record::verdicts::SloVerdict;
 use crate::compare::{Comparison, RowStatus};
 use crate::judge::exit::ExitCode;
 use crate::record::summary::Summary;
+use crate::record::verdicts::SloVerdict;
 
 /// One line per failing objective: its name and window, and what was measured against what
 /// (or why it could not be).
