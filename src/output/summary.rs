@@ -340,37 +340,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     let plan = facts.plan;
     let elapsed = facts.duration_s.max(1e-9);
     let accounts = journey_accounts(&facts.planned, totals);
-    let journeys = plan
-        .journeys
-        .iter()
-        .zip(&accounts)
-        .map(|(journey, account)| {
-            let steps = journey
-                .steps
-                .iter()
-                .map(|step| {
-                    let stats = &totals.steps[step.index];
-                    let mut summary = step_summary(step.name.clone(), step.index, stats);
-                    summary.checks_failed = stats
-                        .checks_failed
-                        .iter()
-                        .filter_map(|(index, count)| {
-                            step.checks
-                                .get(*index as usize)
-                                .map(|label| (label.clone(), *count))
-                        })
-                        .collect();
-                    summary.failure_samples = stats
-                        .samples
-                        .iter()
-                        .map(|(class, samples)| (class.name().to_string(), samples.to_vec()))
-                        .collect();
-                    summary
-                })
-                .collect();
-            journey_summary(journey.name.clone(), journey.weight, account, steps)
-        })
-        .collect();
+    let journeys = journey_summaries(plan, &accounts, totals);
     let iterations = total_iterations(&accounts);
     // Every started iteration has ended only when the workers ended them: not after a
     // worker thread failed, nor when loadgen itself was killed.
@@ -379,28 +349,9 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         EndReason::HarnessFailure | EndReason::Killed
     );
     let accounting = check_accounting(plan, &accounts, finished);
-    let mut not_started = [0; NotStarted::COUNT];
-    for account in &accounts {
-        for (total, n) in not_started.iter_mut().zip(account.not_started.iter()) {
-            *total += n;
-        }
-    }
+    let not_started = not_started(&accounts);
     let delivery = Delivery::judge(iterations.planned, iterations.dropped, &not_started);
-
-    let mut scopes = BTreeMap::new();
-    scopes.insert("all".to_string(), "every request".to_string());
-    for (index, journey) in plan.journeys.iter().enumerate() {
-        scopes.insert(
-            format!("journey:{index}"),
-            format!("{} (iteration durations)", journey.name),
-        );
-        for step in &journey.steps {
-            scopes.insert(
-                format!("step:{}", step.index),
-                format!("{} / {}", journey.name, step.name),
-            );
-        }
-    }
+    let scopes = scopes(plan);
 
     let overall = &totals.overall;
     Summary {
@@ -463,6 +414,75 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         verdict: RunVerdict::Unjudged,
         feeders: feeder_summaries(plan, totals),
     }
+}
+
+/// A summary per journey of the plan, with one per step.
+fn journey_summaries(
+    plan: &RunPlan,
+    accounts: &[JourneyAccount<'_>],
+    totals: &Snapshot,
+) -> Vec<JourneySummary> {
+    plan.journeys
+        .iter()
+        .zip(accounts)
+        .map(|(journey, account)| {
+            let steps = journey
+                .steps
+                .iter()
+                .map(|step| {
+                    let stats = &totals.steps[step.index];
+                    let mut summary = step_summary(step.name.clone(), step.index, stats);
+                    summary.checks_failed = stats
+                        .checks_failed
+                        .iter()
+                        .filter_map(|(index, count)| {
+                            step.checks
+                                .get(*index as usize)
+                                .map(|label| (label.clone(), *count))
+                        })
+                        .collect();
+                    summary.failure_samples = stats
+                        .samples
+                        .iter()
+                        .map(|(class, samples)| (class.name().to_string(), samples.to_vec()))
+                        .collect();
+                    summary
+                })
+                .collect();
+            journey_summary(journey.name.clone(), journey.weight, account, steps)
+        })
+        .collect()
+}
+
+/// The iterations that did not start, by reason, over every journey.
+fn not_started(accounts: &[JourneyAccount<'_>]) -> [u64; NotStarted::COUNT] {
+    let mut not_started = [0; NotStarted::COUNT];
+    for account in accounts {
+        for (total, n) in not_started.iter_mut().zip(account.not_started.iter()) {
+            *total += n;
+        }
+    }
+    not_started
+}
+
+/// What each scope of the histograms and series is: every request, a journey's iteration
+/// durations, a step's requests.
+fn scopes(plan: &RunPlan) -> BTreeMap<String, String> {
+    let mut scopes = BTreeMap::new();
+    scopes.insert("all".to_string(), "every request".to_string());
+    for (index, journey) in plan.journeys.iter().enumerate() {
+        scopes.insert(
+            format!("journey:{index}"),
+            format!("{} (iteration durations)", journey.name),
+        );
+        for step in &journey.steps {
+            scopes.insert(
+                format!("step:{}", step.index),
+                format!("{} / {}", journey.name, step.name),
+            );
+        }
+    }
+    scopes
 }
 
 fn journey_summary(
