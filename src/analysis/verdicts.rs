@@ -548,25 +548,61 @@ fn window_verdict(
             if let Some(drifted) = drifted {
                 return drift_measured(c, drifted);
             }
-            let value = observed.value(c.metric);
-            let value_text = match value {
-                Some(v) => format_value(c.metric, v),
-                None if observed.attempts() > 0 => "no successful response".into(),
-                None => "no data".into(),
-            };
-            Measured {
-                metric: c.metric.name().into(),
-                op: c.op.symbol().into(),
-                threshold: c.threshold_text(),
-                value,
-                value_text,
-                passed: value.is_some_and(|v| c.holds(v)),
-                margin: value.and_then(|v| margin(c, v)),
-            }
+            window_measured(c, &observed)
         })
         .collect();
     let load = acc.load.judge();
-    let (status, reason, reason_text) = if observed.attempts() == 0 && load.expected == 0 {
+    let (status, reason, reason_text) = window_status(slo, &observed, &load, &measured, &drifts);
+    SloVerdict {
+        name: slo.name.clone(),
+        objective: slo.objective.clone(),
+        scope: slo.scope.clone(),
+        window,
+        status,
+        allowed: status == VerdictStatus::NoData && slo.on_no_data == OnNoData::Allow,
+        reason,
+        reason_text,
+        requests: acc.counts.requests,
+        dropped: acc.counts.dropped,
+        evidence: Evidence {
+            seconds: observed.seconds,
+            attempts: observed.attempts(),
+            successes: observed.successes(),
+        },
+        measured,
+        spec: slo.clone(),
+    }
+}
+
+/// What a condition measured over the whole window, against its threshold.
+fn window_measured(c: &Condition, observed: &Observed<'_>) -> Measured {
+    let value = observed.value(c.metric);
+    let value_text = match value {
+        Some(v) => format_value(c.metric, v),
+        None if observed.attempts() > 0 => "no successful response".into(),
+        None => "no data".into(),
+    };
+    Measured {
+        metric: c.metric.name().into(),
+        op: c.op.symbol().into(),
+        threshold: c.threshold_text(),
+        value,
+        value_text,
+        passed: value.is_some_and(|v| c.holds(v)),
+        margin: value.and_then(|v| margin(c, v)),
+    }
+}
+
+/// A window's status and why: no data, load not delivered, no successful response and too
+/// little evidence come before its conditions are judged.
+fn window_status(
+    slo: &SloSpec,
+    observed: &Observed<'_>,
+    load: &Delivery,
+    measured: &[Measured],
+    drifts: &[Option<Result<Drift, String>>],
+) -> (VerdictStatus, Option<VerdictReason>, Option<String>) {
+    if observed.attempts() == 0 && load.expected == 0 {
         (
             VerdictStatus::NoData,
             Some(VerdictReason::NoData),
@@ -597,7 +633,7 @@ fn window_verdict(
                 observed.requests
             )),
         )
-    } else if let Some(short) = too_little(slo, &observed, &drifts) {
+    } else if let Some(short) = too_little(slo, observed, drifts) {
         (
             VerdictStatus::NoData,
             Some(VerdictReason::InsufficientEvidence),
@@ -607,25 +643,6 @@ fn window_verdict(
         (VerdictStatus::Pass, None, None)
     } else {
         (VerdictStatus::Fail, None, None)
-    };
-    SloVerdict {
-        name: slo.name.clone(),
-        objective: slo.objective.clone(),
-        scope: slo.scope.clone(),
-        window,
-        status,
-        allowed: status == VerdictStatus::NoData && slo.on_no_data == OnNoData::Allow,
-        reason,
-        reason_text,
-        requests: acc.counts.requests,
-        dropped: acc.counts.dropped,
-        evidence: Evidence {
-            seconds: observed.seconds,
-            attempts: observed.attempts(),
-            successes: observed.successes(),
-        },
-        measured,
-        spec: slo.clone(),
     }
 }
 
