@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod failover;
 pub mod recovery;
 pub mod verdicts;
+mod window_verdict;
 pub mod windows;
 
 use std::path::Path;
