@@ -1,6 +1,7 @@
 //! What a run leaves behind: the run directory with `summary.json`, `series.csv` and the raw
 //! histograms, the live progress line and the final table.
 
+mod generator;
 pub mod iterations;
 pub mod progress;
 pub mod run_plan;
