@@ -157,23 +157,7 @@ pub fn load(path: &Path) -> Result<Policy, String> {
     let target = raw.target.unwrap_or_default();
     let chaos = raw.chaos.unwrap_or_default();
     let data = raw.data.unwrap_or_default();
-    let allow_hosts = match limit(&target.allow_hosts) {
-        None => None,
-        Some(hosts) => match AllowList::parse(&hosts.values()) {
-            Ok(list) => Some((list, hosts)),
-            Err(errors) => {
-                let spans = target.allow_hosts.as_ref().map(|l| l.get_ref().clone());
-                for (index, message) in errors {
-                    let span = spans
-                        .as_ref()
-                        .and_then(|s| s.get(index))
-                        .map_or(0..0, |s| s.span());
-                    diagnostics.push(span, message);
-                }
-                None
-            }
-        },
-    };
+    let allow_hosts = allow_hosts(&target, limit(&target.allow_hosts), &mut diagnostics);
     // A relative directory is the policy file's: a policy shipped with a checkout names
     // the checkout's own folders.
     let here = path.parent().unwrap_or(Path::new("."));
@@ -208,6 +192,32 @@ pub fn load(path: &Path) -> Result<Policy, String> {
             .as_ref()
             .map(|v| (*v.get_ref(), at(v.span()))),
     })
+}
+
+/// `[target] allow_hosts` as an allow-list, beside the limit it came from; each entry
+/// that does not parse reported at its position.
+fn allow_hosts(
+    target: &RawTarget,
+    hosts: Option<Limit>,
+    diagnostics: &mut Diagnostics,
+) -> Option<(AllowList, Limit)> {
+    match hosts {
+        None => None,
+        Some(hosts) => match AllowList::parse(&hosts.values()) {
+            Ok(list) => Some((list, hosts)),
+            Err(errors) => {
+                let spans = target.allow_hosts.as_ref().map(|l| l.get_ref().clone());
+                for (index, message) in errors {
+                    let span = spans
+                        .as_ref()
+                        .and_then(|s| s.get(index))
+                        .map_or(0..0, |s| s.span());
+                    diagnostics.push(span, message);
+                }
+                None
+            }
+        },
+    }
 }
 
 /// `file:line:col` of byte `offset` in `source`.

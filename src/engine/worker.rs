@@ -74,99 +74,121 @@ pub async fn run(setup: WorkerSetup) {
     match &plan.load.model {
         LoadModel::Open { start_rate, stages } => {
             let schedule = ArrivalSchedule::new(*start_rate, stages);
-            let cap = plan.load.max_in_flight;
-            let next_due = ctx.recorder.borrow().next_due();
-            drive_arrivals(
-                &schedule,
-                setup.start,
-                setup.index as u64,
-                setup.workers as u64,
-                &setup.stop,
-                &next_due,
-                |k, due| {
-                    while tasks.try_join_next().is_some() {}
-                    // One run-wide cap, not a share per thread: a stalled target fills it
-                    // the same however the arrivals are spread over workers.
-                    if ctx.shared.in_flight.fetch_add(1, Ordering::Relaxed) >= cap {
-                        ctx.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        let (journey, first_step) = first_step_of(&ctx, k);
-                        ctx.recorder
-                            .borrow_mut()
-                            .arrival_dropped(due, journey, first_step);
-                        return;
-                    }
-                    let second = {
-                        let mut recorder = ctx.recorder.borrow_mut();
-                        let second = recorder.pend(due);
-                        recorder.arrival_scheduled(second);
-                        second
-                    };
-                    let ctx = ctx.clone();
-                    tasks.spawn_local(async move {
-                        let _in_flight = InFlight::enter(&ctx, true);
-                        let mut session = Session::arrival(&ctx, k);
-                        let arrival = Arrival { due, second };
-                        run_iteration(&ctx, &mut session, k, setup.index as u64, Some(arrival))
-                            .await;
-                    });
-                },
-                |unlaunched| ctx.recorder.borrow_mut().arrivals_stopped(unlaunched),
-            )
-            .await;
+            run_arrivals(&ctx, &setup, &mut tasks, &schedule).await;
         }
         LoadModel::Closed { start_vus, stages } => {
             let changes = vu_changes(*start_vus, stages);
-            let target = Rc::new(Cell::new(0usize));
-            let running: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(Vec::new()));
-            let stop = setup.stop.clone();
-            drive_vus(&changes, setup.start, &setup.stop, |count| {
-                target.set(count);
-                for vu in (setup.index..count).step_by(setup.workers) {
-                    let mut running_now = running.borrow_mut();
-                    if running_now.len() <= vu {
-                        running_now.resize(vu + 1, false);
-                    }
-                    if running_now[vu] {
-                        continue;
-                    }
-                    running_now[vu] = true;
-                    let (ctx, target, running, stop) =
-                        (ctx.clone(), target.clone(), running.clone(), stop.clone());
-                    tasks.spawn_local(async move {
-                        let mut session = Session::user(&ctx, vu as u64);
-                        while vu < target.get() && !stop.is_cancelled() {
-                            let began = Instant::now();
-                            let end = {
-                                let _in_flight = InFlight::enter(&ctx, false);
-                                let number = ctx.shared.iterations.fetch_add(1, Ordering::Relaxed);
-                                run_iteration(&ctx, &mut session, number, vu as u64, None).await
-                            };
-                            let next = next_iteration_at(&ctx.plan, began, end);
-                            if next > Instant::now() {
-                                tokio::select! {
-                                    _ = sleep_until(next) => {}
-                                    _ = stop.cancelled() => {}
-                                }
-                            }
-                        }
-                        running.borrow_mut()[vu] = false;
-                    });
-                }
-            })
-            .await;
-            let end = setup.start + plan.load.model.total_duration();
-            tokio::select! {
-                _ = sleep_until(end) => {}
-                _ = setup.stop.cancelled() => {}
-            }
-            // Users finish the iteration they are in, then leave.
-            target.set(0);
+            run_users(&ctx, &setup, &mut tasks, &changes).await;
         }
     }
 
     drain(&mut tasks, plan.load.ramp_down, &setup.kill).await;
     ticker.abort();
     ctx.recorder.borrow_mut().finish();
+}
+
+/// The open model: this worker's share of the arrivals, each an iteration of its own
+/// under the run-wide in-flight cap.
+async fn run_arrivals(
+    ctx: &Rc<WorkerContext>,
+    setup: &WorkerSetup,
+    tasks: &mut JoinSet<()>,
+    schedule: &ArrivalSchedule,
+) {
+    let cap = setup.plan.load.max_in_flight;
+    let next_due = ctx.recorder.borrow().next_due();
+    let worker = setup.index as u64;
+    drive_arrivals(
+        schedule,
+        setup.start,
+        setup.index as u64,
+        setup.workers as u64,
+        &setup.stop,
+        &next_due,
+        |k, due| {
+            while tasks.try_join_next().is_some() {}
+            // One run-wide cap, not a share per thread: a stalled target fills it
+            // the same however the arrivals are spread over workers.
+            if ctx.shared.in_flight.fetch_add(1, Ordering::Relaxed) >= cap {
+                ctx.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let (journey, first_step) = first_step_of(ctx, k);
+                ctx.recorder
+                    .borrow_mut()
+                    .arrival_dropped(due, journey, first_step);
+                return;
+            }
+            let second = {
+                let mut recorder = ctx.recorder.borrow_mut();
+                let second = recorder.pend(due);
+                recorder.arrival_scheduled(second);
+                second
+            };
+            let ctx = ctx.clone();
+            tasks.spawn_local(async move {
+                let _in_flight = InFlight::enter(&ctx, true);
+                let mut session = Session::arrival(&ctx, k);
+                let arrival = Arrival { due, second };
+                run_iteration(&ctx, &mut session, k, worker, Some(arrival)).await;
+            });
+        },
+        |unlaunched| ctx.recorder.borrow_mut().arrivals_stopped(unlaunched),
+    )
+    .await;
+}
+
+/// The closed model: this worker's share of the users, each running its iterations one
+/// after another while the plan keeps it and the run goes on.
+async fn run_users(
+    ctx: &Rc<WorkerContext>,
+    setup: &WorkerSetup,
+    tasks: &mut JoinSet<()>,
+    changes: &[(Duration, usize)],
+) {
+    let target = Rc::new(Cell::new(0usize));
+    let running: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(Vec::new()));
+    let stop = setup.stop.clone();
+    drive_vus(changes, setup.start, &setup.stop, |count| {
+        target.set(count);
+        for vu in (setup.index..count).step_by(setup.workers) {
+            let mut running_now = running.borrow_mut();
+            if running_now.len() <= vu {
+                running_now.resize(vu + 1, false);
+            }
+            if running_now[vu] {
+                continue;
+            }
+            running_now[vu] = true;
+            let (ctx, target, running, stop) =
+                (ctx.clone(), target.clone(), running.clone(), stop.clone());
+            tasks.spawn_local(async move {
+                let mut session = Session::user(&ctx, vu as u64);
+                while vu < target.get() && !stop.is_cancelled() {
+                    let began = Instant::now();
+                    let end = {
+                        let _in_flight = InFlight::enter(&ctx, false);
+                        let number = ctx.shared.iterations.fetch_add(1, Ordering::Relaxed);
+                        run_iteration(&ctx, &mut session, number, vu as u64, None).await
+                    };
+                    let next = next_iteration_at(&ctx.plan, began, end);
+                    if next > Instant::now() {
+                        tokio::select! {
+                            _ = sleep_until(next) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    }
+                }
+                running.borrow_mut()[vu] = false;
+            });
+        }
+    })
+    .await;
+    let end = setup.start + setup.plan.load.model.total_duration();
+    tokio::select! {
+        _ = sleep_until(end) => {}
+        _ = setup.stop.cancelled() => {}
+    }
+    // Users finish the iteration they are in, then leave.
+    target.set(0);
 }
 
 /// Waits for work in flight to finish, at most `ramp_down`; then abandons the rest, whose

@@ -194,6 +194,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one table of outcomes and their codes, read as a table"
+    )]
     fn the_outcome_to_exit_code_table() {
         type Change = fn(&mut Summary);
         let failed_verdict: Change = |s| {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::chaos::runner::Occurrence;
 use crate::plan::slo::OnNoData;
-use crate::plan::verify::{OnUnverifiable, VerifySpecs};
+use crate::plan::verify::{KindSpec, OnUnverifiable, VerifySpecs};
 use crate::record::verdicts::VerdictStatus;
 use crate::record::writes::{
     CountVerdict, InvariantVerdict, KindVerdict, ListedWrite, VerifySummary,
@@ -40,35 +40,7 @@ pub fn judge(run_dir: &Path, inputs: &Inputs<'_>) -> Result<VerifySummary, Strin
         .enumerate()
         .map(|(i, k)| (k.name.as_str(), i))
         .collect();
-    let mut tallies: Vec<Tally> = specs.kinds.iter().map(|_| Tally::default()).collect();
-    let acks = run_dir.join(ACKS_FILE);
-    if acks.exists() {
-        for_each_line::<AckLine>(&acks, |line| {
-            if let Some(&i) = index.get(line.kind.as_str()) {
-                tallies[i].acknowledged += 1;
-            }
-            Ok(())
-        })?;
-    }
-    for_each_check(run_dir, |line| {
-        let Some(&i) = index.get(line.kind.as_str()) else {
-            return Err(format!(
-                "verify.jsonl: kind `{}` is not in verify_specs",
-                line.kind
-            ));
-        };
-        let during = during(inputs.occurrences, line.at_ms);
-        tallies[i].add(
-            line.outcome,
-            ListedWrite {
-                id: line.id,
-                at_ms: line.at_ms,
-                during,
-                detail: line.detail,
-            },
-        );
-        Ok(())
-    })?;
+    let tallies = tally(run_dir, inputs, &index)?;
     let kinds: Vec<KindVerdict> = specs
         .kinds
         .iter()
@@ -117,6 +89,46 @@ pub fn judge(run_dir: &Path, inputs: &Inputs<'_>) -> Result<VerifySummary, Strin
         invariants,
         passed,
     })
+}
+
+/// Each kind's acknowledged writes (acks.jsonl) and its read-backs' outcomes
+/// (verify.jsonl), the writes that failed listed with the fault in force then.
+fn tally(
+    run_dir: &Path,
+    inputs: &Inputs<'_>,
+    index: &BTreeMap<&str, usize>,
+) -> Result<Vec<Tally>, String> {
+    let specs = inputs.specs;
+    let mut tallies: Vec<Tally> = specs.kinds.iter().map(|_| Tally::default()).collect();
+    let acks = run_dir.join(ACKS_FILE);
+    if acks.exists() {
+        for_each_line::<AckLine>(&acks, |line| {
+            if let Some(&i) = index.get(line.kind.as_str()) {
+                tallies[i].acknowledged += 1;
+            }
+            Ok(())
+        })?;
+    }
+    for_each_check(run_dir, |line| {
+        let Some(&i) = index.get(line.kind.as_str()) else {
+            return Err(format!(
+                "verify.jsonl: kind `{}` is not in verify_specs",
+                line.kind
+            ));
+        };
+        let during = during(inputs.occurrences, line.at_ms);
+        tallies[i].add(
+            line.outcome,
+            ListedWrite {
+                id: line.id,
+                at_ms: line.at_ms,
+                during,
+                detail: line.detail,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(tallies)
 }
 
 fn read_facts(run_dir: &Path) -> Result<Facts, String> {
@@ -172,15 +184,6 @@ impl Tally {
         let checked = verified + missing + mismatched + unverifiable;
         let unchecked = self.acknowledged.saturating_sub(checked);
         let mut problems = Vec::new();
-        let ids = |writes: &[ListedWrite]| {
-            let shown: Vec<String> = writes.iter().take(10).map(|w| id_text(&w.id)).collect();
-            let more = writes.len().saturating_sub(10);
-            if more > 0 {
-                format!("{} and {more} more", shown.join(", "))
-            } else {
-                shown.join(", ")
-            }
-        };
         let mut take = |o: Outcome| self.listed.remove(&o).unwrap_or_default();
         let missing_writes = take(Outcome::Missing);
         let mismatched_writes = take(Outcome::Mismatched);
@@ -216,24 +219,14 @@ impl Tally {
             || mismatched > 0
             || unchecked > 0
             || (unverifiable > 0 && !unverifiable_allowed);
-        let (status, allowed, reason_text) = if self.acknowledged == 0 {
-            (
-                VerdictStatus::NoData,
-                spec.on_no_data == OnNoData::Allow,
-                "nothing of this kind was acknowledged: no write to read back".to_string(),
-            )
-        } else if failing {
-            (VerdictStatus::Fail, false, problems.join("; "))
-        } else {
-            let mut text = format!(
-                "{verified} of {} read back as acknowledged",
-                self.acknowledged
-            );
-            if !problems.is_empty() {
-                text = format!("{text}; {}", problems.join("; "));
-            }
-            (VerdictStatus::Pass, unverifiable > 0, text)
-        };
+        let (status, allowed, reason_text) = kind_status(
+            spec,
+            self.acknowledged,
+            verified,
+            unverifiable,
+            failing,
+            &problems,
+        );
         KindVerdict {
             name: spec.name.clone(),
             acknowledged: self.acknowledged,
@@ -249,6 +242,45 @@ impl Tally {
             mismatched_writes,
             unverifiable_writes,
         }
+    }
+}
+
+/// The first ten ids of a list of writes, and how many more there are.
+fn ids(writes: &[ListedWrite]) -> String {
+    let shown: Vec<String> = writes.iter().take(10).map(|w| id_text(&w.id)).collect();
+    let more = writes.len().saturating_sub(10);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// A kind's status, whether it is allowed, and why: no data when nothing was
+/// acknowledged, a failure when a read-back was, else a pass (allowed when some write was
+/// unverifiable).
+fn kind_status(
+    spec: &KindSpec,
+    acknowledged: u64,
+    verified: u64,
+    unverifiable: u64,
+    failing: bool,
+    problems: &[String],
+) -> (VerdictStatus, bool, String) {
+    if acknowledged == 0 {
+        (
+            VerdictStatus::NoData,
+            spec.on_no_data == OnNoData::Allow,
+            "nothing of this kind was acknowledged: no write to read back".to_string(),
+        )
+    } else if failing {
+        (VerdictStatus::Fail, false, problems.join("; "))
+    } else {
+        let mut text = format!("{verified} of {acknowledged} read back as acknowledged");
+        if !problems.is_empty() {
+            text = format!("{text}; {}", problems.join("; "));
+        }
+        (VerdictStatus::Pass, unverifiable > 0, text)
     }
 }
 

@@ -8,6 +8,54 @@ use crate::record::summary::Summary;
 pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
     let t = &summary.totals;
+    headline(summary, &mut out);
+    let _ = writeln!(
+        out,
+        "{:<40} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "journey / step", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    journey_rows(summary, &mut out);
+    let [p50, p95, p99, max] = latency_cells(&t.latency_us, t.requests, t.errors);
+    let _ = writeln!(
+        out,
+        "{:<40} {:>9} {:>8} {p50:>9} {p95:>9} {p99:>9} {max:>9}",
+        "all", t.requests, t.errors,
+    );
+    if !t.errors_by_class.is_empty() {
+        let classes: Vec<String> = t
+            .errors_by_class
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "errors by class: {}", classes.join(", "));
+        let f = &t.failed_latency_us;
+        let _ = writeln!(
+            out,
+            "latency above is of successful responses; failed requests: p50 {:.2} ms, p99 {:.2} ms",
+            ms(f.p50),
+            ms(f.p99)
+        );
+    }
+    let samples = failure_samples(summary);
+    if !samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "why requests failed (a few distinct per step and class; all in summary.json):"
+        );
+        for line in samples {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    if let Some(warning) = &summary.generator.warning {
+        let _ = writeln!(out, "WARNING: {warning}");
+    }
+    out
+}
+
+/// The run in one line (requests, rate, errors, whether it is complete), then its
+/// iterations.
+fn headline(summary: &Summary, out: &mut String) {
+    let t = &summary.totals;
     let _ = writeln!(
         out,
         "{} — {} requests in {:.1}s ({:.0} req/s){}, {} errors{} ({:.2}% failed){}",
@@ -47,11 +95,10 @@ pub fn render(summary: &Summary) -> String {
             ""
         }
     );
-    let _ = writeln!(
-        out,
-        "{:<40} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "journey / step", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"
-    );
+}
+
+/// A row per journey (its iterations in words), then a row per step.
+fn journey_rows(summary: &Summary, out: &mut String) {
     for journey in &summary.journeys {
         let mut iterations = format!(
             "{} of {} started, {} completed, {} failed",
@@ -84,41 +131,6 @@ pub fn render(summary: &Summary) -> String {
             );
         }
     }
-    let [p50, p95, p99, max] = latency_cells(&t.latency_us, t.requests, t.errors);
-    let _ = writeln!(
-        out,
-        "{:<40} {:>9} {:>8} {p50:>9} {p95:>9} {p99:>9} {max:>9}",
-        "all", t.requests, t.errors,
-    );
-    if !t.errors_by_class.is_empty() {
-        let classes: Vec<String> = t
-            .errors_by_class
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(out, "errors by class: {}", classes.join(", "));
-        let f = &t.failed_latency_us;
-        let _ = writeln!(
-            out,
-            "latency above is of successful responses; failed requests: p50 {:.2} ms, p99 {:.2} ms",
-            ms(f.p50),
-            ms(f.p99)
-        );
-    }
-    let samples = failure_samples(summary);
-    if !samples.is_empty() {
-        let _ = writeln!(
-            out,
-            "why requests failed (a few distinct per step and class; all in summary.json):"
-        );
-        for line in samples {
-            let _ = writeln!(out, "  {line}");
-        }
-    }
-    if let Some(warning) = &summary.generator.warning {
-        let _ = writeln!(out, "WARNING: {warning}");
-    }
-    out
 }
 
 /// The terminal's width for one sample: the rest is in summary.json and the report.

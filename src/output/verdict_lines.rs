@@ -4,10 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::chaos::runner::OccurrenceStatus;
+use crate::chaos::runner::{Occurrence, OccurrenceStatus};
 use crate::judge::writes::id_text;
 use crate::record::summary::Summary;
-use crate::record::verdicts::VerdictStatus;
+use crate::record::verdicts::{SloVerdict, VerdictStatus};
 use crate::record::writes::VerifySummary;
 use crate::verify::run::Status;
 
@@ -31,88 +31,99 @@ pub fn render(summary: &Summary) -> String {
         );
     }
     for v in &summary.slos {
-        let measured: Vec<String> = v
-            .measured
-            .iter()
-            .filter(|m| !m.op.is_empty())
-            .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
-            .collect();
-        let mut line = format!(
-            "  {} {} [{}]",
-            mark(v.status == VerdictStatus::Pass, v.fails_run()),
-            v.name,
-            v.window
-        );
-        if !measured.is_empty() {
-            let _ = write!(line, ": {}", measured.join("; "));
-        }
-        if v.evidence != Default::default() {
-            let _ = write!(line, " · {}", v.evidence.describe());
-        }
-        if v.status != VerdictStatus::Pass && v.status != VerdictStatus::Fail {
-            let _ = write!(
-                line,
-                " — {}{}",
-                v.status.name(),
-                if v.allowed { " (allowed)" } else { "" }
-            );
-        } else if let Some(reason) = v.reason {
-            let reason = serde_json::to_value(reason).unwrap_or_default();
-            let _ = write!(line, " — {}", reason.as_str().unwrap_or_default());
-        }
-        if let Some(text) = v
-            .reason_text
-            .as_deref()
-            .filter(|_| v.status != VerdictStatus::Pass)
-        {
-            let _ = write!(line, ": {text}");
-        }
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", verdict_line(v));
     }
     for o in &summary.faults.occurrences {
-        let name = format!("{} #{}", o.fault, o.occurrence + 1);
-        let failover = summary
-            .failover
-            .iter()
-            .find(|f| f.fault == o.fault && f.occurrence == o.occurrence);
-        let line = match o.status {
-            OccurrenceStatus::Happened => {
-                let mut parts = vec![format!("on {}", o.targets.join(", "))];
-                if let Some(f) = failover {
-                    parts.push(match f.first_error_after_ms {
-                        Some(ms) => format!("first error after {}", seconds(ms)),
-                        None => "no error".into(),
-                    });
-                    if let Some(ms) = f.burst_ms {
-                        parts.push(format!("burst {}", seconds(ms)));
-                    }
-                    parts.push(format!("{} failed", f.requests_failed));
-                }
-                if let (Some(start), Some(end)) = (o.started_ms, o.ended_ms) {
-                    parts.push(format!(
-                        "healthy again after {}",
-                        seconds(end.saturating_sub(start))
-                    ));
-                }
-                format!("  ✓ fault {name}: {}", parts.join(", "))
-            }
-            OccurrenceStatus::NotRun => format!(
-                "  {} fault {name} — not_run{}: {}",
-                mark(false, o.required),
-                if o.required { "" } else { " (allowed)" },
-                o.reason.as_deref().unwrap_or_default()
-            ),
-            OccurrenceStatus::NotHealthyAgain => format!(
-                "  ✗ fault {name} — not_healthy_again: {}",
-                o.reason.as_deref().unwrap_or_default()
-            ),
-        };
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", occurrence_line(summary, o));
     }
     if let Some(verify) = &summary.verify {
         render_verify(verify, &mut out);
     }
     out
+}
+
+/// One objective's line: its mark, name and window, what was measured against its
+/// threshold, its evidence, and why it did not pass.
+fn verdict_line(v: &SloVerdict) -> String {
+    let measured: Vec<String> = v
+        .measured
+        .iter()
+        .filter(|m| !m.op.is_empty())
+        .map(|m| format!("{} {} ({} {})", m.metric, m.value_text, m.op, m.threshold))
+        .collect();
+    let mut line = format!(
+        "  {} {} [{}]",
+        mark(v.status == VerdictStatus::Pass, v.fails_run()),
+        v.name,
+        v.window
+    );
+    if !measured.is_empty() {
+        let _ = write!(line, ": {}", measured.join("; "));
+    }
+    if v.evidence != Default::default() {
+        let _ = write!(line, " · {}", v.evidence.describe());
+    }
+    if v.status != VerdictStatus::Pass && v.status != VerdictStatus::Fail {
+        let _ = write!(
+            line,
+            " — {}{}",
+            v.status.name(),
+            if v.allowed { " (allowed)" } else { "" }
+        );
+    } else if let Some(reason) = v.reason {
+        let reason = serde_json::to_value(reason).unwrap_or_default();
+        let _ = write!(line, " — {}", reason.as_str().unwrap_or_default());
+    }
+    if let Some(text) = v
+        .reason_text
+        .as_deref()
+        .filter(|_| v.status != VerdictStatus::Pass)
+    {
+        let _ = write!(line, ": {text}");
+    }
+    line
+}
+
+/// One fault occurrence's line: where it happened with its failover and how long the
+/// target took to be healthy again, or why it did not run or did not recover.
+fn occurrence_line(summary: &Summary, o: &Occurrence) -> String {
+    let name = format!("{} #{}", o.fault, o.occurrence + 1);
+    let failover = summary
+        .failover
+        .iter()
+        .find(|f| f.fault == o.fault && f.occurrence == o.occurrence);
+    match o.status {
+        OccurrenceStatus::Happened => {
+            let mut parts = vec![format!("on {}", o.targets.join(", "))];
+            if let Some(f) = failover {
+                parts.push(match f.first_error_after_ms {
+                    Some(ms) => format!("first error after {}", seconds(ms)),
+                    None => "no error".into(),
+                });
+                if let Some(ms) = f.burst_ms {
+                    parts.push(format!("burst {}", seconds(ms)));
+                }
+                parts.push(format!("{} failed", f.requests_failed));
+            }
+            if let (Some(start), Some(end)) = (o.started_ms, o.ended_ms) {
+                parts.push(format!(
+                    "healthy again after {}",
+                    seconds(end.saturating_sub(start))
+                ));
+            }
+            format!("  ✓ fault {name}: {}", parts.join(", "))
+        }
+        OccurrenceStatus::NotRun => format!(
+            "  {} fault {name} — not_run{}: {}",
+            mark(false, o.required),
+            if o.required { "" } else { " (allowed)" },
+            o.reason.as_deref().unwrap_or_default()
+        ),
+        OccurrenceStatus::NotHealthyAgain => format!(
+            "  ✗ fault {name} — not_healthy_again: {}",
+            o.reason.as_deref().unwrap_or_default()
+        ),
+    }
 }
 
 /// Acknowledged writes: a line per kind, count and invariant; the ids of writes that

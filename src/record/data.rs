@@ -102,30 +102,7 @@ pub fn for_each_row(
         .headers()
         .map_err(|e| format!("{}: {e}", path.display()))?
         .clone();
-    let column = |name: &str| headers.iter().position(|h| h == name);
-    let required = |name: &str| {
-        column(name).ok_or_else(|| format!("{} has no `{name}` column", path.display()))
-    };
-    let (second, scope, requests, errors, p99) = (
-        required("second")?,
-        required("scope")?,
-        required("requests")?,
-        required("errors")?,
-        required("p99_us")?,
-    );
-    let (p50, p95, dropped) = (column("p50_us"), column("p95_us"), column("dropped"));
-    let (max, failed_p99, in_flight, scheduled, lag_p99) = (
-        column("max_us"),
-        column("failed_p99_us"),
-        column("in_flight"),
-        column("scheduled"),
-        column("lag_p99_us"),
-    );
-    let classes: Vec<Option<usize>> = ErrorClass::ALL.iter().map(|c| column(c.name())).collect();
-    let retried = column("retried_unprocessed");
-    let (planned, started, interrupted) =
-        (column("planned"), column("started"), column("interrupted"));
-    let reasons: Vec<Option<usize>> = NotStarted::ALL.iter().map(|r| column(r.column())).collect();
+    let columns = Columns::of(&headers, &path)?;
     // A last line cut short (loadgen killed mid-write: the file does not end its line) is
     // skipped: the rows before it are whole, since each second is flushed after its rows.
     let torn_tail = !ends_with_newline(&path)?;
@@ -158,46 +135,114 @@ pub fn for_each_row(
                 )
             })
         };
-        let optional = |i: Option<usize>| i.map_or(Ok(0), number);
-        let mut counts = Counts {
-            requests: number(requests)?,
-            errors: number(errors)?,
-            dropped: optional(dropped)?,
-            p50_us: optional(p50)?,
-            p95_us: optional(p95)?,
-            p99_us: number(p99)?,
-            max_us: optional(max)?,
-            failed_p99_us: optional(failed_p99)?,
-            in_flight: optional(in_flight)?,
-            scheduled: optional(scheduled)?,
-            lag_p99_us: optional(lag_p99)?,
-            retried_unprocessed: optional(retried)?,
-            ..Counts::default()
-        };
-        for (index, col) in classes.iter().enumerate() {
-            counts.by_class[index] = optional(*col)?;
-        }
-        // Only rows that fill the iteration columns carry them (step and instance rows
-        // leave them empty).
-        if let Some(planned) = planned.filter(|i| !record.get(*i).unwrap_or_default().is_empty()) {
-            let mut iterations = IterationCounts {
-                planned: number(planned)?,
-                started: optional(started)?,
-                interrupted: optional(interrupted)?,
-                ..IterationCounts::default()
-            };
-            for (index, col) in reasons.iter().enumerate() {
-                iterations.not_started[index] = optional(*col)?;
-            }
-            counts.iterations = Some(iterations);
-        }
+        let counts = columns.counts(&record, number)?;
         visit(
-            number(second)?,
-            record.get(scope).unwrap_or_default(),
+            number(columns.second)?,
+            record.get(columns.scope).unwrap_or_default(),
             &counts,
         );
     }
     Ok(())
+}
+
+/// Where each column of `series.csv` is: those every file has, and those a later version
+/// added (`None` in an older file).
+struct Columns {
+    second: usize,
+    scope: usize,
+    requests: usize,
+    errors: usize,
+    p99: usize,
+    p50: Option<usize>,
+    p95: Option<usize>,
+    dropped: Option<usize>,
+    max: Option<usize>,
+    failed_p99: Option<usize>,
+    in_flight: Option<usize>,
+    scheduled: Option<usize>,
+    lag_p99: Option<usize>,
+    classes: Vec<Option<usize>>,
+    retried: Option<usize>,
+    planned: Option<usize>,
+    started: Option<usize>,
+    interrupted: Option<usize>,
+    reasons: Vec<Option<usize>>,
+}
+
+impl Columns {
+    /// The columns of `headers`; a missing required one is an error naming it.
+    fn of(headers: &csv::StringRecord, path: &Path) -> Result<Columns, String> {
+        let column = |name: &str| headers.iter().position(|h| h == name);
+        let required = |name: &str| {
+            column(name).ok_or_else(|| format!("{} has no `{name}` column", path.display()))
+        };
+        Ok(Columns {
+            second: required("second")?,
+            scope: required("scope")?,
+            requests: required("requests")?,
+            errors: required("errors")?,
+            p99: required("p99_us")?,
+            p50: column("p50_us"),
+            p95: column("p95_us"),
+            dropped: column("dropped"),
+            max: column("max_us"),
+            failed_p99: column("failed_p99_us"),
+            in_flight: column("in_flight"),
+            scheduled: column("scheduled"),
+            lag_p99: column("lag_p99_us"),
+            classes: ErrorClass::ALL.iter().map(|c| column(c.name())).collect(),
+            retried: column("retried_unprocessed"),
+            planned: column("planned"),
+            started: column("started"),
+            interrupted: column("interrupted"),
+            reasons: NotStarted::ALL.iter().map(|r| column(r.column())).collect(),
+        })
+    }
+
+    /// One row's counts, each cell read by `number` (an empty cell is 0).
+    fn counts(
+        &self,
+        record: &csv::StringRecord,
+        number: impl Fn(usize) -> Result<u64, String>,
+    ) -> Result<Counts, String> {
+        let optional = |i: Option<usize>| i.map_or(Ok(0), &number);
+        let mut counts = Counts {
+            requests: number(self.requests)?,
+            errors: number(self.errors)?,
+            dropped: optional(self.dropped)?,
+            p50_us: optional(self.p50)?,
+            p95_us: optional(self.p95)?,
+            p99_us: number(self.p99)?,
+            max_us: optional(self.max)?,
+            failed_p99_us: optional(self.failed_p99)?,
+            in_flight: optional(self.in_flight)?,
+            scheduled: optional(self.scheduled)?,
+            lag_p99_us: optional(self.lag_p99)?,
+            retried_unprocessed: optional(self.retried)?,
+            ..Counts::default()
+        };
+        for (index, col) in self.classes.iter().enumerate() {
+            counts.by_class[index] = optional(*col)?;
+        }
+        // Only rows that fill the iteration columns carry them (step and instance rows
+        // leave them empty).
+        if let Some(planned) = self
+            .planned
+            .filter(|i| !record.get(*i).unwrap_or_default().is_empty())
+        {
+            let mut iterations = IterationCounts {
+                planned: number(planned)?,
+                started: optional(self.started)?,
+                interrupted: optional(self.interrupted)?,
+                ..IterationCounts::default()
+            };
+            for (index, col) in self.reasons.iter().enumerate() {
+                iterations.not_started[index] = optional(*col)?;
+            }
+            counts.iterations = Some(iterations);
+        }
+        Ok(counts)
+    }
 }
 
 /// Whether a file's last byte ends a line (an empty file does).

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod delivery;
+mod generator;
 pub mod iterations;
 pub mod run_plan;
 pub mod series;

@@ -13,7 +13,7 @@ use super::summary::SCHEMA_VERSION;
 use crate::plan::Plan;
 use crate::plan::slo::SloSpec;
 use crate::plan::verify::VerifySpecs;
-use crate::plan::{FeederOrder, LoadModel};
+use crate::plan::{Feeder, FeederOrder, JourneyPlan, LoadModel};
 
 pub const PLAN_FILE: &str = "plan.json";
 
@@ -111,28 +111,6 @@ impl RunPlan {
         protocol: &str,
         started_at: String,
     ) -> RunPlan {
-        let (start, stages) = match &plan.load.model {
-            LoadModel::Open { start_rate, stages } => (
-                *start_rate,
-                stages
-                    .iter()
-                    .map(|s| StageRecord {
-                        duration_s: s.duration.as_secs_f64(),
-                        to: s.rate,
-                    })
-                    .collect(),
-            ),
-            LoadModel::Closed { start_vus, stages } => (
-                *start_vus as f64,
-                stages
-                    .iter()
-                    .map(|s| StageRecord {
-                        duration_s: s.duration.as_secs_f64(),
-                        to: s.vus as f64,
-                    })
-                    .collect(),
-            ),
-        };
         RunPlan {
             schema_version: SCHEMA_VERSION,
             loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -145,62 +123,10 @@ impl RunPlan {
             tls_verified: plan.target.base.tls.then_some(plan.target.tls_verify),
             workers,
             started_at,
-            load: LoadRecord {
-                model: plan.load.model.name().to_string(),
-                start,
-                stages,
-                duration_s: plan.load.model.total_duration().as_secs_f64(),
-            },
-            journeys: plan
-                .journeys
-                .iter()
-                .map(|j| JourneyRecord {
-                    name: j.name.clone(),
-                    weight: j.weight,
-                    steps: j
-                        .steps
-                        .iter()
-                        .map(|s| StepRecord {
-                            name: s.name.clone(),
-                            index: s.global_index,
-                            checks: s.checks.iter().map(|c| c.label.clone()).collect(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-            feeders: plan
-                .feeders
-                .iter()
-                .map(|f| FeederRecord {
-                    name: f.name.clone(),
-                    rows: f.rows.len() as u64,
-                    order: match f.order {
-                        FeederOrder::Sequential => "sequential",
-                        FeederOrder::Random => "random",
-                        FeederOrder::Unique => "unique",
-                    }
-                    .to_string(),
-                    on_exhausted: f.on_exhausted.name().to_string(),
-                })
-                .collect(),
-            faults: plan
-                .chaos
-                .faults
-                .iter()
-                .flat_map(|fault| {
-                    fault
-                        .occurrences()
-                        .into_iter()
-                        .enumerate()
-                        .map(|(occurrence, (at, held))| PlannedFault {
-                            fault: fault.name.clone(),
-                            occurrence: occurrence as u32,
-                            at_ms: at.as_millis() as u64,
-                            duration_ms: held.map(|d| d.as_millis() as u64),
-                            required: fault.required,
-                        })
-                })
-                .collect(),
+            load: LoadRecord::of(&plan.load.model),
+            journeys: plan.journeys.iter().map(JourneyRecord::of).collect(),
+            feeders: plan.feeders.iter().map(FeederRecord::of).collect(),
+            faults: planned_faults(plan),
             settle_ms: plan.chaos.settle.as_millis() as u64,
             slo_specs: plan.slos.clone(),
             verify_specs: (!plan.verify.is_empty()).then(|| plan.verify.specs()),
@@ -232,4 +158,92 @@ impl RunPlan {
         serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a run plan: {e}", path.display()))
     }
+}
+
+impl LoadRecord {
+    fn of(model: &LoadModel) -> LoadRecord {
+        let (start, stages) = match model {
+            LoadModel::Open { start_rate, stages } => (
+                *start_rate,
+                stages
+                    .iter()
+                    .map(|s| StageRecord {
+                        duration_s: s.duration.as_secs_f64(),
+                        to: s.rate,
+                    })
+                    .collect(),
+            ),
+            LoadModel::Closed { start_vus, stages } => (
+                *start_vus as f64,
+                stages
+                    .iter()
+                    .map(|s| StageRecord {
+                        duration_s: s.duration.as_secs_f64(),
+                        to: s.vus as f64,
+                    })
+                    .collect(),
+            ),
+        };
+        LoadRecord {
+            model: model.name().to_string(),
+            start,
+            stages,
+            duration_s: model.total_duration().as_secs_f64(),
+        }
+    }
+}
+
+impl JourneyRecord {
+    fn of(j: &JourneyPlan) -> JourneyRecord {
+        JourneyRecord {
+            name: j.name.clone(),
+            weight: j.weight,
+            steps: j
+                .steps
+                .iter()
+                .map(|s| StepRecord {
+                    name: s.name.clone(),
+                    index: s.global_index,
+                    checks: s.checks.iter().map(|c| c.label.clone()).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl FeederRecord {
+    fn of(f: &Feeder) -> FeederRecord {
+        FeederRecord {
+            name: f.name.clone(),
+            rows: f.rows.len() as u64,
+            order: match f.order {
+                FeederOrder::Sequential => "sequential",
+                FeederOrder::Random => "random",
+                FeederOrder::Unique => "unique",
+            }
+            .to_string(),
+            on_exhausted: f.on_exhausted.name().to_string(),
+        }
+    }
+}
+
+/// Every fault's planned occurrences, in plan order.
+fn planned_faults(plan: &Plan) -> Vec<PlannedFault> {
+    plan.chaos
+        .faults
+        .iter()
+        .flat_map(|fault| {
+            fault
+                .occurrences()
+                .into_iter()
+                .enumerate()
+                .map(|(occurrence, (at, held))| PlannedFault {
+                    fault: fault.name.clone(),
+                    occurrence: occurrence as u32,
+                    at_ms: at.as_millis() as u64,
+                    duration_ms: held.map(|d| d.as_millis() as u64),
+                    required: fault.required,
+                })
+        })
+        .collect()
 }

@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::generator::generator_summary;
+pub use super::generator::{
+    GeneratorSummary, LATENESS_MIN_SAMPLES, SATURATION_LAG_P99_MIN_US, arrivals_late,
+    saturation_limit_us,
+};
 pub use super::iterations::{Accounting, FeederSummary, Iterations, by_reason, rows};
 use super::iterations::{
     JourneyAccount, check_accounting, feeder_summaries, journey_accounts, total_iterations,
@@ -14,7 +19,7 @@ use super::verdicts::{Failover, SloVerdict};
 use super::writes::VerifySummary;
 use crate::chaos::runner::ChaosReport;
 use crate::metrics::host::HostLoad;
-use crate::metrics::stats::{GeneratorStats, RequestStats};
+use crate::metrics::stats::RequestStats;
 use crate::metrics::{ErrorClass, ErrorCounts, FailureSample, NotStarted, Percentiles, Snapshot};
 use crate::plan::slo::SloSpec;
 use crate::plan::verify::VerifySpecs;
@@ -35,16 +40,6 @@ use crate::record::series::PlannedTotals;
 /// process sent again (`retried_unprocessed`, in the totals and per step). 7: whether an
 /// https target's certificate was verified (`tls_verified`).
 pub const SCHEMA_VERSION: u32 = 8;
-
-/// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
-/// measured from the intended send time, so lateness inflates it. The limit is this or a
-/// tenth of the measured p50, whichever is larger.
-pub const SATURATION_LAG_P99_MIN_US: u64 = 1_000;
-
-/// Fewer launched arrivals than this and a lateness p99 is one or two arrivals, not a
-/// pattern: the evidence rule's count for a p99 (⌈1/(1−0.99)⌉), so no warning is drawn
-/// from it.
-pub const LATENESS_MIN_SAMPLES: u64 = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -270,24 +265,6 @@ pub struct StepSummary {
     pub failure_samples: BTreeMap<String, Vec<FailureSample>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GeneratorSummary {
-    /// Open model: arrivals that came due. Closed model: 0.
-    pub scheduled: u64,
-    pub launched: u64,
-    /// Arrivals not sent because `max_in_flight` was reached.
-    pub dropped: u64,
-    /// How late launched arrivals left after their intended time.
-    pub lag_us: Percentiles,
-    pub saturated: bool,
-    pub warning: Option<String>,
-    /// The host's CPU over the load (shares of all its cores), loadgen's own apart: what
-    /// the lateness warning names as the likely cause. Absent before schema 8, and where
-    /// /proc cannot be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_cpu: Option<HostLoad>,
-}
-
 /// The files of the run directory, relative to it: every run's, and verification's when
 /// the scenario `verifies`.
 fn run_files(verifies: bool) -> BTreeMap<String, String> {
@@ -329,37 +306,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     let plan = facts.plan;
     let elapsed = facts.duration_s.max(1e-9);
     let accounts = journey_accounts(&facts.planned, totals);
-    let journeys = plan
-        .journeys
-        .iter()
-        .zip(&accounts)
-        .map(|(journey, account)| {
-            let steps = journey
-                .steps
-                .iter()
-                .map(|step| {
-                    let stats = &totals.steps[step.index];
-                    let mut summary = step_summary(step.name.clone(), step.index, stats);
-                    summary.checks_failed = stats
-                        .checks_failed
-                        .iter()
-                        .filter_map(|(index, count)| {
-                            step.checks
-                                .get(*index as usize)
-                                .map(|label| (label.clone(), *count))
-                        })
-                        .collect();
-                    summary.failure_samples = stats
-                        .samples
-                        .iter()
-                        .map(|(class, samples)| (class.name().to_string(), samples.to_vec()))
-                        .collect();
-                    summary
-                })
-                .collect();
-            journey_summary(journey.name.clone(), journey.weight, account, steps)
-        })
-        .collect();
+    let journeys = journey_summaries(plan, &accounts, totals);
     let iterations = total_iterations(&accounts);
     // Every started iteration has ended only when the workers ended them: not after a
     // worker thread failed, nor when loadgen itself was killed.
@@ -368,28 +315,9 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         EndReason::HarnessFailure | EndReason::Killed
     );
     let accounting = check_accounting(plan, &accounts, finished);
-    let mut not_started = [0; NotStarted::COUNT];
-    for account in &accounts {
-        for (total, n) in not_started.iter_mut().zip(account.not_started.iter()) {
-            *total += n;
-        }
-    }
+    let not_started = not_started(&accounts);
     let delivery = Delivery::judge(iterations.planned, iterations.dropped, &not_started);
-
-    let mut scopes = BTreeMap::new();
-    scopes.insert("all".to_string(), "every request".to_string());
-    for (index, journey) in plan.journeys.iter().enumerate() {
-        scopes.insert(
-            format!("journey:{index}"),
-            format!("{} (iteration durations)", journey.name),
-        );
-        for step in &journey.steps {
-            scopes.insert(
-                format!("step:{}", step.index),
-                format!("{} / {}", journey.name, step.name),
-            );
-        }
-    }
+    let scopes = scopes(plan);
 
     let overall = &totals.overall;
     Summary {
@@ -454,6 +382,75 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
     }
 }
 
+/// A summary per journey of the plan, with one per step.
+fn journey_summaries(
+    plan: &RunPlan,
+    accounts: &[JourneyAccount<'_>],
+    totals: &Snapshot,
+) -> Vec<JourneySummary> {
+    plan.journeys
+        .iter()
+        .zip(accounts)
+        .map(|(journey, account)| {
+            let steps = journey
+                .steps
+                .iter()
+                .map(|step| {
+                    let stats = &totals.steps[step.index];
+                    let mut summary = step_summary(step.name.clone(), step.index, stats);
+                    summary.checks_failed = stats
+                        .checks_failed
+                        .iter()
+                        .filter_map(|(index, count)| {
+                            step.checks
+                                .get(*index as usize)
+                                .map(|label| (label.clone(), *count))
+                        })
+                        .collect();
+                    summary.failure_samples = stats
+                        .samples
+                        .iter()
+                        .map(|(class, samples)| (class.name().to_string(), samples.to_vec()))
+                        .collect();
+                    summary
+                })
+                .collect();
+            journey_summary(journey.name.clone(), journey.weight, account, steps)
+        })
+        .collect()
+}
+
+/// The iterations that did not start, by reason, over every journey.
+fn not_started(accounts: &[JourneyAccount<'_>]) -> [u64; NotStarted::COUNT] {
+    let mut not_started = [0; NotStarted::COUNT];
+    for account in accounts {
+        for (total, n) in not_started.iter_mut().zip(account.not_started.iter()) {
+            *total += n;
+        }
+    }
+    not_started
+}
+
+/// What each scope of the histograms and series is: every request, a journey's iteration
+/// durations, a step's requests.
+fn scopes(plan: &RunPlan) -> BTreeMap<String, String> {
+    let mut scopes = BTreeMap::new();
+    scopes.insert("all".to_string(), "every request".to_string());
+    for (index, journey) in plan.journeys.iter().enumerate() {
+        scopes.insert(
+            format!("journey:{index}"),
+            format!("{} (iteration durations)", journey.name),
+        );
+        for step in &journey.steps {
+            scopes.insert(
+                format!("step:{}", step.index),
+                format!("{} / {}", journey.name, step.name),
+            );
+        }
+    }
+    scopes
+}
+
 fn journey_summary(
     name: String,
     weight: u32,
@@ -496,112 +493,6 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
     }
 }
 
-/// The lateness p99 above which the generator is named the bottleneck, for a run whose
-/// successful responses took `latency_p50_us` at the median.
-pub fn saturation_limit_us(latency_p50_us: u64) -> u64 {
-    SATURATION_LAG_P99_MIN_US.max(latency_p50_us / 10)
-}
-
-/// Whether enough arrivals (`samples` of them) left late enough (`lag_p99_us`) to name the
-/// generator the bottleneck: the one rule, for a run's summary and for judging a baseline.
-pub fn arrivals_late(samples: u64, lag_p99_us: u64, latency_p50_us: u64) -> bool {
-    samples >= LATENESS_MIN_SAMPLES && lag_p99_us > saturation_limit_us(latency_p50_us)
-}
-
-fn generator_summary(
-    generator: &GeneratorStats,
-    latency_p50_us: u64,
-    host: Option<(HostLoad, usize)>,
-) -> GeneratorSummary {
-    let lag = Percentiles::of(generator.lag.as_ref());
-    let launched = generator.scheduled - generator.dropped;
-    let limit = saturation_limit_us(latency_p50_us);
-    let samples = generator.lag.as_ref().map_or(0, |h| h.len());
-    let late = arrivals_late(samples, lag.p99, latency_p50_us);
-    let saturated = generator.dropped > 0 || late;
-    let warning = saturated.then(|| {
-        let mut why = Vec::new();
-        if generator.dropped > 0 {
-            why.push(format!(
-                "{} of {} arrivals were dropped at the in-flight cap (counted as failed attempts): the target was too slow for the rate, or max_in_flight is too low",
-                generator.dropped, generator.scheduled
-            ));
-        }
-        if late {
-            why.push(lateness_warning(lag.p99, limit, samples, host));
-        }
-        why.join("; ")
-    });
-    GeneratorSummary {
-        scheduled: generator.scheduled,
-        launched,
-        dropped: generator.dropped,
-        lag_us: lag,
-        saturated,
-        warning,
-        host_cpu: host.map(|(load, _)| load),
-    }
-}
-
-/// Other processes' share of the host's CPU above which the host, not loadgen's threads,
-/// is named the likely cause of late arrivals.
-const BUSY_HOST_SHARE: f64 = 0.25;
-/// loadgen's threads busier than this share of their cores count as at their limit.
-const THREADS_AT_LIMIT: f64 = 0.8;
-
-/// Why late arrivals matter and what to do, naming the cause the host's CPU points to
-/// (`host`: its load over the run and loadgen's worker threads), and neither when it does
-/// not tell.
-fn lateness_warning(
-    p99_us: u64,
-    limit_us: u64,
-    samples: u64,
-    host: Option<(HostLoad, usize)>,
-) -> String {
-    let what = format!(
-        "arrivals left late, lateness p99 {:.2} ms over {samples} arrivals (limit {:.2} ms: 1 ms \
-         or a tenth of the p50), and latency figures include it",
-        p99_us as f64 / 1000.0,
-        limit_us as f64 / 1000.0
-    );
-    let percent = |share: f64| share * 100.0;
-    let cause = match host {
-        Some((load, _)) if load.others() >= BUSY_HOST_SHARE => format!(
-            "the host is the likely cause: other processes used {:.0}% of its {} cores' CPU \
-             while loadgen used {:.0}%; --threads will not help, run where the generator has \
-             the cores to itself",
-            percent(load.others()),
-            load.cores,
-            percent(load.own)
-        ),
-        Some((load, threads))
-            if load.own * load.cores as f64
-                >= THREADS_AT_LIMIT * threads.min(load.cores) as f64 =>
-        {
-            format!(
-                "loadgen's {threads} thread(s) were at their limit ({:.1} cores' worth of CPU, \
-                 other processes {:.0}% of the host): add --threads if the host has cores to \
-                 spare, or lower the rate",
-                load.own * load.cores as f64,
-                percent(load.others())
-            )
-        }
-        Some((load, _)) => format!(
-            "neither the host (other processes {:.0}% of its CPU) nor loadgen's threads \
-             ({:.0}%) were at their limit: short stalls (the scheduler, a page fault storm) \
-             are the likely cause",
-            percent(load.others()),
-            percent(load.own)
-        ),
-        None => "loadgen could not send on time, either because its threads were at their \
-                 limit (then add --threads or lower the rate) or because other work on this \
-                 host took the cores (then --threads will not help: run where the generator \
-                 has the cores to itself)"
-            .to_string(),
-    };
-    format!("{what}: {cause}")
-}
-
 pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
     ErrorClass::ALL
         .iter()
@@ -621,67 +512,4 @@ pub fn rate(part: u64, whole: u64) -> f64 {
 
 fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn late_arrivals(count: u64, lateness_us: u64) -> GeneratorStats {
-        let mut generator = GeneratorStats::default();
-        for _ in 0..count {
-            generator.scheduled();
-            generator.began(std::time::Duration::from_micros(lateness_us));
-        }
-        generator
-    }
-
-    /// 50 arrivals 5 ms late (5 arrivals/s for 10 s): their p99 is one arrival, no warning;
-    /// 200 of them are a pattern, and the warning names both possible causes.
-    #[test]
-    fn lateness_is_judged_only_on_enough_arrivals() {
-        let few = generator_summary(&late_arrivals(50, 5_000), 1_000, None);
-        assert!(!few.saturated && few.warning.is_none(), "{:?}", few.warning);
-        let many = generator_summary(&late_arrivals(200, 5_000), 1_000, None);
-        assert!(many.saturated);
-        let warning = many.warning.unwrap();
-        assert!(warning.contains("over 200 arrivals"), "{warning}");
-        assert!(warning.contains("other work on this host"), "{warning}");
-        let on_time = generator_summary(&late_arrivals(200, 100), 1_000, None);
-        assert!(on_time.warning.is_none());
-    }
-
-    #[test]
-    fn the_lateness_warning_names_what_the_hosts_cpu_points_to() {
-        let late = late_arrivals(200, 5_000);
-        let warning = |busy: f64, own: f64, threads: usize| {
-            let load = HostLoad {
-                cores: 2,
-                busy,
-                own,
-            };
-            generator_summary(&late, 1_000, Some((load, threads)))
-                .warning
-                .unwrap()
-        };
-        // Other processes took most of the host: not loadgen's threads.
-        let busy_host = warning(0.95, 0.20, 2);
-        assert!(
-            busy_host.contains("the host is the likely cause"),
-            "{busy_host}"
-        );
-        assert!(
-            busy_host.contains("other processes used 75%"),
-            "{busy_host}"
-        );
-        assert!(!busy_host.contains("add --threads"), "{busy_host}");
-        // One thread busy a whole core, the host otherwise idle: more threads would help.
-        let at_limit = warning(0.52, 0.50, 1);
-        assert!(at_limit.contains("at their limit"), "{at_limit}");
-        assert!(at_limit.contains("add --threads"), "{at_limit}");
-        // Neither: said so, no advice that would not help.
-        let neither = warning(0.20, 0.10, 2);
-        assert!(neither.contains("neither the host"), "{neither}");
-        assert!(!neither.contains("add --threads"), "{neither}");
-    }
 }

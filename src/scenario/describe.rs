@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::plan::schedule::{ArrivalSchedule, vu_changes};
-use crate::plan::{BodyPlan, LoadModel, Plan};
+use crate::plan::{BodyPlan, LoadModel, Plan, StepPlan};
 use crate::util::units::format_duration;
 
 pub fn describe(plan: &Plan, seed: u64) -> String {
@@ -52,6 +52,8 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
     describe_load(plan, &mut out);
     let _ = writeln!(out);
     describe_journeys(plan, &mut out);
+    describe_data(plan, &mut out);
+    describe_faults(plan, &mut out);
     describe_slos(plan, &mut out);
     describe_verify(plan, &mut out);
     out
@@ -239,52 +241,62 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
         }
         let _ = writeln!(out, "  {:>5.1}%  {}{connection}", share, journey.name);
         for step in &journey.steps {
-            let body = match &step.body {
-                BodyPlan::None => String::new(),
-                // Sizes, not contents: a body may carry secrets (`secrets.rs`).
-                BodyPlan::Json(t) => format!(" json ({} bytes)", t.source.len()),
-                BodyPlan::Form(t) => format!(" form ({} bytes)", t.source.len()),
-                BodyPlan::Raw(t) => format!(" body ({} bytes)", t.source.len()),
-            };
-            let extracts: Vec<&str> = step.extract.iter().map(|e| e.variable.as_str()).collect();
-            let _ = writeln!(
-                out,
-                "          {} {}{}{}  expect {}{}{}",
-                step.method,
-                step.path.source,
-                body,
-                if step.repeat > 1 {
-                    format!("  ×{}", step.repeat)
-                } else {
-                    String::new()
-                },
-                step.expect,
-                match (extracts.is_empty(), &step.record) {
-                    (true, None) => String::new(),
-                    (false, None) => format!("  extract {}", extracts.join(", ")),
-                    (true, Some(r)) => format!("  record {}", plan.verify.kinds[r.kind].name),
-                    (false, Some(r)) => format!(
-                        "  extract {}  record {}",
-                        extracts.join(", "),
-                        plan.verify.kinds[r.kind].name
-                    ),
-                },
-                step.think.map_or(String::new(), |t| if t.min == t.max {
-                    format!("  think {}", format_duration(t.min))
-                } else {
-                    format!(
-                        "  think {}..{}",
-                        format_duration(t.min),
-                        format_duration(t.max)
-                    )
-                })
-            );
-            if !step.checks.is_empty() {
-                let labels: Vec<&str> = step.checks.iter().map(|c| c.label.as_str()).collect();
-                let _ = writeln!(out, "            checks {}", labels.join(", "));
-            }
+            describe_step(plan, step, out);
         }
     }
+}
+
+/// One step of a journey: method, path, body size, repeat, expected status, what it
+/// extracts and records, think time, and its checks.
+fn describe_step(plan: &Plan, step: &StepPlan, out: &mut String) {
+    let body = match &step.body {
+        BodyPlan::None => String::new(),
+        // Sizes, not contents: a body may carry secrets (`secrets.rs`).
+        BodyPlan::Json(t) => format!(" json ({} bytes)", t.source.len()),
+        BodyPlan::Form(t) => format!(" form ({} bytes)", t.source.len()),
+        BodyPlan::Raw(t) => format!(" body ({} bytes)", t.source.len()),
+    };
+    let extracts: Vec<&str> = step.extract.iter().map(|e| e.variable.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "          {} {}{}{}  expect {}{}{}",
+        step.method,
+        step.path.source,
+        body,
+        if step.repeat > 1 {
+            format!("  ×{}", step.repeat)
+        } else {
+            String::new()
+        },
+        step.expect,
+        match (extracts.is_empty(), &step.record) {
+            (true, None) => String::new(),
+            (false, None) => format!("  extract {}", extracts.join(", ")),
+            (true, Some(r)) => format!("  record {}", plan.verify.kinds[r.kind].name),
+            (false, Some(r)) => format!(
+                "  extract {}  record {}",
+                extracts.join(", "),
+                plan.verify.kinds[r.kind].name
+            ),
+        },
+        step.think.map_or(String::new(), |t| if t.min == t.max {
+            format!("  think {}", format_duration(t.min))
+        } else {
+            format!(
+                "  think {}..{}",
+                format_duration(t.min),
+                format_duration(t.max)
+            )
+        })
+    );
+    if !step.checks.is_empty() {
+        let labels: Vec<&str> = step.checks.iter().map(|c| c.label.as_str()).collect();
+        let _ = writeln!(out, "            checks {}", labels.join(", "));
+    }
+}
+
+/// The feeders and generators.
+fn describe_data(plan: &Plan, out: &mut String) {
     for feeder in &plan.feeders {
         let _ = writeln!(
             out,
@@ -298,6 +310,10 @@ fn describe_journeys(plan: &Plan, out: &mut String) {
     for generator in &plan.generators {
         let _ = writeln!(out, "generator {}: {}", generator.name, generator.kind);
     }
+}
+
+/// The faults, each occurrence with its times.
+fn describe_faults(plan: &Plan, out: &mut String) {
     if !plan.chaos.faults.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(

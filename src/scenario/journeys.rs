@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
+use std::time::Duration;
 
 use http::{HeaderName, Method};
 use toml::Spanned;
 
-use super::raw::{RawExpect, RawExtract, RawJourney, RawStep};
+use super::raw::{RawExpect, RawExtract, RawJourney, RawJourneyHeader, RawStep};
 use super::validate::Declared;
 use crate::plan::template::{Escape, Source, Template, TemplateError};
 use crate::plan::{
@@ -53,32 +54,8 @@ pub fn validate_journeys(
             Some(w) => *w.get_ref(),
             None => 1,
         };
-        let pacing = header.pacing.as_ref().and_then(|pacing| {
-            match crate::util::units::parse_duration(pacing.get_ref()) {
-                Ok(d) if d.is_zero() => {
-                    diagnostics.push(pacing.span(), "`pacing` must be longer than zero");
-                    None
-                }
-                Ok(d) => Some(d),
-                Err(message) => {
-                    diagnostics.push(pacing.span(), message);
-                    None
-                }
-            }
-        });
-        let connection = header
-            .connection
-            .as_ref()
-            .map_or(
-                ConnectionMode::default(),
-                |mode| match ConnectionMode::parse(mode.get_ref()) {
-                    Ok(mode) => mode,
-                    Err(message) => {
-                        diagnostics.push(mode.span(), message);
-                        ConnectionMode::default()
-                    }
-                },
-            );
+        let pacing = pacing(header, diagnostics);
+        let connection = connection(header, diagnostics);
         let mut slots = Slots::new(declared, &mut cookie_names);
         let mut steps = Vec::new();
         let mut step_names = BTreeSet::new();
@@ -117,6 +94,38 @@ pub fn validate_journeys(
         });
     }
     (plans, cookie_names, unfinished)
+}
+
+/// A journey's `pacing`, longer than zero.
+fn pacing(header: &RawJourneyHeader, diagnostics: &mut Diagnostics) -> Option<Duration> {
+    header.pacing.as_ref().and_then(|pacing| {
+        match crate::util::units::parse_duration(pacing.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                diagnostics.push(pacing.span(), "`pacing` must be longer than zero");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(message) => {
+                diagnostics.push(pacing.span(), message);
+                None
+            }
+        }
+    })
+}
+
+/// A journey's `connection` mode, the default unless named (an unknown one is reported and
+/// the default taken).
+fn connection(header: &RawJourneyHeader, diagnostics: &mut Diagnostics) -> ConnectionMode {
+    header.connection.as_ref().map_or(
+        ConnectionMode::default(),
+        |mode| match ConnectionMode::parse(mode.get_ref()) {
+            Ok(mode) => mode,
+            Err(message) => {
+                diagnostics.push(mode.span(), message);
+                ConnectionMode::default()
+            }
+        },
+    )
 }
 
 /// Names visible to one journey's templates and the slot each occupies.
@@ -165,21 +174,7 @@ impl<'a> Slots<'a> {
             ));
         }
         if let Some(cookie) = name.strip_prefix("cookie.") {
-            if cookie.is_empty()
-                || !cookie
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b';' && b != b'=')
-            {
-                return Err(format!("`{cookie}` is not a cookie name"));
-            }
-            let index = match self.cookies.iter().position(|c| c == cookie) {
-                Some(index) => index,
-                None => {
-                    self.cookies.push(cookie.to_string());
-                    self.cookies.len() - 1
-                }
-            };
-            return Ok(Source::Cookie(index));
+            return self.resolve_cookie(cookie);
         }
         let declared_as = name.split_once('.').map_or(name, |(feeder, _)| feeder);
         if self.broken.contains(declared_as) {
@@ -187,30 +182,7 @@ impl<'a> Slots<'a> {
             return Ok(Source::Slot(self.allocate()));
         }
         if let Some((feeder_name, column)) = name.split_once('.') {
-            let Some(index) = self.feeders.iter().position(|f| f.name == feeder_name) else {
-                return Err(format!(
-                    "unknown feeder `{feeder_name}` in `{{{{{name}}}}}`"
-                ));
-            };
-            let feeder = &self.feeders[index];
-            let Some(column_index) = feeder.columns.iter().position(|c| c == column) else {
-                return Err(format!(
-                    "feeder `{feeder_name}` has no column `{column}` (columns: {})",
-                    feeder.columns.join(", ")
-                ));
-            };
-            let slot = match self.feeder_slots.iter().find(|(f, _)| *f == index) {
-                Some((_, slot)) => *slot,
-                None => {
-                    let slot = self.allocate();
-                    self.feeder_slots.push((index, slot));
-                    slot
-                }
-            };
-            return Ok(Source::Column {
-                slot,
-                column: column_index,
-            });
+            return self.resolve_column(name, feeder_name, column);
         }
         if let Some(slot) = self.variables.get(name) {
             return Ok(Source::Slot(*slot));
@@ -240,6 +212,58 @@ impl<'a> Slots<'a> {
             )
         })
     }
+
+    /// `{{cookie.NAME}}`: the cookie's index among those read, added on first use.
+    fn resolve_cookie(&mut self, cookie: &str) -> Result<Source, String> {
+        if cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b'=')
+        {
+            return Err(format!("`{cookie}` is not a cookie name"));
+        }
+        let index = match self.cookies.iter().position(|c| c == cookie) {
+            Some(index) => index,
+            None => {
+                self.cookies.push(cookie.to_string());
+                self.cookies.len() - 1
+            }
+        };
+        Ok(Source::Cookie(index))
+    }
+
+    /// `{{FEEDER.COLUMN}}`: the feeder's slot, allocated on first use, and the column.
+    fn resolve_column(
+        &mut self,
+        name: &str,
+        feeder_name: &str,
+        column: &str,
+    ) -> Result<Source, String> {
+        let Some(index) = self.feeders.iter().position(|f| f.name == feeder_name) else {
+            return Err(format!(
+                "unknown feeder `{feeder_name}` in `{{{{{name}}}}}`"
+            ));
+        };
+        let feeder = &self.feeders[index];
+        let Some(column_index) = feeder.columns.iter().position(|c| c == column) else {
+            return Err(format!(
+                "feeder `{feeder_name}` has no column `{column}` (columns: {})",
+                feeder.columns.join(", ")
+            ));
+        };
+        let slot = match self.feeder_slots.iter().find(|(f, _)| *f == index) {
+            Some((_, slot)) => *slot,
+            None => {
+                let slot = self.allocate();
+                self.feeder_slots.push((index, slot));
+                slot
+            }
+        };
+        Ok(Source::Column {
+            slot,
+            column: column_index,
+        })
+    }
 }
 
 fn validate_step(
@@ -250,22 +274,7 @@ fn validate_step(
     diagnostics: &mut Diagnostics,
 ) -> Option<StepPlan> {
     let before = diagnostics.len();
-    let method = match &raw.method {
-        None => Method::GET,
-        Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
-            "GET" => Method::GET,
-            "POST" => Method::POST,
-            "PUT" => Method::PUT,
-            "PATCH" => Method::PATCH,
-            "DELETE" => Method::DELETE,
-            "HEAD" => Method::HEAD,
-            "OPTIONS" => Method::OPTIONS,
-            other => {
-                diagnostics.push(m.span(), format!("unknown HTTP method `{other}`"));
-                Method::GET
-            }
-        },
-    };
+    let method = method(raw, diagnostics);
     if !raw.url.get_ref().starts_with('/') {
         diagnostics.push(
             raw.url.span(),
@@ -274,17 +283,7 @@ fn validate_step(
     }
     let path = compile_text(&raw.url, Escape::Url, slots, diagnostics);
 
-    let mut headers = Vec::new();
-    for (name, value) in &raw.headers {
-        let header = HeaderName::from_bytes(name.as_bytes());
-        if header.is_err() {
-            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
-        }
-        let template = compile_text(value, Escape::Text, slots, diagnostics);
-        if let (Ok(header), Some(template)) = (header, template) {
-            headers.push((header, template));
-        }
-    }
+    let mut headers = headers(raw, slots, diagnostics);
 
     let body = validate_body(raw, slots, diagnostics, &mut headers);
     let expect = match &raw.expect {
@@ -326,7 +325,7 @@ fn validate_step(
     let extract = validate_extractions(raw, slots, diagnostics);
     // A record reads what the step itself extracts (the id the response gave).
     let record = raw.record.as_ref().map(|record| {
-        super::verify::validate_record(
+        super::record::validate_record(
             record,
             declared,
             &mut |name| slots.resolve(name),
@@ -355,6 +354,46 @@ fn validate_step(
         repeat: repeat?,
         record: record.flatten(),
     })
+}
+
+/// A step's `method`, GET unless named (an unknown one is reported, GET taken in its place).
+fn method(raw: &RawStep, diagnostics: &mut Diagnostics) -> Method {
+    match &raw.method {
+        None => Method::GET,
+        Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            "HEAD" => Method::HEAD,
+            "OPTIONS" => Method::OPTIONS,
+            other => {
+                diagnostics.push(m.span(), format!("unknown HTTP method `{other}`"));
+                Method::GET
+            }
+        },
+    }
+}
+
+/// A step's own headers, each value a template.
+fn headers(
+    raw: &RawStep,
+    slots: &mut Slots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<(HeaderName, Template)> {
+    let mut headers = Vec::new();
+    for (name, value) in &raw.headers {
+        let header = HeaderName::from_bytes(name.as_bytes());
+        if header.is_err() {
+            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
+        }
+        let template = compile_text(value, Escape::Text, slots, diagnostics);
+        if let (Ok(header), Some(template)) = (header, template) {
+            headers.push((header, template));
+        }
+    }
+    headers
 }
 
 /// A step repeated more often than this is a journey of its own (or a typo).

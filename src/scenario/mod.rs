@@ -13,6 +13,7 @@ mod journeys;
 mod lenient;
 mod policy_check;
 mod raw;
+mod record;
 pub mod secrets;
 mod slos;
 mod target;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::raw::{RawFault, RawMaxUnavailable, RawScenario, RawSelector};
+use super::raw::{RawChaos, RawFault, RawMaxUnavailable, RawScenario, RawSelector, RawTarget};
 use crate::policy::{Limit, Policy};
 use crate::util::diag::Diagnostics;
 use crate::util::glob::glob_match;
@@ -14,81 +14,14 @@ use crate::util::glob::glob_match;
 /// Records a diagnostic for every part of `raw` outside `policy`.
 pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &mut Diagnostics) {
     if let Some(target) = &raw.target {
-        let target = target.get_ref();
-        for host in target.allow_hosts.iter().flatten() {
-            if let Some(limit) = policy.host_outside(host.get_ref()) {
-                diagnostics.push(
-                    host.span(),
-                    outside("host", host.get_ref(), "allow_hosts", limit),
-                );
-            }
-        }
-        if let Some(file) = &target.ca_file {
-            check_path(base_dir, file.get_ref(), file.span(), policy, diagnostics);
-        }
-        if let (Some((true, at)), Some(verify)) = (&policy.tls_verify, &target.tls_verify)
-            && !*verify.get_ref()
-        {
-            diagnostics.push(
-                verify.span(),
-                format!(
-                    "tls_verify = false is forbidden by the operator policy ({at}): trust the server's certificate instead (`ca_file`, `--ca-file`)"
-                ),
-            );
-        }
+        check_target(target.get_ref(), base_dir, policy, diagnostics);
     }
     for feeder in raw.data.feeder.values() {
         let file = &feeder.get_ref().file;
         check_path(base_dir, file.get_ref(), file.span(), policy, diagnostics);
     }
     if let Some(chaos) = &raw.chaos {
-        let span = chaos.span();
-        let chaos = chaos.get_ref();
-        if let Some(limit) = &policy.kube_namespaces {
-            for namespace in &chaos.kube_namespaces {
-                if !limit
-                    .entries
-                    .iter()
-                    .any(|e| &e.value == namespace.get_ref())
-                {
-                    diagnostics.push(
-                        namespace.span(),
-                        outside("namespace", namespace.get_ref(), "kube_namespaces", limit),
-                    );
-                }
-            }
-        }
-        if let Some(limit) = &policy.targets {
-            for pattern in &chaos.allow_targets {
-                if !within_patterns(pattern, limit) {
-                    diagnostics.push(
-                        span.clone(),
-                        outside("target pattern", pattern, "targets", limit),
-                    );
-                }
-            }
-        }
-        if let Some(state) = &chaos.stack_state {
-            check_path(base_dir, state.get_ref(), state.span(), policy, diagnostics);
-        }
-        for (mine, theirs, what) in [
-            (&chaos.kube_context, &policy.kube_context, "kube_context"),
-            (&chaos.kube_server, &policy.kube_server, "kube_server"),
-        ] {
-            if let (Some(mine), Some(theirs)) = (mine, theirs)
-                && mine.get_ref().trim() != theirs.value
-            {
-                diagnostics.push(
-                    mine.span(),
-                    format!(
-                        "{what} `{}` differs from the operator policy's `{}` ({})",
-                        mine.get_ref(),
-                        theirs.value,
-                        theirs.at
-                    ),
-                );
-            }
-        }
+        check_chaos(chaos.span(), chaos.get_ref(), base_dir, policy, diagnostics);
     }
     for fault in &raw.faults {
         let target = &fault.get_ref().target;
@@ -100,6 +33,91 @@ pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &
             diagnostics,
         );
         check_guard(fault, policy, diagnostics);
+    }
+}
+
+/// `[target]`: the hosts it allows, the certificates it trusts, and verification turned off.
+fn check_target(
+    target: &RawTarget,
+    base_dir: &Path,
+    policy: &Policy,
+    diagnostics: &mut Diagnostics,
+) {
+    for host in target.allow_hosts.iter().flatten() {
+        if let Some(limit) = policy.host_outside(host.get_ref()) {
+            diagnostics.push(
+                host.span(),
+                outside("host", host.get_ref(), "allow_hosts", limit),
+            );
+        }
+    }
+    if let Some(file) = &target.ca_file {
+        check_path(base_dir, file.get_ref(), file.span(), policy, diagnostics);
+    }
+    if let (Some((true, at)), Some(verify)) = (&policy.tls_verify, &target.tls_verify)
+        && !*verify.get_ref()
+    {
+        diagnostics.push(
+            verify.span(),
+            format!(
+                "tls_verify = false is forbidden by the operator policy ({at}): trust the server's certificate instead (`ca_file`, `--ca-file`)"
+            ),
+        );
+    }
+}
+
+/// `[chaos]`: its namespaces, target patterns, stack state file and cluster.
+fn check_chaos(
+    span: std::ops::Range<usize>,
+    chaos: &RawChaos,
+    base_dir: &Path,
+    policy: &Policy,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(limit) = &policy.kube_namespaces {
+        for namespace in &chaos.kube_namespaces {
+            if !limit
+                .entries
+                .iter()
+                .any(|e| &e.value == namespace.get_ref())
+            {
+                diagnostics.push(
+                    namespace.span(),
+                    outside("namespace", namespace.get_ref(), "kube_namespaces", limit),
+                );
+            }
+        }
+    }
+    if let Some(limit) = &policy.targets {
+        for pattern in &chaos.allow_targets {
+            if !within_patterns(pattern, limit) {
+                diagnostics.push(
+                    span.clone(),
+                    outside("target pattern", pattern, "targets", limit),
+                );
+            }
+        }
+    }
+    if let Some(state) = &chaos.stack_state {
+        check_path(base_dir, state.get_ref(), state.span(), policy, diagnostics);
+    }
+    for (mine, theirs, what) in [
+        (&chaos.kube_context, &policy.kube_context, "kube_context"),
+        (&chaos.kube_server, &policy.kube_server, "kube_server"),
+    ] {
+        if let (Some(mine), Some(theirs)) = (mine, theirs)
+            && mine.get_ref().trim() != theirs.value
+        {
+            diagnostics.push(
+                mine.span(),
+                format!(
+                    "{what} `{}` differs from the operator policy's `{}` ({})",
+                    mine.get_ref(),
+                    theirs.value,
+                    theirs.at
+                ),
+            );
+        }
     }
 }
 

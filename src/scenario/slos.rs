@@ -29,23 +29,7 @@ pub fn validate_slos(
                 Vec::new()
             }
         };
-        let window = match raw.window.as_ref().map(|w| w.get_ref().as_str()) {
-            None | Some("run") => Window::Run,
-            Some("steady") => Window::Steady,
-            Some("faults") => Window::Faults,
-            Some("after") => Window::After,
-            Some(text) => match text.strip_prefix("fault:") {
-                Some(name) if faults.knows(name) => Window::Fault(name.to_string()),
-                _ => {
-                    let span = raw.window.as_ref().map_or(slo.span(), |w| w.span());
-                    diagnostics.push(
-                        span,
-                        format!("unknown window `{text}` (expected run, steady, faults, after, or fault:<name of a [[fault]]>)"),
-                    );
-                    Window::Run
-                }
-            },
-        };
+        let window = window(slo, faults, diagnostics);
         let scope = raw
             .scope
             .as_ref()
@@ -56,50 +40,14 @@ pub fn validate_slos(
                 format!("scope `{scope}` names no journey (\"name\") or step (\"journey/step\") of this scenario"),
             );
         }
-        let recovery = raw
-            .recovery
-            .as_ref()
-            .and_then(|r| match parse_duration(r.get_ref()) {
-                Ok(within) => Some(Recovery {
-                    within,
-                    from_end: match raw.from.as_ref().map(|f| f.get_ref().as_str()) {
-                        None | Some("start") => false,
-                        Some("end") => true,
-                        Some(other) => {
-                            diagnostics.push(
-                                raw.from.as_ref().unwrap().span(),
-                                format!("`from` is \"start\" or \"end\", not `{other}`"),
-                            );
-                            false
-                        }
-                    },
-                }),
-                Err(message) => {
-                    diagnostics.push(r.span(), message);
-                    None
-                }
-            });
+        let recovery = recovery(raw, diagnostics);
         if recovery.is_some() && faults.is_empty() {
             diagnostics.push(
                 slo.span(),
                 "a recovery objective needs at least one [[fault]]",
             );
         }
-        let abort_after = match (raw.abort.unwrap_or(false), &raw.grace) {
-            (false, Some(grace)) => {
-                diagnostics.push(grace.span(), "`grace` only applies with `abort = true`");
-                None
-            }
-            (false, None) => None,
-            (true, None) => Some(std::time::Duration::from_secs(10)),
-            (true, Some(grace)) => match parse_duration(grace.get_ref()) {
-                Ok(d) => Some(d),
-                Err(message) => {
-                    diagnostics.push(grace.span(), message);
-                    None
-                }
-            },
-        };
+        let abort_after = abort_after(raw, diagnostics);
         if conditions.iter().any(|c| c.drift) && (abort_after.is_some() || recovery.is_some()) {
             diagnostics.push(
                 raw.objective.span(),
@@ -133,6 +81,74 @@ pub fn validate_slos(
         }
     }
     out
+}
+
+/// An objective's `window`: the whole run unless named (an unknown one is reported).
+fn window(slo: &Spanned<RawSlo>, faults: &Known, diagnostics: &mut Diagnostics) -> Window {
+    let raw = slo.get_ref();
+    match raw.window.as_ref().map(|w| w.get_ref().as_str()) {
+        None | Some("run") => Window::Run,
+        Some("steady") => Window::Steady,
+        Some("faults") => Window::Faults,
+        Some("after") => Window::After,
+        Some(text) => match text.strip_prefix("fault:") {
+            Some(name) if faults.knows(name) => Window::Fault(name.to_string()),
+            _ => {
+                let span = raw.window.as_ref().map_or(slo.span(), |w| w.span());
+                diagnostics.push(
+                    span,
+                    format!("unknown window `{text}` (expected run, steady, faults, after, or fault:<name of a [[fault]]>)"),
+                );
+                Window::Run
+            }
+        },
+    }
+}
+
+/// A recovery objective's `recovery` time and whether it counts `from` the fault's end.
+fn recovery(raw: &RawSlo, diagnostics: &mut Diagnostics) -> Option<Recovery> {
+    raw.recovery
+        .as_ref()
+        .and_then(|r| match parse_duration(r.get_ref()) {
+            Ok(within) => Some(Recovery {
+                within,
+                from_end: match raw.from.as_ref().map(|f| f.get_ref().as_str()) {
+                    None | Some("start") => false,
+                    Some("end") => true,
+                    Some(other) => {
+                        diagnostics.push(
+                            raw.from.as_ref().unwrap().span(),
+                            format!("`from` is \"start\" or \"end\", not `{other}`"),
+                        );
+                        false
+                    }
+                },
+            }),
+            Err(message) => {
+                diagnostics.push(r.span(), message);
+                None
+            }
+        })
+}
+
+/// `abort = true` and its `grace` (10 s unless given); `None` when the objective does not
+/// abort the run.
+fn abort_after(raw: &RawSlo, diagnostics: &mut Diagnostics) -> Option<std::time::Duration> {
+    match (raw.abort.unwrap_or(false), &raw.grace) {
+        (false, Some(grace)) => {
+            diagnostics.push(grace.span(), "`grace` only applies with `abort = true`");
+            None
+        }
+        (false, None) => None,
+        (true, None) => Some(std::time::Duration::from_secs(10)),
+        (true, Some(grace)) => match parse_duration(grace.get_ref()) {
+            Ok(d) => Some(d),
+            Err(message) => {
+                diagnostics.push(grace.span(), message);
+                None
+            }
+        },
+    }
 }
 
 fn slo_window_is_not_run(window: &Window) -> bool {

@@ -47,7 +47,56 @@ pub(super) fn validate_target(
         parse_size,
         diagnostics,
     );
-    let allow = match &raw.allow_hosts {
+    let allow = allow_list(raw, diagnostics);
+    // The base_url is held to allow_hosts here, at its position, as `plan` and `run` hold
+    // it: an address as it is, a name the list does not carry by what it resolves to (a
+    // name on the list is resolved only when the run starts).
+    if let (Some(base), Some(allow)) = (&base, &allow)
+        && !allow.allows_name(&base.host)
+        && let Err(message) = allow.resolve(&base.host, base.port)
+    {
+        diagnostics.push(raw.base_url.span(), message);
+    }
+    let headers = headers(raw, diagnostics);
+    let ca_file = raw
+        .ca_file
+        .as_ref()
+        .map(|f| std::path::PathBuf::from(f.get_ref()));
+    check_tls_options(raw, base.as_ref(), diagnostics);
+    let instance_header = instance_header(raw, diagnostics);
+    let protocol = protocol(raw, base.as_ref(), diagnostics);
+    let compression = compression(raw, diagnostics);
+    let redirects = match &raw.redirects {
+        Some(n) if *n.get_ref() > MAX_REDIRECTS => {
+            diagnostics.push(n.span(), format!("`redirects` is at most {MAX_REDIRECTS}"));
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => Some(DEFAULT_REDIRECTS),
+    };
+    let source_addrs = source_addrs(raw, diagnostics);
+    Some(TargetPlan {
+        protocol: protocol?,
+        cookies: raw.cookies.unwrap_or(true),
+        redirects: redirects?,
+        source_addrs: source_addrs?,
+        ca_file,
+        tls_verify: raw.tls_verify.as_ref().is_none_or(|v| *v.get_ref()),
+        policy_allow: None,
+        instance_header: instance_header?,
+        base: base?,
+        connect_timeout: connect_timeout?,
+        request_timeout: request_timeout?,
+        max_body: max_body?,
+        compression: compression?,
+        headers,
+        allow: allow?,
+    })
+}
+
+/// `allow_hosts`, each entry that does not parse reported at its own position.
+fn allow_list(raw: &RawTarget, diagnostics: &mut Diagnostics) -> Option<AllowList> {
+    match &raw.allow_hosts {
         None => Some(AllowList::default()),
         Some(entries) => {
             let texts: Vec<String> = entries.iter().map(|e| e.get_ref().clone()).collect();
@@ -61,16 +110,11 @@ pub(super) fn validate_target(
                 }
             }
         }
-    };
-    // The base_url is held to allow_hosts here, at its position, as `plan` and `run` hold
-    // it: an address as it is, a name the list does not carry by what it resolves to (a
-    // name on the list is resolved only when the run starts).
-    if let (Some(base), Some(allow)) = (&base, &allow)
-        && !allow.allows_name(&base.host)
-        && let Err(message) = allow.resolve(&base.host, base.port)
-    {
-        diagnostics.push(raw.base_url.span(), message);
     }
+}
+
+/// The target's own headers, each name and value that cannot be a header reported.
+fn headers(raw: &RawTarget, diagnostics: &mut Diagnostics) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in &raw.headers {
         match (
@@ -89,11 +133,13 @@ pub(super) fn validate_target(
             ),
         }
     }
-    let ca_file = raw
-        .ca_file
-        .as_ref()
-        .map(|f| std::path::PathBuf::from(f.get_ref()));
-    if let (Some(file), Some(base)) = (&raw.ca_file, &base)
+    headers
+}
+
+/// `ca_file` and `tls_verify`: only for an https:// base_url, and not together when
+/// verification is off.
+fn check_tls_options(raw: &RawTarget, base: Option<&BaseUrl>, diagnostics: &mut Diagnostics) {
+    if let (Some(file), Some(base)) = (&raw.ca_file, base)
         && !base.tls
     {
         diagnostics.push(
@@ -101,7 +147,7 @@ pub(super) fn validate_target(
             "`ca_file` only applies to an https:// base_url",
         );
     }
-    if let (Some(verify), Some(base)) = (&raw.tls_verify, &base)
+    if let (Some(verify), Some(base)) = (&raw.tls_verify, base)
         && !base.tls
     {
         diagnostics.push(
@@ -118,7 +164,11 @@ pub(super) fn validate_target(
             "`ca_file` has no use with `tls_verify = false`: nothing is verified; drop one of them",
         );
     }
-    let instance_header = match &raw.instance_header {
+}
+
+/// `instance_header`, `x-instance` unless named.
+fn instance_header(raw: &RawTarget, diagnostics: &mut Diagnostics) -> Option<HeaderName> {
+    match &raw.instance_header {
         None => Some(http::HeaderName::from_static("x-instance")),
         Some(name) => match HeaderName::from_bytes(name.get_ref().as_bytes()) {
             Ok(header) => Some(header),
@@ -130,10 +180,18 @@ pub(super) fn validate_target(
                 None
             }
         },
-    };
-    let protocol = raw.protocol.as_ref().map_or(Some(Protocol::Auto), |text| {
+    }
+}
+
+/// `protocol`, `auto` unless named; one the base_url's scheme cannot carry is refused.
+fn protocol(
+    raw: &RawTarget,
+    base: Option<&BaseUrl>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Protocol> {
+    raw.protocol.as_ref().map_or(Some(Protocol::Auto), |text| {
         let parsed = Protocol::parse(text.get_ref());
-        match (parsed, &base) {
+        match (parsed, base) {
             (Err(message), _) => {
                 diagnostics.push(text.span(), message);
                 None
@@ -144,8 +202,12 @@ pub(super) fn validate_target(
             }
             (Ok(protocol), _) => Some(protocol),
         }
-    });
-    let compression = match raw.compression.as_ref().map(|c| (c.get_ref(), c.span())) {
+    })
+}
+
+/// `compression`: the Accept-Encoding to offer (`None` when it is off).
+fn compression(raw: &RawTarget, diagnostics: &mut Diagnostics) -> Option<Option<HeaderValue>> {
+    match raw.compression.as_ref().map(|c| (c.get_ref(), c.span())) {
         None | Some((RawCompression::On(true), _)) => Some(Some(HeaderValue::from_static(
             crate::engine::http::ACCEPT_ENCODING,
         ))),
@@ -170,15 +232,11 @@ pub(super) fn validate_target(
                 }
             }
         }
-    };
-    let redirects = match &raw.redirects {
-        Some(n) if *n.get_ref() > MAX_REDIRECTS => {
-            diagnostics.push(n.span(), format!("`redirects` is at most {MAX_REDIRECTS}"));
-            None
-        }
-        Some(n) => Some(*n.get_ref()),
-        None => Some(DEFAULT_REDIRECTS),
-    };
+    }
+}
+
+/// `source_addrs`, every address of every range; an empty list is reported.
+fn source_addrs(raw: &RawTarget, diagnostics: &mut Diagnostics) -> Option<Vec<std::net::IpAddr>> {
     let mut source_addrs = Some(Vec::new());
     for entry in raw.source_addrs.iter().flatten() {
         match parse_address_range(entry.get_ref()) {
@@ -201,23 +259,7 @@ pub(super) fn validate_target(
             "`source_addrs` is empty: leave it out to let the kernel pick",
         );
     }
-    Some(TargetPlan {
-        protocol: protocol?,
-        cookies: raw.cookies.unwrap_or(true),
-        redirects: redirects?,
-        source_addrs: source_addrs?,
-        ca_file,
-        tls_verify: raw.tls_verify.as_ref().is_none_or(|v| *v.get_ref()),
-        policy_allow: None,
-        instance_header: instance_header?,
-        base: base?,
-        connect_timeout: connect_timeout?,
-        request_timeout: request_timeout?,
-        max_body: max_body?,
-        compression: compression?,
-        headers,
-        allow: allow?,
-    })
+    source_addrs
 }
 
 /// Redirects a step follows unless `redirects` says otherwise (browsers allow 20; five is

@@ -192,80 +192,8 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
         ));
     }
     let model = match raw.model.get_ref().as_str() {
-        "open" => {
-            if let Some(vus) = &raw.start_vus {
-                diagnostics.push(
-                    vus.span(),
-                    "`start_vus` belongs to the closed model; the open model uses `start_rate`",
-                );
-            }
-            let start_rate = typed(raw.start_rate.as_ref(), 0.0, parse_rate, diagnostics);
-            let mut stages = Vec::new();
-            for (stage, duration) in raw.stage.iter().zip(&durations) {
-                let stage_raw = stage.get_ref();
-                if let Some(vus) = &stage_raw.vus {
-                    diagnostics.push(
-                        vus.span(),
-                        "`vus` belongs to the closed model; an open stage sets `rate`",
-                    );
-                }
-                let rate = match &stage_raw.rate {
-                    None => {
-                        diagnostics.push(
-                            stage.span(),
-                            "an open-model stage needs `rate` (e.g. \"50/s\")",
-                        );
-                        None
-                    }
-                    Some(rate) => typed(Some(rate), 0.0, parse_rate, diagnostics),
-                };
-                if let (Some(duration), Some(rate)) = (duration, rate) {
-                    stages.push(RateStage {
-                        duration: *duration,
-                        rate,
-                    });
-                }
-            }
-            start_rate.map(|start_rate| LoadModel::Open { start_rate, stages })
-        }
-        "closed" => {
-            if let Some(rate) = &raw.start_rate {
-                diagnostics.push(
-                    rate.span(),
-                    "`start_rate` belongs to the open model; the closed model uses `start_vus`",
-                );
-            }
-            let mut stages = Vec::new();
-            for (stage, duration) in raw.stage.iter().zip(&durations) {
-                let stage_raw = stage.get_ref();
-                if let Some(rate) = &stage_raw.rate {
-                    diagnostics.push(
-                        rate.span(),
-                        "`rate` belongs to the open model; a closed stage sets `vus`",
-                    );
-                }
-                match (&stage_raw.vus, duration) {
-                    (None, _) => diagnostics.push(stage.span(), "a closed-model stage needs `vus`"),
-                    (Some(vus), _) if *vus.get_ref() > MAX_VUS => diagnostics.push(
-                        vus.span(),
-                        format!("`vus` is at most {MAX_VUS}, not {}", vus.get_ref()),
-                    ),
-                    (Some(vus), Some(duration)) => stages.push(VuStage {
-                        duration: *duration,
-                        vus: *vus.get_ref() as usize,
-                    }),
-                    _ => {}
-                }
-            }
-            if let Some(vus) = raw.start_vus.as_ref().filter(|v| *v.get_ref() > MAX_VUS) {
-                diagnostics.push(
-                    vus.span(),
-                    format!("`start_vus` is at most {MAX_VUS}, not {}", vus.get_ref()),
-                );
-            }
-            let start_vus = raw.start_vus.as_ref().map_or(0, |v| *v.get_ref() as usize);
-            Some(LoadModel::Closed { start_vus, stages })
-        }
+        "open" => open_model(raw, &durations, diagnostics),
+        "closed" => closed_model(raw, &durations, diagnostics),
         other => {
             diagnostics.push(
                 raw.model.span(),
@@ -293,6 +221,92 @@ fn validate_load(load: &Spanned<RawLoad>, diagnostics: &mut Diagnostics) -> Opti
         ramp_down: ramp_down?,
         failure_backoff: failure_backoff?,
     })
+}
+
+/// The open model's start rate and stages; what belongs to the closed model is reported.
+fn open_model(
+    raw: &RawLoad,
+    durations: &[Option<Duration>],
+    diagnostics: &mut Diagnostics,
+) -> Option<LoadModel> {
+    if let Some(vus) = &raw.start_vus {
+        diagnostics.push(
+            vus.span(),
+            "`start_vus` belongs to the closed model; the open model uses `start_rate`",
+        );
+    }
+    let start_rate = typed(raw.start_rate.as_ref(), 0.0, parse_rate, diagnostics);
+    let mut stages = Vec::new();
+    for (stage, duration) in raw.stage.iter().zip(durations) {
+        let stage_raw = stage.get_ref();
+        if let Some(vus) = &stage_raw.vus {
+            diagnostics.push(
+                vus.span(),
+                "`vus` belongs to the closed model; an open stage sets `rate`",
+            );
+        }
+        let rate = match &stage_raw.rate {
+            None => {
+                diagnostics.push(
+                    stage.span(),
+                    "an open-model stage needs `rate` (e.g. \"50/s\")",
+                );
+                None
+            }
+            Some(rate) => typed(Some(rate), 0.0, parse_rate, diagnostics),
+        };
+        if let (Some(duration), Some(rate)) = (duration, rate) {
+            stages.push(RateStage {
+                duration: *duration,
+                rate,
+            });
+        }
+    }
+    start_rate.map(|start_rate| LoadModel::Open { start_rate, stages })
+}
+
+/// The closed model's users and stages; what belongs to the open model is reported.
+fn closed_model(
+    raw: &RawLoad,
+    durations: &[Option<Duration>],
+    diagnostics: &mut Diagnostics,
+) -> Option<LoadModel> {
+    if let Some(rate) = &raw.start_rate {
+        diagnostics.push(
+            rate.span(),
+            "`start_rate` belongs to the open model; the closed model uses `start_vus`",
+        );
+    }
+    let mut stages = Vec::new();
+    for (stage, duration) in raw.stage.iter().zip(durations) {
+        let stage_raw = stage.get_ref();
+        if let Some(rate) = &stage_raw.rate {
+            diagnostics.push(
+                rate.span(),
+                "`rate` belongs to the open model; a closed stage sets `vus`",
+            );
+        }
+        match (&stage_raw.vus, duration) {
+            (None, _) => diagnostics.push(stage.span(), "a closed-model stage needs `vus`"),
+            (Some(vus), _) if *vus.get_ref() > MAX_VUS => diagnostics.push(
+                vus.span(),
+                format!("`vus` is at most {MAX_VUS}, not {}", vus.get_ref()),
+            ),
+            (Some(vus), Some(duration)) => stages.push(VuStage {
+                duration: *duration,
+                vus: *vus.get_ref() as usize,
+            }),
+            _ => {}
+        }
+    }
+    if let Some(vus) = raw.start_vus.as_ref().filter(|v| *v.get_ref() > MAX_VUS) {
+        diagnostics.push(
+            vus.span(),
+            format!("`start_vus` is at most {MAX_VUS}, not {}", vus.get_ref()),
+        );
+    }
+    let start_vus = raw.start_vus.as_ref().map_or(0, |v| *v.get_ref() as usize);
+    Some(LoadModel::Closed { start_vus, stages })
 }
 
 /// Names a scenario declares (journeys, steps, faults), as written: a reference to one

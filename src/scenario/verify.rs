@@ -1,5 +1,5 @@
-//! `record = {…}` on steps and `[[verify]]` (with `[[verify.count]]` and
-//! `[[verify.invariant]]`) → `VerifyPlan`: kinds checked against the steps that record them,
+//! `[[verify]]` (with `[[verify.count]]` and `[[verify.invariant]]`) → `VerifyPlan`: kinds
+//! checked against the steps that record them (a step's `record = {…}` is `record.rs`'s),
 //! `{{ack.…}}` references against the fields those records carry, every error positioned.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,14 +8,14 @@ use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::journeys::{inner_span, json_extraction, parse_expect};
-use super::raw::{RawCount, RawExtract, RawRecord, RawVerify};
+use super::raw::{RawCount, RawExtract, RawVerify};
 use super::validate::Declared;
 use super::validate::allows;
 use crate::plan::slo::OnNoData;
 use crate::plan::template::{Escape, Source, Template, TemplateError};
 use crate::plan::verify::{
     CheckRequest, CountPlan, DEFAULT_RATE, InvariantPlan, KindPlan, OnUnverifiable, Probe,
-    RecordPlan, VerifyPlan,
+    VerifyPlan,
 };
 use crate::plan::{ExtractSource, Generator, JourneyPlan, StatusMatcher};
 use crate::util::diag::Diagnostics;
@@ -31,75 +31,6 @@ pub fn kind_names(verify: &[Spanned<RawVerify>]) -> Vec<String> {
         .iter()
         .filter_map(|v| v.get_ref().kind.as_ref().map(|k| k.get_ref().clone()))
         .collect()
-}
-
-/// A step's `record`: compiled with the step's own names (what it extracts included) into
-/// the `{"fields": {…}, "id": …}` object an acknowledged response writes to acks.jsonl.
-pub fn validate_record(
-    raw: &Spanned<RawRecord>,
-    declared: &Declared<'_>,
-    resolve: &mut dyn FnMut(&str) -> Result<Source, String>,
-    diagnostics: &mut Diagnostics,
-) -> Option<RecordPlan> {
-    let record = raw.get_ref();
-    let before = diagnostics.len();
-    let kind = declared
-        .kinds
-        .iter()
-        .position(|k| k == record.kind.get_ref());
-    if kind.is_none() && !declared.kinds_doubtful {
-        diagnostics.push(
-            record.kind.span(),
-            format!(
-                "no [[verify]] reads back kind `{}`: add one with kind = \"{}\" and the url that reads a write by its id",
-                record.kind.get_ref(),
-                record.kind.get_ref()
-            ),
-        );
-    }
-    let id = toml::Value::String(record.id.get_ref().clone());
-    match Template::json(&id, resolve) {
-        Ok(template) if template.is_static() => diagnostics.push(
-            record.id.span(),
-            "`id` is the same for every write: reference what the response said, e.g. \"{{enrolment_id}}\"",
-        ),
-        Ok(_) => {}
-        Err(errors) => push_errors(diagnostics, &record.id, errors),
-    }
-    let mut fields = toml::Table::new();
-    for (name, value) in &record.fields {
-        if !is_field_name(name) {
-            diagnostics.push(
-                value.span(),
-                format!("`{name}` is not a field name (letters, digits, `_` and `-`)"),
-            );
-        }
-        if let Err(errors) = Template::json(value.get_ref(), resolve) {
-            for error in errors {
-                diagnostics.push(value.span(), error.message);
-            }
-        }
-        fields.insert(name.clone(), value.get_ref().clone());
-    }
-    if diagnostics.len() > before {
-        return None;
-    }
-    let mut object = toml::Table::new();
-    object.insert("id".into(), id);
-    object.insert("fields".into(), toml::Value::Table(fields));
-    let body = Template::json(&toml::Value::Table(object), resolve).ok()?;
-    Some(RecordPlan {
-        kind: kind?,
-        body,
-        fields: record.fields.keys().cloned().collect(),
-    })
-}
-
-fn is_field_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// What the steps record: the journeys' plans, and the kinds recorded by steps that had a
@@ -323,51 +254,10 @@ fn validate_kind(
     diagnostics: &mut Diagnostics,
 ) -> Option<KindPlan> {
     let before = diagnostics.len();
-    let records: Vec<(usize, &[String])> = recorded
-        .journeys
-        .iter()
-        .flat_map(|j| j.steps.iter())
-        .filter_map(|step| {
-            step.record
-                .as_ref()
-                .filter(|r| r.kind == index)
-                .map(|r| (step.global_index, r.fields.as_slice()))
-        })
-        .collect();
-    let unfinished: Vec<&[String]> = recorded
-        .unfinished
-        .iter()
-        .filter(|(k, _)| k == kind.get_ref())
-        .map(|(_, fields)| fields.as_slice())
-        .collect();
     // The kind itself was the mistake: what its checks read is taken on trust.
     let kind_unfinished = diagnostics.was_reported(&kind.span());
-    if records.is_empty() && unfinished.is_empty() && !kind_unfinished {
-        diagnostics.push(
-            kind.span(),
-            format!(
-                "no step records kind `{}`: add record = {{ kind = \"{}\", id = \"{{{{…}}}}\" }} to the step whose response acknowledges the write",
-                kind.get_ref(),
-                kind.get_ref()
-            ),
-        );
-    }
-    // The fields every record carries; the others some record lacks.
-    let mut all: BTreeSet<String> = BTreeSet::new();
-    let mut common: Option<BTreeSet<String>> = None;
-    for fields in records.iter().map(|(_, f)| *f).chain(unfinished) {
-        let set: BTreeSet<String> = fields.iter().cloned().collect();
-        all.extend(set.iter().cloned());
-        common = Some(match common {
-            None => set,
-            Some(common) => common.intersection(&set).cloned().collect(),
-        });
-    }
-    let fields: Vec<String> = common.unwrap_or_default().into_iter().collect();
-    let partial: BTreeSet<String> = all
-        .difference(&fields.iter().cloned().collect())
-        .cloned()
-        .collect();
+    let (records, unfinished) = recorders(kind, index, kind_unfinished, recorded, diagnostics);
+    let (fields, partial) = field_sets(&records, unfinished);
     let mut slots = CheckSlots {
         fields: &fields,
         partial: &partial,
@@ -377,77 +267,10 @@ fn validate_kind(
         kind_unfinished,
     };
 
-    let method = match &raw.method {
-        None => Method::GET,
-        Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
-            "GET" => Method::GET,
-            "HEAD" => Method::HEAD,
-            other => {
-                diagnostics.push(
-                    m.span(),
-                    format!(
-                        "a check reads, it never writes: `method` is GET or HEAD, not `{other}`"
-                    ),
-                );
-                Method::GET
-            }
-        },
-    };
-    if !url.get_ref().starts_with('/') {
-        diagnostics.push(
-            url.span(),
-            "`url` is a path on the target and must start with `/`",
-        );
-    }
-    let path = compile(url, Escape::Url, &mut slots, diagnostics);
-    if path.as_ref().is_some_and(Template::is_static) {
-        diagnostics.push(
-            url.span(),
-            "`url` reads the same thing for every write: put {{ack.id}} in it",
-        );
-    }
-    let mut headers = Vec::new();
-    for (name, value) in &raw.headers {
-        let header = HeaderName::from_bytes(name.as_bytes());
-        if header.is_err() {
-            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
-        }
-        let template = compile(value, Escape::Text, &mut slots, diagnostics);
-        if let (Ok(header), Some(template)) = (header, template) {
-            headers.push((header, template));
-        }
-    }
-    let statuses = |value: &Option<Spanned<super::raw::RawExpect>>,
-                    default: StatusMatcher,
-                    diagnostics: &mut Diagnostics| match value {
-        None => Some(default),
-        Some(v) => match parse_expect(v.get_ref()) {
-            Ok(matcher) => Some(matcher),
-            Err(message) => {
-                diagnostics.push(v.span(), message);
-                None
-            }
-        },
-    };
-    let expect = statuses(
-        &raw.expect,
-        StatusMatcher::Ranges(vec![(200, 200)]),
-        diagnostics,
-    );
-    let absent = statuses(
-        &raw.absent,
-        StatusMatcher::Ranges(vec![(404, 404), (410, 410)]),
-        diagnostics,
-    );
-    if let (Some(expect), Some(absent)) = (&expect, &absent)
-        && let Some(both) = (100..=599).find(|s| expect.matches(*s) && absent.matches(*s))
-    {
-        let span = raw.absent.as_ref().map_or(kind.span(), |a| a.span());
-        diagnostics.push(
-            span,
-            format!("status {both} cannot mean both present (`expect`) and absent (`absent`)"),
-        );
-    }
+    let method = check_method(raw, diagnostics);
+    let path = check_path(url, &mut slots, diagnostics);
+    let headers = check_headers(raw, &mut slots, diagnostics);
+    let (expect, absent) = expect_and_absent(raw, kind, diagnostics);
     let checks = raw
         .check
         .as_ref()
@@ -485,6 +308,174 @@ fn validate_kind(
         on_unverifiable,
         on_no_data,
     })
+}
+
+/// A step that records a kind: its global index and its record's field names.
+type Recorder<'r> = (usize, &'r [String]);
+
+/// The steps that record `kind` (its index among the kinds) with their field names, and the
+/// field names of the records of steps that had a mistake; no recorder at all is reported,
+/// unless the kind itself was a mistake.
+fn recorders<'r>(
+    kind: &Spanned<String>,
+    index: usize,
+    kind_unfinished: bool,
+    recorded: &Recorded<'r>,
+    diagnostics: &mut Diagnostics,
+) -> (Vec<Recorder<'r>>, Vec<&'r [String]>) {
+    let records: Vec<Recorder<'r>> = recorded
+        .journeys
+        .iter()
+        .flat_map(|j| j.steps.iter())
+        .filter_map(|step| {
+            step.record
+                .as_ref()
+                .filter(|r| r.kind == index)
+                .map(|r| (step.global_index, r.fields.as_slice()))
+        })
+        .collect();
+    let unfinished: Vec<&[String]> = recorded
+        .unfinished
+        .iter()
+        .filter(|(k, _)| k == kind.get_ref())
+        .map(|(_, fields)| fields.as_slice())
+        .collect();
+    if records.is_empty() && unfinished.is_empty() && !kind_unfinished {
+        diagnostics.push(
+            kind.span(),
+            format!(
+                "no step records kind `{}`: add record = {{ kind = \"{}\", id = \"{{{{…}}}}\" }} to the step whose response acknowledges the write",
+                kind.get_ref(),
+                kind.get_ref()
+            ),
+        );
+    }
+    (records, unfinished)
+}
+
+/// The fields every record carries, and those some record lacks.
+fn field_sets(
+    records: &[Recorder<'_>],
+    unfinished: Vec<&[String]>,
+) -> (Vec<String>, BTreeSet<String>) {
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    let mut common: Option<BTreeSet<String>> = None;
+    for fields in records.iter().map(|(_, f)| *f).chain(unfinished) {
+        let set: BTreeSet<String> = fields.iter().cloned().collect();
+        all.extend(set.iter().cloned());
+        common = Some(match common {
+            None => set,
+            Some(common) => common.intersection(&set).cloned().collect(),
+        });
+    }
+    let fields: Vec<String> = common.unwrap_or_default().into_iter().collect();
+    let partial: BTreeSet<String> = all
+        .difference(&fields.iter().cloned().collect())
+        .cloned()
+        .collect();
+    (fields, partial)
+}
+
+/// A check's `method`: GET unless HEAD (an other is reported, GET taken in its place).
+fn check_method(raw: &RawVerify, diagnostics: &mut Diagnostics) -> Method {
+    match &raw.method {
+        None => Method::GET,
+        Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "HEAD" => Method::HEAD,
+            other => {
+                diagnostics.push(
+                    m.span(),
+                    format!(
+                        "a check reads, it never writes: `method` is GET or HEAD, not `{other}`"
+                    ),
+                );
+                Method::GET
+            }
+        },
+    }
+}
+
+/// A check's `url`: a path on the target, compiled, that reads something of each write.
+fn check_path(
+    url: &Spanned<String>,
+    slots: &mut CheckSlots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Template> {
+    if !url.get_ref().starts_with('/') {
+        diagnostics.push(
+            url.span(),
+            "`url` is a path on the target and must start with `/`",
+        );
+    }
+    let path = compile(url, Escape::Url, slots, diagnostics);
+    if path.as_ref().is_some_and(Template::is_static) {
+        diagnostics.push(
+            url.span(),
+            "`url` reads the same thing for every write: put {{ack.id}} in it",
+        );
+    }
+    path
+}
+
+/// A check's headers, each value a template.
+fn check_headers(
+    raw: &RawVerify,
+    slots: &mut CheckSlots<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<(HeaderName, Template)> {
+    let mut headers = Vec::new();
+    for (name, value) in &raw.headers {
+        let header = HeaderName::from_bytes(name.as_bytes());
+        if header.is_err() {
+            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
+        }
+        let template = compile(value, Escape::Text, slots, diagnostics);
+        if let (Ok(header), Some(template)) = (header, template) {
+            headers.push((header, template));
+        }
+    }
+    headers
+}
+
+/// A check's `expect` (present) and `absent` statuses, which no status may be both.
+fn expect_and_absent(
+    raw: &RawVerify,
+    kind: &Spanned<String>,
+    diagnostics: &mut Diagnostics,
+) -> (Option<StatusMatcher>, Option<StatusMatcher>) {
+    let statuses = |value: &Option<Spanned<super::raw::RawExpect>>,
+                    default: StatusMatcher,
+                    diagnostics: &mut Diagnostics| match value {
+        None => Some(default),
+        Some(v) => match parse_expect(v.get_ref()) {
+            Ok(matcher) => Some(matcher),
+            Err(message) => {
+                diagnostics.push(v.span(), message);
+                None
+            }
+        },
+    };
+    let expect = statuses(
+        &raw.expect,
+        StatusMatcher::Ranges(vec![(200, 200)]),
+        diagnostics,
+    );
+    let absent = statuses(
+        &raw.absent,
+        StatusMatcher::Ranges(vec![(404, 404), (410, 410)]),
+        diagnostics,
+    );
+    if let (Some(expect), Some(absent)) = (&expect, &absent)
+        && let Some(both) = (100..=599).find(|s| expect.matches(*s) && absent.matches(*s))
+    {
+        let span = raw.absent.as_ref().map_or(kind.span(), |a| a.span());
+        diagnostics.push(
+            span,
+            format!("status {both} cannot mean both present (`expect`) and absent (`absent`)"),
+        );
+    }
+    (expect, absent)
 }
 
 fn validate_count(
@@ -599,7 +590,11 @@ fn compile(
     }
 }
 
-fn push_errors(diagnostics: &mut Diagnostics, text: &Spanned<String>, errors: Vec<TemplateError>) {
+pub(super) fn push_errors(
+    diagnostics: &mut Diagnostics,
+    text: &Spanned<String>,
+    errors: Vec<TemplateError>,
+) {
     for TemplateError { range, message } in errors {
         diagnostics.push(inner_span(text, range), message);
     }

@@ -1,6 +1,11 @@
 //! Integration tests: one binary, one module per concern. Every run goes to a real HTTP
 //! server on 127.0.0.1:0 and the harness's counts are checked against what it saw.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test reads top to bottom as its scenario"
+)]
+
 mod accounting;
 mod binary;
 mod chaos_docker;

@@ -193,6 +193,10 @@ async fn pause(cancel: &CancellationToken, period: Duration) -> bool {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one list-then-watch loop: its arms share the resource version and the ready set, and read best as one"
+)]
 pub(super) async fn watch(
     client: &kube::Client,
     selector: &PodSelector,

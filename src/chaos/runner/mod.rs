@@ -195,21 +195,7 @@ impl<D: Dispatch> Timeline<D> {
     pub async fn run(mut self, controls: Controls) -> ChaosReport {
         self.controls = controls.clone();
         let stop = controls.stop.clone();
-        let mut steps: Vec<(Duration, Step)> = Vec::new();
-        for (index, fault) in self.plan.faults.iter().enumerate() {
-            for (occurrence, (start, end)) in fault.occurrences().into_iter().enumerate() {
-                self.book.plan(
-                    &fault.name,
-                    occurrence as u32,
-                    fault.required,
-                    start.as_millis() as u64,
-                );
-                steps.push((start, Step::Inject(index, occurrence as u32)));
-                if let Some(end) = end {
-                    steps.push((end, Step::Recover(index, occurrence as u32)));
-                }
-            }
-        }
+        let mut steps = self.plan_steps();
         // What backends watch for the whole run (pod readiness: when replacements became
         // Ready).
         let watch_stop = CancellationToken::new();
@@ -234,20 +220,7 @@ impl<D: Dispatch> Timeline<D> {
             }
             match step {
                 Step::Inject(index, occurrence) => self.inject(index, occurrence).await,
-                Step::Recover(index, occurrence) => {
-                    let name = self.plan.faults[index].name.clone();
-                    for pending in &mut self.confirming {
-                        let i = &pending.injection;
-                        if i.fault.name == name && i.occurrence == occurrence {
-                            pending.recovery_due = true;
-                        }
-                    }
-                    self.recover_where(
-                        |a| a.fault == name && a.occurrence == occurrence,
-                        When::Planned,
-                    )
-                    .await
-                }
+                Step::Recover(index, occurrence) => self.recover_step(index, occurrence).await,
             }
         }
         while !self.confirming.is_empty() {
@@ -279,6 +252,54 @@ impl<D: Dispatch> Timeline<D> {
                 self.report.readiness.push(seen);
             }
         }
+        self.close_book(run_end_ms);
+        // Watches report when they end; keep the events in time order (stable: ties keep
+        // the order they were recorded in).
+        self.report.events.sort_by_key(|e| e.offset_ms);
+        std::mem::take(&mut self.report)
+    }
+
+    /// Every planned occurrence, entered in the book, as its inject step and (held) its
+    /// recover step.
+    fn plan_steps(&mut self) -> Vec<(Duration, Step)> {
+        let mut steps: Vec<(Duration, Step)> = Vec::new();
+        for (index, fault) in self.plan.faults.iter().enumerate() {
+            for (occurrence, (start, end)) in fault.occurrences().into_iter().enumerate() {
+                self.book.plan(
+                    &fault.name,
+                    occurrence as u32,
+                    fault.required,
+                    start.as_millis() as u64,
+                );
+                steps.push((start, Step::Inject(index, occurrence as u32)));
+                if let Some(end) = end {
+                    steps.push((end, Step::Recover(index, occurrence as u32)));
+                }
+            }
+        }
+        steps
+    }
+
+    /// An occurrence's planned recovery: a confirmation still pending learns that it is
+    /// due, and what the occurrence applied is recovered.
+    async fn recover_step(&mut self, index: usize, occurrence: u32) {
+        let name = self.plan.faults[index].name.clone();
+        for pending in &mut self.confirming {
+            let i = &pending.injection;
+            if i.fault.name == name && i.occurrence == occurrence {
+                pending.recovery_due = true;
+            }
+        }
+        self.recover_where(
+            |a| a.fault == name && a.occurrence == occurrence,
+            When::Planned,
+        )
+        .await
+    }
+
+    /// Settles every planned occurrence at the run's end; one never attempted is reported
+    /// `not_run`.
+    fn close_book(&mut self, run_end_ms: u64) {
         let never = self.book.never_attempted();
         let occurrences = std::mem::take(&mut self.book).finish(run_end_ms);
         for index in never {
@@ -293,10 +314,6 @@ impl<D: Dispatch> Timeline<D> {
             });
         }
         self.report.occurrences = occurrences;
-        // Watches report when they end; keep the events in time order (stable: ties keep
-        // the order they were recorded in).
-        self.report.events.sort_by_key(|e| e.offset_ms);
-        std::mem::take(&mut self.report)
     }
 
     /// Records an event now; returns its offset.

@@ -4,6 +4,7 @@
 use tokio::time::Instant;
 
 use super::{Active, EventKind, FaultEvent, Timeline, When, lock, target_label};
+use crate::chaos::ChaosError;
 use crate::chaos::effect::Watch;
 use crate::chaos::ledger::{EntryState, LedgerRecord, now};
 use crate::chaos::lifecycle::{Dispatch, Effect, recover_within};
@@ -68,20 +69,7 @@ impl<D: Dispatch> Timeline<D> {
                 self.plan.backend_timeout,
             )
             .await;
-            let record = LedgerRecord {
-                entry: active.entry.clone(),
-                fault: active.fault.clone(),
-                target: active.target.clone(),
-                undo: active.planned.undo.clone(),
-                state: if outcome.is_ok() {
-                    EntryState::Recovered
-                } else {
-                    EntryState::RecoverFailed
-                },
-                at: now(),
-                message: outcome.as_ref().err().map(|e| e.to_string()),
-            };
-            let _ = self.ledger.write(&record);
+            self.write_recovery(&active, &outcome);
             let fault = self
                 .plan
                 .faults
@@ -89,58 +77,7 @@ impl<D: Dispatch> Timeline<D> {
                 .find(|f| f.name == active.fault)
                 .cloned();
             if let Some(fault) = &fault {
-                // A step with nothing to undo (an instantaneous one whose apply failed)
-                // has no recovery to report, unless that failed too.
-                if active.planned.effect == Effect::Held || outcome.is_err() {
-                    self.event(
-                        fault,
-                        active.occurrence,
-                        if outcome.is_ok() {
-                            EventKind::Recovered
-                        } else {
-                            EventKind::Failed
-                        },
-                        Some(&active.target),
-                        outcome.as_ref().err().map(|e| e.to_string()),
-                    );
-                }
-                if active.applied {
-                    match (&outcome, when) {
-                        (Err(e), _) => {
-                            let reason = format!("could not be recovered: {e}");
-                            let at = self.event(
-                                fault,
-                                active.occurrence,
-                                EventKind::NotHealthyAgain,
-                                Some(&active.target),
-                                Some(reason.clone()),
-                            );
-                            self.ended_unhealthy(&active, at, reason);
-                        }
-                        // Held to the run's end: the effect lasts as long as the run.
-                        (Ok(()), When::RunEnd) => {
-                            let at = self.run_end_ms.unwrap_or_else(|| self.offset_ms());
-                            self.event_at(
-                                at,
-                                fault,
-                                active.occurrence,
-                                EventKind::Ended,
-                                Some(&active.target),
-                                Some("held to the run's end".to_string()),
-                            );
-                            self.book.ended(
-                                active.index,
-                                TargetEnd {
-                                    target: target_label(&active.target),
-                                    at_ms: at,
-                                    healthy: true,
-                                    reason: None,
-                                },
-                            );
-                        }
-                        (Ok(()), When::Planned) => self.watch(fault, &active, "recovery"),
-                    }
-                }
+                self.report_recovery(fault, &active, &outcome, when);
             }
             if let Err(e) = outcome {
                 self.report.unrecovered.push(format!(
@@ -150,6 +87,88 @@ impl<D: Dispatch> Timeline<D> {
                     active.target.id,
                     serde_json::to_string(&active.planned.undo).unwrap_or_default()
                 ));
+            }
+        }
+    }
+
+    /// The ledger's record of one recovery: recovered, or failed and why.
+    fn write_recovery(&mut self, active: &Active<D>, outcome: &Result<(), ChaosError>) {
+        let record = LedgerRecord {
+            entry: active.entry.clone(),
+            fault: active.fault.clone(),
+            target: active.target.clone(),
+            undo: active.planned.undo.clone(),
+            state: if outcome.is_ok() {
+                EntryState::Recovered
+            } else {
+                EntryState::RecoverFailed
+            },
+            at: now(),
+            message: outcome.as_ref().err().map(|e| e.to_string()),
+        };
+        let _ = self.ledger.write(&record);
+    }
+
+    /// What one recovery tells: its event (a held step's, or a failure), and for a step
+    /// that was applied how its target ended: not healthy, held to the run's end, or
+    /// watched from now.
+    fn report_recovery(
+        &mut self,
+        fault: &FaultSpec,
+        active: &Active<D>,
+        outcome: &Result<(), ChaosError>,
+        when: When,
+    ) {
+        // A step with nothing to undo (an instantaneous one whose apply failed)
+        // has no recovery to report, unless that failed too.
+        if active.planned.effect == Effect::Held || outcome.is_err() {
+            self.event(
+                fault,
+                active.occurrence,
+                if outcome.is_ok() {
+                    EventKind::Recovered
+                } else {
+                    EventKind::Failed
+                },
+                Some(&active.target),
+                outcome.as_ref().err().map(|e| e.to_string()),
+            );
+        }
+        if active.applied {
+            match (outcome, when) {
+                (Err(e), _) => {
+                    let reason = format!("could not be recovered: {e}");
+                    let at = self.event(
+                        fault,
+                        active.occurrence,
+                        EventKind::NotHealthyAgain,
+                        Some(&active.target),
+                        Some(reason.clone()),
+                    );
+                    self.ended_unhealthy(active, at, reason);
+                }
+                // Held to the run's end: the effect lasts as long as the run.
+                (Ok(()), When::RunEnd) => {
+                    let at = self.run_end_ms.unwrap_or_else(|| self.offset_ms());
+                    self.event_at(
+                        at,
+                        fault,
+                        active.occurrence,
+                        EventKind::Ended,
+                        Some(&active.target),
+                        Some("held to the run's end".to_string()),
+                    );
+                    self.book.ended(
+                        active.index,
+                        TargetEnd {
+                            target: target_label(&active.target),
+                            at_ms: at,
+                            healthy: true,
+                            reason: None,
+                        },
+                    );
+                }
+                (Ok(()), When::Planned) => self.watch(fault, active, "recovery"),
             }
         }
     }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use self::redirects::{follow, request_url};
 use self::response::{Rejected, check_response};
 use super::cookies::Jar;
-use super::http::{Client, Connection, Route};
+use super::http::{Client, Connection, Failure, Response, Route};
 use super::mix::JourneyMix;
 use crate::metrics::{ErrorClass, NotStarted, Recorder};
 use crate::plan::data::{generate, iteration_rng};
@@ -468,62 +468,9 @@ async fn run_step<'c>(
         armed: true,
     };
     let outcome = match follow(ctx, step, values, session, route, pending.second).await {
-        Ok(response) => {
-            if let Some(instance) = response
-                .headers
-                .get(&ctx.plan.target.instance_header)
-                .and_then(|v| v.to_str().ok())
-            {
-                ctx.recorder
-                    .borrow_mut()
-                    .served_by(pending.second, instance);
-            }
-            match check_response(step, &response, values) {
-                Ok(()) => Ok(()),
-                Err(rejected) => {
-                    let class = rejected.class();
-                    let mut recorder = ctx.recorder.borrow_mut();
-                    if let Rejected::Check(mismatch) = &rejected {
-                        recorder.check_failed(
-                            step.global_index,
-                            pending.second,
-                            mismatch.index as u16,
-                        );
-                    }
-                    let status = Some(response.status.as_u16());
-                    if recorder.wants_sample(step.global_index, class) {
-                        let detail = rejected.detail(step, &response.body);
-                        recorder.failure_sample(
-                            step.global_index,
-                            pending.second,
-                            class,
-                            status,
-                            &detail,
-                        );
-                    }
-                    Err(class)
-                }
-            }
-        }
+        Ok(response) => answered(ctx, step, values, &response, pending.second),
         Err(failure) => {
-            let mut recorder = ctx.recorder.borrow_mut();
-            if recorder.wants_sample(step.global_index, failure.class) {
-                let detail = match (failure.detail.as_deref(), failure.class) {
-                    (Some(detail), _) => detail.to_string(),
-                    (None, ErrorClass::BodyTooLarge) => format!(
-                        "the body passed max_body ({} bytes, inflated)",
-                        ctx.plan.target.max_body
-                    ),
-                    (None, class) => class.name().replace('_', " "),
-                };
-                recorder.failure_sample(
-                    step.global_index,
-                    pending.second,
-                    failure.class,
-                    None,
-                    &detail,
-                );
-            }
+            sample_failure(ctx, step, &failure, pending.second);
             Err(failure.class)
         }
     };
@@ -549,15 +496,7 @@ async fn run_step<'c>(
         }
     }
     drop(pending);
-    let pause = step.think.map(|think| {
-        if think.min == think.max {
-            think.min
-        } else {
-            Duration::from_secs_f64(
-                rng.random_range(think.min.as_secs_f64()..=think.max.as_secs_f64()),
-            )
-        }
-    });
+    let pause = think_time(step, rng);
     if let Err(class) = outcome {
         return Err((class, pause.unwrap_or_default()));
     }
@@ -565,4 +504,67 @@ async fn run_step<'c>(
         tokio::time::sleep(pause).await;
     }
     Ok(())
+}
+
+/// A response: the instance that served it counted, then its checks; a rejected one's
+/// check and a sample of why counted against its step.
+fn answered(
+    ctx: &WorkerContext,
+    step: &StepPlan,
+    values: &mut IterationValues<'_>,
+    response: &Response,
+    second: u64,
+) -> Result<(), ErrorClass> {
+    if let Some(instance) = response
+        .headers
+        .get(&ctx.plan.target.instance_header)
+        .and_then(|v| v.to_str().ok())
+    {
+        ctx.recorder.borrow_mut().served_by(second, instance);
+    }
+    match check_response(step, response, values) {
+        Ok(()) => Ok(()),
+        Err(rejected) => {
+            let class = rejected.class();
+            let mut recorder = ctx.recorder.borrow_mut();
+            if let Rejected::Check(mismatch) = &rejected {
+                recorder.check_failed(step.global_index, second, mismatch.index as u16);
+            }
+            let status = Some(response.status.as_u16());
+            if recorder.wants_sample(step.global_index, class) {
+                let detail = rejected.detail(step, &response.body);
+                recorder.failure_sample(step.global_index, second, class, status, &detail);
+            }
+            Err(class)
+        }
+    }
+}
+
+/// A sample of why a request failed, while its step and class have room for one.
+fn sample_failure(ctx: &WorkerContext, step: &StepPlan, failure: &Failure, second: u64) {
+    let mut recorder = ctx.recorder.borrow_mut();
+    if recorder.wants_sample(step.global_index, failure.class) {
+        let detail = match (failure.detail.as_deref(), failure.class) {
+            (Some(detail), _) => detail.to_string(),
+            (None, ErrorClass::BodyTooLarge) => format!(
+                "the body passed max_body ({} bytes, inflated)",
+                ctx.plan.target.max_body
+            ),
+            (None, class) => class.name().replace('_', " "),
+        };
+        recorder.failure_sample(step.global_index, second, failure.class, None, &detail);
+    }
+}
+
+/// The think time after a step: its `think`, or a uniform draw between its bounds.
+fn think_time(step: &StepPlan, rng: &mut SmallRng) -> Option<Duration> {
+    step.think.map(|think| {
+        if think.min == think.max {
+            think.min
+        } else {
+            Duration::from_secs_f64(
+                rng.random_range(think.min.as_secs_f64()..=think.max.as_secs_f64()),
+            )
+        }
+    })
 }

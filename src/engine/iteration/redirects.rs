@@ -39,15 +39,7 @@ pub(super) async fn follow(
         // Built for each send (a retry too), so nothing is cloned on the way.
         let mut request = hop_request(ctx, step, values, hop.as_ref())?;
         let at = origin.as_ref().unwrap_or(base);
-        let url = match &session.jar {
-            Some(jar) if !jar.is_empty() => request_url(at, request_path(&request)),
-            _ => None,
-        };
-        if let (Some(jar), Some(url)) = (&session.jar, &url)
-            && let Some(cookies) = jar.header(url)
-        {
-            request.headers_mut().insert(http::header::COOKIE, cookies);
-        }
+        let url = add_cookies(session, at, &mut request);
         let sent = ctx
             .client
             .send(
@@ -105,23 +97,42 @@ pub(super) async fn follow(
             .redirect(step.global_index, second, Instant::now());
         hops += 1;
         retried = false;
-        // 303 (and 301/302 after a POST, as browsers do) turn the request into a GET
-        // without a body; 307 and 308 repeat it as it was.
-        let was_get = hop.as_ref().is_some_and(|h| h.as_get);
-        let method = if was_get {
-            &http::Method::GET
-        } else {
-            &step.method
-        };
-        let as_get = was_get
-            || status == 303 && method != http::Method::HEAD
-            || matches!(status, 301 | 302) && method == http::Method::POST;
+        let as_get = next_as_get(hop.as_ref(), step, status);
         hop = Some(Hop {
             path: next_path,
             as_get,
         });
         origin = (!next.same_as(base)).then_some(next);
     }
+}
+
+/// Puts the jar's cookies for where `request` goes on it. Returns the URL it goes to when
+/// the jar holds a cookie (`None`: no jar, or an empty one).
+fn add_cookies(session: &Session, at: &Origin, request: &mut Request<Bytes>) -> Option<url::Url> {
+    let url = match &session.jar {
+        Some(jar) if !jar.is_empty() => request_url(at, request_path(request)),
+        _ => None,
+    };
+    if let (Some(jar), Some(url)) = (&session.jar, &url)
+        && let Some(cookies) = jar.header(url)
+    {
+        request.headers_mut().insert(http::header::COOKIE, cookies);
+    }
+    url
+}
+
+/// Whether the next hop goes as a GET without a body: 303 (and 301/302 after a POST, as
+/// browsers do) turn the request into one; 307 and 308 repeat it as it was.
+fn next_as_get(hop: Option<&Hop>, step: &StepPlan, status: u16) -> bool {
+    let was_get = hop.is_some_and(|h| h.as_get);
+    let method = if was_get {
+        &http::Method::GET
+    } else {
+        &step.method
+    };
+    was_get
+        || status == 303 && method != http::Method::HEAD
+        || matches!(status, 301 | 302) && method == http::Method::POST
 }
 
 /// A redirect hop: where it goes, and whether it became a GET without a body.

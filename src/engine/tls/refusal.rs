@@ -44,7 +44,6 @@ impl Refusal {
         let Error::InvalidCertificate(cause) = &self.cause else {
             return (format!("is refused: {}", self.cause), String::new());
         };
-        let pass = "pass it as `ca_file` (or `--ca-file`)";
         match cause {
             CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => (
                 "names no host at all (it has no subjectAltName)".into(),
@@ -79,31 +78,7 @@ impl Refusal {
                 ),
                 "check this machine's clock and the one of whoever made the certificate".into(),
             ),
-            CertificateError::UnknownIssuer => match (&self.certificate, &self.trust) {
-                (Some(c), Some(trust)) if c.self_signed => (
-                    format!(
-                        "is self-signed, and {trust} holds a different certificate ({})",
-                        self.trusted_names()
-                    ),
-                    format!("put this very certificate (or the CA that issued it) in {trust}"),
-                ),
-                (Some(c), None) if c.self_signed => {
-                    ("is self-signed, and no ca_file trusts it".into(), pass.into())
-                }
-                (_, Some(trust)) => (
-                    format!(
-                        "is issued by {issuer}, which is neither a CA in {trust} ({}) nor one of the public roots",
-                        self.trusted_names()
-                    ),
-                    format!("pass the certificate of {issuer} as `ca_file` (or `--ca-file`)"),
-                ),
-                (_, None) => (
-                    format!(
-                        "is issued by {issuer}, which is not one of the public roots (and no ca_file is given)"
-                    ),
-                    format!("pass the certificate of {issuer} as `ca_file` (or `--ca-file`)"),
-                ),
-            },
+            CertificateError::UnknownIssuer => self.unknown_issuer(issuer),
             CertificateError::BadSignature => (
                 format!(
                     "names {issuer} as its issuer, but is not signed by the key of the {issuer} in {}",
@@ -128,20 +103,57 @@ impl Refusal {
                 if inner.downcast_ref::<webpki::Error>()
                     == Some(&webpki::Error::CaUsedAsEndEntity) =>
             {
-                let why = "is a CA certificate (basicConstraints CA:TRUE) the server presents as its own";
-                let fix = "put exactly this certificate in `ca_file` (or `--ca-file`): loadgen then accepts it as `curl --cacert` does; or give the server a certificate that CA issued";
-                match &self.trust {
-                    Some(trust) if !self.held => (
-                        format!(
-                            "{why}, and {trust} holds a different certificate ({})",
-                            self.trusted_names()
-                        ),
-                        fix.into(),
-                    ),
-                    _ => (format!("{why}, and no ca_file holds it"), fix.into()),
-                }
+                self.ca_as_end_entity()
             }
             _ => (format!("is refused: {}", self.cause), String::new()),
+        }
+    }
+
+    /// An issuer neither `ca_file` nor the public roots hold: a self-signed certificate, or
+    /// one of a CA not trusted.
+    fn unknown_issuer(&self, issuer: &str) -> (String, String) {
+        let pass = "pass it as `ca_file` (or `--ca-file`)";
+        match (&self.certificate, &self.trust) {
+            (Some(c), Some(trust)) if c.self_signed => (
+                format!(
+                    "is self-signed, and {trust} holds a different certificate ({})",
+                    self.trusted_names()
+                ),
+                format!("put this very certificate (or the CA that issued it) in {trust}"),
+            ),
+            (Some(c), None) if c.self_signed => (
+                "is self-signed, and no ca_file trusts it".into(),
+                pass.into(),
+            ),
+            (_, Some(trust)) => (
+                format!(
+                    "is issued by {issuer}, which is neither a CA in {trust} ({}) nor one of the public roots",
+                    self.trusted_names()
+                ),
+                format!("pass the certificate of {issuer} as `ca_file` (or `--ca-file`)"),
+            ),
+            (_, None) => (
+                format!(
+                    "is issued by {issuer}, which is not one of the public roots (and no ca_file is given)"
+                ),
+                format!("pass the certificate of {issuer} as `ca_file` (or `--ca-file`)"),
+            ),
+        }
+    }
+
+    /// A CA's own certificate presented as the server's.
+    fn ca_as_end_entity(&self) -> (String, String) {
+        let why = "is a CA certificate (basicConstraints CA:TRUE) the server presents as its own";
+        let fix = "put exactly this certificate in `ca_file` (or `--ca-file`): loadgen then accepts it as `curl --cacert` does; or give the server a certificate that CA issued";
+        match &self.trust {
+            Some(trust) if !self.held => (
+                format!(
+                    "{why}, and {trust} holds a different certificate ({})",
+                    self.trusted_names()
+                ),
+                fix.into(),
+            ),
+            _ => (format!("{why}, and no ca_file holds it"), fix.into()),
         }
     }
 

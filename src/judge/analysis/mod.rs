@@ -6,6 +6,7 @@ pub mod abort;
 pub mod failover;
 pub mod recovery;
 pub mod verdicts;
+mod window_verdict;
 pub mod windows;
 
 use std::path::Path;

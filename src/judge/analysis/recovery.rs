@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::verdicts::{Accumulator, Load, Tags};
 use super::windows::Interval;
-use crate::plan::slo::{OnNoData, SloSpec};
+use crate::plan::slo::{OnNoData, Recovery, SloSpec};
 use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictReason, VerdictStatus};
 
 /// Seconds the conditions must hold in a row to count as recovered.
@@ -77,15 +77,7 @@ pub(super) fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdi
     let requests = job.per_second.values().map(|a| a.counts.requests).sum();
     let attempts: u64 = job.per_second.values().map(|a| a.counts.attempts()).sum();
     let dropped = attempts - requests;
-    let mut load = Load::default();
-    for acc in job.per_second.values() {
-        load.planned += acc.load.planned;
-        load.dropped += acc.load.dropped;
-        for (a, b) in load.not_started.iter_mut().zip(acc.load.not_started.iter()) {
-            *a += b;
-        }
-    }
-    let load = load.judge();
+    let load = span_load(job).judge();
     let (status, reason, reason_text) = if attempts == 0 && load.expected == 0 {
         (
             VerdictStatus::NoData,
@@ -110,17 +102,7 @@ pub(super) fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdi
         (
             VerdictStatus::NoData,
             Some(VerdictReason::InsufficientEvidence),
-            Some(format!(
-                "the run ended at {} s, before {:.1} s ({} + {:.1} s + {STABLE_SECONDS} s in a row) could be watched, and it was not back by then",
-                job.observed_end,
-                (job.deadline) as f64,
-                if recovery.from_end {
-                    "the fault's end"
-                } else {
-                    "the fault's start"
-                },
-                within_ms as f64 / 1000.0,
-            )),
+            Some(cut_short_text(job, recovery, within_ms)),
         )
     } else {
         (VerdictStatus::Fail, None, None)
@@ -151,20 +133,55 @@ pub(super) fn recovery_verdict(slo: &SloSpec, job: &RecoveryJob<'_>) -> SloVerdi
             attempts,
             successes,
         },
-        measured: vec![Measured {
-            metric: "recovery".into(),
-            op: "<=".into(),
-            threshold: format!("{:.1}s", within_ms as f64 / 1000.0),
-            value: value.map(|v| v / 1000.0),
-            value_text: value.map_or(
-                format!("not back within {:.1}s", within_ms as f64 / 1000.0),
-                |v| format!("{:.1}s", v / 1000.0),
-            ),
-            passed,
-            margin: value
-                .filter(|_| within_ms > 0)
-                .map(|v| (within_ms as f64 - v) / within_ms as f64),
-        }],
+        measured: vec![recovery_measured(within_ms, value, passed)],
         spec: slo.clone(),
+    }
+}
+
+/// The iterations of the recovery span's journeys, over its seconds.
+fn span_load(job: &RecoveryJob<'_>) -> Load {
+    let mut load = Load::default();
+    for acc in job.per_second.values() {
+        load.planned += acc.load.planned;
+        load.dropped += acc.load.dropped;
+        for (a, b) in load.not_started.iter_mut().zip(acc.load.not_started.iter()) {
+            *a += b;
+        }
+    }
+    load
+}
+
+/// Why a recovery not seen before the run ended is too little evidence: what could not be
+/// watched.
+fn cut_short_text(job: &RecoveryJob<'_>, recovery: Recovery, within_ms: u64) -> String {
+    format!(
+        "the run ended at {} s, before {:.1} s ({} + {:.1} s + {STABLE_SECONDS} s in a row) could be watched, and it was not back by then",
+        job.observed_end,
+        (job.deadline) as f64,
+        if recovery.from_end {
+            "the fault's end"
+        } else {
+            "the fault's start"
+        },
+        within_ms as f64 / 1000.0,
+    )
+}
+
+/// What a recovery objective measured: how long after its anchor the conditions held
+/// again (`value`, ms), against `within`.
+fn recovery_measured(within_ms: u64, value: Option<f64>, passed: bool) -> Measured {
+    Measured {
+        metric: "recovery".into(),
+        op: "<=".into(),
+        threshold: format!("{:.1}s", within_ms as f64 / 1000.0),
+        value: value.map(|v| v / 1000.0),
+        value_text: value.map_or(
+            format!("not back within {:.1}s", within_ms as f64 / 1000.0),
+            |v| format!("{:.1}s", v / 1000.0),
+        ),
+        passed,
+        margin: value
+            .filter(|_| within_ms > 0)
+            .map(|v| (within_ms as f64 - v) / within_ms as f64),
     }
 }

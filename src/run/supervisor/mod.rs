@@ -86,6 +86,10 @@ impl Measured {
 }
 
 /// Steps 1 to 5 and the unjudged summary.json.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the run's steps in their order, each one call; split further, the order would hide"
+)]
 pub async fn measure(prepared: Prepared, options: &RunOptions) -> Result<Measured, RunError> {
     let plan = prepared.plan.clone();
     let (client, baseline) = start::preflight(&prepared, options).await?;

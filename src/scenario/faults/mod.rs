@@ -27,35 +27,8 @@ pub fn validate_chaos(
 ) -> ChaosPlan {
     let default = RawChaos::default();
     let raw = chaos.map_or(&default, |c| c.get_ref());
-    let platform = match raw
-        .platform
-        .as_ref()
-        .map(|p| (p.get_ref().as_str(), p.span()))
-    {
-        None | Some(("local", _)) => PlatformKind::Local,
-        Some(("compose", _)) => PlatformKind::Compose,
-        Some(("kubernetes", _)) => PlatformKind::Kubernetes,
-        Some((other, span)) => {
-            diagnostics.push(
-                span,
-                format!(
-                    "unknown platform `{other}` (expected \"local\", \"compose\" or \"kubernetes\")"
-                ),
-            );
-            PlatformKind::Local
-        }
-    };
-    match (&raw.compose_project, platform) {
-        (None, PlatformKind::Compose) => diagnostics.push(
-            raw.platform.as_ref().map_or(0..0, |p| p.span()),
-            "`platform = \"compose\"` needs `compose_project` (the project whose containers faults may touch)",
-        ),
-        (Some(project), PlatformKind::Local | PlatformKind::Kubernetes) => diagnostics.push(
-            project.span(),
-            "`compose_project` only applies with `platform = \"compose\"`",
-        ),
-        _ => {}
-    }
+    let platform = platform(raw, diagnostics);
+    check_compose_project(raw, platform, diagnostics);
     let mut plan = ChaosPlan {
         platform,
         compose_project: raw.compose_project.as_ref().map(|p| p.get_ref().clone()),
@@ -121,6 +94,43 @@ pub fn validate_chaos(
     plan
 }
 
+/// `platform`: local unless named.
+fn platform(raw: &RawChaos, diagnostics: &mut Diagnostics) -> PlatformKind {
+    match raw
+        .platform
+        .as_ref()
+        .map(|p| (p.get_ref().as_str(), p.span()))
+    {
+        None | Some(("local", _)) => PlatformKind::Local,
+        Some(("compose", _)) => PlatformKind::Compose,
+        Some(("kubernetes", _)) => PlatformKind::Kubernetes,
+        Some((other, span)) => {
+            diagnostics.push(
+                span,
+                format!(
+                    "unknown platform `{other}` (expected \"local\", \"compose\" or \"kubernetes\")"
+                ),
+            );
+            PlatformKind::Local
+        }
+    }
+}
+
+/// `compose_project`: needed by the compose platform, and only by it.
+fn check_compose_project(raw: &RawChaos, platform: PlatformKind, diagnostics: &mut Diagnostics) {
+    match (&raw.compose_project, platform) {
+        (None, PlatformKind::Compose) => diagnostics.push(
+            raw.platform.as_ref().map_or(0..0, |p| p.span()),
+            "`platform = \"compose\"` needs `compose_project` (the project whose containers faults may touch)",
+        ),
+        (Some(project), PlatformKind::Local | PlatformKind::Kubernetes) => diagnostics.push(
+            project.span(),
+            "`compose_project` only applies with `platform = \"compose\"`",
+        ),
+        _ => {}
+    }
+}
+
 /// A process named by a PID file is one no platform knows how to start again, so a
 /// `restart`, or a kill held for a `duration`, could never be undone: refused here, from
 /// the scenario alone, as the run would refuse it.
@@ -165,41 +175,9 @@ fn validate_fault(
         .every
         .as_ref()
         .and_then(|e| typed(Some(e), Duration::ZERO, parse_duration, diagnostics));
-    let effect = raw.effect.as_ref().and_then(|e| {
-        let parsed = typed(Some(e), Duration::ZERO, parse_duration, diagnostics)?;
-        if parsed.is_zero() {
-            diagnostics.push(
-                e.span(),
-                "`effect` must be above zero (how long a target may take to be healthy again)",
-            );
-            return None;
-        }
-        Some(parsed)
-    });
+    let effect = effect(raw, diagnostics);
     let repeat = raw.repeat.as_ref().map_or(0, |r| *r.get_ref());
-    if let Some(r) = raw.repeat.as_ref().filter(|r| *r.get_ref() > MAX_REPEAT) {
-        diagnostics.push(
-            r.span(),
-            format!(
-                "a fault's `repeat` is at most {MAX_REPEAT}, not {}",
-                r.get_ref()
-            ),
-        );
-    }
-    if repeat > 0 && raw.every.is_none() {
-        diagnostics.push(
-            raw.action.span(),
-            "`repeat` needs `every` (the time between injections)",
-        );
-    }
-    if let (Some(every), Some(duration)) = (every, duration)
-        && duration >= every
-    {
-        diagnostics.push(
-            raw.every.as_ref().map_or(raw.at.span(), |e| e.span()),
-            "`every` must be longer than `duration`: a fault is recovered before it is injected again",
-        );
-    }
+    check_schedule(raw, repeat, every, duration, diagnostics);
     let selector = select(&raw.target, chaos, base_dir, diagnostics);
     let among = raw
         .among
@@ -229,7 +207,82 @@ fn validate_fault(
     if let (Some(action), Some(Selector::PidFile { path })) = (&action, &selector) {
         refuse_restart_of_pidfile(raw, action, path, diagnostics);
     }
-    let mode = match &raw.mode {
+    let mode = mode(raw, diagnostics);
+    let max_unavailable = max_unavailable(raw, diagnostics);
+    if diagnostics.len() > before {
+        return None;
+    }
+    Some(FaultSpec {
+        name: raw.name.get_ref().clone(),
+        at: at?,
+        duration,
+        repeat,
+        every,
+        action: action?,
+        selector: selector?,
+        mode: mode?,
+        guard: Guard {
+            max_unavailable: max_unavailable?,
+            allow_last: raw.allow_last.unwrap_or(false),
+        },
+        among,
+        effect,
+        required: raw.required.unwrap_or(true),
+    })
+}
+
+/// `effect`: how long a target may take to be healthy again, above zero.
+fn effect(raw: &RawFault, diagnostics: &mut Diagnostics) -> Option<Duration> {
+    raw.effect.as_ref().and_then(|e| {
+        let parsed = typed(Some(e), Duration::ZERO, parse_duration, diagnostics)?;
+        if parsed.is_zero() {
+            diagnostics.push(
+                e.span(),
+                "`effect` must be above zero (how long a target may take to be healthy again)",
+            );
+            return None;
+        }
+        Some(parsed)
+    })
+}
+
+/// `repeat` (at most `MAX_REPEAT`, and only with `every`), and `every` longer than
+/// `duration`.
+fn check_schedule(
+    raw: &RawFault,
+    repeat: u32,
+    every: Option<Duration>,
+    duration: Option<Duration>,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(r) = raw.repeat.as_ref().filter(|r| *r.get_ref() > MAX_REPEAT) {
+        diagnostics.push(
+            r.span(),
+            format!(
+                "a fault's `repeat` is at most {MAX_REPEAT}, not {}",
+                r.get_ref()
+            ),
+        );
+    }
+    if repeat > 0 && raw.every.is_none() {
+        diagnostics.push(
+            raw.action.span(),
+            "`repeat` needs `every` (the time between injections)",
+        );
+    }
+    if let (Some(every), Some(duration)) = (every, duration)
+        && duration >= every
+    {
+        diagnostics.push(
+            raw.every.as_ref().map_or(raw.at.span(), |e| e.span()),
+            "`every` must be longer than `duration`: a fault is recovered before it is injected again",
+        );
+    }
+}
+
+/// `mode`: how many of the selected targets the fault takes (one unless named).
+fn mode(raw: &RawFault, diagnostics: &mut Diagnostics) -> Option<Mode> {
+    match &raw.mode {
         None => Some(Mode::One),
         Some(mode) => match mode.get_ref() {
             RawMode::Text(t) if t == "one" => Some(Mode::One),
@@ -251,8 +304,12 @@ fn validate_fault(
                 None
             }
         },
-    };
-    let max_unavailable = match &raw.max_unavailable {
+    }
+}
+
+/// `max_unavailable`: the guard's count or share of targets that may be down at once.
+fn max_unavailable(raw: &RawFault, diagnostics: &mut Diagnostics) -> Option<MaxUnavailable> {
+    match &raw.max_unavailable {
         None => Some(Guard::default().max_unavailable),
         Some(value) => match value.get_ref() {
             RawMaxUnavailable::Count(n) => Some(MaxUnavailable::Count(*n)),
@@ -274,27 +331,7 @@ fn validate_fault(
                 }
             },
         },
-    };
-    if diagnostics.len() > before {
-        return None;
     }
-    Some(FaultSpec {
-        name: raw.name.get_ref().clone(),
-        at: at?,
-        duration,
-        repeat,
-        every,
-        action: action?,
-        selector: selector?,
-        mode: mode?,
-        guard: Guard {
-            max_unavailable: max_unavailable?,
-            allow_last: raw.allow_last.unwrap_or(false),
-        },
-        among,
-        effect,
-        required: raw.required.unwrap_or(true),
-    })
 }
 
 #[cfg(test)]

@@ -21,52 +21,7 @@ pub(super) fn select(
     let raw = target.get_ref();
     // `{ container = "…", port = N }` is one target: a port inside those containers.
     let in_container = raw.container.is_some() && raw.port.is_some();
-    let kinds = [
-        raw.process.is_some(),
-        raw.pidfile.is_some(),
-        raw.container.is_some(),
-        raw.label.is_some(),
-        raw.pods.is_some(),
-        raw.deployment.is_some(),
-        raw.proxy.is_some(),
-        raw.port.is_some() && !in_container,
-    ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        diagnostics.push(
-            target.span(),
-            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy, port (or container and port together)",
-        );
-        return None;
-    }
-    // A selector that could match anything, or one container in sixteen by accident.
-    let named = [
-        ("process", &raw.process),
-        ("container", &raw.container),
-        ("label", &raw.label),
-        ("proxy", &raw.proxy),
-        ("pods", &raw.pods),
-        ("deployment", &raw.deployment),
-    ];
-    for (what, value) in named {
-        if let Some(value) = value
-            && value.trim().is_empty()
-        {
-            diagnostics.push(
-                target.span(),
-                format!("`{what}` is empty: it would match everything; name what to hit"),
-            );
-            return None;
-        }
-    }
-    if let Some(container) = &raw.container
-        && container.chars().count() < 2
-    {
-        diagnostics.push(
-            target.span(),
-            format!(
-                "container `{container}` is neither a name (2 or more characters) nor an id (12 or more hex digits)"
-            ),
-        );
+    if !well_formed(target, in_container, diagnostics) {
         return None;
     }
     if in_container {
@@ -92,35 +47,115 @@ pub(super) fn select(
         return None;
     }
     if namespaced {
-        let Some(namespace) = raw.namespace.clone() else {
-            diagnostics.push(
-                target.span(),
-                "pods and deployment targets need a `namespace`",
-            );
-            return None;
-        };
-        if !chaos.kube_namespaces.contains(&namespace) {
-            diagnostics.push(
-                target.span(),
-                format!(
-                    "namespace `{namespace}` is not in [chaos] kube_namespaces ({}); faults may only touch namespaces listed there",
-                    if chaos.kube_namespaces.is_empty() { "empty".to_string() } else { chaos.kube_namespaces.join(", ") }
-                ),
-            );
-            return None;
-        }
-        return Some(match (&raw.pods, &raw.deployment) {
-            (Some(selector), _) => Selector::Pods {
-                namespace,
-                selector: selector.clone(),
-            },
-            (_, Some(name)) => Selector::Deployment {
-                namespace,
-                name: name.clone(),
-            },
-            _ => unreachable!("checked above"),
-        });
+        return kube_selector(target, chaos, diagnostics);
     }
+    local_selector(target, base_dir, diagnostics)
+}
+
+/// The selector names exactly one kind of target, with something that cannot match
+/// everything.
+fn well_formed(
+    target: &Spanned<RawSelector>,
+    in_container: bool,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    let raw = target.get_ref();
+    let kinds = [
+        raw.process.is_some(),
+        raw.pidfile.is_some(),
+        raw.container.is_some(),
+        raw.label.is_some(),
+        raw.pods.is_some(),
+        raw.deployment.is_some(),
+        raw.proxy.is_some(),
+        raw.port.is_some() && !in_container,
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        diagnostics.push(
+            target.span(),
+            "a fault target names exactly one of: process, pidfile, container, label, pods, deployment, proxy, port (or container and port together)",
+        );
+        return false;
+    }
+    // A selector that could match anything, or one container in sixteen by accident.
+    let named = [
+        ("process", &raw.process),
+        ("container", &raw.container),
+        ("label", &raw.label),
+        ("proxy", &raw.proxy),
+        ("pods", &raw.pods),
+        ("deployment", &raw.deployment),
+    ];
+    for (what, value) in named {
+        if let Some(value) = value
+            && value.trim().is_empty()
+        {
+            diagnostics.push(
+                target.span(),
+                format!("`{what}` is empty: it would match everything; name what to hit"),
+            );
+            return false;
+        }
+    }
+    if let Some(container) = &raw.container
+        && container.chars().count() < 2
+    {
+        diagnostics.push(
+            target.span(),
+            format!(
+                "container `{container}` is neither a name (2 or more characters) nor an id (12 or more hex digits)"
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// A pods or deployment target, in a namespace `[chaos]` lists.
+fn kube_selector(
+    target: &Spanned<RawSelector>,
+    chaos: &ChaosPlan,
+    diagnostics: &mut Diagnostics,
+) -> Option<Selector> {
+    let raw = target.get_ref();
+    let Some(namespace) = raw.namespace.clone() else {
+        diagnostics.push(
+            target.span(),
+            "pods and deployment targets need a `namespace`",
+        );
+        return None;
+    };
+    if !chaos.kube_namespaces.contains(&namespace) {
+        diagnostics.push(
+            target.span(),
+            format!(
+                "namespace `{namespace}` is not in [chaos] kube_namespaces ({}); faults may only touch namespaces listed there",
+                if chaos.kube_namespaces.is_empty() { "empty".to_string() } else { chaos.kube_namespaces.join(", ") }
+            ),
+        );
+        return None;
+    }
+    Some(match (&raw.pods, &raw.deployment) {
+        (Some(selector), _) => Selector::Pods {
+            namespace,
+            selector: selector.clone(),
+        },
+        (_, Some(name)) => Selector::Deployment {
+            namespace,
+            name: name.clone(),
+        },
+        _ => unreachable!("checked above"),
+    })
+}
+
+/// A target of this machine or its containers: a process, a PID file, a container, a
+/// label, a port or a proxy.
+fn local_selector(
+    target: &Spanned<RawSelector>,
+    base_dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<Selector> {
+    let raw = target.get_ref();
     Some(if let Some(name) = &raw.process {
         Selector::Process { name: name.clone() }
     } else if let Some(path) = &raw.pidfile {
@@ -156,6 +191,10 @@ pub(super) fn select(
     })
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per backend and action: the table of what each backend can do reads best whole"
+)]
 pub(super) fn action<'a>(
     raw: &'a RawFault,
     selector: &Selector,
@@ -301,7 +340,18 @@ pub(super) fn action<'a>(
             return None;
         }
     };
-    if let Action::Latency { delay, jitter } = action {
+    within_limits(raw, &action, selector, diagnostics).then_some(action)
+}
+
+/// A latency's delay above zero and at least its jitter, and what the backend itself can
+/// express.
+fn within_limits(
+    raw: &RawFault,
+    action: &Action,
+    selector: &Selector,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    if let Action::Latency { delay, jitter } = *action {
         let (latency_span, jitter_span) = (
             raw.latency.as_ref().map_or(raw.action.span(), |v| v.span()),
             raw.jitter.as_ref().map_or(raw.action.span(), |v| v.span()),
@@ -311,7 +361,7 @@ pub(super) fn action<'a>(
                 latency_span,
                 "`latency` must be above zero (a fault that changes nothing is a typo)",
             );
-            return None;
+            return false;
         }
         if jitter > delay {
             diagnostics.push(
@@ -322,12 +372,12 @@ pub(super) fn action<'a>(
                     format_duration(delay)
                 ),
             );
-            return None;
+            return false;
         }
     }
     // What the backend itself can express (the proxy's limits, a loss iptables can count),
     // checked now so a bad value is a validation error, not a failure mid-run.
-    if let Err(message) = crate::chaos::backends::validate(&action, selector) {
+    if let Err(message) = crate::chaos::backends::validate(action, selector) {
         let span = match action {
             Action::Loss { .. } => raw
                 .probability
@@ -336,7 +386,7 @@ pub(super) fn action<'a>(
             _ => raw.action.span(),
         };
         diagnostics.push(span, message);
-        return None;
+        return false;
     }
-    Some(action)
+    true
 }
