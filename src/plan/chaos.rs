@@ -268,6 +268,7 @@ impl Action {
                 | Action::Bandwidth { .. }
                 | Action::SlowClose { .. }
                 | Action::Scale { .. }
+                | Action::RolloutRestart
                 | Action::Loss { .. }
         )
     }
