@@ -3,6 +3,8 @@
 //! Every value may hold `{{name}}` references, resolved by the caller's names (a step's
 //! slots, or a read-back's `ack.…` and generators); a value without any is prepared once.
 
+use std::collections::BTreeMap;
+
 use http::HeaderName;
 use toml::Spanned;
 
@@ -161,4 +163,26 @@ impl crate::plan::template::Values for NoValues {
     fn repeat(&self) -> u32 {
         0
     }
+}
+
+/// A request's own headers, a step's or a read-back's: each name checked, each value a
+/// template compiled by the caller's `compile` (its names: a step's slots, or a read-back's
+/// `ack.…` and generators). A bad name is an error at its value.
+pub(super) fn validate_headers(
+    raw: &BTreeMap<String, Spanned<String>>,
+    diagnostics: &mut Diagnostics,
+    mut compile: impl FnMut(&Spanned<String>, &mut Diagnostics) -> Option<Template>,
+) -> Vec<(HeaderName, Template)> {
+    let mut headers = Vec::new();
+    for (name, value) in raw {
+        let header = HeaderName::from_bytes(name.as_bytes());
+        if header.is_err() {
+            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
+        }
+        let template = compile(value, diagnostics);
+        if let (Ok(header), Some(template)) = (header, template) {
+            headers.push((header, template));
+        }
+    }
+    headers
 }

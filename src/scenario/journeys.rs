@@ -283,7 +283,10 @@ fn validate_step(
     }
     let path = compile_text(&raw.url, Escape::Url, slots, diagnostics);
 
-    let mut headers = headers(raw, slots, diagnostics);
+    let mut headers =
+        super::checks::validate_headers(&raw.headers, diagnostics, |value, diagnostics| {
+            compile_text(value, Escape::Text, slots, diagnostics)
+        });
 
     let body = validate_body(raw, slots, diagnostics, &mut headers);
     let expect = match &raw.expect {
@@ -374,26 +377,6 @@ fn method(raw: &RawStep, diagnostics: &mut Diagnostics) -> Method {
             }
         },
     }
-}
-
-/// A step's own headers, each value a template.
-fn headers(
-    raw: &RawStep,
-    slots: &mut Slots<'_>,
-    diagnostics: &mut Diagnostics,
-) -> Vec<(HeaderName, Template)> {
-    let mut headers = Vec::new();
-    for (name, value) in &raw.headers {
-        let header = HeaderName::from_bytes(name.as_bytes());
-        if header.is_err() {
-            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
-        }
-        let template = compile_text(value, Escape::Text, slots, diagnostics);
-        if let (Ok(header), Some(template)) = (header, template) {
-            headers.push((header, template));
-        }
-    }
-    headers
 }
 
 /// A step repeated more often than this is a journey of its own (or a typo).

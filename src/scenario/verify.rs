@@ -269,7 +269,10 @@ fn validate_kind(
 
     let method = check_method(raw, diagnostics);
     let path = check_path(url, &mut slots, diagnostics);
-    let headers = check_headers(raw, &mut slots, diagnostics);
+    let headers =
+        super::checks::validate_headers(&raw.headers, diagnostics, |value, diagnostics| {
+            compile(value, Escape::Text, &mut slots, diagnostics)
+        });
     let (expect, absent) = expect_and_absent(raw, kind, diagnostics);
     let checks = raw
         .check
@@ -416,26 +419,6 @@ fn check_path(
         );
     }
     path
-}
-
-/// A check's headers, each value a template.
-fn check_headers(
-    raw: &RawVerify,
-    slots: &mut CheckSlots<'_>,
-    diagnostics: &mut Diagnostics,
-) -> Vec<(HeaderName, Template)> {
-    let mut headers = Vec::new();
-    for (name, value) in &raw.headers {
-        let header = HeaderName::from_bytes(name.as_bytes());
-        if header.is_err() {
-            diagnostics.push(value.span(), format!("`{name}` is not a valid header name"));
-        }
-        let template = compile(value, Escape::Text, slots, diagnostics);
-        if let (Ok(header), Some(template)) = (header, template) {
-            headers.push((header, template));
-        }
-    }
-    headers
 }
 
 /// A check's `expect` (present) and `absent` statuses, which no status may be both.

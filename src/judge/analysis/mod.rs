@@ -169,14 +169,8 @@ pub fn scope_tags(scope: &str, steps: &[(String, String)]) -> Vec<String> {
     if scope == "all" {
         return vec!["all".into()];
     }
-    let (journey, step) = match scope.split_once('/') {
-        Some((j, s)) => (j, Some(s)),
-        None => (scope, None),
-    };
-    steps
-        .iter()
-        .enumerate()
-        .filter(|(_, (j, s))| j == journey && step.is_none_or(|wanted| wanted == s))
-        .map(|(index, _)| format!("step:{index}"))
+    crate::judge::slo::live::scope_steps(scope, steps)
+        .into_iter()
+        .map(|index| format!("step:{index}"))
         .collect()
 }

@@ -117,7 +117,10 @@ fn holds(condition: &Condition, stats: &RequestStats) -> bool {
         .is_some_and(|value| condition.holds(value))
 }
 
-fn scope_steps(scope: &str, steps: &[(String, String)]) -> Vec<usize> {
+/// The global indices of the steps a scope names (`journey` or `journey/step`); none for
+/// `all`, which every caller takes as the whole run. The live watch and the verdicts
+/// resolve scopes alike through it.
+pub(crate) fn scope_steps(scope: &str, steps: &[(String, String)]) -> Vec<usize> {
     if scope == "all" {
         return Vec::new();
     }
