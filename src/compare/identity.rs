@@ -67,11 +67,9 @@ pub fn check_baseline(
 /// loadgen's own lateness; its other figures still compare.
 pub fn generator_bottleneck(summary: &Summary) -> Option<String> {
     let generator = &summary.generator;
-    let late = arrivals_late(
-        generator.launched,
-        generator.lag_us.p99,
-        summary.totals.latency_us.p50,
-    );
+    // Summaries before schema 9 have no lower bound: their p99 is judged as it is.
+    let lateness = generator.lag_p99_low_us.unwrap_or(generator.lag_us.p99);
+    let late = arrivals_late(generator.launched, lateness, summary.totals.latency_us.p50);
     (generator.dropped > 0 || late).then(|| {
         generator
             .warning

@@ -141,6 +141,26 @@ pub struct Bounded {
     pub high: f64,
 }
 
+/// The one-sided lower bound of the q-quantile of `histogram` at `confidence`: a value the
+/// true quantile is at least, with that confidence; `None` with too few samples. What a
+/// claim "the quantile is above a limit" rests on, so that one or two stragglers among a
+/// few hundred samples do not make it.
+pub fn lower_bound(histogram: &Histogram<u64>, q: f64, confidence: f64) -> Option<u64> {
+    let n = histogram.len();
+    if n == 0 || !(0.0..1.0).contains(&q) || q <= 0.0 {
+        return None;
+    }
+    let tail = 1.0 - confidence;
+    let (lower, _) = if n as f64 * q * (1.0 - q) >= NORMAL_ABOVE {
+        normal_ranks(n, q, tail)
+    } else {
+        exact_ranks(n, q, tail)
+    };
+    (1..=n)
+        .contains(&lower)
+        .then(|| histogram.value_at_quantile(lower as f64 / n as f64))
+}
+
 /// The q-quantile of `histogram` and its interval at `CONFIDENCE`.
 pub fn percentile(histogram: &Histogram<u64>, q: f64) -> Option<Bounded> {
     let n = histogram.len();
@@ -171,6 +191,31 @@ mod tests {
         // p50 of 150: the textbook ranks (about n/2 ± 1.29·√n).
         let (l, u) = rank_bounds(150, 0.5, CONFIDENCE).unwrap();
         assert!((58..=62).contains(&l) && (89..=93).contains(&u), "{l} {u}");
+    }
+
+    #[test]
+    fn a_lower_bound_needs_more_than_a_few_stragglers() {
+        // 400 samples, the 6 largest far out: the p99 point (the 5th largest) is among
+        // them, its one-sided 99 % lower bound (the 9th largest) is not.
+        let mut histogram = Histogram::<u64>::new(3).unwrap();
+        for value in 1..=394 {
+            histogram.record(value).unwrap();
+        }
+        for _ in 0..6 {
+            histogram.record(50_000).unwrap();
+        }
+        assert!(histogram.value_at_quantile(0.99) >= 49_000);
+        let low = lower_bound(&histogram, 0.99, 0.99).unwrap();
+        assert!((380..=394).contains(&low), "{low}");
+        // Twenty far out: the bound is far out too.
+        for _ in 0..14 {
+            histogram.record(50_000).unwrap();
+        }
+        assert!(lower_bound(&histogram, 0.99, 0.99).unwrap() >= 49_000);
+        assert_eq!(
+            lower_bound(&Histogram::<u64>::new(3).unwrap(), 0.99, 0.99),
+            None
+        );
     }
 
     #[test]

@@ -38,8 +38,10 @@ use crate::record::series::PlannedTotals;
 /// failures (they became `not_started` and `interrupted`); each verdict's `evidence`,
 /// reason `insufficient_evidence`, `ended_by = "killed"`; requests the server did not
 /// process sent again (`retried_unprocessed`, in the totals and per step). 7: whether an
-/// https target's certificate was verified (`tls_verified`).
-pub const SCHEMA_VERSION: u32 = 8;
+/// https target's certificate was verified (`tls_verified`). 8: failure samples, the
+/// host's CPU (`generator.host_cpu`). 9: the lateness p99's lower bound
+/// (`generator.lag_p99_low_us`), on which the bottleneck rule now judges.
+pub const SCHEMA_VERSION: u32 = 9;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
