@@ -21,16 +21,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use loadgen::chaos::outcome::{Occurrence, OccurrenceStatus};
-use loadgen::chaos::runner::ChaosReport;
-use loadgen::metrics::stats::Snapshot;
-use loadgen::metrics::{ErrorClass, Second};
-use loadgen::plan::chaos::{FaultSpec, Selector};
-use loadgen::record::run_plan::RunPlan;
-use loadgen::record::series::{SeriesWriter, write_totals};
-use loadgen::record::summary::{self, EndReason, RunFacts};
-use loadgen::scenario::Plan;
-use loadgen::util::atomic::write_atomic;
+use loadgen::api::chaos::ChaosReport;
+use loadgen::api::chaos::{Occurrence, OccurrenceStatus};
+use loadgen::api::metrics::Snapshot;
+use loadgen::api::metrics::{ErrorClass, Second};
+use loadgen::api::plan::{FaultSpec, Selector};
+use loadgen::api::record::RunPlan;
+use loadgen::api::record::{self, EndReason, RunFacts};
+use loadgen::api::record::{SeriesWriter, write_totals};
+use loadgen::api::scenario::Plan;
+use loadgen::api::util::write_atomic;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -108,7 +108,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn write_run(args: &Args) -> Result<(), String> {
-    let plan = loadgen::scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+    let plan = loadgen::api::scenario::load(&args.scenario).map_err(|e| e.to_string())?;
     let seed = args.seed.unwrap_or(plan.seed);
     let mut rng = SmallRng::seed_from_u64(seed);
     let dir = &args.out;
@@ -159,7 +159,7 @@ fn write_run(args: &Args) -> Result<(), String> {
         jiff::Timestamp::now().to_string(),
     );
     run_plan.write(dir).map_err(io)?;
-    let summary = summary::build(
+    let summary = record::build_summary(
         RunFacts {
             plan: &run_plan,
             duration_s: duration.as_secs_f64(),

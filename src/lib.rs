@@ -3,21 +3,28 @@
 //! ```text
 //! scenario ─► Plan ─► engine (workers) ─► metrics (recorders → aggregator) ─► output
 //! ```
+//!
+//! Every module is private: what a program or test outside the crate may use is the facade,
+//! `api`. An item another module does not need is private; one the crate needs is
+//! `pub(crate)`; `unreachable_pub` keeps a `pub` from saying more than that.
 
-pub mod chaos;
-pub mod charts;
-pub mod cli;
-pub mod compare;
-pub mod engine;
-pub mod judge;
-pub mod metrics;
-pub mod output;
-pub mod plan;
-pub mod platform;
-pub mod policy;
-pub mod record;
-pub mod report;
-pub mod run;
-pub mod scenario;
-pub mod util;
-pub mod verify;
+#![warn(unreachable_pub)]
+
+pub mod api;
+mod chaos;
+mod charts;
+mod cli;
+mod compare;
+mod engine;
+mod judge;
+mod metrics;
+mod output;
+mod plan;
+mod platform;
+mod policy;
+mod record;
+mod report;
+mod run;
+mod scenario;
+mod util;
+mod verify;

@@ -7,5 +7,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(loadgen::cli::main_with_args(std::env::args_os()))
+    loadgen::api::cli::main_with_args(std::env::args_os()).into()
 }

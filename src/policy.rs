@@ -34,7 +34,7 @@ use crate::util::diag::Diagnostics;
 use crate::util::safety::AllowList;
 
 /// Where a policy is looked for when neither `--policy` nor `LOADGEN_POLICY` names one.
-pub const DEFAULT_PATH: &str = "/etc/loadgen/policy.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/loadgen/policy.toml";
 
 /// One value of the policy, with where it is written (`file:line:col`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,7 @@ pub enum HealthCheck {
 
 /// Whether `action` on `selector`'s targets is one the backend can perform, from the values
 /// alone (no I/O): the scenario validator's check.
-pub fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
+pub(crate) fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
     if action.backend() != selector.backend() {
         return Err(format!(
             "{action:?} is a {} action; {selector} is a {} target",
@@ -67,7 +67,7 @@ pub fn validate(action: &Action, selector: &Selector) -> Result<(), String> {
 }
 
 /// The cluster the plan may touch (its `kube_context` / `kube_server`).
-pub fn kube_pin(plan: &ChaosPlan) -> Pin {
+pub(crate) fn kube_pin(plan: &ChaosPlan) -> Pin {
     Pin {
         context: plan.kube_context.clone(),
         server: plan.kube_server.clone(),

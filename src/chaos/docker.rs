@@ -47,7 +47,7 @@ pub struct ContainerHealth {
 /// The Docker backend as the timeline drives it: connected to the Engine on first use.
 /// Clones share the one connection (the effect watches probe through it).
 #[derive(Clone)]
-pub struct DockerFaults {
+pub(crate) struct DockerFaults {
     host: Option<String>,
     /// A `key=value` label every container target must carry (the platform's scope).
     scope: Option<String>,
@@ -55,7 +55,7 @@ pub struct DockerFaults {
 }
 
 impl DockerFaults {
-    pub fn new(host: Option<String>, scope: Option<String>) -> DockerFaults {
+    pub(crate) fn new(host: Option<String>, scope: Option<String>) -> DockerFaults {
         DockerFaults {
             host,
             scope,
@@ -63,7 +63,7 @@ impl DockerFaults {
         }
     }
 
-    pub async fn engine(&self) -> Result<&DockerBackend, ChaosError> {
+    pub(crate) async fn engine(&self) -> Result<&DockerBackend, ChaosError> {
         self.connected
             .get_or_try_init(|| async {
                 let mut backend = DockerBackend::connect(self.host.as_deref()).await?;
@@ -155,7 +155,7 @@ impl FaultBackend for DockerFaults {
     }
 }
 
-pub struct DockerBackend {
+pub(crate) struct DockerBackend {
     docker: Docker,
     host: Option<String>,
     /// A `key=value` label every container it resolves must carry.
@@ -163,7 +163,7 @@ pub struct DockerBackend {
 }
 
 impl DockerBackend {
-    pub async fn connect(host: Option<&str>) -> Result<DockerBackend, ChaosError> {
+    pub(crate) async fn connect(host: Option<&str>) -> Result<DockerBackend, ChaosError> {
         let docker = match host {
             Some(h) if h.starts_with("unix://") => {
                 Docker::connect_with_unix(h, 30, bollard::API_DEFAULT_VERSION)
@@ -171,8 +171,11 @@ impl DockerBackend {
             Some(h) => Docker::connect_with_http(h, 30, bollard::API_DEFAULT_VERSION),
             None => Docker::connect_with_local_defaults(),
         }
-        .map_err(error)?;
-        let docker = docker.negotiate_version().await.map_err(error)?;
+        .map_err(|e| ChaosError::backend(BackendKind::Docker, e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| ChaosError::backend(BackendKind::Docker, e))?;
         Ok(DockerBackend {
             docker,
             host: host.map(str::to_string),
@@ -181,13 +184,16 @@ impl DockerBackend {
     }
 
     /// The Engine API client itself (platform adapters list containers with it).
-    pub fn client(&self) -> &Docker {
+    pub(crate) fn client(&self) -> &Docker {
         &self.docker
     }
 
     /// Containers the selector names, sorted by name, each with whether it is up
     /// (running, not paused).
-    pub async fn resolve(&self, selector: &Selector) -> Result<Vec<(Target, bool)>, ChaosError> {
+    pub(crate) async fn resolve(
+        &self,
+        selector: &Selector,
+    ) -> Result<Vec<(Target, bool)>, ChaosError> {
         let mut labels: Vec<String> = self.scope.iter().cloned().collect();
         if let Selector::ContainerLabel { label } = selector {
             labels.push(label.clone());
@@ -205,7 +211,7 @@ impl DockerBackend {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(error)?;
+            .map_err(|e| ChaosError::backend(BackendKind::Docker, e))?;
         let mut found = Vec::new();
         for container in containers {
             let id = container.id.clone().unwrap_or_default();
@@ -249,9 +255,10 @@ impl DockerBackend {
             },
             Action::ContainerRestart => return Ok(None),
             other => {
-                return Err(backend_error(format!(
-                    "{other:?} is not a container action"
-                )));
+                return Err(ChaosError::backend(
+                    BackendKind::Docker,
+                    format!("{other:?} is not a container action"),
+                ));
             }
         };
         Ok(Some(DockerUndo {
@@ -261,7 +268,7 @@ impl DockerBackend {
         }))
     }
 
-    pub async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
+    pub(crate) async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
         let id = target.id.as_str();
         let result = match action {
             Action::ContainerKill { signal } => {
@@ -306,33 +313,18 @@ impl DockerBackend {
                     .await
             }
             other => {
-                return Err(backend_error(format!(
-                    "{other:?} is not a container action"
-                )));
+                return Err(ChaosError::backend(
+                    BackendKind::Docker,
+                    format!("{other:?} is not a container action"),
+                ));
             }
         };
-        result.map_err(error)
-    }
-
-    /// Container state as the Engine reports it ("running", "paused", "exited"…).
-    pub async fn state(&self, id: &str) -> Result<Option<String>, ChaosError> {
-        match self
-            .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(inspect) => Ok(inspect.state.and_then(|s| s.status).map(|s| s.to_string())),
-            Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(error(e)),
-        }
+        result.map_err(|e| ChaosError::backend(BackendKind::Docker, e))
     }
 
     /// The PID of the container's first process while it runs (its network namespace is
     /// `/proc/PID/ns/net`); `None` when it is not running or gone.
-    pub async fn pid_of(&self, id: &str) -> Result<Option<i32>, ChaosError> {
+    pub(crate) async fn pid_of(&self, id: &str) -> Result<Option<i32>, ChaosError> {
         match self
             .docker
             .inspect_container(
@@ -348,13 +340,13 @@ impl DockerBackend {
                 .filter(|pid| *pid > 0)
                 .and_then(|pid| i32::try_from(pid).ok())),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(error(e)),
+            Err(e) => Err(ChaosError::backend(BackendKind::Docker, e)),
         }
     }
 
     /// Healthy again: the container is running (not paused, not restarting) and, where it
     /// has a healthcheck, `healthy`. A container that is gone is not healthy.
-    pub async fn healthy(&self, id: &str) -> Result<bool, ChaosError> {
+    pub(crate) async fn healthy(&self, id: &str) -> Result<bool, ChaosError> {
         use bollard::models::HealthStatusEnum;
         let inspect = match self
             .docker
@@ -366,7 +358,7 @@ impl DockerBackend {
         {
             Ok(inspect) => inspect,
             Err(e) if status_of(&e) == Some(404) => return Ok(false),
-            Err(e) => return Err(error(e)),
+            Err(e) => return Err(ChaosError::backend(BackendKind::Docker, e)),
         };
         let Some(state) = inspect.state else {
             return Ok(false);
@@ -384,7 +376,7 @@ impl DockerBackend {
 }
 
 /// Puts a container back; idempotent, and a container that is gone counts as recovered.
-pub async fn recover(undo: &DockerUndo) -> Result<(), ChaosError> {
+pub(crate) async fn recover(undo: &DockerUndo) -> Result<(), ChaosError> {
     let DockerUndo {
         host,
         container,
@@ -422,7 +414,7 @@ pub async fn recover(undo: &DockerUndo) -> Result<(), ChaosError> {
         Err(e) if matches!(step, DockerStep::Connect { .. }) && status_of(&e) == Some(403) => {
             Ok(())
         }
-        Err(e) => Err(error(e)),
+        Err(e) => Err(ChaosError::backend(BackendKind::Docker, e)),
     }
 }
 
@@ -430,16 +422,5 @@ fn status_of(e: &DockerError) -> Option<u16> {
     match e {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
-    }
-}
-
-fn error(e: DockerError) -> ChaosError {
-    backend_error(e.to_string())
-}
-
-fn backend_error(message: String) -> ChaosError {
-    ChaosError::Backend {
-        backend: "docker",
-        message,
     }
 }

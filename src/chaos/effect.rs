@@ -16,13 +16,13 @@ use super::lifecycle::Probe;
 use super::outcome::TargetEnd;
 
 /// How often a target is asked whether it is healthy again.
-pub const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// How long one health probe may take before it counts as "not yet".
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One target's window to watch.
-pub struct Watch<P: Probe> {
+pub(crate) struct Watch<P: Probe> {
     /// Asks the target's backend, on the connections the timeline's backends opened.
     pub probe: P,
     /// What "healthy again" means for the target; `None`: it is as soon as recovered.
@@ -44,7 +44,7 @@ impl<P: Probe> Watch<P> {
     }
 
     /// Polls until healthy, the deadline, or `stop` (then one last check).
-    pub async fn run(mut self, stop: CancellationToken) -> TargetEnd {
+    pub(crate) async fn run(mut self, stop: CancellationToken) -> TargetEnd {
         let Some(check) = self.check.take() else {
             return self.healthy(Instant::now());
         };

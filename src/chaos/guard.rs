@@ -10,7 +10,7 @@ use crate::util::glob::glob_match;
 
 /// A replica set as the guardrails count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// Up now and not held by another fault of this run.
     pub ready: usize,
     /// Down now: listed but not up, held by another active fault, or taken out of the
@@ -19,14 +19,14 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.ready + self.down
     }
 }
 
 /// Whether `wanted` more of `fleet` may go down; the refusal names every number.
 /// `noun` is what the set holds ("target", "pod"), for the message.
-pub fn check(guard: &Guard, fleet: Fleet, wanted: usize, noun: &str) -> Result<(), String> {
+pub(crate) fn check(guard: &Guard, fleet: Fleet, wanted: usize, noun: &str) -> Result<(), String> {
     if wanted == 0 {
         return Ok(());
     }
@@ -54,7 +54,7 @@ pub fn check(guard: &Guard, fleet: Fleet, wanted: usize, noun: &str) -> Result<(
 /// process or container (also a port inside a container) must match one by name; proxies,
 /// loopback ports and Kubernetes objects are limited elsewhere (their own lists, the
 /// namespaces). Without patterns, everything the selector finds.
-pub fn allowed_target(patterns: &[String], target: &Target) -> bool {
+pub(crate) fn allowed_target(patterns: &[String], target: &Target) -> bool {
     if patterns.is_empty() {
         return true;
     }
@@ -97,7 +97,7 @@ impl HeldDown {
 
 /// The `key=value` pairs of an equality-based label selector (`app=web,tier=api`); `None`
 /// for anything else (set-based expressions), which then links no pod set to it.
-pub fn equality_labels(selector: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn equality_labels(selector: &str) -> Option<Vec<(String, String)>> {
     selector
         .split(',')
         .map(str::trim)

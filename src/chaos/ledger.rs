@@ -137,7 +137,7 @@ impl Ledger {
 
 /// One entry's latest line in a ledger.
 #[derive(Debug, Clone)]
-pub enum Latest<U> {
+pub(crate) enum Latest<U> {
     Record(Box<LedgerRecord<U>>),
     /// A whole JSON line this loadgen cannot take as a record: another version's shape,
     /// or a value it refuses (a restart naming something other than a stack backend).
@@ -149,7 +149,7 @@ pub enum Latest<U> {
 }
 
 impl<U> Latest<U> {
-    pub fn entry(&self) -> &str {
+    pub(crate) fn entry(&self) -> &str {
         match self {
             Latest::Record(r) => &r.entry,
             Latest::Unreadable { entry, .. } => entry,
@@ -157,7 +157,7 @@ impl<U> Latest<U> {
     }
 
     /// Unreadable counts as not recovered: nothing says it was put back.
-    pub fn state(&self) -> EntryState {
+    pub(crate) fn state(&self) -> EntryState {
         match self {
             Latest::Record(r) => r.state,
             Latest::Unreadable { .. } => EntryState::RecoverFailed,
@@ -166,7 +166,7 @@ impl<U> Latest<U> {
 }
 
 /// The latest line of every entry in a ledger file, in first-seen order.
-pub fn read_latest<U: DeserializeOwned>(path: &Path) -> std::io::Result<Vec<Latest<U>>> {
+pub(crate) fn read_latest<U: DeserializeOwned>(path: &Path) -> std::io::Result<Vec<Latest<U>>> {
     let file = File::open(path)?;
     let mut order = Vec::new();
     let mut latest: BTreeMap<String, Latest<U>> = BTreeMap::new();
@@ -198,7 +198,7 @@ pub fn read_latest<U: DeserializeOwned>(path: &Path) -> std::io::Result<Vec<Late
         .collect())
 }
 
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
@@ -208,7 +208,7 @@ pub(crate) mod tests {
     use crate::chaos::backends::Undo;
     use crate::plan::chaos::BackendKind;
 
-    pub fn record(entry: &str, state: EntryState) -> LedgerRecord<Undo> {
+    pub(crate) fn record(entry: &str, state: EntryState) -> LedgerRecord<Undo> {
         LedgerRecord {
             entry: entry.into(),
             fault: entry.into(),
@@ -225,7 +225,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn line(record: &LedgerRecord<Undo>) -> String {
+    pub(crate) fn line(record: &LedgerRecord<Undo>) -> String {
         serde_json::to_string(record).unwrap() + "\n"
     }
 

@@ -108,24 +108,24 @@ pub enum Confirmation {
 
 /// A confirmation under way. It owns what it reads, so the timeline polls it beside its
 /// next steps instead of waiting on it.
-pub type Confirming = std::pin::Pin<Box<dyn Future<Output = Confirmation> + Send>>;
+pub(crate) type Confirming = std::pin::Pin<Box<dyn Future<Output = Confirmation> + Send>>;
 
 /// A confirmation known at once.
-pub fn confirmed(confirmation: Confirmation) -> Confirming {
+pub(crate) fn confirmed(confirmation: Confirmation) -> Confirming {
     Box::pin(std::future::ready(confirmation))
 }
 
 /// A resolved target and whether it is up.
-pub type Candidate = (Target, bool);
+pub(crate) type Candidate = (Target, bool);
 
 /// A watch a backend keeps beside its faults for the whole run (Kubernetes: when
 /// replacement pods became Ready), ending with what it saw when the run's stop fires.
-pub type SideWatch = JoinHandle<serde_json::Value>;
+pub(crate) type SideWatch = JoinHandle<serde_json::Value>;
 
 /// One backend's part of the lifecycle. Recovery is not here: it works from a ledger's
 /// undo alone (`Recovery`), with no backend state, so `loadgen recover` can run it after a
 /// crash.
-pub trait FaultBackend {
+pub(crate) trait FaultBackend {
     /// What puts one of its targets back, as the ledger records it.
     type Undo;
     /// What "healthy again" means for one of its targets.
@@ -283,7 +283,7 @@ pub trait Recovery: Clone + Send + Sync + 'static {
 
 /// A backend call bounded by `deadline`: one that has not answered by then is dropped
 /// (children it started are killed on drop) and is an error naming what hung.
-pub async fn within<T>(
+pub(crate) async fn within<T>(
     deadline: Duration,
     what: &str,
     call: impl Future<Output = Result<T, ChaosError>>,
@@ -301,7 +301,7 @@ pub async fn within<T>(
 /// Puts a target back within `deadline`. A backend error (a daemon restarting, a refused
 /// connection) is retried with back-off, 100 ms doubling to 2 s; a guardrail refusal is
 /// not. Still failing, or still waiting for an answer, at the deadline: the last error.
-pub async fn recover_within<R: Recovery>(
+pub(crate) async fn recover_within<R: Recovery>(
     recovery: &R,
     undo: &R::Undo,
     deadline: Duration,

@@ -20,26 +20,28 @@
 //! container's namespace, entered through the `ports::Containers` port: packet loss,
 //! partition, TCP reset).
 
-pub mod backends;
-pub mod docker;
-pub mod effect;
-pub mod firewall;
-pub mod guard;
-pub mod kube;
-pub mod ledger;
-pub mod lifecycle;
-pub mod network;
-pub mod outcome;
-pub mod ports;
-pub mod process;
-pub mod proxy;
-pub mod recover;
-pub mod registry;
-pub mod runner;
+pub(crate) mod backends;
+pub(crate) mod docker;
+pub(crate) mod effect;
+pub(crate) mod firewall;
+pub(crate) mod guard;
+pub(crate) mod kube;
+pub(crate) mod ledger;
+pub(crate) mod lifecycle;
+pub(crate) mod network;
+pub(crate) mod outcome;
+pub(crate) mod ports;
+pub(crate) mod process;
+pub(crate) mod proxy;
+pub(crate) mod recover;
+pub(crate) mod registry;
+pub(crate) mod runner;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::plan::chaos::BackendKind;
 
 /// One thing a fault can hit: a process, a container, a pod, a proxied link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,4 +72,14 @@ pub enum ChaosError {
     /// A selector matched nothing.
     #[error("no target matches {0}")]
     NoTarget(String),
+}
+
+impl ChaosError {
+    /// A backend's failure, named by its kind in the message.
+    pub(crate) fn backend(kind: BackendKind, message: impl std::fmt::Display) -> ChaosError {
+        ChaosError::Backend {
+            backend: kind.name(),
+            message: message.to_string(),
+        }
+    }
 }

@@ -29,14 +29,14 @@ pub struct ProxyUndo {
     pub owner: Option<String>,
 }
 
-pub struct NetworkBackend {
+pub(crate) struct NetworkBackend {
     /// Where the platform lists its proxies, read at every resolve (a restarted stack has
     /// new ports).
     platform: Arc<dyn Platform>,
 }
 
 impl NetworkBackend {
-    pub fn new(platform: Arc<dyn Platform>) -> NetworkBackend {
+    pub(crate) fn new(platform: Arc<dyn Platform>) -> NetworkBackend {
         NetworkBackend { platform }
     }
 
@@ -44,9 +44,16 @@ impl NetworkBackend {
     /// replica: it counts as up.
     async fn find(&self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         let Selector::Proxy { name } = selector else {
-            return Err(error(format!("{selector} is not a proxy selector")));
+            return Err(ChaosError::backend(
+                BackendKind::Proxy,
+                format!("{selector} is not a proxy selector"),
+            ));
         };
-        let links = self.platform.proxy_links().await.map_err(error)?;
+        let links = self
+            .platform
+            .proxy_links()
+            .await
+            .map_err(|e| ChaosError::backend(BackendKind::Proxy, e))?;
         let mut found: Vec<(Target, bool)> = links
             .iter()
             .filter(|link| glob_match(name, &link.name))
@@ -103,7 +110,7 @@ impl FaultBackend for NetworkBackend {
         let owner = planned.undo.as_ref().and_then(|u| u.owner.as_deref());
         remote_set(&target.id, &fault, owner)
             .await
-            .map_err(|e| error(format!("{}: {e}", target.name)))
+            .map_err(|e| ChaosError::backend(BackendKind::Proxy, format!("{}: {e}", target.name)))
     }
 
     async fn healthy(&mut self, check: &Infallible) -> Result<bool, ChaosError> {
@@ -113,14 +120,14 @@ impl FaultBackend for NetworkBackend {
 
 /// This run's owner token (one per loadgen process): the faults it sets on a proxy are
 /// its own, and another run's token can neither change nor clear them.
-pub fn run_owner() -> &'static str {
+pub(crate) fn run_owner() -> &'static str {
     static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     OWNER.get_or_init(|| format!("{:032x}", rand::random::<u128>()))
 }
 
 /// The proxy fault a scenario action stands for. Both directions: a scenario's latency is
 /// what a round trip through the link costs, each way.
-pub fn fault_for(action: &Action) -> Result<Fault, ChaosError> {
+pub(crate) fn fault_for(action: &Action) -> Result<Fault, ChaosError> {
     let fault = match *action {
         Action::Latency { delay, jitter } => Fault::Latency {
             delay,
@@ -135,17 +142,27 @@ pub fn fault_for(action: &Action) -> Result<Fault, ChaosError> {
         Action::Blackhole => Fault::Blackhole,
         Action::SlowClose { delay } => Fault::SlowClose { delay },
         Action::Refuse => Fault::Refuse,
-        ref other => return Err(error(format!("{other:?} is not a network action"))),
+        ref other => {
+            return Err(ChaosError::backend(
+                BackendKind::Proxy,
+                format!("{other:?} is not a network action"),
+            ));
+        }
     };
     // The proxy's wire form counts whole milliseconds: refuse what it would truncate.
     for (what, value) in durations_of(action) {
         if value.subsec_nanos() % 1_000_000 != 0 {
-            return Err(error(format!(
-                "{what} must be whole milliseconds (the proxy counts in ms), not {value:?}"
-            )));
+            return Err(ChaosError::backend(
+                BackendKind::Proxy,
+                format!(
+                    "{what} must be whole milliseconds (the proxy counts in ms), not {value:?}"
+                ),
+            ));
         }
     }
-    fault.validate().map_err(|e| error(e.to_string()))?;
+    fault
+        .validate()
+        .map_err(|e| ChaosError::backend(BackendKind::Proxy, e.to_string()))?;
     Ok(fault)
 }
 
@@ -158,22 +175,18 @@ fn durations_of(action: &Action) -> Vec<(&'static str, std::time::Duration)> {
 }
 
 /// Clears the proxy's fault. A proxy that is no longer running holds no fault: recovered.
-pub async fn recover(undo: &ProxyUndo) -> Result<(), ChaosError> {
+pub(crate) async fn recover(undo: &ProxyUndo) -> Result<(), ChaosError> {
     let ProxyUndo { control, owner } = undo;
     match remote_clear(control, owner.as_deref()).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
-        Err(e) => Err(error(format!(
-            "{e}; clear it by hand with `curl -X DELETE -H 'X-Loadgen-Owner: {}' {control}/fault`, or stop that proxy",
-            owner.as_deref().unwrap_or("")
-        ))),
-    }
-}
-
-fn error(message: String) -> ChaosError {
-    ChaosError::Backend {
-        backend: "proxy",
-        message,
+        Err(e) => Err(ChaosError::backend(
+            BackendKind::Proxy,
+            format!(
+                "{e}; clear it by hand with `curl -X DELETE -H 'X-Loadgen-Owner: {}' {control}/fault`, or stop that proxy",
+                owner.as_deref().unwrap_or("")
+            ),
+        )),
     }
 }
 

@@ -93,7 +93,7 @@ pub struct Occurrence {
 
 /// How one target's effect window ended.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TargetEnd {
+pub(crate) struct TargetEnd {
     pub target: String,
     pub at_ms: u64,
     /// Observed healthy again (or held to the run's end by plan).
@@ -103,7 +103,7 @@ pub struct TargetEnd {
 
 /// The occurrences of a run as the timeline learns about them; `finish` settles them.
 #[derive(Debug, Clone, Default)]
-pub struct OccurrenceBook {
+pub(crate) struct OccurrenceBook {
     occurrences: Vec<Occurrence>,
     /// Per occurrence: how many applied targets still have an open window, and the ends so far.
     ends: Vec<Vec<TargetEnd>>,
@@ -113,7 +113,13 @@ pub struct OccurrenceBook {
 
 impl OccurrenceBook {
     /// Registers a planned occurrence; returns its index.
-    pub fn plan(&mut self, fault: &str, occurrence: u32, required: bool, at_ms: u64) -> usize {
+    pub(crate) fn plan(
+        &mut self,
+        fault: &str,
+        occurrence: u32,
+        required: bool,
+        at_ms: u64,
+    ) -> usize {
         self.occurrences.push(Occurrence {
             fault: fault.to_string(),
             occurrence,
@@ -131,29 +137,29 @@ impl OccurrenceBook {
         self.occurrences.len() - 1
     }
 
-    pub fn find(&self, fault: &str, occurrence: u32) -> Option<usize> {
+    pub(crate) fn find(&self, fault: &str, occurrence: u32) -> Option<usize> {
         self.occurrences
             .iter()
             .position(|o| o.fault == fault && o.occurrence == occurrence)
     }
 
-    pub fn attempted(&mut self, index: usize) {
+    pub(crate) fn attempted(&mut self, index: usize) {
         self.attempted[index] = true;
     }
 
     /// Nothing was applied, for this reason (kept only while no target was applied).
-    pub fn not_run(&mut self, index: usize, reason: String) {
+    pub(crate) fn not_run(&mut self, index: usize, reason: String) {
         let o = &mut self.occurrences[index];
         if o.applied_ms.is_none() && o.reason.is_none() {
             o.reason = Some(reason);
         }
     }
 
-    pub fn started(&mut self, index: usize, at_ms: u64) {
+    pub(crate) fn started(&mut self, index: usize, at_ms: u64) {
         self.occurrences[index].started_ms.get_or_insert(at_ms);
     }
 
-    pub fn applied(&mut self, index: usize, target: &str, at_ms: u64) {
+    pub(crate) fn applied(&mut self, index: usize, target: &str, at_ms: u64) {
         let o = &mut self.occurrences[index];
         o.applied_ms.get_or_insert(at_ms);
         o.targets.push(target.to_string());
@@ -161,12 +167,12 @@ impl OccurrenceBook {
         o.reason = None;
     }
 
-    pub fn ended(&mut self, index: usize, end: TargetEnd) {
+    pub(crate) fn ended(&mut self, index: usize, end: TargetEnd) {
         self.ends[index].push(end);
     }
 
     /// The occurrences the timeline never reached (the run ended first).
-    pub fn never_attempted(&self) -> Vec<usize> {
+    pub(crate) fn never_attempted(&self) -> Vec<usize> {
         (0..self.occurrences.len())
             .filter(|i| !self.attempted[*i])
             .collect()
@@ -176,7 +182,7 @@ impl OccurrenceBook {
     /// never applied is not_run (with why); one whose every target ended healthy is
     /// happened, ending at the last target's end; one with a target not healthy again is
     /// not_healthy_again, closed at the latest end.
-    pub fn finish(mut self, run_end_ms: u64) -> Vec<Occurrence> {
+    pub(crate) fn finish(mut self, run_end_ms: u64) -> Vec<Occurrence> {
         for (index, o) in self.occurrences.iter_mut().enumerate() {
             if o.applied_ms.is_none() {
                 o.status = OccurrenceStatus::NotRun;

@@ -13,10 +13,11 @@ use super::ChaosError;
 use super::lifecycle::Candidate;
 
 /// What a port's asynchronous call returns: its answer, or why it has none, in words.
-pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+pub(crate) type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
 /// What a backend port's asynchronous call returns: its answer, or the chaos error.
-pub type ChaosFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ChaosError>> + Send + 'a>>;
+pub(crate) type ChaosFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ChaosError>> + Send + 'a>>;
 
 /// A link a platform routes through a loadgen fault proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -66,7 +67,7 @@ pub trait ProcessInstances: Send + Sync {
 /// found by name within the platform's scope, and their rules live in the container's
 /// network namespace, entered by the PID of its first process. The Docker backend
 /// implements it; the core and the packet backend know only this.
-pub trait Containers: Send + Sync {
+pub(crate) trait Containers: Send + Sync {
     /// The engine's address as an undo records it (`None`: the default engine).
     fn host(&self) -> Option<String>;
 

@@ -39,7 +39,7 @@ pub enum ProcessStep {
     None,
 }
 
-pub struct ProcessBackend {
+pub(crate) struct ProcessBackend {
     /// The platform's instances, read again at every use (a restart changes PIDs).
     instances: Box<dyn ProcessInstances>,
     /// Starts a restarted instance again.
@@ -47,7 +47,7 @@ pub struct ProcessBackend {
 }
 
 impl ProcessBackend {
-    pub fn new(platform: Arc<dyn Platform>) -> ProcessBackend {
+    pub(crate) fn new(platform: Arc<dyn Platform>) -> ProcessBackend {
         let mut backend = ProcessBackend {
             instances: platform.process_instances(),
             platform,
@@ -66,20 +66,31 @@ impl ProcessBackend {
             Selector::Process { name } => self
                 .instances
                 .list()
-                .map_err(backend_error)?
+                .map_err(|e| ChaosError::backend(BackendKind::Process, e))?
                 .into_iter()
                 .filter(|(n, _)| glob_match(name, n))
                 .collect(),
             Selector::PidFile { path } => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    backend_error(format!("cannot read PID file {}: {e}", path.display()))
+                    ChaosError::backend(
+                        BackendKind::Process,
+                        format!("cannot read PID file {}: {e}", path.display()),
+                    )
                 })?;
                 let pid: i32 = text.trim().parse().map_err(|_| {
-                    backend_error(format!("{} does not hold a PID", path.display()))
+                    ChaosError::backend(
+                        BackendKind::Process,
+                        format!("{} does not hold a PID", path.display()),
+                    )
                 })?;
                 vec![(path.display().to_string(), pid)]
             }
-            other => return Err(backend_error(format!("{other} is not a process target"))),
+            other => {
+                return Err(ChaosError::backend(
+                    BackendKind::Process,
+                    format!("{other} is not a process target"),
+                ));
+            }
         };
         Ok(found
             .into_iter()
@@ -100,8 +111,12 @@ impl ProcessBackend {
     /// that nothing could bring back is refused here, before anything changes.
     fn undo_for(&self, target: &Target, action: &Action) -> Result<ProcessUndo, ChaosError> {
         let pid = parse_pid(target)?;
-        let (_, start_time) = proc_stat(pid)
-            .ok_or_else(|| backend_error(format!("process {pid} ({}) is gone", target.name)))?;
+        let (_, start_time) = proc_stat(pid).ok_or_else(|| {
+            ChaosError::backend(
+                BackendKind::Process,
+                format!("process {pid} ({}) is gone", target.name),
+            )
+        })?;
         let step = match action {
             Action::Pause => ProcessStep::Resume,
             Action::Kill | Action::Terminate => self
@@ -111,7 +126,12 @@ impl ProcessBackend {
                 self.restart_for(&target.name)
                     .ok_or_else(|| ChaosError::Refused(cannot_start_again(&target.name)))?,
             ),
-            other => return Err(backend_error(format!("{other:?} is not a process action"))),
+            other => {
+                return Err(ChaosError::backend(
+                    BackendKind::Process,
+                    format!("{other:?} is not a process action"),
+                ));
+            }
         };
         Ok(ProcessUndo {
             pid,
@@ -173,7 +193,12 @@ impl ProcessBackend {
             Action::Kill | Action::Restart => Signal::SIGKILL,
             Action::Terminate => Signal::SIGTERM,
             Action::Pause => Signal::SIGSTOP,
-            other => return Err(backend_error(format!("{other:?} is not a process action"))),
+            other => {
+                return Err(ChaosError::backend(
+                    BackendKind::Process,
+                    format!("{other:?} is not a process action"),
+                ));
+            }
         };
         signal_if_same(pid, *start_time, signal)?;
         if *action == Action::Restart {
@@ -320,10 +345,12 @@ impl FaultBackend for ProcessBackend {
         action: &Action,
         planned: &Planned<Option<ProcessUndo>, ProcessHealth>,
     ) -> Result<(), ChaosError> {
-        let undo = planned
-            .undo
-            .as_ref()
-            .ok_or_else(|| backend_error("a process fault needs a process undo record".into()))?;
+        let undo = planned.undo.as_ref().ok_or_else(|| {
+            ChaosError::backend(
+                BackendKind::Process,
+                "a process fault needs a process undo record",
+            )
+        })?;
         self.signal(target, action, undo).await
     }
 
@@ -334,7 +361,7 @@ impl FaultBackend for ProcessBackend {
 
 /// Puts a process target back. Idempotent: a resumed process is resumed again harmlessly, a
 /// stack restart starts only what is down, a gone PID is recovered.
-pub async fn recover(undo: &ProcessUndo, platform: &dyn Platform) -> Result<(), ChaosError> {
+pub(crate) async fn recover(undo: &ProcessUndo, platform: &dyn Platform) -> Result<(), ChaosError> {
     let ProcessUndo {
         pid,
         start_time,
@@ -349,7 +376,10 @@ pub async fn recover(undo: &ProcessUndo, platform: &dyn Platform) -> Result<(), 
         ProcessStep::Restart(restart) => {
             // Make sure the old process is really gone first (SIGTERM may take a moment).
             wait_gone(*pid, *start_time).await;
-            platform.start_again(restart).await.map_err(backend_error)
+            platform
+                .start_again(restart)
+                .await
+                .map_err(|e| ChaosError::backend(BackendKind::Process, e))
         }
         ProcessStep::None => Ok(()),
     }
@@ -368,8 +398,14 @@ async fn wait_gone(pid: i32, start_time: u64) {
 
 fn signal_if_same(pid: i32, start_time: u64, signal: Signal) -> Result<(), ChaosError> {
     match proc_stat(pid) {
-        Some((_, started)) if started == start_time => kill(Pid::from_raw(pid), signal)
-            .map_err(|e| backend_error(format!("cannot send {signal} to {pid}: {e}"))),
+        Some((_, started)) if started == start_time => {
+            kill(Pid::from_raw(pid), signal).map_err(|e| {
+                ChaosError::backend(
+                    BackendKind::Process,
+                    format!("cannot send {signal} to {pid}: {e}"),
+                )
+            })
+        }
         _ => Err(ChaosError::NoTarget(format!(
             "process {pid} (gone or replaced)"
         ))),
@@ -377,14 +413,16 @@ fn signal_if_same(pid: i32, start_time: u64, signal: Signal) -> Result<(), Chaos
 }
 
 fn parse_pid(target: &Target) -> Result<i32, ChaosError> {
-    target
-        .id
-        .parse()
-        .map_err(|_| backend_error(format!("`{}` is not a PID", target.id)))
+    target.id.parse().map_err(|_| {
+        ChaosError::backend(
+            BackendKind::Process,
+            format!("`{}` is not a PID", target.id),
+        )
+    })
 }
 
 /// (state letter, start time in clock ticks) from /proc/PID/stat.
-pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+pub(crate) fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: parse after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
@@ -399,13 +437,6 @@ fn cannot_start_again(name: &str) -> String {
         "nothing here can start `{name}` again (only the local stack's backend-N instances are \
          restarted, through its stack script)"
     )
-}
-
-fn backend_error(message: String) -> ChaosError {
-    ChaosError::Backend {
-        backend: "process",
-        message,
-    }
 }
 
 #[cfg(test)]

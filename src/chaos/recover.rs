@@ -14,7 +14,7 @@ use super::lifecycle::{Recovery, recover_within};
 use super::registry::{self, Registry};
 
 #[derive(Debug, Default)]
-pub struct RecoverReport {
+pub(crate) struct RecoverReport {
     pub recovered: Vec<String>,
     pub failed: Vec<String>,
 }
@@ -34,7 +34,7 @@ fn ledger_problem(path: &Path, doing: &str, e: &std::io::Error) -> String {
 /// scenario's `backend_timeout`), by `recovery` (which refuses what the operator policy
 /// does not allow: a ledger is a file anyone who can write the run directory can edit).
 /// `Err`: the ledger could not be read or opened for writing (a human must look).
-pub async fn recover_run<R>(
+pub(crate) async fn recover_run<R>(
     run_dir: &Path,
     deadline: Duration,
     recovery: &R,
@@ -99,7 +99,7 @@ where
 
 /// Whether `run_dir`'s ledger shows anything not recovered (an unreadable ledger does: it
 /// may).
-pub fn has_unrecovered(run_dir: &Path) -> bool {
+pub(crate) fn has_unrecovered(run_dir: &Path) -> bool {
     // Only the states are read: any undo shape will do.
     read_latest::<serde_json::Value>(&run_dir.join(LEDGER_FILE)).map_or(true, |entries| {
         entries.iter().any(|e| e.state() != EntryState::Recovered)
@@ -108,7 +108,7 @@ pub fn has_unrecovered(run_dir: &Path) -> bool {
 
 /// What a bare `loadgen recover` found to do.
 #[derive(Debug, Default)]
-pub struct Found {
+pub(crate) struct Found {
     /// Runs with something to undo: registered ones, then ones under `./reports` the
     /// registry does not list (runs from before it existed).
     pub runs: Vec<PathBuf>,
@@ -120,7 +120,7 @@ pub struct Found {
 
 /// Every run a bare `loadgen recover` must recover. Registry entries whose run is gone,
 /// or whose ledger shows everything recovered, are removed on the way.
-pub fn find_runs(reports: &Path, registry: &Registry) -> Found {
+pub(crate) fn find_runs(reports: &Path, registry: &Registry) -> Found {
     let mut found = Found::default();
     match registry.registered() {
         Err(e) => found.registry_error = Some(e.to_string()),

@@ -28,7 +28,7 @@ fn state_dir_from_environment() -> Option<PathBuf> {
 
 /// The precedence, apart from the environment. Empty values count as unset, and a relative
 /// `XDG_STATE_HOME` is ignored, as the XDG spec says.
-pub fn state_dir_from(
+pub(crate) fn state_dir_from(
     loadgen: Option<OsString>,
     xdg_state_home: Option<OsString>,
     home: Option<OsString>,
@@ -144,7 +144,7 @@ fn file_for(runs: &Path, run_dir: &Path) -> PathBuf {
 
 /// Removes one registry file (one whose run directory is gone, say) and syncs its
 /// directory; a file already gone is fine.
-pub fn remove(file: &Path) -> std::io::Result<()> {
+pub(crate) fn remove(file: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(file) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -153,7 +153,7 @@ pub fn remove(file: &Path) -> std::io::Result<()> {
 }
 
 /// fsync a directory, so an entry just created, renamed or removed in it is on disk.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -3,7 +3,7 @@
 //! from the run goes into the SVG but instance names, which plotters escapes. Colours are
 //! the Okabe–Ito palette (distinguishable with every common colour-vision deficiency).
 
-pub mod spectrum;
+pub(crate) mod spectrum;
 
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
@@ -16,7 +16,7 @@ const WIDTH: u32 = 960;
 const HEIGHT: u32 = 300;
 
 /// Okabe & Ito (2008), "Color Universal Design".
-pub const OKABE_ITO: [RGBColor; 8] = [
+pub(crate) const OKABE_ITO: [RGBColor; 8] = [
     RGBColor(0, 114, 178),   // blue
     RGBColor(230, 159, 0),   // orange
     RGBColor(0, 158, 115),   // bluish green
@@ -62,7 +62,7 @@ fn ms(us: u64) -> f64 {
 
 /// Requests sent, arrivals scheduled, errors and arrivals dropped, per second of intended
 /// start (a point's mean when it spans several seconds).
-pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
+pub(crate) fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
     let mut lines = vec![
         line("sent/s", BLUE, chart, |p| p.requests),
         line("errors/s", VERMILLION, chart, |p| p.errors),
@@ -89,7 +89,7 @@ pub fn throughput(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, S
 /// p50 / p95 / p99 / max of successful responses and p99 of failures, in milliseconds on a
 /// logarithmic axis, so a multi-second spike does not flatten every other second (a point's
 /// worst second when it spans several).
-pub fn latency(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
+pub(crate) fn latency(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
     let served: Vec<ChartPoint> = chart.iter().filter(|p| p.requests > 0.0).cloned().collect();
     let mut lines = vec![
         line("p50", GREEN, &served, |p| ms(p.p50_us)),
@@ -107,7 +107,7 @@ pub fn latency(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, Stri
 
 /// p99 and p50 of each of a journey's steps per second (`steps`: index and name), on a log
 /// axis: where a journey's time goes, and which step a fault hurt.
-pub fn steps(
+pub(crate) fn steps(
     chart: &[ChartPoint],
     steps: &[(usize, String)],
     faults: &[Interval],
@@ -133,7 +133,10 @@ pub fn steps(
 
 /// Responses per second by the instance that served them, stacked: a killed instance's band
 /// drops to zero while the others widen.
-pub fn instances(chart: &[ChartPoint], faults: &[Interval]) -> Result<Option<String>, String> {
+pub(crate) fn instances(
+    chart: &[ChartPoint],
+    faults: &[Interval],
+) -> Result<Option<String>, String> {
     let mut names: Vec<&String> = chart.iter().flat_map(|p| p.instances.keys()).collect();
     names.sort();
     names.dedup();
@@ -163,7 +166,7 @@ pub fn instances(chart: &[ChartPoint], faults: &[Interval]) -> Result<Option<Str
 
 /// Journeys in flight (the active users) and how late arrivals left (p99, ms): the
 /// generator's own health.
-pub fn generator(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
+pub(crate) fn generator(chart: &[ChartPoint], faults: &[Interval]) -> Result<String, String> {
     linear(
         "in flight · lateness ms",
         &[

@@ -14,13 +14,13 @@ use crate::record::data::for_each_histogram;
 
 /// One scope's spectrum.
 #[derive(Debug, Clone, Serialize)]
-pub struct Spectrum {
+pub(crate) struct Spectrum {
     pub scope: String,
     pub points: Vec<SpectrumPoint>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct SpectrumPoint {
+pub(crate) struct SpectrumPoint {
     /// 0 ≤ percentile < 100.
     pub percentile: f64,
     pub latency_us: u64,
@@ -30,7 +30,7 @@ pub struct SpectrumPoint {
 const NAMED: [f64; 5] = [50.0, 90.0, 99.0, 99.9, 99.99];
 
 /// The spectra of `all` and of each step (`step_names[i]` names `step:i`), successes only.
-pub fn read(run_dir: &Path, step_names: &[String]) -> Result<Vec<Spectrum>, String> {
+pub(crate) fn read(run_dir: &Path, step_names: &[String]) -> Result<Vec<Spectrum>, String> {
     let mut out = Vec::new();
     for_each_histogram(
         &run_dir.join("histograms/totals.hlog"),
@@ -92,7 +92,7 @@ fn x_of(percentile: f64) -> f64 {
 }
 
 /// The spectra on one chart: x log (labelled in percentiles), y log milliseconds.
-pub fn chart(spectra: &[(String, &Spectrum)]) -> Result<String, String> {
+pub(crate) fn chart(spectra: &[(String, &Spectrum)]) -> Result<String, String> {
     let max_x = spectra
         .iter()
         .flat_map(|(_, s)| s.points.iter().map(|p| x_of(p.percentile)))

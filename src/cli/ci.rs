@@ -14,7 +14,7 @@ use crate::record::verdicts::SloVerdict;
 
 /// One line per failing objective: its name and window, and what was measured against what
 /// (or why it could not be).
-pub fn failing_objectives(summary: &Summary) -> Vec<String> {
+pub(crate) fn failing_objectives(summary: &Summary) -> Vec<String> {
     summary
         .slos
         .iter()
@@ -45,7 +45,7 @@ fn objective_line(v: &SloVerdict) -> String {
 }
 
 /// One line per row of the gate that regressed: both values, the change, the tolerance.
-pub fn regressed_rows(comparison: &Comparison) -> Vec<String> {
+pub(crate) fn regressed_rows(comparison: &Comparison) -> Vec<String> {
     comparison
         .rows
         .iter()
@@ -60,12 +60,12 @@ pub fn regressed_rows(comparison: &Comparison) -> Vec<String> {
 }
 
 /// Writes the run directory's path (and a newline) to `file`.
-pub fn write_run_dir(file: &Path, run_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn write_run_dir(file: &Path, run_dir: &Path) -> std::io::Result<()> {
     std::fs::write(file, format!("{}\n", run_dir.display()))
 }
 
 /// On GitHub Actions: each failure as an annotation on stdout.
-pub fn annotations(failures: &[String]) -> String {
+pub(crate) fn annotations(failures: &[String]) -> String {
     failures
         .iter()
         .map(|f| format!("::error title=loadgen::{}\n", escape_annotation(f)))
@@ -80,7 +80,7 @@ fn escape_annotation(text: &str) -> String {
 }
 
 /// The run as a Markdown section for the job's summary page.
-pub fn markdown(
+pub(crate) fn markdown(
     summary: &Summary,
     run_dir: &Path,
     code: ExitCode,
@@ -173,7 +173,7 @@ fn cell(text: &str) -> String {
 }
 
 /// Appends `markdown` to the file GitHub names in `GITHUB_STEP_SUMMARY`, if it names one.
-pub fn append_step_summary(markdown: &str) -> std::io::Result<bool> {
+pub(crate) fn append_step_summary(markdown: &str) -> std::io::Result<bool> {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
         return Ok(false);
     };

@@ -4,7 +4,7 @@
 //! `compare.rs`, …), beside its flags where it has many (`RunArgs`, `CompareArgs`,
 //! `ProxyArgs`).
 
-pub mod ci;
+pub(crate) mod ci;
 mod compare;
 mod finish;
 mod plan;
@@ -51,7 +51,7 @@ Exit codes (the highest that applies wins: 4, 3, 1, 0; README.md has the whole t
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about = "Load-and-chaos drills with honest latency", after_help = EXAMPLES)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
     /// The operator policy a scenario may only narrow (default: LOADGEN_POLICY, else
@@ -121,14 +121,14 @@ fn duration_flag(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
-/// Parses `args` and runs the command; returns the number the process exits with
-/// (`ExitCode::code`).
-pub fn main_with_args<I, T>(args: I) -> u8
+/// Parses `args` and runs the command; returns its exit code (`ExitCode::code` is the number
+/// the process exits with).
+pub fn main_with_args<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let code = match Cli::try_parse_from(args) {
+    match Cli::try_parse_from(args) {
         Ok(cli) => dispatch(cli),
         Err(error) => {
             let _ = error.print();
@@ -138,8 +138,7 @@ where
                 ExitCode::Ok
             }
         }
-    };
-    code.code()
+    }
 }
 
 /// Runs the command the flags name: each command's one exit code.

@@ -11,7 +11,7 @@ use crate::record::data::for_each_histogram;
 use crate::record::summary::Summary;
 
 /// One scope's figures in one run.
-pub struct Figures {
+pub(crate) struct Figures {
     pub scope: String,
     /// Requests sent (the evidence behind the error rate).
     pub requests: u64,
@@ -30,7 +30,7 @@ pub struct Figures {
 }
 
 /// Every scope's figures of the run in `dir` whose summary is `summary`.
-pub fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
+pub(crate) fn read(summary: &Summary, dir: &Path) -> Vec<Figures> {
     let mut latency = histograms(dir, summary);
     let bottleneck = super::generator_bottleneck(summary).is_some();
     let planned_total: u64 = summary.journeys.iter().map(|j| j.planned).sum();

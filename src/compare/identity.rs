@@ -9,7 +9,7 @@ use crate::record::summary::{SCHEMA_VERSION, Summary, arrivals_late};
 
 /// Reads a run directory's summary.json; a summary of another schema version is refused
 /// with what to do about it (its figures mean something else: a comparison would lie).
-pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
+pub(crate) fn read_summary(run_dir: &Path) -> Result<Summary, String> {
     let path = run_dir.join("summary.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -44,7 +44,7 @@ pub fn read_summary(run_dir: &Path) -> Result<Summary, String> {
 
 /// Whether `base` (read from `dir`) may be a baseline for a run of `scenario`: a run of
 /// another scenario measures another load (unless `any_scenario`).
-pub fn check_baseline(
+pub(crate) fn check_baseline(
     base: &Summary,
     dir: &Path,
     scenario: &str,
@@ -65,7 +65,7 @@ pub fn check_baseline(
 /// today's rule from its figures (older loadgens called 40 late arrivals one) — arrivals
 /// dropped at the cap, or enough of them late beyond the limit. Its latency includes
 /// loadgen's own lateness; its other figures still compare.
-pub fn generator_bottleneck(summary: &Summary) -> Option<String> {
+pub(crate) fn generator_bottleneck(summary: &Summary) -> Option<String> {
     let generator = &summary.generator;
     // Summaries before schema 9 have no lower bound: their p99 is judged as it is.
     let lateness = generator.lag_p99_low_us.unwrap_or(generator.lag_us.p99);
@@ -81,7 +81,7 @@ pub fn generator_bottleneck(summary: &Summary) -> Option<String> {
 /// What differs between the runs besides their figures, said before the rows: planned
 /// length, loadgen version, cores, a generator warning on the current side, and the
 /// scopes one side has and the other does not.
-pub fn notes(
+pub(crate) fn notes(
     bases: &[Summary],
     base_figures: &[Vec<Figures>],
     current: &Summary,

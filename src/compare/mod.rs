@@ -18,16 +18,16 @@ use crate::metrics::interval::{Bounded, CONFIDENCE, percentile};
 use crate::util::atomic::write_atomic;
 use hdrhistogram::Histogram;
 
-pub mod figures;
+pub(crate) mod figures;
 mod identity;
 
-pub use identity::{check_baseline, generator_bottleneck, notes, read_summary};
+pub(crate) use identity::{check_baseline, generator_bottleneck, notes, read_summary};
 
 const TEMPLATE: &str = include_str!("compare.html.j2");
 
 /// When a change counts as a regression.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct Tolerances {
+pub(crate) struct Tolerances {
     /// A latency percentile may grow by this fraction…
     pub latency: f64,
     /// …and must grow by more than this many microseconds (noise floor on fast targets).
@@ -61,7 +61,7 @@ impl Default for Tolerances {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     pub base: String,
     pub current: String,
     pub tolerances: Tolerances,
@@ -79,7 +79,7 @@ pub struct Comparison {
 /// How a row came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RowStatus {
+pub(crate) enum RowStatus {
     Within,
     Regressed,
     /// Too little evidence on one side (or none at all): listed, never flagged.
@@ -89,7 +89,7 @@ pub enum RowStatus {
 /// What a row's `change` is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ChangeUnit {
+pub(crate) enum ChangeUnit {
     /// current ÷ base − 1.
     Relative,
     /// current − base, in percentage points.
@@ -98,7 +98,7 @@ pub enum ChangeUnit {
 
 /// One metric of one scope in both runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub scope: String,
     pub metric: String,
     pub base: f64,
@@ -148,7 +148,7 @@ fn within() -> RowStatus {
 /// Compares every scope of `current` with the same scope of the baselines (one run, or the
 /// last nights: then each figure is held to their envelope — the lowest delivered share,
 /// the highest error rate, the widest interval — which absorbs night-to-night noise).
-pub fn compare(
+pub(crate) fn compare(
     bases: &[Vec<Figures>],
     current: &[Figures],
     base_name: &str,
@@ -434,7 +434,7 @@ fn with_interval(bounded: &Bounded) -> String {
 
 /// The comparison written into a run directory (by `run --baseline`, or `compare` with the
 /// run as CURRENT): the gate's verdict is part of that run's judged record.
-pub fn read_comparison(run_dir: &Path) -> Option<Comparison> {
+pub(crate) fn read_comparison(run_dir: &Path) -> Option<Comparison> {
     let text = std::fs::read_to_string(run_dir.join("comparison.json")).ok()?;
     serde_json::from_str(&text).ok()
 }
@@ -442,7 +442,7 @@ pub fn read_comparison(run_dir: &Path) -> Option<Comparison> {
 /// Writes comparison.json and comparison.html into `out`.
 /// The base and current runs' overall latency spectra on one chart (SVG), and the numbers
 /// behind it (JSON for a non-executed data block); `None` when a run has no histogram.
-pub fn spectra(base_dir: &Path, current_dir: &Path) -> Option<(String, String)> {
+pub(crate) fn spectra(base_dir: &Path, current_dir: &Path) -> Option<(String, String)> {
     let all = |dir: &Path| {
         crate::charts::spectrum::read(dir, &[])
             .ok()?
@@ -461,7 +461,7 @@ pub fn spectra(base_dir: &Path, current_dir: &Path) -> Option<(String, String)> 
     Some((svg, json))
 }
 
-pub fn write(
+pub(crate) fn write(
     out: &Path,
     comparison: &Comparison,
     spectra: Option<(String, String)>,
@@ -484,7 +484,7 @@ pub fn write(
         .map_err(|e| format!("writing comparison.html: {e}"))
 }
 
-pub fn table(comparison: &Comparison) -> String {
+pub(crate) fn table(comparison: &Comparison) -> String {
     let mut out = String::new();
     for note in &comparison.notes {
         let _ = writeln!(out, "note: {note}");

@@ -12,18 +12,18 @@ use crate::plan::{Check, CheckKind, Expected};
 use crate::util::glob::Glob;
 
 /// A response body, read as JSON at most once however many checks and extractions ask.
-pub struct Body<'a> {
+pub(crate) struct Body<'a> {
     bytes: &'a Bytes,
     json: Option<Option<Value>>,
 }
 
 impl<'a> Body<'a> {
-    pub fn new(bytes: &'a Bytes) -> Body<'a> {
+    pub(crate) fn new(bytes: &'a Bytes) -> Body<'a> {
         Body { bytes, json: None }
     }
 
     /// The body as JSON; `None` when it is not JSON.
-    pub fn json(&mut self) -> Option<&Value> {
+    pub(crate) fn json(&mut self) -> Option<&Value> {
         self.json
             .get_or_insert_with(|| serde_json::from_slice(self.bytes).ok())
             .as_ref()
@@ -36,14 +36,14 @@ impl<'a> Body<'a> {
 
 /// The first check a response fails: which, and what it expected and found, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     pub index: usize,
     pub expected: String,
     pub found: String,
 }
 
 /// Evaluates `checks` in order against `response`; the first that fails, if any.
-pub fn first_mismatch(
+pub(crate) fn first_mismatch(
     checks: &[Check],
     response: &Response,
     body: &mut Body<'_>,

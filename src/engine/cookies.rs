@@ -8,17 +8,17 @@ use http::{HeaderMap, HeaderValue};
 use url::Url;
 
 #[derive(Default)]
-pub struct Jar {
+pub(crate) struct Jar {
     store: CookieStore,
 }
 
 impl Jar {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.store.iter_unexpired().next().is_none()
     }
 
     /// The `Cookie` header for a request to `url`, if any cookie applies.
-    pub fn header(&self, url: &Url) -> Option<HeaderValue> {
+    pub(crate) fn header(&self, url: &Url) -> Option<HeaderValue> {
         let mut text = String::new();
         for (name, value) in self.store.get_request_values(url) {
             if !text.is_empty() {
@@ -36,7 +36,7 @@ impl Jar {
     }
 
     /// Keeps the `Set-Cookie`s of a response from `url`; returns whether there were any.
-    pub fn store(&mut self, headers: &HeaderMap, url: &Url) -> bool {
+    pub(crate) fn store(&mut self, headers: &HeaderMap, url: &Url) -> bool {
         let mut cookies = headers
             .get_all(http::header::SET_COOKIE)
             .iter()
@@ -52,7 +52,7 @@ impl Jar {
 
     /// The value of the unexpired cookie `name` set for `url`'s host, whatever its path:
     /// what `{{cookie.NAME}}` reads (a template does not know which path it will be sent to).
-    pub fn value(&self, url: &Url, name: &str) -> Option<String> {
+    pub(crate) fn value(&self, url: &Url, name: &str) -> Option<String> {
         self.store
             .iter_unexpired()
             .filter(|c| c.name() == name && c.domain.matches(url))

@@ -1,15 +1,15 @@
 //! The engine: turns a `Plan` into traffic on worker threads and reports what happened to
 //! the aggregator through a channel, one message per worker per second.
 
-pub mod check;
-pub mod cookies;
-pub mod drive;
-pub mod http;
-pub mod iteration;
-pub mod mix;
-pub mod planned;
-pub mod request;
-pub mod tls;
+pub(crate) mod check;
+pub(crate) mod cookies;
+pub(crate) mod drive;
+pub(crate) mod http;
+pub(crate) mod iteration;
+pub(crate) mod mix;
+pub(crate) mod planned;
+pub(crate) mod request;
+pub(crate) mod tls;
 mod worker;
 
 use std::sync::Arc;
@@ -19,13 +19,13 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use self::http::ClientConfig;
+pub(crate) use self::http::ClientConfig;
 use self::iteration::SharedCounters;
 use crate::metrics::WorkerReport;
 use crate::plan::Plan;
 
 /// A running engine: its worker threads and the tokens that stop them.
-pub struct Engine {
+pub(crate) struct Engine {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Stop starting new journeys; in-flight ones get the ramp-down to finish.
     pub stop: CancellationToken,
@@ -37,7 +37,7 @@ pub struct Engine {
 impl Engine {
     /// Starts `workers` threads. The run's clock starts a few milliseconds from now so every
     /// worker is ready before the first arrival is due.
-    pub fn start(
+    pub(crate) fn start(
         plan: Arc<Plan>,
         client: ClientConfig,
         workers: usize,
@@ -73,7 +73,7 @@ impl Engine {
     }
 
     /// Waits for every worker thread; `false` if one of them panicked.
-    pub fn join(self) -> bool {
+    pub(crate) fn join(self) -> bool {
         self.threads.into_iter().all(|t| t.join().is_ok())
     }
 }

@@ -9,7 +9,7 @@ use crate::plan::template::{Template, Values};
 
 /// What could not be rendered into a valid request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unrenderable {
+pub(crate) enum Unrenderable {
     /// The rendered path is not a valid request target.
     Url,
     /// A header's rendered value is not a valid header value.
@@ -17,7 +17,7 @@ pub enum Unrenderable {
 }
 
 /// The request target: the base URL's path prefix, then the rendered path.
-pub fn render_target(prefix: &[u8], path: &Template, values: &dyn Values) -> Vec<u8> {
+pub(crate) fn render_target(prefix: &[u8], path: &Template, values: &dyn Values) -> Vec<u8> {
     let mut target = Vec::with_capacity(prefix.len() + path.source.len() + 16);
     target.extend_from_slice(prefix);
     path.render_into(values, &mut target);
@@ -25,7 +25,7 @@ pub fn render_target(prefix: &[u8], path: &Template, values: &dyn Values) -> Vec
 }
 
 /// The parts of one request, before its values are rendered in.
-pub struct RequestTemplate<'a> {
+pub(crate) struct RequestTemplate<'a> {
     pub method: &'a Method,
     /// The base URL's path prefix.
     pub prefix: &'a [u8],
@@ -38,7 +38,11 @@ pub struct RequestTemplate<'a> {
 
 impl RequestTemplate<'_> {
     /// The request with `values` rendered in and `body` as its body.
-    pub fn render(&self, values: &dyn Values, body: Bytes) -> Result<Request<Bytes>, Unrenderable> {
+    pub(crate) fn render(
+        &self,
+        values: &dyn Values,
+        body: Bytes,
+    ) -> Result<Request<Bytes>, Unrenderable> {
         let target = render_target(self.prefix, self.path, values);
         let uri =
             http::Uri::from_maybe_shared(Bytes::from(target)).map_err(|_| Unrenderable::Url)?;

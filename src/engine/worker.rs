@@ -23,7 +23,7 @@ use crate::metrics::{Recorder, WorkerReport};
 use crate::plan::schedule::{ArrivalSchedule, vu_changes};
 use crate::plan::{LoadModel, Plan};
 
-pub struct WorkerSetup {
+pub(super) struct WorkerSetup {
     pub index: usize,
     pub workers: usize,
     pub plan: Arc<Plan>,
@@ -38,7 +38,7 @@ pub struct WorkerSetup {
     pub reports: UnboundedSender<WorkerReport>,
 }
 
-pub fn spawn(setup: WorkerSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(super) fn spawn(setup: WorkerSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("loadgen-worker-{}", setup.index))
         .spawn(move || {
@@ -51,7 +51,7 @@ pub fn spawn(setup: WorkerSetup) -> std::io::Result<std::thread::JoinHandle<()>>
         })
 }
 
-pub async fn run(setup: WorkerSetup) {
+pub(super) async fn run(setup: WorkerSetup) {
     let plan = setup.plan.clone();
     let recorder = Recorder::new(
         setup.index,

@@ -3,10 +3,10 @@
 //! run's exit code (`exit.rs`). Reads only the run directory, so `loadgen report` judges a
 //! run again without the target.
 
-pub mod analysis;
-pub mod exit;
-pub mod slo;
-pub mod writes;
+pub(crate) mod analysis;
+pub(crate) mod exit;
+pub(crate) mod slo;
+pub(crate) mod writes;
 
 use std::path::Path;
 
@@ -16,7 +16,7 @@ use analysis::Inputs;
 
 /// What judging leaves for rendering besides the verdicts it writes into the summary: the
 /// run's chart, read in the same pass over its files.
-pub struct Judged {
+pub(crate) struct Judged {
     pub chart: Vec<ChartPoint>,
     /// Seconds per chart point.
     pub chart_width: u64,
@@ -26,7 +26,7 @@ pub struct Judged {
 /// `verify_specs`, the fault occurrences): the objectives' verdicts, the failover figures,
 /// the faults' problems, the accounting's, the acknowledged writes' verdicts and the run's
 /// verdict, all into `summary` (now `judged`). Writes nothing.
-pub fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, String> {
+pub(crate) fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, String> {
     let slos = summary.slo_specs.clone();
     let steps: Vec<(String, String)> = summary
         .journeys

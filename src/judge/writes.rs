@@ -20,10 +20,10 @@ use crate::verify::check::Outcome;
 use crate::verify::run::{FACTS_FILE, Facts, ProbeFacts, Status, for_each_check};
 
 /// Writes listed by id per kind and outcome, at most (verify.jsonl has them all).
-pub const LISTED: usize = 1_000;
+pub(crate) const LISTED: usize = 1_000;
 
 /// What judging reads besides the files.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub specs: &'a VerifySpecs,
     /// Per global step: requests that may have committed without an answer
     /// (`ErrorClass::may_have_committed`, and requests cut off at the hard stop).
@@ -31,7 +31,7 @@ pub struct Inputs<'a> {
     pub occurrences: &'a [Occurrence],
 }
 
-pub fn judge(run_dir: &Path, inputs: &Inputs<'_>) -> Result<VerifySummary, String> {
+pub(crate) fn judge(run_dir: &Path, inputs: &Inputs<'_>) -> Result<VerifySummary, String> {
     let facts = read_facts(run_dir)?;
     let specs = inputs.specs;
     let index: BTreeMap<&str, usize> = specs
@@ -285,7 +285,7 @@ fn kind_status(
 }
 
 /// An id as people read it: a string without its quotes.
-pub fn id_text(id: &Value) -> String {
+pub(crate) fn id_text(id: &Value) -> String {
     match id {
         Value::String(text) => text.clone(),
         other => other.to_string(),

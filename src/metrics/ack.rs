@@ -3,7 +3,7 @@
 
 /// One acknowledged write as a worker hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
+pub(crate) struct Ack {
     /// Index into the plan's verification kinds.
     pub kind: u16,
     /// The recording step's global index.

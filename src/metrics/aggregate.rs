@@ -14,7 +14,7 @@ pub struct Second {
     pub in_flight: usize,
 }
 
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     steps: usize,
     journeys: usize,
     /// Per worker: every second before this one is complete.
@@ -27,7 +27,7 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    pub fn new(workers: usize, steps: usize, journeys: usize) -> Aggregator {
+    pub(crate) fn new(workers: usize, steps: usize, journeys: usize) -> Aggregator {
         Aggregator {
             steps,
             journeys,
@@ -40,7 +40,7 @@ impl Aggregator {
     }
 
     /// Takes one worker report; returns the seconds that became complete, oldest first.
-    pub fn accept(&mut self, report: WorkerReport) -> Vec<Second> {
+    pub(crate) fn accept(&mut self, report: WorkerReport) -> Vec<Second> {
         self.totals.merge(&report.snapshot);
         self.in_flight[report.worker] = if report.finished { 0 } else { report.in_flight };
         let entry = self.pending.entry(report.second).or_insert_with(|| Second {
@@ -75,25 +75,21 @@ impl Aggregator {
     }
 
     /// Every remaining second, for the end of the run when a worker died without finishing.
-    pub fn flush(&mut self) -> Vec<Second> {
+    pub(crate) fn flush(&mut self) -> Vec<Second> {
         std::mem::take(&mut self.pending).into_values().collect()
     }
 
-    pub fn all_finished(&self) -> bool {
+    pub(crate) fn all_finished(&self) -> bool {
         self.complete_before.iter().all(|c| *c == u64::MAX)
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.iter().sum()
-    }
-
-    pub fn totals(&self) -> &Snapshot {
+    pub(crate) fn totals(&self) -> &Snapshot {
         &self.totals
     }
 
     /// Per worker, the first arrival it did not launch because the run stopped (known
     /// before any second that arrival is due in is handed out).
-    pub fn arrivals_stopped_from(&self) -> &[Option<u64>] {
+    pub(crate) fn arrivals_stopped_from(&self) -> &[Option<u64>] {
         &self.arrivals_stopped_from
     }
 }

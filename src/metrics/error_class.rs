@@ -130,7 +130,7 @@ impl ErrorClass {
 }
 
 /// Counts per error class.
-pub type ErrorCounts = [u64; ErrorClass::COUNT];
+pub(crate) type ErrorCounts = [u64; ErrorClass::COUNT];
 
 #[cfg(test)]
 mod tests {

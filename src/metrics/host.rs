@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// CPU time counters at one moment.
 #[derive(Debug, Clone, Copy)]
-pub struct CpuClock {
+pub(crate) struct CpuClock {
     host_busy: u64,
     host_total: u64,
     own: u64,
@@ -30,7 +30,7 @@ impl HostLoad {
 }
 
 impl CpuClock {
-    pub fn now() -> Option<CpuClock> {
+    pub(crate) fn now() -> Option<CpuClock> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let (host_busy, host_total) = host_ticks(&stat)?;
         let own = own_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
@@ -42,7 +42,7 @@ impl CpuClock {
     }
 
     /// The load from `self` to now.
-    pub fn load_since(self) -> Option<HostLoad> {
+    pub(crate) fn load_since(self) -> Option<HostLoad> {
         let now = CpuClock::now()?;
         let total = now.host_total.checked_sub(self.host_total)?;
         if total == 0 {

@@ -8,7 +8,7 @@
 use hdrhistogram::Histogram;
 
 /// The confidence of every percentile interval in a comparison.
-pub const CONFIDENCE: f64 = 0.99;
+pub(crate) const CONFIDENCE: f64 = 0.99;
 
 /// Above this variance (n·q·(1−q)) the binomial is taken as normal; below it the exact
 /// distribution is summed from its lighter tail.
@@ -16,7 +16,7 @@ const NORMAL_ABOVE: f64 = 25.0;
 
 /// The 1-based ranks (l, u) bounding the q-quantile of `n` samples at `confidence`, or
 /// `None` when `n` is too small to bound it.
-pub fn rank_bounds(n: u64, q: f64, confidence: f64) -> Option<(u64, u64)> {
+pub(crate) fn rank_bounds(n: u64, q: f64, confidence: f64) -> Option<(u64, u64)> {
     if n == 0 || !(0.0..1.0).contains(&q) || q <= 0.0 {
         return None;
     }
@@ -135,7 +135,7 @@ fn normal_quantile(p: f64) -> f64 {
 /// A percentile with its interval, read from a histogram: `None` when the histogram has
 /// too few samples to bound it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Bounded {
+pub(crate) struct Bounded {
     pub value: f64,
     pub low: f64,
     pub high: f64,
@@ -145,7 +145,7 @@ pub struct Bounded {
 /// true quantile is at least, with that confidence; `None` with too few samples. What a
 /// claim "the quantile is above a limit" rests on, so that one or two stragglers among a
 /// few hundred samples do not make it.
-pub fn lower_bound(histogram: &Histogram<u64>, q: f64, confidence: f64) -> Option<u64> {
+pub(crate) fn lower_bound(histogram: &Histogram<u64>, q: f64, confidence: f64) -> Option<u64> {
     let n = histogram.len();
     if n == 0 || !(0.0..1.0).contains(&q) || q <= 0.0 {
         return None;
@@ -162,7 +162,7 @@ pub fn lower_bound(histogram: &Histogram<u64>, q: f64, confidence: f64) -> Optio
 }
 
 /// The q-quantile of `histogram` and its interval at `CONFIDENCE`.
-pub fn percentile(histogram: &Histogram<u64>, q: f64) -> Option<Bounded> {
+pub(crate) fn percentile(histogram: &Histogram<u64>, q: f64) -> Option<Bounded> {
     let n = histogram.len();
     let (lower, upper) = rank_bounds(n, q, CONFIDENCE)?;
     let at_rank = |rank: u64| histogram.value_at_quantile(rank as f64 / n as f64) as f64;

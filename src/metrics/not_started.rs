@@ -6,7 +6,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum NotStarted {
+pub(crate) enum NotStarted {
     /// A `unique` feeder had no row left (`on_exhausted = "fail"`, the default): load the
     /// plan asked for and the run did not deliver.
     FeederExhausted,
@@ -19,18 +19,18 @@ pub enum NotStarted {
 }
 
 impl NotStarted {
-    pub const COUNT: usize = 3;
-    pub const ALL: [NotStarted; Self::COUNT] = [
+    pub(crate) const COUNT: usize = 3;
+    pub(crate) const ALL: [NotStarted; Self::COUNT] = [
         NotStarted::FeederExhausted,
         NotStarted::JourneyStopped,
         NotStarted::Stopped,
     ];
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             NotStarted::FeederExhausted => "feeder_exhausted",
             NotStarted::JourneyStopped => "journey_stopped",
@@ -39,7 +39,7 @@ impl NotStarted {
     }
 
     /// The series.csv column of this reason.
-    pub fn column(self) -> &'static str {
+    pub(crate) fn column(self) -> &'static str {
         match self {
             NotStarted::FeederExhausted => "not_started_feeder_exhausted",
             NotStarted::JourneyStopped => "not_started_journey_stopped",
@@ -49,7 +49,7 @@ impl NotStarted {
 
     /// Whether iterations not started this way are load the run failed to deliver (and so
     /// count toward `load_not_delivered`), rather than load the plan itself gave up.
-    pub fn is_shortfall(self) -> bool {
+    pub(crate) fn is_shortfall(self) -> bool {
         match self {
             NotStarted::FeederExhausted => true,
             NotStarted::JourneyStopped | NotStarted::Stopped => false,
@@ -58,7 +58,7 @@ impl NotStarted {
 }
 
 /// Counts per reason.
-pub type NotStartedCounts = [u64; NotStarted::COUNT];
+pub(crate) type NotStartedCounts = [u64; NotStarted::COUNT];
 
 #[cfg(test)]
 mod tests {

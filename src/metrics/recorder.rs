@@ -30,7 +30,7 @@ use crate::metrics::ack::Ack;
 
 /// One worker's interval: everything it recorded for run second `second`.
 #[derive(Debug)]
-pub struct WorkerReport {
+pub(crate) struct WorkerReport {
     pub worker: usize,
     pub second: u64,
     /// The worker has nothing more to say about any second before this one.
@@ -54,7 +54,7 @@ struct OpenSecond {
     pending: u32,
 }
 
-pub struct Recorder {
+pub(crate) struct Recorder {
     worker: usize,
     start: Instant,
     /// Every second before this one has been handed over; `open[i]` is second `base + i`.
@@ -79,7 +79,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(
+    pub(crate) fn new(
         worker: usize,
         start: Instant,
         steps: usize,
@@ -104,21 +104,21 @@ impl Recorder {
     }
 
     /// The scenario's secret values, redacted from every failure sample.
-    pub fn with_secrets(mut self, secrets: std::sync::Arc<[String]>) -> Recorder {
+    pub(crate) fn with_secrets(mut self, secrets: std::sync::Arc<[String]>) -> Recorder {
         self.secrets = secrets;
         self
     }
 
     /// Whether a failure of `class` at `step` could still add a sample (fewer than
     /// `MAX_SAMPLES` distinct ones kept): when not, no detail need be built.
-    pub fn wants_sample(&self, step: usize, class: ErrorClass) -> bool {
+    pub(crate) fn wants_sample(&self, step: usize, class: ErrorClass) -> bool {
         self.sampled[step].has_room_for_class(class)
     }
 
     /// A failed request as it looked (`detail`: the body's start, the error's text, a
     /// check's expected and found), kept when it is unlike the step's samples of its class
     /// so far, and handed over with the second it was meant to start in.
-    pub fn failure_sample(
+    pub(crate) fn failure_sample(
         &mut self,
         step: usize,
         second: u64,
@@ -146,12 +146,12 @@ impl Recorder {
     }
 
     /// Where the arrival clock publishes its next due instant.
-    pub fn next_due(&self) -> Rc<Cell<Option<Instant>>> {
+    pub(crate) fn next_due(&self) -> Rc<Cell<Option<Instant>>> {
         self.next_due.clone()
     }
 
     /// The run second an instant falls in (instants before the start fall in second 0).
-    pub fn second_of(&self, at: Instant) -> u64 {
+    pub(crate) fn second_of(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.start).as_secs()
     }
 
@@ -171,14 +171,14 @@ impl Recorder {
 
     /// Marks a request (or an arrival about to send one) meant to start at `intended` as
     /// pending: its second stays open until `release`. Returns the second.
-    pub fn pend(&mut self, intended: Instant) -> u64 {
+    pub(crate) fn pend(&mut self, intended: Instant) -> u64 {
         let second = self.second_of(intended).max(self.base);
         self.slot(second).pending += 1;
         second
     }
 
     /// The pending request of `second` has been recorded (or abandoned).
-    pub fn release(&mut self, second: u64) {
+    pub(crate) fn release(&mut self, second: u64) {
         if second >= self.base {
             let slot = self.slot(second);
             slot.pending = slot.pending.saturating_sub(1);
@@ -187,7 +187,7 @@ impl Recorder {
 
     /// A request's outcome, charged to the second it was meant to start in (`second`, from
     /// `pend`); its completion is counted in the second it completed in.
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         step: usize,
         second: u64,
@@ -208,7 +208,7 @@ impl Recorder {
     /// A redirect a step followed: a request the server answered (3xx), counted with
     /// outcome `redirect` in the second the step was meant to start in, with no latency of
     /// its own (the step's latency runs to its final response).
-    pub fn redirect(&mut self, step: usize, second: u64, completed_at: Instant) {
+    pub(crate) fn redirect(&mut self, step: usize, second: u64, completed_at: Instant) {
         let snapshot = &mut self.slot(second).snapshot;
         snapshot.overall.redirected();
         snapshot.steps[step].redirected();
@@ -219,7 +219,7 @@ impl Recorder {
     }
 
     /// A request cut off in flight at the hard stop, in the second it was meant to start in.
-    pub fn abandoned(&mut self, step: usize, second: u64) {
+    pub(crate) fn abandoned(&mut self, step: usize, second: u64) {
         let snapshot = &mut self.slot(second).snapshot;
         snapshot.overall.abandoned += 1;
         snapshot.steps[step].abandoned += 1;
@@ -227,7 +227,7 @@ impl Recorder {
 
     /// A request the server provably did not process, sent once more (in the second the
     /// step was meant to start in).
-    pub fn retried_unprocessed(&mut self, step: usize, second: u64) {
+    pub(crate) fn retried_unprocessed(&mut self, step: usize, second: u64) {
         let snapshot = &mut self.slot(second).snapshot;
         snapshot.overall.retried_unprocessed += 1;
         snapshot.steps[step].retried_unprocessed += 1;
@@ -235,7 +235,7 @@ impl Recorder {
 
     /// A write the platform acknowledged (a step with `record` passed): `body` is the
     /// rendered record, stamped here with when it came.
-    pub fn ack(&mut self, kind: usize, step: usize, at: Instant, body: Vec<u8>) {
+    pub(crate) fn ack(&mut self, kind: usize, step: usize, at: Instant, body: Vec<u8>) {
         self.acks.push(Ack {
             kind: kind as u16,
             step: step as u32,
@@ -246,7 +246,7 @@ impl Recorder {
 
     /// Counts which of a step's checks failed a request (its outcome, `check_failed`, is
     /// recorded by `request`), in the second it was meant to start in.
-    pub fn check_failed(&mut self, step: usize, second: u64, check: u16) {
+    pub(crate) fn check_failed(&mut self, step: usize, second: u64, check: u16) {
         *self.slot(second).snapshot.steps[step]
             .checks_failed
             .entry(check)
@@ -255,30 +255,30 @@ impl Recorder {
 
     /// Counts a response by the instance that served it, in the second it was meant to
     /// start in.
-    pub fn served_by(&mut self, second: u64, instance: &str) {
+    pub(crate) fn served_by(&mut self, second: u64, instance: &str) {
         count_instance(&mut self.slot(second).snapshot.instances, instance, 1);
     }
 
     /// A closed-model user began an iteration of `journey` (the closed model's `planned`):
     /// it goes on to start, or not, in the same second.
-    pub fn iteration_begun(&mut self, journey: usize, second: u64) {
+    pub(crate) fn iteration_begun(&mut self, journey: usize, second: u64) {
         self.slot(second).snapshot.journeys[journey].begun += 1;
     }
 
     /// An iteration got its data and goes on to its first step, in the second it was meant
     /// to start in.
-    pub fn journey_started(&mut self, journey: usize, second: u64) {
+    pub(crate) fn journey_started(&mut self, journey: usize, second: u64) {
         self.slot(second).snapshot.journeys[journey].started += 1;
     }
 
     /// A planned iteration that will not start, in the second it was meant to start in.
-    pub fn journey_not_started(&mut self, journey: usize, second: u64, why: NotStarted) {
+    pub(crate) fn journey_not_started(&mut self, journey: usize, second: u64, why: NotStarted) {
         self.slot(second).snapshot.journeys[journey].not_started[why.index()] += 1;
     }
 
     /// An iteration found `feeder` past its last row: it did not start (`wrapped`
     /// false), or took a row again from the first (true).
-    pub fn feeder_ran_out(&mut self, feeder: usize, second: u64, wrapped: bool) {
+    pub(crate) fn feeder_ran_out(&mut self, feeder: usize, second: u64, wrapped: bool) {
         let counts = self
             .slot(second)
             .snapshot
@@ -293,7 +293,7 @@ impl Recorder {
     }
 
     /// A started iteration ended (completed, or failed at a step), in the second it ended.
-    pub fn journey_finished(
+    pub(crate) fn journey_finished(
         &mut self,
         journey: usize,
         duration: Duration,
@@ -306,30 +306,30 @@ impl Recorder {
     }
 
     /// A started iteration cut off at the hard stop, in the second it was cut off.
-    pub fn journey_interrupted(&mut self, journey: usize, duration: Duration, at: Instant) {
+    pub(crate) fn journey_interrupted(&mut self, journey: usize, duration: Duration, at: Instant) {
         let second = self.second_of(at);
         self.slot(second).snapshot.journeys[journey].interrupt(duration);
     }
 
     /// Open model: this worker launches nothing from its arrival `from` on (the run
     /// stopped). Call before the second that arrival is due in can be handed over.
-    pub fn arrivals_stopped(&mut self, from: u64) {
+    pub(crate) fn arrivals_stopped(&mut self, from: u64) {
         self.arrivals_stopped_from.get_or_insert(from);
     }
 
     /// An arrival came due and was launched (its second is held open by `pend`).
-    pub fn arrival_scheduled(&mut self, second: u64) {
+    pub(crate) fn arrival_scheduled(&mut self, second: u64) {
         self.slot(second).snapshot.generator.scheduled();
     }
 
     /// How late a launched arrival began its first request, in its intended second.
-    pub fn arrival_began(&mut self, second: u64, lag: Duration) {
+    pub(crate) fn arrival_began(&mut self, second: u64, lag: Duration) {
         self.slot(second).snapshot.generator.began(lag);
     }
 
     /// An arrival the generator could not send (the in-flight cap): a failed attempt of the
     /// journey and first step its seeded choice picked, at its intended start.
-    pub fn arrival_dropped(&mut self, due: Instant, journey: usize, first_step: usize) {
+    pub(crate) fn arrival_dropped(&mut self, due: Instant, journey: usize, first_step: usize) {
         let second = self.second_of(due);
         let snapshot = &mut self.slot(second).snapshot;
         snapshot.generator.dropped();
@@ -340,7 +340,7 @@ impl Recorder {
 
     /// Hands over every second that is final at `now`. Called by each sample and by the
     /// worker's once-a-second tick, so idle seconds are reported too.
-    pub fn roll(&mut self, now: Instant) {
+    pub(crate) fn roll(&mut self, now: Instant) {
         let mut horizon = self.second_of(now);
         if let Some(due) = self.next_due.get() {
             horizon = horizon.min(self.second_of(due));
@@ -365,7 +365,7 @@ impl Recorder {
 
     /// Sends every open second and marks this worker finished (the end of its run: nothing
     /// is in flight any more, or what was has been abandoned).
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         while let Some(open) = self.open.pop_front() {
             if self.open.is_empty() {
                 return self.send(open.snapshot, u64::MAX, true);

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::error_class::ErrorClass;
 
 /// Distinct samples kept per step and class.
-pub const MAX_SAMPLES: usize = 5;
+pub(crate) const MAX_SAMPLES: usize = 5;
 /// What makes two samples the same: their status and this many bytes of their detail.
-pub const KEY_BYTES: usize = 80;
+pub(crate) const KEY_BYTES: usize = 80;
 /// The longest detail kept, in bytes (cut at a character boundary, "…" when cut).
-pub const EXCERPT_BYTES: usize = 256;
+pub(crate) const EXCERPT_BYTES: usize = 256;
 
 /// One failed request, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +105,7 @@ fn key(detail: &str) -> &[u8] {
 }
 
 /// At most `EXCERPT_BYTES` of `text`, cut at a character boundary, "…" when cut.
-pub fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let start = prefix(text, EXCERPT_BYTES);
     if start.len() == text.len() {
         text.to_string()
@@ -115,7 +115,7 @@ pub fn excerpt(text: &str) -> String {
 }
 
 /// The longest start of `text` of at most `bytes` bytes ending at a character boundary.
-pub fn prefix(text: &str, bytes: usize) -> &str {
+pub(crate) fn prefix(text: &str, bytes: usize) -> &str {
     let mut end = bytes.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -124,7 +124,7 @@ pub fn prefix(text: &str, bytes: usize) -> &str {
 }
 
 /// `text` with every secret value replaced by `[redacted]`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
+pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
     for secret in secrets {
         if out.contains(secret.as_str()) {

@@ -16,14 +16,14 @@ use super::error_class::{ErrorClass, ErrorCounts};
 use super::not_started::NotStartedCounts;
 
 /// Lowest discernible value: 1 µs.
-pub const HISTOGRAM_LOWEST_US: u64 = 1;
+pub(crate) const HISTOGRAM_LOWEST_US: u64 = 1;
 /// Highest trackable value: 1 h in microseconds.
-pub const HISTOGRAM_HIGHEST_US: u64 = 3_600_000_000;
+pub(crate) const HISTOGRAM_HIGHEST_US: u64 = 3_600_000_000;
 /// Significant decimal digits of every value.
-pub const HISTOGRAM_SIGFIG: u8 = 3;
+pub(crate) const HISTOGRAM_SIGFIG: u8 = 3;
 
 /// A histogram of the run's one configuration.
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     let mut histogram = Histogram::new_with_bounds(HISTOGRAM_LOWEST_US, 2, HISTOGRAM_SIGFIG)
         .expect("the run's histogram configuration is valid");
     histogram.auto(true);
@@ -32,7 +32,7 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// Whether a histogram read back (from an interval log, a baseline, another process) has
 /// the run's configuration; anything else cannot be merged exactly and is refused.
-pub fn check_config(histogram: &Histogram<u64>) -> Result<(), String> {
+pub(crate) fn check_config(histogram: &Histogram<u64>) -> Result<(), String> {
     let ok = histogram.low() == HISTOGRAM_LOWEST_US
         && histogram.sigfig() == HISTOGRAM_SIGFIG
         // max() reports the top of its bucket: compare with the ceiling's bucket.
@@ -51,7 +51,7 @@ pub fn check_config(histogram: &Histogram<u64>) -> Result<(), String> {
     }
 }
 
-pub fn micros(duration: Duration) -> u64 {
+pub(crate) fn micros(duration: Duration) -> u64 {
     (duration.as_micros() as u64).max(1)
 }
 
@@ -418,13 +418,13 @@ mod tests {
 /// Distinct serving instances a count keeps; past them, responses count as `OTHER_INSTANCE`.
 /// A target that echoes something unbounded in its instance header (a request id) must not
 /// grow the harness's memory, or series.csv, without bound.
-pub const MAX_INSTANCES: usize = 64;
+pub(crate) const MAX_INSTANCES: usize = 64;
 
 /// Where responses from instances past the first `MAX_INSTANCES` are counted.
-pub const OTHER_INSTANCE: &str = "(other)";
+pub(crate) const OTHER_INSTANCE: &str = "(other)";
 
 /// Adds `count` responses served by `instance`, keeping at most `MAX_INSTANCES` names.
-pub fn count_instance(
+pub(crate) fn count_instance(
     instances: &mut std::collections::BTreeMap<String, u64>,
     instance: &str,
     count: u64,

@@ -8,14 +8,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::metrics::{Percentiles, Second};
 
-pub enum Progress {
+pub(crate) enum Progress {
     Quiet,
     Plain { every: u64 },
     Live(ProgressBar),
 }
 
 impl Progress {
-    pub fn new(quiet: bool, planned: Duration) -> Progress {
+    pub(crate) fn new(quiet: bool, planned: Duration) -> Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
@@ -35,7 +35,7 @@ impl Progress {
         }
     }
 
-    pub fn second(&mut self, second: &Second, planned: Duration) {
+    pub(crate) fn second(&mut self, second: &Second, planned: Duration) {
         let s = &second.snapshot;
         let p = Percentiles::of(s.overall.latency.as_ref());
         let errors = s.overall.error_total();
@@ -74,7 +74,7 @@ impl Progress {
         }
     }
 
-    pub fn note(&self, message: &str) {
+    pub(crate) fn note(&self, message: &str) {
         match self {
             Progress::Quiet => {}
             Progress::Plain { .. } => crate::util::text::warn(&format!("{message}\n")),
@@ -83,14 +83,14 @@ impl Progress {
     }
 
     /// A warning: a note, and under `--quiet` still a line on stderr.
-    pub fn warn(&self, message: &str) {
+    pub(crate) fn warn(&self, message: &str) {
         match self {
             Progress::Quiet => crate::util::text::warn(&format!("warning: {message}\n")),
             _ => self.note(&format!("warning: {message}")),
         }
     }
 
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Progress::Live(bar) = self {
             bar.finish_and_clear();
         }

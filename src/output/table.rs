@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::metrics::Percentiles;
 use crate::record::summary::Summary;
 
-pub fn render(summary: &Summary) -> String {
+pub(crate) fn render(summary: &Summary) -> String {
     let mut out = String::new();
     let t = &summary.totals;
     headline(summary, &mut out);

@@ -12,7 +12,7 @@ use crate::record::writes::VerifySummary;
 use crate::verify::run::Status;
 
 /// ✓ passed, ✗ fails the run, – allowed (`no_data` / `not_run` the scenario accepts).
-pub fn mark(passed: bool, fails: bool) -> &'static str {
+pub(crate) fn mark(passed: bool, fails: bool) -> &'static str {
     match (passed, fails) {
         (true, _) => "✓",
         (false, true) => "✗",
@@ -20,7 +20,7 @@ pub fn mark(passed: bool, fails: bool) -> &'static str {
     }
 }
 
-pub fn render(summary: &Summary) -> String {
+pub(crate) fn render(summary: &Summary) -> String {
     let mut out = String::new();
     if !summary.slos.is_empty() {
         let _ = writeln!(out, "verdicts:");

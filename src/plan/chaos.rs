@@ -106,7 +106,7 @@ pub struct ChaosPlan {
 }
 
 /// `[chaos] backend_timeout` when the scenario does not say.
-pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ChaosPlan {
     fn default() -> Self {
@@ -425,7 +425,7 @@ impl FaultSpec {
 
 /// Whether `text` names a container by id: 12 or more hex digits (a prefix of the 64).
 /// Shorter strings are names only, so `a` can never match one container in sixteen.
-pub fn is_container_id(text: &str) -> bool {
+pub(crate) fn is_container_id(text: &str) -> bool {
     text.len() >= 12 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The RNG of iteration `number`: a pure function of the run's seed and the number, so the
 /// same seed replays the same journeys, generator values and think times.
-pub fn iteration_rng(seed: u64, number: u64) -> SmallRng {
+pub(crate) fn iteration_rng(seed: u64, number: u64) -> SmallRng {
     // SplitMix64 finalizer: neighbouring numbers get unrelated streams.
     let mut z = seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -17,7 +17,7 @@ pub fn iteration_rng(seed: u64, number: u64) -> SmallRng {
 }
 
 /// A generator's next value.
-pub fn generate(kind: &GeneratorKind, rng: &mut SmallRng) -> Value {
+pub(crate) fn generate(kind: &GeneratorKind, rng: &mut SmallRng) -> Value {
     match kind {
         GeneratorKind::Uuid => Value::String(
             uuid::Builder::from_random_bytes(rng.random())

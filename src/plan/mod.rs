@@ -1,13 +1,13 @@
 //! The validated, resolved scenario: pure data the engine runs and `loadgen plan` prints.
 //! Nothing here does I/O; every name a template used has become an index.
 
-pub mod chaos;
-pub mod data;
+pub(crate) mod chaos;
+pub(crate) mod data;
 mod load;
-pub mod schedule;
-pub mod slo;
-pub mod template;
-pub mod verify;
+pub(crate) mod schedule;
+pub(crate) mod slo;
+pub(crate) mod template;
+pub(crate) mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, Method};
 
-pub use data::{Feeder, FeederOrder, Generator, GeneratorKind, OnExhausted};
-pub use load::{LoadModel, LoadPlan, RateStage, VuStage};
+pub(crate) use data::{Feeder, FeederOrder, Generator, GeneratorKind, OnExhausted};
+pub(crate) use load::LoadPlan;
+pub use load::{LoadModel, RateStage, VuStage};
 
 use crate::util::glob::Glob;
 use crate::util::safety::AllowList;
@@ -235,7 +236,7 @@ fn is_host_name(host: &str) -> bool {
 
 /// `host[:port]` as `Host` and `:authority` carry it: an IPv6 host in brackets, the port
 /// left out when it is the scheme's default (443 with `tls`, else 80).
-pub fn authority(tls: bool, host: &str, port: u16) -> String {
+pub(crate) fn authority(tls: bool, host: &str, port: u16) -> String {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {

@@ -8,7 +8,7 @@ use crate::plan::{LoadModel, RateStage, VuStage};
 
 /// Why a load plan would start nothing at all — no arrival, no virtual user — or `None`.
 /// Such a plan is bad input: a run of it would send nothing and prove nothing.
-pub fn starts_nothing(model: &LoadModel) -> Option<String> {
+pub(crate) fn starts_nothing(model: &LoadModel) -> Option<String> {
     let end = model.total_duration();
     match model {
         LoadModel::Open { start_rate, stages } => {

@@ -10,9 +10,9 @@ use crate::plan::template::Template;
 use crate::plan::{ExtractSource, StatusMatcher};
 
 /// The documented default of `verify_rate`: check requests per second.
-pub const DEFAULT_RATE: f64 = 200.0;
+pub(crate) const DEFAULT_RATE: f64 = 200.0;
 /// Check requests in flight at once, at most.
-pub const CONCURRENCY: usize = 32;
+pub(crate) const CONCURRENCY: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct VerifyPlan {

@@ -13,18 +13,21 @@ use bollard::query_parameters::ListContainersOptions;
 use super::ProxyLink;
 
 /// The label Compose puts on every container of a project.
-pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+pub(crate) const PROJECT_LABEL: &str = "com.docker.compose.project";
 /// A proxy container's link name.
-pub const PROXY_LABEL: &str = "loadgen.proxy";
+pub(crate) const PROXY_LABEL: &str = "loadgen.proxy";
 /// A proxy container's control API port, inside the container.
-pub const CONTROL_LABEL: &str = "loadgen.proxy.control";
+pub(crate) const CONTROL_LABEL: &str = "loadgen.proxy.control";
 
 /// The label naming, inside its container, the PEM file of the platform's CA.
-pub const CA_LABEL: &str = "loadgen.ca";
+pub(crate) const CA_LABEL: &str = "loadgen.ca";
 
 /// The project's CA (PEM), read out of the running container labelled `loadgen.ca`;
 /// `None` when no container carries the label.
-pub async fn ca_pem(docker_host: Option<&str>, project: &str) -> Result<Option<String>, String> {
+pub(crate) async fn ca_pem(
+    docker_host: Option<&str>,
+    project: &str,
+) -> Result<Option<String>, String> {
     use bollard::exec::{CreateExecOptions, StartExecResults};
     use futures::StreamExt;
     let backend = crate::chaos::docker::DockerBackend::connect(docker_host)
@@ -101,12 +104,15 @@ async fn labelled(
 }
 
 /// The `label=…` filter that keeps a Docker listing to the project's containers.
-pub fn project_filter(project: &str) -> String {
+pub(crate) fn project_filter(project: &str) -> String {
     format!("{PROJECT_LABEL}={project}")
 }
 
 /// The project's running proxies, sorted by name.
-pub async fn proxies(docker_host: Option<&str>, project: &str) -> Result<Vec<ProxyLink>, String> {
+pub(crate) async fn proxies(
+    docker_host: Option<&str>,
+    project: &str,
+) -> Result<Vec<ProxyLink>, String> {
     let backend = crate::chaos::docker::DockerBackend::connect(docker_host)
         .await
         .map_err(|e| e.to_string())?;

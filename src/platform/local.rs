@@ -10,7 +10,7 @@ use super::ProxyLink;
 use crate::chaos::ports::{BackendName, Restart};
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct StackState {
+pub(crate) struct StackState {
     pub state_dir: PathBuf,
     #[serde(default)]
     pub stack_script: Option<PathBuf>,
@@ -35,7 +35,7 @@ pub struct StackState {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Instance {
+pub(crate) struct Instance {
     #[serde(default)]
     pub name: Option<String>,
     pub pid: i32,
@@ -44,7 +44,7 @@ pub struct Instance {
 }
 
 impl StackState {
-    pub fn load(path: &Path) -> Result<StackState, String> {
+    pub(crate) fn load(path: &Path) -> Result<StackState, String> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             format!(
                 "cannot read the stack state file {}: {e} (is the local stack up?)",
@@ -56,7 +56,7 @@ impl StackState {
     }
 
     /// Every named instance: the backends by their names, the services by theirs.
-    pub fn instances(&self) -> Vec<(String, i32)> {
+    pub(crate) fn instances(&self) -> Vec<(String, i32)> {
         let mut out: Vec<(String, i32)> = self
             .backends
             .iter()
@@ -84,7 +84,7 @@ impl StackState {
     }
 
     /// The PID and port the state file gives instance `name` now.
-    pub fn instance(&self, name: &str) -> Option<(i32, Option<u16>)> {
+    pub(crate) fn instance(&self, name: &str) -> Option<(i32, Option<u16>)> {
         let named = self
             .backends
             .iter()
@@ -112,7 +112,7 @@ impl StackState {
 
     /// The stack script that starts instances again: the one the state file names, else
     /// `docker/local/stack.sh` beside the state directory's parent (the repository).
-    pub fn script(&self) -> PathBuf {
+    pub(crate) fn script(&self) -> PathBuf {
         self.stack_script.clone().unwrap_or_else(|| {
             self.state_dir
                 .parent()
@@ -124,7 +124,7 @@ impl StackState {
 
 /// Where the state file is: the scenario's `[chaos] stack_state`, else `LOADGEN_STACK_STATE`,
 /// else `.stack/state.json` under the working directory.
-pub fn state_path(configured: Option<&Path>) -> PathBuf {
+pub(crate) fn state_path(configured: Option<&Path>) -> PathBuf {
     configured
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("LOADGEN_STACK_STATE").map(PathBuf::from))
@@ -133,7 +133,7 @@ pub fn state_path(configured: Option<&Path>) -> PathBuf {
 
 /// The CA of the local stack whose https URL is `target`, when that stack is up: the
 /// platform adapter hands its certificate's CA to a drill against it, so no flag is needed.
-pub fn ca_file_for(target: &str, configured: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn ca_file_for(target: &str, configured: Option<&Path>) -> Option<PathBuf> {
     let state = StackState::load(&state_path(configured)).ok()?;
     let served = state.base_url.as_deref()?.trim_end_matches('/');
     (served == target.trim_end_matches('/'))
@@ -143,7 +143,7 @@ pub fn ca_file_for(target: &str, configured: Option<&Path>) -> Option<PathBuf> {
 
 /// How the stack starts instance `name` again, if it can: only its backends (`backend-N`,
 /// the instances `stack.sh start-backend` starts).
-pub fn restart_for(stack: &StackState, name: &str) -> Option<Restart> {
+pub(crate) fn restart_for(stack: &StackState, name: &str) -> Option<Restart> {
     stack.instance(name)?;
     let instance = BackendName::try_from(name.to_string()).ok()?;
     Some(Restart::Stack {
@@ -156,7 +156,7 @@ pub fn restart_for(stack: &StackState, name: &str) -> Option<Restart> {
 /// `bash SCRIPT start-backend INSTANCE --state-dir STATE_DIR`. The stack script starts only
 /// what is down, so running it again (at the run's end, then on every `loadgen recover`)
 /// never restarts a running instance.
-pub async fn start_backend(
+pub(crate) async fn start_backend(
     script: &Path,
     state_dir: &Path,
     instance: &BackendName,

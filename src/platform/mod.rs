@@ -10,8 +10,8 @@
 //!   control API (container port `loadgen.proxy.control`) is published on loopback.
 //! - `kubernetes`: pods and deployments, found by the Kubernetes backend itself.
 
-pub mod compose;
-pub mod local;
+pub(crate) mod compose;
+pub(crate) mod local;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::chaos::ports::{self, Platform, PortFuture};
 use crate::plan::chaos::{ChaosPlan, PlatformKind};
 
 /// The plan's platform, as the chaos core's ports.
-pub fn for_plan(plan: &ChaosPlan) -> Arc<dyn Platform> {
+pub(crate) fn for_plan(plan: &ChaosPlan) -> Arc<dyn Platform> {
     Arc::new(Adapter { plan: plan.clone() })
 }
 
@@ -99,7 +99,7 @@ fn proxy_source(plan: &ChaosPlan) -> ProxySource {
 
 /// The Docker label every container target must carry on the plan's platform (a
 /// Compose project's own), if any: container selectors never reach outside it.
-pub fn container_scope(plan: &ChaosPlan) -> Option<String> {
+pub(crate) fn container_scope(plan: &ChaosPlan) -> Option<String> {
     match plan.platform {
         PlatformKind::Compose => plan.compose_project.as_deref().map(compose::project_filter),
         PlatformKind::Local | PlatformKind::Kubernetes => None,

@@ -17,7 +17,7 @@ use crate::metrics::{ErrorClass, NotStarted, NotStartedCounts};
 
 /// One scope's counts in one second (of intended start).
 #[derive(Debug, Clone, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Requests sent.
     pub requests: u64,
     pub errors: u64,
@@ -43,7 +43,7 @@ pub struct Counts {
 
 /// One row's iterations meant to start in its second (and interrupted in it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IterationCounts {
+pub(crate) struct IterationCounts {
     pub planned: u64,
     pub started: u64,
     pub not_started: NotStartedCounts,
@@ -51,7 +51,7 @@ pub struct IterationCounts {
 }
 
 impl IterationCounts {
-    pub fn add(&mut self, other: &IterationCounts) {
+    pub(crate) fn add(&mut self, other: &IterationCounts) {
         self.planned += other.planned;
         self.started += other.started;
         for (a, b) in self.not_started.iter_mut().zip(other.not_started.iter()) {
@@ -61,7 +61,7 @@ impl IterationCounts {
     }
 
     /// What does not add up in `planned = started + dropped + not_started`, if anything.
-    pub fn imbalance(&self, dropped: u64) -> Option<String> {
+    pub(crate) fn imbalance(&self, dropped: u64) -> Option<String> {
         let not_started: u64 = self.not_started.iter().sum();
         (self.planned != self.started + dropped + not_started).then(|| {
             format!(
@@ -73,7 +73,7 @@ impl IterationCounts {
 }
 
 impl Counts {
-    pub fn add(&mut self, other: &Counts) {
+    pub(crate) fn add(&mut self, other: &Counts) {
         self.requests += other.requests;
         self.errors += other.errors;
         self.dropped += other.dropped;
@@ -89,7 +89,7 @@ impl Counts {
 
 /// Streams every row of `series.csv` to `visit` as (second, scope tag, counts), in file
 /// order (seconds ascending). A row whose numbers do not parse is an error naming its line.
-pub fn for_each_row(
+pub(crate) fn for_each_row(
     run_dir: &Path,
     mut visit: impl FnMut(u64, &str, &Counts),
 ) -> Result<(), String> {
@@ -266,7 +266,7 @@ fn ends_with_newline(path: &Path) -> Result<bool, String> {
 
 /// The last second `series.csv` has a row for, read from the file's tail (rows are written
 /// in second order), so analysis can lay out its windows before its one pass.
-pub fn last_second(run_dir: &Path) -> Result<Option<u64>, String> {
+pub(crate) fn last_second(run_dir: &Path) -> Result<Option<u64>, String> {
     use std::io::{Read, Seek, SeekFrom};
     let path = run_dir.join("series.csv");
     let mut file =
@@ -303,7 +303,7 @@ pub fn last_second(run_dir: &Path) -> Result<Option<u64>, String> {
 /// of seconds is at most `MAX_POINTS` points: each point covers `width` seconds, with
 /// counts as the bucket's mean per second and latencies as its worst second.
 #[derive(Debug, Clone, Default)]
-pub struct ChartSeries {
+pub(crate) struct ChartSeries {
     /// Seconds per point.
     pub width: u64,
     run_seconds: u64,
@@ -312,7 +312,7 @@ pub struct ChartSeries {
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ChartPoint {
+pub(crate) struct ChartPoint {
     /// The bucket's first second.
     pub second: u64,
     pub requests: f64,
@@ -342,16 +342,16 @@ pub struct ChartPoint {
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct StepPoint {
+pub(crate) struct StepPoint {
     pub requests: f64,
     pub p50_us: u64,
     pub p99_us: u64,
 }
 
 impl ChartSeries {
-    pub const MAX_POINTS: u64 = 1200;
+    pub(crate) const MAX_POINTS: u64 = 1200;
 
-    pub fn new(run_seconds: u64) -> ChartSeries {
+    pub(crate) fn new(run_seconds: u64) -> ChartSeries {
         ChartSeries {
             width: run_seconds.div_ceil(Self::MAX_POINTS).max(1),
             run_seconds,
@@ -361,7 +361,7 @@ impl ChartSeries {
 
     /// The points, counts now per second: a bucket's sums over the seconds it spans (the
     /// last may be short; a second without a row counts as zero).
-    pub fn finish(mut self) -> Vec<ChartPoint> {
+    pub(crate) fn finish(mut self) -> Vec<ChartPoint> {
         for point in &mut self.points {
             let end = (point.second + self.width).min(self.run_seconds.max(point.second + 1));
             let seconds = (end - point.second) as f64;
@@ -394,7 +394,7 @@ impl ChartSeries {
     }
 
     /// One second of the "all" scope.
-    pub fn add(&mut self, second: u64, counts: &Counts) {
+    pub(crate) fn add(&mut self, second: u64, counts: &Counts) {
         let point = self.point(second);
         point.requests += counts.requests as f64;
         point.errors += counts.errors as f64;
@@ -414,7 +414,7 @@ impl ChartSeries {
     }
 
     /// One second of a `step:N` scope.
-    pub fn add_step(&mut self, second: u64, index: usize, counts: &Counts) {
+    pub(crate) fn add_step(&mut self, second: u64, index: usize, counts: &Counts) {
         let step = self.point(second).steps.entry(index).or_default();
         step.requests += counts.requests as f64;
         step.p50_us = step.p50_us.max(counts.p50_us);
@@ -422,7 +422,7 @@ impl ChartSeries {
     }
 
     /// One second of an `instance:NAME` scope: the responses that instance served.
-    pub fn add_instance(&mut self, second: u64, instance: &str, served: u64) {
+    pub(crate) fn add_instance(&mut self, second: u64, instance: &str, served: u64) {
         *self
             .point(second)
             .instances
@@ -433,12 +433,12 @@ impl ChartSeries {
 
 impl Counts {
     /// Attempts: requests sent plus arrivals dropped.
-    pub fn attempts(&self) -> u64 {
+    pub(crate) fn attempts(&self) -> u64 {
         self.requests + self.dropped
     }
 
     /// Failed attempts: failed requests plus arrivals dropped.
-    pub fn failed(&self) -> u64 {
+    pub(crate) fn failed(&self) -> u64 {
         self.errors + self.dropped
     }
 }
@@ -446,7 +446,7 @@ impl Counts {
 /// Streams every (second, tag, histogram) of the interval log to `visit`, a line at a
 /// time. A line that does not decode, or a histogram of another configuration than the
 /// run's (`metrics::stats::check_config`), is an error naming the line.
-pub fn for_each_interval(
+pub(crate) fn for_each_interval(
     run_dir: &Path,
     visit: impl FnMut(u64, &str, &Histogram<u64>),
 ) -> Result<(), String> {
@@ -455,7 +455,7 @@ pub fn for_each_interval(
 
 /// Every (start second, tag, histogram) of an interval-log file (`intervals.hlog`, or the
 /// whole-run `totals.hlog`), checked as `for_each_interval` checks them.
-pub fn for_each_histogram(
+pub(crate) fn for_each_histogram(
     path: &Path,
     mut visit: impl FnMut(u64, &str, &Histogram<u64>),
 ) -> Result<(), String> {

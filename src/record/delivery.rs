@@ -12,7 +12,7 @@ use crate::metrics::{NotStarted, NotStartedCounts};
 
 /// The share of the iterations meant to start that may go undelivered before no verdict
 /// resting on that load can be trusted.
-pub const MAX_SHORTFALL_SHARE: f64 = 0.01;
+pub(crate) const MAX_SHORTFALL_SHARE: f64 = 0.01;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {

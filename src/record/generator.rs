@@ -11,18 +11,18 @@ use crate::metrics::{Percentiles, interval};
 /// Arrival lateness p99 above which the generator is named as the bottleneck: latency is
 /// measured from the intended send time, so lateness inflates it. The limit is this or a
 /// tenth of the measured p50, whichever is larger.
-pub const SATURATION_LAG_P99_MIN_US: u64 = 1_000;
+pub(crate) const SATURATION_LAG_P99_MIN_US: u64 = 1_000;
 
 /// Fewer launched arrivals than this and a lateness p99 is one or two arrivals, not a
 /// pattern: the evidence rule's count for a p99 (⌈1/(1−0.99)⌉), so no warning is drawn
 /// from it.
-pub const LATENESS_MIN_SAMPLES: u64 = 100;
+pub(crate) const LATENESS_MIN_SAMPLES: u64 = 100;
 
 /// The confidence with which the lateness p99 must be above the limit: the generator is
 /// named the bottleneck on the p99's one-sided lower bound, not its point value, so a few
 /// stragglers among a few hundred arrivals (a scheduler hiccup on a shared machine) do not
 /// make a run's latency invalid. With 400 arrivals that is about the 10th latest, not the 4th.
-pub const LATENESS_CONFIDENCE: f64 = 0.99;
+pub(super) const LATENESS_CONFIDENCE: f64 = 0.99;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GeneratorSummary {
@@ -48,14 +48,14 @@ pub struct GeneratorSummary {
 
 /// The lateness p99 above which the generator is named the bottleneck, for a run whose
 /// successful responses took `latency_p50_us` at the median.
-pub fn saturation_limit_us(latency_p50_us: u64) -> u64 {
+pub(crate) fn saturation_limit_us(latency_p50_us: u64) -> u64 {
     SATURATION_LAG_P99_MIN_US.max(latency_p50_us / 10)
 }
 
 /// Whether enough arrivals (`samples` of them) left late enough to name the generator the
 /// bottleneck: the one rule, for a run's summary and for judging a baseline.
 /// `lateness_p99_us` is the p99's lower bound (summaries before schema 9: the p99 itself).
-pub fn arrivals_late(samples: u64, lateness_p99_us: u64, latency_p50_us: u64) -> bool {
+pub(crate) fn arrivals_late(samples: u64, lateness_p99_us: u64, latency_p50_us: u64) -> bool {
     samples >= LATENESS_MIN_SAMPLES && lateness_p99_us > saturation_limit_us(latency_p50_us)
 }
 

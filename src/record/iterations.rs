@@ -207,7 +207,7 @@ pub(super) fn check_accounting(
 }
 
 /// "1 row", "4 rows".
-pub fn rows(n: u64) -> String {
+pub(crate) fn rows(n: u64) -> String {
     if n == 1 {
         "1 row".into()
     } else {
@@ -215,7 +215,7 @@ pub fn rows(n: u64) -> String {
     }
 }
 
-pub fn by_reason(counts: &NotStartedCounts) -> BTreeMap<String, u64> {
+pub(crate) fn by_reason(counts: &NotStartedCounts) -> BTreeMap<String, u64> {
     NotStarted::ALL
         .iter()
         .filter(|r| counts[r.index()] > 0)

@@ -2,20 +2,20 @@
 //! `series.csv` and its tags, the raw histograms and how they are read back, the iteration
 //! log and the plan as run. Everything a later `loadgen report` or `compare` reads.
 
-pub mod data;
-pub mod delivery;
+pub(crate) mod data;
+pub(crate) mod delivery;
 mod generator;
-pub mod iterations;
-pub mod run_plan;
-pub mod series;
-pub mod summary;
-pub mod verdicts;
-pub mod writes;
+pub(crate) mod iterations;
+pub(crate) mod run_plan;
+pub(crate) mod series;
+pub(crate) mod summary;
+pub(crate) mod verdicts;
+pub(crate) mod writes;
 
 use std::path::{Path, PathBuf};
 
 /// Creates `<out>/<timestamp>-<scenario>/`, adding a suffix if that name is taken.
-pub fn create_run_dir(
+pub(crate) fn create_run_dir(
     out: &Path,
     scenario: &str,
     started: jiff::Timestamp,

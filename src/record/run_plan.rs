@@ -15,7 +15,7 @@ use crate::plan::slo::SloSpec;
 use crate::plan::verify::VerifySpecs;
 use crate::plan::{Feeder, FeederOrder, JourneyPlan, LoadModel};
 
-pub const PLAN_FILE: &str = "plan.json";
+pub(crate) const PLAN_FILE: &str = "plan.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {

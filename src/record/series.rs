@@ -65,7 +65,7 @@ pub struct PlannedTotals {
 }
 
 /// Interval-log tag of a scope's failed requests (`failed:all`, `failed:step:N`).
-pub fn failed_tag(scope: &str) -> String {
+pub(crate) fn failed_tag(scope: &str) -> String {
     format!("failed:{scope}")
 }
 

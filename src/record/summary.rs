@@ -7,11 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::generator::generator_summary;
-pub use super::generator::{
-    GeneratorSummary, LATENESS_MIN_SAMPLES, SATURATION_LAG_P99_MIN_US, arrivals_late,
-    saturation_limit_us,
-};
-pub use super::iterations::{Accounting, FeederSummary, Iterations, by_reason, rows};
+pub(crate) use super::generator::{GeneratorSummary, arrivals_late};
+pub use super::iterations::Iterations;
+pub(crate) use super::iterations::{Accounting, FeederSummary, by_reason, rows};
 use super::iterations::{
     JourneyAccount, check_accounting, feeder_summaries, journey_accounts, total_iterations,
 };
@@ -41,7 +39,7 @@ use crate::record::series::PlannedTotals;
 /// https target's certificate was verified (`tls_verified`). 8: failure samples, the
 /// host's CPU (`generator.host_cpu`). 9: the lateness p99's lower bound
 /// (`generator.lag_p99_low_us`), on which the bottleneck rule now judges.
-pub const SCHEMA_VERSION: u32 = 9;
+pub(crate) const SCHEMA_VERSION: u32 = 9;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -495,7 +493,7 @@ fn step_summary(name: String, index: usize, stats: &RequestStats) -> StepSummary
     }
 }
 
-pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
+pub(crate) fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
     ErrorClass::ALL
         .iter()
         .filter(|c| counts[c.index()] > 0)
@@ -504,7 +502,7 @@ pub fn by_class(counts: &ErrorCounts) -> BTreeMap<String, u64> {
 }
 
 /// `part` of `whole` (0 when there is no whole).
-pub fn rate(part: u64, whole: u64) -> f64 {
+pub(crate) fn rate(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {

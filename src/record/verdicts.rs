@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::slo::SloSpec;
+use crate::plan::slo::{Scope, SloSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,7 +74,7 @@ impl Evidence {
 pub struct SloVerdict {
     pub name: String,
     pub objective: String,
-    pub scope: String,
+    pub scope: Scope,
     /// The window instance: "run", "steady", "during kill #1", "recovery from kill #1"…
     pub window: String,
     pub status: VerdictStatus,

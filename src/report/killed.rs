@@ -22,7 +22,7 @@ use crate::record::series::PlannedTotals;
 use crate::record::summary::{self, EndReason, RunFacts, Summary};
 
 /// The summary of a killed run, unjudged, rebuilt from its files.
-pub fn rebuild(run_dir: &Path) -> Result<Summary, String> {
+pub(crate) fn rebuild(run_dir: &Path) -> Result<Summary, String> {
     let plan = RunPlan::read(run_dir)?;
     let (totals, seconds) = replay(run_dir, &plan)?;
     let open = plan.load.model == "open";

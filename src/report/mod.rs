@@ -2,8 +2,8 @@
 //! summary.json's verdicts and the run's saved data. Judges nothing (`judge/` does). Used at
 //! the end of `loadgen run` and, unchanged, by `loadgen report RUN_DIR`.
 
-pub mod killed;
-pub mod not_started;
+pub(crate) mod killed;
+pub(crate) mod not_started;
 
 use std::path::Path;
 
@@ -26,7 +26,7 @@ const JUNIT_TEMPLATE: &str = include_str!("junit.xml.j2");
 
 /// Writes the judged record's renderings: junit.xml and report.html (with the baseline
 /// comparison, when the run directory holds one). Judges nothing: `judge::judge` has.
-pub fn render(run_dir: &Path, summary: &Summary, judged: &Judged) -> Result<(), String> {
+pub(crate) fn render(run_dir: &Path, summary: &Summary, judged: &Judged) -> Result<(), String> {
     // A baseline comparison in the run directory is part of the judged record.
     let comparison = crate::compare::read_comparison(run_dir);
     let junit = render_junit(summary, comparison.as_ref())?;
@@ -229,7 +229,7 @@ fn closest_objective(summary: &Summary) -> Option<(String, String, String, Strin
 /// A margin in words, never a signed number a reader must decode: `margin` is relative to
 /// the threshold, positive inside the objective (below an upper limit, above a floor),
 /// negative past it.
-pub fn margin_text(op: &str, margin: f64) -> String {
+pub(crate) fn margin_text(op: &str, margin: f64) -> String {
     let upper = op.starts_with('<');
     let percent = format!("{:.1} %", margin.abs() * 100.0);
     match (margin >= 0.0, upper) {

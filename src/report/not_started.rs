@@ -38,7 +38,12 @@ const HTML: &str = r#"<!DOCTYPE html>
 "#;
 
 /// Writes the record of a run that could not start under `out`; its directory.
-pub fn write(out: &Path, scenario: &str, redacted_source: &str, reason: &str) -> Option<PathBuf> {
+pub(crate) fn write(
+    out: &Path,
+    scenario: &str,
+    redacted_source: &str,
+    reason: &str,
+) -> Option<PathBuf> {
     let at = jiff::Timestamp::now();
     let run_dir = create_run_dir(out, scenario, at).ok()?;
     let _ = std::fs::write(run_dir.join("scenario.toml"), redacted_source);

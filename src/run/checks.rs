@@ -14,7 +14,7 @@ use crate::plan::chaos::PlatformKind;
 use crate::platform::{compose, local};
 
 /// The client configuration for the plan's (already resolved) target.
-pub async fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunError> {
+pub(super) async fn client(plan: &Plan, options: &RunOptions) -> Result<ClientConfig, RunError> {
     let target = &plan.target;
     let address = target.base.resolved.expect("prepare resolved the target");
     let origin = Origin::new(
@@ -93,7 +93,7 @@ async fn trust(plan: &Plan, options: &RunOptions) -> Result<Option<Trust>, RunEr
 
 /// Resolves every fault's targets against the live environment before any traffic: a fault
 /// its guardrails refuse (e.g. one that would take down every replica) stops the run here.
-pub async fn faults(plan: &Plan) -> Result<(), RunError> {
+pub(super) async fn faults(plan: &Plan) -> Result<(), RunError> {
     if plan.chaos.faults.is_empty() {
         return Ok(());
     }
@@ -120,7 +120,7 @@ pub async fn faults(plan: &Plan) -> Result<(), RunError> {
 /// nothing would only measure refusals) or with a source address that is not this host's.
 /// For `protocol = "auto"` over TLS, the handshake's ALPN settles whether the run speaks
 /// HTTP/2 (journeys then share connections).
-pub async fn target(client: &mut ClientConfig, plan: &Plan) -> Result<(), RunError> {
+pub(super) async fn target(client: &mut ClientConfig, plan: &Plan) -> Result<(), RunError> {
     let base = &plan.target.base;
     let sources = &plan.target.source_addrs;
     if let Some(source) = sources.iter().find(|ip| !is_local(**ip)) {

@@ -6,7 +6,7 @@
 //! tests both call it in-process.
 
 mod checks;
-pub mod signals;
+pub(crate) mod signals;
 mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -17,12 +17,10 @@ use crate::plan::BaseUrl;
 use crate::record::summary::Summary;
 use crate::scenario::{self, Plan, ScenarioError};
 
-pub use supervisor::Phase;
-
 /// Judges a run directory and writes its judged record: the verdicts into summary.json
 /// (`"judged": true`), then junit.xml and report.html rendered from it. The end of
 /// `loadgen run`, and all of `loadgen report RUN_DIR`.
-pub fn finalize(run_dir: &std::path::Path, summary: &mut Summary) -> Result<(), String> {
+pub(crate) fn finalize(run_dir: &std::path::Path, summary: &mut Summary) -> Result<(), String> {
     let judged = crate::judge::judge(run_dir, summary)?;
     let json = serde_json::to_vec_pretty(summary).map_err(|e| e.to_string())?;
     crate::util::atomic::write_atomic(&run_dir.join("summary.json"), &json)

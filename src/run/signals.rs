@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal as Stream, SignalKind, signal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     Interrupt,
     Terminate,
     Hangup,
@@ -16,7 +16,7 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Signal::Interrupt => "interrupt",
             Signal::Terminate => "SIGTERM",
@@ -28,11 +28,11 @@ impl Signal {
 
 /// A second INT / TERM / QUIT this long after the first skips the remaining recoveries; one
 /// sooner is taken as the same keypress repeated.
-pub const SKIP_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const SKIP_AFTER: Duration = Duration::from_secs(1);
 
 /// What a signal asks of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asked {
+pub(crate) enum Asked {
     /// Stop the load; recover everything now, while in-flight journeys drain.
     Stop(Signal),
     /// Abandon in-flight requests and skip the recoveries not begun yet.
@@ -41,7 +41,7 @@ pub enum Asked {
     Nothing(Signal),
 }
 
-pub struct Signals {
+pub(crate) struct Signals {
     streams: Vec<(Signal, Stream)>,
     first: Option<Instant>,
 }
@@ -49,7 +49,7 @@ pub struct Signals {
 impl Signals {
     /// Installs the handlers. A stream that cannot be installed is left out: the signal
     /// then keeps its default action, which is no worse than before.
-    pub fn install() -> Signals {
+    pub(crate) fn install() -> Signals {
         let kinds = [
             (Signal::Interrupt, SignalKind::interrupt()),
             (Signal::Terminate, SignalKind::terminate()),
@@ -66,7 +66,7 @@ impl Signals {
     }
 
     /// The next signal and what it asks, given the ones before it.
-    pub async fn next(&mut self) -> Asked {
+    pub(crate) async fn next(&mut self) -> Asked {
         let signal = self.recv().await;
         match self.first {
             None => {

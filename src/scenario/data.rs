@@ -9,7 +9,7 @@ use crate::plan::{Feeder, FeederOrder, GeneratorKind, OnExhausted};
 
 /// Reads a feeder's rows; `order` and `on_exhausted` were read (and positioned) by the
 /// caller. Errors are messages for the `file` key's position.
-pub fn load_feeder(
+pub(super) fn load_feeder(
     name: &str,
     raw: &RawFeeder,
     order: FeederOrder,
@@ -107,7 +107,7 @@ fn read_json(path: &Path) -> Result<Table, String> {
 }
 
 /// Checks a generator spec's fields against its kind; each error at the field it is about.
-pub fn generator_kind(
+pub(super) fn generator_kind(
     raw: &RawGenerator,
 ) -> Result<GeneratorKind, Vec<(std::ops::Range<usize>, String)>> {
     let mut errors = Vec::new();

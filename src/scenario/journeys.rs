@@ -20,11 +20,11 @@ use crate::util::diag::Diagnostics;
 use crate::util::units::parse_duration;
 
 /// A `record` of a step that had a mistake: its kind and field names, as written.
-pub type UnfinishedRecord = (String, Vec<String>);
+pub(super) type UnfinishedRecord = (String, Vec<String>);
 
 /// The journeys' plans, the cookie names their templates read, and the records (kind,
 /// field names) of steps that had a mistake: `[[verify]]` still knows what they record.
-pub fn validate_journeys(
+pub(super) fn validate_journeys(
     journeys: &[RawJourney],
     declared: &Declared<'_>,
     diagnostics: &mut Diagnostics,

@@ -20,7 +20,7 @@ const MAX_ROUNDS: usize = 200;
 
 /// Deserializes `value` as a `T`, reporting every mistake in it; `None` only when the table
 /// cannot be read even with its mistakes set aside.
-pub fn read<T: for<'de> Deserialize<'de>>(
+pub(super) fn read<T: for<'de> Deserialize<'de>>(
     key: &str,
     value: &Spanned<DeValue<'_>>,
     diagnostics: &mut Diagnostics,
@@ -101,7 +101,7 @@ const PLACEHOLDERS: [fn() -> DeValue<'static>; 6] = [
 ];
 
 /// "unknown key `lenght`" with the nearest known names, when some are near.
-pub fn unknown_key(field: &str, expected: &[String]) -> String {
+pub(super) fn unknown_key(field: &str, expected: &[String]) -> String {
     let near = nearest(field, expected);
     match near.as_slice() {
         [one] => format!("unknown key `{field}`: did you mean `{one}`?"),
@@ -123,7 +123,7 @@ pub fn unknown_key(field: &str, expected: &[String]) -> String {
 
 /// The known names a misspelling most likely meant: the closest by edit distance, or
 /// those the word is part of (`timeout` for `request_timeout` and `connect_timeout`).
-pub fn nearest<'a>(field: &str, expected: &'a [String]) -> Vec<&'a str> {
+pub(super) fn nearest<'a>(field: &str, expected: &'a [String]) -> Vec<&'a str> {
     let field_lower = field.to_ascii_lowercase();
     let near: Vec<(usize, &'a str)> = expected
         .iter()

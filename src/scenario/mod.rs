@@ -7,14 +7,14 @@
 
 mod checks;
 mod data;
-pub mod describe;
+pub(crate) mod describe;
 mod faults;
 mod journeys;
 mod lenient;
 mod policy_check;
 mod raw;
 mod record;
-pub mod secrets;
+pub(crate) mod secrets;
 mod slos;
 mod target;
 mod validate;
@@ -23,7 +23,7 @@ mod verify;
 use std::path::Path;
 
 pub use crate::plan::Plan;
-pub use crate::util::diag::Diagnostics;
+pub(crate) use crate::util::diag::Diagnostics;
 
 use crate::policy::Policy;
 
@@ -76,7 +76,7 @@ pub fn from_source(source: &str, path: &Path, base_dir: &Path) -> Result<Plan, D
 
 /// `from_source` within `policy`: what lies outside it is an error too, and the plan
 /// carries what the policy limits at run time (hosts, targets, the Kubernetes pin).
-pub fn from_source_with(
+pub(crate) fn from_source_with(
     source: &str,
     path: &Path,
     base_dir: &Path,

@@ -12,7 +12,12 @@ use crate::util::diag::Diagnostics;
 use crate::util::glob::glob_match;
 
 /// Records a diagnostic for every part of `raw` outside `policy`.
-pub fn check(raw: &RawScenario, base_dir: &Path, policy: &Policy, diagnostics: &mut Diagnostics) {
+pub(super) fn check(
+    raw: &RawScenario,
+    base_dir: &Path,
+    policy: &Policy,
+    diagnostics: &mut Diagnostics,
+) {
     if let Some(target) = &raw.target {
         check_target(target.get_ref(), base_dir, policy, diagnostics);
     }

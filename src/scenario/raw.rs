@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 use crate::util::diag::Diagnostics;
 
 #[derive(Debug, Default)]
-pub struct RawScenario {
+pub(super) struct RawScenario {
     pub name: Option<Spanned<String>>,
     pub description: Option<String>,
     pub seed: Option<u64>,
@@ -43,7 +43,7 @@ pub struct RawScenario {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTarget {
+pub(super) struct RawTarget {
     pub base_url: Spanned<String>,
     pub connect_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
@@ -72,14 +72,14 @@ pub struct RawTarget {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawCompression {
+pub(super) enum RawCompression {
     On(bool),
     Offer(String),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLoad {
+pub(super) struct RawLoad {
     pub model: Spanned<String>,
     pub start_rate: Option<Spanned<String>>,
     pub start_vus: Option<Spanned<u64>>,
@@ -93,7 +93,7 @@ pub struct RawLoad {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStage {
+pub(super) struct RawStage {
     pub duration: Spanned<String>,
     pub rate: Option<Spanned<String>>,
     pub vus: Option<Spanned<u64>>,
@@ -101,7 +101,7 @@ pub struct RawStage {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawData {
+pub(super) struct RawData {
     #[serde(default)]
     pub feeder: BTreeMap<String, Spanned<RawFeeder>>,
     #[serde(default)]
@@ -110,7 +110,7 @@ pub struct RawData {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFeeder {
+pub(super) struct RawFeeder {
     pub file: Spanned<String>,
     pub order: Option<Spanned<String>>,
     pub on_exhausted: Option<Spanned<String>>,
@@ -118,7 +118,7 @@ pub struct RawFeeder {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawGenerator {
+pub(super) struct RawGenerator {
     pub kind: Spanned<String>,
     pub min: Option<Spanned<i64>>,
     pub max: Option<Spanned<i64>>,
@@ -126,14 +126,14 @@ pub struct RawGenerator {
 }
 
 #[derive(Debug)]
-pub struct RawJourney {
+pub(super) struct RawJourney {
     pub header: Spanned<RawJourneyHeader>,
     pub steps: Vec<Spanned<RawStep>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJourneyHeader {
+pub(super) struct RawJourneyHeader {
     pub name: Spanned<String>,
     pub weight: Option<Spanned<u32>>,
     /// Closed model: an iteration starts no sooner than this after the same user's last.
@@ -144,7 +144,7 @@ pub struct RawJourneyHeader {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStep {
+pub(super) struct RawStep {
     pub name: Spanned<String>,
     pub method: Option<Spanned<String>>,
     pub url: Spanned<String>,
@@ -167,7 +167,7 @@ pub struct RawStep {
 /// `record = { kind = "enrolment", id = "{{enrolment_id}}", fields = { course = "{{course}}" } }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRecord {
+pub(super) struct RawRecord {
     pub kind: Spanned<String>,
     pub id: Spanned<String>,
     #[serde(default)]
@@ -178,7 +178,7 @@ pub struct RawRecord {
 /// `[[verify.count]]`, `[[verify.invariant]]`) the totals and invariants to compare.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawVerify {
+pub(super) struct RawVerify {
     pub kind: Option<Spanned<String>>,
     pub method: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
@@ -201,7 +201,7 @@ pub struct RawVerify {
 /// `[[verify.count]]`: a total the platform reports, compared with the acknowledged count.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCount {
+pub(super) struct RawCount {
     pub name: Option<Spanned<String>>,
     /// Defaults to the enclosing `[[verify]]`'s kind.
     pub kind: Option<Spanned<String>>,
@@ -216,7 +216,7 @@ pub struct RawCount {
 /// must not have changed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawInvariant {
+pub(super) struct RawInvariant {
     pub name: Spanned<String>,
     pub url: Spanned<String>,
     pub extract: Spanned<RawExtract>,
@@ -226,7 +226,7 @@ pub struct RawInvariant {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawExpect {
+pub(super) enum RawExpect {
     Code(u16),
     Codes(Vec<u16>),
     Text(String),
@@ -234,14 +234,14 @@ pub enum RawExpect {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawExtract {
+pub(super) enum RawExtract {
     Path(String),
     Header { header: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawChaos {
+pub(super) struct RawChaos {
     pub platform: Option<Spanned<String>>,
     pub compose_project: Option<Spanned<String>>,
     pub stack_state: Option<Spanned<String>>,
@@ -260,7 +260,7 @@ pub struct RawChaos {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSlo {
+pub(super) struct RawSlo {
     pub name: Option<String>,
     pub objective: Spanned<String>,
     pub window: Option<Spanned<String>>,
@@ -275,7 +275,7 @@ pub struct RawSlo {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFault {
+pub(super) struct RawFault {
     pub name: Spanned<String>,
     pub at: Spanned<String>,
     pub duration: Option<Spanned<String>>,
@@ -302,7 +302,7 @@ pub struct RawFault {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSelector {
+pub(super) struct RawSelector {
     pub process: Option<String>,
     pub pidfile: Option<String>,
     pub container: Option<String>,
@@ -317,7 +317,7 @@ pub struct RawSelector {
 /// `check = { json = { "/status" = "confirmed" }, body_contains = "…", header = { … } }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCheck {
+pub(super) struct RawCheck {
     pub json: Option<BTreeMap<String, toml::Value>>,
     pub body_contains: Option<String>,
     pub header: Option<BTreeMap<String, String>>,
@@ -326,14 +326,14 @@ pub struct RawCheck {
 /// `max_unavailable = 2` or `max_unavailable = "50%"`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawMaxUnavailable {
+pub(super) enum RawMaxUnavailable {
     Count(u32),
     Percent(String),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawMode {
+pub(super) enum RawMode {
     Text(String),
     Count { count: u32 },
     Percent { percent: String },
@@ -358,7 +358,7 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
 
 /// Parses the document and each part of it, collecting every error into `diagnostics`.
 /// `None` when the file is not valid TOML (the syntax errors are recorded).
-pub fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario> {
+pub(super) fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawScenario> {
     let (mut document, syntax_errors) = DeTable::parse_recoverable(source);
     for error in &syntax_errors {
         diagnostics.push(

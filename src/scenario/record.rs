@@ -12,7 +12,7 @@ use crate::util::diag::Diagnostics;
 
 /// A step's `record`: compiled with the step's own names (what it extracts included) into
 /// the `{"fields": {…}, "id": …}` object an acknowledged response writes to acks.jsonl.
-pub fn validate_record(
+pub(super) fn validate_record(
     raw: &Spanned<RawRecord>,
     declared: &Declared<'_>,
     resolve: &mut dyn FnMut(&str) -> Result<Source, String>,

@@ -18,7 +18,7 @@ use toml::de::{DeTable, DeValue};
 use crate::util::diag::Diagnostics;
 
 /// Keys whose values are secrets wherever they appear (compared case-insensitively).
-pub const SENSITIVE_KEYS: [&str; 5] = [
+pub(crate) const SENSITIVE_KEYS: [&str; 5] = [
     "authorization",
     "cookie",
     "set-cookie",
@@ -27,13 +27,13 @@ pub const SENSITIVE_KEYS: [&str; 5] = [
 ];
 
 /// Parts of a key that make it a secret's (`api_token`, `client_secret`, `db_password`).
-pub const SENSITIVE_PARTS: [&str; 3] = ["token", "secret", "password"];
+pub(crate) const SENSITIVE_PARTS: [&str; 3] = ["token", "secret", "password"];
 
 /// What replaces a redacted value.
-pub const REDACTED: &str = "\"[redacted]\"";
+pub(crate) const REDACTED: &str = "\"[redacted]\"";
 
 /// Whether a key's value is a secret: the documented list, or one of `extra`.
-pub fn is_sensitive_key(key: &str, extra: &[String]) -> bool {
+pub(crate) fn is_sensitive_key(key: &str, extra: &[String]) -> bool {
     let key = key.to_ascii_lowercase();
     SENSITIVE_KEYS.contains(&key.as_str())
         || SENSITIVE_PARTS.iter().any(|part| key.contains(part))
@@ -41,7 +41,7 @@ pub fn is_sensitive_key(key: &str, extra: &[String]) -> bool {
 }
 
 /// Expands `${NAME}` in every string value of the document, in place.
-pub fn expand(
+pub(crate) fn expand(
     document: &mut Spanned<DeTable<'_>>,
     lookup: &dyn Fn(&str) -> Option<String>,
     diagnostics: &mut Diagnostics,
@@ -78,7 +78,7 @@ fn expand_value(
 }
 
 /// `text` with its references replaced; `None` when it has none.
-pub fn expand_str(
+pub(crate) fn expand_str(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, String> {
@@ -141,7 +141,7 @@ fn is_pure_reference(text: &str) -> bool {
 
 /// Where the secret values of a document are (see the module comment), in order.
 /// `document` is the parse of the source before expansion.
-pub fn secret_spans(document: &DeTable<'_>, extra: &[String]) -> Vec<Range<usize>> {
+pub(crate) fn secret_spans(document: &DeTable<'_>, extra: &[String]) -> Vec<Range<usize>> {
     let mut spans = Vec::new();
     for (key, value) in document.iter() {
         collect(key.get_ref(), value, false, extra, &mut spans);
@@ -157,7 +157,11 @@ const SHORTEST_SECRET: usize = 4;
 /// The secret values of a scenario: those written at `spans` (unquoted; not the ones that
 /// are only a reference) and those read from the environment, longest first (so a
 /// secret that contains another is redacted whole).
-pub fn secret_values(source: &str, spans: &[Range<usize>], read: Vec<String>) -> Vec<String> {
+pub(crate) fn secret_values(
+    source: &str,
+    spans: &[Range<usize>],
+    read: Vec<String>,
+) -> Vec<String> {
     let written = spans.iter().filter_map(|span| {
         let text = source.get(span.clone())?.trim();
         let inner = text
@@ -176,7 +180,7 @@ pub fn secret_values(source: &str, spans: &[Range<usize>], read: Vec<String>) ->
 }
 
 /// `source` with each of `spans` (in order) replaced by `REDACTED`.
-pub fn redact_spans(source: &str, spans: &[Range<usize>]) -> String {
+pub(crate) fn redact_spans(source: &str, spans: &[Range<usize>]) -> String {
     let mut out = String::with_capacity(source.len());
     let mut at = 0;
     for span in spans {

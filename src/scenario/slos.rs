@@ -5,14 +5,14 @@ use toml::Spanned;
 
 use super::raw::RawSlo;
 use super::validate::{Known, allows};
-use crate::plan::slo::{OnNoData, Recovery, SloSpec, Window, parse_objective};
+use crate::plan::slo::{OnNoData, Recovery, Scope, SloSpec, Window, parse_objective};
 use crate::util::diag::Diagnostics;
 use crate::util::units::parse_duration;
 
 /// `scopes` holds each journey's name and each step's `journey/step`; `faults` each
 /// fault's name — as declared, mistakes and all, so an objective is not blamed for a
 /// fault or step whose own mistake is reported where it is written.
-pub fn validate_slos(
+pub(super) fn validate_slos(
     slos: &[Spanned<RawSlo>],
     scopes: &Known,
     faults: &Known,
@@ -33,8 +33,8 @@ pub fn validate_slos(
         let scope = raw
             .scope
             .as_ref()
-            .map_or("all".to_string(), |s| s.get_ref().clone());
-        if scope != "all" && !scopes.knows(&scope) {
+            .map_or(Scope::All, |s| Scope::parse(s.get_ref()));
+        if scope != Scope::All && !scopes.knows(&scope.to_string()) {
             diagnostics.push(
                 raw.scope.as_ref().map_or(slo.span(), |s| s.span()),
                 format!("scope `{scope}` names no journey (\"name\") or step (\"journey/step\") of this scenario"),

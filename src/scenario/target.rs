@@ -270,7 +270,7 @@ const MAX_REDIRECTS: u32 = 20;
 const MAX_SOURCE_ADDRS: usize = 65_536;
 
 /// `127.0.0.2` or `127.0.0.2-127.0.0.250` (same family, first ≤ last), as addresses.
-pub fn parse_address_range(text: &str) -> Result<Vec<std::net::IpAddr>, String> {
+pub(super) fn parse_address_range(text: &str) -> Result<Vec<std::net::IpAddr>, String> {
     use std::net::IpAddr;
     let parse = |part: &str| {
         part.trim()

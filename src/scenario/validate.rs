@@ -19,7 +19,7 @@ use crate::util::diag::Diagnostics;
 use crate::util::units::{parse_duration, parse_rate};
 
 /// Names templates give a meaning of their own: no feeder or generator may take them.
-pub const RESERVED_NAMES: [&str; 5] = ["vu", "iteration", "repeat", "cookie", "ack"];
+pub(super) const RESERVED_NAMES: [&str; 5] = ["vu", "iteration", "repeat", "cookie", "ack"];
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 const DEFAULT_RAMP_DOWN: Duration = Duration::from_secs(10);
@@ -29,7 +29,7 @@ const MAX_VUS: u64 = 100_000;
 /// Closed model: the least a user waits after a failed iteration (documented default).
 const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
-pub fn validate(
+pub(super) fn validate(
     raw: RawScenario,
     source_path: &Path,
     base_dir: &Path,
@@ -352,11 +352,11 @@ impl Known {
         known
     }
 
-    pub fn knows(&self, name: &str) -> bool {
+    pub(super) fn knows(&self, name: &str) -> bool {
         self.doubtful || self.names.contains(name)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 }

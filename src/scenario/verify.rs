@@ -26,7 +26,7 @@ const MAX_RATE: f64 = 100_000.0;
 
 /// The kinds `[[verify]]` tables read back, in order (before journeys are validated, so a
 /// step's `record` can name them).
-pub fn kind_names(verify: &[Spanned<RawVerify>]) -> Vec<String> {
+pub(super) fn kind_names(verify: &[Spanned<RawVerify>]) -> Vec<String> {
     verify
         .iter()
         .filter_map(|v| v.get_ref().kind.as_ref().map(|k| k.get_ref().clone()))
@@ -35,13 +35,13 @@ pub fn kind_names(verify: &[Spanned<RawVerify>]) -> Vec<String> {
 
 /// What the steps record: the journeys' plans, and the kinds recorded by steps that had a
 /// mistake (left out of the plans, and reported there).
-pub struct Recorded<'a> {
+pub(super) struct Recorded<'a> {
     pub journeys: &'a [JourneyPlan],
     /// Each such record's kind and field names, as written.
     pub unfinished: &'a [super::journeys::UnfinishedRecord],
 }
 
-pub fn validate_verify(
+pub(super) fn validate_verify(
     verify: &[Spanned<RawVerify>],
     rate: Option<&Spanned<String>>,
     recorded: &Recorded<'_>,

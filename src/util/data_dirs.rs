@@ -39,7 +39,7 @@ impl DataDirs {
 
 /// `path` with `.` and `..` resolved lexically, and symlinks resolved where it exists (its
 /// deepest existing ancestor), so `dir/../../etc` and a link out of a data dir are caught.
-pub fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut lexical = PathBuf::new();
     for part in path.components() {
         match part {

@@ -60,7 +60,7 @@ impl std::fmt::Display for Glob {
 
 /// Whether `text` matches `pattern`, compiling it for this one use: for names matched a
 /// handful of times (fault targets, the policy), not for anything on a request's path.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     Glob::new(pattern).is_ok_and(|glob| glob.is_match(text))
 }
 

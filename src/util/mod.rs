@@ -2,10 +2,10 @@
 //! in the crate — units, positioned diagnostics, glob matching, atomic file writes, text
 //! for the terminal, the network allow-list and the allowed data directories.
 
-pub mod atomic;
-pub mod data_dirs;
-pub mod diag;
-pub mod glob;
-pub mod safety;
-pub mod text;
-pub mod units;
+pub(crate) mod atomic;
+pub(crate) mod data_dirs;
+pub(crate) mod diag;
+pub(crate) mod glob;
+pub(crate) mod safety;
+pub(crate) mod text;
+pub(crate) mod units;

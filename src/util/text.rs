@@ -5,7 +5,7 @@ use std::io::Write;
 
 /// Writes to stdout, best effort: a terminal that went away (EIO after a hang-up) or a
 /// closed pipe must not panic a run that is still recovering its faults (`print!` would).
-pub fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out
         .write_all(printable(text).as_bytes())
@@ -13,7 +13,7 @@ pub fn say(text: &str) {
 }
 
 /// `say` for stderr.
-pub fn warn(text: &str) {
+pub(crate) fn warn(text: &str) {
     let _ = std::io::stderr()
         .lock()
         .write_all(printable(text).as_bytes());
@@ -21,7 +21,7 @@ pub fn warn(text: &str) {
 
 /// `text` without control characters but newlines and tabs: what targets, APIs and scripts
 /// said (an error body, a script's stderr) may carry terminal escapes, and is printed live.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
     if text.chars().any(unsafe_char) {
         std::borrow::Cow::Owned(text.chars().filter(|c| !unsafe_char(*c)).collect())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Parses `"250ms"`, `"2s"`, `"1.5m"`, `"1h"`, `"500us"`, and compounds like `"2m30s"`.
 /// A bare number is refused because its unit would be a guess.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let mut rest = text;
     let mut seconds = 0.0;
@@ -56,7 +56,7 @@ fn split_part(text: &str) -> Option<(f64, &str, &str)> {
 }
 
 /// A rate of events per second, parsed from `"50/s"`, `"3000/m"`, `"2/h"`.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let text = text.trim();
     let (number, per) = text
         .split_once('/')
@@ -82,7 +82,7 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// A byte size: `"512KiB"`, `"4MiB"`, `"1000B"`, `"1GiB"`; decimal `KB`/`MB` are accepted too.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = split_number(text)
         .ok_or_else(|| format!("`{text}` is not a size (expected e.g. \"512KiB\" or \"4MiB\")"))?;
@@ -113,7 +113,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// A percentage between 0 and 100 inclusive, written with its `%` sign: `"99.9%"`.
-pub fn parse_percent(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_percent(text: &str) -> Result<f64, String> {
     let text = text.trim();
     let number = text.strip_suffix('%').ok_or_else(|| {
         format!("`{text}` is not a percentage (write it with a % sign, e.g. \"1.5%\")")
@@ -141,7 +141,7 @@ fn split_number(text: &str) -> Option<(f64, &str)> {
 }
 
 /// Formats a duration the way scenarios write them, for `loadgen plan` and reports.
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
     if ms < 1000.0 {
         format!("{}ms", trim_float(ms))

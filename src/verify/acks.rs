@@ -12,11 +12,11 @@ use serde_json::{Map, Value};
 use crate::metrics::ack::Ack;
 
 /// The file, in the run directory.
-pub const ACKS_FILE: &str = "acks.jsonl";
+pub(crate) const ACKS_FILE: &str = "acks.jsonl";
 
 /// One line of acks.jsonl, read back.
 #[derive(Debug, Clone, Deserialize)]
-pub struct AckLine {
+pub(crate) struct AckLine {
     pub kind: String,
     pub step: usize,
     pub at_ms: u64,
@@ -26,8 +26,7 @@ pub struct AckLine {
 }
 
 /// The writer: appends each report's records and counts them per kind.
-pub struct AckLog {
-    path: PathBuf,
+pub(crate) struct AckLog {
     out: BufWriter<File>,
     /// Each kind's name as a JSON string, written into every line.
     kinds: Vec<String>,
@@ -35,11 +34,10 @@ pub struct AckLog {
 }
 
 impl AckLog {
-    pub fn create(run_dir: &Path, kinds: &[String]) -> std::io::Result<AckLog> {
+    pub(crate) fn create(run_dir: &Path, kinds: &[String]) -> std::io::Result<AckLog> {
         let path = run_dir.join(ACKS_FILE);
         Ok(AckLog {
-            out: BufWriter::new(File::create(&path)?),
-            path,
+            out: BufWriter::new(File::create(path)?),
             kinds: kinds
                 .iter()
                 .map(|k| serde_json::to_string(k).expect("a string serializes"))
@@ -48,7 +46,7 @@ impl AckLog {
         })
     }
 
-    pub fn append(&mut self, acks: &[Ack]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, acks: &[Ack]) -> std::io::Result<()> {
         for ack in acks {
             let kind = &self.kinds[ack.kind as usize];
             write!(
@@ -70,21 +68,17 @@ impl AckLog {
     }
 
     /// Flushes and syncs the file; returns the records per kind.
-    pub fn finish(mut self) -> std::io::Result<Vec<u64>> {
+    pub(crate) fn finish(mut self) -> std::io::Result<Vec<u64>> {
         self.out.flush()?;
         self.out.get_ref().sync_all()?;
         Ok(self.counts)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
 /// A JSON-lines file of the run directory, read one line at a time. A last line without
 /// its newline is a write the run did not finish (a crash) and ends the file; any other
 /// line that does not parse is an error naming the file and line.
-pub struct JsonLines {
+pub(crate) struct JsonLines {
     reader: BufReader<File>,
     path: PathBuf,
     number: usize,
@@ -92,7 +86,7 @@ pub struct JsonLines {
 }
 
 impl JsonLines {
-    pub fn open(path: &Path) -> Result<JsonLines, String> {
+    pub(crate) fn open(path: &Path) -> Result<JsonLines, String> {
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(JsonLines {
             reader: BufReader::new(file),
@@ -102,7 +96,7 @@ impl JsonLines {
         })
     }
 
-    pub fn read<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, String> {
+    pub(crate) fn read<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, String> {
         self.line.clear();
         let read = self
             .reader
@@ -119,7 +113,7 @@ impl JsonLines {
 }
 
 /// Streams every line of a JSON-lines file to `each` (see `JsonLines`).
-pub fn for_each_line<T: for<'de> Deserialize<'de>>(
+pub(crate) fn for_each_line<T: for<'de> Deserialize<'de>>(
     path: &Path,
     mut each: impl FnMut(T) -> Result<(), String>,
 ) -> Result<(), String> {
@@ -154,7 +148,7 @@ mod tests {
             },
         ])
         .unwrap();
-        let path = log.path().to_path_buf();
+        let path = dir.path().join(ACKS_FILE);
         assert_eq!(log.finish().unwrap(), vec![1, 1]);
         // A crash in the middle of a line.
         std::fs::OpenOptions::new()

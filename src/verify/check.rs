@@ -25,7 +25,7 @@ use crate::plan::verify::{KindPlan, Probe};
 use crate::plan::{ConnectionMode, ExtractSource};
 
 /// Attempts per check (and per count or invariant request) before it is unverifiable.
-pub const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 /// The wait before each retry.
 const BACKOFF: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
 /// Salt of the generators' RNG in checks: a check's values do not repeat a journey's.
@@ -34,7 +34,7 @@ const CHECK_SALT: u64 = 0xC0FF_EE00_ACED_0001;
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Present, and every field check agreed.
     Verified,
     /// The platform says it is not there (an `absent` status).
@@ -45,19 +45,8 @@ pub enum Outcome {
     Unverifiable,
 }
 
-impl Outcome {
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Verified => "verified",
-            Outcome::Missing => "missing",
-            Outcome::Mismatched => "mismatched",
-            Outcome::Unverifiable => "unverifiable",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub outcome: Outcome,
     /// The last answer's status, if one came.
     pub status: Option<u16>,
@@ -67,7 +56,7 @@ pub struct Checked {
 }
 
 /// Sends checks and probes for one verification, counting every request it sends.
-pub struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     pub client: &'a Client,
     pub plan: &'a Plan,
     pub seed: u64,
@@ -79,7 +68,12 @@ pub struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    pub fn new(client: &'a Client, plan: &'a Plan, seed: u64, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        client: &'a Client,
+        plan: &'a Plan,
+        seed: u64,
+        cancel: CancellationToken,
+    ) -> Self {
         Checker {
             client,
             plan,
@@ -93,12 +87,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Requests sent so far, and of them retries.
-    pub fn sent(&self) -> (u64, u64) {
+    pub(crate) fn sent(&self) -> (u64, u64) {
         (self.requests.get(), self.retries.get())
     }
 
     /// Reads acknowledged write `ack` (the `number`th of the run) back.
-    pub async fn check(&self, kind: &KindPlan, ack: &AckLine, number: u64) -> Checked {
+    pub(crate) async fn check(&self, kind: &KindPlan, ack: &AckLine, number: u64) -> Checked {
         let values = self.values(kind, ack, number);
         let check = &kind.check;
         let mut attempts = 0;
@@ -136,7 +130,7 @@ impl<'a> Checker<'a> {
 
     /// A count's or an invariant's value: the extraction from a 200 answer's JSON, or its
     /// header's value (read as JSON, so `X-Total-Count: 480` is the number 480).
-    pub async fn probe(&self, probe: &Probe) -> Result<Value, String> {
+    pub(crate) async fn probe(&self, probe: &Probe) -> Result<Value, String> {
         let path = Template::literal(&probe.path);
         let headers: Vec<_> = probe
             .headers

@@ -11,6 +11,6 @@
 //! run::baseline (pre-flight) ─► run::run (read back, probe again) ─► judge ─► summary.verify
 //! ```
 
-pub mod acks;
-pub mod check;
-pub mod run;
+pub(crate) mod acks;
+pub(crate) mod check;
+pub(crate) mod run;

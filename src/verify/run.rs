@@ -24,9 +24,9 @@ use crate::plan::Plan;
 use crate::plan::verify::CONCURRENCY;
 
 /// What verification did, in the run directory.
-pub const FACTS_FILE: &str = "verify.json";
+pub(crate) const FACTS_FILE: &str = "verify.json";
 /// One line per check.
-pub const CHECKS_FILE: &str = "verify.jsonl";
+pub(crate) const CHECKS_FILE: &str = "verify.jsonl";
 
 /// How far verification got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ impl Status {
 
 /// verify.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub status: Status,
     #[serde(default)]
     pub reason: Option<String>,
@@ -72,7 +72,7 @@ pub struct Facts {
 
 impl Facts {
     /// Facts of a verification that sent nothing (yet).
-    pub fn nothing(status: Status, reason: Option<String>) -> Facts {
+    pub(crate) fn nothing(status: Status, reason: Option<String>) -> Facts {
         Facts {
             status,
             reason,
@@ -87,7 +87,7 @@ impl Facts {
 
 /// A count's or an invariant's two readings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProbeFacts {
+pub(crate) struct ProbeFacts {
     pub name: String,
     pub before: Option<Value>,
     pub after: Option<Value>,
@@ -98,7 +98,7 @@ pub struct ProbeFacts {
 
 /// One line of verify.jsonl.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckLine {
+pub(crate) struct CheckLine {
     pub kind: String,
     pub id: Value,
     pub step: usize,
@@ -113,13 +113,17 @@ pub struct CheckLine {
 
 /// The counts' and invariants' values before the load (pre-flight), with the requests it
 /// took. A value that cannot be read stops the run before anything else is sent.
-pub struct Baseline {
+pub(crate) struct Baseline {
     pub values: Vec<Value>,
     pub requests: u64,
     pub retries: u64,
 }
 
-pub async fn baseline(config: &ClientConfig, plan: &Plan, seed: u64) -> Result<Baseline, String> {
+pub(crate) async fn baseline(
+    config: &ClientConfig,
+    plan: &Plan,
+    seed: u64,
+) -> Result<Baseline, String> {
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
@@ -144,7 +148,7 @@ pub async fn baseline(config: &ClientConfig, plan: &Plan, seed: u64) -> Result<B
 }
 
 /// What the phase is given.
-pub struct Setup<'a> {
+pub(crate) struct Setup<'a> {
     pub plan: &'a Plan,
     pub config: ClientConfig,
     pub run_dir: &'a Path,
@@ -160,7 +164,7 @@ pub struct Setup<'a> {
 
 /// Runs verification and writes verify.jsonl and verify.json; `Err` only when a file of the
 /// run directory cannot be read or written.
-pub async fn run(setup: Setup<'_>) -> Result<Facts, String> {
+pub(crate) async fn run(setup: Setup<'_>) -> Result<Facts, String> {
     let local = tokio::task::LocalSet::new();
     local.run_until(verify(setup)).await
 }
@@ -225,7 +229,7 @@ async fn verify(setup: Setup<'_>) -> Result<Facts, String> {
 }
 
 /// verify.json for a run that does not verify (stopped first), so judging says why.
-pub fn skipped(run_dir: &Path, reason: &str) -> Result<Facts, String> {
+pub(crate) fn skipped(run_dir: &Path, reason: &str) -> Result<Facts, String> {
     let facts = Facts::nothing(Status::Skipped, Some(reason.to_string()));
     write_facts(run_dir, &facts)?;
     Ok(facts)
@@ -302,7 +306,7 @@ fn write_check(out: &mut BufWriter<File>, line: AckLine, checked: Checked) -> st
 }
 
 /// Reads a JSON-lines file of checks (for judging).
-pub fn for_each_check(
+pub(crate) fn for_each_check(
     run_dir: &Path,
     each: impl FnMut(CheckLine) -> Result<(), String>,
 ) -> Result<(), String> {

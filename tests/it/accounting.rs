@@ -14,10 +14,10 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use loadgen::plan::LoadModel;
-use loadgen::plan::schedule::ArrivalSchedule;
-use loadgen::record::summary::{EndReason, Summary};
-use loadgen::run::{self, RunOptions};
+use loadgen::api::plan::ArrivalSchedule;
+use loadgen::api::plan::LoadModel;
+use loadgen::api::record::{EndReason, Summary};
+use loadgen::api::run::{self, RunOptions};
 
 use crate::support::faulty::{ALL_MISBEHAVIOURS, FaultyServer, Misbehaviour};
 use crate::support::{Workspace, eventually, test_state_dir};
@@ -314,7 +314,7 @@ fn check_plan(seed: u64) -> Result<Covered, String> {
 
 /// What one plan exercised.
 struct Covered {
-    iterations: loadgen::record::summary::Iterations,
+    iterations: loadgen::api::record::Iterations,
     description: String,
 }
 

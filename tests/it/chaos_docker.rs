@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use loadgen::chaos::runner::{EventKind, OccurrenceStatus};
+use loadgen::api::chaos::{EventKind, OccurrenceStatus};
 
 use crate::support::timeline::{event_at, only_occurrence, run_offset_ms, run_watching};
 use crate::support::{Workspace, eventually, http_answers, options, run_ok, steady_get};

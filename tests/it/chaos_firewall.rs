@@ -528,8 +528,12 @@ fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
         ),
     );
     let (_, summary) = run_ok(&options(&file, &workspace.out()));
-    let (code, reasons) = loadgen::judge::exit::for_run(&summary, false);
-    assert_eq!(code, 1, "{reasons:?}");
+    let (code, reasons) = loadgen::api::judge::for_run(&summary, false);
+    assert_eq!(
+        code,
+        loadgen::api::judge::ExitCode::SloFailed,
+        "{reasons:?}"
+    );
     let failed = summary
         .faults
         .events
@@ -553,7 +557,7 @@ fn a_rule_on_a_port_nothing_listens_on_is_ineffective_and_fails_the_run() {
     let occurrence = &summary.faults.occurrences[0];
     assert_eq!(
         occurrence.status,
-        loadgen::chaos::runner::OccurrenceStatus::NotRun
+        loadgen::api::chaos::OccurrenceStatus::NotRun
     );
     assert!(
         occurrence

@@ -15,13 +15,13 @@ mod watch;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use loadgen::chaos::backends::{Recovery, Undo};
-use loadgen::chaos::kube::DeploymentUndo;
-use loadgen::chaos::ledger::EntryState::{Applied, Applying, Recovered};
-use loadgen::chaos::lifecycle::Recovery as _;
-use loadgen::chaos::runner::EventKind;
-use loadgen::chaos::runner::OccurrenceStatus;
-use loadgen::plan::chaos::{Action, FaultSpec, Guard, MaxUnavailable, Mode};
+use loadgen::api::chaos::DeploymentUndo;
+use loadgen::api::chaos::EntryState::{Applied, Applying, Recovered};
+use loadgen::api::chaos::EventKind;
+use loadgen::api::chaos::OccurrenceStatus;
+use loadgen::api::chaos::RecoveryDispatch as _;
+use loadgen::api::chaos::{Recovery, Undo};
+use loadgen::api::plan::{Action, FaultSpec, Guard, MaxUnavailable, Mode};
 
 use drill::{Drill, deployment, events, fault, kinds, limit, parse, plan, pods, preflight, states};
 use fake_api::{FakeApi, Reply, fixture, idle_watch, not_found, ok, watching};
@@ -32,7 +32,7 @@ const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/api";
 
 /// What `loadgen recover` puts targets back with.
 fn recovery() -> Recovery {
-    Recovery::new(loadgen::platform::for_recovery(), None)
+    Recovery::new(loadgen::api::platform::for_recovery(), None)
 }
 
 /// The `app=api` LIST, as a request line.
@@ -408,7 +408,7 @@ async fn guardrails_refuse_pod_faults_before_any_mutating_call() {
 
     // A namespace off the allow-list: refused without even reading.
     let outside = FaultSpec {
-        selector: loadgen::plan::chaos::Selector::Pods {
+        selector: loadgen::api::plan::Selector::Pods {
             namespace: "kube-system".into(),
             selector: "k8s-app=kube-dns".into(),
         },

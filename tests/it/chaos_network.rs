@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use loadgen::record::verdicts::VerdictStatus;
+use loadgen::api::record::VerdictStatus;
 
 use crate::support::server::TestServer;
 use crate::support::{

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use loadgen::chaos::runner::{EventKind, OccurrenceStatus};
-use loadgen::record::summary::Summary;
-use loadgen::record::verdicts::VerdictStatus;
+use loadgen::api::chaos::{EventKind, OccurrenceStatus};
+use loadgen::api::record::Summary;
+use loadgen::api::record::VerdictStatus;
 
 use crate::support::process::{ServerProcess, pause_scenario, stack_state, start_long_drill_in};
 use crate::support::timeline::{event_at, only_occurrence, run_offset_ms, run_watching};
@@ -233,10 +233,7 @@ fn kill_9_mid_fault_then_loadgen_recover_restores_the_target() {
     let summary: Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(
-        summary.ended_by,
-        loadgen::record::summary::EndReason::Killed
-    );
+    assert_eq!(summary.ended_by, loadgen::api::record::EndReason::Killed);
     assert!(!summary.complete);
     assert!(summary.judged);
     assert!(summary.duration_s >= 3.0, "{}", summary.duration_s);

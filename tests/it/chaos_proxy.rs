@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use loadgen::chaos::proxy::{Direction, Fault, Proxy, remote_clear, serve_control};
+use loadgen::api::chaos::{Direction, Fault, Proxy, remote_clear, serve_control};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 
@@ -540,7 +540,7 @@ fn the_control_api_refuses_foreign_hosts_and_other_runs_tokens() {
     // Run A sets a fault with its token; run B's token can neither clear nor replace it.
     let url = format!("http://{control}");
     runtime
-        .block_on(loadgen::chaos::proxy::remote_set(
+        .block_on(loadgen::api::chaos::remote_set(
             &url,
             &Fault::Blackhole,
             Some("run-a"),
@@ -551,7 +551,7 @@ fn the_control_api_refuses_foreign_hosts_and_other_runs_tokens() {
         cleared.as_ref().unwrap_err().to_string().contains("409"),
         "{cleared:?}"
     );
-    let replaced = runtime.block_on(loadgen::chaos::proxy::remote_set(
+    let replaced = runtime.block_on(loadgen::api::chaos::remote_set(
         &url,
         &Fault::Reset,
         Some("run-b"),
@@ -580,14 +580,14 @@ fn a_named_upstream_that_moved_is_looked_up_again() {
     let new = echo_server(&runtime);
     let lookups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = lookups.clone();
-    let resolver: loadgen::chaos::proxy::Resolver = std::sync::Arc::new(move || {
+    let resolver: loadgen::api::chaos::Resolver = std::sync::Arc::new(move || {
         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(new)
     });
     let proxy = runtime
         .block_on(Proxy::start_to(
             "127.0.0.1:0".parse().unwrap(),
-            loadgen::chaos::proxy::Upstream::named(old, resolver),
+            loadgen::api::chaos::Upstream::named(old, resolver),
         ))
         .unwrap();
     for _ in 0..3 {

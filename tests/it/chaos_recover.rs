@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use loadgen::chaos::ledger::LEDGER_FILE;
+use loadgen::api::chaos::LEDGER_FILE;
 
 use crate::support::process::{ServerProcess, pause_scenario, start_long_drill_in};
 use crate::support::{

@@ -197,7 +197,7 @@ url = "/"
 check = { json = { "status" = 1 }, nonsense = true }
 "#,
     );
-    let errors = loadgen::scenario::load(&file).unwrap_err().to_string();
+    let errors = loadgen::api::scenario::load(&file).unwrap_err().to_string();
     assert!(
         errors.contains("bad.toml:14:36: error: unknown key `nonsense`"),
         "{errors}"
@@ -206,7 +206,7 @@ check = { json = { "status" = 1 }, nonsense = true }
         .unwrap()
         .replace(", nonsense = true", "");
     std::fs::write(&file, text).unwrap();
-    let errors = loadgen::scenario::load(&file).unwrap_err().to_string();
+    let errors = loadgen::api::scenario::load(&file).unwrap_err().to_string();
     assert!(
         errors.contains("bad.toml:14:9: error: check json key `status` is not a JSON pointer"),
         "{errors}"

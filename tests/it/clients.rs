@@ -29,7 +29,7 @@ const CLOSED_8: &str = "model = \"closed\"\nstart_vus = 8\nramp_down = \"2s\"\n[
 const SLOW: &str =
     "[[journey]]\nname = \"slow\"\n[[journey.step]]\nname = \"slow\"\nurl = \"/slow\"\n";
 
-fn run_against(server: &WebServer, text: &str) -> loadgen::record::summary::Summary {
+fn run_against(server: &WebServer, text: &str) -> loadgen::api::record::Summary {
     run_dir_against(server, text).2
 }
 
@@ -37,11 +37,7 @@ fn run_against(server: &WebServer, text: &str) -> loadgen::record::summary::Summ
 fn run_dir_against(
     server: &WebServer,
     text: &str,
-) -> (
-    Workspace,
-    std::path::PathBuf,
-    loadgen::record::summary::Summary,
-) {
+) -> (Workspace, std::path::PathBuf, loadgen::api::record::Summary) {
     let workspace = Workspace::new();
     workspace.write("server.pem", &server.cert_pem);
     let file = workspace.write("clients.toml", text);

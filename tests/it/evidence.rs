@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use loadgen::record::verdicts::{VerdictReason, VerdictStatus};
+use loadgen::api::record::{VerdictReason, VerdictStatus};
 
 use crate::support::process::{ServerProcess, pause_scenario};
 use crate::support::server::TestServer;
@@ -19,7 +19,7 @@ recovery = "10s"
 "#;
 
 /// A server frozen from 2.0 to 4.5 s, the run `run` long.
-fn frozen(run: &str) -> (Option<i32>, loadgen::record::summary::Summary) {
+fn frozen(run: &str) -> (Option<i32>, loadgen::api::record::Summary) {
     let workspace = Workspace::new();
     let server = ServerProcess::start(workspace.dir.path());
     let text = pause_scenario(
@@ -120,7 +120,7 @@ fn the_objective_that_aborted_a_run_fails_its_abort_watch() {
         stdout.contains("✗ stop if down [abort watch]: failing streak 2 s (seconds 0–1) (< 2 s)"),
         "{stdout}"
     );
-    let again: loadgen::record::summary::Summary =
+    let again: loadgen::api::record::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(

@@ -61,7 +61,7 @@ fn a_unique_feeder_shorter_than_the_plan_is_load_not_delivered_everywhere() {
         "warned as it happened: {stderr}"
     );
     let run_dir = crate::support::only_entry(&workspace.out());
-    let summary: loadgen::record::summary::Summary =
+    let summary: loadgen::api::record::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     // What the server saw is what started: 4 of the 10 planned.
@@ -82,7 +82,7 @@ fn a_unique_feeder_shorter_than_the_plan_is_load_not_delivered_everywhere() {
     let verdict = &summary.slos[0];
     assert_eq!(
         verdict.reason,
-        Some(loadgen::record::verdicts::VerdictReason::LoadNotDelivered),
+        Some(loadgen::api::record::VerdictReason::LoadNotDelivered),
         "{verdict:?}"
     );
     assert!(verdict.fails_run());
@@ -163,7 +163,7 @@ fn a_feeder_used_up_by_design_is_reported_and_a_wrapping_one_starts_everything()
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("wraps around"), "{stderr}");
-    let summary: loadgen::record::summary::Summary = serde_json::from_str(
+    let summary: loadgen::api::record::Summary = serde_json::from_str(
         &std::fs::read_to_string(crate::support::only_entry(&out).join("summary.json")).unwrap(),
     )
     .unwrap();
@@ -294,7 +294,7 @@ fn a_run_without_objectives_passes_nothing() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no_successful_response"), "{stderr}");
     let run_dir = crate::support::only_entry(&out);
-    let summary: loadgen::record::summary::Summary =
+    let summary: loadgen::api::record::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary.totals.errors, 20);
@@ -313,7 +313,7 @@ fn a_run_without_objectives_passes_nothing() {
     let output = crate::support::run_binary(&fine, &out);
     assert_eq!(output.status.code(), Some(0));
     let run_dir = crate::support::only_entry(&out);
-    let summary: loadgen::record::summary::Summary =
+    let summary: loadgen::api::record::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary.verdict.name(), "no_objectives");

@@ -3,9 +3,9 @@
 //! code the run would have had), and the verdict lines in the terminal say what
 //! summary.json says.
 
-use loadgen::record::summary::Summary;
-use loadgen::record::verdicts::VerdictStatus;
-use loadgen::run;
+use loadgen::api::record::Summary;
+use loadgen::api::record::VerdictStatus;
+use loadgen::api::run;
 
 use crate::support::server::TestServer;
 use crate::support::{Workspace, loadgen, only_entry, options};

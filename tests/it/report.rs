@@ -327,7 +327,7 @@ grace = "2s"
 #[test]
 fn malformed_objectives_are_reported_with_their_position() {
     let text = "[target]\nbase_url = \"http://127.0.0.1:1\"\n[load]\nmodel = \"open\"\n[[load.stage]]\nduration = \"1s\"\nrate = \"1/s\"\n[[journey]]\nname = \"j\"\n[[journey.step]]\nname = \"s\"\nurl = \"/\"\n[[slo]]\nobjective = \"p99 < 50ms and p42 < 1s\"\n[[slo]]\nobjective = \"error_rate < 1\"\nwindow = \"fault:nope\"\n";
-    let diagnostics = loadgen::scenario::from_source(
+    let diagnostics = loadgen::api::scenario::from_source(
         text,
         std::path::Path::new("s.toml"),
         std::path::Path::new("."),

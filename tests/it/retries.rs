@@ -33,7 +33,7 @@ url = "/item"
     )
 }
 
-fn run(text: &str) -> loadgen::record::summary::Summary {
+fn run(text: &str) -> loadgen::api::record::Summary {
     let workspace = Workspace::new();
     let file = workspace.write("scenario.toml", text);
     let mut options = options(&file, &workspace.out());

@@ -79,7 +79,7 @@ fn mutated_stock_scenarios_are_valid_or_refused_with_positions() {
     );
 
     // In-process: every case, through the reader (and prepare + describe when valid).
-    let policy = loadgen::policy::find(None).expect("the environment's policy (if any) loads");
+    let policy = loadgen::api::policy::find(None).expect("the environment's policy (if any) loads");
     let policy = Arc::new(policy);
     let in_process_started = Instant::now();
     let in_process = run_pool(cases, &dir, seed, &corpus, {
@@ -215,37 +215,37 @@ fn unresolved(message: &str) -> bool {
     message.contains("cannot resolve target host") || message.contains("resolves to no address")
 }
 
-fn in_process_case(path: &Path, bytes: &[u8], policy: Option<&loadgen::policy::Policy>) -> Verdict {
-    use loadgen::scenario::ScenarioError;
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            || match loadgen::scenario::load_with(path, policy) {
-                Ok(_plan) => {
-                    let options = loadgen::run::RunOptions {
-                        scenario: path.to_path_buf(),
-                        ..Default::default()
-                    };
-                    match loadgen::run::prepare(&options) {
-                        Ok(prepared) => {
-                            let _ = loadgen::scenario::describe::describe(
-                                &prepared.plan,
-                                prepared.seed,
-                            );
-                            Ok(Outcome::Valid)
-                        }
-                        Err(error) if unresolved(&error.to_string()) => Ok(Outcome::Unresolved),
-                        Err(error) => Err(format!("validates, but `plan` refuses it: {error}")),
+fn in_process_case(
+    path: &Path,
+    bytes: &[u8],
+    policy: Option<&loadgen::api::policy::Policy>,
+) -> Verdict {
+    use loadgen::api::scenario::ScenarioError;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match loadgen::api::scenario::load_with(path, policy) {
+            Ok(_plan) => {
+                let options = loadgen::api::run::RunOptions {
+                    scenario: path.to_path_buf(),
+                    ..Default::default()
+                };
+                match loadgen::api::run::prepare(&options) {
+                    Ok(prepared) => {
+                        let _ = loadgen::api::scenario::describe(&prepared.plan, prepared.seed);
+                        Ok(Outcome::Valid)
                     }
+                    Err(error) if unresolved(&error.to_string()) => Ok(Outcome::Unresolved),
+                    Err(error) => Err(format!("validates, but `plan` refuses it: {error}")),
                 }
-                Err(ScenarioError::Invalid(diagnostics)) => {
-                    let text = diagnostics.to_string();
-                    check_positions(path, bytes, &text).map(|()| Outcome::Refused)
-                }
-                Err(other) => {
-                    check_positions(path, bytes, &other.to_string()).map(|()| Outcome::Refused)
-                }
-            },
-        ));
+            }
+            Err(ScenarioError::Invalid(diagnostics)) => {
+                let text = diagnostics.to_string();
+                check_positions(path, bytes, &text).map(|()| Outcome::Refused)
+            }
+            Err(other) => {
+                check_positions(path, bytes, &other.to_string()).map(|()| Outcome::Refused)
+            }
+        }
+    }));
     outcome.unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(&payload))))
 }
 
@@ -829,7 +829,7 @@ impl Corpus {
                 .collect();
             assert!(pointed, "{} has no base_url line", path.display());
             // The stock scenario itself is valid once pointed at the listener.
-            if let Err(error) = loadgen::scenario::from_source(&text, &path, stock) {
+            if let Err(error) = loadgen::api::scenario::from_source(&text, &path, stock) {
                 panic!("{} pointed at 127.0.0.1:{port}: {error}", path.display());
             }
             for line in text.lines() {

@@ -4,9 +4,9 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use loadgen::engine::drive::{drive_arrivals, drive_vus};
-use loadgen::plan::schedule::{ArrivalSchedule, vu_changes};
-use loadgen::plan::{RateStage, VuStage};
+use loadgen::api::engine::{drive_arrivals, drive_vus};
+use loadgen::api::plan::{ArrivalSchedule, vu_changes};
+use loadgen::api::plan::{RateStage, VuStage};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

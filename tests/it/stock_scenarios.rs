@@ -10,7 +10,7 @@ fn every_stock_scenario_validates() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            if let Err(error) = loadgen::scenario::load(&path) {
+            if let Err(error) = loadgen::api::scenario::load(&path) {
                 panic!("{} does not validate:\n{error}", path.display());
             }
             checked += 1;
@@ -28,9 +28,9 @@ fn every_stock_scenario_validates() {
 #[test]
 fn the_nightly_scenario_lies_within_the_nightly_policy() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let policy = loadgen::policy::load(&root.join("docker/ci/policy.toml")).unwrap();
+    let policy = loadgen::api::policy::load(&root.join("docker/ci/policy.toml")).unwrap();
     let soak = root.join("scenarios/soak.toml");
-    if let Err(error) = loadgen::scenario::load_with(&soak, Some(&policy)) {
+    if let Err(error) = loadgen::api::scenario::load_with(&soak, Some(&policy)) {
         panic!("scenarios/soak.toml is outside docker/ci/policy.toml:\n{error}");
     }
     // The workflow runs docker/ci/nightly.sh, whose defaults are that scenario and policy.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::process::{ServerProcess, pause_scenario, stack_state};
+use crate::support::process::{ServerProcess, pause_scenario, process_state, stack_state};
 use crate::support::server::TestServer;
 use crate::support::{KillOnDrop, Workspace, eventually, loadgen, loadgen_command, only_entry};
 
@@ -215,7 +215,7 @@ backend_timeout = "3s"
     let backend_pid = backend.0.id() as i32;
     assert!(
         eventually(Duration::from_secs(10), || {
-            loadgen::chaos::process::proc_stat(backend_pid).is_none_or(|(s, _)| s == 'Z')
+            process_state(backend_pid).is_none_or(|s| s == 'Z')
         }),
         "the backend was never killed"
     );

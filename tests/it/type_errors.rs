@@ -135,7 +135,7 @@ fn seeded_type_errors_are_reported_each_at_its_line_and_nothing_else() {
             }
             let source = mutated.join("\n") + "\n";
             cases += 1;
-            let result = loadgen::scenario::from_source(&source, Path::new("case.toml"), &dir);
+            let result = loadgen::api::scenario::from_source(&source, Path::new("case.toml"), &dir);
             let reported: Vec<(usize, String)> = match &result {
                 Ok(_) => Vec::new(),
                 Err(diagnostics) => diagnostics

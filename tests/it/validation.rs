@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use loadgen::scenario;
+use loadgen::api::scenario;
 
 use crate::support::server::TestServer;
 use crate::support::{Workspace, options};
@@ -283,8 +283,9 @@ fn a_bad_scenario_sends_nothing() {
     let workspace = Workspace::new();
     let text = BROKEN.replace("http://127.0.0.1:9", &server.url());
     let scenario = workspace.write("broken.toml", &text);
-    let error = loadgen::run::prepare(&options(&scenario, &workspace.out())).expect_err("refused");
-    assert!(matches!(error, loadgen::run::RunError::BadInput(_)));
+    let error =
+        loadgen::api::run::prepare(&options(&scenario, &workspace.out())).expect_err("refused");
+    assert!(matches!(error, loadgen::api::run::RunError::BadInput(_)));
     assert!(server.seen().is_empty());
     assert!(
         !workspace.out().exists(),
@@ -316,7 +317,8 @@ url = "/hello"
             server.url()
         ),
     );
-    let error = loadgen::run::prepare(&options(&scenario, &workspace.out())).expect_err("refused");
+    let error =
+        loadgen::api::run::prepare(&options(&scenario, &workspace.out())).expect_err("refused");
     let message = error.to_string();
     assert!(message.contains("outside the allow-list"), "{message}");
     assert!(server.seen().is_empty());
@@ -441,7 +443,7 @@ name = "b"
 url = "/b"
 "#;
     let plan = scenario::from_source(source, Path::new("w.toml"), Path::new(".")).unwrap();
-    let text = scenario::describe::describe(&plan, 1);
+    let text = scenario::describe(&plan, 1);
     assert!(text.contains("50.0%  a"), "{text}");
     assert!(text.contains("50.0%  b"), "{text}");
 }

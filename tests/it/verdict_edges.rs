@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use loadgen::record::verdicts::{VerdictReason, VerdictStatus};
+use loadgen::api::record::{VerdictReason, VerdictStatus};
 
 use crate::support::server::{Stall, TestServer};
 use crate::support::{Workspace, binary_run};

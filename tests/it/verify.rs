@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use loadgen::record::verdicts::VerdictStatus;
-use loadgen::record::writes::VerifySummary;
-use loadgen::scenario;
-use loadgen::verify::run::Status;
+use loadgen::api::record::VerdictStatus;
+use loadgen::api::record::VerifySummary;
+use loadgen::api::scenario;
+use loadgen::api::verify::Status;
 
 use crate::support::server::TestServer;
 use crate::support::{Workspace, options, run_ok};
@@ -61,11 +61,11 @@ url = "/store/total"
 extract = "/total"
 "#;
 
-fn ids(writes: &[loadgen::record::writes::ListedWrite]) -> BTreeSet<u64> {
+fn ids(writes: &[loadgen::api::record::ListedWrite]) -> BTreeSet<u64> {
     writes.iter().map(|w| w.id.as_u64().unwrap()).collect()
 }
 
-fn verify_of(summary: &loadgen::record::summary::Summary) -> &VerifySummary {
+fn verify_of(summary: &loadgen::api::record::Summary) -> &VerifySummary {
     summary
         .verify
         .as_ref()
@@ -122,8 +122,12 @@ fn lost_and_altered_writes_are_reported_by_id_exactly_as_the_server_did_them() {
             .contains(&format!("{} acknowledged write(s) lost", lost.len()))
     );
     assert_eq!(verify.invariants[0].status, VerdictStatus::Pass);
-    let (code, reasons) = loadgen::judge::exit::for_run(&summary, false);
-    assert_eq!(code, loadgen::judge::exit::SLO_FAILED, "{reasons:?}");
+    let (code, reasons) = loadgen::api::judge::for_run(&summary, false);
+    assert_eq!(
+        code,
+        loadgen::api::judge::ExitCode::SloFailed,
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("missing")), "{reasons:?}");
     // Verification's requests are the server's reads, apart from the run's totals.
     let counts = server.counts();
@@ -176,8 +180,8 @@ fn a_clean_store_passes_and_report_rejudges_it_without_the_target() {
     let verify = verify_of(&summary).clone();
     assert!(verify.passed, "{verify:#?}");
     assert_eq!(
-        loadgen::judge::exit::for_run(&summary, false).0,
-        loadgen::judge::exit::OK
+        loadgen::api::judge::for_run(&summary, false).0,
+        loadgen::api::judge::ExitCode::Ok
     );
     let kind = &verify.kinds[0];
     assert!(kind.acknowledged > 30, "{}", kind.acknowledged);
@@ -185,9 +189,9 @@ fn a_clean_store_passes_and_report_rejudges_it_without_the_target() {
     assert_eq!(verify.counts[0].platform, Some(kind.acknowledged as i64));
     // Re-judged from the run directory alone, with the server gone.
     drop(server);
-    let code = loadgen::cli::main_with_args(["loadgen", "report", run_dir.to_str().unwrap()]);
-    assert_eq!(code, 0);
-    let again: loadgen::record::summary::Summary =
+    let code = loadgen::api::cli::main_with_args(["loadgen", "report", run_dir.to_str().unwrap()]);
+    assert_eq!(code, loadgen::api::judge::ExitCode::Ok);
+    let again: loadgen::api::record::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     let again = again.verify.unwrap();
@@ -254,8 +258,8 @@ url = "/store/bump"
     assert_eq!(invariant.after, Some(serde_json::json!(bumps)));
     assert_eq!(invariant.status, VerdictStatus::Fail);
     assert_eq!(
-        loadgen::judge::exit::for_run(&summary, false).0,
-        loadgen::judge::exit::SLO_FAILED
+        loadgen::api::judge::for_run(&summary, false).0,
+        loadgen::api::judge::ExitCode::SloFailed
     );
 }
 
@@ -298,8 +302,8 @@ url = "/status/503?item={{{{ack.id}}}}"
     let kind = &verify_of(&summary).kinds[0];
     assert!(kind.unverifiable > 0 && kind.allowed);
     assert_eq!(
-        loadgen::judge::exit::for_run(&summary, false).0,
-        loadgen::judge::exit::OK
+        loadgen::api::judge::for_run(&summary, false).0,
+        loadgen::api::judge::ExitCode::Ok
     );
 }
 
@@ -336,8 +340,8 @@ extract = "/items"
         &scenario(&server.url(), r#"["ok"]"#, 10, verify),
     );
     let options = options(&file, &ws.out());
-    let prepared = loadgen::run::prepare(&options).unwrap();
-    let error = match loadgen::run::execute(prepared, &options) {
+    let prepared = loadgen::api::run::prepare(&options).unwrap();
+    let error = match loadgen::api::run::execute(prepared, &options) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("the run went ahead without its count"),
     };
@@ -471,12 +475,12 @@ fn ctrl_c_during_verification_stops_it_and_the_run_is_incomplete() {
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(3), "an interrupted run is incomplete");
     let run_dir = only_entry(&out);
-    let summary: loadgen::record::summary::Summary =
+    let summary: loadgen::api::record::Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(
         summary.ended_by,
-        loadgen::record::summary::EndReason::Interrupted
+        loadgen::api::record::EndReason::Interrupted
     );
     let verify = verify_of(&summary);
     assert_eq!(verify.status, Status::Interrupted);

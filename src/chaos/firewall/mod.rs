@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use iptables::{check_available, delete_everywhere, netfilter, nsenter_available};
-pub use rules::{CHAIN, COMMENT_PREFIX, Family, Scope, check_loss, rule_for};
+pub(crate) use rules::{CHAIN, COMMENT_PREFIX, Family, Scope, check_loss, rule_for};
 use rules::{comment_of, is_ours, listens, packets, unique_id};
 
 use super::lifecycle::{
@@ -44,7 +44,7 @@ use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 const LOCK_WAIT: &str = "5";
 
 /// How long after insertion a rule has to show a matched packet.
-pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
+pub(crate) const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 
 /// What deletes a fault's rules, as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ pub struct FirewallUndo {
 
 /// The two programs, one per family.
 #[derive(Debug, Clone)]
-pub struct Programs {
+pub(crate) struct Programs {
     pub v4: String,
     pub v6: String,
 }
@@ -86,7 +86,7 @@ impl Programs {
     }
 }
 
-pub struct FirewallBackend {
+pub(crate) struct FirewallBackend {
     programs: Programs,
     /// Whether root and both programs were found, checked once per backend.
     checked: Option<Result<(), String>>,
@@ -113,7 +113,7 @@ impl PortTarget {
 }
 
 impl FirewallBackend {
-    pub fn new(programs: Programs, containers: Arc<dyn Containers>) -> FirewallBackend {
+    pub(crate) fn new(programs: Programs, containers: Arc<dyn Containers>) -> FirewallBackend {
         FirewallBackend {
             programs,
             checked: None,
@@ -126,7 +126,7 @@ impl FirewallBackend {
             self.checked = Some(check_available(&self.programs).await);
         }
         match &self.checked {
-            Some(Err(message)) => Err(error(message.clone())),
+            Some(Err(message)) => Err(ChaosError::backend(BackendKind::Firewall, message.clone())),
             _ => Ok(()),
         }
     }
@@ -135,7 +135,12 @@ impl FirewallBackend {
     async fn find(&mut self, selector: &Selector) -> Result<Vec<Candidate>, ChaosError> {
         let port = match selector {
             Selector::Port { port } | Selector::ContainerPort { port, .. } => *port,
-            other => return Err(error(format!("{other} is not a port selector"))),
+            other => {
+                return Err(ChaosError::backend(
+                    BackendKind::Firewall,
+                    format!("{other} is not a port selector"),
+                ));
+            }
         };
         if port == 0 {
             return Err(ChaosError::Refused(
@@ -154,7 +159,9 @@ impl FirewallBackend {
                 true,
             )]);
         };
-        nsenter_available().await.map_err(error)?;
+        nsenter_available()
+            .await
+            .map_err(|e| ChaosError::backend(BackendKind::Firewall, e))?;
         let containers = self.containers.find(container).await?;
         Ok(containers
             .into_iter()
@@ -174,7 +181,10 @@ impl FirewallBackend {
     fn undo_for(&self, target: &Target, action: &Action) -> Result<FirewallUndo, ChaosError> {
         let place = port_target(target)?;
         let id = unique_id(place.port);
-        let rule = |family| rule_for(place.scope(), family, place.port, action, &id).map_err(error);
+        let rule = |family| {
+            rule_for(place.scope(), family, place.port, action, &id)
+                .map_err(|e| ChaosError::backend(BackendKind::Firewall, e))
+        };
         Ok(FirewallUndo {
             rule: rule(Family::V4)?,
             rule6: Some(rule(Family::V6)?),
@@ -217,8 +227,9 @@ impl FirewallBackend {
         } = undo;
         // The rules about to go in are exactly the ones this target and action call for.
         let place = port_target(target)?;
-        let comment =
-            comment_of(rule).ok_or_else(|| error("the rule has no loadgen comment".into()))?;
+        let comment = comment_of(rule).ok_or_else(|| {
+            ChaosError::backend(BackendKind::Firewall, "the rule has no loadgen comment")
+        })?;
         let id = comment.trim_start_matches(COMMENT_PREFIX);
         let expected = |family| rule_for(place.scope(), family, place.port, action, id);
         let same_place = container.as_ref().map(|c| &c.id) == place.container.as_ref();
@@ -245,15 +256,18 @@ impl FirewallBackend {
                 netfilter(&program, netns, &args).await
             }
         };
-        insert(Family::V4, rule.clone())
-            .await
-            .map_err(|e| error(format!("{}: {e}", target.name)))?;
+        insert(Family::V4, rule.clone()).await.map_err(|e| {
+            ChaosError::backend(BackendKind::Firewall, format!("{}: {e}", target.name))
+        })?;
         if let Some(rule6) = rule6
             && let Err(e) = insert(Family::V6, rule6.clone()).await
         {
             // Both or neither: take the IPv4 rule out again.
             let _ = delete_everywhere(&self.programs.v4, netns, rule).await;
-            return Err(error(format!("{}: {e}", target.name)));
+            return Err(ChaosError::backend(
+                BackendKind::Firewall,
+                format!("{}: {e}", target.name),
+            ));
         }
         Ok(())
     }
@@ -367,7 +381,10 @@ impl FaultBackend for FirewallBackend {
     ) -> Result<(), ChaosError> {
         match &planned.undo {
             Some(undo) => self.insert(target, action, undo).await,
-            None => Err(error("a packet fault needs its rules planned".into())),
+            None => Err(ChaosError::backend(
+                BackendKind::Firewall,
+                "a packet fault needs its rules planned",
+            )),
         }
     }
 
@@ -416,11 +433,14 @@ fn port_target(target: &Target) -> Result<PortTarget, ChaosError> {
 /// Deletes the rules. Idempotent: a rule that is no longer there, or whose container is
 /// gone or stopped (its namespace went with it), counts as recovered.
 /// `containers`: how a container's namespace is entered (its engine is the undo's own).
-pub async fn recover(undo: &FirewallUndo, containers: &dyn Containers) -> Result<(), ChaosError> {
+pub(crate) async fn recover(
+    undo: &FirewallUndo,
+    containers: &dyn Containers,
+) -> Result<(), ChaosError> {
     recover_with(&Programs::default(), undo, containers).await
 }
 
-pub async fn recover_with(
+pub(crate) async fn recover_with(
     programs: &Programs,
     undo: &FirewallUndo,
     containers: &dyn Containers,
@@ -460,14 +480,10 @@ pub async fn recover_with(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(error(problems.join("; ")))
-    }
-}
-
-fn error(message: String) -> ChaosError {
-    ChaosError::Backend {
-        backend: "firewall",
-        message,
+        Err(ChaosError::backend(
+            BackendKind::Firewall,
+            problems.join("; "),
+        ))
     }
 }
 

@@ -8,22 +8,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::plan::chaos::Action;
 
 /// Every rule's comment starts with this; the rest is unique to the rule.
-pub const COMMENT_PREFIX: &str = "loadgen:";
+pub(crate) const COMMENT_PREFIX: &str = "loadgen:";
 
 /// The chain every rule goes into: loopback traffic crosses OUTPUT, then INPUT on `lo`;
 /// traffic into a container arrives on INPUT of its own namespace.
-pub const CHAIN: &str = "INPUT";
+pub(crate) const CHAIN: &str = "INPUT";
 
 /// IPv4 (iptables) or IPv6 (ip6tables): a rule exists once per family, since `localhost`
 /// is `::1` as often as 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 impl Family {
-    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+    pub(crate) const BOTH: [Family; 2] = [Family::V4, Family::V6];
 
     /// The only destination a loopback rule may match.
     fn loopback(self) -> &'static str {
@@ -36,7 +36,7 @@ impl Family {
 
 /// Where a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// The host's loopback: `-i lo -d 127.0.0.0/8` (or `::1/128`).
     Loopback,
     /// A container's own network namespace: every interface of it, since what arrives
@@ -47,7 +47,7 @@ pub enum Scope {
 
 /// A comment no other rule has: the port (for people reading `iptables -S`), then process,
 /// time and a counter.
-pub fn unique_id(port: u16) -> String {
+pub(super) fn unique_id(port: u16) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -62,7 +62,7 @@ pub fn unique_id(port: u16) -> String {
 }
 
 /// The arguments (after `-I INPUT`) of the rule for `action` on TCP `port`.
-pub fn rule_for(
+pub(crate) fn rule_for(
     scope: Scope,
     family: Family,
     port: u16,
@@ -118,7 +118,7 @@ pub fn rule_for(
 }
 
 /// A loss percentage as iptables' probability, or why it cannot be one.
-pub fn check_loss(percent: f64) -> Result<String, String> {
+pub(crate) fn check_loss(percent: f64) -> Result<String, String> {
     let chance = probability(percent);
     if !(percent > 0.0 && percent <= 100.0) || chance == "0" {
         return Err(format!(
@@ -135,7 +135,7 @@ fn probability(percent: f64) -> String {
 }
 
 /// The `loadgen:<id>` comment of a rule, if it has one.
-pub fn comment_of(rule: &[String]) -> Option<&str> {
+pub(super) fn comment_of(rule: &[String]) -> Option<&str> {
     rule.windows(2)
         .find(|pair| pair[0] == "--comment")
         .map(|pair| pair[1].as_str())
@@ -144,7 +144,7 @@ pub fn comment_of(rule: &[String]) -> Option<&str> {
 
 /// Whether a rule from a ledger is one loadgen could have made for `scope`: TCP,
 /// commented, and on loopback only unless it lives in a container's namespace.
-pub fn is_ours(rule: &[String], scope: Scope, family: Family) -> bool {
+pub(super) fn is_ours(rule: &[String], scope: Scope, family: Family) -> bool {
     let has = |flag: &str, value: &str| rule.windows(2).any(|p| p[0] == flag && p[1] == value);
     let placed = match scope {
         Scope::Loopback => has("-i", "lo") && has("-d", family.loopback()),
@@ -157,7 +157,7 @@ pub fn is_ours(rule: &[String], scope: Scope, family: Family) -> bool {
 /// (counters, `-c PKTS BYTES` from `-v`, left out). iptables quotes comments
 /// (`--comment "loadgen:…"`); ours have no spaces or quotes, so splitting on whitespace and
 /// dropping the quotes gives back the arguments.
-pub fn parse_listed(line: &str, comment: &str) -> Option<Vec<String>> {
+pub(super) fn parse_listed(line: &str, comment: &str) -> Option<Vec<String>> {
     let args: Vec<String> = line
         .split_whitespace()
         .map(|word| word.trim_matches('"').to_string())
@@ -183,7 +183,7 @@ pub fn parse_listed(line: &str, comment: &str) -> Option<Vec<String>> {
 }
 
 /// The packets the rules with `comment` have matched, from an `iptables -v -S` listing.
-pub fn packets(listing: &str, comment: &str) -> u64 {
+pub(super) fn packets(listing: &str, comment: &str) -> u64 {
     listing
         .lines()
         .filter(|line| parse_listed(line, comment).is_some())
@@ -196,7 +196,7 @@ pub fn packets(listing: &str, comment: &str) -> u64 {
 }
 
 /// Whether a `/proc/net/tcp` or `tcp6` table has a socket listening on `port`.
-pub fn listens(table: &str, port: u16) -> bool {
+pub(super) fn listens(table: &str, port: u16) -> bool {
     const LISTEN: &str = "0A";
     table.lines().skip(1).any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();

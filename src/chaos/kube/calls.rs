@@ -12,8 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, core::Status};
 
-use super::{FIELD_MANAGER, RESTARTED_AT, api_error, backend_error, bounded, status_of};
+use super::{FIELD_MANAGER, RESTARTED_AT, api_error, bounded, status_of};
 use crate::chaos::ChaosError;
+use crate::plan::chaos::BackendKind;
 
 /// A deployment's scale subresource: the replicas to restore and its pods' selector.
 pub(super) struct ScaleNow {
@@ -86,12 +87,13 @@ pub(super) async fn evict_pod(
         delete_options: None::<DeleteOptions>,
     };
     // k8s-openapi writes apiVersion and kind for resource types.
-    let body = serde_json::to_vec(&eviction).map_err(|e| backend_error(e.to_string()))?;
+    let body = serde_json::to_vec(&eviction)
+        .map_err(|e| ChaosError::backend(BackendKind::Kube, e.to_string()))?;
     let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
     let request = http::Request::post(path)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body)
-        .map_err(|e| backend_error(format!("{what}: {e}")))?;
+        .map_err(|e| ChaosError::backend(BackendKind::Kube, format!("{what}: {e}")))?;
     match bounded(&what, async { Ok(client.request::<Status>(request).await) }).await? {
         Ok(_) => Ok(()),
         Err(e) if status_of(&e) == Some(404) => Ok(()),

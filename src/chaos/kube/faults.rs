@@ -46,7 +46,7 @@ pub enum KubeHealth {
 
 /// The Kubernetes backend as the timeline drives it. Clones share the one connection.
 #[derive(Clone)]
-pub struct KubeFaults {
+pub(crate) struct KubeFaults {
     api: Option<String>,
     pin: Pin,
     namespaces: Vec<String>,
@@ -54,7 +54,7 @@ pub struct KubeFaults {
 }
 
 impl KubeFaults {
-    pub fn new(api: Option<String>, pin: Pin, namespaces: Vec<String>) -> KubeFaults {
+    pub(crate) fn new(api: Option<String>, pin: Pin, namespaces: Vec<String>) -> KubeFaults {
         KubeFaults {
             api,
             pin,
@@ -64,7 +64,7 @@ impl KubeFaults {
     }
 
     /// The cluster, connected on first use — once the pin agrees with it.
-    pub async fn cluster(&self) -> Result<&KubeBackend, ChaosError> {
+    pub(crate) async fn cluster(&self) -> Result<&KubeBackend, ChaosError> {
         self.connected
             .get_or_try_init(|| KubeBackend::connect_pinned(self.api.as_deref(), &self.pin))
             .await
@@ -210,10 +210,10 @@ impl FaultBackend for KubeFaults {
                     true,
                 )])
             }
-            other => Err(ChaosError::Backend {
-                backend: "kube",
-                message: format!("{other} is not a Kubernetes target"),
-            }),
+            other => Err(ChaosError::backend(
+                BackendKind::Kube,
+                format!("{other} is not a Kubernetes target"),
+            )),
         }
     }
 
@@ -281,10 +281,10 @@ impl FaultBackend for KubeFaults {
                 calls::set_replicas(client, namespace, name, *replicas, &what).await
             }
             Action::RolloutRestart => calls::rollout_restart(client, namespace, name).await,
-            other => Err(ChaosError::Backend {
-                backend: "kube",
-                message: format!("{other:?} is not a Kubernetes action"),
-            }),
+            other => Err(ChaosError::backend(
+                BackendKind::Kube,
+                format!("{other:?} is not a Kubernetes action"),
+            )),
         }
     }
 
@@ -313,10 +313,13 @@ impl FaultBackend for KubeFaults {
 
 /// An action this backend cannot perform on that selector: the validator's error.
 fn mismatch(action: &Action, selector: &Selector) -> ChaosError {
-    super::backend_error(format!(
-        "{action:?} cannot target {selector}: pod actions take a pods selector, \
+    ChaosError::backend(
+        BackendKind::Kube,
+        format!(
+            "{action:?} cannot target {selector}: pod actions take a pods selector, \
          scale and rollout restart a deployment"
-    ))
+        ),
+    )
 }
 
 /// The namespace must be on the scenario's allow-list; an empty list allows none, so

@@ -16,27 +16,31 @@
 //! from a local HTTP server (see README.md here and `tests/it/chaos_kube.rs`).
 
 mod calls;
-pub mod faults;
-pub mod pin;
-pub mod select;
-pub mod timeline;
+pub(crate) mod faults;
+pub(crate) mod pin;
+pub(crate) mod select;
+pub(crate) mod timeline;
 
-pub use faults::{DeploymentUndo, KubeFaults, KubeHealth};
-pub use pin::Pin;
-pub use select::{PodInfo, PodSelector};
-pub use timeline::{Dip, PodReady, ReadinessPoint, ReadinessTimeline};
+pub use faults::DeploymentUndo;
+pub(crate) use faults::{KubeFaults, KubeHealth};
+pub(crate) use pin::Pin;
+pub(crate) use select::PodInfo;
+pub use select::PodSelector;
+pub(crate) use timeline::ReadinessTimeline;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::ChaosError;
 
+use crate::plan::chaos::BackendKind;
+
 /// The annotation `kubectl rollout restart` sets; using the same key means a restart by
 /// loadgen looks like any other to the humans reading the deployment.
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+pub(crate) const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 /// Shows up in managedFields and audit logs as the writer of every change loadgen makes.
-pub const FIELD_MANAGER: &str = "loadgen";
+pub(crate) const FIELD_MANAGER: &str = "loadgen";
 
 /// A connection to one cluster's API server.
 #[derive(Clone)]
@@ -56,24 +60,27 @@ impl KubeBackend {
     pub async fn connect(api: Option<&str>) -> Result<KubeBackend, ChaosError> {
         let mut config = match api {
             Some(url) => {
-                let uri = url
-                    .parse()
-                    .map_err(|e| backend_error(format!("kube API URL {url:?}: {e}")))?;
+                let uri = url.parse().map_err(|e| {
+                    ChaosError::backend(BackendKind::Kube, format!("kube API URL {url:?}: {e}"))
+                })?;
                 kube::Config::new(uri)
             }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| backend_error(format!("no kubeconfig or in-cluster config: {e}")))?,
+            None => kube::Config::infer().await.map_err(|e| {
+                ChaosError::backend(
+                    BackendKind::Kube,
+                    format!("no kubeconfig or in-cluster config: {e}"),
+                )
+            })?,
         };
         // The client's default policy retries 429/503 with backoff for up to ~15 attempts.
         // A 429 on an eviction is a PodDisruptionBudget saying no, and a fault on a timeline
         // must not stall for minutes: every call here fails fast and the caller decides.
         config.default_retry = false;
         let client = Client::try_from(config).map_err(|e| {
-            backend_error(format!(
-                "kube client for {}: {e}",
-                api.unwrap_or("kubeconfig")
-            ))
+            ChaosError::backend(
+                BackendKind::Kube,
+                format!("kube client for {}: {e}", api.unwrap_or("kubeconfig")),
+            )
         })?;
         Ok(KubeBackend { client })
     }
@@ -139,7 +146,7 @@ impl KubeBackend {
 /// Recovery from a ledger record alone (the timeline's, and `loadgen recover` after a
 /// crash): reconnects to the recorded API and sets the replicas read before the scale
 /// again. Idempotent, and a deployment that is gone counts as recovered.
-pub async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
+pub(crate) async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
     let DeploymentUndo {
         api,
         namespace,
@@ -154,7 +161,7 @@ pub async fn recover(undo: &DeploymentUndo) -> Result<(), ChaosError> {
 /// How long one API exchange may take. The client has no read timeout of its own (a watch
 /// must be able to idle), so one-shot calls get this bound: a stuck API server then fails a
 /// fault or a recovery visibly instead of hanging the run.
-pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One API call under `CALL_TIMEOUT`: one exchange each, never a sequence of them, so
 /// every call has the whole bound and a timeout names the call that hung.
@@ -165,18 +172,14 @@ async fn bounded<T>(
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
         .unwrap_or_else(|_| {
-            Err(backend_error(format!(
-                "{what}: no answer from the API server within {}s",
-                CALL_TIMEOUT.as_secs()
-            )))
+            Err(ChaosError::backend(
+                BackendKind::Kube,
+                format!(
+                    "{what}: no answer from the API server within {}s",
+                    CALL_TIMEOUT.as_secs()
+                ),
+            ))
         })
-}
-
-fn backend_error(message: String) -> ChaosError {
-    ChaosError::Backend {
-        backend: "kube",
-        message,
-    }
 }
 
 /// The HTTP status of an API error, when the server answered.
@@ -195,5 +198,5 @@ fn api_error(what: &str, error: kube::Error) -> ChaosError {
         }
         other => format!("{what}: {other}"),
     };
-    backend_error(message)
+    ChaosError::backend(BackendKind::Kube, message)
 }

@@ -86,7 +86,7 @@ impl PodInfo {
 }
 
 /// Whether the pod's `Ready` condition is `True` (what a Service's endpoints go by).
-pub fn is_ready(pod: &Pod) -> bool {
+pub(crate) fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -100,7 +100,7 @@ pub fn is_ready(pod: &Pod) -> bool {
 /// The Deployment a pod belongs to, from its controlling ReplicaSet. A Deployment names its
 /// ReplicaSets `<deployment>-<pod-template-hash>` and labels their pods with that hash, so
 /// the name is derived without an extra GET (and without RBAC on replicasets).
-pub fn deployment_of(pod: &Pod) -> Option<String> {
+pub(crate) fn deployment_of(pod: &Pod) -> Option<String> {
     let owner = controller_of(pod)?;
     if owner.kind != "ReplicaSet" {
         return None;
@@ -124,7 +124,7 @@ fn controller_of(
 }
 
 /// The facts about one pod; pure, so fixtures test it directly.
-pub fn pod_info(pod: &Pod) -> PodInfo {
+pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
     let meta = &pod.metadata;
     let terminating = meta.deletion_timestamp.is_some();
     PodInfo {
@@ -147,7 +147,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
 
 /// The selector's pods sorted by name (a stable order for "the first N"), and the list's
 /// resourceVersion (where a watch picks up).
-pub async fn list_pods(
+pub(crate) async fn list_pods(
     client: &kube::Client,
     selector: &PodSelector,
 ) -> Result<(Vec<PodInfo>, String), ChaosError> {

@@ -105,7 +105,7 @@ pub(super) async fn serve_control_on_any_address(
 }
 
 /// The header a run's requests carry its owner token in.
-pub const OWNER_HEADER: &str = "x-loadgen-owner";
+pub(super) const OWNER_HEADER: &str = "x-loadgen-owner";
 
 /// Whether a request's `Host` names this host's loopback (`127.x.y.z`, `[::1]`,
 /// `localhost`, any port): a page that reached the API by DNS rebinding names its own.

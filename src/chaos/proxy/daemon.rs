@@ -23,7 +23,7 @@ use super::{Proxy, Upstream, serve_control};
 use crate::util::safety::AllowList;
 
 #[derive(Debug, Clone)]
-pub struct DaemonOptions {
+pub(crate) struct DaemonOptions {
     /// Where clients connect (loopback; port 0 picks one).
     pub listen: SocketAddr,
     /// `host:port` of the real service.
@@ -44,7 +44,7 @@ pub struct DaemonOptions {
 /// What the proxy announces when it is ready: on stdout (one JSON line) and in the ready
 /// file, so a script that asked for port 0 learns the real ports.
 #[derive(Debug, Serialize)]
-pub struct Ready {
+pub(crate) struct Ready {
     pub listen: SocketAddr,
     pub upstream: SocketAddr,
     pub control: String,
@@ -52,7 +52,7 @@ pub struct Ready {
 }
 
 /// Checks the options without binding anything: every problem at once.
-pub fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
+pub(crate) fn check(options: &DaemonOptions) -> Result<SocketAddr, Vec<String>> {
     let mut problems = Vec::new();
     for (flag, addr) in [("--listen", options.listen), ("--control", options.control)] {
         if !addr.ip().is_loopback() && !options.container_network {
@@ -132,7 +132,7 @@ fn split_host_port(text: &str) -> Result<(&str, u16), String> {
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then closes every connection and returns.
-pub async fn serve(options: DaemonOptions, upstream: SocketAddr) -> std::io::Result<()> {
+pub(crate) async fn serve(options: DaemonOptions, upstream: SocketAddr) -> std::io::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let proxy = Proxy::start_to(options.listen, upstream_of(&options, upstream)).await?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The longest delay accepted: a fault is a drill, not an outage. A larger value is far more
 /// likely a unit slip (seconds typed as milliseconds) than an intent, and a latency this
 /// long is a blackhole anyway.
-pub const MAX_DELAY: Duration = Duration::from_secs(600);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(600);
 
 /// Which way a fault applies, seen from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

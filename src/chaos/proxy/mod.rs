@@ -18,7 +18,7 @@
 //! The timeline reaches proxies through `chaos/network.rs` (`{ proxy = … }` targets).
 
 mod control;
-pub mod daemon;
+pub(crate) mod daemon;
 mod fault;
 mod forward;
 mod upstream;
@@ -36,7 +36,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use control::{remote_clear, remote_set, serve_control};
-pub use fault::{Direction, Fault, FaultError, MAX_DELAY};
+pub(crate) use fault::FaultError;
+pub use fault::{Direction, Fault};
 pub use upstream::{Resolver, Upstream};
 
 /// Counters since the proxy started.

@@ -19,7 +19,7 @@ mod inject;
 mod preflight;
 mod recovery;
 
-pub use preflight::{PreflightLine, Verdict, preflight};
+pub use preflight::{Verdict, preflight};
 
 use super::Target;
 use super::ledger::{Ledger, LedgerRecord};

@@ -12,12 +12,12 @@ use http::HeaderMap;
 use crate::metrics::ErrorClass;
 
 /// What a request offers in `Accept-Encoding` when the target has `compression` on.
-pub const ACCEPT_ENCODING: &str = "gzip, br, zstd";
+pub(crate) const ACCEPT_ENCODING: &str = "gzip, br, zstd";
 
 /// How a response's body is read: within `limit` bytes on the wire and inflated, and kept
 /// for the step (extraction, checks) or only drained.
 #[derive(Debug, Clone, Copy)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub limit: u64,
     pub keep: bool,
 }
@@ -26,7 +26,7 @@ impl Reading {
     /// The collector for a response with this status and these headers. An error status's
     /// body is kept even when the step does not keep bodies: its start is what a failure
     /// sample shows (failures are few; the limit still holds).
-    pub fn collector(self, status: http::StatusCode, headers: &HeaderMap) -> Collector {
+    pub(crate) fn collector(self, status: http::StatusCode, headers: &HeaderMap) -> Collector {
         let coding = Coding::of(headers);
         let keep = self.keep || status.as_u16() >= 400;
         Collector {
@@ -120,7 +120,7 @@ fn pump(reader: impl Read, limit: u64, sink: &mut impl Write) -> std::io::Result
 
 /// Collects a body's data frames, refusing more than `limit` bytes, then gives the body as
 /// the step sees it. Most bodies arrive in one frame: that one is held without copying.
-pub struct Collector {
+pub(crate) struct Collector {
     limit: u64,
     /// Whether the step reads the body.
     keep: bool,
@@ -133,7 +133,7 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn push(&mut self, data: Bytes) -> Result<(), ErrorClass> {
+    pub(crate) fn push(&mut self, data: Bytes) -> Result<(), ErrorClass> {
         self.seen += data.len() as u64;
         if self.seen > self.limit {
             return Err(ErrorClass::BodyTooLarge);
@@ -156,7 +156,7 @@ impl Collector {
     /// is inflated either way, at most `limit` bytes — into memory when kept, into a
     /// counter when not: past the limit, `BodyTooLarge`. A body that does not decode is
     /// `Io`.
-    pub fn finish(self) -> Result<Bytes, ErrorClass> {
+    pub(crate) fn finish(self) -> Result<Bytes, ErrorClass> {
         let body = self.first.unwrap_or_else(|| Bytes::from(self.rest));
         let Some(coding) = self.coding else {
             return Ok(body);

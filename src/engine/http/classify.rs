@@ -15,7 +15,7 @@ use crate::metrics::ErrorClass;
 /// `detail` is the failure in words (the transport's error text), for the failure
 /// samples: built only when a request fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub class: ErrorClass,
     pub unprocessed: bool,
     pub detail: Option<Box<str>>,
@@ -23,7 +23,7 @@ pub struct Failure {
 
 impl Failure {
     /// A failure of `class`, in words.
-    pub fn because(class: ErrorClass, detail: impl Into<String>) -> Failure {
+    pub(crate) fn because(class: ErrorClass, detail: impl Into<String>) -> Failure {
         Failure {
             class,
             unprocessed: false,
@@ -43,7 +43,7 @@ impl From<ErrorClass> for Failure {
 }
 
 /// An error and its causes, as one line: "error sending request: connection reset".
-pub fn text(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -58,12 +58,12 @@ pub fn text(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A hyper error as a failure: its class and its text.
-pub fn hyper_failure(error: hyper::Error) -> Failure {
+pub(super) fn hyper_failure(error: hyper::Error) -> Failure {
     let detail = text(&error);
     Failure::because(hyper(error), detail)
 }
 
-pub fn connect(error: &io::Error) -> ErrorClass {
+pub(super) fn connect(error: &io::Error) -> ErrorClass {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
         io::ErrorKind::TimedOut => ErrorClass::ConnectTimeout,
@@ -82,7 +82,7 @@ fn io_kind(error: &io::Error) -> ErrorClass {
     }
 }
 
-pub fn hyper(error: hyper::Error) -> ErrorClass {
+pub(super) fn hyper(error: hyper::Error) -> ErrorClass {
     if error.is_timeout() {
         return ErrorClass::RequestTimeout;
     }
@@ -106,14 +106,14 @@ pub fn hyper(error: hyper::Error) -> ErrorClass {
 /// last stream id of the server's GOAWAY, or opened after it (h2 hands both a remote
 /// GOAWAY error), or refused (REFUSED_STREAM). A stream the GOAWAY covered and the close cut
 /// off is an I/O error, never this.
-pub fn h2_unprocessed(error: &h2::Error) -> bool {
+pub(super) fn h2_unprocessed(error: &h2::Error) -> bool {
     (error.is_go_away() && error.is_remote()) || error.reason() == Some(h2::Reason::REFUSED_STREAM)
 }
 
 /// HTTP/2's own failures are classes of their own: a stream the server refused before
 /// working on it (REFUSED_STREAM: safe to retry), a connection going away under a stream
 /// (GOAWAY), a stream reset (RST_STREAM with any other reason).
-pub fn h2(error: &h2::Error) -> ErrorClass {
+pub(super) fn h2(error: &h2::Error) -> ErrorClass {
     if error.reason() == Some(h2::Reason::REFUSED_STREAM) {
         return ErrorClass::RefusedStream;
     }

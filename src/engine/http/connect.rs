@@ -15,7 +15,7 @@ use crate::metrics::ErrorClass;
 use crate::plan::Protocol;
 
 /// What a connection is opened with.
-pub struct Dial<'a> {
+pub(super) struct Dial<'a> {
     pub addr: SocketAddr,
     /// The TLS connector and the name the certificate must carry; `None` for plain TCP.
     pub tls: Option<(&'a TlsTarget, ServerName<'static>)>,
@@ -25,14 +25,14 @@ pub struct Dial<'a> {
 }
 
 /// An open byte stream before HTTP, and whether TLS agreed on h2.
-pub enum Stream {
+pub(super) enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Stream {
     /// What ALPN settled (`None` over plain TCP or when the server chose nothing).
-    pub fn alpn(&self) -> Option<&[u8]> {
+    pub(super) fn alpn(&self) -> Option<&[u8]> {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
@@ -44,7 +44,7 @@ impl Stream {
 /// the connection preface and an empty SETTINGS frame, and expects the server's own
 /// SETTINGS frame (type 4) first, as RFC 9113 §3.4 has it. `Err`: what it did instead, in
 /// words (an HTTP/1.1 server answers with a status line, or closes).
-pub async fn answers_h2c(tcp: &mut TcpStream, within: Duration) -> Result<(), String> {
+pub(super) async fn answers_h2c(tcp: &mut TcpStream, within: Duration) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
@@ -83,7 +83,7 @@ pub async fn answers_h2c(tcp: &mut TcpStream, within: Duration) -> Result<(), St
 
 impl Dial<'_> {
     /// TCP and TLS, without HTTP: the pre-flight probe (which wants the reason in words).
-    pub async fn open(&self) -> Result<Stream, (ErrorClass, ProbeError)> {
+    pub(super) async fn open(&self) -> Result<Stream, (ErrorClass, ProbeError)> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let connect = async {
             let socket = match self.addr {
@@ -130,7 +130,7 @@ impl Dial<'_> {
 
     /// A connection ready for requests: HTTP/2 when the protocol is h2c or ALPN chose h2,
     /// HTTP/1.1 otherwise.
-    pub async fn connect(&self) -> Result<Connection, Failure> {
+    pub(super) async fn connect(&self) -> Result<Connection, Failure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let stream = self
             .open()

@@ -13,7 +13,7 @@ use super::classify::Failure;
 use super::{Origin, classify};
 use crate::metrics::ErrorClass;
 
-pub struct H1 {
+pub(crate) struct H1 {
     sender: SendRequest<Full<Bytes>>,
     /// Responses received on this connection: above zero, it is a reused one.
     served: u32,
@@ -21,7 +21,7 @@ pub struct H1 {
 
 /// The handshake on a connected stream; the connection's driver runs as a task on this
 /// worker's (current-thread) runtime and ends when the sender is dropped or the peer closes.
-pub async fn handshake<S>(stream: S) -> Result<H1, ErrorClass>
+pub(super) async fn handshake<S>(stream: S) -> Result<H1, ErrorClass>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -35,17 +35,17 @@ where
 }
 
 impl H1 {
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }
 
     /// Whether the connection can take a request now; false when the server closed the
     /// idle keep-alive connection.
-    pub async fn ready(&mut self) -> bool {
+    pub(crate) async fn ready(&mut self) -> bool {
         self.sender.ready().await.is_ok()
     }
 
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &mut self,
         origin: &Origin,
         mut request: Request<Bytes>,

@@ -18,7 +18,7 @@ use crate::metrics::ErrorClass;
 
 /// A handle on an HTTP/2 connection; clones share it (one per concurrent journey).
 #[derive(Clone)]
-pub struct H2 {
+pub(crate) struct H2 {
     sender: SendRequest<Bytes>,
     /// Set by the connection's driver when it ends (GOAWAY, reset, closed).
     closed: Rc<Cell<bool>>,
@@ -30,7 +30,7 @@ pub struct H2 {
 }
 
 /// The right to open one stream: counted as active until it is dropped.
-pub struct Stream {
+pub(crate) struct Stream {
     sender: SendRequest<Bytes>,
     ended: Rc<Cell<Option<ErrorClass>>>,
     _slot: Slot,
@@ -44,7 +44,7 @@ impl Drop for Slot {
     }
 }
 
-pub async fn handshake<S>(stream: S) -> Result<H2, ErrorClass>
+pub(super) async fn handshake<S>(stream: S) -> Result<H2, ErrorClass>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -80,19 +80,19 @@ where
 }
 
 impl H2 {
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
     }
 
     /// Whether another stream fits under the server's SETTINGS_MAX_CONCURRENT_STREAMS.
-    pub fn has_capacity(&self) -> bool {
+    pub(crate) fn has_capacity(&self) -> bool {
         !self.is_closed() && self.active.get() < self.sender.current_max_send_streams()
     }
 
     /// A sender for one new stream, once the connection can open it; `None` when the
     /// connection cannot take new streams at all (going away or gone) — nothing reached the
     /// server, so the caller may use a fresh connection.
-    pub async fn ready(&self) -> Option<Stream> {
+    pub(crate) async fn ready(&self) -> Option<Stream> {
         // Counted before waiting, so journeys arriving meanwhile see the room taken.
         self.active.set(self.active.get() + 1);
         let slot = Slot(self.active.clone());
@@ -112,7 +112,7 @@ impl H2 {
 
 /// One request on its own stream: the URI carries scheme and authority (`:scheme`,
 /// `:authority`), and the headers HTTP/2 forbids are left out.
-pub async fn exchange(
+pub(super) async fn exchange(
     stream: Stream,
     origin: &Origin,
     request: Request<Bytes>,

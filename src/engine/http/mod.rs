@@ -23,9 +23,9 @@ use http::{HeaderValue, Request, StatusCode};
 use rustls_pki_types::ServerName;
 use tokio::sync::Notify;
 
-pub use self::body::ACCEPT_ENCODING;
+pub(crate) use self::body::ACCEPT_ENCODING;
 use self::body::{Collector, Reading};
-pub use self::classify::Failure;
+pub(crate) use self::classify::Failure;
 use self::connect::Dial;
 use super::tls::TlsTarget;
 use crate::metrics::ErrorClass;
@@ -33,7 +33,7 @@ use crate::plan::{ConnectionMode, Protocol};
 
 /// Where requests go: scheme, host and port, and the address resolved (and allowed) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub tls: bool,
     pub host: String,
     pub port: u16,
@@ -43,7 +43,12 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(tls: bool, host: &str, port: u16, addr: SocketAddr) -> Result<Origin, String> {
+    pub(crate) fn new(
+        tls: bool,
+        host: &str,
+        port: u16,
+        addr: SocketAddr,
+    ) -> Result<Origin, String> {
         let authority = crate::plan::authority(tls, host, port);
         Ok(Origin {
             tls,
@@ -55,7 +60,7 @@ impl Origin {
         })
     }
 
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
 
@@ -75,19 +80,19 @@ impl Origin {
     }
 
     /// The same scheme, host and port: a redirect within it reuses the run's connections.
-    pub fn same_as(&self, other: &Origin) -> bool {
+    pub(crate) fn same_as(&self, other: &Origin) -> bool {
         self.is(other.tls, &other.host, other.port)
     }
 
     /// Whether this origin is `scheme://host:port` (`tls` for https).
-    pub fn is(&self, tls: bool, host: &str, port: u16) -> bool {
+    pub(crate) fn is(&self, tls: bool, host: &str, port: u16) -> bool {
         self.tls == tls && self.port == port && self.host.eq_ignore_ascii_case(host)
     }
 }
 
 /// How to reach the target; shared read-only by every task of a worker.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     pub origin: Origin,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -103,13 +108,13 @@ pub struct ClientConfig {
 }
 
 /// A connection a journey holds (HTTP/1.1, or its own HTTP/2 one with `connection = "new"`).
-pub enum Connection {
+pub(crate) enum Connection {
     H1(h1::H1),
     H2(h2::H2),
 }
 
 /// The parts of a response a step looks at.
-pub struct Response {
+pub(crate) struct Response {
     pub status: StatusCode,
     pub headers: http::HeaderMap,
     /// The body, decoded, when the caller asked to keep it; otherwise empty (a compressed
@@ -119,7 +124,7 @@ pub struct Response {
 
 /// One request's connection choices, from its journey and iteration.
 #[derive(Debug, Clone, Copy)]
-pub struct Route {
+pub(crate) struct Route {
     pub mode: ConnectionMode,
     /// The local address its connections bind to.
     pub source: Option<IpAddr>,
@@ -147,7 +152,7 @@ impl ClientConfig {
     }
 
     /// The HTTP version the run speaks, as reports name it.
-    pub fn spoken(&self) -> &'static str {
+    pub(crate) fn spoken(&self) -> &'static str {
         match (self.multiplex, self.origin.tls) {
             (false, _) => "http1",
             (true, true) => "h2",
@@ -157,7 +162,7 @@ impl ClientConfig {
 
     /// Connects (and does the TLS handshake for https) without speaking HTTP: the
     /// pre-flight check. Returns whether ALPN agreed on h2, or why it failed in words.
-    pub async fn probe(&self, source: Option<IpAddr>) -> Result<bool, ProbeError> {
+    pub(crate) async fn probe(&self, source: Option<IpAddr>) -> Result<bool, ProbeError> {
         let dial = self
             .dial(&self.origin, source)
             .map_err(|c| ProbeError::Unreachable(c.name().to_string()))?;
@@ -175,7 +180,7 @@ impl ClientConfig {
 
 impl ProbeError {
     /// The reason, in words.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         match self {
             ProbeError::Unreachable(text)
             | ProbeError::Certificate(text)
@@ -186,7 +191,7 @@ impl ProbeError {
 
 /// Why the pre-flight connection failed, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// No connection, or the TLS handshake broke off for another reason than the
     /// certificate.
     Unreachable(String),
@@ -198,7 +203,7 @@ pub enum ProbeError {
 }
 
 /// A worker's client: the configuration and the worker's connections.
-pub struct Client {
+pub(crate) struct Client {
     pub config: ClientConfig,
     pools: RefCell<Pools>,
 }
@@ -220,7 +225,7 @@ struct Shared {
 }
 
 impl Client {
-    pub fn new(config: ClientConfig) -> Client {
+    pub(crate) fn new(config: ClientConfig) -> Client {
         Client {
             config,
             pools: RefCell::new(Pools::default()),
@@ -229,7 +234,7 @@ impl Client {
 
     /// Takes an idle HTTP/1.1 connection from `source`'s pool (an open-model iteration that
     /// keeps one for its length).
-    pub fn take_idle(&self, source: Option<IpAddr>) -> Option<Connection> {
+    pub(crate) fn take_idle(&self, source: Option<IpAddr>) -> Option<Connection> {
         self.pools
             .borrow_mut()
             .idle
@@ -239,7 +244,7 @@ impl Client {
     }
 
     /// Hands a journey's connection back to the idle pool (shared HTTP/2 ones need not be).
-    pub fn put_idle(&self, source: Option<IpAddr>, connection: Connection) {
+    pub(crate) fn put_idle(&self, source: Option<IpAddr>, connection: Connection) {
         if let Connection::H1(c) = connection
             && !c.is_closed()
         {
@@ -263,7 +268,7 @@ impl Client {
     /// request starts fresh; with `fresh`, this one does too (a retry of an unprocessed
     /// request goes on a new connection). The failure says whether the server provably
     /// processed none of the request (`Failure::unprocessed`): the caller may send it again.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         held: &mut Option<Connection>,
         route: Route,

@@ -28,7 +28,7 @@ use crate::plan::template::Values;
 use crate::plan::{ConnectionMode, FeederOrder, JourneyPlan, OnExhausted, Plan, StepPlan};
 
 /// State shared by all workers: counters whose order does not need to be per-worker.
-pub struct SharedCounters {
+pub(crate) struct SharedCounters {
     pub iterations: AtomicU64,
     /// Open-model journeys in flight across every worker: the run-wide `max_in_flight`.
     pub in_flight: AtomicUsize,
@@ -36,7 +36,7 @@ pub struct SharedCounters {
 }
 
 impl SharedCounters {
-    pub fn new(plan: &Plan) -> SharedCounters {
+    pub(crate) fn new(plan: &Plan) -> SharedCounters {
         SharedCounters {
             iterations: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -46,7 +46,7 @@ impl SharedCounters {
 }
 
 /// What every task on one worker thread reads.
-pub struct WorkerContext {
+pub(crate) struct WorkerContext {
     pub plan: Arc<Plan>,
     /// The worker's HTTP client and its connections (idle HTTP/1.1, shared HTTP/2).
     pub client: Client,
@@ -58,7 +58,7 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    pub fn new(
+    pub(crate) fn new(
         plan: Arc<Plan>,
         client: Client,
         recorder: Recorder,
@@ -82,7 +82,7 @@ impl WorkerContext {
 /// One client's state between its requests: the connection it holds, its cookies and the
 /// source address it sends from. A closed-model user keeps its session across iterations
 /// (as a browser keeps its connection and cookies); an open-model iteration has its own.
-pub struct Session {
+pub(crate) struct Session {
     held: Option<Connection>,
     jar: Option<Jar>,
     source: Option<std::net::IpAddr>,
@@ -108,12 +108,12 @@ impl Session {
     }
 
     /// A closed-model user's session: one source address for all its iterations.
-    pub fn user(ctx: &WorkerContext, vu: u64) -> Session {
+    pub(crate) fn user(ctx: &WorkerContext, vu: u64) -> Session {
         Session::new(ctx, vu, true)
     }
 
     /// An open-model iteration's session.
-    pub fn arrival(ctx: &WorkerContext, number: u64) -> Session {
+    pub(crate) fn arrival(ctx: &WorkerContext, number: u64) -> Session {
         Session::new(ctx, number, false)
     }
 }
@@ -121,14 +121,14 @@ impl Session {
 /// An open-model arrival handed to its iteration: when it was due, and the second its
 /// first request is charged to (held open by the recorder since the launch).
 #[derive(Debug, Clone, Copy)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     pub due: Instant,
     pub second: u64,
 }
 
 /// How an iteration ended, for the closed model's pacing.
 #[derive(Debug, Clone, Copy)]
-pub struct IterationEnd {
+pub(crate) struct IterationEnd {
     pub journey: usize,
     /// `Some`: it failed; the failed step's think time (zero without one).
     pub failed_think: Option<Duration>,
@@ -138,7 +138,7 @@ pub struct IterationEnd {
 
 /// Runs iteration `number`. `arrival` is the open model's scheduled start: the first
 /// request's latency is measured from it, so time spent waiting to send counts.
-pub async fn run_iteration(
+pub(crate) async fn run_iteration(
     ctx: &WorkerContext,
     session: &mut Session,
     number: u64,
@@ -218,7 +218,7 @@ pub async fn run_iteration(
 }
 
 /// The journey and first step an iteration would run: what a dropped arrival is charged to.
-pub fn first_step_of(ctx: &WorkerContext, number: u64) -> (usize, usize) {
+pub(crate) fn first_step_of(ctx: &WorkerContext, number: u64) -> (usize, usize) {
     let journey = ctx.mix.journey_of(ctx.seed, number);
     let first = ctx.plan.journeys[journey]
         .steps
@@ -229,7 +229,7 @@ pub fn first_step_of(ctx: &WorkerContext, number: u64) -> (usize, usize) {
 
 /// A request's second held open in the recorder until its outcome is recorded or the
 /// request is abandoned (dropped at the hard stop).
-pub struct Pending<'a> {
+pub(crate) struct Pending<'a> {
     ctx: &'a WorkerContext,
     second: u64,
 }

@@ -27,17 +27,17 @@ use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::client::danger::ServerCertVerifier;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
 
-pub use self::refusal::Refusal;
+pub(crate) use self::refusal::Refusal;
 use crate::plan::Protocol;
 
 /// What a run with `tls_verify = false` says wherever its figures are read: at its start,
 /// in summary.json (`tls_verified: false`) and in report.html.
-pub const UNVERIFIED_NOTICE: &str = "certificate verification is off (tls_verify = false): \
+pub(crate) const UNVERIFIED_NOTICE: &str = "certificate verification is off (tls_verify = false): \
      the target's certificate was not checked, so whatever answered at its address was measured";
 
 /// What every connection of a run needs to speak TLS to the target.
 #[derive(Clone)]
-pub struct TlsTarget {
+pub(crate) struct TlsTarget {
     pub connector: TlsConnector,
     /// The name the certificate must carry: the base URL's host (a DNS name or an IP).
     pub name: ServerName<'static>,
@@ -53,7 +53,7 @@ impl std::fmt::Debug for TlsTarget {
 
 /// Certificates to trust besides the public roots.
 #[derive(Debug, Clone)]
-pub enum Trust {
+pub(crate) enum Trust {
     /// A PEM file (`ca_file`, `--ca-file`, the local stack's CA).
     File(std::path::PathBuf),
     /// PEM text a platform adapter read, and where from.
@@ -91,7 +91,7 @@ impl Trust {
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy)]
-pub enum Check<'a> {
+pub(crate) enum Check<'a> {
     /// Against the public roots and these certificates (see the module doc).
     Verify(Option<&'a Trust>),
     /// Not at all (`tls_verify = false`); the handshake signature still is.
@@ -101,7 +101,11 @@ pub enum Check<'a> {
 impl TlsTarget {
     /// Builds the client configuration once per run. `protocol` decides what ALPN offers:
     /// `auto` both h2 and http/1.1 (the server picks), `h2` only h2, `http1` only http/1.1.
-    pub fn new(host: &str, check: Check<'_>, protocol: Protocol) -> Result<TlsTarget, String> {
+    pub(crate) fn new(
+        host: &str,
+        check: Check<'_>,
+        protocol: Protocol,
+    ) -> Result<TlsTarget, String> {
         let provider = Arc::new(ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match check {
             Check::Off => Arc::new(verify::Verifier::off(&provider)),

@@ -11,7 +11,7 @@ use super::x509::Facts;
 
 /// Why the server's certificate was refused.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// What the verification said (a rustls error, webpki's where it had its own).
     pub cause: Error,
     /// The name the certificate had to carry (the base URL's host).
@@ -28,7 +28,7 @@ pub struct Refusal {
 
 impl Refusal {
     /// The refusal inside a failed handshake's error, if a certificate was refused.
-    pub fn of(error: &std::io::Error) -> Option<&Refusal> {
+    pub(crate) fn of(error: &std::io::Error) -> Option<&Refusal> {
         match error.get_ref()?.downcast_ref::<Error>()? {
             Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
                 inner.downcast_ref::<Refusal>()

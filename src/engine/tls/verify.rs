@@ -40,7 +40,7 @@ pub(super) struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(
+    pub(super) fn new(
         webpki: Arc<WebPkiServerVerifier>,
         trusted: Vec<CertificateDer<'static>>,
         trust: Option<String>,
@@ -62,7 +62,7 @@ impl Verifier {
 
     /// Accepts any certificate (`tls_verify = false`); the handshake signature is still
     /// checked.
-    pub fn off(provider: &CryptoProvider) -> Verifier {
+    pub(super) fn off(provider: &CryptoProvider) -> Verifier {
         Verifier {
             webpki: None,
             trusted: Vec::new(),

@@ -30,7 +30,7 @@ pub(super) struct Facts {
 impl Facts {
     /// `None` when the DER is not a certificate x509-parser can read (webpki's refusal
     /// then says so on its own).
-    pub fn of(der: &CertificateDer<'_>) -> Option<Facts> {
+    pub(super) fn of(der: &CertificateDer<'_>) -> Option<Facts> {
         let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
         let validity = cert.validity();
         Some(Facts {

@@ -18,7 +18,7 @@ use crate::record::data::Counts;
 use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictStatus};
 
 /// The label of the verdict's window.
-pub const ABORT_WATCH: &str = "abort watch";
+pub(crate) const ABORT_WATCH: &str = "abort watch";
 
 /// One second's counts of the watched scope.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,7 +28,7 @@ struct SecondCounts {
     dropped: u64,
 }
 
-pub struct AbortReplay {
+pub(crate) struct AbortReplay {
     pub slo: usize,
     spec: SloSpec,
     tags: Vec<String>,
@@ -47,7 +47,12 @@ pub struct AbortReplay {
 }
 
 impl AbortReplay {
-    pub fn new(slo: usize, spec: &SloSpec, tags: Vec<String>, run_seconds: u64) -> AbortReplay {
+    pub(crate) fn new(
+        slo: usize,
+        spec: &SloSpec,
+        tags: Vec<String>,
+        run_seconds: u64,
+    ) -> AbortReplay {
         AbortReplay {
             slo,
             streak: Streak::new(spec.abort_after.expect("an abort objective")),
@@ -64,7 +69,7 @@ impl AbortReplay {
     }
 
     /// One row of series.csv.
-    pub fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+    pub(crate) fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
         if !self.tags.iter().any(|t| t == tag) {
             return;
         }
@@ -76,7 +81,7 @@ impl AbortReplay {
     }
 
     /// One histogram of intervals.hlog (seconds ascending).
-    pub fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+    pub(crate) fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
         if !self.tags.iter().any(|t| t == tag) {
             return;
         }
@@ -143,7 +148,7 @@ impl AbortReplay {
         }
     }
 
-    pub fn finish(mut self) -> SloVerdict {
+    pub(crate) fn finish(mut self) -> SloVerdict {
         self.judge_through(self.counts.len() as u64);
         let grace = self
             .spec

@@ -72,7 +72,7 @@ struct Sums {
 /// (`counts`, then `histogram`). The baseline "back" means is the whole run's steady state,
 /// known only at the end, so the recovery search keeps a compact "all" second (`Second`)
 /// from the first fault on; everything else is summed as it passes.
-pub struct Meter<'a> {
+pub(crate) struct Meter<'a> {
     intervals: &'a [Interval],
     settle_ms: u64,
     run_seconds: u64,
@@ -86,7 +86,7 @@ pub struct Meter<'a> {
 }
 
 impl<'a> Meter<'a> {
-    pub fn new(intervals: &'a [Interval], settle_ms: u64, run_seconds: u64) -> Meter<'a> {
+    pub(crate) fn new(intervals: &'a [Interval], settle_ms: u64, run_seconds: u64) -> Meter<'a> {
         let from = intervals
             .iter()
             .map(|i| i.start_ms / 1000)
@@ -113,7 +113,7 @@ impl<'a> Meter<'a> {
     }
 
     /// One row of `series.csv`.
-    pub fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+    pub(crate) fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
         if self.intervals.is_empty() {
             return;
         }
@@ -161,7 +161,7 @@ impl<'a> Meter<'a> {
     }
 
     /// One histogram of `intervals.hlog`: only "all" (every success) is failover's.
-    pub fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+    pub(crate) fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
         if tag != "all" {
             return;
         }
@@ -187,7 +187,7 @@ impl<'a> Meter<'a> {
             .unwrap_or_default()
     }
 
-    pub fn finish(self) -> Vec<Failover> {
+    pub(crate) fn finish(self) -> Vec<Failover> {
         let baseline_error_rate = rate(&self.steady_counts);
         let baseline_p99 = p99(&self.steady_hist);
         // "Back" allows headroom: at most 1 % or twice the steady error rate, and a p99

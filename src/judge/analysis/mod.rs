@@ -2,24 +2,24 @@
 //! from what the run saved (series.csv, intervals.hlog, the fault events) — so
 //! `loadgen report` can redo it later without re-running.
 
-pub mod abort;
-pub mod failover;
-pub mod recovery;
-pub mod verdicts;
+pub(crate) mod abort;
+pub(crate) mod failover;
+pub(crate) mod recovery;
+pub(crate) mod verdicts;
 mod window_verdict;
-pub mod windows;
+pub(crate) mod windows;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::chaos::runner::{Occurrence, OccurrenceStatus};
-use crate::plan::slo::SloSpec;
+use crate::plan::slo::{Scope, SloSpec};
 use crate::record::data;
 use crate::record::verdicts::{Failover, SloVerdict};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Analysis {
+pub(crate) struct Analysis {
     pub slos: Vec<SloVerdict>,
     pub failover: Vec<Failover>,
     /// True when no verdict fails the run: every one passed, or is a `no_data` / `not_run`
@@ -38,7 +38,7 @@ pub struct Analysis {
 const ACCOUNTING_PROBLEMS_NAMED: usize = 10;
 
 /// Why planned fault occurrences fail the run, one line each.
-pub fn fault_problems(occurrences: &[Occurrence]) -> Vec<String> {
+pub(crate) fn fault_problems(occurrences: &[Occurrence]) -> Vec<String> {
     occurrences
         .iter()
         .filter_map(|o| {
@@ -62,7 +62,7 @@ pub fn fault_problems(occurrences: &[Occurrence]) -> Vec<String> {
 }
 
 /// What analysis needs besides the run directory's files.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub slos: &'a [SloSpec],
     pub occurrences: &'a [Occurrence],
     pub duration_s: f64,
@@ -75,7 +75,7 @@ pub struct Inputs<'a> {
 }
 
 /// What one analysis pass yields: the judged analysis, and the report's chart points.
-pub struct Analyzed {
+pub(crate) struct Analyzed {
     pub analysis: Analysis,
     pub chart: Vec<data::ChartPoint>,
     /// Seconds per chart point.
@@ -86,7 +86,7 @@ pub struct Analyzed {
 /// histogram of `intervals.hlog`, goes once to every consumer — the verdicts' windows, the
 /// failover figures, the chart. Each keeps only what it needs, so memory does not grow
 /// with the run's length (failover's compact seconds aside: 1.4 MB a day).
-pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> {
+pub(crate) fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> {
     let run_ms = (inputs.duration_s * 1000.0) as u64;
     let run_seconds = data::last_second(run_dir)?
         .map_or(0, |s| s + 1)
@@ -146,11 +146,10 @@ pub fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, String> 
 
 /// The rows whose iterations a scope's load rests on: the run's (`all`), or its journey's
 /// (for a journey or one of its steps).
-pub fn load_tags(scope: &str, steps: &[(String, String)]) -> Vec<String> {
-    if scope == "all" {
+pub(crate) fn load_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<String> {
+    let Some(journey) = scope.journey() else {
         return vec!["all".into()];
-    }
-    let journey = scope.split_once('/').map_or(scope, |(j, _)| j);
+    };
     let mut journeys: Vec<&str> = Vec::new();
     for (name, _) in steps {
         if journeys.last() != Some(&name.as_str()) {
@@ -165,8 +164,8 @@ pub fn load_tags(scope: &str, steps: &[(String, String)]) -> Vec<String> {
 }
 
 /// The hlog tags a scope covers: "all", every step of a journey, or one step.
-pub fn scope_tags(scope: &str, steps: &[(String, String)]) -> Vec<String> {
-    if scope == "all" {
+pub(crate) fn scope_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<String> {
+    if *scope == Scope::All {
         return vec!["all".into()];
     }
     crate::judge::slo::live::scope_steps(scope, steps)

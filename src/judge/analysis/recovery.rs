@@ -11,7 +11,7 @@ use crate::plan::slo::{OnNoData, Recovery, SloSpec};
 use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictReason, VerdictStatus};
 
 /// Seconds the conditions must hold in a row to count as recovered.
-pub const STABLE_SECONDS: u64 = 3;
+pub(crate) const STABLE_SECONDS: u64 = 3;
 
 /// The first second `s` in `from..end` that begins `STABLE_SECONDS` seconds in a row each
 /// with at least one attempt (`state(s)` is `Some`) and each healthy (`Some(true)`): the
@@ -19,7 +19,7 @@ pub const STABLE_SECONDS: u64 = 3;
 /// nothing), and seconds at or past `end` were not observed, so no streak ends there: one
 /// clean second before the run ends is not a recovery. Recovery verdicts and the failover
 /// figures both say "back" through this one function.
-pub fn first_stable(
+pub(crate) fn first_stable(
     from: u64,
     end: u64,
     mut state: impl FnMut(u64) -> Option<bool>,

@@ -170,7 +170,7 @@ impl Tags {
 /// Every objective's windows, fed from analysis's one pass over the run's files: counts
 /// (`series.csv`) with `counts`, histograms (`intervals.hlog`) with `histogram`. What it
 /// holds is per window instance (and per second of a recovery span), never per run second.
-pub struct Judge<'a> {
+pub(crate) struct Judge<'a> {
     slos: &'a [SloSpec],
     /// The seconds the load was planned to run: a drift's thirds are taken from them.
     planned_seconds: u64,
@@ -183,7 +183,11 @@ pub struct Judge<'a> {
 }
 
 impl<'a> Judge<'a> {
-    pub fn new(intervals: &'a [Interval], inputs: &Inputs<'a>, run_seconds: u64) -> Judge<'a> {
+    pub(crate) fn new(
+        intervals: &'a [Interval],
+        inputs: &Inputs<'a>,
+        run_seconds: u64,
+    ) -> Judge<'a> {
         let mut judge = Judge {
             slos: inputs.slos,
             planned_seconds: inputs.planned_s.ceil().max(1.0) as u64,
@@ -329,7 +333,7 @@ impl<'a> Judge<'a> {
     }
 
     /// One row of `series.csv`.
-    pub fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+    pub(crate) fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
         for job in &mut self.jobs {
             if job.window.contains(second) {
                 job.tags.feed(&mut job.acc, tag, counts);
@@ -352,7 +356,7 @@ impl<'a> Judge<'a> {
 
     /// One histogram of `intervals.hlog` (successes' latencies; `failed:` tags are not
     /// any objective's latency).
-    pub fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+    pub(crate) fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
         for job in &mut self.jobs {
             if job.window.contains(second) && job.tags.scope.iter().any(|t| t == tag) {
                 add(&mut job.acc.histogram, histogram);
@@ -376,7 +380,7 @@ impl<'a> Judge<'a> {
     }
 
     /// The verdicts, in the scenario's order of objectives.
-    pub fn finish(self) -> Vec<SloVerdict> {
+    pub(crate) fn finish(self) -> Vec<SloVerdict> {
         let slos = self.slos;
         let mut verdicts = self.unjudged;
         for job in self.jobs {

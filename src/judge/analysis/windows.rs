@@ -17,7 +17,7 @@ use crate::plan::slo::Window;
 
 /// One planned fault occurrence: its effect window as it really happened, or why not.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Interval {
+pub(crate) struct Interval {
     pub fault: String,
     pub occurrence: u32,
     /// When the occurrence started (just before the first apply); a not_run occurrence:
@@ -34,14 +34,14 @@ pub struct Interval {
 
 impl Interval {
     /// Applied to a target: has a window with seconds in it.
-    pub fn happened(&self) -> bool {
+    pub(crate) fn happened(&self) -> bool {
         self.status != OccurrenceStatus::NotRun
     }
 }
 
 /// Every planned occurrence as an interval, sorted by start: [started_ms, ended_ms) for one
 /// that happened (`ended_ms` missing: the run's end), a zero-length mark for a not_run one.
-pub fn fault_intervals(occurrences: &[Occurrence], run_end_ms: u64) -> Vec<Interval> {
+pub(crate) fn fault_intervals(occurrences: &[Occurrence], run_end_ms: u64) -> Vec<Interval> {
     let mut intervals: Vec<Interval> = occurrences
         .iter()
         .map(|o| {
@@ -73,13 +73,13 @@ pub fn fault_intervals(occurrences: &[Occurrence], run_end_ms: u64) -> Vec<Inter
 }
 
 /// Only the occurrences that happened (for failover figures and charts).
-pub fn happened(intervals: &[Interval]) -> Vec<Interval> {
+pub(crate) fn happened(intervals: &[Interval]) -> Vec<Interval> {
     intervals.iter().filter(|i| i.happened()).cloned().collect()
 }
 
 /// A fault window whose occurrence did not happen: judged as not run, never as passed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NotRun {
+pub(crate) struct NotRun {
     pub reason: String,
     /// The fault's `required`: a required occurrence that did not run fails the run.
     pub required: bool,
@@ -87,7 +87,7 @@ pub struct NotRun {
 
 /// A labelled set of seconds to judge an objective over.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WindowInstance {
+pub(crate) struct WindowInstance {
     pub label: String,
     pub seconds: Vec<Range<u64>>,
     /// Set for the window of a fault occurrence that did not happen (`seconds` is empty).
@@ -95,24 +95,24 @@ pub struct WindowInstance {
 }
 
 impl WindowInstance {
-    pub fn contains(&self, second: u64) -> bool {
+    pub(crate) fn contains(&self, second: u64) -> bool {
         self.seconds.iter().any(|r| r.contains(&second))
     }
 
-    pub fn length(&self) -> u64 {
+    pub(crate) fn length(&self) -> u64 {
         self.seconds.iter().map(|r| r.end - r.start).sum()
     }
 }
 
 /// The rounding rule: the seconds [floor(start / 1000), ceil(end / 1000)) a millisecond
 /// interval [start, end) touches; at least one second long.
-pub fn seconds_of(start_ms: u64, end_ms: u64) -> Range<u64> {
+pub(crate) fn seconds_of(start_ms: u64, end_ms: u64) -> Range<u64> {
     let start = start_ms / 1000;
     let end = end_ms.div_ceil(1000).max(start + 1);
     start..end
 }
 
-pub fn instances(
+pub(crate) fn instances(
     window: &Window,
     intervals: &[Interval],
     settle_ms: u64,

@@ -6,9 +6,9 @@ use crate::metrics::Second;
 use crate::metrics::stats::RequestStats;
 
 use super::Observed;
-use crate::plan::slo::{Condition, SloSpec};
+use crate::plan::slo::{Condition, Scope, SloSpec};
 
-pub struct AbortWatch {
+pub(crate) struct AbortWatch {
     watched: Vec<Watched>,
 }
 
@@ -25,13 +25,13 @@ struct Watched {
 /// streak; a second where the objective holds ends it; the streak trips once it spans
 /// `grace` (at least one second).
 #[derive(Debug, Clone)]
-pub struct Streak {
+pub(crate) struct Streak {
     grace_s: u64,
     since: Option<u64>,
 }
 
 impl Streak {
-    pub fn new(grace: std::time::Duration) -> Streak {
+    pub(crate) fn new(grace: std::time::Duration) -> Streak {
         Streak {
             grace_s: grace.as_secs().max(1),
             since: None,
@@ -40,7 +40,7 @@ impl Streak {
 
     /// Second `second`'s state (`None`: no attempt; else whether the objective held);
     /// `Some((first, last))` when the failing streak has now lasted the grace period.
-    pub fn second(&mut self, second: u64, held: Option<bool>) -> Option<(u64, u64)> {
+    pub(crate) fn second(&mut self, second: u64, held: Option<bool>) -> Option<(u64, u64)> {
         match held {
             None => None,
             Some(true) => {
@@ -57,7 +57,7 @@ impl Streak {
 
 impl AbortWatch {
     /// `steps`: (journey, step) names by global step index, to resolve scopes.
-    pub fn new(slos: &[SloSpec], steps: &[(String, String)]) -> AbortWatch {
+    pub(crate) fn new(slos: &[SloSpec], steps: &[(String, String)]) -> AbortWatch {
         let watched = slos
             .iter()
             .filter(|s| s.abort_after.is_some())
@@ -71,7 +71,7 @@ impl AbortWatch {
     }
 
     /// Takes one completed second; returns why the run must stop, if it must.
-    pub fn second(&mut self, second: &Second) -> Option<String> {
+    pub(crate) fn second(&mut self, second: &Second) -> Option<String> {
         for watched in &mut self.watched {
             let stats = if watched.steps.is_empty() {
                 second.snapshot.overall.clone()
@@ -120,18 +120,14 @@ fn holds(condition: &Condition, stats: &RequestStats) -> bool {
 /// The global indices of the steps a scope names (`journey` or `journey/step`); none for
 /// `all`, which every caller takes as the whole run. The live watch and the verdicts
 /// resolve scopes alike through it.
-pub(crate) fn scope_steps(scope: &str, steps: &[(String, String)]) -> Vec<usize> {
-    if scope == "all" {
+pub(crate) fn scope_steps(scope: &Scope, steps: &[(String, String)]) -> Vec<usize> {
+    if *scope == Scope::All {
         return Vec::new();
     }
-    let (journey, step) = match scope.split_once('/') {
-        Some((j, s)) => (j, Some(s)),
-        None => (scope, None),
-    };
     steps
         .iter()
         .enumerate()
-        .filter(|(_, (j, s))| j == journey && step.is_none_or(|wanted| wanted == s))
+        .filter(|(_, (journey, step))| scope.covers(journey, step))
         .map(|(index, _)| index)
         .collect()
 }

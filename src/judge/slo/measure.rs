@@ -8,7 +8,7 @@ use crate::plan::slo::{Condition, Metric, Op, format_value};
 
 /// What a scope saw over some seconds.
 #[derive(Debug, Clone, Copy)]
-pub struct Observed<'a> {
+pub(crate) struct Observed<'a> {
     /// Requests sent.
     pub requests: u64,
     /// Failed requests.
@@ -48,17 +48,17 @@ impl Metric {
 }
 
 impl Observed<'_> {
-    pub fn attempts(&self) -> u64 {
+    pub(crate) fn attempts(&self) -> u64 {
         self.requests + self.dropped
     }
 
     /// Successful responses: the latency histogram's count.
-    pub fn successes(&self) -> u64 {
+    pub(crate) fn successes(&self) -> u64 {
         self.latency.map_or(0, |h| h.len())
     }
 
     /// Why `metric` cannot be judged on what was observed, or `None` when it can.
-    pub fn too_little_for(&self, metric: Metric) -> Option<String> {
+    pub(crate) fn too_little_for(&self, metric: Metric) -> Option<String> {
         let (have, need, what) = match metric.needs() {
             Needs::Successes(n) => (self.successes(), n, "successful responses"),
             Needs::Attempts(n) => (self.attempts(), n, "attempts"),
@@ -74,7 +74,7 @@ impl Observed<'_> {
 
     /// The metric's value, or `None` when there is nothing to measure: no attempt at all,
     /// or a latency metric with no successful response.
-    pub fn value(&self, metric: Metric) -> Option<f64> {
+    pub(crate) fn value(&self, metric: Metric) -> Option<f64> {
         let successes = self.latency.filter(|h| !h.is_empty());
         let attempts = self.attempts() as f64;
         // Dropped arrivals are failed attempts: a generator that could not send does not
@@ -98,7 +98,7 @@ impl Observed<'_> {
 
 /// A drift measured between a window's first third and its last.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Drift {
+pub(crate) struct Drift {
     /// The change: percent of the first third (points for a rate).
     pub value: f64,
     /// The change the condition is judged on: for a percentile, the bound of its
@@ -110,7 +110,7 @@ pub struct Drift {
 }
 
 /// The drift of `condition`'s metric from `first` to `last`, or why it cannot be measured.
-pub fn drift(
+pub(crate) fn drift(
     condition: &Condition,
     first: &Observed<'_>,
     last: &Observed<'_>,

@@ -2,7 +2,7 @@
 //! over a window's histogram and counts, a drift between a window's thirds, and the live
 //! watch that aborts a run early.
 
-pub mod live;
+pub(crate) mod live;
 mod measure;
 
-pub use measure::{Drift, Observed, drift};
+pub(crate) use measure::{Drift, Observed, drift};

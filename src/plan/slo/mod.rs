@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use parse::parse_objective;
+pub(crate) use parse::parse_objective;
 
 /// One `[[slo]]` of a scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,8 +18,8 @@ pub struct SloSpec {
     pub objective: String,
     pub conditions: Vec<Condition>,
     pub window: Window,
-    /// "all", a journey name, or "journey/step".
-    pub scope: String,
+    /// What the objective is judged on.
+    pub scope: Scope,
     /// A recovery objective: the conditions must hold again within this time of each
     /// fault's start or end.
     pub recovery: Option<Recovery>,
@@ -30,6 +30,72 @@ pub struct SloSpec {
     /// What a window without data means for the run.
     #[serde(default)]
     pub on_no_data: OnNoData,
+}
+
+/// What an objective is judged on: every request of the run, one journey's, or one step's.
+/// Written (in scenarios, plan.json and summaries) as `all`, `journey` or `journey/step`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Scope {
+    All,
+    Journey(String),
+    Step { journey: String, step: String },
+}
+
+impl Scope {
+    /// The scope a text names: `all`, `journey`, or `journey/step` (split at the first `/`).
+    pub fn parse(text: &str) -> Scope {
+        match text.split_once('/') {
+            _ if text == "all" => Scope::All,
+            Some((journey, step)) => Scope::Step {
+                journey: journey.to_string(),
+                step: step.to_string(),
+            },
+            None => Scope::Journey(text.to_string()),
+        }
+    }
+
+    /// The journey the scope is within; `None` for the whole run.
+    pub fn journey(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Journey(journey) | Scope::Step { journey, .. } => Some(journey),
+        }
+    }
+
+    /// Whether the scope covers step `step` of journey `journey`.
+    pub fn covers(&self, journey: &str, step: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Journey(j) => j == journey,
+            Scope::Step {
+                journey: j,
+                step: s,
+            } => j == journey && s == step,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::All => f.write_str("all"),
+            Scope::Journey(journey) => f.write_str(journey),
+            Scope::Step { journey, step } => write!(f, "{journey}/{step}"),
+        }
+    }
+}
+
+impl From<String> for Scope {
+    fn from(text: String) -> Scope {
+        Scope::parse(&text)
+    }
+}
+
+impl From<Scope> for String {
+    fn from(scope: Scope) -> String {
+        scope.to_string()
+    }
 }
 
 /// Whether an objective whose window saw no request fails the run (the default: a verdict
@@ -201,7 +267,7 @@ impl Condition {
     }
 }
 
-pub fn format_value(metric: Metric, value: f64) -> String {
+pub(crate) fn format_value(metric: Metric, value: f64) -> String {
     if metric.is_latency() {
         if value >= 1_000_000.0 {
             format!("{:.2}s", value / 1_000_000.0)
@@ -212,5 +278,38 @@ pub fn format_value(metric: Metric, value: f64) -> String {
         format!("{value:.1}/s")
     } else {
         format!("{value:.3}%")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+
+    #[test]
+    fn a_scope_reads_and_writes_as_the_scenario_spells_it() {
+        for (text, scope) in [
+            ("all", Scope::All),
+            ("checkout", Scope::Journey("checkout".into())),
+            (
+                "checkout/pay",
+                Scope::Step {
+                    journey: "checkout".into(),
+                    step: "pay".into(),
+                },
+            ),
+        ] {
+            assert_eq!(Scope::parse(text), scope);
+            assert_eq!(scope.to_string(), text);
+            let json = serde_json::to_string(&scope).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Scope>(&json).unwrap(), scope);
+        }
+        let step = Scope::parse("checkout/pay");
+        assert!(step.covers("checkout", "pay") && !step.covers("checkout", "cart"));
+        assert!(Scope::parse("checkout").covers("checkout", "cart"));
+        assert!(!Scope::parse("checkout").covers("browse", "cart"));
+        assert!(Scope::All.covers("browse", "cart"));
+        assert_eq!(Scope::parse("checkout/pay").journey(), Some("checkout"));
+        assert_eq!(Scope::All.journey(), None);
     }
 }

@@ -13,7 +13,9 @@ use super::{Condition, Metric, Op};
 use crate::util::units::{parse_duration, parse_percent, parse_rate};
 
 /// Parses an objective; an error carries the byte range of the offending part.
-pub fn parse_objective(text: &str) -> Result<Vec<Condition>, (std::ops::Range<usize>, String)> {
+pub(crate) fn parse_objective(
+    text: &str,
+) -> Result<Vec<Condition>, (std::ops::Range<usize>, String)> {
     let mut conditions = Vec::new();
     let mut offset = 0;
     for part in text.split(" and ") {

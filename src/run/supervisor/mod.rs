@@ -48,7 +48,7 @@ use crate::util::atomic::write_atomic;
 use crate::verify::acks::AckLog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The load plan plays; the plan's end stops it.
     Run,
     /// The load has ended; in-flight journeys drain while faults are recovered.
@@ -69,18 +69,18 @@ enum Stopped {
 
 /// A run measured and not judged yet: recovery and verification have ended, the figures
 /// are on disk and summary.json says `"judged": false` with the objectives.
-pub struct Measured {
+pub(super) struct Measured {
     supervisor: Supervisor,
     summary: Summary,
 }
 
 impl Measured {
-    pub fn run_dir(&self) -> &Path {
+    pub(super) fn run_dir(&self) -> &Path {
         &self.supervisor.run_dir
     }
 
     /// Judge and write (steps 6 and 7).
-    pub async fn judge(self) -> Result<RunOutcome, RunError> {
+    pub(super) async fn judge(self) -> Result<RunOutcome, RunError> {
         self.supervisor.judge(self.summary).await
     }
 }
@@ -90,7 +90,10 @@ impl Measured {
     clippy::too_many_lines,
     reason = "the run's steps in their order, each one call; split further, the order would hide"
 )]
-pub async fn measure(prepared: Prepared, options: &RunOptions) -> Result<Measured, RunError> {
+pub(super) async fn measure(
+    prepared: Prepared,
+    options: &RunOptions,
+) -> Result<Measured, RunError> {
     let plan = prepared.plan.clone();
     let (client, baseline) = start::preflight(&prepared, options).await?;
 

@@ -19,7 +19,7 @@ use crate::util::units::{parse_duration, parse_percent};
 /// A fault's injections after its first at most (each is planned, listed and judged).
 const MAX_REPEAT: u32 = 10_000;
 
-pub fn validate_chaos(
+pub(super) fn validate_chaos(
     chaos: Option<&Spanned<RawChaos>>,
     faults: &[Spanned<RawFault>],
     base_dir: &Path,

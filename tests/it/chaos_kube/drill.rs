@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadgen::chaos::backends::Undo;
-use loadgen::chaos::ledger::{EntryState, LEDGER_FILE, Ledger, LedgerRecord};
-use loadgen::chaos::registry::Registry;
-use loadgen::chaos::runner::{ChaosReport, Controls, EventKind, FaultEvent, Timeline, Verdict};
-use loadgen::plan::chaos::{Action, ChaosPlan, FaultSpec, Guard, MaxUnavailable, Mode, Selector};
+use loadgen::api::chaos::Registry;
+use loadgen::api::chaos::Undo;
+use loadgen::api::chaos::{ChaosReport, Controls, EventKind, FaultEvent, Timeline, Verdict};
+use loadgen::api::chaos::{EntryState, LEDGER_FILE, Ledger, LedgerRecord};
+use loadgen::api::plan::{Action, ChaosPlan, FaultSpec, Guard, MaxUnavailable, Mode, Selector};
 
 use super::fake_api::FakeApi;
 
@@ -69,8 +69,8 @@ pub(super) fn limit(max: MaxUnavailable) -> Guard {
 
 /// Each fault's pre-flight verdict, by fault: `hits a, b`, `refused: …` or `error: …`.
 pub(super) async fn preflight(plan: &ChaosPlan) -> Vec<(String, String)> {
-    let mut backends = loadgen::run::fault_backends(plan);
-    loadgen::chaos::runner::preflight(plan, &mut backends)
+    let mut backends = loadgen::api::run::fault_backends(plan);
+    loadgen::api::chaos::preflight(plan, &mut backends)
         .await
         .into_iter()
         .map(|line| {
@@ -137,7 +137,7 @@ impl Drill {
         // The run registers itself here, never in ~/.local/state.
         let registry = Registry::at(Some(&self.dir.path().join("state")));
         let ledger = Ledger::create(self.dir.path(), registry).unwrap();
-        let backends = loadgen::run::fault_backends(&plan);
+        let backends = loadgen::api::run::fault_backends(&plan);
         let mut due: HashSet<String> = plan.faults.iter().map(|f| f.name.clone()).collect();
         let (live, mut seen) = tokio::sync::mpsc::unbounded_channel();
         let start = tokio::time::Instant::now();

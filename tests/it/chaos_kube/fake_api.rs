@@ -19,7 +19,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use loadgen::chaos::kube::KubeBackend;
+use loadgen::api::chaos::KubeBackend;
 
 pub(super) fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/kube/{name}", env!("CARGO_MANIFEST_DIR"));

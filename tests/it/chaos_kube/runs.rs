@@ -71,7 +71,7 @@ at = "1s"
     let occurrence = crate::support::timeline::only_occurrence(&summary);
     assert_eq!(
         occurrence.status,
-        loadgen::chaos::runner::OccurrenceStatus::Happened,
+        loadgen::api::chaos::OccurrenceStatus::Happened,
         "{occurrence:?}"
     );
     assert_eq!(
@@ -181,7 +181,7 @@ required = false
     let refused = occurrence("delete within one");
     assert_eq!(
         refused.status,
-        loadgen::chaos::runner::OccurrenceStatus::NotRun,
+        loadgen::api::chaos::OccurrenceStatus::NotRun,
         "{refused:?}"
     );
     let reason = refused.reason.unwrap_or_default();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use loadgen::chaos::kube::PodSelector;
+use loadgen::api::chaos::PodSelector;
 
 use super::PODS;
 use super::fake_api::{FakeApi, Reply, all_sent, fixture, not_found, ok};

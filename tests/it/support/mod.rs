@@ -11,8 +11,8 @@ pub mod web;
 
 use std::path::{Path, PathBuf};
 
-use loadgen::record::summary::Summary;
-use loadgen::run::{self, RunOptions};
+use loadgen::api::record::Summary;
+use loadgen::api::run::{self, RunOptions};
 
 pub struct Workspace {
     pub dir: tempfile::TempDir,

@@ -7,9 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use loadgen::chaos::process::proc_stat;
-
 use crate::support::{Workspace, eventually, http_answers, steady_get};
+
+/// A process's state letter from /proc/PID/stat ('T' stopped, 'Z' a zombie), `None` when it
+/// is gone. Read here, not through loadgen's own /proc reader, so a fault is checked by a
+/// second witness.
+pub fn process_state(pid: i32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: the state follows the last.
+    text.rsplit_once(") ")?.1.chars().next()
+}
 
 /// A real server process: `python3 -m http.server 0` with its PID in a file.
 pub struct ServerProcess {
@@ -51,9 +58,9 @@ impl ServerProcess {
         self.child.id() as i32
     }
 
-    /// The process state letter: 'S'/'R' running, 'T' stopped.
+    /// The process state letter: 'S'/'R' running, 'T' stopped; '?' when gone.
     pub fn state(&self) -> char {
-        proc_stat(self.pid()).map(|(s, _)| s).unwrap_or('?')
+        process_state(self.pid()).unwrap_or('?')
     }
 
     pub fn wait_for_state(&self, wanted: char, within: Duration) -> bool {

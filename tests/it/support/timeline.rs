@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use loadgen::chaos::runner::{EventKind, Occurrence};
-use loadgen::record::summary::Summary;
+use loadgen::api::chaos::{EventKind, Occurrence};
+use loadgen::api::record::Summary;
 
 use crate::support::{Workspace, options, run_ok};
 

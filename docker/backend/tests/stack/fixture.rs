@@ -100,7 +100,7 @@ pub fn loadgen(args: &[&str]) -> u8 {
     // Passed as a flag: this process's environment is never changed.
     let mut argv = vec!["loadgen", "--state-dir", state_dir.to_str().unwrap()];
     argv.extend_from_slice(args);
-    loadgen::cli::main_with_args(argv)
+    loadgen::api::cli::main_with_args(argv).code()
 }
 
 /// A run directory's summary.json. Each verdict's evidence is printed as it is read (seen
