@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{self as charts, OKABE_ITO};
 use crate::record::data::for_each_histogram;
+use crate::record::tag::Tag;
 
 /// One scope's spectrum.
 #[derive(Debug, Clone, Serialize)]
@@ -36,11 +37,9 @@ pub(crate) fn read(run_dir: &Path, step_names: &[String]) -> Result<Vec<Spectrum
         &run_dir.join("histograms/totals.hlog"),
         |_, tag, histogram| {
             let scope = match tag {
-                "all" => Some("all".to_string()),
-                _ => tag
-                    .strip_prefix("step:")
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .and_then(|i| step_names.get(i).cloned()),
+                Tag::All => Some("all".to_string()),
+                Tag::Step(index) => step_names.get(*index).cloned(),
+                _ => None,
             };
             if let Some(scope) = scope
                 && !histogram.is_empty()

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 
 use crate::record::data::for_each_histogram;
 use crate::record::summary::Summary;
+use crate::record::tag::Tag;
 
 /// One scope's figures in one run.
 pub(crate) struct Figures {
@@ -76,11 +77,9 @@ fn histograms(dir: &Path, summary: &Summary) -> BTreeMap<String, Histogram<u64>>
     let mut out = BTreeMap::new();
     let _ = for_each_histogram(&dir.join("histograms/totals.hlog"), |_, tag, histogram| {
         let scope = match tag {
-            "all" => Some("all".to_string()),
-            _ => tag
-                .strip_prefix("step:")
-                .and_then(|i| i.parse::<usize>().ok())
-                .and_then(|i| names.get(&i).cloned()),
+            Tag::All => Some("all".to_string()),
+            Tag::Step(index) => names.get(index).cloned(),
+            _ => None,
         };
         if let Some(scope) = scope {
             out.insert(scope, histogram.clone());

@@ -12,6 +12,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 use std::io::BufRead;
 
+use super::tag::Tag;
 use crate::metrics::stats::check_config;
 use crate::metrics::{ErrorClass, NotStarted, NotStartedCounts};
 
@@ -91,7 +92,7 @@ impl Counts {
 /// order (seconds ascending). A row whose numbers do not parse is an error naming its line.
 pub(crate) fn for_each_row(
     run_dir: &Path,
-    mut visit: impl FnMut(u64, &str, &Counts),
+    mut visit: impl FnMut(u64, &Tag, &Counts),
 ) -> Result<(), String> {
     let path = run_dir.join("series.csv");
     let mut reader = csv::ReaderBuilder::new()
@@ -136,11 +137,14 @@ pub(crate) fn for_each_row(
             })
         };
         let counts = columns.counts(&record, number)?;
-        visit(
-            number(columns.second)?,
-            record.get(columns.scope).unwrap_or_default(),
-            &counts,
-        );
+        let text = record.get(columns.scope).unwrap_or_default();
+        let tag = Tag::parse(text).ok_or_else(|| {
+            format!(
+                "{}:{line}: `{text}` in column `scope` is no scope loadgen writes",
+                path.display()
+            )
+        })?;
+        visit(number(columns.second)?, &tag, &counts);
     }
     Ok(())
 }
@@ -448,7 +452,7 @@ impl Counts {
 /// run's (`metrics::stats::check_config`), is an error naming the line.
 pub(crate) fn for_each_interval(
     run_dir: &Path,
-    visit: impl FnMut(u64, &str, &Histogram<u64>),
+    visit: impl FnMut(u64, &Tag, &Histogram<u64>),
 ) -> Result<(), String> {
     for_each_histogram(&run_dir.join("histograms/intervals.hlog"), visit)
 }
@@ -457,7 +461,7 @@ pub(crate) fn for_each_interval(
 /// whole-run `totals.hlog`), checked as `for_each_interval` checks them.
 pub(crate) fn for_each_histogram(
     path: &Path,
-    mut visit: impl FnMut(u64, &str, &Histogram<u64>),
+    mut visit: impl FnMut(u64, &Tag, &Histogram<u64>),
 ) -> Result<(), String> {
     let path = path.to_path_buf();
     let file =
@@ -498,6 +502,8 @@ pub(crate) fn for_each_histogram(
             Err(e) => return Err(at(format!("not an interval-log entry ({e:?})"))),
         };
         let Some(tag) = interval.tag() else { continue };
+        let tag = Tag::parse(tag.as_str())
+            .ok_or_else(|| at(format!("`{}` is no tag loadgen writes", tag.as_str())))?;
         let decoded = STANDARD
             .decode(interval.encoded_histogram())
             .map_err(|e| at(format!("bad base64 in the histogram: {e}")))?;
@@ -505,11 +511,7 @@ pub(crate) fn for_each_histogram(
             .deserialize(&mut decoded.as_slice())
             .map_err(|e| at(format!("bad histogram: {e:?}")))?;
         check_config(&histogram).map_err(at)?;
-        visit(
-            interval.start_timestamp().as_secs(),
-            tag.as_str(),
-            &histogram,
-        );
+        visit(interval.start_timestamp().as_secs(), &tag, &histogram);
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod iterations;
 pub(crate) mod run_plan;
 pub(crate) mod series;
 pub(crate) mod summary;
+pub(crate) mod tag;
 pub(crate) mod verdicts;
 pub(crate) mod writes;
 

@@ -26,8 +26,9 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag as LogTag};
 
+use super::tag::Tag;
 use crate::engine::planned::{PlannedArrivals, PlannedSecond};
 use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{ErrorClass, NotStarted, Percentiles, Second, Snapshot};
@@ -62,11 +63,6 @@ pub struct PlannedTotals {
     pub planned: Vec<u64>,
     /// Open model: of those, due after the run stopped (`not_started: stopped`).
     pub stopped: Vec<u64>,
-}
-
-/// Interval-log tag of a scope's failed requests (`failed:all`, `failed:step:N`).
-pub(crate) fn failed_tag(scope: &str) -> String {
-    format!("failed:{scope}")
 }
 
 pub struct SeriesWriter {
@@ -139,7 +135,7 @@ impl SeriesWriter {
             .then(|| self.count_planned(second.second, stopped_from));
         let s = &second.snapshot;
         let lag = Percentiles::of(s.generator.lag.as_ref());
-        let mut row = scope_row(second.second, "all", &s.overall);
+        let mut row = scope_row(second.second, &Tag::All, &s.overall);
         row.extend([
             second.in_flight.to_string(),
             s.generator.scheduled.to_string(),
@@ -163,7 +159,7 @@ impl SeriesWriter {
             .enumerate()
             .filter(|(_, st)| st.attempts() + st.completed > 0)
         {
-            let mut row = scope_row(second.second, &format!("step:{index}"), step);
+            let mut row = scope_row(second.second, &Tag::Step(index), step);
             row.extend(blank(ALL_ONLY_COLUMNS + iteration_width()));
             self.csv.write_record(&row)?;
         }
@@ -171,7 +167,7 @@ impl SeriesWriter {
         for (instance, served) in &s.instances {
             let mut row = vec![
                 second.second.to_string(),
-                format!("instance:{instance}"),
+                Tag::Instance(instance.clone()).to_string(),
                 served.to_string(),
                 "0".into(),
             ];
@@ -195,7 +191,12 @@ impl SeriesWriter {
         s: &Snapshot,
         planned: Option<&PlannedSecond>,
     ) -> std::io::Result<()> {
-        let mut row = vec![second.to_string(), "all".into(), "0".into(), "0".into()];
+        let mut row = vec![
+            second.to_string(),
+            Tag::All.to_string(),
+            "0".into(),
+            "0".into(),
+        ];
         row.extend(std::iter::repeat_n(
             "0".to_string(),
             ErrorClass::COUNT + COLUMNS_AFTER_CLASSES.len(),
@@ -237,7 +238,7 @@ impl SeriesWriter {
             let p = Percentiles::of(journey.duration.as_ref());
             let mut row = vec![
                 second.to_string(),
-                format!("journey:{index}"),
+                Tag::Journey(index).to_string(),
                 (journey.completed + journey.failed).to_string(),
                 journey.failed.to_string(),
             ];
@@ -359,13 +360,14 @@ fn write_entries(
     serializer: &mut V2DeflateSerializer,
     start: Duration,
     length: Duration,
-    entries: &[(String, &Histogram<u64>)],
+    entries: &[(Tag, &Histogram<u64>)],
 ) -> std::io::Result<()> {
     // A builder with no settings writes no header: it only frames the entries.
     let mut writer = IntervalLogWriterBuilder::new().begin_log_with(out, serializer)?;
     for (tag, histogram) in entries {
+        let tag = tag.to_string();
         writer
-            .write_histogram(*histogram, start, length, Tag::new(tag))
+            .write_histogram(*histogram, start, length, LogTag::new(&tag))
             .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     }
     Ok(())
@@ -374,17 +376,17 @@ fn write_entries(
 /// Every histogram of a snapshot with its tag: successes as `all` / `step:N`, failures as
 /// `failed:all` / `failed:step:N`, iteration durations as `journey:N`; with
 /// `generator`, the arrivals' lateness as `generator_lag` too.
-fn histogram_entries(s: &Snapshot, generator: bool) -> Vec<(String, &Histogram<u64>)> {
-    let mut entries: Vec<(String, &Histogram<u64>)> = Vec::new();
-    let scopes = std::iter::once(("all".to_string(), &s.overall)).chain(
+fn histogram_entries(s: &Snapshot, generator: bool) -> Vec<(Tag, &Histogram<u64>)> {
+    let mut entries: Vec<(Tag, &Histogram<u64>)> = Vec::new();
+    let scopes = std::iter::once((Tag::All, &s.overall)).chain(
         s.steps
             .iter()
             .enumerate()
-            .map(|(index, step)| (format!("step:{index}"), step)),
+            .map(|(index, step)| (Tag::Step(index), step)),
     );
     for (tag, stats) in scopes {
         if let Some(h) = &stats.failed_latency {
-            entries.push((failed_tag(&tag), h));
+            entries.push((tag.clone().failed(), h));
         }
         if let Some(h) = &stats.latency {
             entries.push((tag, h));
@@ -392,16 +394,16 @@ fn histogram_entries(s: &Snapshot, generator: bool) -> Vec<(String, &Histogram<u
     }
     for (index, journey) in s.journeys.iter().enumerate() {
         if let Some(h) = &journey.duration {
-            entries.push((format!("journey:{index}"), h));
+            entries.push((Tag::Journey(index), h));
         }
     }
     if generator && let Some(h) = &s.generator.lag {
-        entries.push(("generator_lag".into(), h));
+        entries.push((Tag::GeneratorLag, h));
     }
     entries
 }
 
-fn scope_row(second: u64, scope: &str, stats: &RequestStats) -> Vec<String> {
+fn scope_row(second: u64, scope: &Tag, stats: &RequestStats) -> Vec<String> {
     let ok = Percentiles::of(stats.latency.as_ref());
     let failed = Percentiles::of(stats.failed_latency.as_ref());
     let mut row = vec![

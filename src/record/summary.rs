@@ -13,6 +13,7 @@ pub(crate) use super::iterations::{Accounting, FeederSummary, by_reason, rows};
 use super::iterations::{
     JourneyAccount, check_accounting, feeder_summaries, journey_accounts, total_iterations,
 };
+use super::tag::Tag;
 use super::verdicts::{Failover, SloVerdict};
 use super::writes::VerifySummary;
 use crate::chaos::runner::ChaosReport;
@@ -435,15 +436,15 @@ fn not_started(accounts: &[JourneyAccount<'_>]) -> [u64; NotStarted::COUNT] {
 /// durations, a step's requests.
 fn scopes(plan: &RunPlan) -> BTreeMap<String, String> {
     let mut scopes = BTreeMap::new();
-    scopes.insert("all".to_string(), "every request".to_string());
+    scopes.insert(Tag::All.to_string(), "every request".to_string());
     for (index, journey) in plan.journeys.iter().enumerate() {
         scopes.insert(
-            format!("journey:{index}"),
+            Tag::Journey(index).to_string(),
             format!("{} (iteration durations)", journey.name),
         );
         for step in &journey.steps {
             scopes.insert(
-                format!("step:{}", step.index),
+                Tag::Step(step.index).to_string(),
                 format!("{} / {}", journey.name, step.name),
             );
         }

@@ -14,12 +14,13 @@ use std::path::Path;
 
 use crate::chaos::ledger::{EntryState, LEDGER_FILE, LedgerRecord};
 use crate::chaos::runner::{ChaosReport, Occurrence, OccurrenceStatus};
-use crate::metrics::stats::RequestStats;
+use crate::metrics::stats::{JourneyStats, RequestStats};
 use crate::metrics::{NotStarted, Snapshot};
-use crate::record::data::{for_each_interval, for_each_row};
+use crate::record::data::{Counts, for_each_interval, for_each_row};
 use crate::record::run_plan::RunPlan;
 use crate::record::series::PlannedTotals;
 use crate::record::summary::{self, EndReason, RunFacts, Summary};
+use crate::record::tag::Tag;
 
 /// The summary of a killed run, unjudged, rebuilt from its files.
 pub(crate) fn rebuild(run_dir: &Path) -> Result<Summary, String> {
@@ -83,40 +84,35 @@ fn replay(run_dir: &Path, plan: &RunPlan) -> Result<(Snapshot, u64), String> {
                 *mine += theirs;
             }
         };
-        if tag == "all" {
-            add(&mut totals.overall);
-            totals.generator.scheduled += counts.scheduled;
-            totals.generator.dropped += counts.dropped;
-        } else if let Some(step) = index(tag, "step:").and_then(|i| totals.steps.get_mut(i)) {
-            add(step);
-        } else if let Some(journey) =
-            index(tag, "journey:").and_then(|i| totals.journeys.get_mut(i))
-        {
-            journey.failed += counts.errors;
-            journey.completed += counts.requests.saturating_sub(counts.errors);
-            journey.dropped += counts.dropped;
-            for (mine, theirs) in journey.failed_by.iter_mut().zip(counts.by_class.iter()) {
-                *mine += theirs;
+        match tag {
+            Tag::All => {
+                add(&mut totals.overall);
+                totals.generator.scheduled += counts.scheduled;
+                totals.generator.dropped += counts.dropped;
             }
-            if let Some(iterations) = &counts.iterations {
-                journey.begun += iterations.planned;
-                journey.started += iterations.started;
-                journey.interrupted += iterations.interrupted;
-                for reason in NotStarted::ALL {
-                    journey.not_started[reason.index()] += iterations.not_started[reason.index()];
+            Tag::Step(index) => {
+                if let Some(step) = totals.steps.get_mut(*index) {
+                    add(step);
                 }
             }
-        } else if let Some(instance) = tag.strip_prefix("instance:") {
-            crate::metrics::stats::count_instance(&mut totals.instances, instance, counts.requests);
+            Tag::Journey(index) => {
+                if let Some(journey) = totals.journeys.get_mut(*index) {
+                    journey_counts(journey, counts);
+                }
+            }
+            Tag::Instance(instance) => crate::metrics::stats::count_instance(
+                &mut totals.instances,
+                instance,
+                counts.requests,
+            ),
+            Tag::GeneratorLag | Tag::Failed(_) => {}
         }
     })?;
     for_each_interval(run_dir, |_, tag, histogram| {
-        let into = match tag.strip_prefix("failed:") {
-            Some(scope) => scope_stats(&mut totals, scope).map(|s| &mut s.failed_latency),
-            None => match index(tag, "journey:").and_then(|i| totals.journeys.get_mut(i)) {
-                Some(journey) => Some(&mut journey.duration),
-                None => scope_stats(&mut totals, tag).map(|s| &mut s.latency),
-            },
+        let into = match tag {
+            Tag::Failed(scope) => scope_stats(&mut totals, scope).map(|s| &mut s.failed_latency),
+            Tag::Journey(index) => totals.journeys.get_mut(*index).map(|j| &mut j.duration),
+            scope => scope_stats(&mut totals, scope).map(|s| &mut s.latency),
         };
         if let Some(into) = into {
             into.get_or_insert_with(crate::metrics::stats::new_histogram)
@@ -127,15 +123,30 @@ fn replay(run_dir: &Path, plan: &RunPlan) -> Result<(Snapshot, u64), String> {
     Ok((totals, seconds))
 }
 
-fn index(tag: &str, prefix: &str) -> Option<usize> {
-    tag.strip_prefix(prefix)?.parse().ok()
+/// A journey row's counts and iteration accounting, added to the journey's totals.
+fn journey_counts(journey: &mut JourneyStats, counts: &Counts) {
+    journey.failed += counts.errors;
+    journey.completed += counts.requests.saturating_sub(counts.errors);
+    journey.dropped += counts.dropped;
+    for (mine, theirs) in journey.failed_by.iter_mut().zip(counts.by_class.iter()) {
+        *mine += theirs;
+    }
+    if let Some(iterations) = &counts.iterations {
+        journey.begun += iterations.planned;
+        journey.started += iterations.started;
+        journey.interrupted += iterations.interrupted;
+        for reason in NotStarted::ALL {
+            journey.not_started[reason.index()] += iterations.not_started[reason.index()];
+        }
+    }
 }
 
-fn scope_stats<'a>(totals: &'a mut Snapshot, scope: &str) -> Option<&'a mut RequestStats> {
-    if scope == "all" {
-        return Some(&mut totals.overall);
+fn scope_stats<'a>(totals: &'a mut Snapshot, scope: &Tag) -> Option<&'a mut RequestStats> {
+    match scope {
+        Tag::All => Some(&mut totals.overall),
+        Tag::Step(index) => totals.steps.get_mut(*index),
+        _ => None,
     }
-    index(scope, "step:").and_then(|i| totals.steps.get_mut(i))
 }
 
 /// Each planned fault occurrence as the ledger tells it. The ledger's timestamps are wall

@@ -15,6 +15,7 @@ use crate::judge::slo::live::Streak;
 use crate::metrics::stats::new_histogram;
 use crate::plan::slo::SloSpec;
 use crate::record::data::Counts;
+use crate::record::tag::Tag;
 use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictStatus};
 
 /// The label of the verdict's window.
@@ -31,7 +32,7 @@ struct SecondCounts {
 pub(crate) struct AbortReplay {
     pub slo: usize,
     spec: SloSpec,
-    tags: Vec<String>,
+    tags: Vec<Tag>,
     counts: Vec<SecondCounts>,
     /// The second whose histogram is being merged, and the merge.
     current: Option<(u64, Histogram<u64>)>,
@@ -47,12 +48,7 @@ pub(crate) struct AbortReplay {
 }
 
 impl AbortReplay {
-    pub(crate) fn new(
-        slo: usize,
-        spec: &SloSpec,
-        tags: Vec<String>,
-        run_seconds: u64,
-    ) -> AbortReplay {
+    pub(crate) fn new(slo: usize, spec: &SloSpec, tags: Vec<Tag>, run_seconds: u64) -> AbortReplay {
         AbortReplay {
             slo,
             streak: Streak::new(spec.abort_after.expect("an abort objective")),
@@ -69,7 +65,7 @@ impl AbortReplay {
     }
 
     /// One row of series.csv.
-    pub(crate) fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+    pub(crate) fn counts(&mut self, second: u64, tag: &Tag, counts: &Counts) {
         if !self.tags.iter().any(|t| t == tag) {
             return;
         }
@@ -81,7 +77,7 @@ impl AbortReplay {
     }
 
     /// One histogram of intervals.hlog (seconds ascending).
-    pub(crate) fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+    pub(crate) fn histogram(&mut self, second: u64, tag: &Tag, histogram: &Histogram<u64>) {
         if !self.tags.iter().any(|t| t == tag) {
             return;
         }

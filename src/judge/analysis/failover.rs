@@ -13,6 +13,7 @@ use crate::metrics::ErrorClass;
 use crate::metrics::stats::new_histogram;
 use crate::plan::slo::Window;
 use crate::record::data::Counts;
+use crate::record::tag::Tag;
 use crate::record::verdicts::Failover;
 
 /// Seconds before a fault used as its "before" latency.
@@ -113,11 +114,11 @@ impl<'a> Meter<'a> {
     }
 
     /// One row of `series.csv`.
-    pub(crate) fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+    pub(crate) fn counts(&mut self, second: u64, tag: &Tag, counts: &Counts) {
         if self.intervals.is_empty() {
             return;
         }
-        if let Some(instance) = tag.strip_prefix("instance:") {
+        if let Tag::Instance(instance) = tag {
             for (interval, sums) in self.intervals.iter().zip(&mut self.sums) {
                 let spans = Spans::of(interval, self.settle_ms);
                 for (range, served) in [
@@ -132,7 +133,7 @@ impl<'a> Meter<'a> {
             }
             return;
         }
-        if tag != "all" {
+        if *tag != Tag::All {
             return;
         }
         if self.steady.as_ref().is_some_and(|w| w.contains(second)) {
@@ -161,8 +162,8 @@ impl<'a> Meter<'a> {
     }
 
     /// One histogram of `intervals.hlog`: only "all" (every success) is failover's.
-    pub(crate) fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
-        if tag != "all" {
+    pub(crate) fn histogram(&mut self, second: u64, tag: &Tag, histogram: &Histogram<u64>) {
+        if *tag != Tag::All {
             return;
         }
         if self.steady.as_ref().is_some_and(|w| w.contains(second)) {

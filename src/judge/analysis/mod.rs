@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::chaos::runner::{Occurrence, OccurrenceStatus};
 use crate::plan::slo::{Scope, SloSpec};
 use crate::record::data;
+use crate::record::tag::Tag;
 use crate::record::verdicts::{Failover, SloVerdict};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -111,12 +112,11 @@ pub(crate) fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, S
         }
         judge.counts(second, tag, counts);
         meter.counts(second, tag, counts);
-        if tag == "all" {
-            chart.add(second, counts);
-        } else if let Some(instance) = tag.strip_prefix("instance:") {
-            chart.add_instance(second, instance, counts.requests);
-        } else if let Some(index) = tag.strip_prefix("step:").and_then(|i| i.parse().ok()) {
-            chart.add_step(second, index, counts);
+        match tag {
+            Tag::All => chart.add(second, counts),
+            Tag::Instance(instance) => chart.add_instance(second, instance, counts.requests),
+            Tag::Step(index) => chart.add_step(second, *index, counts),
+            _ => {}
         }
     })?;
     data::for_each_interval(run_dir, |second, tag, histogram| {
@@ -146,9 +146,9 @@ pub(crate) fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, S
 
 /// The rows whose iterations a scope's load rests on: the run's (`all`), or its journey's
 /// (for a journey or one of its steps).
-pub(crate) fn load_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<String> {
+pub(crate) fn load_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<Tag> {
     let Some(journey) = scope.journey() else {
-        return vec!["all".into()];
+        return vec![Tag::All];
     };
     let mut journeys: Vec<&str> = Vec::new();
     for (name, _) in steps {
@@ -159,17 +159,17 @@ pub(crate) fn load_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<String
     journeys
         .iter()
         .position(|name| *name == journey)
-        .map(|index| vec![format!("journey:{index}")])
+        .map(|index| vec![Tag::Journey(index)])
         .unwrap_or_default()
 }
 
 /// The hlog tags a scope covers: "all", every step of a journey, or one step.
-pub(crate) fn scope_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<String> {
+pub(crate) fn scope_tags(scope: &Scope, steps: &[(String, String)]) -> Vec<Tag> {
     if *scope == Scope::All {
-        return vec!["all".into()];
+        return vec![Tag::All];
     }
     crate::judge::slo::live::scope_steps(scope, steps)
         .into_iter()
-        .map(|index| format!("step:{index}"))
+        .map(Tag::Step)
         .collect()
 }

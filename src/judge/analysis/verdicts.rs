@@ -24,6 +24,7 @@ use crate::metrics::stats::new_histogram;
 use crate::plan::slo::{Condition, OnNoData, SloSpec};
 use crate::record::data::Counts;
 use crate::record::delivery::Delivery;
+use crate::record::tag::Tag;
 use crate::record::verdicts::{Evidence, Measured, SloVerdict, VerdictReason, VerdictStatus};
 use std::ops::Range;
 
@@ -152,12 +153,12 @@ impl Thirds {
 /// latencies, its journeys' (or `all`) for the load it rests on.
 #[derive(Clone)]
 pub(super) struct Tags {
-    pub(super) scope: Vec<String>,
-    pub(super) load: Vec<String>,
+    pub(super) scope: Vec<Tag>,
+    pub(super) load: Vec<Tag>,
 }
 
 impl Tags {
-    pub(super) fn feed(&self, acc: &mut Accumulator, tag: &str, counts: &Counts) {
+    pub(super) fn feed(&self, acc: &mut Accumulator, tag: &Tag, counts: &Counts) {
         if self.scope.iter().any(|t| t == tag) {
             acc.counts.add(counts);
         }
@@ -333,7 +334,7 @@ impl<'a> Judge<'a> {
     }
 
     /// One row of `series.csv`.
-    pub(crate) fn counts(&mut self, second: u64, tag: &str, counts: &Counts) {
+    pub(crate) fn counts(&mut self, second: u64, tag: &Tag, counts: &Counts) {
         for job in &mut self.jobs {
             if job.window.contains(second) {
                 job.tags.feed(&mut job.acc, tag, counts);
@@ -356,7 +357,7 @@ impl<'a> Judge<'a> {
 
     /// One histogram of `intervals.hlog` (successes' latencies; `failed:` tags are not
     /// any objective's latency).
-    pub(crate) fn histogram(&mut self, second: u64, tag: &str, histogram: &Histogram<u64>) {
+    pub(crate) fn histogram(&mut self, second: u64, tag: &Tag, histogram: &Histogram<u64>) {
         for job in &mut self.jobs {
             if job.window.contains(second) && job.tags.scope.iter().any(|t| t == tag) {
                 add(&mut job.acc.histogram, histogram);
