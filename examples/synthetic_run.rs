@@ -25,7 +25,7 @@ use loadgen::api::chaos::ChaosReport;
 use loadgen::api::chaos::{Occurrence, OccurrenceStatus};
 use loadgen::api::metrics::Snapshot;
 use loadgen::api::metrics::{ErrorClass, Second};
-use loadgen::api::plan::{FaultSpec, Selector};
+use loadgen::api::plan::{FaultSpec, HttpVersion, Selector};
 use loadgen::api::record::RunPlan;
 use loadgen::api::record::{self, EndReason, RunFacts};
 use loadgen::api::record::{SeriesWriter, write_totals};
@@ -155,7 +155,7 @@ fn write_run(args: &Args) -> Result<(), String> {
         &plan,
         seed,
         WORKERS,
-        "http1",
+        HttpVersion::Http1,
         jiff::Timestamp::now().to_string(),
     );
     run_plan.write(dir).map_err(io)?;

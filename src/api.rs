@@ -30,7 +30,7 @@ pub mod plan {
         Action, ChaosPlan, FaultSpec, Guard, MaxUnavailable, Mode, Selector,
     };
     pub use crate::plan::schedule::{ArrivalSchedule, vu_changes};
-    pub use crate::plan::{LoadModel, RateStage, VuStage};
+    pub use crate::plan::{HttpVersion, LoadModel, RateStage, VuStage};
 }
 
 /// The drivers of the open and closed load models.

@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
 use super::ports::{ChaosFuture, ContainerRef, Containers};
 use super::{ChaosError, Target};
+use crate::chaos::TargetId;
 use crate::plan::chaos::is_container_id;
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::util::glob::glob_match;
@@ -135,7 +136,7 @@ impl FaultBackend for DockerFaults {
             undo,
             effect,
             check: Some(ContainerHealth {
-                id: target.id.clone(),
+                id: target.id.to_string(),
             }),
             holds_down: None,
         })
@@ -235,7 +236,7 @@ impl DockerBackend {
             let state = container.state.map(|s| s.to_string()).unwrap_or_default();
             let target = Target {
                 backend: BackendKind::Docker,
-                id,
+                id: TargetId::Container(id),
                 name,
                 labels: container.labels.unwrap_or_default().into_iter().collect(),
             };
@@ -263,13 +264,18 @@ impl DockerBackend {
         };
         Ok(Some(DockerUndo {
             host: self.host.clone(),
-            container: target.id.clone(),
+            container: target.id.to_string(),
             step,
         }))
     }
 
     pub(crate) async fn apply(&self, target: &Target, action: &Action) -> Result<(), ChaosError> {
-        let id = target.id.as_str();
+        let TargetId::Container(id) = &target.id else {
+            return Err(ChaosError::backend(
+                BackendKind::Docker,
+                format!("{} is not a container", target.id),
+            ));
+        };
         let result = match action {
             Action::ContainerKill { signal } => {
                 self.docker

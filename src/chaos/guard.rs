@@ -5,6 +5,7 @@
 //! platform; the timeline (every backend) and the Kubernetes scale check both call `check`.
 
 use super::Target;
+use crate::chaos::TargetId;
 use crate::plan::chaos::{BackendKind, Guard};
 use crate::util::glob::glob_match;
 
@@ -60,10 +61,20 @@ pub(crate) fn allowed_target(patterns: &[String], target: &Target) -> bool {
     }
     let name = match target.backend {
         BackendKind::Process | BackendKind::Docker => target.name.as_str(),
-        BackendKind::Firewall if target.id.contains("/tcp/") => target
-            .name
-            .rsplit_once(':')
-            .map_or(target.name.as_str(), |(container, _)| container),
+        BackendKind::Firewall
+            if matches!(
+                target.id,
+                TargetId::Port {
+                    container: Some(_),
+                    ..
+                }
+            ) =>
+        {
+            target
+                .name
+                .rsplit_once(':')
+                .map_or(target.name.as_str(), |(container, _)| container)
+        }
         BackendKind::Firewall | BackendKind::Proxy | BackendKind::Kube => return true,
     };
     patterns.iter().any(|p| glob_match(p, name))
@@ -206,7 +217,7 @@ mod tests {
     fn allow_targets_limit_processes_and_containers_by_name() {
         let target = |backend, id: &str, name: &str| Target {
             backend,
-            id: id.into(),
+            id: TargetId::parse(backend, id).unwrap(),
             name: name.into(),
             labels: Default::default(),
         };

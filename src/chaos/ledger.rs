@@ -214,7 +214,7 @@ pub(crate) mod tests {
             fault: entry.into(),
             target: Target {
                 backend: BackendKind::Process,
-                id: "1".into(),
+                id: crate::chaos::TargetId::Pid(1),
                 name: "t".into(),
                 labels: Default::default(),
             },

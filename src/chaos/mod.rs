@@ -36,6 +36,9 @@ pub(crate) mod proxy;
 pub(crate) mod recover;
 pub(crate) mod registry;
 pub(crate) mod runner;
+pub(crate) mod target_id;
+
+pub(crate) use target_id::TargetId;
 
 use std::collections::BTreeMap;
 
@@ -45,15 +48,14 @@ use crate::plan::chaos::BackendKind;
 
 /// One thing a fault can hit: a process, a container, a pod, a proxied link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "target_id::TargetRecord", into = "target_id::TargetRecord")]
 pub struct Target {
     /// Which backend owns it.
     pub backend: crate::plan::chaos::BackendKind,
-    /// Stable identity within the backend: a PID, a container id, `namespace/pod`, a proxy
-    /// name, `tcp/PORT`.
-    pub id: String,
+    /// Stable identity within the backend, in the backend's one form.
+    pub id: TargetId,
     /// What a human calls it: an instance name, a container name.
     pub name: String,
-    #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 

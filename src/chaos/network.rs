@@ -15,6 +15,7 @@ use super::lifecycle::{Candidate, FaultBackend, Occasion, Planned};
 use super::ports::Platform;
 use super::proxy::{Direction, Fault, remote_clear, remote_set};
 use super::{ChaosError, Target};
+use crate::chaos::TargetId;
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::util::glob::glob_match;
 
@@ -60,7 +61,7 @@ impl NetworkBackend {
             .map(|link| {
                 let target = Target {
                     backend: BackendKind::Proxy,
-                    id: link.control.clone(),
+                    id: TargetId::Link(link.control.clone()),
                     name: link.name.clone(),
                     labels: Default::default(),
                 };
@@ -95,7 +96,7 @@ impl FaultBackend for NetworkBackend {
     ) -> Result<Planned<Option<ProxyUndo>, Infallible>, ChaosError> {
         fault_for(&fault.action)?;
         Ok(Planned::held(ProxyUndo {
-            control: target.id.clone(),
+            control: target.id.to_string(),
             owner: Some(run_owner().to_string()),
         }))
     }
@@ -108,7 +109,7 @@ impl FaultBackend for NetworkBackend {
     ) -> Result<(), ChaosError> {
         let fault = fault_for(action)?;
         let owner = planned.undo.as_ref().and_then(|u| u.owner.as_deref());
-        remote_set(&target.id, &fault, owner)
+        remote_set(&target.id.to_string(), &fault, owner)
             .await
             .map_err(|e| ChaosError::backend(BackendKind::Proxy, format!("{}: {e}", target.name)))
     }

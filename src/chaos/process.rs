@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned};
 use super::ports::{Platform, ProcessInstances, Restart};
 use super::{ChaosError, Target};
+use crate::chaos::TargetId;
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 use crate::util::glob::glob_match;
 
@@ -98,7 +99,7 @@ impl ProcessBackend {
                 let up = matches!(proc_stat(pid), Some((state, _)) if state != 'T' && state != 'Z');
                 let target = Target {
                     backend: BackendKind::Process,
-                    id: pid.to_string(),
+                    id: TargetId::Pid(pid),
                     name,
                     labels: Default::default(),
                 };
@@ -235,7 +236,10 @@ impl ProcessBackend {
         undo: &ProcessUndo,
     ) -> ProcessHealth {
         self.reload();
-        let pid = target.id.parse().unwrap_or(0);
+        let pid = match target.id {
+            TargetId::Pid(pid) => pid,
+            _ => 0,
+        };
         let start_time = undo.start_time;
         let pid_file = match selector {
             Selector::PidFile { path } => Some(path.clone()),
@@ -413,12 +417,13 @@ fn signal_if_same(pid: i32, start_time: u64, signal: Signal) -> Result<(), Chaos
 }
 
 fn parse_pid(target: &Target) -> Result<i32, ChaosError> {
-    target.id.parse().map_err(|_| {
-        ChaosError::backend(
+    match target.id {
+        TargetId::Pid(pid) => Ok(pid),
+        ref other => Err(ChaosError::backend(
             BackendKind::Process,
-            format!("`{}` is not a PID", target.id),
-        )
-    })
+            format!("`{other}` is not a PID"),
+        )),
+    }
 }
 
 /// (state letter, start time in clock ticks) from /proc/PID/stat.

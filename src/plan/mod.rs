@@ -80,6 +80,26 @@ pub struct TargetPlan {
     pub source_addrs: Vec<std::net::IpAddr>,
 }
 
+/// The HTTP version a run speaks, once the pre-flight has settled it (`Protocol::Auto` by
+/// ALPN): what plan.json and summary.json record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpVersion {
+    Http1,
+    H2,
+    H2c,
+}
+
+impl std::fmt::Display for HttpVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HttpVersion::Http1 => "http1",
+            HttpVersion::H2 => "h2",
+            HttpVersion::H2c => "h2c",
+        })
+    }
+}
+
 /// The HTTP version a target is spoken to with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

@@ -13,7 +13,7 @@ use super::summary::SCHEMA_VERSION;
 use crate::plan::Plan;
 use crate::plan::slo::SloSpec;
 use crate::plan::verify::VerifySpecs;
-use crate::plan::{Feeder, FeederOrder, JourneyPlan, LoadModel};
+use crate::plan::{Feeder, FeederOrder, HttpVersion, JourneyPlan, LoadModel};
 
 pub(crate) const PLAN_FILE: &str = "plan.json";
 
@@ -27,8 +27,8 @@ pub struct RunPlan {
     pub description: Option<String>,
     pub seed: u64,
     pub target: String,
-    /// The HTTP version the pre-flight settled: `http1`, `h2` or `h2c`.
-    pub protocol: String,
+    /// The HTTP version the pre-flight settled.
+    pub protocol: HttpVersion,
     /// Over https, whether the server's certificate is verified (`false`: `tls_verify =
     /// false`); absent over http and in plans before schema 7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,7 +108,7 @@ impl RunPlan {
         plan: &Plan,
         seed: u64,
         workers: usize,
-        protocol: &str,
+        protocol: HttpVersion,
         started_at: String,
     ) -> RunPlan {
         RunPlan {
@@ -119,7 +119,7 @@ impl RunPlan {
             description: plan.description.clone(),
             seed,
             target: plan.target.base.to_string(),
-            protocol: protocol.to_string(),
+            protocol,
             tls_verified: plan.target.base.tls.then_some(plan.target.tls_verify),
             workers,
             started_at,

@@ -20,6 +20,7 @@ use crate::chaos::runner::ChaosReport;
 use crate::metrics::host::HostLoad;
 use crate::metrics::stats::RequestStats;
 use crate::metrics::{ErrorClass, ErrorCounts, FailureSample, NotStarted, Percentiles, Snapshot};
+use crate::plan::HttpVersion;
 use crate::plan::slo::SloSpec;
 use crate::plan::verify::VerifySpecs;
 use crate::record::delivery::Delivery;
@@ -61,10 +62,10 @@ pub struct Summary {
     pub aborted_because: Option<String>,
     pub scenario: ScenarioInfo,
     pub target: String,
-    /// The HTTP version spoken to the target (`http1`, `h2`, `h2c`); empty in a summary of
-    /// schema 3.
-    #[serde(default)]
-    pub protocol: String,
+    /// The HTTP version spoken to the target; `None` in a summary of schema 3 (which wrote
+    /// an empty string).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub protocol: Option<HttpVersion>,
     /// Over https, whether the server's certificate was verified: `false` when the
     /// scenario turned verification off (`tls_verify = false`), so whatever answered at the
     /// address was measured. Absent over http and in summaries before schema 7.
@@ -336,7 +337,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
             seed: plan.seed,
         },
         target: plan.target.clone(),
-        protocol: plan.protocol.clone(),
+        protocol: Some(plan.protocol),
         tls_verified: plan.tls_verified,
         model: plan.load.model.clone(),
         workers: plan.workers,
@@ -513,4 +514,17 @@ pub(crate) fn rate(part: u64, whole: u64) -> f64 {
 
 fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
+}
+
+/// Schema 3 wrote an unknown protocol as `""`: read as none.
+fn empty_as_none<'de, D>(deserializer: D) -> Result<Option<HttpVersion>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<String>::deserialize(deserializer)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => {
+            HttpVersion::deserialize(serde::de::value::StrDeserializer::new(text)).map(Some)
+        }
+    }
 }

@@ -95,7 +95,7 @@ async fn a_scale_records_the_replicas_it_read_then_patches_down_and_back() {
     let records = drill.records();
     assert_eq!(states(&records), vec![Applying, Applied, Recovered]);
     assert!(records.iter().all(|r| r.undo == undo), "{records:?}");
-    assert_eq!(records[0].target.id, "shop/api");
+    assert_eq!(records[0].target.id.to_string(), "shop/api");
 
     // `loadgen recover` after the run's own recovery: from the record alone, once more.
     recovery().recover(&records[0].undo).await.unwrap();
@@ -198,7 +198,7 @@ async fn delete_pod_sends_its_grace_period_and_records_the_pod() {
     assert_eq!(states(&records), vec![Applying, Applied, Recovered]);
     let record = &records[0];
     assert_eq!(
-        (record.target.id.as_str(), &record.undo),
+        (record.target.id.to_string().as_str(), &record.undo),
         (victim, &Undo::Nothing)
     );
     let label = |key: &str| record.target.labels.get(key).map(String::as_str);

@@ -7,6 +7,8 @@ use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use loadgen::api::plan::HttpVersion;
+
 use crate::support::web::{Speaks, WebServer};
 use crate::support::{Workspace, options, run_binary, run_ok};
 
@@ -71,7 +73,11 @@ fn h2_over_tls_shares_a_connection_between_a_workers_journeys() {
         "every request loadgen counted is a stream the server served"
     );
     assert_eq!(versions(&server), BTreeSet::from(["HTTP/2.0".to_string()]));
-    assert_eq!(summary.protocol, "h2", "the summary says what was spoken");
+    assert_eq!(
+        summary.protocol,
+        Some(HttpVersion::H2),
+        "the summary says what was spoken"
+    );
     assert!(
         server.max_concurrent() >= 2,
         "journeys share a connection: at most {} stream(s) at once",
@@ -167,7 +173,7 @@ fn auto_falls_back_to_http1_when_the_server_offers_no_h2() {
     assert_eq!(summary.totals.errors, 0, "{:?}", summary.totals);
     assert_eq!(server.hits().len() as u64, summary.totals.requests);
     assert_eq!(versions(&server), BTreeSet::from(["HTTP/1.1".to_string()]));
-    assert_eq!(summary.protocol, "http1");
+    assert_eq!(summary.protocol, Some(HttpVersion::Http1));
     // HTTP/1.1: one connection per user, one request at a time on each.
     assert_eq!(server.max_concurrent(), 1);
     assert_eq!(

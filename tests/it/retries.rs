@@ -5,6 +5,8 @@
 //! written POST, is the platform's error as before. Counts are checked against what the
 //! servers saw and processed.
 
+use loadgen::api::plan::HttpVersion;
+
 use crate::support::bare_h2::{BareH2, Script};
 use crate::support::faulty::{FaultyServer, Misbehaviour};
 use crate::support::{Workspace, options, run_ok};
@@ -168,7 +170,7 @@ url = "/"
     let workspace = Workspace::new();
     let file = workspace.write("goaway.toml", &text);
     let summary = run_ok(&options(&file, &workspace.out())).1;
-    assert_eq!(summary.protocol, "h2");
+    assert_eq!(summary.protocol, Some(HttpVersion::H2));
     let totals = &summary.totals;
     let (connections, answered) = nginx.served();
     eprintln!(

@@ -38,6 +38,7 @@ use super::lifecycle::{
 };
 use super::ports::{ContainerRef, Containers};
 use super::{ChaosError, Target};
+use crate::chaos::TargetId;
 use crate::plan::chaos::{Action, BackendKind, FaultSpec, Selector};
 
 /// `iptables -w`: wait this many seconds for the xtables lock instead of failing.
@@ -152,7 +153,10 @@ impl FirewallBackend {
             return Ok(vec![(
                 Target {
                     backend: BackendKind::Firewall,
-                    id: format!("tcp/{port}"),
+                    id: TargetId::Port {
+                        container: None,
+                        port,
+                    },
                     name: format!("port {port}"),
                     labels: Default::default(),
                 },
@@ -168,7 +172,10 @@ impl FirewallBackend {
             .map(|(c, up)| {
                 let target = Target {
                     backend: BackendKind::Firewall,
-                    id: format!("{}/tcp/{port}", c.id),
+                    id: TargetId::Port {
+                        container: Some(c.id.to_string()),
+                        port,
+                    },
                     name: format!("{}:{port}", c.name),
                     labels: c.labels,
                 };
@@ -406,28 +413,18 @@ impl FaultBackend for FirewallBackend {
 
 /// Where a firewall target's rules go; anything that is not a packet target is refused.
 fn port_target(target: &Target) -> Result<PortTarget, ChaosError> {
-    let refused = || {
-        ChaosError::Refused(format!(
+    match &target.id {
+        TargetId::Port { container, port } if target.backend == BackendKind::Firewall => {
+            Ok(PortTarget {
+                container: container.clone(),
+                port: *port,
+            })
+        }
+        _ => Err(ChaosError::Refused(format!(
             "{} ({}) is not a TCP port on loopback or in a container",
             target.name, target.id
-        ))
-    };
-    if target.backend != BackendKind::Firewall {
-        return Err(refused());
+        ))),
     }
-    let (container, port) = match target.id.split_once("/tcp/") {
-        Some((container, port)) if !container.is_empty() && !container.contains('/') => {
-            (Some(container.to_string()), port)
-        }
-        Some(_) => return Err(refused()),
-        None => (None, target.id.strip_prefix("tcp/").ok_or_else(refused)?),
-    };
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(refused)?;
-    Ok(PortTarget { container, port })
 }
 
 /// Deletes the rules. Idempotent: a rule that is no longer there, or whose container is
@@ -499,7 +496,7 @@ mod tests {
     fn target(id: &str) -> Target {
         Target {
             backend: BackendKind::Firewall,
-            id: id.into(),
+            id: TargetId::parse(BackendKind::Firewall, id).unwrap(),
             name: "port x".into(),
             labels: Default::default(),
         }
@@ -521,12 +518,15 @@ mod tests {
                 port: 5432
             }
         );
-        for bad in ["10.0.0.1/5432", "tcp/0", "a/b/tcp/1", "/tcp/80", "tcp/x"] {
-            assert!(
-                matches!(port_target(&target(bad)), Err(ChaosError::Refused(_))),
-                "{bad}"
-            );
-        }
+        // Ids of another form are refused where they are read (`TargetId::parse`); a
+        // target of another backend is refused here.
+        let process = Target {
+            backend: BackendKind::Process,
+            id: TargetId::Pid(80),
+            name: "backend-1".into(),
+            labels: Default::default(),
+        };
+        assert!(matches!(port_target(&process), Err(ChaosError::Refused(_))));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::calls;
 use super::{KubeBackend, Pin, PodSelector};
+use crate::chaos::TargetId;
 use crate::chaos::guard::{self, Fleet, HeldDown, equality_labels};
 use crate::chaos::lifecycle::{Candidate, Effect, FaultBackend, Occasion, Planned, SideWatch};
 use crate::chaos::{ChaosError, Target};
@@ -203,7 +204,10 @@ impl FaultBackend for KubeFaults {
                 Ok(vec![(
                     Target {
                         backend: BackendKind::Kube,
-                        id: format!("{namespace}/{name}"),
+                        id: TargetId::Object {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                        },
                         name: name.clone(),
                         labels: Default::default(),
                     },
@@ -268,10 +272,12 @@ impl FaultBackend for KubeFaults {
         _planned: &Planned<Option<DeploymentUndo>, KubeHealth>,
     ) -> Result<(), ChaosError> {
         // Pods and deployments alike are `namespace/name`.
-        let (namespace, name) = target
-            .id
-            .split_once('/')
-            .unwrap_or(("", target.id.as_str()));
+        let TargetId::Object { namespace, name } = &target.id else {
+            return Err(ChaosError::backend(
+                BackendKind::Kube,
+                format!("{} is not a Kubernetes object", target.id),
+            ));
+        };
         let client = &self.cluster().await?.client;
         match action {
             Action::DeletePod { grace } => calls::delete_pod(client, namespace, name, *grace).await,

@@ -9,6 +9,7 @@ use kube::api::ListParams;
 use serde::{Deserialize, Serialize};
 
 use super::api_error;
+use crate::chaos::TargetId;
 use crate::chaos::{ChaosError, Target};
 
 /// Which pods a fault or a readiness watch looks at.
@@ -78,7 +79,10 @@ impl PodInfo {
     pub fn target(&self) -> Target {
         Target {
             backend: crate::plan::chaos::BackendKind::Kube,
-            id: format!("{}/{}", self.namespace, self.name),
+            id: TargetId::Object {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+            },
             name: self.name.clone(),
             labels: self.labels.clone(),
         }
@@ -189,7 +193,7 @@ mod tests {
         assert_eq!(info.owner.as_deref(), Some("ReplicaSet/api-7d9f8b6c5d"));
         assert_eq!(info.deployment.as_deref(), Some("api"));
         assert_eq!(info.node.as_deref(), Some("node-a"));
-        assert_eq!(info.target().id, "shop/api-7d9f8b6c5d-x2x7k");
+        assert_eq!(info.target().id.to_string(), "shop/api-7d9f8b6c5d-x2x7k");
     }
 
     /// What a target's "up" is made of: the timeline picks only pods up, so an unready or

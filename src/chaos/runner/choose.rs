@@ -7,6 +7,7 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::EventKind;
+use crate::chaos::TargetId;
 use crate::chaos::guard::{self, Fleet, HeldDown};
 use crate::chaos::lifecycle::Candidate;
 use crate::chaos::{ChaosError, Target};
@@ -21,7 +22,7 @@ pub(super) fn choose(
     fault: &FaultSpec,
     candidates: &[(Target, bool)],
     group: Option<&[(Target, bool)]>,
-    (active, busy): (&Held, &HashSet<String>),
+    (active, busy): (&Held, &HashSet<TargetId>),
     (allow_targets, policy_targets): (&[String], &[String]),
     rng: &mut SmallRng,
 ) -> Result<Vec<Target>, (EventKind, String)> {
@@ -88,7 +89,7 @@ pub(super) fn choose(
 /// What the faults in force hold: their targets, and what they hold down out of sight.
 #[derive(Default)]
 pub(super) struct Held {
-    pub(super) ids: HashSet<String>,
+    pub(super) ids: HashSet<TargetId>,
     pub(super) down: Vec<HeldDown>,
 }
 
@@ -100,10 +101,9 @@ fn fleet(group: &[Candidate], ready: usize, active: &Held) -> Fleet {
         .down
         .iter()
         .filter(|held| {
-            group.iter().any(|(t, _)| {
-                let namespace = t.id.split_once('/').map_or("", |(ns, _)| ns);
-                held.covers(namespace, &t.labels)
-            })
+            group
+                .iter()
+                .any(|(t, _)| held.covers(t.id.namespace().unwrap_or(""), &t.labels))
         })
         .map(|held| held.count)
         .sum();
@@ -126,7 +126,7 @@ mod tests {
     fn backend(n: u32) -> Candidate {
         let target = Target {
             backend: BackendKind::Process,
-            id: format!("{}", 100 + n),
+            id: TargetId::Pid(100 + n as i32),
             name: format!("backend-{n}"),
             labels: Default::default(),
         };

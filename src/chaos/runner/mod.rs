@@ -26,6 +26,7 @@ use super::ledger::{Ledger, LedgerRecord};
 use super::lifecycle::{Confirming, Dispatch, Planned, recover_within};
 pub use super::outcome::{EventKind, Occurrence, OccurrenceStatus};
 use super::outcome::{OccurrenceBook, TargetEnd};
+use crate::chaos::TargetId;
 use crate::plan::chaos::{ChaosPlan, FaultSpec};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,7 +93,7 @@ struct PendingConfirmation<D: Dispatch> {
 type Watching = JoinHandle<(usize, FaultEvent, TargetEnd)>;
 
 /// Target ids whose effect watch has not seen them healthy again.
-type NotHealthy = Arc<std::sync::Mutex<HashSet<String>>>;
+type NotHealthy = Arc<std::sync::Mutex<HashSet<TargetId>>>;
 
 /// How the run steers its timeline.
 #[derive(Clone, Default)]
@@ -392,7 +393,7 @@ impl<D: Dispatch> Drop for Timeline<D> {
 }
 
 /// The set, even if a watch panicked holding it (a set of ids cannot be left half-written).
-fn lock(set: &NotHealthy) -> std::sync::MutexGuard<'_, HashSet<String>> {
+fn lock(set: &NotHealthy) -> std::sync::MutexGuard<'_, HashSet<TargetId>> {
     set.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -29,7 +29,7 @@ pub(crate) use self::classify::Failure;
 use self::connect::Dial;
 use super::tls::TlsTarget;
 use crate::metrics::ErrorClass;
-use crate::plan::{ConnectionMode, Protocol};
+use crate::plan::{ConnectionMode, HttpVersion, Protocol};
 
 /// Where requests go: scheme, host and port, and the address resolved (and allowed) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,11 +152,11 @@ impl ClientConfig {
     }
 
     /// The HTTP version the run speaks, as reports name it.
-    pub(crate) fn spoken(&self) -> &'static str {
+    pub(crate) fn spoken(&self) -> HttpVersion {
         match (self.multiplex, self.origin.tls) {
-            (false, _) => "http1",
-            (true, true) => "h2",
-            (true, false) => "h2c",
+            (false, _) => HttpVersion::Http1,
+            (true, true) => HttpVersion::H2,
+            (true, false) => HttpVersion::H2c,
         }
     }
 
