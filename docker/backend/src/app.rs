@@ -41,13 +41,14 @@ impl AppState {
                 .map(|i| (i % 251) as u8)
                 .collect::<Vec<u8>>(),
         );
+        let metrics = Metrics::new(&config.instance_name);
         let instance_header = HeaderValue::from_str(&config.instance_name)
             .expect("INSTANCE_NAME validated as a token");
         AppState {
             config,
             db,
             redis,
-            metrics: Metrics::default(),
+            metrics,
             segment,
             draining: AtomicBool::new(false),
             instance_header,
@@ -83,9 +84,9 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().as_str().to_string();
-    state.metrics.in_flight().fetch_add(1, Ordering::Relaxed);
+    state.metrics.in_flight().inc();
     let mut response = next.run(request).await;
-    state.metrics.in_flight().fetch_sub(1, Ordering::Relaxed);
+    state.metrics.in_flight().dec();
     if route != "/metrics" {
         state.metrics.record_request(
             &route,
@@ -119,10 +120,12 @@ impl FromRequestParts<Shared> for Member {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let client = state.db.get().await?;
-        let row = client
-            .query_opt("SELECT id FROM members WHERE token = $1", &[&token])
-            .await?;
-        row.map(|r| Member { id: r.get(0) })
-            .ok_or(ApiError::Unauthorized)
+        let sql = state.metrics.sql("SELECT id FROM members WHERE token = $1");
+        let row = client.query_opt(sql, &[&token]).await?;
+        let member = row
+            .map(|r| Member { id: r.get(0) })
+            .ok_or(ApiError::Unauthorized)?;
+        state.metrics.seen(member.id);
+        Ok(member)
     }
 }

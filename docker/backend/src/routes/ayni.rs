@@ -51,7 +51,10 @@ async fn offer(
     }
     let client = state.db.get().await?;
     if client
-        .query_opt("SELECT 1 FROM members WHERE id = $1", &[&body.receiver_id])
+        .query_opt(
+            state.metrics.sql("SELECT 1 FROM members WHERE id = $1"),
+            &[&body.receiver_id],
+        )
         .await?
         .is_none()
     {
@@ -64,7 +67,7 @@ async fn offer(
     );
     let row = client
         .query_one(
-            &sql,
+            state.metrics.sql(&sql),
             &[
                 &member.id,
                 &body.receiver_id,
@@ -80,7 +83,7 @@ async fn offer(
 async fn read(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     let sql = format!("SELECT {EXCHANGE_JSON} FROM exchanges e WHERE e.id = $1");
-    one_json(&**client, &sql, &[&id], "exchange").await
+    one_json(&**client, state.metrics.sql(&sql), &[&id], "exchange").await
 }
 
 /// The receiver accepts an offer. Accepting twice is harmless (200, same exchange).
@@ -93,7 +96,9 @@ async fn accept(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT receiver_id, status FROM exchanges WHERE id = $1 FOR UPDATE",
+            state
+                .metrics
+                .sql("SELECT receiver_id, status FROM exchanges WHERE id = $1 FOR UPDATE"),
             &[&id],
         )
         .await?
@@ -108,7 +113,9 @@ async fn accept(
     match status.as_str() {
         "offered" => {
             tx.execute(
-                "UPDATE exchanges SET status = 'accepted', updated_at = now() WHERE id = $1",
+                state.metrics.sql(
+                    "UPDATE exchanges SET status = 'accepted', updated_at = now() WHERE id = $1",
+                ),
                 &[&id],
             )
             .await?;
@@ -122,7 +129,7 @@ async fn accept(
         }
     }
     let sql = format!("SELECT {EXCHANGE_JSON} FROM exchanges e WHERE e.id = $1");
-    let body: Value = tx.query_one(&sql, &[&id]).await?.get(0);
+    let body: Value = tx.query_one(state.metrics.sql(&sql), &[&id]).await?.get(0);
     tx.commit().await?;
     if accepted_now {
         state.metrics.count(Business::ExchangeAccepted);
@@ -146,7 +153,7 @@ async fn confirm(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT provider_id, receiver_id, amount, status FROM exchanges WHERE id = $1 FOR UPDATE",
+            state.metrics.sql("SELECT provider_id, receiver_id, amount, status FROM exchanges WHERE id = $1 FOR UPDATE"),
             &[&id],
         )
         .await?
@@ -163,7 +170,7 @@ async fn confirm(
         "accepted" => {
             let rows = tx
                 .query(
-                    "SELECT id, balance FROM members WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+                    state.metrics.sql("SELECT id, balance FROM members WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE"),
                     &[&vec![provider, receiver]],
                 )
                 .await?;
@@ -178,13 +185,15 @@ async fn confirm(
                 )));
             }
             tx.execute(
-                "UPDATE members SET balance = balance + CASE WHEN id = $1 THEN $3::bigint ELSE -$3::bigint END
-                 WHERE id IN ($1, $2)",
+                state.metrics.sql("UPDATE members SET balance = balance + CASE WHEN id = $1 THEN $3::bigint ELSE -$3::bigint END
+                 WHERE id IN ($1, $2)"),
                 &[&provider, &receiver, &amount],
             )
             .await?;
             tx.execute(
-                "UPDATE exchanges SET status = 'confirmed', updated_at = now() WHERE id = $1",
+                state.metrics.sql(
+                    "UPDATE exchanges SET status = 'confirmed', updated_at = now() WHERE id = $1",
+                ),
                 &[&id],
             )
             .await?;
@@ -198,7 +207,7 @@ async fn confirm(
         }
     }
     let sql = format!("SELECT {EXCHANGE_JSON} FROM exchanges e WHERE e.id = $1");
-    let body: Value = tx.query_one(&sql, &[&id]).await?.get(0);
+    let body: Value = tx.query_one(state.metrics.sql(&sql), &[&id]).await?.get(0);
     tx.commit().await?;
     if confirmed_now {
         state.metrics.count(Business::ExchangeConfirmed);

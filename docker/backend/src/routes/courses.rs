@@ -30,22 +30,29 @@ pub fn router() -> Router<Shared> {
 }
 
 /// The course list, from Redis when cached (`X-Cache: hit`), else from Postgres
-/// (`X-Cache: miss`, then cached). Redis being down degrades to `X-Cache: bypass`.
+/// (`X-Cache: miss`, then cached). Redis being down degrades to `X-Cache: bypass`, counted
+/// as a miss: the cache did not serve the read.
 async fn list(State(state): State<Shared>) -> ApiResult<Response> {
     let mut redis = state.redis.clone();
     let cached: Result<Result<Option<String>, _>, _> =
         tokio::time::timeout(CACHE_TIMEOUT, redis.get(CACHE_KEY)).await;
     let redis_ok = match cached {
-        Ok(Ok(Some(body))) => return Ok(json_response(body, "hit")),
+        Ok(Ok(Some(body))) => {
+            state.metrics.cache(true);
+            return Ok(json_response(body, "hit"));
+        }
         Ok(Ok(None)) => true,
         _ => false,
     };
+    state.metrics.cache(false);
     let client = state.db.get().await?;
     let row = client
         .query_one(
-            "SELECT jsonb_build_object('courses', coalesce(jsonb_agg(jsonb_build_object(
+            state.metrics.sql(
+                "SELECT jsonb_build_object('courses', coalesce(jsonb_agg(jsonb_build_object(
                  'id', id, 'title', title, 'price_cents', price_cents) ORDER BY id), '[]'::jsonb))
              FROM courses",
+            ),
             &[],
         )
         .await?;
@@ -74,10 +81,12 @@ async fn read(State(state): State<Shared>, Path(id): Path<i32>) -> ApiResult<Jso
     let client = state.db.get().await?;
     one_json(
         &**client,
-        "SELECT jsonb_build_object('id', c.id, 'title', c.title, 'price_cents', c.price_cents,
+        state.metrics.sql(
+            "SELECT jsonb_build_object('id', c.id, 'title', c.title, 'price_cents', c.price_cents,
              'lessons', (SELECT coalesce(jsonb_agg(l.id ORDER BY l.id), '[]'::jsonb)
                          FROM lessons l WHERE l.course_id = c.id))
          FROM courses c WHERE c.id = $1",
+        ),
         &[&id],
         "course",
     )
@@ -95,7 +104,10 @@ async fn enrol(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut client = state.db.get().await?;
     let exists = client
-        .query_opt("SELECT 1 FROM courses WHERE id = $1", &[&course])
+        .query_opt(
+            state.metrics.sql("SELECT 1 FROM courses WHERE id = $1"),
+            &[&course],
+        )
         .await?;
     if exists.is_none() {
         return Err(ApiError::NotFound("course"));
@@ -104,7 +116,14 @@ async fn enrol(
         "INSERT INTO enrolments (member_id, course_id) VALUES ($1, $2)
          ON CONFLICT (member_id, course_id) DO NOTHING RETURNING {ENROLMENT_JSON}"
     );
-    match insert_json(&mut client, "enrolment", &sql, &[&member.id, &course]).await? {
+    match insert_json(
+        &mut client,
+        "enrolment",
+        state.metrics.sql(&sql),
+        &[&member.id, &course],
+    )
+    .await?
+    {
         Some(enrolment) => {
             state.metrics.count(Business::Enrolment);
             Ok((StatusCode::CREATED, Json(enrolment)))
@@ -122,5 +141,5 @@ async fn read_enrolment(
 ) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     let sql = format!("SELECT {ENROLMENT_JSON} FROM enrolments WHERE id = $1");
-    one_json(&**client, &sql, &[&id], "enrolment").await
+    one_json(&**client, state.metrics.sql(&sql), &[&id], "enrolment").await
 }

@@ -30,7 +30,7 @@ async fn ready(State(state): State<Shared>) -> impl IntoResponse {
     let postgres = async {
         let client = state.db.get().await.map_err(|e| e.to_string())?;
         client
-            .query_one("SELECT 1", &[])
+            .query_one(state.metrics.sql("SELECT 1"), &[])
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -72,7 +72,16 @@ async fn ready(State(state): State<Shared>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&state.config.instance_name),
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(connections_in_use(&state.db)),
     )
+}
+
+/// Pool connections handed out right now: created, less those idle in the pool.
+fn connections_in_use(pool: &deadpool_postgres::Pool) -> usize {
+    let status = pool.status();
+    status.size.saturating_sub(status.available)
 }

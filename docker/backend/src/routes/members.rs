@@ -51,7 +51,7 @@ async fn create(
          RETURNING {MEMBER_JSON} || jsonb_build_object('auth', jsonb_build_object('token', token))"
     );
     let row = client
-        .query_one(&sql, &[&name, &token, &STARTING_BALANCE])
+        .query_one(state.metrics.sql(&sql), &[&name, &token, &STARTING_BALANCE])
         .await?;
     state.metrics.count(Business::MemberCreated);
     Ok((StatusCode::CREATED, Json(row.get(0))))
@@ -64,14 +64,14 @@ async fn me(State(state): State<Shared>, member: Member) -> ApiResult<Json<Value
 async fn read(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     let sql = format!("SELECT {MEMBER_JSON} FROM members WHERE id = $1");
-    one_json(&**client, &sql, &[&id], "member").await
+    one_json(&**client, state.metrics.sql(&sql), &[&id], "member").await
 }
 
 async fn balance(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     one_json(
         &**client,
-        "SELECT jsonb_build_object('member_id', id, 'balance', balance) FROM members WHERE id = $1",
+        state.metrics.sql("SELECT jsonb_build_object('member_id', id, 'balance', balance) FROM members WHERE id = $1"),
         &[&id],
         "member",
     )

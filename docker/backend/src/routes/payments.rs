@@ -68,7 +68,9 @@ async fn create(
     let mut client = state.db.get().await?;
     let price: i32 = client
         .query_opt(
-            "SELECT price_cents FROM courses WHERE id = $1",
+            state
+                .metrics
+                .sql("SELECT price_cents FROM courses WHERE id = $1"),
             &[&body.course_id],
         )
         .await?
@@ -86,7 +88,9 @@ async fn create(
     );
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&member.id, &body.course_id, &amount, &card, &key];
-    if let Some(payment) = insert_json(&mut client, "payment", &insert, &params).await? {
+    if let Some(payment) =
+        insert_json(&mut client, "payment", state.metrics.sql(&insert), &params).await?
+    {
         return Ok((StatusCode::CREATED, Json(payment)).into_response());
     }
     // The key was used before (or concurrently, and that insert has committed by now:
@@ -96,7 +100,10 @@ async fn create(
          FROM payments p WHERE p.member_id = $1 AND p.idempotency_key = $2"
     );
     let row = client
-        .query_one(&sql, &[&member.id, &key, &body.course_id, &amount, &card])
+        .query_one(
+            state.metrics.sql(&sql),
+            &[&member.id, &key, &body.course_id, &amount, &card],
+        )
         .await?;
     if !row.get::<_, bool>(1) {
         return Err(ApiError::KeyReused);
@@ -112,7 +119,7 @@ async fn create(
 async fn read(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     let sql = format!("SELECT {PAYMENT_JSON} FROM payments p WHERE p.id = $1");
-    one_json(&**client, &sql, &[&id], "payment").await
+    one_json(&**client, state.metrics.sql(&sql), &[&id], "payment").await
 }
 
 /// Confirms a pending payment under a row lock: the first confirm charges (or declines),
@@ -126,7 +133,7 @@ async fn confirm(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT member_id, status, card, amount_cents FROM payments WHERE id = $1 FOR UPDATE",
+            state.metrics.sql("SELECT member_id, status, card, amount_cents FROM payments WHERE id = $1 FOR UPDATE"),
             &[&id],
         )
         .await?
@@ -142,28 +149,36 @@ async fn confirm(
     if status == "pending" {
         if card == DECLINED_CARD {
             tx.execute(
-                "UPDATE payments SET status = 'failed' WHERE id = $1",
+                state
+                    .metrics
+                    .sql("UPDATE payments SET status = 'failed' WHERE id = $1"),
                 &[&id],
             )
             .await?;
             outcome = Some(Business::PaymentFailed);
         } else {
             tx.execute(
-                "INSERT INTO charges (payment_id, amount_cents) VALUES ($1, $2)
+                state.metrics.sql(
+                    "INSERT INTO charges (payment_id, amount_cents) VALUES ($1, $2)
                  ON CONFLICT (payment_id) DO NOTHING",
+                ),
                 &[&id, &amount],
             )
             .await?;
             tx.execute(
-                "UPDATE payments SET status = 'succeeded' WHERE id = $1",
+                state
+                    .metrics
+                    .sql("UPDATE payments SET status = 'succeeded' WHERE id = $1"),
                 &[&id],
             )
             .await?;
-            outcome = Some(Business::PaymentSucceeded);
+            outcome = Some(Business::PaymentSucceeded {
+                amount_cents: i64::from(amount),
+            });
         }
     }
     let sql = format!("SELECT {PAYMENT_JSON} FROM payments p WHERE p.id = $1");
-    let body: Value = tx.query_one(&sql, &[&id]).await?.get(0);
+    let body: Value = tx.query_one(state.metrics.sql(&sql), &[&id]).await?.get(0);
     tx.commit().await?;
     if let Some(outcome) = outcome {
         state.metrics.count(outcome);

@@ -24,6 +24,9 @@ pub const COOKIE: &str = "session";
 pub const SESSION_TTL_SECS: u64 = 3600;
 /// Redis keys of sessions: this prefix and the token; the value is the member id.
 const KEY_PREFIX: &str = "platform:session:v1:";
+/// Beside each session, when it began (Unix milliseconds), for the session duration a
+/// sign-out observes: sign-in and sign-out may reach different instances.
+const STARTED_PREFIX: &str = "platform:session-started:v1:";
 /// A session store that does not answer within this is down (503), not "signed out".
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -49,7 +52,10 @@ async fn sign_in(
     let client = state.db.get().await?;
     let sql = format!("SELECT {MEMBER_JSON} FROM members WHERE id = $1 AND token = $2");
     let Some(row) = client
-        .query_opt(&sql, &[&body.member_id, &body.token.trim()])
+        .query_opt(
+            state.metrics.sql(&sql),
+            &[&body.member_id, &body.token.trim()],
+        )
         .await?
     else {
         state.metrics.count(Business::SignInRejected);
@@ -64,7 +70,13 @@ async fn sign_in(
     let mut redis = state.redis.clone();
     let stored: Result<Result<(), _>, _> = tokio::time::timeout(
         REDIS_TIMEOUT,
-        redis.set_ex(key(&token), body.member_id, SESSION_TTL_SECS),
+        redis::pipe()
+            .atomic()
+            .set_ex(key(&token), body.member_id, SESSION_TTL_SECS)
+            .ignore()
+            .set_ex(started_key(&token), unix_ms(), SESSION_TTL_SECS)
+            .ignore()
+            .query_async(&mut redis),
     )
     .await;
     redis_answer(stored)?;
@@ -82,10 +94,21 @@ async fn sign_in(
 async fn sign_out(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(token) = session_token(&headers) {
         let mut redis = state.redis.clone();
-        let removed: Result<Result<usize, _>, _> =
-            tokio::time::timeout(REDIS_TIMEOUT, redis.del(key(token))).await;
-        if redis_answer(removed)? > 0 {
-            state.metrics.count(Business::SignedOut);
+        let removed: Result<Result<(Option<u64>, usize), _>, _> = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::pipe()
+                .atomic()
+                .get(started_key(token))
+                .del(key(token))
+                .del(started_key(token))
+                .ignore()
+                .query_async(&mut redis),
+        )
+        .await;
+        let (started, removed) = redis_answer(removed)?;
+        if removed > 0 {
+            let session = started.map(|at| Duration::from_millis(unix_ms().saturating_sub(at)));
+            state.metrics.count(Business::SignedOut { session });
         }
     }
     Ok((
@@ -99,7 +122,13 @@ async fn sign_out(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<
 async fn me(State(state): State<Shared>, session: Session) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     let sql = format!("SELECT {MEMBER_JSON} FROM members WHERE id = $1");
-    one_json(&**client, &sql, &[&session.member_id], "member").await
+    one_json(
+        &**client,
+        state.metrics.sql(&sql),
+        &[&session.member_id],
+        "member",
+    )
+    .await
 }
 
 /// The member a request's session cookie signs in; 401 without a live session.
@@ -116,14 +145,26 @@ impl FromRequestParts<Shared> for Session {
         let mut redis = state.redis.clone();
         let found: Result<Result<Option<i64>, _>, _> =
             tokio::time::timeout(REDIS_TIMEOUT, redis.get(key(token))).await;
-        redis_answer(found)?
+        let session = redis_answer(found)?
             .map(|member_id| Session { member_id })
-            .ok_or(ApiError::NotSignedIn)
+            .ok_or(ApiError::NotSignedIn)?;
+        state.metrics.seen(session.member_id);
+        Ok(session)
     }
 }
 
 fn key(token: &str) -> String {
     format!("{KEY_PREFIX}{token}")
+}
+
+fn started_key(token: &str) -> String {
+    format!("{STARTED_PREFIX}{token}")
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A Redis answer, or 503: a session store that is down or slow is not a signed-out user.

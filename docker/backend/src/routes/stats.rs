@@ -38,6 +38,8 @@ const STATS_SQL: &str = "
 
 async fn stats(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
-    let row = client.query_one(STATS_SQL, &[&STARTING_BALANCE]).await?;
+    let row = client
+        .query_one(state.metrics.sql(STATS_SQL), &[&STARTING_BALANCE])
+        .await?;
     Ok(Json(row.get(0)))
 }

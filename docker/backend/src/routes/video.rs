@@ -27,7 +27,9 @@ async fn lesson_segments(state: &Shared, lesson: i32) -> ApiResult<(i32, i32)> {
     let client = state.db.get().await?;
     let row = client
         .query_opt(
-            "SELECT course_id, segments FROM lessons WHERE id = $1",
+            state
+                .metrics
+                .sql("SELECT course_id, segments FROM lessons WHERE id = $1"),
             &[&lesson],
         )
         .await?
@@ -81,7 +83,9 @@ async fn start_view(
         "WITH v AS (INSERT INTO video_views (member_id, lesson_id) VALUES ($1, $2) RETURNING *)
          SELECT {VIEW_JSON} FROM v"
     );
-    let row = client.query_one(&sql, &[&member.id, &lesson]).await?;
+    let row = client
+        .query_one(state.metrics.sql(&sql), &[&member.id, &lesson])
+        .await?;
     state.metrics.count(Business::VideoView);
     Ok((StatusCode::CREATED, Json(row.get(0))))
 }
@@ -89,7 +93,7 @@ async fn start_view(
 async fn read_view(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let client = state.db.get().await?;
     let sql = format!("SELECT {VIEW_JSON} FROM video_views v WHERE v.id = $1");
-    one_json(&**client, &sql, &[&id], "view").await
+    one_json(&**client, state.metrics.sql(&sql), &[&id], "view").await
 }
 
 #[derive(Deserialize)]
@@ -108,7 +112,12 @@ async fn heartbeat(
     }
     let client = state.db.get().await?;
     let owner: i64 = client
-        .query_opt("SELECT member_id FROM video_views WHERE id = $1", &[&view])
+        .query_opt(
+            state
+                .metrics
+                .sql("SELECT member_id FROM video_views WHERE id = $1"),
+            &[&view],
+        )
         .await?
         .ok_or(ApiError::NotFound("view"))?
         .get(0);
@@ -117,13 +126,23 @@ async fn heartbeat(
             "this view belongs to another member".into(),
         ));
     }
+    // The watch time this heartbeat reports: its position past the view's furthest before.
+    let sql = state.metrics.sql(
+        "WITH before AS (SELECT coalesce(max(position_s), 0) AS p FROM view_heartbeats
+                         WHERE view_id = $1),
+              h AS (INSERT INTO view_heartbeats (view_id, position_s) VALUES ($1, $2)
+                    RETURNING *)
+         SELECT jsonb_build_object('id', h.id, 'view_id', h.view_id,
+                                   'position_s', h.position_s, 'created_at', h.created_at),
+                before.p
+         FROM h, before",
+    );
     let row = client
-        .query_one(
-            "INSERT INTO view_heartbeats (view_id, position_s) VALUES ($1, $2)
-             RETURNING jsonb_build_object('id', id, 'view_id', view_id, 'position_s', position_s,
-                                          'created_at', created_at)",
-            &[&view, &body.position_s],
-        )
+        .query_one(state.metrics.sql(sql), &[&view, &body.position_s])
         .await?;
+    let before: i32 = row.get(1);
+    state
+        .metrics
+        .watched(f64::from(body.position_s.saturating_sub(before).max(0)));
     Ok((StatusCode::CREATED, Json(row.get(0))))
 }

@@ -85,16 +85,50 @@ async fn health_metrics_and_errors() {
         .await
         .unwrap();
     for needle in [
-        "http_requests_total{route=\"/health/live\",method=\"GET\",status=\"200\"}",
-        "http_request_duration_seconds_bucket{route=\"/health/live\",method=\"GET\",le=\"+Inf\"}",
-        "platform_enrolments_total",
-        "platform_video_views_total",
-        "platform_payments_total{result=\"succeeded\"}",
-        "platform_payments_total{result=\"failed\"}",
-        "platform_ayni_exchanges_total{stage=\"confirmed\"}",
+        "lms_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"}",
+        "lms_http_request_duration_seconds_bucket{le=\"+Inf\",method=\"GET\",route=\"/health/live\"}",
+        "lms_course_enrollments_total ",
+        "lms_video_views_total ",
+        "lms_successful_payments_total ",
+        "lms_payment_failures_total ",
+        "lms_ayni_exchanges_total{stage=\"confirmed\"}",
+        "lms_database_queries_total{operation=\"select\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing from /metrics");
     }
+    // The documented families, each of its type, as an OpenMetrics parser reads the scrape.
+    let families = openmetrics_families(&text);
+    for (name, kind) in [
+        ("lms_http_requests", "counter"),
+        ("lms_http_request_duration_seconds", "histogram"),
+        ("lms_user_registrations", "counter"),
+        ("lms_failed_login_attempts", "counter"),
+        ("lms_user_session_duration_seconds", "histogram"),
+        ("lms_active_users_total", "gauge"),
+        ("lms_course_enrollments", "counter"),
+        ("lms_video_views", "counter"),
+        ("lms_video_watch_duration_seconds", "histogram"),
+        ("lms_payment_attempts", "counter"),
+        ("lms_successful_payments", "counter"),
+        ("lms_payment_failures", "counter"),
+        ("lms_revenue_total_cents", "counter"),
+        ("lms_database_queries", "counter"),
+        ("lms_database_connections_active", "gauge"),
+        ("lms_cache_hits", "counter"),
+        ("lms_cache_misses", "counter"),
+        ("lms_ayni_exchanges", "counter"),
+        ("lms_sessions", "counter"),
+    ] {
+        assert_eq!(
+            families.get(name).map(String::as_str),
+            Some(kind),
+            "{name} in {families:?}"
+        );
+    }
+    assert!(
+        !text.contains("platform_") && !text.contains("\nhttp_requests_total"),
+        "the old names are gone"
+    );
 
     // Prometheus is up and scrapes every backend.
     let prom = s.state()["prometheus"]["url"].as_str().unwrap().to_string();
@@ -496,6 +530,40 @@ fn session_ttl(token: &str) -> i64 {
 }
 
 /// A backend counter summed over every instance's /metrics.
+/// Every metric family in an OpenMetrics scrape with its type, as python-prometheus-client's
+/// OpenMetrics parser reads it (Debian's python3-prometheus-client, installed by `.ci/run`,
+/// hence Debian's interpreter rather than whichever `python3` is first on PATH): a scrape it
+/// refuses fails the test with the parser's reason.
+fn openmetrics_families(text: &str) -> std::collections::BTreeMap<String, String> {
+    let parsed = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+             for f in text_string_to_metric_families(sys.stdin.read()):\n    print(f.name, f.type)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python3 runs");
+    assert!(
+        parsed.status.success(),
+        "the OpenMetrics parser refused the scrape: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    String::from_utf8_lossy(&parsed.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect()
+}
+
 async fn counter(c: &reqwest::Client, line: &str) -> u64 {
     let mut total = 0;
     for b in stack().state()["backends"].as_array().unwrap() {
@@ -521,7 +589,8 @@ async fn sign_in_sets_a_session_cookie_that_me_needs_and_sign_out_ends_it() {
     let s = stack();
     let c = http();
     let (member, token) = new_member(&c, "Cookie Tester").await;
-    let signed_in_before = counter(&c, "platform_sessions_total{event=\"signed_in\"}").await;
+    let signed_in_before = counter(&c, "lms_sessions_total{event=\"signed_in\"}").await;
+    let sessions_ended_before = counter(&c, "lms_user_session_duration_seconds_count").await;
 
     // Without a cookie (a bearer token does not count here): 401 with a JSON error.
     for req in [
@@ -601,7 +670,7 @@ async fn sign_in_sets_a_session_cookie_that_me_needs_and_sign_out_ends_it() {
     }
     assert!(seen.len() >= 2, "only {seen:?} answered");
     assert!(
-        counter(&c, "platform_sessions_total{event=\"signed_in\"}").await > signed_in_before,
+        counter(&c, "lms_sessions_total{event=\"signed_in\"}").await > signed_in_before,
         "the sign-in is counted"
     );
 
@@ -627,6 +696,10 @@ async fn sign_in_sets_a_session_cookie_that_me_needs_and_sign_out_ends_it() {
         );
     }
     assert_eq!(session_ttl(&session), -2, "the session is gone from Redis");
+    assert!(
+        counter(&c, "lms_user_session_duration_seconds_count").await > sessions_ended_before,
+        "the sign-out observes how long the session lasted"
+    );
     let resp = c
         .get(s.url("/api/me"))
         .header("cookie", &cookie)

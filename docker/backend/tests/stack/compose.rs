@@ -251,7 +251,7 @@ impl Project {
         assert!(ran.ok, "metrics of {backend}: {}", ran.stderr);
         let mut total = 0;
         for line in ran.stdout.lines() {
-            if line.starts_with("http_requests_total{")
+            if line.starts_with("lms_http_requests_total{")
                 && !line.contains("/metrics")
                 && !line.contains("/health")
             {

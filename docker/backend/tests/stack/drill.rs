@@ -16,7 +16,7 @@ fn served(stack: &Stack) -> u64 {
             .unwrap()
             .stdout;
         for line in String::from_utf8_lossy(&text).lines() {
-            if line.starts_with("http_requests_total{")
+            if line.starts_with("lms_http_requests_total{")
                 && !line.contains("/metrics")
                 && !line.contains("/health")
             {
