@@ -10,9 +10,11 @@
 //! `series.csv`, `histograms/intervals.hlog`, `histograms/totals.hlog`, `scenario.toml` and
 //! a `summary.json` with `"judged": false`. It judges nothing: `loadgen report DIR` does.
 //!
-//! The figures come from a `SmallRng` seeded with the scenario's seed (or `--seed`): about
-//! `--rps` requests per second (±10 %), spread over the scenario's steps in proportion to
-//! their journey's weight times the step's `repeat`; success latencies mostly log-normal
+//! The figures come from a `SmallRng` seeded with the scenario's seed (or `--seed`): whole
+//! iterations, each of a journey picked by its weight, whose steps (with their `repeat`) run in
+//! order until one fails, begun and ended in the second they start in, so every iteration
+//! is accounted for as `loadgen run` accounts for it; as many as make about `--rps` requests
+//! per second (±10 %); success latencies mostly log-normal
 //! around a few milliseconds (1–10 ms), a tail to 1 s; 0.1 % errors of four classes;
 //! responses spread over three instances. Every planned fault occurrence is reported as
 //! happened at its planned time (not run if it falls past `--seconds`). The summary's
@@ -28,7 +30,7 @@ use loadgen::api::metrics::{ErrorClass, Second};
 use loadgen::api::plan::{FaultSpec, HttpVersion, Selector};
 use loadgen::api::record::RunPlan;
 use loadgen::api::record::{self, EndReason, RunFacts};
-use loadgen::api::record::{SeriesWriter, write_totals};
+use loadgen::api::record::{PlannedTotals, SeriesWriter, write_totals};
 use loadgen::api::scenario::Plan;
 use loadgen::api::util::write_atomic;
 use rand::rngs::SmallRng;
@@ -47,14 +49,17 @@ struct Args {
     rps: u64,
 }
 
-/// Where a request can land: a step, its journey, and whether it starts or ends an iteration.
+/// One request of a journey's iteration: its step.
 struct Slot {
     step: usize,
-    journey: usize,
-    first: bool,
-    last: bool,
     /// Median success latency of this step, in milliseconds.
     median_ms: f64,
+}
+
+/// A journey as the synthetic iterations run it: its requests in order (a step's `repeat`
+/// written out).
+struct Journey {
+    slots: Vec<Slot>,
 }
 
 fn main() {
@@ -116,21 +121,23 @@ fn write_run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(io)?;
     std::fs::copy(&plan.source, dir.join("scenario.toml")).map_err(io)?;
 
-    let (slots, cumulative) = slots(&plan);
+    let (journeys_run, cumulative) = journeys(&plan);
+    let requests_per_iteration = mean_requests(&journeys_run, &cumulative);
     let request_timeout = plan.target.request_timeout;
     let (steps, journeys) = (plan.step_count(), plan.journeys.len());
     let mut totals = Snapshot::new(steps, journeys);
-    // Synthetic requests, not iterations: no planned arrivals to account for.
+    // No arrival schedule is replayed: each second's rows count the iterations begun in it.
     let mut series = SeriesWriter::create(dir, SystemTime::now(), None, journeys).map_err(io)?;
     for second in 0..args.seconds {
         let mut snapshot = Snapshot::new(steps, journeys);
         let requests = args.rps * rng.random_range(90..=110) / 100;
-        for _ in 0..requests {
-            let pick = rng.random_range(0..*cumulative.last().expect("a plan has steps"));
-            let slot = &slots[cumulative.partition_point(|c| *c <= pick)];
-            let request = Request::draw(&mut rng, slot, request_timeout);
-            record(&mut snapshot, &request);
-            record(&mut totals, &request);
+        let iterations = (requests as f64 / requests_per_iteration).round().max(1.0) as u64;
+        for _ in 0..iterations {
+            let pick = rng.random_range(0..*cumulative.last().expect("a plan has journeys"));
+            let journey = cumulative.partition_point(|c| *c <= pick);
+            let iteration = Iteration::draw(&mut rng, &journeys_run[journey], request_timeout);
+            iteration.record(&mut snapshot, journey);
+            iteration.record(&mut totals, journey);
         }
         series
             .write_second(
@@ -166,7 +173,10 @@ fn write_run(args: &Args) -> Result<(), String> {
             ended_by: EndReason::Plan,
             faults,
             aborted_because: None,
-            planned: Default::default(),
+            planned: PlannedTotals {
+                planned: totals.journeys.iter().map(|j| j.begun).collect(),
+                stopped: vec![0; journeys],
+            },
             host: None,
         },
         &totals,
@@ -184,101 +194,120 @@ fn write_run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Every step's request slot, with the running sum of their weights: journey weight times
-/// the step's `repeat`, so a journey's share of arrivals is its weight.
-fn slots(plan: &Plan) -> (Vec<Slot>, Vec<u64>) {
-    let mut slots = Vec::new();
+/// Every journey's requests, with the running sum of the journeys' weights.
+fn journeys(plan: &Plan) -> (Vec<Journey>, Vec<u64>) {
+    let mut journeys = Vec::new();
     let mut cumulative = Vec::new();
     let mut sum = 0;
-    for (journey_index, journey) in plan.journeys.iter().enumerate() {
-        for (position, step) in journey.steps.iter().enumerate() {
-            sum += u64::from(journey.weight) * u64::from(step.repeat.max(1));
-            cumulative.push(sum);
-            slots.push(Slot {
-                step: step.global_index,
-                journey: journey_index,
-                first: position == 0,
-                last: position + 1 == journey.steps.len(),
-                median_ms: 2.0 + (step.global_index % 5) as f64,
-            });
-        }
+    for journey in &plan.journeys {
+        sum += u64::from(journey.weight);
+        cumulative.push(sum);
+        let slots = journey
+            .steps
+            .iter()
+            .flat_map(|step| {
+                let slot = || Slot {
+                    step: step.global_index,
+                    median_ms: 2.0 + (step.global_index % 5) as f64,
+                };
+                (0..step.repeat.max(1)).map(move |_| slot())
+            })
+            .collect();
+        journeys.push(Journey { slots });
     }
-    (slots, cumulative)
+    (journeys, cumulative)
 }
 
-/// One synthetic request, every random part drawn once so the second and the totals agree.
-struct Request<'a> {
-    slot: &'a Slot,
-    latency: Duration,
-    outcome: Result<(), ErrorClass>,
-    /// How late its arrival left (when it starts a journey).
+/// Requests per iteration, weighted by how often each journey is picked.
+fn mean_requests(journeys: &[Journey], cumulative: &[u64]) -> f64 {
+    let mut previous = 0;
+    let mut requests = 0.0;
+    for (journey, sum) in journeys.iter().zip(cumulative) {
+        requests += (sum - previous) as f64 * journey.slots.len() as f64;
+        previous = *sum;
+    }
+    requests / previous.max(1) as f64
+}
+
+/// One synthetic iteration, every random part drawn once so the second and the totals agree:
+/// its requests until the first that fails, how late its arrival left, how long it took.
+struct Iteration {
+    requests: Vec<(usize, Duration, Result<(), ErrorClass>, &'static str)>,
     lag: Duration,
-    /// Its journey's duration (when it ends one).
-    journey: Duration,
-    instance: &'static str,
+    duration: Duration,
 }
 
-impl<'a> Request<'a> {
-    fn draw(rng: &mut SmallRng, slot: &'a Slot, request_timeout: Duration) -> Request<'a> {
-        let (ms, outcome) = if rng.random_bool(ERROR_RATE) {
-            match rng.random_range(0..4) {
-                0 => (log_uniform(rng, 0.05, 0.5), Err(ErrorClass::ConnectRefused)),
-                1 => (log_uniform(rng, 1.0, 20.0), Err(ErrorClass::Reset)),
-                2 => (log_uniform(rng, 2.0, 50.0), Err(ErrorClass::Http5xx)),
-                _ => (
-                    request_timeout.as_secs_f64() * 1000.0,
-                    Err(ErrorClass::RequestTimeout),
-                ),
+impl Iteration {
+    fn draw(rng: &mut SmallRng, journey: &Journey, request_timeout: Duration) -> Iteration {
+        let mut requests = Vec::new();
+        let mut duration = Duration::ZERO;
+        for slot in &journey.slots {
+            let (latency, outcome) = draw_request(rng, slot, request_timeout);
+            duration += latency + Duration::from_millis(rng.random_range(100..1_000));
+            let instance = INSTANCES[rng.random_range(0..INSTANCES.len())];
+            requests.push((slot.step, latency, outcome, instance));
+            if outcome.is_err() {
+                break;
             }
-        } else {
-            let tail = rng.random::<f64>();
-            let ms = if tail < 0.003 {
-                log_uniform(rng, 100.0, 1000.0)
-            } else if tail < 0.03 {
-                log_uniform(rng, 10.0, 100.0)
-            } else {
-                // Log-normal, σ = 0.5: about 95 % within a factor 2.7 of the median.
-                (slot.median_ms * (0.5 * standard_normal(rng)).exp()).min(1000.0)
-            };
-            (ms, Ok(()))
-        };
-        let latency = Duration::from_secs_f64(ms / 1000.0);
-        Request {
-            slot,
-            latency,
-            outcome,
+        }
+        Iteration {
+            requests,
             lag: Duration::from_micros(rng.random_range(20..200)),
-            journey: latency + Duration::from_millis(rng.random_range(1_000..6_000)),
-            instance: INSTANCES[rng.random_range(0..INSTANCES.len())],
+            duration,
         }
+    }
+
+    /// Records the iteration where the engine would: begun and started, each request in its
+    /// step and the run, the instance that answered, then completed or failed.
+    fn record(&self, snapshot: &mut Snapshot, journey: usize) {
+        snapshot.journeys[journey].begun += 1;
+        snapshot.journeys[journey].started += 1;
+        snapshot.generator.scheduled();
+        snapshot.generator.began(self.lag);
+        let mut outcome = Ok(());
+        for (step, latency, result, instance) in &self.requests {
+            snapshot.overall.record(*latency, *result);
+            snapshot.steps[*step].record(*latency, *result);
+            snapshot.overall.completed += 1;
+            snapshot.steps[*step].completed += 1;
+            if result.is_ok() {
+                *snapshot.instances.entry(instance.to_string()).or_default() += 1;
+            }
+            outcome = *result;
+        }
+        snapshot.journeys[journey].finish(self.duration, outcome);
     }
 }
 
-/// Records a request where the engine would: its step, the run, the journey it starts or
-/// ends (a failed step ends its iteration), the arrival that started it, the instance that
-/// answered.
-fn record(snapshot: &mut Snapshot, request: &Request) {
-    let (slot, outcome) = (request.slot, request.outcome);
-    snapshot.overall.record(request.latency, outcome);
-    snapshot.steps[slot.step].record(request.latency, outcome);
-    snapshot.overall.completed += 1;
-    snapshot.steps[slot.step].completed += 1;
-    if slot.first {
-        snapshot.journeys[slot.journey].started += 1;
-        snapshot.generator.scheduled();
-        snapshot.generator.began(request.lag);
-    }
-    if slot.last || outcome.is_err() {
-        snapshot.journeys[slot.journey].finish(request.journey, outcome);
-    }
-    if outcome.is_ok() {
-        match snapshot.instances.get_mut(request.instance) {
-            Some(count) => *count += 1,
-            None => {
-                snapshot.instances.insert(request.instance.to_string(), 1);
-            }
+/// One request of a step: its latency and outcome.
+fn draw_request(
+    rng: &mut SmallRng,
+    slot: &Slot,
+    request_timeout: Duration,
+) -> (Duration, Result<(), ErrorClass>) {
+    let (ms, outcome) = if rng.random_bool(ERROR_RATE) {
+        match rng.random_range(0..4) {
+            0 => (log_uniform(rng, 0.05, 0.5), Err(ErrorClass::ConnectRefused)),
+            1 => (log_uniform(rng, 1.0, 20.0), Err(ErrorClass::Reset)),
+            2 => (log_uniform(rng, 2.0, 50.0), Err(ErrorClass::Http5xx)),
+            _ => (
+                request_timeout.as_secs_f64() * 1000.0,
+                Err(ErrorClass::RequestTimeout),
+            ),
         }
-    }
+    } else {
+        let tail = rng.random::<f64>();
+        let ms = if tail < 0.003 {
+            log_uniform(rng, 100.0, 1000.0)
+        } else if tail < 0.03 {
+            log_uniform(rng, 10.0, 100.0)
+        } else {
+            // Log-normal, σ = 0.5: about 95 % within a factor 2.7 of the median.
+            (slot.median_ms * (0.5 * standard_normal(rng)).exp()).min(1000.0)
+        };
+        (ms, Ok(()))
+    };
+    (Duration::from_secs_f64(ms / 1000.0), outcome)
 }
 
 /// Each planned occurrence of every fault, happened at its planned time (started, applied

@@ -76,7 +76,7 @@ pub mod verify {
 /// The run directory as types: what a run wrote, read back.
 pub mod record {
     pub use crate::record::run_plan::RunPlan;
-    pub use crate::record::series::{SeriesWriter, write_totals};
+    pub use crate::record::series::{PlannedTotals, SeriesWriter, write_totals};
     pub use crate::record::summary::build as build_summary;
     pub use crate::record::summary::{EndReason, Iterations, RunFacts, Summary};
     pub use crate::record::verdicts::{VerdictReason, VerdictStatus};
