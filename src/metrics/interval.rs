@@ -17,16 +17,22 @@ const NORMAL_ABOVE: f64 = 25.0;
 /// The 1-based ranks (l, u) bounding the q-quantile of `n` samples at `confidence`, or
 /// `None` when `n` is too small to bound it.
 pub(crate) fn rank_bounds(n: u64, q: f64, confidence: f64) -> Option<(u64, u64)> {
+    let (lower, upper) = ranks(n, q, (1.0 - confidence) / 2.0)?;
+    (lower >= 1 && upper <= n && lower <= upper).then_some((lower, upper))
+}
+
+/// The ranks (l, u) with at most `tail` below l and at or above u, by the normal
+/// approximation where it holds and the exact binomial elsewhere; `None` for no samples or
+/// a q outside (0, 1). Either may fall outside 1..=n: the callers decide what that means.
+fn ranks(n: u64, q: f64, tail: f64) -> Option<(u64, u64)> {
     if n == 0 || !(0.0..1.0).contains(&q) || q <= 0.0 {
         return None;
     }
-    let tail = (1.0 - confidence) / 2.0;
-    let (lower, upper) = if n as f64 * q * (1.0 - q) >= NORMAL_ABOVE {
+    Some(if n as f64 * q * (1.0 - q) >= NORMAL_ABOVE {
         normal_ranks(n, q, tail)
     } else {
         exact_ranks(n, q, tail)
-    };
-    (lower >= 1 && upper <= n && lower <= upper).then_some((lower, upper))
+    })
 }
 
 /// Ranks from the normal approximation, with continuity correction, rounded outward.
@@ -147,15 +153,7 @@ pub(crate) struct Bounded {
 /// few hundred samples do not make it.
 pub(crate) fn lower_bound(histogram: &Histogram<u64>, q: f64, confidence: f64) -> Option<u64> {
     let n = histogram.len();
-    if n == 0 || !(0.0..1.0).contains(&q) || q <= 0.0 {
-        return None;
-    }
-    let tail = 1.0 - confidence;
-    let (lower, _) = if n as f64 * q * (1.0 - q) >= NORMAL_ABOVE {
-        normal_ranks(n, q, tail)
-    } else {
-        exact_ranks(n, q, tail)
-    };
+    let (lower, _) = ranks(n, q, 1.0 - confidence)?;
     (1..=n)
         .contains(&lower)
         .then(|| histogram.value_at_quantile(lower as f64 / n as f64))

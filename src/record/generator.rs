@@ -82,8 +82,7 @@ pub(super) fn generator_summary(
                 generator.dropped, generator.scheduled
             ));
         }
-        if late {
-            let low = lag_p99_low_us.unwrap_or(lag.p99);
+        if let Some(low) = lag_p99_low_us.filter(|_| late) {
             why.push(lateness_warning([lag.p99, low], limit, samples, host));
         }
         why.join("; ")

@@ -155,8 +155,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(instance: &str) -> Metrics {
-        let mut registry = Registry::default();
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(request_histogram),
             in_flight: Gauge::default(),
@@ -180,7 +179,7 @@ impl Metrics {
             sessions: Family::default(),
             registry: Registry::default(),
         };
-        metrics.register(&mut registry, instance);
+        metrics.registry = metrics.registered(instance);
         // Every label value known up front starts at 0, so rate() sees its first event.
         for stage in ["offered", "accepted", "confirmed"] {
             let _ = metrics.exchanges.get_or_create(&StageLabel { stage });
@@ -198,15 +197,13 @@ impl Metrics {
             let operation = operation.label();
             let _ = metrics.queries.get_or_create(&OperationLabel { operation });
         }
-        Metrics {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 
     /// Every family under its documented name (prometheus-client adds `_total` to counter
     /// samples and the unit to the name where one is given).
-    fn register(&self, registry: &mut Registry, instance: &str) {
+    fn registered(&self, instance: &str) -> Registry {
+        let mut registry = Registry::default();
         registry.register(
             "lms_instance",
             "The instance serving this scrape",
@@ -316,6 +313,7 @@ impl Metrics {
             "Session cookie events: sign-ins, refused sign-ins, sign-outs",
             self.sessions.clone(),
         );
+        registry
     }
 
     pub fn record_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {

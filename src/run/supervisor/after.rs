@@ -131,14 +131,7 @@ impl Supervisor {
         host: Option<crate::metrics::host::HostLoad>,
     ) -> Summary {
         for second in self.aggregator.flush() {
-            let stopped_from = self.aggregator.arrivals_stopped_from();
-            if let Some(Err(e)) = self
-                .series
-                .as_mut()
-                .map(|s| s.write_second(&second, stopped_from))
-            {
-                self.write_error.get_or_insert(e);
-            }
+            self.write_series(&second);
         }
         std::mem::replace(&mut self.progress, Progress::Quiet).finish();
         let series = self.series.take().expect("the series is finished once");

@@ -269,14 +269,20 @@ impl Supervisor {
                     .note(&format!("aborting: {reason}; recovering faults"));
                 self.stop(Stopped::Abort(reason));
             }
-            let stopped_from = self.aggregator.arrivals_stopped_from();
-            if let Some(Err(e)) = self
-                .series
-                .as_mut()
-                .map(|s| s.write_second(&second, stopped_from))
-            {
-                self.write_error.get_or_insert(e);
-            }
+            self.write_series(&second);
+        }
+    }
+
+    /// Writes a final second to series.csv and the interval log; the first write error is
+    /// kept for the end of the run.
+    pub(super) fn write_series(&mut self, second: &crate::metrics::Second) {
+        let stopped_from = self.aggregator.arrivals_stopped_from();
+        if let Some(Err(e)) = self
+            .series
+            .as_mut()
+            .map(|s| s.write_second(second, stopped_from))
+        {
+            self.write_error.get_or_insert(e);
         }
     }
 
