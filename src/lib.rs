@@ -16,6 +16,7 @@ mod charts;
 mod cli;
 mod compare;
 mod engine;
+mod exporter;
 mod judge;
 mod metrics;
 mod output;

@@ -117,7 +117,7 @@ struct Overrides {
     duration: Option<Duration>,
 }
 
-fn duration_flag(text: &str) -> Result<Duration, String> {
+pub(super) fn duration_flag(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 

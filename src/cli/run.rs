@@ -48,6 +48,19 @@ pub(super) struct RunArgs {
     /// hit, and exit without sending traffic or touching anything.
     #[arg(long)]
     dry_run: bool,
+    /// Serve the run's metrics on `/metrics` (OpenMetrics) at this IP:PORT from the start
+    /// of the run until its verdicts are judged; port 0 picks a free one (printed, and
+    /// written to metrics.addr in the run directory). Over `[output.prometheus] listen`.
+    #[arg(long, value_name = "ADDR", value_parser = listen_flag)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Keep serving the final values this long after judging ("30s"), so a scraper sees
+    /// them.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration_flag, default_value = "0s")]
+    metrics_linger: std::time::Duration,
+}
+
+fn listen_flag(text: &str) -> Result<std::net::SocketAddr, String> {
+    crate::scenario::parse_listen(text)
 }
 
 /// `loadgen run`: the flags as the run's options and its baseline gate.
@@ -67,6 +80,8 @@ pub(super) fn command(
         baseline,
         baseline_any_scenario,
         tolerances,
+        metrics_listen,
+        metrics_linger,
     } = args;
     run_command(
         (!baseline.is_empty()).then(|| {
@@ -91,6 +106,8 @@ pub(super) fn command(
             threads,
             quiet,
             state_dir,
+            metrics_listen,
+            metrics_linger,
         },
     )
 }

@@ -4,6 +4,7 @@
 pub(crate) mod chaos;
 pub(crate) mod data;
 mod load;
+pub(crate) mod output;
 pub(crate) mod schedule;
 pub(crate) mod slo;
 pub(crate) mod template;
@@ -46,6 +47,8 @@ pub struct Plan {
     pub slos: Vec<SloSpec>,
     /// Acknowledged writes to read back after the run, totals and invariants to compare.
     pub verify: crate::plan::verify::VerifyPlan,
+    /// Where the figures go besides the run directory (`[output]`).
+    pub output: output::OutputPlan,
 }
 
 #[derive(Debug, Clone)]

@@ -283,6 +283,11 @@ impl SeriesWriter {
         )
     }
 
+    /// What the rows written so far add up to (the open model's planned arrivals).
+    pub fn planned_so_far(&self) -> &PlannedTotals {
+        &self.totals
+    }
+
     /// Ends the series: the plan's arrivals after the last row are counted into the totals
     /// (due after the run stopped: `stopped`); one that no worker launched nor declared
     /// stopped gets its rows, so the accounting shows it.

@@ -51,6 +51,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// `--state-dir`: the run registry's state directory (else the environment's).
     pub state_dir: Option<PathBuf>,
+    /// `--metrics-listen`: serve `/metrics` here (over `[output.prometheus] listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `--metrics-linger`: serve the final values this long after the run is judged.
+    pub metrics_linger: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,12 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         }
     }
     plan.target.base.resolved = Some(address);
+    if let Some(listen) = options.metrics_listen {
+        plan.output.prometheus.listen = Some(listen);
+    }
+    if let Some(remote) = &plan.output.prometheus.remote_write {
+        allowed_receiver(&plan, &remote.url)?;
+    }
     let seed = options.seed.unwrap_or(plan.seed);
     let workers = options
         .threads
@@ -153,6 +163,23 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         workers,
         warnings,
     })
+}
+
+/// A remote-write receiver is a host loadgen sends to: held to the allow-list and the
+/// policy as the target is.
+fn allowed_receiver(plan: &Plan, url: &url::Url) -> Result<(), RunError> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let refused =
+        |e: String| RunError::BadInput(format!("[output.prometheus] remote_write {url}: {e}"));
+    plan.target.allow.resolve(host, port).map_err(refused)?;
+    if let Some((allow, at)) = &plan.target.policy_allow {
+        allow
+            .resolve(host, port)
+            .map_err(|e| refused(format!("{e} — refused by the operator policy {at}")))?;
+    }
+    Ok(())
 }
 
 /// Without an operator policy, what the scenario allows itself beyond the defaults

@@ -11,6 +11,7 @@ pub(crate) mod describe;
 mod faults;
 mod journeys;
 mod lenient;
+mod output;
 mod policy_check;
 mod raw;
 mod record;
@@ -24,6 +25,7 @@ use std::path::Path;
 
 pub use crate::plan::Plan;
 pub(crate) use crate::util::diag::Diagnostics;
+pub(crate) use output::parse_listen;
 
 use crate::policy::Policy;
 

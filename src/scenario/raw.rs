@@ -28,6 +28,8 @@ pub(super) struct RawScenario {
     pub verify: Vec<Spanned<RawVerify>>,
     /// `verify_rate = "200/s"`: check requests per second at most.
     pub verify_rate: Option<Spanned<String>>,
+    /// `[output]`: where the figures go besides the run directory.
+    pub output: Option<Spanned<super::output::RawOutput>>,
     /// Top-level keys present in the file, so "missing" is not reported for a section that
     /// is present but malformed.
     pub seen: Vec<String>,
@@ -340,7 +342,7 @@ pub(super) enum RawMode {
 }
 
 /// The keys a scenario file has at its top level.
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 14] = [
     "name",
     "description",
     "seed",
@@ -354,6 +356,7 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "verify",
     "verify_rate",
     "redact",
+    "output",
 ];
 
 /// Parses the document and each part of it, collecting every error into `diagnostics`.
@@ -407,6 +410,7 @@ pub(super) fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawSc
             "slo" => raw.slos = each(value, "slo", diagnostics),
             "verify" => raw.verify = verify_tables(value, diagnostics),
             "verify_rate" => raw.verify_rate = part("verify_rate", value, diagnostics),
+            "output" => raw.output = part("output", value, diagnostics),
             "redact" => {}
             other => diagnostics.push(
                 span,

@@ -35,17 +35,7 @@ pub(super) fn validate(
     base_dir: &Path,
     diagnostics: &mut Diagnostics,
 ) -> Option<Plan> {
-    let name = match &raw.name {
-        Some(name) if name.get_ref().trim().is_empty() => {
-            diagnostics.push(name.span(), "`name` cannot be empty");
-            String::new()
-        }
-        Some(name) => name.get_ref().clone(),
-        None => source_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scenario".into()),
-    };
+    let name = validate_name(raw.name.as_ref(), source_path, diagnostics);
     let target = match &raw.target {
         Some(target) => validate_target(target, diagnostics),
         None if raw.seen.iter().any(|k| k == "target") => None,
@@ -95,6 +85,7 @@ pub(super) fn validate(
     let scopes = Known::journeys_and_steps(&raw, diagnostics);
     let fault_names = Known::new(raw.faults.iter().map(|f| &f.get_ref().name), diagnostics);
     let slos = validate_slos(&raw.slos, &scopes, &fault_names, diagnostics);
+    let output = super::output::validate(raw.output.as_ref(), diagnostics);
 
     if !diagnostics.is_empty() {
         return None;
@@ -115,7 +106,27 @@ pub(super) fn validate(
         chaos,
         slos,
         verify,
+        output,
     })
+}
+
+/// The scenario's name: as written, else the file's stem.
+fn validate_name(
+    name: Option<&Spanned<String>>,
+    source_path: &Path,
+    diagnostics: &mut Diagnostics,
+) -> String {
+    match name {
+        Some(name) if name.get_ref().trim().is_empty() => {
+            diagnostics.push(name.span(), "`name` cannot be empty");
+            String::new()
+        }
+        Some(name) => name.get_ref().clone(),
+        None => source_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into()),
+    }
 }
 
 /// A `"fail"` (the default) or `"allow"` setting such as `on_no_data`: whether it allows.

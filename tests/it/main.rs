@@ -20,6 +20,7 @@ mod clients;
 mod compare;
 mod compression;
 mod evidence;
+mod exporter;
 mod failures;
 mod latency;
 mod layers;

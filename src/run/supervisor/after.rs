@@ -15,12 +15,12 @@ impl Supervisor {
         let report = loop {
             tokio::select! {
                 done = &mut task => break done,
-                Some(event) = self.live_events.recv() => self.progress.note(&describe_event(&event)),
+                Some(event) = self.live_events.recv() => self.fault_event(&event),
                 asked = self.signals.next() => self.on_signal(asked),
             }
         };
         while let Ok(event) = self.live_events.try_recv() {
-            self.progress.note(&describe_event(&event));
+            self.fault_event(&event);
         }
         report.unwrap_or_else(|e| ChaosReport {
             unrecovered: vec![format!(
@@ -146,6 +146,12 @@ impl Supervisor {
                 PlannedTotals::default()
             }
         };
+        if let Some(exporter) = &self.exporter {
+            exporter.update(|e| {
+                e.planned(&planned);
+                e.ended();
+            });
+        }
         let ended_by = match (&self.stopped, workers_ok && self.aggregator.all_finished()) {
             (_, false) => EndReason::HarnessFailure,
             (Some(Stopped::Abort(_)), true) => EndReason::Aborted,
@@ -192,6 +198,10 @@ impl Supervisor {
         } else {
             self.judged(summary).await?
         };
+        if let Some(exporter) = &self.exporter {
+            exporter.update(|e| e.judged(&summary.slos, summary.verify.as_ref()));
+        }
+        self.linger().await;
         if harness_failed {
             return Err(RunError::CouldNotRun(format!(
                 "a worker thread failed; partial results (marked incomplete) are in {}",
@@ -202,6 +212,17 @@ impl Supervisor {
             run_dir: self.run_dir,
             summary,
         })
+    }
+
+    /// The exporter serves the final values `--metrics-linger` more; a signal ends it.
+    async fn linger(&mut self) {
+        if self.exporter.is_none() || self.metrics_linger.is_zero() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(self.metrics_linger) => {}
+            _ = self.signals.next() => {}
+        }
     }
 
     pub(super) async fn judged(&mut self, summary: Summary) -> Result<Summary, RunError> {

@@ -95,6 +95,8 @@ pub(super) async fn measure(
     options: &RunOptions,
 ) -> Result<Measured, RunError> {
     let plan = prepared.plan.clone();
+    // The metrics listener is bound before anything is sent: a taken port refuses the run.
+    let listener = start::bind_metrics(&plan).await?;
     let (client, baseline) = start::preflight(&prepared, options).await?;
 
     // From here until the last recovery, a signal is the supervisor's to handle (installed
@@ -106,6 +108,7 @@ pub(super) async fn measure(
         ledger,
         acks,
     } = start::open_record(&prepared, options)?;
+    let exporter = start::exporter(&plan, &run_dir, listener)?;
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let protocol = client.spoken();
     let verify_client = client.clone();
@@ -178,6 +181,8 @@ pub(super) async fn measure(
         verify_inputs: Some((verify_client, baseline)),
         plan: plan.clone(),
         feeders_noted: Vec::new(),
+        exporter,
+        metrics_linger: options.metrics_linger,
     };
 
     supervisor.run(reports, engine.start + planned).await;
@@ -225,6 +230,10 @@ struct Supervisor {
     plan: Arc<crate::plan::Plan>,
     /// Feeders whose running out has been said.
     feeders_noted: Vec<usize>,
+    /// Prometheus out, when asked for: fed each final second and the run's events.
+    exporter: Option<crate::exporter::Exporter>,
+    /// How long the exporter serves the final values after judging.
+    metrics_linger: Duration,
 }
 
 impl Supervisor {
@@ -241,7 +250,7 @@ impl Supervisor {
                     let Some(report) = report else { break };
                     self.accept(report);
                 }
-                Some(event) = self.live_events.recv() => self.progress.note(&describe_event(&event)),
+                Some(event) = self.live_events.recv() => self.fault_event(&event),
                 _ = sleep_until(plan_end), if self.phase == Phase::Run => self.stop_injecting(),
                 asked = self.signals.next() => self.on_signal(asked),
             }
@@ -254,6 +263,13 @@ impl Supervisor {
     }
 
     fn accept(&mut self, mut report: crate::metrics::WorkerReport) {
+        if let Some(exporter) = &self.exporter {
+            exporter.update(|e| {
+                for ack in &report.acks {
+                    e.acknowledged(usize::from(ack.kind), 1);
+                }
+            });
+        }
         if let Some(log) = self.acks.as_mut()
             && let Err(e) = log.append(&std::mem::take(&mut report.acks))
         {
@@ -273,8 +289,8 @@ impl Supervisor {
         }
     }
 
-    /// Writes a final second to series.csv and the interval log; the first write error is
-    /// kept for the end of the run.
+    /// Writes a final second to series.csv and the interval log, and hands it to the
+    /// exporter; the first write error is kept for the end of the run.
     pub(super) fn write_series(&mut self, second: &crate::metrics::Second) {
         let stopped_from = self.aggregator.arrivals_stopped_from();
         if let Some(Err(e)) = self
@@ -283,6 +299,35 @@ impl Supervisor {
             .map(|s| s.write_second(second, stopped_from))
         {
             self.write_error.get_or_insert(e);
+        }
+        if let Some(exporter) = &self.exporter {
+            let planned = self.series.as_ref().map(SeriesWriter::planned_so_far);
+            exporter.update(|e| {
+                e.second(second);
+                if let Some(planned) = planned {
+                    e.planned(planned);
+                }
+            });
+        }
+    }
+
+    /// A fault event: said live, and a fault's window opening or closing exported.
+    fn fault_event(&mut self, event: &FaultEvent) {
+        self.progress.note(&describe_event(event));
+        if let Some(exporter) = &self.exporter {
+            let open = match event.kind {
+                EventKind::Applied => Some(true),
+                EventKind::Ended
+                | EventKind::NotHealthyAgain
+                | EventKind::Failed
+                | EventKind::Skipped
+                | EventKind::Refused
+                | EventKind::NotRun => Some(false),
+                _ => None,
+            };
+            if let Some(open) = open {
+                exporter.update(|e| e.fault(&event.fault, open));
+            }
         }
     }
 

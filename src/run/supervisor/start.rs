@@ -127,3 +127,40 @@ pub(super) fn open_record(prepared: &Prepared, options: &RunOptions) -> Result<R
         acks,
     })
 }
+
+/// The metrics listener, when the plan serves `/metrics`: bound before anything is sent,
+/// so an address that cannot be had refuses the run with nothing done.
+pub(super) async fn bind_metrics(
+    plan: &crate::plan::Plan,
+) -> Result<Option<tokio::net::TcpListener>, RunError> {
+    let Some(address) = plan.output.prometheus.listen else {
+        return Ok(None);
+    };
+    crate::exporter::Exporter::bind(address)
+        .await
+        .map(Some)
+        .map_err(|e| RunError::BadInput(format!("--metrics-listen {address}: cannot listen: {e}")))
+}
+
+/// The exporter, when the plan serves or pushes its metrics; the address it serves on is
+/// said (on stderr, so `--quiet` keeps stdout to the run directory) and in metrics.addr.
+pub(super) fn exporter(
+    plan: &crate::plan::Plan,
+    run_dir: &std::path::Path,
+    listener: Option<tokio::net::TcpListener>,
+) -> Result<Option<crate::exporter::Exporter>, RunError> {
+    let prometheus = &plan.output.prometheus;
+    if listener.is_none() && prometheus.remote_write.is_none() {
+        return Ok(None);
+    }
+    let exporter = crate::exporter::Exporter::start(plan, run_dir, listener).map_err(|e| {
+        RunError::CouldNotRun(format!(
+            "cannot start the metrics exporter in {}: {e}",
+            run_dir.display()
+        ))
+    })?;
+    if let Some(address) = exporter.address() {
+        crate::util::text::warn(&format!("metrics: http://{address}/metrics\n"));
+    }
+    Ok(Some(exporter))
+}

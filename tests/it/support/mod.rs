@@ -3,6 +3,7 @@
 pub mod bare_h2;
 pub mod faulty;
 pub mod nginx;
+pub mod openmetrics;
 pub mod process;
 pub mod schema;
 pub mod server;
