@@ -27,6 +27,8 @@ pub struct RemoteWrite {
     /// Sent with every push (an `Authorization`, a tenant): values may be `${ENV}`
     /// references, redacted from the run directory as every header is.
     pub headers: Vec<(String, String)>,
+    /// The address the URL's host was allowed at (prepare): connections go there only.
+    pub resolved: Option<SocketAddr>,
 }
 
 impl RemoteWrite {

@@ -149,8 +149,17 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     if let Some(listen) = options.metrics_listen {
         plan.output.prometheus.listen = Some(listen);
     }
-    if let Some(remote) = &plan.output.prometheus.remote_write {
-        allowed_receiver(&plan, &remote.url)?;
+    if let Some(url) = plan
+        .output
+        .prometheus
+        .remote_write
+        .as_ref()
+        .map(|r| r.url.clone())
+    {
+        let address = allowed_receiver(&plan, &url)?;
+        if let Some(remote) = plan.output.prometheus.remote_write.as_mut() {
+            remote.resolved = Some(address);
+        }
     }
     let seed = options.seed.unwrap_or(plan.seed);
     let workers = options
@@ -167,19 +176,19 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
 
 /// A remote-write receiver is a host loadgen sends to: held to the allow-list and the
 /// policy as the target is.
-fn allowed_receiver(plan: &Plan, url: &url::Url) -> Result<(), RunError> {
+fn allowed_receiver(plan: &Plan, url: &url::Url) -> Result<std::net::SocketAddr, RunError> {
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(80);
     let refused =
         |e: String| RunError::BadInput(format!("[output.prometheus] remote_write {url}: {e}"));
-    plan.target.allow.resolve(host, port).map_err(refused)?;
+    let address = plan.target.allow.resolve(host, port).map_err(refused)?;
     if let Some((allow, at)) = &plan.target.policy_allow {
         allow
             .resolve(host, port)
             .map_err(|e| refused(format!("{e} — refused by the operator policy {at}")))?;
     }
-    Ok(())
+    Ok(address)
 }
 
 /// Without an operator policy, what the scenario allows itself beyond the defaults

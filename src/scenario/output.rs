@@ -77,6 +77,7 @@ pub(super) fn validate(
                         .iter()
                         .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                         .collect(),
+                    resolved: None,
                 }),
                 Err(e) => {
                     diagnostics.push(url.span(), format!("`remote_write`: {e}"));

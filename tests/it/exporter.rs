@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::openmetrics::{Sample, get, parse, sum};
+use crate::support::prometheus::Prometheus;
 use crate::support::web::{Speaks, WebServer};
 use crate::support::{Workspace, eventually, loadgen_command};
 
@@ -349,4 +350,171 @@ fn a_metrics_address_already_taken_refuses_the_run_before_anything_is_sent() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("IP:PORT"), "{stderr}");
+}
+
+/// The scenario with its series pushed to `receiver` (…/api/v1/write).
+fn pushing(base: &str, receiver: &str) -> String {
+    format!(
+        "{}\n[output.prometheus]\nremote_write = \"{receiver}\"\n",
+        scenario(base)
+    )
+}
+
+#[test]
+fn remote_write_carries_the_final_counts_into_prometheus() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let prometheus = Prometheus::start(workspace.dir.path(), "");
+    let receiver = format!("http://{}/api/v1/write", prometheus.address);
+    let file = workspace.write(
+        "pushed.toml",
+        &pushing(&format!("http://{}", server.addr), &receiver),
+    );
+    let out = workspace.out();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("remote write"), "nothing lost: {stderr}");
+    let run_dir = run_dir(&out).unwrap();
+    let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).unwrap()).unwrap();
+    let pushed: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("remote_write.json")).unwrap()).unwrap();
+    // A batch a second over the 4 s run, and the final one.
+    assert!(pushed["batches_sent"].as_u64().unwrap() >= 4, "{pushed}");
+    assert_eq!(pushed["batches_refused"], 0, "{pushed}");
+    assert_eq!(pushed["batches_dropped"], 0, "{pushed}");
+
+    let totals = &summary["totals"];
+    let requests = totals["requests"].as_u64().unwrap() as f64;
+    let redirects = totals["redirects"].as_u64().unwrap() as f64;
+    let of_run = format!("run_id=\"{run_id}\"");
+    assert_eq!(
+        prometheus.value(&format!("sum(loadgen_requests_total{{{of_run}}})")),
+        Some(requests)
+    );
+    assert_eq!(
+        prometheus.value(&format!(
+            "sum(loadgen_request_duration_seconds_count{{{of_run}}})"
+        )),
+        Some(requests - redirects)
+    );
+    assert_eq!(
+        prometheus.value(&format!(
+            "sum(loadgen_requests_total{{{of_run}, outcome=\"redirect\"}})"
+        )),
+        Some(redirects)
+    );
+    assert_eq!(
+        prometheus.value(&format!("loadgen_run_judged{{{of_run}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        prometheus.value(&format!(
+            "loadgen_objective_state{{{of_run}, objective=\"clean\", state=\"fail\"}}"
+        )),
+        Some(1.0)
+    );
+    // Each pushed second is a sample: the counter grew over the run, in order.
+    let samples = prometheus.value(&format!(
+        "count_over_time(sum(loadgen_requests_total{{{of_run}}})[5m:1s]) > 0"
+    ));
+    assert!(samples.is_some(), "the series has samples over time");
+    assert!(
+        prometheus
+            .value(&format!(
+                "max_over_time(loadgen_active_users{{{of_run}}}[5m])"
+            ))
+            .is_some_and(|v| v > 0.0),
+        "users were active while the run pushed"
+    );
+}
+
+#[test]
+fn a_receiver_that_is_down_loses_the_pushes_not_the_run() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let file = workspace.write(
+        "pushed.toml",
+        &pushing(
+            &format!("http://{}", server.addr),
+            &format!("http://{closed}/api/v1/write"),
+        ),
+    );
+    let out = workspace.out();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Judged as it would be without the push: the failing objective's exit code.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: remote write to http://{closed}/api/v1/write"
+        )),
+        "{stderr}"
+    );
+    let run_dir = run_dir(&out).unwrap();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["judged"], true);
+    assert_eq!(summary["complete"], true);
+    let pushed: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("remote_write.json")).unwrap()).unwrap();
+    assert_eq!(pushed["batches_sent"], 0, "{pushed}");
+    assert!(pushed["batches_dropped"].as_u64().unwrap() >= 4, "{pushed}");
+    assert!(pushed["retries"].as_u64().unwrap() >= 1, "{pushed}");
+    assert!(pushed["last_error"].as_str().is_some(), "{pushed}");
+}
+
+#[test]
+fn a_receiver_off_the_allow_list_is_refused_before_anything_is_sent() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "pushed.toml",
+        &pushing(
+            &format!("http://{}", server.addr),
+            "http://192.0.2.10:9090/api/v1/write",
+        ),
+    );
+    let out = workspace.out();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[output.prometheus] remote_write http://192.0.2.10:9090/api/v1/write"),
+        "{stderr}"
+    );
+    assert!(server.hits().is_empty(), "nothing is sent");
+    assert!(run_dir(&out).is_none(), "no run directory");
 }

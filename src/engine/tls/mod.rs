@@ -106,42 +106,12 @@ impl TlsTarget {
         check: Check<'_>,
         protocol: Protocol,
     ) -> Result<TlsTarget, String> {
-        let provider = Arc::new(ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match check {
-            Check::Off => Arc::new(verify::Verifier::off(&provider)),
-            Check::Verify(trust) => {
-                let mut roots = RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                let certs = trust.map(Trust::certificates).transpose()?;
-                for cert in certs.iter().flatten() {
-                    let what = trust.map(Trust::to_string).unwrap_or_default();
-                    roots
-                        .add(cert.clone())
-                        .map_err(|e| format!("{what}: {e}"))?;
-                }
-                let webpki =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| format!("TLS: {e}"))?;
-                Arc::new(verify::Verifier::new(
-                    webpki,
-                    certs.unwrap_or_default(),
-                    trust.map(Trust::to_string),
-                    &provider,
-                ))
-            }
-        };
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        config.alpn_protocols = match protocol {
+        let alpn = match protocol {
             Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             Protocol::H2 | Protocol::H2c => vec![b"h2".to_vec()],
             Protocol::Http1 => vec![b"http/1.1".to_vec()],
         };
+        let config = client_config(check, alpn)?;
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("`{host}` cannot be checked against a certificate"))?;
         Ok(TlsTarget {
@@ -149,4 +119,67 @@ impl TlsTarget {
             name,
         })
     }
+}
+
+/// A rustls client configuration on the ring provider, verifying as `check` says, offering
+/// `alpn`.
+fn client_config(check: Check<'_>, alpn: Vec<Vec<u8>>) -> Result<ClientConfig, String> {
+    let provider = Arc::new(ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
+        Check::Off => Arc::new(verify::Verifier::off(&provider)),
+        Check::Verify(trust) => {
+            let mut roots = RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let certs = trust.map(Trust::certificates).transpose()?;
+            for cert in certs.iter().flatten() {
+                let what = trust.map(Trust::to_string).unwrap_or_default();
+                roots
+                    .add(cert.clone())
+                    .map_err(|e| format!("{what}: {e}"))?;
+            }
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?;
+            Arc::new(verify::Verifier::new(
+                webpki,
+                certs.unwrap_or_default(),
+                trust.map(Trust::to_string),
+                &provider,
+            ))
+        }
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    Ok(config)
+}
+
+/// The control plane's HTTP client (remote write, Prometheus queries): reqwest over the
+/// engine's rustls configuration on the ring provider (no aws-lc-rs in the tree), HTTP/1.1,
+/// certificates verified against the public roots and `trust`, no proxy from the
+/// environment (every byte goes where the allow-list said), no redirects followed; `pin`:
+/// a host name held to the address the allow-list passed, never resolved again.
+pub(crate) fn control_plane(
+    trust: Option<&Trust>,
+    pin: Option<(&str, std::net::SocketAddr)>,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, String> {
+    let config = client_config(Check::Verify(trust), vec![b"http/1.1".to_vec()])?;
+    let mut builder = reqwest::Client::builder();
+    if let Some((host, address)) = pin {
+        builder = builder.resolve(host, address);
+    }
+    builder
+        .tls_backend_preconfigured(config)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .user_agent(concat!("loadgen/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the control plane's HTTP client: {e}"))
 }

@@ -198,8 +198,9 @@ impl Supervisor {
         } else {
             self.judged(summary).await?
         };
-        if let Some(exporter) = &self.exporter {
+        if let Some(exporter) = self.exporter.as_mut() {
             exporter.update(|e| e.judged(&summary.slos, summary.verify.as_ref()));
+            exporter.finish_push(&self.run_dir).await;
         }
         self.linger().await;
         if harness_failed {

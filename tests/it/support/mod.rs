@@ -5,6 +5,7 @@ pub mod faulty;
 pub mod nginx;
 pub mod openmetrics;
 pub mod process;
+pub mod prometheus;
 pub mod schema;
 pub mod server;
 pub mod timeline;

@@ -1,7 +1,7 @@
 //! Reading an OpenMetrics page as a second witness would: python-prometheus-client's
 //! OpenMetrics parser (Debian's python3-prometheus-client, installed by `.ci/run`, hence
 //! Debian's interpreter rather than whichever `python3` is first on PATH). A page it
-//! refuses fails the test with the parser's reason. Plus a plain HTTP/1.1 GET.
+//! refuses fails the test with the parser's reason. Plus a plain HTTP GET.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -64,14 +64,12 @@ pub fn sum(samples: &[Sample], name: &str, having: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// `GET path` on `address` over a fresh connection: the status and the body.
+/// `GET path` on `address` over a fresh connection, HTTP/1.0 (so never a chunked body):
+/// the status, the head and the body.
 pub fn get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response
