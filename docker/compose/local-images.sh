@@ -279,7 +279,7 @@ import_prometheus() {
   local path="$2"
   import_image prometheus "$1" "ENV $path" "USER nobody" "WORKDIR /prometheus" \
     'ENTRYPOINT ["/usr/bin/prometheus"]' \
-    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]' \
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-remote-write-receiver"]' \
     "EXPOSE 9090"
 }
 
@@ -324,11 +324,14 @@ EOF
 # (regenerate with docker/compose/local-images.sh configs):
 #   BACKEND_TARGETS=['backend-1:8080', 'backend-2:8080', 'backend-3:8080']
 #   PROMETHEUS_SELF=localhost:9090
+#   DRILL_SCRAPE_INTERVAL=5s DRILL_SCRAPE_TIMEOUT=4s
+#   LOADGEN_SD_FILES=/etc/prometheus/loadgen/*.json
 #
 EOF
     render "$REPO_ROOT/docker/prometheus/prometheus.yml.template" \
       "BACKEND_TARGETS=['backend-1:8080', 'backend-2:8080', 'backend-3:8080']" \
-      PROMETHEUS_SELF=localhost:9090
+      PROMETHEUS_SELF=localhost:9090 DRILL_SCRAPE_INTERVAL=5s DRILL_SCRAPE_TIMEOUT=4s \
+      "LOADGEN_SD_FILES=/etc/prometheus/loadgen/*.json"
   } >"$SCRIPT_DIR/prometheus.yml"
   log "wrote $SCRIPT_DIR/nginx.conf and $SCRIPT_DIR/prometheus.yml"
 }

@@ -285,11 +285,16 @@ start_prometheus() {
   for name in $(backend_names); do
     targets+="${targets:+, }'127.0.0.1:$(read_port "$name")'"
   done
+  # loadgen runs with a metrics listener announce themselves here (file_sd).
+  mkdir -p "$STATE_DIR/prometheus/loadgen"
   render "$REPO_ROOT/docker/prometheus/prometheus.yml.template" >"$STATE_DIR/prometheus/prometheus.yml" \
-    BACKEND_TARGETS="[$targets]" PROMETHEUS_SELF="127.0.0.1:$port"
+    BACKEND_TARGETS="[$targets]" PROMETHEUS_SELF="127.0.0.1:$port" \
+    DRILL_SCRAPE_INTERVAL=1s DRILL_SCRAPE_TIMEOUT=1s \
+    LOADGEN_SD_FILES="$STATE_DIR/prometheus/loadgen/*.json"
   log "prometheus: start on 127.0.0.1:$port"
   setsid prometheus --config.file="$STATE_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE_DIR/prometheus/data" --web.listen-address="127.0.0.1:$port" \
+    --web.enable-remote-write-receiver \
     </dev/null >"$(log_file prometheus)" 2>&1 &
   record prometheus $! prometheus
   echo "$port" >"$STATE_DIR/run/prometheus.port"

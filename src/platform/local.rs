@@ -183,3 +183,47 @@ pub(crate) async fn start_backend(
         ))
     }
 }
+
+/// A run's metrics listener announced to the local stack's Prometheus: a `file_sd` file in
+/// the stack's state directory (`prometheus/loadgen/<run>.json`, the glob its `loadgen` job
+/// watches), removed when dropped — the run's end, after its linger.
+#[derive(Debug)]
+pub(crate) struct ScrapeAnnouncement {
+    pub(crate) path: PathBuf,
+}
+
+impl Drop for ScrapeAnnouncement {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Announces `address` to the stack whose state file is at `configured` (else the default
+/// place), when that stack is up and its Prometheus watches for runs; `None` otherwise.
+pub(crate) fn announce_scrape(
+    configured: Option<&Path>,
+    run_id: &str,
+    address: std::net::SocketAddr,
+) -> Result<Option<ScrapeAnnouncement>, String> {
+    let Ok(state) = StackState::load(&state_path(configured)) else {
+        return Ok(None);
+    };
+    let dir = state.state_dir.join("prometheus/loadgen");
+    if state.prometheus.is_none() || !dir.is_dir() {
+        return Ok(None);
+    }
+    // Prometheus runs on this machine: an address bound to every interface is reached on
+    // loopback.
+    let mut reach = address;
+    if reach.ip().is_unspecified() {
+        reach.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = dir.join(format!("{run_id}.json"));
+    let targets = serde_json::json!([{ "targets": [reach.to_string()] }]);
+    crate::util::atomic::write_atomic(&path, targets.to_string().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(Some(ScrapeAnnouncement { path }))
+}

@@ -109,6 +109,7 @@ pub(super) async fn measure(
         acks,
     } = start::open_record(&prepared, options)?;
     let exporter = start::exporter(&plan, &run_dir, listener)?;
+    let announced = start::announce(&plan, &run_dir, exporter.as_ref());
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let protocol = client.spoken();
     let verify_client = client.clone();
@@ -183,6 +184,7 @@ pub(super) async fn measure(
         feeders_noted: Vec::new(),
         exporter,
         metrics_linger: options.metrics_linger,
+        _announced: announced,
     };
 
     supervisor.run(reports, engine.start + planned).await;
@@ -234,6 +236,8 @@ struct Supervisor {
     exporter: Option<crate::exporter::Exporter>,
     /// How long the exporter serves the final values after judging.
     metrics_linger: Duration,
+    /// The listener as the local stack's Prometheus knows it, withdrawn when the run ends.
+    _announced: Option<crate::platform::local::ScrapeAnnouncement>,
 }
 
 impl Supervisor {

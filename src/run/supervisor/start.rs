@@ -164,3 +164,37 @@ pub(super) fn exporter(
     }
     Ok(Some(exporter))
 }
+
+/// On the local stack, the metrics listener is announced to its Prometheus (a file_sd file
+/// removed when the run ends), which then scrapes it every second.
+pub(super) fn announce(
+    plan: &crate::plan::Plan,
+    run_dir: &std::path::Path,
+    exporter: Option<&crate::exporter::Exporter>,
+) -> Option<crate::platform::local::ScrapeAnnouncement> {
+    let address = exporter?.address()?;
+    if plan.chaos.platform != crate::plan::chaos::PlatformKind::Local {
+        return None;
+    }
+    let run_id = run_dir.file_name()?.to_string_lossy().into_owned();
+    match crate::platform::local::announce_scrape(
+        plan.chaos.stack_state.as_deref(),
+        &run_id,
+        address,
+    ) {
+        Ok(Some(announced)) => {
+            crate::util::text::warn(&format!(
+                "metrics: the local stack's Prometheus scrapes them ({})\n",
+                announced.path.display()
+            ));
+            Some(announced)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            crate::util::text::warn(&format!(
+                "warning: metrics not announced to the local stack: {e}\n"
+            ));
+            None
+        }
+    }
+}

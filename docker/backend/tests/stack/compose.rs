@@ -455,7 +455,7 @@ fn the_compose_platform_serves_smoke_survives_a_container_kill_and_leaves_nothin
     );
 
     proxy_drill(&project, &base_url);
-    drill(&project, &base_url);
+    drill(&project, &base_url, prometheus.stdout.trim());
 
     assert!(project.take_down(), "compose down failed");
     for kind in ["container", "network", "volume"] {
@@ -777,7 +777,10 @@ window = "after"
 /// scenarios/compose-drill.toml against the project (its selectors narrowed to this project's
 /// containers): backend-1's container is killed through the Docker Engine API and started
 /// again, while nginx routes around it.
-fn drill(project: &Project, base_url: &str) {
+/// The stock Compose drill, scoped to this project, pushing its series into the project's
+/// Prometheus by remote write (its receiver is on: a generator outside the project's
+/// network is not scraped).
+fn drill(project: &Project, base_url: &str, prometheus: &str) {
     let dir = tempfile::Builder::new()
         .prefix("loadgen-compose-drill-")
         .tempdir()
@@ -809,6 +812,9 @@ fn drill(project: &Project, base_url: &str) {
         2,
         "the drill's selectors moved: update this test"
     );
+    let scoped = format!(
+        "{scoped}\n[output.prometheus]\nremote_write = \"http://{prometheus}/api/v1/write\"\n"
+    );
     let scenario = dir.path().join("compose-drill.toml");
     std::fs::write(&scenario, &scoped).unwrap();
     let out = dir.path().join("out");
@@ -823,7 +829,25 @@ fn drill(project: &Project, base_url: &str) {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    let summary = summary(&only_run(&out));
+    let run_dir = only_run(&out);
+    let summary = summary(&run_dir);
+    // Remote write carried the final counts into the project's Prometheus.
+    let pushed = std::fs::read_to_string(run_dir.join("remote_write.json")).unwrap();
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let query = Command::new("curl")
+        .args(["-sf", "--get", "--data-urlencode"])
+        .arg(format!(
+            "query=sum(loadgen_requests_total{{run_id=\"{run_id}\"}})"
+        ))
+        .arg(format!("http://{prometheus}/api/v1/query"))
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&query.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        answer["data"]["result"][0]["value"][1].as_str(),
+        Some(summary["totals"]["requests"].to_string().as_str()),
+        "{answer} {pushed}"
+    );
     let events: Vec<(&str, &str)> = summary["faults"]["events"]
         .as_array()
         .unwrap()
@@ -943,6 +967,9 @@ fn the_compose_configs_are_the_local_templates_rendered() {
                 "['backend-1:8080', 'backend-2:8080', 'backend-3:8080']",
             ),
             ("PROMETHEUS_SELF", "localhost:9090"),
+            ("DRILL_SCRAPE_INTERVAL", "5s"),
+            ("DRILL_SCRAPE_TIMEOUT", "4s"),
+            ("LOADGEN_SD_FILES", "/etc/prometheus/loadgen/*.json"),
         ],
     );
     assert_eq!(

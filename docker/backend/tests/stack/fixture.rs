@@ -320,6 +320,10 @@ pub fn curl(args: &[&str]) -> Reply {
 }
 
 pub fn http() -> reqwest::Client {
+    // The workspace's reqwest has no provider of its own (loadgen hands its clients a
+    // configuration on ring): this process's default is ring. Installed once; later calls
+    // find it installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -11,6 +11,7 @@ mod ayni;
 mod compose;
 mod drill;
 mod durability;
+mod exported;
 mod failover;
 mod fixture;
 mod lifecycle;
