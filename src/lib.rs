@@ -23,6 +23,7 @@ mod output;
 mod plan;
 mod platform;
 mod policy;
+mod puller;
 mod record;
 mod report;
 mod run;

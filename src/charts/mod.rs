@@ -3,6 +3,7 @@
 //! from the run goes into the SVG but instance names, which plotters escapes. Colours are
 //! the Okabe–Ito palette (distinguishable with every common colour-vision deficiency).
 
+pub(crate) mod observed;
 pub(crate) mod spectrum;
 
 use plotters::coord::Shift;

@@ -70,6 +70,14 @@ pub(crate) fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, Str
             },
         )?);
     }
+    // The platform's own series, as the run saved them (none without prometheus.json).
+    if let Some(server) = crate::record::server::read(run_dir)? {
+        summary.observe = server
+            .observe
+            .iter()
+            .map(crate::record::server::ObservedSummary::of)
+            .collect();
+    }
     summary.verdict = exit::verdict(summary);
     Ok(Judged {
         chart: analyzed.chart,

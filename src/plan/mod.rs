@@ -5,6 +5,7 @@ pub(crate) mod chaos;
 pub(crate) mod data;
 mod load;
 pub(crate) mod output;
+pub(crate) mod prometheus;
 pub(crate) mod schedule;
 pub(crate) mod slo;
 pub(crate) mod template;
@@ -49,6 +50,10 @@ pub struct Plan {
     pub verify: crate::plan::verify::VerifyPlan,
     /// Where the figures go besides the run directory (`[output]`).
     pub output: output::OutputPlan,
+    /// Where the platform's own metrics are read (`[prometheus]`).
+    pub prometheus: Option<prometheus::PrometheusPlan>,
+    /// The server's series a run keeps beside its own (`[[observe]]`).
+    pub observe: Vec<prometheus::Observe>,
 }
 
 #[derive(Debug, Clone)]

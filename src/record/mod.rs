@@ -8,6 +8,7 @@ mod generator;
 pub(crate) mod iterations;
 pub(crate) mod run_plan;
 pub(crate) mod series;
+pub(crate) mod server;
 pub(crate) mod summary;
 pub(crate) mod tag;
 pub(crate) mod verdicts;

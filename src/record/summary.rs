@@ -40,8 +40,9 @@ use crate::record::series::PlannedTotals;
 /// process sent again (`retried_unprocessed`, in the totals and per step). 7: whether an
 /// https target's certificate was verified (`tls_verified`). 8: failure samples, the
 /// host's CPU (`generator.host_cpu`). 9: the lateness p99's lower bound
-/// (`generator.lag_p99_low_us`), on which the bottleneck rule now judges.
-pub(crate) const SCHEMA_VERSION: u32 = 9;
+/// (`generator.lag_p99_low_us`), on which the bottleneck rule now judges. 10: the
+/// platform's own series fetched from its Prometheus (`observe`).
+pub(crate) const SCHEMA_VERSION: u32 = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -121,6 +122,10 @@ pub struct Summary {
     /// The `unique` feeders: how many rows they had and what became of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeders: Vec<FeederSummary>,
+    /// The platform's own series the run fetched from its Prometheus (`[[observe]]`, kept
+    /// in prometheus.json): filled when judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observe: Vec<crate::record::server::ObservedSummary>,
 }
 
 /// The run's verdict in one word, for people and CI tools.
@@ -381,6 +386,7 @@ pub fn build(facts: RunFacts<'_>, totals: &Snapshot) -> Summary {
         delivery: Some(delivery),
         verdict: RunVerdict::Unjudged,
         feeders: feeder_summaries(plan, totals),
+        observe: Vec::new(),
     }
 }
 

@@ -14,9 +14,10 @@ use crate::chaos::runner::OccurrenceStatus;
 use crate::charts::{self, spectrum};
 use crate::compare::{Comparison, RowStatus};
 use crate::judge::Judged;
-use crate::judge::analysis::windows::{fault_intervals, happened};
+use crate::judge::analysis::windows::{Interval, fault_intervals, happened};
 use crate::judge::exit::{self, ExitCode};
 use crate::record::data::ChartPoint;
+use crate::record::server::ServerData;
 use crate::record::summary::Summary;
 use crate::record::verdicts::VerdictStatus;
 use crate::util::atomic::write_atomic;
@@ -240,14 +241,73 @@ pub(crate) fn margin_text(op: &str, margin: f64) -> String {
     }
 }
 
+/// One chart per `[[observe]]` query: (name, unit, query, svg or none, why none, series
+/// left out of the chart).
+type ObservedChart = (
+    String,
+    &'static str,
+    String,
+    Option<String>,
+    Option<String>,
+    usize,
+);
+
+fn observed_charts(
+    server: Option<&ServerData>,
+    faults: &[Interval],
+) -> Result<Vec<ObservedChart>, String> {
+    let Some(server) = server else {
+        return Ok(Vec::new());
+    };
+    server
+        .observe
+        .iter()
+        .map(|o| {
+            let svg = charts::observed::observed(o, faults)?;
+            let why = match (&o.error, &svg) {
+                (Some(error), _) => Some(error.clone()),
+                (None, None) => Some("the query returned no series over the run".to_string()),
+                (None, Some(_)) => None,
+            };
+            Ok((
+                o.name.clone(),
+                o.unit.name(),
+                o.query.clone(),
+                svg,
+                why,
+                o.series.len().saturating_sub(charts::observed::MOST_SERIES),
+            ))
+        })
+        .collect()
+}
+
 /// The numbers behind every time chart, as JSON for a `<script type="application/json">`
 /// block (never executed): what tests and reviewers check the pictures against. `<` is
 /// escaped, so no instance name can close the block.
-fn chart_data(chart: &[ChartPoint], chart_width: u64, spectra: &[spectrum::Spectrum]) -> String {
+fn chart_data(
+    chart: &[ChartPoint],
+    chart_width: u64,
+    spectra: &[spectrum::Spectrum],
+    server: Option<&ServerData>,
+    faults: &[Interval],
+) -> String {
+    let bands: Vec<serde_json::Value> = faults
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "fault": f.fault,
+                "occurrence": f.occurrence,
+                "start_s": f.start_ms as f64 / 1000.0,
+                "end_s": f.end_ms as f64 / 1000.0,
+            })
+        })
+        .collect();
     let data = serde_json::json!({
         "seconds_per_point": chart_width,
         "points": chart,
         "spectra": spectra,
+        "fault_bands": bands,
+        "observe": server.map(|s| &s.observe),
     });
     data.to_string().replace('<', "\\u003c")
 }
@@ -278,7 +338,9 @@ fn render_html(
         .collect();
     let spectra = spectrum::read(run_dir, &step_names)?;
     let spectrum_charts = spectrum_charts(summary, &spectra)?;
-    let chart_data = chart_data(chart, chart_width, &spectra);
+    let server = crate::record::server::read(run_dir)?;
+    let observed_charts = observed_charts(server.as_ref(), &faults)?;
+    let chart_data = chart_data(chart, chart_width, &spectra, server.as_ref(), &faults);
     // One latency chart per journey, its steps' lines (the report folds them away).
     let mut index = 0;
     let mut journey_charts = Vec::new();
@@ -328,6 +390,7 @@ fn render_html(
                 chart_data,
                 spectrum_charts,
                 journey_charts,
+                observed_charts,
                 closest,
                 chart_width,
                 scenario_text,

@@ -6,6 +6,7 @@
 //! tests both call it in-process.
 
 mod checks;
+mod server;
 pub(crate) mod signals;
 mod supervisor;
 
@@ -149,18 +150,7 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     if let Some(listen) = options.metrics_listen {
         plan.output.prometheus.listen = Some(listen);
     }
-    if let Some(url) = plan
-        .output
-        .prometheus
-        .remote_write
-        .as_ref()
-        .map(|r| r.url.clone())
-    {
-        let address = allowed_receiver(&plan, &url)?;
-        if let Some(remote) = plan.output.prometheus.remote_write.as_mut() {
-            remote.resolved = Some(address);
-        }
-    }
+    allow_monitoring(&mut plan)?;
     let seed = options.seed.unwrap_or(plan.seed);
     let workers = options
         .threads
@@ -174,14 +164,37 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     })
 }
 
-/// A remote-write receiver is a host loadgen sends to: held to the allow-list and the
-/// policy as the target is.
-fn allowed_receiver(plan: &Plan, url: &url::Url) -> Result<std::net::SocketAddr, RunError> {
+/// The monitoring hosts loadgen talks to besides the target — a remote-write receiver, the
+/// platform's Prometheus — held to the allow-list and the policy as the target is, and
+/// pinned to the address they were allowed at.
+fn allow_monitoring(plan: &mut Plan) -> Result<(), RunError> {
+    if let Some(url) = plan
+        .output
+        .prometheus
+        .remote_write
+        .as_ref()
+        .map(|r| r.url.clone())
+    {
+        let address = allowed_host(plan, &url, "[output.prometheus] remote_write")?;
+        if let Some(remote) = plan.output.prometheus.remote_write.as_mut() {
+            remote.resolved = Some(address);
+        }
+    }
+    if let Some(url) = plan.prometheus.as_ref().map(|p| p.url.clone()) {
+        let address = allowed_host(plan, &url, "[prometheus] url")?;
+        if let Some(prometheus) = plan.prometheus.as_mut() {
+            prometheus.resolved = Some(address);
+        }
+    }
+    Ok(())
+}
+
+/// Where `url`'s host may be reached, or why not.
+fn allowed_host(plan: &Plan, url: &url::Url, what: &str) -> Result<std::net::SocketAddr, RunError> {
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(80);
-    let refused =
-        |e: String| RunError::BadInput(format!("[output.prometheus] remote_write {url}: {e}"));
+    let refused = |e: String| RunError::BadInput(format!("{what} {url}: {e}"));
     let address = plan.target.allow.resolve(host, port).map_err(refused)?;
     if let Some((allow, at)) = &plan.target.policy_allow {
         allow

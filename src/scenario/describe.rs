@@ -56,7 +56,50 @@ pub fn describe(plan: &Plan, seed: u64) -> String {
     describe_faults(plan, &mut out);
     describe_slos(plan, &mut out);
     describe_verify(plan, &mut out);
+    describe_prometheus(plan, &mut out);
     out
+}
+
+/// Prometheus out (served, pushed) and in (the server read, the queries kept).
+fn describe_prometheus(plan: &Plan, out: &mut String) {
+    let served = &plan.output.prometheus;
+    if served.listen.is_none() && served.remote_write.is_none() && plan.prometheus.is_none() {
+        return;
+    }
+    let _ = writeln!(out);
+    if let Some(listen) = served.listen {
+        let _ = writeln!(
+            out,
+            "metrics   served on http://{listen}/metrics until judged"
+        );
+    }
+    if let Some(remote) = &served.remote_write {
+        let _ = writeln!(
+            out,
+            "metrics   pushed to {} every {}",
+            remote.url,
+            format_duration(remote.interval)
+        );
+    }
+    if let Some(prometheus) = &plan.prometheus {
+        let _ = writeln!(
+            out,
+            "server    Prometheus {} read after the load (scrape interval {})",
+            prometheus.url,
+            prometheus
+                .scrape_interval
+                .map_or("asked from the server".to_string(), format_duration)
+        );
+        for observe in &plan.observe {
+            let _ = writeln!(
+                out,
+                "  observe {} ({}): {}",
+                observe.name,
+                observe.unit.name(),
+                observe.query
+            );
+        }
+    }
 }
 
 /// What is read back after the run, and compared before and after it.

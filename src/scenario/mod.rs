@@ -13,6 +13,7 @@ mod journeys;
 mod lenient;
 mod output;
 mod policy_check;
+mod prometheus;
 mod raw;
 mod record;
 pub(crate) mod secrets;

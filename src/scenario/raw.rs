@@ -30,6 +30,10 @@ pub(super) struct RawScenario {
     pub verify_rate: Option<Spanned<String>>,
     /// `[output]`: where the figures go besides the run directory.
     pub output: Option<Spanned<super::output::RawOutput>>,
+    /// `[prometheus]`: where the platform's own metrics are read.
+    pub prometheus: Option<Spanned<super::prometheus::RawPrometheus>>,
+    /// `[[observe]]`: server queries kept beside the run's own series.
+    pub observe: Vec<Spanned<super::prometheus::RawObserve>>,
     /// Top-level keys present in the file, so "missing" is not reported for a section that
     /// is present but malformed.
     pub seen: Vec<String>,
@@ -342,7 +346,7 @@ pub(super) enum RawMode {
 }
 
 /// The keys a scenario file has at its top level.
-const TOP_LEVEL_KEYS: [&str; 14] = [
+const TOP_LEVEL_KEYS: [&str; 16] = [
     "name",
     "description",
     "seed",
@@ -357,6 +361,8 @@ const TOP_LEVEL_KEYS: [&str; 14] = [
     "verify_rate",
     "redact",
     "output",
+    "prometheus",
+    "observe",
 ];
 
 /// Parses the document and each part of it, collecting every error into `diagnostics`.
@@ -411,6 +417,8 @@ pub(super) fn parse(source: &str, diagnostics: &mut Diagnostics) -> Option<RawSc
             "verify" => raw.verify = verify_tables(value, diagnostics),
             "verify_rate" => raw.verify_rate = part("verify_rate", value, diagnostics),
             "output" => raw.output = part("output", value, diagnostics),
+            "prometheus" => raw.prometheus = part("prometheus", value, diagnostics),
+            "observe" => raw.observe = each(value, "observe", diagnostics),
             "redact" => {}
             other => diagnostics.push(
                 span,

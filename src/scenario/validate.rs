@@ -85,7 +85,7 @@ pub(super) fn validate(
     let scopes = Known::journeys_and_steps(&raw, diagnostics);
     let fault_names = Known::new(raw.faults.iter().map(|f| &f.get_ref().name), diagnostics);
     let slos = validate_slos(&raw.slos, &scopes, &fault_names, diagnostics);
-    let output = super::output::validate(raw.output.as_ref(), diagnostics);
+    let (output, prometheus, observe) = validate_platform_io(&raw, diagnostics);
 
     if !diagnostics.is_empty() {
         return None;
@@ -107,7 +107,26 @@ pub(super) fn validate(
         slos,
         verify,
         output,
+        prometheus,
+        observe,
     })
+}
+
+/// What the run exchanges with the platform's monitoring: `[output]` (Prometheus out),
+/// `[prometheus]` and `[[observe]]` (Prometheus in).
+fn validate_platform_io(
+    raw: &RawScenario,
+    diagnostics: &mut Diagnostics,
+) -> (
+    crate::plan::output::OutputPlan,
+    Option<crate::plan::prometheus::PrometheusPlan>,
+    Vec<crate::plan::prometheus::Observe>,
+) {
+    let output = super::output::validate(raw.output.as_ref(), diagnostics);
+    let prometheus = super::prometheus::validate_prometheus(raw.prometheus.as_ref(), diagnostics);
+    let observe =
+        super::prometheus::validate_observe(&raw.observe, raw.prometheus.is_some(), diagnostics);
+    (output, prometheus, observe)
 }
 
 /// The scenario's name: as written, else the file's stem.

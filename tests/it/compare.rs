@@ -215,6 +215,11 @@ fn a_baseline_of_schema_7_is_still_compared() {
     an_older_baseline_is_still_compared(7);
 }
 
+#[test]
+fn a_baseline_of_schema_9_is_still_compared() {
+    an_older_baseline_is_still_compared(9);
+}
+
 fn an_older_baseline_is_still_compared(version: u64) {
     let fixture =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/run-v{version}"));

@@ -69,7 +69,7 @@ url = "/away"
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["schema_version"], 9);
+    assert_eq!(summary["schema_version"], 10);
     let samples = |journey: &str, class: &str| -> Vec<serde_json::Value> {
         let journey = summary["journeys"]
             .as_array()

@@ -25,6 +25,7 @@ mod failures;
 mod latency;
 mod layers;
 mod no_false_green;
+mod observe;
 mod outcome;
 mod outputs;
 mod policy;

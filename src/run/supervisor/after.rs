@@ -120,6 +120,38 @@ impl Supervisor {
         }
     }
 
+    /// The platform's own metrics (`[[observe]]`), fetched and saved as prometheus.json;
+    /// a signal ends the wait for the last scrape.
+    pub(super) async fn read_server(
+        &mut self,
+        plan: &crate::plan::Plan,
+        span: &crate::run::server::Span,
+    ) {
+        if plan.prometheus.is_none() || plan.observe.is_empty() {
+            return;
+        }
+        self.progress
+            .note("reading the platform's own metrics from Prometheus");
+        let run_dir = self.run_dir.clone();
+        let signals = &mut self.signals;
+        let data = crate::run::server::fetch(plan, &run_dir, span, async {
+            let _ = signals.next().await;
+        })
+        .await;
+        let failed: Vec<String> = data
+            .iter()
+            .flat_map(|d| &d.observe)
+            .filter_map(|o| {
+                o.error
+                    .as_ref()
+                    .map(|e| format!("[[observe]] `{}`: {e}", o.name))
+            })
+            .collect();
+        for failure in failed {
+            self.progress.warn(&failure);
+        }
+    }
+
     /// The figures as they stand, written `"judged": false` with the objectives, so a run
     /// killed while it is judged leaves what to judge (`loadgen report` finishes the job).
     pub(super) fn write_unjudged(

@@ -198,6 +198,12 @@ pub(super) async fn measure(
     supervisor
         .verify(&plan, prepared.seed, engine_start, &faults, workers_ok)
         .await;
+    let span = super::server::Span {
+        start_unix_ms: engine_wall.as_millisecond(),
+        start: engine_start,
+        load_s: elapsed.as_secs_f64(),
+    };
+    supervisor.read_server(&plan, &span).await;
     let summary = supervisor.write_unjudged(&run_plan, elapsed, workers_ok, faults, host);
     Ok(Measured {
         supervisor,

@@ -233,6 +233,14 @@ fn run_scenario(tag: &str, text: &str) -> (tempfile::TempDir, u8, std::path::Pat
     (dir, code, run_dir)
 }
 
+/// The report's `chart-data` block.
+fn chart_data(html: &str) -> serde_json::Value {
+    let open = r#"<script type="application/json" id="chart-data">"#;
+    let start = html.find(open).expect("a chart-data block") + open.len();
+    let body = &html[start..];
+    serde_json::from_str(&body[..body.find("</script>").expect("the block ends")]).unwrap()
+}
+
 /// A temporary directory, removed when the test ends (also when it fails).
 fn tempfile_dir(tag: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -243,6 +251,8 @@ fn tempfile_dir(tag: &str) -> tempfile::TempDir {
 
 /// Requests whose handler writes to Postgres, run while the stack's Postgres proxy (a
 /// `loadgen proxy` between the backends and the database) adds latency on the timeline.
+/// The backends' own latency, read from the stack's Prometheus (`[[observe]]`), rises in
+/// the fault's band of the report as the client's does.
 #[test]
 fn latency_on_the_postgres_link_slows_writes_and_is_cleared() {
     let stack = stack();
@@ -281,9 +291,17 @@ duration = "3s"
 action = "latency"
 latency = "100ms"
 target = {{ proxy = "postgres" }}
+[prometheus]
+url = "{prometheus}"
+scrape_interval = "1s"
+[[observe]]
+name = "server p99 of sign-ups"
+query = "histogram_quantile(0.99, sum by (le) (rate(lms_http_request_duration_seconds_bucket{{method=\"POST\", route=\"/api/members\"}}[2s])))"
+unit = "s"
 "#,
             url = stack.http_url,
             state = stack.state_dir.join("state.json").display(),
+            prometheus = state["prometheus"]["url"].as_str().unwrap(),
         ),
     );
     let summary = summary(&run_dir);
@@ -300,10 +318,41 @@ target = {{ proxy = "postgres" }}
         during > 2 * before,
         "p99 before {before} µs, during {during} µs"
     );
+    // The server's testimony, on the run's clock with the fault's band: its p99 rose where
+    // the client's did.
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let data = chart_data(&html);
+    let band = &data["fault_bands"][0];
+    assert_eq!(band["fault"], "slow postgres", "{band}");
+    let (from, to) = (
+        band["start_s"].as_f64().unwrap(),
+        band["end_s"].as_f64().unwrap(),
+    );
+    let points: Vec<(f64, f64)> = data["observe"][0]["series"][0]["points"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no observed series: {}", data["observe"]))
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    let peak = |keep: &dyn Fn(f64) -> bool| {
+        points
+            .iter()
+            .filter(|(t, _)| keep(*t))
+            .map(|(_, v)| *v)
+            .fold(0.0, f64::max)
+    };
+    let server_before = peak(&|t| t < from);
+    let server_during = peak(&|t| t > from + 1.0 && t <= to);
+    assert!(
+        server_during >= 0.1 && server_during > 2.0 * server_before,
+        "server p99 {server_before} s before the band [{from}, {to}], {server_during} s in it: {points:?}"
+    );
     let fault = std::process::Command::new("curl")
         .args(["-sf", &format!("{control}/fault")])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&fault.stdout).trim(), "null");
-    eprintln!("postgres latency 100 ms: p99 {before} µs before, {during} µs during");
+    eprintln!(
+        "postgres latency 100 ms: client p99 {before} µs before, {during} µs during; server p99 {server_before} s before, {server_during} s during"
+    );
 }

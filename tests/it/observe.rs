@@ -1,0 +1,260 @@
+//! Prometheus in: `[[observe]]` queries fetched from a real Prometheus after the load,
+//! saved in prometheus.json, listed in summary.json, drawn in report.html — and drawn again
+//! by `loadgen report` with Prometheus gone. The server scrapes the run's own `/metrics`,
+//! so what it returns can be held to what the run counted.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::prometheus::Prometheus;
+use crate::support::web::{Speaks, WebServer};
+use crate::support::{Workspace, json_block, loadgen_command};
+
+/// A port free a moment ago (Prometheus's static config needs it before the run starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scenario(base: &str, metrics_port: u16, prometheus: &str) -> String {
+    format!(
+        r#"
+name = "observed"
+seed = 3
+[target]
+base_url = "{base}"
+[load]
+model = "open"
+[[load.stage]]
+duration = "6s"
+rate = "40/s"
+[[journey]]
+name = "browse"
+[[journey.step]]
+name = "home"
+url = "/"
+[output.prometheus]
+listen = "127.0.0.1:{metrics_port}"
+[prometheus]
+url = "{prometheus}"
+scrape_interval = "1s"
+[[observe]]
+name = "sent"
+query = "sum(rate(loadgen_requests_total[3s]))"
+unit = "/s"
+[[observe]]
+name = "broken"
+query = "sum(rate("
+unit = "count"
+[[slo]]
+name = "fast"
+objective = "p90 < 5s"
+"#
+    )
+}
+
+fn json(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn observed_series_are_saved_listed_drawn_and_drawn_again_without_prometheus() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let metrics_port = free_port();
+    let prometheus = Prometheus::start(
+        workspace.dir.path(),
+        &format!(
+            "  - job_name: loadgen\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    );
+    let file = workspace.write(
+        "observed.toml",
+        &scenario(
+            &format!("http://{}", server.addr),
+            metrics_port,
+            &format!("http://{}", prometheus.address),
+        ),
+    );
+    let out = workspace.out();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // The broken query is said, not fatal.
+    assert!(stderr.contains("[[observe]] `broken`"), "{stderr}");
+    let run_dir = crate::support::only_entry(&out);
+
+    let saved = json(&run_dir.join("prometheus.json"));
+    assert_eq!(saved["step_s"], 1.0);
+    let sent = &saved["observe"][0];
+    assert_eq!(sent["name"], "sent");
+    let points = sent["series"][0]["points"].as_array().unwrap();
+    assert!(points.len() >= 5, "{sent}");
+    // On the run's clock: from its start to its end plus settle.
+    let summary = json(&run_dir.join("summary.json"));
+    let covered =
+        summary["duration_s"].as_f64().unwrap() + summary["settle_ms"].as_f64().unwrap() / 1000.0;
+    for point in points {
+        let second = point[0].as_f64().unwrap();
+        assert!((-0.001..=covered + 0.001).contains(&second), "{point}");
+    }
+    // The server saw the run's own rate: about the 40/s it sent.
+    let peak = points
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!((20.0..=60.0).contains(&peak), "peak rate {peak}: {sent}");
+    let broken = &saved["observe"][1];
+    assert!(broken["series"].as_array().unwrap().is_empty());
+    assert!(
+        broken["error"].as_str().unwrap().contains("bad_data"),
+        "{broken}"
+    );
+
+    // Listed in summary.json, drawn in report.html with the numbers in its data block.
+    assert_eq!(summary["schema_version"], 10);
+    assert_eq!(summary["observe"][0]["name"], "sent");
+    assert_eq!(summary["observe"][0]["series"], 1);
+    assert_eq!(summary["observe"][0]["points"], points.len());
+    assert!(summary["observe"][1]["error"].is_string());
+    crate::support::schema::assert_matches_schema(&run_dir);
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("The platform&#x27;s own metrics")
+            || html.contains("The platform's own metrics")
+    );
+    let data = json_block(&html, "chart-data");
+    assert_eq!(
+        data["observe"][0]["series"][0]["points"],
+        sent["series"][0]["points"]
+    );
+
+    // Prometheus gone: `loadgen report` judges and draws the same from the saved file.
+    drop(prometheus);
+    std::fs::remove_file(run_dir.join("report.html")).unwrap();
+    let again = loadgen_command()
+        .args(["report", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let data = json_block(&html, "chart-data");
+    assert_eq!(
+        data["observe"][0]["series"][0]["points"],
+        sent["series"][0]["points"]
+    );
+    assert_eq!(
+        json(&run_dir.join("summary.json"))["observe"],
+        summary["observe"]
+    );
+}
+
+#[test]
+fn a_prometheus_that_cannot_be_reached_is_recorded_and_the_run_judged() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let closed = free_port();
+    let file = workspace.write(
+        "observed.toml",
+        &scenario(
+            &format!("http://{}", server.addr),
+            free_port(),
+            &format!("http://127.0.0.1:{closed}"),
+        )
+        .replace("scrape_interval = \"1s\"\n", ""),
+    );
+    let out = workspace.out();
+    let started = std::time::Instant::now();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // Without a scrape interval from the scenario or the server, 15 s is assumed: the wait
+    // for the last scrape is bounded by it.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let run_dir = crate::support::only_entry(&out);
+    let saved = json(&run_dir.join("prometheus.json"));
+    for observed in saved["observe"].as_array().unwrap() {
+        assert!(
+            observed["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("127.0.0.1:{closed}")),
+            "{observed}"
+        );
+    }
+    let summary = json(&run_dir.join("summary.json"));
+    assert_eq!(summary["judged"], true);
+    assert_eq!(summary["observe"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn observe_needs_a_server_and_a_known_unit() {
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "bad.toml",
+        r#"name = "bad"
+[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "1s"
+rate = "1/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "s"
+url = "/"
+[[observe]]
+name = "p99"
+query = "up"
+unit = "ms"
+"#,
+    );
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:14:1: error: [[observe]] needs a [prometheus] section"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:17:8: error: unknown unit `ms`"),
+        "{stderr}"
+    );
+}
