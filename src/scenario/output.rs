@@ -106,9 +106,15 @@ pub(super) fn validate(
     }
 }
 
-/// An address to listen on: `IP:PORT` (`[::1]:9464` for IPv6); port 0 picks a free one.
+/// An address to listen on: `IP:PORT` (`[::1]:9464` for IPv6), or `localhost:PORT` for
+/// 127.0.0.1 (no name is resolved: a listener's address is the user's to say); port 0
+/// picks a free one.
 pub(crate) fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
-    text.parse().map_err(|_| {
+    let loopback = text
+        .strip_prefix("localhost:")
+        .and_then(|port| port.parse::<u16>().ok())
+        .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    loopback.or_else(|| text.parse().ok()).ok_or_else(|| {
         format!("`{text}` is not an address to listen on: write IP:PORT, such as 127.0.0.1:9464 (port 0 picks a free one)")
     })
 }
@@ -121,6 +127,12 @@ fn parse_remote_write(text: &str) -> Result<url::Url, String> {
     }
     if url.host_str().is_none() {
         return Err(format!("`{text}` names no host"));
+    }
+    // A receiver listens at a path; the server's root answers a push with 404 or 405.
+    if url.path() == "/" {
+        return Err(format!(
+            "`{text}` names no path: Prometheus receives at /api/v1/write (Mimir and Cortex at /api/v1/push)"
+        ));
     }
     Ok(url)
 }
@@ -136,7 +148,11 @@ mod tests {
             "127.0.0.1:0".parse().unwrap()
         );
         assert!(parse_listen("[::1]:9464").is_ok());
-        let error = parse_listen("localhost:9464").unwrap_err();
+        assert_eq!(
+            parse_listen("localhost:9464").unwrap(),
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        let error = parse_listen("example.com:9464").unwrap_err();
         assert!(error.contains("IP:PORT"), "{error}");
         assert!(parse_listen("9464").is_err());
     }
@@ -150,5 +166,7 @@ mod tests {
                 .contains("scheme")
         );
         assert!(parse_remote_write("127.0.0.1:9090").is_err());
+        let error = parse_remote_write("http://127.0.0.1:9090").unwrap_err();
+        assert!(error.contains("/api/v1/write"), "{error}");
     }
 }

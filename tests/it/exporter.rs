@@ -344,7 +344,7 @@ fn a_metrics_address_already_taken_refuses_the_run_before_anything_is_sent() {
             "--out",
             out.to_str().unwrap(),
         ])
-        .args(["--metrics-listen", "localhost:9464"])
+        .args(["--metrics-listen", "metrics.example:9464"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -289,6 +289,14 @@ async fn push(
                     }
                     Try::Refused(error) => {
                         queue.pop_front();
+                        if report.batches_refused == 0 {
+                            // Said at once: a refusal is usually a wrong URL or token,
+                            // which every later batch would meet too.
+                            crate::util::text::warn(&format!(
+                                "warning: remote write to {} refused a batch: {error} (later refusals are counted in remote_write.json)\n",
+                                report.url
+                            ));
+                        }
                         report.batches_refused += 1;
                         report.last_error = Some(error);
                     }
