@@ -5,6 +5,7 @@
 
 pub(crate) mod analysis;
 pub(crate) mod exit;
+mod server;
 pub(crate) mod slo;
 pub(crate) mod writes;
 
@@ -27,7 +28,13 @@ pub(crate) struct Judged {
 /// the faults' problems, the accounting's, the acknowledged writes' verdicts and the run's
 /// verdict, all into `summary` (now `judged`). Writes nothing.
 pub(crate) fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, String> {
-    let slos = summary.slo_specs.clone();
+    // Client objectives are judged on the series, query objectives on the server's data.
+    let slos: Vec<_> = summary
+        .slo_specs
+        .iter()
+        .filter(|s| s.server.is_none())
+        .cloned()
+        .collect();
     let steps: Vec<(String, String)> = summary
         .journeys
         .iter()
@@ -45,9 +52,22 @@ pub(crate) fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, Str
         },
     )?;
     let analysis = analyzed.analysis;
-    summary.slos = analysis.slos;
+    let server_data = crate::record::server::read(run_dir)?;
+    summary.slos = in_spec_order(
+        &summary.slo_specs,
+        analysis.slos,
+        &server_data,
+        &server::Windows {
+            intervals: &analysis::windows::fault_intervals(
+                &summary.faults.occurrences,
+                (summary.duration_s * 1000.0) as u64,
+            ),
+            settle_ms: summary.settle_ms,
+            run_seconds: analyzed.run_seconds,
+        },
+    );
     summary.failover = analysis.failover;
-    summary.slo_passed = analysis.passed;
+    summary.slo_passed = !summary.slos.iter().any(|v| v.fails_run());
     summary.judged = true;
     summary.fault_problems = analysis.fault_problems;
     if !analysis.accounting_problems.is_empty() {
@@ -71,7 +91,7 @@ pub(crate) fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, Str
         )?);
     }
     // The platform's own series, as the run saved them (none without prometheus.json).
-    if let Some(server) = crate::record::server::read(run_dir)? {
+    if let Some(server) = &server_data {
         summary.observe = server
             .observe
             .iter()
@@ -83,6 +103,32 @@ pub(crate) fn judge(run_dir: &Path, summary: &mut Summary) -> Result<Judged, Str
         chart: analyzed.chart,
         chart_width: analyzed.chart_width,
     })
+}
+
+/// Every objective's verdicts in the scenario's order: the client ones as the analysis
+/// judged them (in its order), the query ones judged on the server's saved data.
+fn in_spec_order(
+    specs: &[crate::plan::slo::SloSpec],
+    client: Vec<crate::record::verdicts::SloVerdict>,
+    server: &Option<crate::record::server::ServerData>,
+    windows: &server::Windows<'_>,
+) -> Vec<crate::record::verdicts::SloVerdict> {
+    let mut client = client.into_iter().peekable();
+    let mut out = Vec::new();
+    for spec in specs {
+        if spec.server.is_some() {
+            out.extend(server::verdicts(spec, server.as_ref(), windows));
+            continue;
+        }
+        while let Some(verdict) =
+            client.next_if(|v| v.name == spec.name && v.objective == spec.objective)
+        {
+            out.push(verdict);
+        }
+    }
+    // Nothing is dropped, whatever the names.
+    out.extend(client);
+    out
 }
 
 /// Per global step: requests that may have changed the platform without acknowledging it

@@ -119,6 +119,17 @@ impl Puller {
             .collect())
     }
 
+    /// `query` evaluated at `at` (unix seconds): one point per series.
+    pub(crate) async fn instant(&self, query: &str, at: f64) -> Result<Vec<Series>, String> {
+        let data = self
+            .get(
+                "query",
+                &[("query", query.to_string()), ("time", format!("{at:.3}"))],
+            )
+            .await?;
+        parse_result(data, "vector")
+    }
+
     /// One API call, its `data` or why not.
     async fn get(
         &self,

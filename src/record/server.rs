@@ -27,6 +27,39 @@ pub(crate) struct ServerData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
     pub(crate) observe: Vec<Observed>,
+    /// Each query objective's series over the run and, per window, the evidence that the
+    /// platform was scraped in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) objectives: Vec<ObjectiveData>,
+}
+
+/// One query objective as fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ObjectiveData {
+    pub(crate) name: String,
+    pub(crate) query: String,
+    #[serde(default)]
+    pub(crate) series: Vec<ServerSeries>,
+    #[serde(default)]
+    pub(crate) windows: Vec<WindowSamples>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+/// What shows a window has server data: the raw samples Prometheus scraped in it
+/// (`count_over_time` at the window's end) of the query's least-scraped selector, counting
+/// its best-scraped series. Prometheus fills gaps from its lookback, so points alone prove
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WindowSamples {
+    pub(crate) label: String,
+    #[serde(default)]
+    pub(crate) samples: Option<u64>,
+    /// The selector with the fewest samples, named in a `no_data` verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fewest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 /// One `[[observe]]` query as fetched.

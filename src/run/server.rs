@@ -7,11 +7,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::chaos::runner::Occurrence;
 use crate::engine::tls::Trust;
+use crate::judge::analysis::windows::{fault_intervals, instances};
 use crate::plan::Plan;
 use crate::plan::prometheus::PrometheusPlan;
+use crate::plan::slo::SloSpec;
 use crate::puller::Puller;
-use crate::record::server::{Observed, ServerData, ServerSeries};
+use crate::record::server::{ObjectiveData, Observed, ServerData, ServerSeries, WindowSamples};
 
 /// The scrape interval assumed when neither the scenario nor the server says it.
 const ASSUMED_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
@@ -24,6 +27,8 @@ pub(super) struct Span {
     pub(super) start: tokio::time::Instant,
     /// Seconds from the start to the load's end.
     pub(super) load_s: f64,
+    /// The fault occurrences as they happened: the windows query objectives are judged in.
+    pub(super) occurrences: Vec<Occurrence>,
 }
 
 /// The trust for an https server: its `ca_file`, relative to the scenario file.
@@ -42,7 +47,8 @@ pub(super) async fn fetch(
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Option<ServerData> {
     let prometheus = plan.prometheus.as_ref()?;
-    if plan.observe.is_empty() {
+    let objectives: Vec<&SloSpec> = plan.slos.iter().filter(|s| s.server.is_some()).collect();
+    if plan.observe.is_empty() && objectives.is_empty() {
         return None;
     }
     let mut data = ServerData {
@@ -87,7 +93,81 @@ pub(super) async fn fetch(
             error: fetched.err(),
         });
     }
+    for spec in objectives {
+        data.objectives
+            .push(objective(&puller, plan, span, spec, start, covered_s, step).await);
+    }
     Some(save(run_dir, data))
+}
+
+/// One query objective: its series over the run, and per window the samples scraped in it.
+async fn objective(
+    puller: &Puller,
+    plan: &Plan,
+    span: &Span,
+    spec: &SloSpec,
+    start: f64,
+    covered_s: f64,
+    step: Duration,
+) -> ObjectiveData {
+    let objective = spec
+        .server
+        .as_ref()
+        .expect("only query objectives are fetched");
+    let fetched = puller
+        .range(&objective.query, start, start + covered_s, step)
+        .await;
+    let mut data = ObjectiveData {
+        name: spec.name.clone(),
+        query: objective.query.clone(),
+        series: fetched
+            .as_ref()
+            .map(|series| series.iter().map(|s| relative(s, start)).collect())
+            .unwrap_or_default(),
+        windows: Vec::new(),
+        error: fetched.err(),
+    };
+    if data.error.is_some() {
+        return data;
+    }
+    let run_ms = (span.load_s * 1000.0) as u64;
+    let intervals = fault_intervals(&span.occurrences, run_ms);
+    let settle_ms = plan.chaos.settle.as_millis() as u64;
+    for window in instances(&spec.window, &intervals, settle_ms, run_ms.div_ceil(1000)) {
+        if window.not_run.is_some() {
+            continue;
+        }
+        let mut evidence = WindowSamples {
+            label: window.label.clone(),
+            samples: None,
+            fewest: None,
+            error: None,
+        };
+        for selector in &objective.selectors {
+            let mut samples = 0;
+            for range in &window.seconds {
+                let query = format!(
+                    "max(count_over_time({selector}[{}s]))",
+                    range.end - range.start
+                );
+                match puller.instant(&query, start + range.end as f64).await {
+                    Ok(series) => {
+                        samples += series
+                            .first()
+                            .and_then(|s| s.points.first())
+                            .map_or(0, |(_, v)| *v as u64);
+                    }
+                    Err(e) => evidence.error = Some(e),
+                }
+            }
+            if evidence.samples.is_none_or(|fewest| samples < fewest) {
+                evidence.samples = Some(samples);
+                evidence.fewest = Some(selector.clone());
+            }
+        }
+        data.windows.push(evidence);
+    }
+    data
 }
 
 /// A series on the run's clock, its non-finite points left out.
@@ -105,6 +185,19 @@ fn relative(series: &crate::puller::Series, start: f64) -> ServerSeries {
 
 /// Every query without series, for one reason.
 fn failed(plan: &Plan, mut data: ServerData, error: String) -> ServerData {
+    data.objectives = plan
+        .slos
+        .iter()
+        .filter_map(|s| {
+            Some(ObjectiveData {
+                name: s.name.clone(),
+                query: s.server.as_ref()?.query.clone(),
+                series: Vec::new(),
+                windows: Vec::new(),
+                error: Some(error.clone()),
+            })
+        })
+        .collect();
     data.observe = plan
         .observe
         .iter()

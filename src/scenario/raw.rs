@@ -277,6 +277,10 @@ pub(super) struct RawSlo {
     pub grace: Option<Spanned<String>>,
     /// "fail" (default) or "allow": whether a window without data fails the run.
     pub on_no_data: Option<Spanned<String>>,
+    /// A query objective's PromQL (the platform's own metrics, from `[prometheus]`).
+    pub query: Option<Spanned<String>>,
+    /// A query objective's unit (required with `query`).
+    pub unit: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

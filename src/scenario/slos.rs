@@ -16,11 +16,16 @@ pub(super) fn validate_slos(
     slos: &[Spanned<RawSlo>],
     scopes: &Known,
     faults: &Known,
+    prometheus: bool,
     diagnostics: &mut Diagnostics,
 ) -> Vec<SloSpec> {
     let mut out = Vec::new();
     for slo in slos {
         let raw = slo.get_ref();
+        if raw.query.is_some() || raw.unit.is_some() {
+            out.extend(query_slo(slo, faults, prometheus, diagnostics));
+            continue;
+        }
         let before = diagnostics.len();
         let conditions = match parse_objective(raw.objective.get_ref()) {
             Ok(c) => c,
@@ -77,10 +82,98 @@ pub(super) fn validate_slos(
                 recovery,
                 abort_after,
                 on_no_data,
+                server: None,
             });
         }
     }
     out
+}
+
+/// A query objective (`query`, `unit`, `objective = "max < 250ms"`): judged on the
+/// platform's own metrics, so it takes no client `scope`, no `recovery` and no `abort`.
+fn query_slo(
+    slo: &Spanned<RawSlo>,
+    faults: &Known,
+    prometheus: bool,
+    diagnostics: &mut Diagnostics,
+) -> Option<SloSpec> {
+    let raw = slo.get_ref();
+    let before = diagnostics.len();
+    if !prometheus {
+        diagnostics.push(
+            slo.span(),
+            "a query objective needs a [prometheus] section with the server's `url`",
+        );
+    }
+    for (present, key) in [
+        (raw.scope.is_some(), "scope"),
+        (raw.recovery.is_some(), "recovery"),
+        (raw.abort.is_some() || raw.grace.is_some(), "abort"),
+    ] {
+        if present {
+            diagnostics.push(
+                slo.span(),
+                format!("a query objective takes no `{key}`: it is judged on the platform's metrics, not loadgen's requests"),
+            );
+        }
+    }
+    let Some(unit) = &raw.unit else {
+        diagnostics.push(
+            slo.span(),
+            "a query objective needs its `unit` (s, ratio, count, bytes or /s)",
+        );
+        return None;
+    };
+    let unit = super::prometheus::unit(unit, diagnostics);
+    let Some(query) = &raw.query else {
+        diagnostics.push(
+            slo.span(),
+            "`unit` belongs to a query objective: add its `query`",
+        );
+        return None;
+    };
+    if query.get_ref().contains("$__window") || query.get_ref().contains("$__end") {
+        diagnostics.push(
+            query.span(),
+            "`$__window` and `$__end` are not supported yet: write a range the query reads (rate(x[5s])) and aggregate its points with max, min, mean, last or increase",
+        );
+    }
+    let selectors = crate::plan::slo::server::selectors(query.get_ref())
+        .map_err(|e| diagnostics.push(query.span(), e))
+        .ok();
+    let parsed = unit.and_then(|unit| {
+        crate::plan::slo::server::parse_server_objective(raw.objective.get_ref(), unit)
+            .map_err(|e| diagnostics.push(raw.objective.span(), e))
+            .ok()
+            .map(|p| (unit, p))
+    });
+    let window = window(slo, faults, diagnostics);
+    let on_no_data = match allows(raw.on_no_data.as_ref(), "on_no_data", diagnostics) {
+        true => OnNoData::Allow,
+        false => OnNoData::Fail,
+    };
+    let (unit, (aggregate, op, threshold)) = parsed?;
+    (diagnostics.len() == before).then(|| SloSpec {
+        name: raw
+            .name
+            .clone()
+            .unwrap_or_else(|| raw.objective.get_ref().clone()),
+        objective: raw.objective.get_ref().clone(),
+        conditions: Vec::new(),
+        window,
+        scope: Scope::All,
+        recovery: None,
+        abort_after: None,
+        on_no_data,
+        server: Some(crate::plan::slo::server::ServerObjective {
+            query: query.get_ref().trim().to_string(),
+            unit,
+            aggregate,
+            op,
+            threshold,
+            selectors: selectors.unwrap_or_default(),
+        }),
+    })
 }
 
 /// An objective's `window`: the whole run unless named (an unknown one is reported).

@@ -84,7 +84,13 @@ pub(super) fn validate(
     let chaos = validate_chaos(raw.chaos.as_ref(), &raw.faults, base_dir, diagnostics);
     let scopes = Known::journeys_and_steps(&raw, diagnostics);
     let fault_names = Known::new(raw.faults.iter().map(|f| &f.get_ref().name), diagnostics);
-    let slos = validate_slos(&raw.slos, &scopes, &fault_names, diagnostics);
+    let slos = validate_slos(
+        &raw.slos,
+        &scopes,
+        &fault_names,
+        raw.prometheus.is_some(),
+        diagnostics,
+    );
     let (output, prometheus, observe) = validate_platform_io(&raw, diagnostics);
 
     if !diagnostics.is_empty() {

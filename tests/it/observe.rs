@@ -258,3 +258,231 @@ unit = "ms"
         "{stderr}"
     );
 }
+
+/// Two query objectives on the run's own rate as the server scraped it: one that holds and
+/// one that cannot.
+fn with_objectives(base: &str, metrics_port: u16, prometheus: &str) -> String {
+    format!(
+        r#"{}
+[[slo]]
+name = "server saw the load"
+query = "sum(rate(loadgen_requests_total[3s]))"
+unit = "/s"
+objective = "max > 5/s"
+[[slo]]
+name = "server saw too little"
+query = "sum(rate(loadgen_requests_total[3s]))"
+unit = "/s"
+objective = "max < 2/s"
+"#,
+        scenario(base, metrics_port, prometheus)
+    )
+}
+
+fn verdicts(summary: &Value) -> Vec<(String, String, String)> {
+    summary["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["window"].as_str().unwrap().to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn query_objectives_are_judged_on_the_servers_points_and_again_without_it() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let metrics_port = free_port();
+    let prometheus = Prometheus::start(
+        workspace.dir.path(),
+        &format!(
+            "  - job_name: loadgen\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    );
+    let file = workspace.write(
+        "objectives.toml",
+        &with_objectives(
+            &format!("http://{}", server.addr),
+            metrics_port,
+            &format!("http://{}", prometheus.address),
+        ),
+    );
+    let out = workspace.out();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The failing query objective fails the run.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let run_dir = crate::support::only_entry(&out);
+    let summary = json(&run_dir.join("summary.json"));
+    let judged = verdicts(&summary);
+    assert!(
+        judged.contains(&("server saw the load".into(), "run".into(), "pass".into())),
+        "{judged:?} {}",
+        std::fs::read_to_string(run_dir.join("prometheus.json")).unwrap()
+    );
+    assert!(
+        judged.contains(&("server saw too little".into(), "run".into(), "fail".into())),
+        "{judged:?}"
+    );
+    let failed = summary["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "server saw too little")
+        .unwrap();
+    // The value judged is the server's view of the ramp to 40/s (its counters move a
+    // second at a time, so it lags the client's); the series is named.
+    let measured = failed["measured"][0]["value"].as_f64().unwrap();
+    assert!((5.0..=60.0).contains(&measured), "{failed}");
+    assert!(
+        failed["reason_text"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 1 series past the threshold: {}"),
+        "{failed}"
+    );
+    // The evidence was counted per window: the run's samples of the selector.
+    let saved = json(&run_dir.join("prometheus.json"));
+    let samples = saved["objectives"][0]["windows"][0]["samples"]
+        .as_u64()
+        .unwrap();
+    assert!(samples >= 4, "{saved}");
+    crate::support::schema::assert_matches_schema(&run_dir);
+
+    // Prometheus gone: `loadgen report` gives the same verdicts from the saved data.
+    drop(prometheus);
+    let again = loadgen_command()
+        .args(["report", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(verdicts(&json(&run_dir.join("summary.json"))), judged);
+}
+
+#[test]
+fn a_window_the_server_did_not_scrape_twice_has_no_data_whatever_its_points_say() {
+    let server = WebServer::start(Speaks::Http1);
+    let workspace = Workspace::new();
+    let metrics_port = free_port();
+    // Scraped every 30 s: over a 6 s run at most one sample, which the lookback repeats
+    // into a point every second.
+    let prometheus = Prometheus::start_unwaited(
+        workspace.dir.path(),
+        &format!(
+            "  - job_name: loadgen\n    scrape_interval: 30s\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    );
+    let file = workspace.write(
+        "sparse.toml",
+        &with_objectives(
+            &format!("http://{}", server.addr),
+            metrics_port,
+            &format!("http://{}", prometheus.address),
+        ),
+    );
+    let out = workspace.out();
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "no_data fails the run: {stderr}"
+    );
+    let run_dir = crate::support::only_entry(&out);
+    let summary = json(&run_dir.join("summary.json"));
+    for verdict in summary["slos"].as_array().unwrap() {
+        if verdict["name"] == "fast" {
+            continue;
+        }
+        assert_eq!(verdict["status"], "no_data", "{verdict}");
+        let why = verdict["reason_text"].as_str().unwrap();
+        assert!(
+            why.contains(
+                "sample(s) of loadgen_requests_total were scraped in the window (at least 2 needed)"
+            ),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn query_objectives_are_checked_where_they_are_written() {
+    let workspace = Workspace::new();
+    let file = workspace.write(
+        "bad.toml",
+        r#"name = "bad"
+[target]
+base_url = "http://127.0.0.1:9"
+[load]
+model = "open"
+[[load.stage]]
+duration = "1s"
+rate = "1/s"
+[[journey]]
+name = "j"
+[[journey.step]]
+name = "s"
+url = "/"
+[prometheus]
+url = "http://127.0.0.1:9090"
+[[slo]]
+name = "p99"
+query = "histogram_quantile(0.99, sum by (le) (rate(x_bucket[5s]))"
+unit = "s"
+objective = "p99 < 250ms"
+scope = "j"
+"#,
+    );
+    let output = loadgen_command()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            workspace.out().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:18:9: error: not PromQL"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:20:13: error: unknown aggregate `p99`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a query objective takes no `scope`"),
+        "{stderr}"
+    );
+}

@@ -81,6 +81,8 @@ pub(crate) struct Analyzed {
     pub chart: Vec<data::ChartPoint>,
     /// Seconds per chart point.
     pub chart_width: u64,
+    /// The run's length in whole seconds of the series: what windows are cut from.
+    pub run_seconds: u64,
 }
 
 /// Judges the run in one pass over each of its files: every row of `series.csv`, then every
@@ -141,6 +143,7 @@ pub(crate) fn analyze(run_dir: &Path, inputs: &Inputs<'_>) -> Result<Analyzed, S
         },
         chart_width: chart.width,
         chart: chart.finish(),
+        run_seconds,
     })
 }
 

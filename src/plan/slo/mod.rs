@@ -3,6 +3,7 @@
 //! windows of the run.
 
 mod parse;
+pub(crate) mod server;
 
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub struct SloSpec {
     /// What a window without data means for the run.
     #[serde(default)]
     pub on_no_data: OnNoData,
+    /// A query objective: judged on the platform's own metrics (`conditions` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<server::ServerObjective>,
 }
 
 /// What an objective is judged on: every request of the run, one journey's, or one step's.

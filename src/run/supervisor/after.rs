@@ -127,7 +127,9 @@ impl Supervisor {
         plan: &crate::plan::Plan,
         span: &crate::run::server::Span,
     ) {
-        if plan.prometheus.is_none() || plan.observe.is_empty() {
+        if plan.prometheus.is_none()
+            || (plan.observe.is_empty() && plan.slos.iter().all(|s| s.server.is_none()))
+        {
             return;
         }
         self.progress
@@ -138,15 +140,18 @@ impl Supervisor {
             let _ = signals.next().await;
         })
         .await;
-        let failed: Vec<String> = data
-            .iter()
-            .flat_map(|d| &d.observe)
-            .filter_map(|o| {
-                o.error
-                    .as_ref()
-                    .map(|e| format!("[[observe]] `{}`: {e}", o.name))
-            })
-            .collect();
+        let Some(data) = data else { return };
+        let observed = data.observe.iter().filter_map(|o| {
+            o.error
+                .as_ref()
+                .map(|e| format!("[[observe]] `{}`: {e}", o.name))
+        });
+        let objectives = data.objectives.iter().filter_map(|o| {
+            o.error
+                .as_ref()
+                .map(|e| format!("query objective `{}`: {e}", o.name))
+        });
+        let failed: Vec<String> = observed.chain(objectives).collect();
         for failure in failed {
             self.progress.warn(&failure);
         }

@@ -202,6 +202,7 @@ pub(super) async fn measure(
         start_unix_ms: engine_wall.as_millisecond(),
         start: engine_start,
         load_s: elapsed.as_secs_f64(),
+        occurrences: faults.occurrences.clone(),
     };
     supervisor.read_server(&plan, &span).await;
     let summary = supervisor.write_unjudged(&run_plan, elapsed, workers_ok, faults, host);

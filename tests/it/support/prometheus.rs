@@ -13,12 +13,21 @@ use crate::support::openmetrics::get;
 pub struct Prometheus {
     pub address: std::net::SocketAddr,
     child: Child,
+    /// Whether it has scrape targets (a receiver alone has none to wait for).
+    scrapes: bool,
 }
 
 impl Prometheus {
     /// Starts Prometheus in `dir` with `scrape_configs` (YAML, may be empty) and waits until
     /// it is ready.
     pub fn start(dir: &Path, scrape_configs: &str) -> Prometheus {
+        let prometheus = Self::start_unwaited(dir, scrape_configs);
+        prometheus.wait_scraping();
+        prometheus
+    }
+
+    /// `start` without waiting for the first scrape (a sparse scrape may not come soon).
+    pub fn start_unwaited(dir: &Path, scrape_configs: &str) -> Prometheus {
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
@@ -47,12 +56,37 @@ impl Prometheus {
                     || get(address, "/-/ready").is_ok_and(|(status, _, _)| status == 200)
             });
             if ready && matches!(child.try_wait(), Ok(None)) {
-                return Prometheus { address, child };
+                return Prometheus {
+                    address,
+                    child,
+                    scrapes: !scrape_configs.trim().is_empty(),
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
         }
         panic!("prometheus did not start");
+    }
+
+    /// Until every configured target has been tried once: Prometheus applies its targets
+    /// some seconds after it is ready (its scrape manager reloads at most every 5 s), and a
+    /// test's window must not fall before the first scrape.
+    fn wait_scraping(&self) {
+        if !self.scrapes {
+            return;
+        }
+        let tried = eventually(Duration::from_secs(30), || {
+            let Ok((200, _, body)) = get(self.address, "/api/v1/targets") else {
+                return false;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            json["data"]["activeTargets"]
+                .as_array()
+                .is_some_and(|targets| {
+                    !targets.is_empty() && targets.iter().all(|t| t["health"] != "unknown")
+                })
+        });
+        assert!(tried, "prometheus never scraped its targets");
     }
 
     /// An instant query's result vector, `(labels, value)` per series.
