@@ -212,3 +212,97 @@ fn verdict(
         spec: spec.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::prometheus::ServerUnit;
+    use crate::plan::slo::server::{Aggregate, ServerObjective};
+    use crate::plan::slo::{Op, Window};
+    use crate::record::server::WindowSamples;
+
+    fn spec() -> SloSpec {
+        SloSpec {
+            name: "server p99".into(),
+            objective: "max < 250ms".into(),
+            conditions: Vec::new(),
+            window: Window::Run,
+            scope: Scope::All,
+            recovery: None,
+            abort_after: None,
+            on_no_data: OnNoData::Fail,
+            server: Some(ServerObjective {
+                query: "q".into(),
+                unit: ServerUnit::Seconds,
+                aggregate: Aggregate::Max,
+                op: Op::Lt,
+                threshold: 0.25,
+                selectors: vec!["x".into()],
+            }),
+        }
+    }
+
+    fn data(samples: u64, series: &[(&str, &[(f64, f64)])]) -> ServerData {
+        ServerData {
+            objectives: vec![ObjectiveData {
+                name: "server p99".into(),
+                query: "q".into(),
+                series: series
+                    .iter()
+                    .map(|(instance, points)| ServerSeries {
+                        labels: [("instance".to_string(), instance.to_string())].into(),
+                        points: points.to_vec(),
+                    })
+                    .collect(),
+                windows: vec![WindowSamples {
+                    label: "run".into(),
+                    samples: Some(samples),
+                    fewest: Some("x".into()),
+                    error: None,
+                }],
+                error: None,
+            }],
+            ..ServerData::default()
+        }
+    }
+
+    fn judge(data: Option<&ServerData>) -> SloVerdict {
+        let windows = Windows {
+            intervals: &[],
+            settle_ms: 0,
+            run_seconds: 10,
+        };
+        verdicts(&spec(), data, &windows).remove(0)
+    }
+
+    #[test]
+    fn every_series_is_judged_and_a_failing_one_is_named() {
+        let verdict = judge(Some(&data(
+            10,
+            &[("a", &[(1.0, 0.1), (2.0, 0.2)]), ("b", &[(1.0, 0.3)])],
+        )));
+        assert_eq!(verdict.status, VerdictStatus::Fail);
+        let why = verdict.reason_text.unwrap();
+        assert!(why.contains("1 of 2 series"), "{why}");
+        assert!(why.contains(r#"{instance="b"} 300ms"#), "{why}");
+        assert_eq!(verdict.measured[0].value, Some(0.3));
+        // Points past the window's seconds are not its own.
+        let verdict = judge(Some(&data(10, &[("a", &[(1.0, 0.1), (10.5, 9.0)])])));
+        assert_eq!(verdict.status, VerdictStatus::Pass);
+        assert_eq!(verdict.measured[0].value, Some(0.1));
+    }
+
+    #[test]
+    fn without_two_samples_or_without_the_file_there_is_no_data() {
+        let verdict = judge(Some(&data(1, &[("a", &[(1.0, 0.1), (2.0, 0.1)])])));
+        assert_eq!(verdict.status, VerdictStatus::NoData);
+        assert!(verdict.fails_run());
+        assert!(verdict.reason_text.unwrap().contains("1 sample(s) of x"));
+        let verdict = judge(None);
+        assert_eq!(verdict.status, VerdictStatus::NoData);
+        assert!(verdict.reason_text.unwrap().contains("no prometheus.json"));
+        let verdict = judge(Some(&data(10, &[])));
+        assert_eq!(verdict.status, VerdictStatus::NoData);
+        assert!(verdict.reason_text.unwrap().contains("no points"));
+    }
+}

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct PrometheusPlan {
     /// The server's base URL (`http://127.0.0.1:9090`); the API is under `/api/v1/`.
-    pub url: url::Url,
+    /// `None`: the platform's own, which its adapter names (the local stack's state file).
+    pub url: Option<url::Url>,
     /// Each request's limit (default 10 s), also sent as the query's server-side `timeout`.
     pub timeout: Duration,
     /// Sent with every request (an `Authorization`): `${ENV}` references, redacted.

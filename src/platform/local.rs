@@ -227,3 +227,14 @@ pub(crate) fn announce_scrape(
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(Some(ScrapeAnnouncement { path }))
 }
+
+/// The URL of the local stack's Prometheus, from its state file.
+pub(crate) fn prometheus_url(configured: Option<&Path>) -> Result<url::Url, String> {
+    let path = state_path(configured);
+    let state = StackState::load(&path)?;
+    let port = state
+        .prometheus
+        .and_then(|p| p.port)
+        .ok_or_else(|| format!("{} names no Prometheus", path.display()))?;
+    url::Url::parse(&format!("http://127.0.0.1:{port}")).map_err(|e| e.to_string())
+}

@@ -60,13 +60,16 @@ impl Puller {
         plan: &PrometheusPlan,
         trust: Option<&crate::engine::tls::Trust>,
     ) -> Result<Puller, String> {
-        let pin = plan
-            .resolved
-            .map(|address| (plan.url.host_str().unwrap_or_default(), address));
+        let host = plan
+            .url
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .unwrap_or_default();
+        let pin = plan.resolved.map(|address| (host, address));
         let client = crate::engine::tls::control_plane(trust, pin, plan.timeout)?;
         Ok(Puller {
             client,
-            base: plan.url.clone(),
+            base: plan.url.clone().ok_or("no Prometheus url")?,
             headers: plan.headers.clone(),
             timeout: plan.timeout,
         })

@@ -150,6 +150,7 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     if let Some(listen) = options.metrics_listen {
         plan.output.prometheus.listen = Some(listen);
     }
+    warnings.extend(platform_prometheus(&mut plan));
     allow_monitoring(&mut plan)?;
     let seed = options.seed.unwrap_or(plan.seed);
     let workers = options
@@ -162,6 +163,29 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         workers,
         warnings,
     })
+}
+
+/// `[prometheus]` without a `url` reads the platform's own: the local stack's, from its
+/// state file. When there is none, the run goes on and says why nothing will be read.
+fn platform_prometheus(plan: &mut Plan) -> Option<String> {
+    let prometheus = plan.prometheus.as_mut()?;
+    if prometheus.url.is_some() {
+        return None;
+    }
+    if plan.chaos.platform != crate::plan::chaos::PlatformKind::Local {
+        return Some(
+            "[prometheus] has no `url` and only the local stack's Prometheus is found without one: the platform's metrics will not be read".into(),
+        );
+    }
+    match crate::platform::local::prometheus_url(plan.chaos.stack_state.as_deref()) {
+        Ok(url) => {
+            prometheus.url = Some(url);
+            None
+        }
+        Err(why) => Some(format!(
+            "[prometheus] has no `url` and the local stack's Prometheus was not found ({why}): the platform's metrics will not be read"
+        )),
+    }
 }
 
 /// The monitoring hosts loadgen talks to besides the target — a remote-write receiver, the
@@ -180,7 +204,7 @@ fn allow_monitoring(plan: &mut Plan) -> Result<(), RunError> {
             remote.resolved = Some(address);
         }
     }
-    if let Some(url) = plan.prometheus.as_ref().map(|p| p.url.clone()) {
+    if let Some(url) = plan.prometheus.as_ref().and_then(|p| p.url.clone()) {
         let address = allowed_host(plan, &url, "[prometheus] url")?;
         if let Some(prometheus) = plan.prometheus.as_mut() {
             prometheus.resolved = Some(address);

@@ -52,10 +52,19 @@ pub(super) async fn fetch(
         return None;
     }
     let mut data = ServerData {
-        url: prometheus.url.to_string(),
+        url: prometheus
+            .url
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         start_unix_ms: span.start_unix_ms,
         ..ServerData::default()
     };
+    if prometheus.url.is_none() {
+        let why =
+            "no Prometheus to read: [prometheus] names no `url` and the platform's was not found";
+        return Some(save(run_dir, failed(plan, data, why.into())));
+    }
     let puller = match Puller::new(prometheus, trust(plan, prometheus).as_ref()) {
         Ok(puller) => puller,
         Err(e) => return Some(save(run_dir, failed(plan, data, e))),

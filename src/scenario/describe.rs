@@ -85,7 +85,10 @@ fn describe_prometheus(plan: &Plan, out: &mut String) {
         let _ = writeln!(
             out,
             "server    Prometheus {} read after the load (scrape interval {})",
-            prometheus.url,
+            prometheus
+                .url
+                .as_ref()
+                .map_or("of the local stack".to_string(), ToString::to_string),
             prometheus
                 .scrape_interval
                 .map_or("asked from the server".to_string(), format_duration)

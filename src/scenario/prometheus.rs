@@ -15,7 +15,8 @@ use crate::util::units::parse_duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrometheus {
-    pub url: Spanned<String>,
+    /// Absent: the platform's Prometheus (the local stack's, found at prepare).
+    pub url: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub scrape_interval: Option<Spanned<String>>,
     pub ca_file: Option<Spanned<String>>,
@@ -39,22 +40,22 @@ pub(super) fn validate_prometheus(
     diagnostics: &mut Diagnostics,
 ) -> Option<PrometheusPlan> {
     let raw = raw?.get_ref();
-    let url = match url::Url::parse(raw.url.get_ref()) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
-            Some(url)
+    let url = raw.url.as_ref().and_then(|url| match url::Url::parse(url.get_ref()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+            Some(parsed)
         }
         Ok(_) => {
             diagnostics.push(
-                raw.url.span(),
+                url.span(),
                 "`url` must be an http:// or https:// URL with a host, such as http://127.0.0.1:9090",
             );
             None
         }
         Err(e) => {
-            diagnostics.push(raw.url.span(), format!("`url`: {e}"));
+            diagnostics.push(url.span(), format!("`url`: {e}"));
             None
         }
-    };
+    });
     let timeout = duration(raw.timeout.as_ref(), "timeout", diagnostics, |d| {
         (!d.is_zero() && d <= LONGEST_TIMEOUT)
             .then_some(())
@@ -76,8 +77,11 @@ pub(super) fn validate_prometheus(
     {
         diagnostics.push(file.span(), "`ca_file` only applies to an https:// url");
     }
+    if raw.url.is_some() && url.is_none() {
+        return None;
+    }
     Some(PrometheusPlan {
-        url: url?,
+        url,
         timeout,
         headers: raw
             .headers
