@@ -371,16 +371,7 @@ fn remote_write_carries_the_final_counts_into_prometheus() {
         &pushing(&format!("http://{}", server.addr), &receiver),
     );
     let out = workspace.out();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let output = crate::support::run_binary(&file, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("remote write"), "nothing lost: {stderr}");
@@ -456,16 +447,7 @@ fn a_receiver_that_is_down_loses_the_pushes_not_the_run() {
         ),
     );
     let out = workspace.out();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let output = crate::support::run_binary(&file, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     // Judged as it would be without the push: the failing objective's exit code.
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -61,41 +61,66 @@ fn json(path: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-#[test]
-fn observed_series_are_saved_listed_drawn_and_drawn_again_without_prometheus() {
+/// A finished run whose own `/metrics` a real Prometheus scraped. Bind `_workspace` and
+/// `_server` when destructuring: an unbound field is dropped at once (the run directory
+/// with it).
+struct Scraped {
+    code: Option<i32>,
+    stderr: String,
+    run_dir: std::path::PathBuf,
+    prometheus: Prometheus,
+    _workspace: Workspace,
+    _server: WebServer,
+}
+
+/// Runs `text(target, metrics port, Prometheus URL)` (the real binary, `--quiet`) against a
+/// test server while a Prometheus scrapes the run's listener every `interval` — waiting
+/// for its first scrape first unless the interval is too long for that.
+fn scraped_run(interval: &str, text: impl Fn(&str, u16, &str) -> String) -> Scraped {
     let server = WebServer::start(Speaks::Http1);
     let workspace = Workspace::new();
     let metrics_port = free_port();
-    let prometheus = Prometheus::start(
-        workspace.dir.path(),
-        &format!(
-            "  - job_name: loadgen\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
+    let config = format!(
+        "  - job_name: loadgen\n    scrape_interval: {interval}\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
     );
+    let prometheus = match interval {
+        "1s" => Prometheus::start(workspace.dir.path(), &config),
+        _ => Prometheus::start_unwaited(workspace.dir.path(), &config),
+    };
     let file = workspace.write(
-        "observed.toml",
-        &scenario(
+        "scraped.toml",
+        &text(
             &format!("http://{}", server.addr),
             metrics_port,
             &format!("http://{}", prometheus.address),
         ),
     );
     let out = workspace.out();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let output = crate::support::run_binary(&file, &out);
+    Scraped {
+        code: output.status.code(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        run_dir: crate::support::only_entry(&out),
+        prometheus,
+        _workspace: workspace,
+        _server: server,
+    }
+}
+
+#[test]
+fn observed_series_are_saved_listed_drawn_and_drawn_again_without_prometheus() {
+    let Scraped {
+        code,
+        stderr,
+        run_dir,
+        prometheus,
+        _workspace,
+        _server,
+        ..
+    } = scraped_run("1s", scenario);
+    assert_eq!(code, Some(0), "{stderr}");
     // The broken query is said, not fatal.
     assert!(stderr.contains("[[observe]] `broken`"), "{stderr}");
-    let run_dir = crate::support::only_entry(&out);
 
     let saved = json(&run_dir.join("prometheus.json"));
     assert_eq!(saved["step_s"], 1.0);
@@ -183,16 +208,7 @@ fn a_prometheus_that_cannot_be_reached_is_recorded_and_the_run_judged() {
     );
     let out = workspace.out();
     let started = std::time::Instant::now();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let output = crate::support::run_binary(&file, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     // Without a scrape interval from the scenario or the server, 15 s is assumed: the wait
@@ -296,38 +312,17 @@ fn verdicts(summary: &Value) -> Vec<(String, String, String)> {
 
 #[test]
 fn query_objectives_are_judged_on_the_servers_points_and_again_without_it() {
-    let server = WebServer::start(Speaks::Http1);
-    let workspace = Workspace::new();
-    let metrics_port = free_port();
-    let prometheus = Prometheus::start(
-        workspace.dir.path(),
-        &format!(
-            "  - job_name: loadgen\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    );
-    let file = workspace.write(
-        "objectives.toml",
-        &with_objectives(
-            &format!("http://{}", server.addr),
-            metrics_port,
-            &format!("http://{}", prometheus.address),
-        ),
-    );
-    let out = workspace.out();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let Scraped {
+        code,
+        stderr,
+        run_dir,
+        prometheus,
+        _workspace,
+        _server,
+        ..
+    } = scraped_run("1s", with_objectives);
     // The failing query objective fails the run.
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let run_dir = crate::support::only_entry(&out);
+    assert_eq!(code, Some(1), "{stderr}");
     let summary = json(&run_dir.join("summary.json"));
     let judged = verdicts(&summary);
     assert!(
@@ -381,43 +376,17 @@ fn query_objectives_are_judged_on_the_servers_points_and_again_without_it() {
 
 #[test]
 fn a_window_the_server_did_not_scrape_twice_has_no_data_whatever_its_points_say() {
-    let server = WebServer::start(Speaks::Http1);
-    let workspace = Workspace::new();
-    let metrics_port = free_port();
     // Scraped every 30 s: over a 6 s run at most one sample, which the lookback repeats
     // into a point every second.
-    let prometheus = Prometheus::start_unwaited(
-        workspace.dir.path(),
-        &format!(
-            "  - job_name: loadgen\n    scrape_interval: 30s\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    );
-    let file = workspace.write(
-        "sparse.toml",
-        &with_objectives(
-            &format!("http://{}", server.addr),
-            metrics_port,
-            &format!("http://{}", prometheus.address),
-        ),
-    );
-    let out = workspace.out();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "no_data fails the run: {stderr}"
-    );
-    let run_dir = crate::support::only_entry(&out);
+    let Scraped {
+        code,
+        stderr,
+        run_dir,
+        _workspace,
+        _server,
+        ..
+    } = scraped_run("30s", with_objectives);
+    assert_eq!(code, Some(1), "no_data fails the run: {stderr}");
     let summary = json(&run_dir.join("summary.json"));
     for verdict in summary["slos"].as_array().unwrap() {
         if verdict["name"] == "fast" {
