@@ -136,7 +136,7 @@ fn judged_verdict(
         .or_else(|| {
             judged
                 .iter()
-                .min_by(|a, b| margin(objective, a.1).total_cmp(&margin(objective, b.1)))
+                .min_by(|a, b| headroom(objective, a.1).total_cmp(&headroom(objective, b.1)))
         })
         .expect("judged is not empty");
     let failing: Vec<String> = judged
@@ -172,18 +172,13 @@ fn judged_verdict(
         value: Some(*value),
         value_text: value_text(objective.unit, *value),
         passed: passes(*value),
-        margin: (objective.threshold != 0.0).then(|| margin(objective, *value)),
+        margin: objective.op.margin(*value, objective.threshold),
     }];
     verdict
 }
 
-/// How far `value` is inside the objective, relative to the threshold (negative past it).
-fn margin(objective: &ServerObjective, value: f64) -> f64 {
-    let room = match objective.op {
-        crate::plan::slo::Op::Lt | crate::plan::slo::Op::Le => objective.threshold - value,
-        crate::plan::slo::Op::Gt | crate::plan::slo::Op::Ge => value - objective.threshold,
-    };
-    room / objective.threshold.abs().max(f64::MIN_POSITIVE)
+fn headroom(objective: &ServerObjective, value: f64) -> f64 {
+    objective.op.headroom(value, objective.threshold)
 }
 
 fn verdict(

@@ -466,6 +466,13 @@ impl Plan {
         }
     }
 
+    /// Whether the run reads the platform's Prometheus after its load: `[prometheus]` with
+    /// something to read (`[[observe]]` or a query objective).
+    pub fn reads_server(&self) -> bool {
+        self.prometheus.is_some()
+            && (!self.observe.is_empty() || self.slos.iter().any(|s| s.server.is_some()))
+    }
+
     pub fn step_count(&self) -> usize {
         self.journeys.iter().map(|j| j.steps.len()).sum()
     }

@@ -124,16 +124,7 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     if let Some(why) = plan.target.protocol.mismatch(base.tls) {
         return Err(RunError::BadInput(format!("target {base}: protocol {why}")));
     }
-    let address = plan
-        .target
-        .allow
-        .resolve(&base.host, base.port)
-        .map_err(RunError::BadInput)?;
-    if let Some((allow, at)) = &plan.target.policy_allow {
-        allow.resolve(&base.host, base.port).map_err(|e| {
-            RunError::BadInput(format!("{e} — refused by the operator policy {at}"))
-        })?;
-    }
+    let address = allowed(&plan.target, &base.host, base.port).map_err(RunError::BadInput)?;
     if policy.is_none() {
         warnings.extend(widened(&plan));
     }
@@ -218,12 +209,21 @@ fn allowed_host(plan: &Plan, url: &url::Url, what: &str) -> Result<std::net::Soc
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(80);
-    let refused = |e: String| RunError::BadInput(format!("{what} {url}: {e}"));
-    let address = plan.target.allow.resolve(host, port).map_err(refused)?;
-    if let Some((allow, at)) = &plan.target.policy_allow {
+    allowed(&plan.target, host, port).map_err(|e| RunError::BadInput(format!("{what} {url}: {e}")))
+}
+
+/// The address `host:port` is reached at when the scenario's allow-list and the operator
+/// policy's both allow it (the target and every other host loadgen sends to), else why not.
+fn allowed(
+    target: &crate::plan::TargetPlan,
+    host: &str,
+    port: u16,
+) -> Result<std::net::SocketAddr, String> {
+    let address = target.allow.resolve(host, port)?;
+    if let Some((allow, at)) = &target.policy_allow {
         allow
             .resolve(host, port)
-            .map_err(|e| refused(format!("{e} — refused by the operator policy {at}")))?;
+            .map_err(|e| format!("{e} — refused by the operator policy {at}"))?;
     }
     Ok(address)
 }

@@ -46,11 +46,11 @@ pub(super) async fn fetch(
     span: &Span,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Option<ServerData> {
-    let prometheus = plan.prometheus.as_ref()?;
-    let objectives: Vec<&SloSpec> = plan.slos.iter().filter(|s| s.server.is_some()).collect();
-    if plan.observe.is_empty() && objectives.is_empty() {
+    if !plan.reads_server() {
         return None;
     }
+    let prometheus = plan.prometheus.as_ref()?;
+    let objectives: Vec<&SloSpec> = plan.slos.iter().filter(|s| s.server.is_some()).collect();
     let mut data = ServerData {
         url: prometheus
             .url

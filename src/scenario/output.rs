@@ -10,7 +10,6 @@ use toml::Spanned;
 
 use crate::plan::output::{OutputPlan, PrometheusOut, RemoteWrite};
 use crate::util::diag::Diagnostics;
-use crate::util::units::parse_duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,23 +46,17 @@ pub(super) fn validate(
             .map_err(|e| diagnostics.push(listen.span(), format!("`listen`: {e}")))
             .ok()
     });
-    let interval = match &prometheus.push_interval {
-        None => RemoteWrite::DEFAULT_INTERVAL,
-        Some(text) => match parse_duration(text.get_ref()) {
-            Ok(d) if d >= Duration::from_secs(1) && d <= LONGEST_INTERVAL => d,
-            Ok(_) => {
-                diagnostics.push(
-                    text.span(),
-                    "`push_interval` must be from 1s to 60s (a receiver calls a series stale after 5 minutes)",
-                );
-                RemoteWrite::DEFAULT_INTERVAL
-            }
-            Err(e) => {
-                diagnostics.push(text.span(), format!("`push_interval`: {e}"));
-                RemoteWrite::DEFAULT_INTERVAL
-            }
+    let interval = super::prometheus::duration(
+        prometheus.push_interval.as_ref(),
+        "push_interval",
+        diagnostics,
+        |d| {
+            (d >= Duration::from_secs(1) && d <= LONGEST_INTERVAL)
+                .then_some(())
+                .ok_or("from 1s to 60s (a receiver calls a series stale after 5 minutes)")
         },
-    };
+    )
+    .unwrap_or(RemoteWrite::DEFAULT_INTERVAL);
     let remote_write =
         prometheus
             .remote_write

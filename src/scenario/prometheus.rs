@@ -98,7 +98,7 @@ pub(super) fn validate_prometheus(
 }
 
 /// A duration setting, checked by `valid` (which says the range when it refuses).
-fn duration(
+pub(super) fn duration(
     raw: Option<&Spanned<String>>,
     key: &str,
     diagnostics: &mut Diagnostics,

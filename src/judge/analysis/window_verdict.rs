@@ -73,7 +73,7 @@ fn window_measured(c: &Condition, observed: &Observed<'_>) -> Measured {
         value,
         value_text,
         passed: value.is_some_and(|v| c.holds(v)),
-        margin: value.and_then(|v| margin(c, v)),
+        margin: value.and_then(|v| c.op.margin(v, c.threshold)),
     }
 }
 
@@ -178,17 +178,4 @@ fn too_little(
             short.join("; ")
         )
     })
-}
-
-/// `(threshold − value) / threshold` for an upper bound, the reverse for a lower one.
-fn margin(condition: &crate::plan::slo::Condition, value: f64) -> Option<f64> {
-    let threshold = condition.threshold;
-    if threshold == 0.0 || !value.is_finite() {
-        return None;
-    }
-    let headroom = match condition.op {
-        crate::plan::slo::Op::Lt | crate::plan::slo::Op::Le => threshold - value,
-        crate::plan::slo::Op::Gt | crate::plan::slo::Op::Ge => value - threshold,
-    };
-    Some(headroom / threshold.abs())
 }

@@ -223,6 +223,22 @@ impl Op {
         }
     }
 
+    /// How far `measured` is inside the bound: `threshold − measured` for an upper bound,
+    /// the reverse for a lower one (negative past it).
+    pub fn headroom(self, measured: f64, threshold: f64) -> f64 {
+        match self {
+            Op::Lt | Op::Le => threshold - measured,
+            Op::Gt | Op::Ge => measured - threshold,
+        }
+    }
+
+    /// The headroom relative to the threshold, which a report ranks objectives by; `None`
+    /// for a zero threshold or a value that is not a number.
+    pub fn margin(self, measured: f64, threshold: f64) -> Option<f64> {
+        (threshold != 0.0 && measured.is_finite())
+            .then(|| self.headroom(measured, threshold) / threshold.abs())
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             Op::Lt => "<",

@@ -127,9 +127,7 @@ impl Supervisor {
         plan: &crate::plan::Plan,
         span: &crate::run::server::Span,
     ) {
-        if plan.prometheus.is_none()
-            || (plan.observe.is_empty() && plan.slos.iter().all(|s| s.server.is_none()))
-        {
+        if !plan.reads_server() {
             return;
         }
         self.progress

@@ -274,7 +274,7 @@ impl Supervisor {
     }
 
     fn accept(&mut self, mut report: crate::metrics::WorkerReport) {
-        if let Some(exporter) = &self.exporter {
+        if let Some(exporter) = self.exporter.as_ref().filter(|_| !report.acks.is_empty()) {
             exporter.update(|e| {
                 for ack in &report.acks {
                     e.acknowledged(usize::from(ack.kind), 1);
