@@ -482,15 +482,12 @@ fn a_receiver_off_the_allow_list_is_refused_before_anything_is_sent() {
         ),
     );
     let out = workspace.out();
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let output = crate::support::loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::support::prometheus::Prometheus;
 use crate::support::web::{Speaks, WebServer};
-use crate::support::{Workspace, json_block, loadgen_command};
+use crate::support::{Workspace, json_block};
 
 /// A port free a moment ago (Prometheus's static config needs it before the run starts).
 fn free_port() -> u16 {
@@ -170,10 +170,7 @@ fn observed_series_are_saved_listed_drawn_and_drawn_again_without_prometheus() {
     // Prometheus gone: `loadgen report` judges and draws the same from the saved file.
     drop(prometheus);
     std::fs::remove_file(run_dir.join("report.html")).unwrap();
-    let again = loadgen_command()
-        .args(["report", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let again = crate::support::loadgen(&["report", run_dir.to_str().unwrap()]);
     assert_eq!(
         again.status.code(),
         Some(0),
@@ -254,15 +251,12 @@ query = "up"
 unit = "ms"
 "#,
     );
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let output = crate::support::loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        workspace.out().to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -361,10 +355,7 @@ fn query_objectives_are_judged_on_the_servers_points_and_again_without_it() {
 
     // Prometheus gone: `loadgen report` gives the same verdicts from the saved data.
     drop(prometheus);
-    let again = loadgen_command()
-        .args(["report", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let again = crate::support::loadgen(&["report", run_dir.to_str().unwrap()]);
     assert_eq!(
         again.status.code(),
         Some(1),
@@ -431,15 +422,12 @@ objective = "p99 < 250ms"
 scope = "j"
 "#,
     );
-    let output = loadgen_command()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            workspace.out().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let output = crate::support::loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        workspace.out().to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
